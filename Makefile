@@ -1,0 +1,28 @@
+# Two entry points: `make demo` (plan -> approve -> run -> gate -> promote on the embedded tiny model)
+# and `make test`. Both build .venv on first use. torch is installed first and pinned: an unpinned
+# torch (or a package that asks for a newer one) pulls a multi-GB CUDA build.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_VERSION := 2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install -q -e ".[train,dev]" "torch==$(TORCH_VERSION)"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/sftplan demo --out demo-out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+clean:
+	rm -rf demo-out .pytest_cache

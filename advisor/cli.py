@@ -1,0 +1,67 @@
+"""The `sftplan` command: argument parsing, exit codes, nothing clever.
+
+Each group of subcommands lives in its own module with ``register(subparsers)``; a handler takes
+the parsed args and returns an exit code. Bad input anywhere raises ``UserError``: one line on
+stderr, exit 2, no traceback. The executor's module registers without importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from advisor.errors import UserError
+
+# Modules that add subcommands, in help order.
+COMMAND_MODULES = (
+    "advisor.cli_estimate",  # estimate
+    "advisor.cli_plan",  # plan, render, explain, diff, catalog, approve, verify
+    "executor.cli",  # run, promote, demo
+    "advisor.tui.cli",  # tui
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse would print usage first)
+        sys.stderr.write(f"{self.prog}: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sftplan", description="Plan, price, approve and run full supervised fine-tuning.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a face not built yet in this checkout
+            if exc.name == name:
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        argv = ["tui"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        sys.stderr.write(f"sftplan: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("sftplan: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
