@@ -1,0 +1,274 @@
+"""The advisor's rules: one small function per rule, each returning a Finding that cites its sentence.
+
+Sentences are quoted verbatim from the practitioner's guide (../shared/SOURCES.md). Where the guide
+gives no number (epochs, the LoRA learning rate itself, batch size), the rule says it is a house
+default or names the paper it takes the number from. Rules judge; they never validate input.
+"""
+
+from __future__ import annotations
+
+from advisor.models import Checkpointing, DeployCheck, Evaluation, Finding, PlanRequest
+
+# --------------------------------------------------------------------------- the guide's sentences
+S_PARALLEL = (
+    "FSDP for 8B to 70B on 8 GPUs. DeepSpeed ZeRO-3 with CPU offload when you barely overflow VRAM. "
+    "Megatron-LM only at frontier scale and only if you already run NVIDIA's stack."
+)
+S_MULTINODE = "Multi-node FSDP or DeepSpeed ZeRO-3, checkpoint at every epoch, eval gate before any deploy."
+S_FULL_WHEN = (
+    "When LoRA has been tried and benchmarked below the bar, when you are training a new tokenizer surface, "
+    "when you need a deeply re-tasked base (rare in 2026), when you have the data volume (>10k) and the "
+    "compute to support it."
+)
+S_LORA_WHEN = (
+    "Under 10k examples (memorization risk, LoRA wins on regularization), when LoRA cleared the bar "
+    "(do not pay the full SFT tax for marginal gain), when you need fast iteration cycles."
+)
+S_LORA_DEFAULT = (
+    "On most enterprise builds, LoRA at rank 16 with DoRA matches full SFT within 1 to 3 points at 1% of "
+    "the cost. Where the gap is real and the project requires it (hard reasoning, deep re-tasking), we move "
+    "to full SFT with eyes open."
+)
+S_SOME_ARE_NOT = (
+    "Most enterprise fine-tunes are well-served by a low-rank perturbation. Some are not: deep re-tasking "
+    "(changing the model's fundamental skill), training a new tokenizer's surface, or pushing past LoRA's "
+    "accuracy ceiling on hard reasoning. For those, full SFT updates every parameter directly."
+)
+S_HPARAMS = (
+    "Two orders of magnitude lower than LoRA. Cosine with 1% to 3% warmup. Weight decay 0.05 to 0.1. "
+    "Aggressive LR destroys alignment on Instruct bases."
+)
+S_CHECKPOINT = (
+    "Disk is cheap, model regret is not. Keep at least the last 3 epoch checkpoints. "
+    "Run the golden eval set after each."
+)
+S_GATE = (
+    "Standard benchmarks (MMLU-Pro, IFEval), domain golden set, safety eval (HarmBench), bias audit. "
+    "Full SFT can drop on benchmarks you did not train for, the suite catches it."
+)
+S_QLORA_LR = "QLoRA (Dettmers et al., 2023), Table 9: LoRA learning rate 2e-4 for 7B-13B, 1e-4 for 33B-65B"
+S_HOUSE = "sftplan house default (the guide gives no number for this)"
+S_MEMORY = "sftplan memory estimate (ZeRO, Rajbhandari et al. 2020; activations per Korthikanti et al. 2022)"
+
+MIN_FULL_SFT_EXAMPLES = 10_000
+FRONTIER_PARAMS = 175 * 10**9  # GPT-3 scale and above: where tensor + pipeline parallelism pays off
+FULL_SFT_GOALS = ("lora-below-bar", "new-tokenizer", "deep-retask", "hard-reasoning")
+LORA_GOALS = ("lora-cleared-bar", "fast-iteration")
+GLOBAL_BATCH_TOKENS_TARGET = 256 * 1024  # ~0.25M tokens per optimizer step: common for SFT at 7B-70B
+
+
+def _f(rule_id: str, verdict: str, why: str, source: str, overridden: bool = False) -> Finding:
+    return Finding(rule_id=rule_id, verdict=verdict, why=why, source=source, overridden=overridden)
+
+
+def _n(x: float) -> str:
+    """Human count: 5,000 / 8.0B / 1.2M."""
+    if x >= 1e9:
+        return f"{x / 1e9:.1f}B"
+    if x >= 1e6:
+        return f"{x / 1e6:.1f}M"
+    return f"{int(x):,}"
+
+
+# --------------------------------------------------------------------------- method
+def rule_under_10k(req: PlanRequest) -> Finding | None:
+    n = req.dataset.examples
+    if n >= MIN_FULL_SFT_EXAMPLES:
+        return None
+    return _f("method.under-10k", "lora", f"{n:,} examples is under 10k: memorization risk, LoRA regularizes", S_LORA_WHEN)
+
+
+def rule_lora_cleared_bar(req: PlanRequest) -> Finding | None:
+    if "lora-cleared-bar" not in req.goals:
+        return None
+    return _f("method.lora-cleared-bar", "lora", "goal lora-cleared-bar: LoRA already met the bar; full SFT would buy a marginal gain", S_LORA_WHEN)
+
+
+def rule_fast_iteration(req: PlanRequest) -> Finding | None:
+    if "fast-iteration" not in req.goals:
+        return None
+    return _f("method.fast-iteration", "lora", "goal fast-iteration: LoRA runs are shorter and cheaper to repeat", S_LORA_WHEN)
+
+
+def rule_full_sft_reasons(req: PlanRequest) -> Finding | None:
+    reasons = [g for g in req.goals if g in FULL_SFT_GOALS]
+    if not reasons:
+        return None
+    source = S_SOME_ARE_NOT if {"deep-retask", "hard-reasoning", "new-tokenizer"} & set(reasons) else S_FULL_WHEN
+    return _f("method.full-sft-reason", "full-sft", f"goal(s) {', '.join(reasons)}: a low-rank update is not enough", source)
+
+
+def rule_data_volume(req: PlanRequest) -> Finding | None:
+    n = req.dataset.examples
+    if n < MIN_FULL_SFT_EXAMPLES:
+        return None
+    return _f("method.data-volume", "full-sft-possible", f"{n:,} examples is over 10k: enough data for full SFT", S_FULL_WHEN)
+
+
+def rule_budget_covers(req: PlanRequest, full_sft_cost_usd: float | None) -> Finding | None:
+    """Full SFT needs 'the compute to support it': the cheapest full-SFT option within the budget."""
+    if req.budget_usd is None:
+        return None
+    if full_sft_cost_usd is None:
+        return _f("method.compute", "lora", "no full-SFT configuration fits the hardware allowed", S_FULL_WHEN)
+    if full_sft_cost_usd <= req.budget_usd:
+        return _f("method.compute", "full-sft-possible",
+                  f"cheapest full SFT ${full_sft_cost_usd:,.0f} is within the ${req.budget_usd:,.0f} budget", S_FULL_WHEN)
+    return _f("method.compute", "lora",
+              f"cheapest full SFT ${full_sft_cost_usd:,.0f} exceeds the ${req.budget_usd:,.0f} budget", S_FULL_WHEN)
+
+
+def rule_default_lora() -> Finding:
+    return _f("method.default-lora", "lora", "no reason for full SFT given: LoRA rank 16 with DoRA is the default", S_LORA_DEFAULT)
+
+
+def decide_method(req: PlanRequest, full_sft_cost_usd: float | None) -> tuple[str, list[Finding]]:
+    """Auto method from the rules; a forced --method is honoured and marks the rules it overrides."""
+    lora = [f for f in (rule_under_10k(req), rule_lora_cleared_bar(req), rule_fast_iteration(req)) if f]
+    full = rule_full_sft_reasons(req)
+    volume = rule_data_volume(req)
+    compute = rule_budget_covers(req, full_sft_cost_usd)
+    findings = [f for f in (*lora, full, volume, compute) if f]
+    if lora:
+        auto = "lora"
+    elif full and (compute is None or compute.verdict != "lora"):
+        auto = "full-sft"
+    else:
+        auto = "lora"
+        if not full:
+            findings.append(rule_default_lora())
+    if req.method == "auto" or req.method == auto:
+        return auto, findings
+    forced = req.method
+    out = []
+    for f in findings:
+        against = f.verdict in ("lora", "full-sft") and f.verdict != forced
+        out.append(f.model_copy(update={"overridden": True}) if against else f)
+    out.append(_f("method.forced", forced, f"--method {forced} given; the rules chose {auto}", "the request (--method)"))
+    return forced, out
+
+
+# --------------------------------------------------------------------------- parallelism
+def rule_parallelism(strategy: str, num_gpus: int, num_nodes: int, params: int, gpus_per_node: int) -> Finding:
+    size = _n(params)
+    if strategy == "single":
+        return _f("parallel.single-gpu", "single", f"{size} parameters fit one GPU", S_MEMORY)
+    if strategy == "ddp":
+        return _f("parallel.ddp", "ddp", f"{size} fits one GPU; {num_gpus} GPUs replicate it for speed (DDP)", S_MEMORY)
+    if strategy == "megatron":
+        return _f("parallel.megatron", "megatron", f"{size} is frontier scale and the team runs NVIDIA's stack", S_PARALLEL)
+    if strategy.startswith("zero3-offload"):
+        return _f("parallel.zero3-offload", strategy,
+                  f"{size} does not fit sharded on the GPUs allowed; it fits with the optimizer in host RAM on {num_gpus} GPU(s)",
+                  S_PARALLEL)
+    if num_nodes > 1:
+        return _f("parallel.multi-node", strategy,
+                  f"{size} sharded across {num_nodes} nodes x {gpus_per_node} GPUs ({num_gpus} GPUs)", S_MULTINODE)
+    return _f("parallel.fsdp", strategy, f"{size} does not fit one GPU; sharded on {num_gpus} GPUs of one node", S_PARALLEL)
+
+
+def rule_no_megatron(params: int, nvidia_stack: bool) -> Finding | None:
+    if params < FRONTIER_PARAMS or nvidia_stack:
+        return None
+    return _f("parallel.no-megatron", "fsdp",
+              f"{_n(params)} is frontier scale, but --nvidia-stack was not given: multi-node FSDP, not Megatron-LM",
+              S_PARALLEL)
+
+
+# --------------------------------------------------------------------------- hyperparameters
+def lora_learning_rate(params: int) -> float:
+    """The LoRA rate assumed for the model size (QLoRA's table; extrapolated outside 7B-65B)."""
+    if params < 1e9:
+        return 5e-4
+    if params <= 20e9:
+        return 2e-4
+    if params <= 100e9:
+        return 1e-4
+    return 5e-5
+
+
+def rule_learning_rate(params: int, base: str, override: float | None) -> tuple[float, list[Finding]]:
+    lora_lr = lora_learning_rate(params)
+    lr = lora_lr / 100
+    why = f"LoRA rate for {_n(params)} assumed {lora_lr:.0e} ({S_QLORA_LR}); two orders lower: {lr:.1e}"
+    findings = []
+    if base == "instruct":
+        lr /= 2
+        why += f"; halved for an Instruct base: {lr:.1e}"
+        findings.append(_f("hparams.instruct-alignment", "warning",
+                           "Instruct base: keep the learning rate low, aggressive LR destroys alignment; watch IFEval and HarmBench",
+                           S_HPARAMS))
+    findings.insert(0, _f("hparams.learning-rate", f"{lr:.1e}", why, S_HPARAMS, overridden=override is not None))
+    if override is not None:
+        findings.append(_f("hparams.learning-rate-override", f"{override:.1e}",
+                           f"--learning-rate {override:g} overrides the rules' {lr:.1e}", "the request (--learning-rate)"))
+        if override > lr * 3:
+            findings.append(_f("hparams.lr-too-high", "warning",
+                               f"--learning-rate {override:g} is {override / lr:.0f}x the rules' rate", S_HPARAMS))
+        lr = override
+    return lr, findings
+
+
+def rule_epochs(examples: int, given: int | None) -> tuple[int, Finding]:
+    if given is not None:
+        return given, _f("hparams.epochs", str(given), f"--epochs {given} given", "the request (--epochs)")
+    epochs = 3 if examples < 100_000 else 2 if examples < 1_000_000 else 1
+    why = f"{examples:,} examples: 3 epochs under 100k, 2 under 1M, 1 from 1M (more data, fewer passes)"
+    return epochs, _f("hparams.epochs", str(epochs), why, S_HOUSE)
+
+
+def rule_warmup(total_steps: int) -> tuple[float, Finding]:
+    ratio = 0.03 if total_steps < 1_000 else 0.02 if total_steps < 10_000 else 0.01
+    why = f"{total_steps:,} optimizer steps: warmup {ratio:.0%} ({max(1, round(total_steps * ratio))} steps), cosine decay"
+    return ratio, _f("hparams.schedule", f"cosine, warmup {ratio:.0%}", why, S_HPARAMS)
+
+
+def rule_weight_decay(examples: int) -> tuple[float, Finding]:
+    wd = 0.1 if examples < 100_000 else 0.05
+    why = f"{examples:,} examples: weight decay {wd} (more regularization for smaller data)"
+    return wd, _f("hparams.weight-decay", str(wd), why, S_HPARAMS)
+
+
+def global_batch_sequences(tokens_per_sequence: int, examples: int) -> int:
+    """Sequences per optimizer step for ~0.25M tokens, but at least ~20 steps per epoch on small data."""
+    target = max(1, GLOBAL_BATCH_TOKENS_TARGET // max(1, tokens_per_sequence))
+    return max(1, min(target, examples // 20 or 1))
+
+
+def rule_batch(micro: int, grad_accum: int, dp: int, seq_tokens: int, ac: bool) -> Finding:
+    gbs = micro * grad_accum * dp
+    why = (f"micro-batch {micro} x grad-accum {grad_accum} x {dp} data-parallel = {gbs} sequences "
+           f"(~{gbs * seq_tokens:,} tokens) per step; activation checkpointing {'on' if ac else 'off'} from the memory fit")
+    return _f("hparams.batch", f"{gbs} sequences/step", why, S_MEMORY)
+
+
+# --------------------------------------------------------------------------- checkpoints and evaluation
+def rule_checkpointing(bytes_per_checkpoint: int) -> tuple[Checkpointing, Finding]:
+    gib = bytes_per_checkpoint / 2**30
+    ck = Checkpointing(keep_last=3, disk_gib_per_checkpoint=round(gib, 2), disk_gib=round(gib * 3, 2))
+    why = f"checkpoint every epoch, keep the last 3: {gib:,.1f} GiB each (weights + optimizer), {gib * 3:,.1f} GiB of disk"
+    return ck, _f("checkpoint.every-epoch", "every epoch, keep 3", why, S_CHECKPOINT)
+
+
+DEPLOY_SUITE = (
+    ("MMLU-Pro", 2.0),
+    ("IFEval", 3.0),
+    ("golden set", 0.0),
+    ("HarmBench", 1.0),
+    ("bias audit", 1.0),
+)
+
+
+def rule_evaluation(req: PlanRequest) -> tuple[Evaluation, list[Finding]]:
+    suite = [DeployCheck(name=n, max_regression=r) for n, r in DEPLOY_SUITE]
+    ev = Evaluation(golden=req.golden, tolerance=req.gate_tolerance, min_golden_score=req.min_golden_score, deploy_suite=suite)
+    golden = req.golden.path if req.golden else "the golden set (none given yet: pass --golden)"
+    findings = [
+        _f("eval.golden-each-epoch", "after every epoch",
+           f"score {golden} after each epoch; stop if it regresses more than {req.gate_tolerance:.0%}", S_CHECKPOINT),
+        _f("eval.deploy-gate", "gate before deploy",
+           "deploy only if " + ", ".join(f"{n} drops <= {r:g} pts" for n, r in DEPLOY_SUITE), S_GATE),
+    ]
+    if req.golden is None:
+        findings.append(_f("eval.no-golden", "warning", "no --golden file: the epoch gate has nothing to score", S_CHECKPOINT))
+    return ev, findings
