@@ -70,3 +70,36 @@ def verify(plan: Plan) -> str:
             f"(approved {plan.approval.plan_sha256[:12]}, content now {actual[:12]})"
         )
     return ""
+
+
+def _flatten(value, prefix: str, out: dict) -> None:
+    """Dotted paths to leaf values; findings keyed by rule id, tiers and deploy checks by name."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for i, v in enumerate(value):
+            name = v.get("rule_id") or v.get("gpu") or v.get("name") or str(i)
+            _flatten(v, f"{prefix}[{name}]", out)
+    else:
+        out[prefix] = value
+
+
+def diff(a: Plan, b: Plan) -> list[tuple[str, object, object]]:
+    """What changed from plan ``a`` to plan ``b``: (dotted path, old, new), decisions first.
+
+    A path missing on one side has ``None`` there. The hash and approval stamp are not compared.
+    """
+    fa: dict = {}
+    fb: dict = {}
+    _flatten(a.model_dump(mode="json", exclude=_UNHASHED), "", fa)
+    _flatten(b.model_dump(mode="json", exclude=_UNHASHED), "", fb)
+    order = ("method", "recommended", "estimate", "closest", "hyperparameters", "findings", "tiers",
+             "lora_alternative", "checkpointing", "evaluation", "warnings", "request", "model")
+
+    def rank(path: str) -> tuple[int, str]:
+        head = path.split(".")[0].split("[")[0]
+        return (order.index(head) if head in order else len(order), path)
+
+    keys = sorted(set(fa) | set(fb), key=rank)
+    return [(k, fa.get(k), fb.get(k)) for k in keys if fa.get(k) != fb.get(k)]

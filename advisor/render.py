@@ -1,0 +1,193 @@
+"""Plan -> Markdown (for review in a pull request) and rich tables (for the terminal). Pure text.
+
+A reviewer reads the Markdown top to bottom in two minutes: the decision, why, the configuration,
+cost and time, the tiers, hyperparameters, checkpoints, the eval gate, the LoRA alternative,
+warnings and the approval status. Rounding happens here and only here.
+"""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from advisor.models import Plan, Recommended
+from advisor.planfile import compute_sha256
+
+_KEY_PREFIXES = ("method.", "parallel.", "constraints.", "fit.")
+
+
+def _usd(x: float | None) -> str:
+    return "-" if x is None else f"${x:,.2f}" if x < 100 else f"${x:,.0f}"
+
+
+def _hours(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x * 60:.1f} min" if x < 1 else f"{x:,.1f} h"
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,}"
+
+
+def config_str(c: Recommended | None) -> str:
+    if c is None:
+        return "-"
+    par = f", tp {c.tp} x pp {c.pp}" if c.strategy == "megatron" else ""
+    return (f"{c.num_gpus} x {c.gpu} ({c.num_nodes} node{'s' if c.num_nodes > 1 else ''}), {c.strategy}{par}, "
+            f"micro-batch {c.micro_batch_size} x accum {c.grad_accum}, checkpointing {'on' if c.activation_checkpointing else 'off'}")
+
+
+def approval_line(plan: Plan) -> str:
+    if plan.approval is None:
+        return "NOT APPROVED - review, then `sftplan approve plan.yaml --by NAME`"
+    if plan.approval.plan_sha256 != compute_sha256(plan):
+        return f"APPROVAL VOID - edited after approval by {plan.approval.by}"
+    return f"approved by {plan.approval.by} at {plan.approval.at}"
+
+
+def decision_line(plan: Plan) -> str:
+    method = "full SFT" if plan.method == "full-sft" else "LoRA r16 + DoRA"
+    if plan.method == "lora":
+        la = plan.lora_alternative
+        where = f" on {la.num_gpus} x {la.gpu} ({la.strategy}), {_hours(la.hours)}, {_usd(la.cost_usd)}" if la.gpu else ""
+        tail = f"; full SFT would be {config_str(plan.recommended)}" if plan.recommended else ""
+        return f"{method}{where}{tail}"
+    if plan.recommended and plan.estimate:
+        return f"{method} on {config_str(plan.recommended)}: {_hours(plan.estimate.hours)}, {_usd(plan.estimate.cost_usd)}"
+    if plan.closest:
+        return f"{method}: no configuration meets the constraints. {plan.closest.why}"
+    return f"{method}: no configuration fits"
+
+
+def _key_findings(plan: Plan):
+    return [f for f in plan.findings if f.rule_id.startswith(_KEY_PREFIXES)]
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return out + [""]
+
+
+def tier_rows(plan: Plan) -> list[list[str]]:
+    rows = []
+    for t in plan.tiers:
+        if not t.fits:
+            rows.append([t.gpu, "no", t.why_not or "-", "-", "-", "-", f"${t.usd_per_gpu_hour:.2f}", "-"])
+            continue
+        c = t.config
+        cfg = f"{c.num_gpus} GPU {c.strategy} mb{c.micro_batch_size}" if c else "-"
+        rows.append([t.gpu, "yes", cfg, f"{t.memory_per_gpu_gib:.1f}", _hours(t.hours), _usd(t.cost_usd),
+                     f"${t.usd_per_gpu_hour:.2f}", "yes" if t.meets_constraints else "no"])
+    return rows
+
+
+TIER_HEAD = ["tier", "fits", "best config (or why not)", "GiB/GPU", "time", "cost", "$/GPU-h", "meets"]
+
+
+def to_markdown(plan: Plan) -> str:
+    m, hp, ck, ev, la = plan.model, plan.hyperparameters, plan.checkpointing, plan.evaluation, plan.lora_alternative
+    L = [f"# SFT plan: {m.name} ({_params(m.params)} parameters, {m.family})", ""]
+    L += [f"**Decision:** {decision_line(plan)}", "", f"**Approval:** {approval_line(plan)}", "",
+          f"plan_sha256 `{plan.plan_sha256}` - catalog `{plan.catalog_sha256[:12] or '-'}`", ""]
+    L += ["## Why", ""]
+    for f in _key_findings(plan):
+        L.append(f"- **{f.rule_id}** -> {f.verdict}{' (overridden)' if f.overridden else ''}: {f.why}")
+    L += ["", "## Recommended configuration (full SFT, what `sftplan run` executes)", ""]
+    if plan.recommended and plan.estimate:
+        r, e = plan.recommended, plan.estimate
+        L += _md_table(["field", "value"], [
+            ["GPU", f"{r.num_gpus} x {r.gpu} ({r.num_nodes} node{'s' if r.num_nodes > 1 else ''})"],
+            ["strategy", r.strategy + (f" (tp {r.tp}, pp {r.pp})" if r.strategy == "megatron" else "")],
+            ["micro-batch x grad accum", f"{r.micro_batch_size} x {r.grad_accum}"],
+            ["activation checkpointing", "on" if r.activation_checkpointing else "off"], ["precision", r.precision]])
+        L += ["## Cost and time", ""]
+        L += _md_table(["estimate", "value"], [
+            ["memory per GPU", f"{e.memory_per_gpu_gib:.1f} GiB"], ["host RAM per node", f"{e.cpu_memory_per_node_gib:.1f} GiB"],
+            ["time", _hours(e.hours)], ["cost", _usd(e.cost_usd)], ["tokens", f"{e.tokens_total:,}"],
+            ["throughput", f"{e.tokens_per_s_per_gpu:,.0f} tokens/s/GPU, MFU {e.mfu:.0%}"],
+            ["steps", f"{e.steps_per_epoch:,} per epoch, {e.total_steps:,} total, {e.step_time_s:.2f} s each"]])
+    elif plan.closest:
+        c = plan.closest
+        L += [f"None meets the constraints. Closest: {config_str(c.config)} - {_hours(c.hours)}, {_usd(c.cost_usd)}; "
+              f"short by {_usd(c.shortfall_usd)} and {c.shortfall_hours:,.1f} h.", ""]
+    else:
+        L += ["Nothing fits: see the tiers table.", ""]
+    L += ["## GPU tiers", ""] + _md_table(TIER_HEAD, tier_rows(plan))
+    L += ["## Hyperparameters", ""]
+    L += _md_table(["field", "value", "chosen by"], [
+        ["learning_rate", f"{hp.learning_rate:.2e}", hp.chosen_by.get("learning_rate", "-")],
+        ["lr_scheduler", f"{hp.lr_scheduler}, warmup {hp.warmup_ratio:.0%}", hp.chosen_by.get("lr_scheduler", "-")],
+        ["weight_decay", f"{hp.weight_decay:g}", hp.chosen_by.get("weight_decay", "-")],
+        ["epochs", str(hp.epochs), hp.chosen_by.get("epochs", "-")],
+        ["max_seq_len", str(hp.max_seq_len), hp.chosen_by.get("max_seq_len", "-")],
+        ["global batch", f"{hp.global_batch_size} sequences (~{hp.global_batch_tokens:,} tokens)", hp.chosen_by.get("global_batch_size", "-")]])
+    L += ["## Checkpoints", "", f"Every {ck.every}, keep the last {ck.keep_last}: {ck.disk_gib_per_checkpoint:,.1f} GiB each, "
+          f"{ck.disk_gib:,.1f} GiB of disk.", ""]
+    L += ["## Evaluation gate", "",
+          f"Golden set {ev.golden.path + ' (' + str(ev.golden.rows) + ' rows)' if ev.golden else '(none given)'} after every "
+          f"{ev.after_every}; tolerance {ev.tolerance:.0%}" + (f", min score {ev.min_golden_score:g}" if ev.min_golden_score is not None else "") + ".", ""]
+    L += _md_table(["deploy check", "max regression (points)", "required"],
+                   [[d.name, f"{d.max_regression:g}", "yes" if d.required else "no"] for d in ev.deploy_suite])
+    L += ["## LoRA alternative", ""]
+    if la.gpu:
+        ratio = f"; full SFT costs {la.full_sft_cost_ratio:.1f}x this" if la.full_sft_cost_ratio else ""
+        L += [f"LoRA rank {la.rank}{' + DoRA' if la.dora else ''}: {la.num_gpus} x {la.gpu} ({la.strategy}), "
+              f"{la.memory_per_gpu_gib:.1f} GiB/GPU, {_hours(la.hours)}, {_usd(la.cost_usd)}{ratio}. {la.note}", ""]
+    else:
+        L += [la.note or "-", ""]
+    L += ["## Warnings", ""] + ([f"- {w}" for w in plan.warnings] or ["- none"]) + [""]
+    L += ["## All findings", ""] + explain_lines(plan)
+    return "\n".join(L).rstrip() + "\n"
+
+
+def explain_lines(plan: Plan) -> list[str]:
+    out = []
+    for f in plan.findings:
+        over = " (overridden by the request)" if f.overridden else ""
+        out += [f"- **{f.rule_id}** -> {f.verdict}{over}: {f.why}", f"  - source: \"{f.source}\""]
+    return out + [""]
+
+
+def to_explain_text(plan: Plan) -> str:
+    lines = []
+    for f in plan.findings:
+        over = "  [overridden]" if f.overridden else ""
+        lines += [f"{f.rule_id}: {f.verdict}{over}", f"  why:    {f.why}", f"  source: {f.source}", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- terminal (rich)
+def renderables(plan: Plan) -> Group:
+    head = Text(f"{plan.model.name} ({_params(plan.model.params)}): ", style="bold") + Text(decision_line(plan))
+    why = Table(title="Why", show_header=False, expand=False)
+    for f in _key_findings(plan):
+        why.add_row(f.rule_id, f.verdict + (" (overridden)" if f.overridden else ""), f.why)
+    tiers = Table(title="GPU tiers (cheapest meeting the deadline, else fastest)")
+    for h in TIER_HEAD:
+        tiers.add_column(h, overflow="fold")
+    for r in tier_rows(plan):
+        tiers.add_row(*r, style="dim" if r[1] == "no" else None)
+    hp = plan.hyperparameters
+    hps = Table(title="Hyperparameters", show_header=False)
+    hps.add_row("learning rate", f"{hp.learning_rate:.2e}", hp.chosen_by.get("learning_rate", ""))
+    hps.add_row("schedule", f"cosine, warmup {hp.warmup_ratio:.0%}, weight decay {hp.weight_decay:g}", "hparams.schedule")
+    hps.add_row("epochs / seq", f"{hp.epochs} epochs, {hp.max_seq_len} tokens", "hparams.epochs")
+    hps.add_row("global batch", f"{hp.global_batch_size} seqs (~{hp.global_batch_tokens:,} tokens)", "hparams.batch")
+    la = plan.lora_alternative
+    tail = [Text(f"Checkpoints: every epoch, keep {plan.checkpointing.keep_last}, {plan.checkpointing.disk_gib:,.1f} GiB"),
+            Text(f"LoRA alternative: {la.num_gpus} x {la.gpu}, {_hours(la.hours)}, {_usd(la.cost_usd)}" if la.gpu else "LoRA alternative: -")]
+    tail += [Text(f"warning: {w}", style="yellow") for w in plan.warnings]
+    tail.append(Text(f"Approval: {approval_line(plan)}", style="bold"))
+    return Group(head, why, tiers, hps, *tail)
+
+
+def to_text(plan: Plan, width: int = 120) -> str:
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None, force_terminal=False).print(renderables(plan))
+    return buf.getvalue()
