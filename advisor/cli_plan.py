@@ -1,0 +1,167 @@
+"""`sftplan plan | render | explain | diff | catalog | approve | verify`: thin shells over the core.
+
+Exit codes: 0 done; 1 `verify` found the plan not approved or edited after approval; 2 bad input
+(one line on stderr, raised as UserError).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from advisor.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from advisor.request import add_request_arguments
+
+    p = subparsers.add_parser("plan", help="plan full SFT: method, hardware, cost, hyperparameters, eval gate")
+    add_request_arguments(p)
+    p.add_argument("-o", "--output", metavar="PLAN_YAML", help="write the plan (and PLAN.md beside it)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON on stdout")
+    p.set_defaults(func=cmd_plan)
+
+    p = subparsers.add_parser("render", help="a plan as Markdown for review")
+    p.add_argument("plan")
+    p.add_argument("--format", choices=["md", "text"], default="md")
+    p.set_defaults(func=cmd_render)
+
+    p = subparsers.add_parser("explain", help="every finding of a plan with its source sentence")
+    p.add_argument("plan")
+    p.set_defaults(func=cmd_explain)
+
+    p = subparsers.add_parser("diff", help="what changed between two plans: decisions, config, cost")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.set_defaults(func=cmd_diff)
+
+    p = subparsers.add_parser("catalog", help="GPU tiers with prices and their dates")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_catalog)
+
+    p = subparsers.add_parser("approve", help="stamp a plan as approved (by, at, plan_sha256)")
+    p.add_argument("plan")
+    p.add_argument("--by", required=True, metavar="NAME")
+    p.set_defaults(func=cmd_approve)
+
+    p = subparsers.add_parser("verify", help="exit 0 if the plan is approved and unchanged since")
+    p.add_argument("plan")
+    p.set_defaults(func=cmd_verify)
+
+
+def _print(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from advisor.catalog import load_catalog
+    from advisor.planfile import write_plan
+    from advisor.planner import plan
+    from advisor.render import renderables, to_markdown
+    from advisor.request import build_request
+    from advisor.yamlio import atomic_write_text
+
+    request = build_request(args)
+    result = plan(request, load_catalog())
+    if args.output:
+        out = Path(args.output)
+        if out.is_dir():
+            raise UserError(f"-o {out}: is a directory, give a file name such as plan.yaml")
+        result = write_plan(result, out)
+        atomic_write_text(out.with_suffix(".md"), to_markdown(result))
+    if args.json:
+        _print(json.dumps(result.model_dump(mode="json"), indent=2))
+        return 0
+    from rich.console import Console
+
+    console = Console()
+    console.print(renderables(result))
+    if args.output:
+        console.print(f"wrote {args.output} and {Path(args.output).with_suffix('.md')}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from advisor.planfile import read_plan
+    from advisor.render import to_markdown, to_text
+
+    p = read_plan(args.plan)
+    _print(to_markdown(p) if args.format == "md" else to_text(p))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from advisor.planfile import read_plan
+    from advisor.render import to_explain_text
+
+    _print(to_explain_text(read_plan(args.plan)))
+    return 0
+
+
+def _short(v: object) -> str:
+    s = json.dumps(v) if not isinstance(v, str) else v
+    return s if len(s) <= 80 else s[:77] + "..."
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from advisor.planfile import diff, read_plan
+
+    a, b = read_plan(args.a), read_plan(args.b)
+    changes = diff(a, b)
+    if not changes:
+        _print("no differences in planned content")
+        return 0
+    lines = [f"{args.a} -> {args.b}: {len(changes)} change(s)"]
+    for path, old, new in changes:
+        if old is None:
+            lines.append(f"+ {path}: {_short(new)}")
+        elif new is None:
+            lines.append(f"- {path}: {_short(old)}")
+        else:
+            lines.append(f"~ {path}: {_short(old)} -> {_short(new)}")
+    _print("\n".join(lines))
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from advisor.catalog import load_catalog
+
+    cat = load_catalog()
+    gpus = [cat.gpus[k] for k in cat.gpus]
+    if args.json:
+        _print(json.dumps({"sha256": cat.sha256, "gpus": [g.model_dump(mode="json") for g in gpus]}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"GPU tiers (catalog {cat.sha256[:12]})")
+    for h in ("id", "name", "GiB", "BF16 TFLOPS", "GPUs/node", "max nodes", "$/GPU-h", "price as of", "price source"):
+        t.add_column(h, overflow="fold")
+    for g in gpus:
+        t.add_row(g.id, g.name, f"{g.hbm_gib:g}", f"{g.peak_bf16_dense_tflops:g}", str(g.gpus_per_node), str(g.max_nodes),
+                  f"{g.usd_per_gpu_hour:.2f}", g.price_as_of, g.price_source)
+    Console().print(t)
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from advisor.planfile import approve, read_plan, write_plan
+
+    p = approve(read_plan(args.plan), args.by)
+    write_plan(p, args.plan)
+    _print(f"approved {args.plan} by {p.approval.by} at {p.approval.at} (plan_sha256 {p.plan_sha256[:12]})")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from advisor.planfile import read_plan, verify
+
+    p = read_plan(args.plan)
+    problem = verify(p)
+    if problem:
+        sys.stderr.write(f"sftplan: {args.plan}: {problem}\n")
+        return 1
+    _print(f"{args.plan}: approved by {p.approval.by} at {p.approval.at}, intact (plan_sha256 {p.plan_sha256[:12]})")
+    return 0

@@ -1,0 +1,224 @@
+"""The planner's search over one GPU tier: GPU counts x strategies x micro-batch x activation checkpointing.
+
+Pruning (so the whole plan stays well under 50 ms):
+- strategies come from the parallelism rule (single/DDP if one GPU holds the model, else FSDP;
+  ZeRO-3 offload only when nothing fits sharded on the tier; Megatron only when asked for);
+- memory per GPU does not grow with the GPU count, so the smallest count that fits is found by
+  bisection at the smallest footprint (micro-batch 1, checkpointing on);
+- micro-batch and checkpointing are chosen once, at that count, and reused for larger counts;
+- every estimate is cached by its configuration.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from advisor.errors import UserError
+from advisor.estimate import estimate
+from advisor.models import Estimate, GpuSpec, PlanRequest, Recommended, TrainConfig
+
+_GIB = 2**30
+MICRO_BATCHES = (1, 2, 4, 8, 16)
+SHARDED_MULTI = ("ddp", "fsdp", "zero2", "zero3")  # need at least 2 GPUs unless the count is pinned
+
+
+@dataclass(frozen=True)
+class Cand:
+    gpu: GpuSpec
+    num_gpus: int
+    strategy: str
+    mb: int
+    ga: int
+    ac: bool
+    tp: int
+    pp: int
+    seq_len: int
+    est: Estimate
+    hours: float
+    cost_usd: float
+
+    @property
+    def num_nodes(self) -> int:
+        return max(1, math.ceil(self.num_gpus / self.gpu.gpus_per_node))
+
+    @property
+    def dp(self) -> int:
+        return max(1, self.num_gpus // (self.tp * self.pp))
+
+    def key(self) -> tuple:
+        return (self.gpu.id, self.num_gpus, self.strategy, self.mb, self.ac, self.tp, self.pp)
+
+
+def rec_of(c: Cand, precision: str) -> Recommended:
+    return Recommended(gpu=c.gpu.id, num_gpus=c.num_gpus, num_nodes=c.num_nodes, strategy=c.strategy,
+                       micro_batch_size=c.mb, grad_accum=c.ga, activation_checkpointing=c.ac, tp=c.tp, pp=c.pp,
+                       precision=precision)
+
+
+def _ok(e: Estimate | None) -> bool:
+    return e is not None and e.fits and e.cpu_fits and e.tokens_per_s_per_gpu > 0
+
+
+class Search:
+    def __init__(self, model, req: PlanRequest, seq_len: int, tokens_total: int, gbs_target: int,
+                 trainable: str, megatron: bool):
+        self.model, self.req, self.seq_len = model, req, seq_len
+        self.tokens_total, self.gbs_target = tokens_total, gbs_target
+        self.trainable, self.megatron = trainable, megatron
+        self.cache: dict[tuple, Estimate | None] = {}
+        self.why_not: dict[str, str] = {}
+        self.calls = 0
+
+    # ------------------------------------------------------------------ one estimate
+    def _ga(self, n: int, mb: int, tp: int, pp: int) -> int:
+        dp = max(1, n // (tp * pp))
+        return max(1, math.ceil(self.gbs_target / (mb * dp)))
+
+    def est(self, gpu: GpuSpec, n: int, s: str, mb: int, ac: bool, tp: int = 1, pp: int = 1) -> Estimate | None:
+        ga = self._ga(n, mb, tp, pp)
+        key = (gpu.id, n, s, mb, ac, tp, pp, ga)
+        if key in self.cache:
+            return self.cache[key]
+        self.calls += 1
+        try:
+            cfg = TrainConfig(num_gpus=n, strategy=s, precision=self.req.precision, seq_len=self.seq_len,
+                              micro_batch_size=mb, grad_accum=ga, activation_checkpointing=ac, tp=tp, pp=pp,
+                              trainable=self.trainable, lora_rank=16)
+            e = estimate(self.model, gpu, cfg)
+        except (ValidationError, UserError, ValueError, ZeroDivisionError):
+            e = None
+        self.cache[key] = e
+        return e
+
+    def cand(self, gpu: GpuSpec, n: int, s: str, mb: int, ac: bool, tp: int = 1, pp: int = 1) -> Cand | None:
+        e = self.est(gpu, n, s, mb, ac, tp, pp)
+        if not _ok(e):
+            return None
+        hours = self.tokens_total / (e.tokens_per_s_per_gpu * n) / 3600
+        return Cand(gpu, n, s, mb, self._ga(n, mb, tp, pp), ac, tp, pp, self.seq_len, e, hours,
+                    hours * n * gpu.usd_per_gpu_hour)
+
+    # ------------------------------------------------------------------ the tier
+    def counts(self, gpu: GpuSpec) -> list[int]:
+        if self.req.num_gpus:
+            return [self.req.num_gpus]
+        per = gpu.gpus_per_node
+        cs = sorted({c for c in (1, 2, 4, 8) if c <= per} | {per})
+        cs += [k * per for k in range(2, gpu.max_nodes + 1)]
+        return [c for c in cs if c <= self.req.max_gpus]
+
+    def tier(self, gpu: GpuSpec, quick: bool = False) -> list[Cand]:
+        counts = self.counts(gpu)
+        if not counts:
+            self.why_not[gpu.id] = f"--max-gpus {self.req.max_gpus} allows no GPU count"
+            return []
+        if self.req.strategy:
+            return self._strategy(gpu, self.req.strategy, counts, quick) or self._record(gpu, self.req.strategy, counts)
+        out: list[Cand] = []
+        if self.megatron and gpu.megatron_supported:
+            out += self._megatron(gpu, counts, quick)
+        if _ok(self.est(gpu, 1, "single", 1, True)):
+            if 1 in counts:
+                out += self._strategy(gpu, "single", counts, quick)
+            if not quick or not out:
+                out += self._strategy(gpu, "ddp", counts, quick)
+            return out
+        out += self._strategy(gpu, "fsdp", counts, quick)
+        if not any(c.strategy == "fsdp" for c in out):
+            out += self._strategy(gpu, "zero3-offload", counts, quick)
+        return out or self._record(gpu, "zero3-offload", counts)
+
+    def _valid(self, s: str, counts: list[int]) -> list[int]:
+        if s == "single":
+            return [n for n in counts if n == 1]
+        if s in SHARDED_MULTI and not self.req.num_gpus:
+            return [n for n in counts if n >= 2]
+        return counts
+
+    def _first_fit(self, gpu: GpuSpec, s: str, valid: list[int]) -> int | None:
+        """Index of the smallest count that fits at the smallest footprint (bisection)."""
+        if not valid or not _ok(self.est(gpu, valid[-1], s, 1, True)):
+            return None
+        lo, hi = 0, len(valid) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if _ok(self.est(gpu, valid[mid], s, 1, True)):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def _pick_micro(self, gpu: GpuSpec, s: str, n: int, tp: int = 1, pp: int = 1) -> tuple[int, bool]:
+        """Largest fitting micro-batch with checkpointing off and on; keep the faster (off on ties)."""
+        cap = max(1, self.gbs_target // max(1, n // (tp * pp)))
+        mbs = [m for m in MICRO_BATCHES if m <= cap] or [1]
+        best, best_tps = (1, True), -1.0
+        for ac in (False, True):
+            lo, hi, found = 0, len(mbs) - 1, None
+            while lo <= hi:
+                mid = (lo + hi) // 2
+                e = self.est(gpu, n, s, mbs[mid], ac, tp, pp)
+                if _ok(e):
+                    found, lo = (mbs[mid], e), mid + 1
+                else:
+                    hi = mid - 1
+            if found and found[1].tokens_per_s_per_gpu > best_tps * (1 + 1e-9):
+                best, best_tps = (found[0], ac), found[1].tokens_per_s_per_gpu
+        return best
+
+    def _sweep(self, gpu: GpuSpec, s: str, ns: list[int], mb: int, ac: bool, quick: bool, tp: int = 1, pp: int = 1) -> list[Cand]:
+        out: list[Cand] = []
+        for n in ns:
+            cap = max(1, self.gbs_target // max(1, n // (tp * pp)))
+            c = self.cand(gpu, n, s, min(mb, cap), ac, tp, pp) or self.cand(gpu, n, s, 1, True, tp, pp)
+            if c is None:
+                continue
+            out.append(c)
+            if quick and (self.req.deadline_hours is None or c.hours <= self.req.deadline_hours):
+                break
+        return out
+
+    def _strategy(self, gpu: GpuSpec, s: str, counts: list[int], quick: bool) -> list[Cand]:
+        if s == "megatron":
+            return self._megatron(gpu, counts, quick)
+        valid = self._valid(s, counts)
+        first = self._first_fit(gpu, s, valid)
+        if first is None:
+            return []
+        mb, ac = self._pick_micro(gpu, s, valid[first])
+        return self._sweep(gpu, s, valid[first:], mb, ac, quick)
+
+    def _megatron(self, gpu: GpuSpec, counts: list[int], quick: bool) -> list[Cand]:
+        tp = min(8, gpu.gpus_per_node)
+        out: list[Cand] = []
+        choice: tuple[int, bool] | None = None
+        for n in counts:
+            for pp in (1, 2, 4, 8, 16):
+                if n % (tp * pp) or n < tp * pp or not _ok(self.est(gpu, n, "megatron", 1, True, tp, pp)):
+                    continue
+                choice = choice or self._pick_micro(gpu, "megatron", n, tp, pp)
+                out += self._sweep(gpu, "megatron", [n], choice[0], choice[1], False, tp, pp)
+                break
+            if quick and out:
+                break
+        return out
+
+    def _record(self, gpu: GpuSpec, s: str, counts: list[int]) -> list[Cand]:
+        """Why nothing fits on this tier, with the numbers, for the tiers table."""
+        valid = self._valid(s, counts) or counts
+        n = valid[-1]
+        e = self.est(gpu, n, s, 1, True)
+        if e is None:
+            self.why_not[gpu.id] = f"{s} on {n} GPU(s) is not a valid configuration"
+        elif not e.fits:
+            self.why_not[gpu.id] = (f"needs {e.memory_per_gpu_bytes / _GIB:,.1f} GiB per GPU with {s} on {n} GPUs "
+                                    f"(micro-batch 1, checkpointing on); {gpu.hbm_gib:g} GiB available")
+        elif not e.cpu_fits:
+            self.why_not[gpu.id] = (f"{s} on {n} GPUs needs {e.cpu_memory_per_node_bytes / _GIB:,.0f} GiB host RAM per node; "
+                                    f"{gpu.host_ram_gib_per_node:g} GiB available")
+        else:
+            self.why_not[gpu.id] = f"{s} on {n} GPUs: no throughput estimate"
+        return []

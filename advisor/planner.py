@@ -1,0 +1,274 @@
+"""plan(request, catalog) -> Plan: search GPU tiers x GPU counts x strategies x micro-batch x checkpointing.
+
+The search is pruned so that it stays well under 50 ms: the parallelism rule picks the strategies
+per tier (single/DDP when the model fits one GPU, else FSDP, ZeRO-3 offload only when nothing fits
+sharded, Megatron only at frontier scale with --nvidia-stack); the smallest GPU count that fits is
+found first, the micro-batch and checkpointing are chosen there and reused for larger counts.
+Estimates are cached per configuration. The search itself lives in advisor/plan_search.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+from advisor import rules
+from advisor.architecture import active_param_count, param_count, resolve_model
+from advisor.cost import checkpoint_bytes
+from advisor.errors import UserError
+from advisor.models import (
+    Closest, Finding, Hyperparameters, LoraAlternative, ModelSummary, Plan, PlanEstimate, PlanRequest, Recommended, TierRow,
+)
+from advisor.planfile import with_hash
+from advisor.plan_search import Cand, Search, rec_of
+
+_GIB = 2**30
+
+
+def plan(request: PlanRequest, catalog) -> Plan:
+    req = request
+    model = resolve_model(req.model)
+    params, active = param_count(model), active_param_count(model)
+    warnings: list[str] = []
+    seq_len = _seq_len(req, model, warnings)
+    tokens_per_example = min(req.dataset.avg_tokens, seq_len)
+    batch_tokens_per_seq = seq_len if req.packing else tokens_per_example
+    epochs, f_epochs = rules.rule_epochs(req.dataset.examples, req.epochs)
+    tokens_total = req.dataset.examples * tokens_per_example * epochs
+    gbs_target = rules.global_batch_sequences(batch_tokens_per_seq, req.dataset.examples)
+
+    tiers = _tiers(req, catalog)
+    owned = {h.gpu: h.count for h in req.have}
+    for gpu_id in owned:
+        catalog.gpu(gpu_id)  # unknown owned GPU: UserError with did-you-mean
+    frontier = params >= rules.FRONTIER_PARAMS
+    megatron = frontier and req.nvidia_stack
+
+    full = Search(model, req, seq_len, tokens_total, gbs_target, trainable="full", megatron=megatron)
+    by_tier = {g.id: full.tier(g) for g in tiers}
+    rows = [_tier_row(g, by_tier[g.id], req, full.why_not) for g in tiers]
+    rec, closest, f_constraints = _choose(by_tier, req, owned, megatron)
+
+    lora = Search(model, req, seq_len, tokens_total, gbs_target, trainable="lora", megatron=False)
+    lora_by_tier = {g.id: lora.tier(g, quick=True) for g in tiers}
+    lora_pick, _, _ = _choose(lora_by_tier, req, owned, False)
+    lora_pick = lora_pick or _cheapest([c for cs in lora_by_tier.values() for c in cs])
+
+    fits_any = [c for cs in by_tier.values() for c in cs]
+    full_cost = rec.cost_usd if rec else (min(c.cost_usd for c in fits_any) if fits_any else None)
+    method, findings = rules.decide_method(req, full_cost)
+
+    chosen = rec or _closest_cand(by_tier, req, owned)
+    if chosen is not None:
+        findings.append(rules.rule_parallelism(chosen.strategy, chosen.num_gpus, chosen.num_nodes, params, chosen.gpu.gpus_per_node))
+    nm = rules.rule_no_megatron(params, req.nvidia_stack)
+    if nm:
+        findings.append(nm)
+    findings += f_constraints
+    if not fits_any:
+        findings.append(Finding(rule_id="fit.nothing-fits", verdict="no configuration",
+                                why=f"full SFT of {model.name} fits no tier within {req.max_gpus} GPUs", source=rules.S_MEMORY))
+
+    hp, f_hp = _hyperparameters(req, params, epochs, f_epochs, seq_len, batch_tokens_per_seq, chosen, gbs_target)
+    findings += f_hp
+    ckpt, f_ck = rules.rule_checkpointing(checkpoint_bytes(model, req.precision))
+    evaluation, f_ev = rules.rule_evaluation(req)
+    findings += [f_ck, *f_ev]
+    lora_alt = _lora_alternative(lora_pick, rec or chosen)
+    if lora_alt.full_sft_cost_ratio:
+        findings.append(Finding(rule_id="method.lora-price", verdict=f"full SFT costs {lora_alt.full_sft_cost_ratio:.1f}x LoRA",
+                                why=f"LoRA r16+DoRA ${lora_alt.cost_usd:,.2f} vs full SFT ${(rec or chosen).cost_usd:,.2f} "
+                                    "(same estimator: frozen bf16 weights, adapters trained)", source=rules.S_LORA_DEFAULT))
+    warnings += [f.why for f in findings if f.verdict == "warning"]
+    if chosen is not None and not req.packing and chosen.mb > 1 and req.dataset.avg_tokens < seq_len // 2:
+        warnings.append(f"no packing: micro-batches of {chosen.mb} are padded to the longest example; consider --packing")
+    if model.source == "generic-size":
+        warnings.append(f"{model.name}: a generic Llama-shaped architecture, not a real model's config")
+
+    out = Plan(
+        request=req,
+        model=ModelSummary(name=model.name, family=model.family, source=model.source, params=params, active_params=active,
+                           note="generic Llama-shaped architecture" if model.source == "generic-size" else ""),
+        method=method, findings=findings,
+        recommended=rec_of(rec, req.precision) if rec else None,
+        estimate=_plan_estimate(rec, tokens_total, epochs, gbs_target, req) if rec else None,
+        closest=closest, tiers=rows, hyperparameters=hp, checkpointing=ckpt, evaluation=evaluation,
+        lora_alternative=lora_alt, warnings=warnings, catalog_sha256=getattr(catalog, "sha256", ""),
+    )
+    return with_hash(out)
+
+
+# --------------------------------------------------------------------------- inputs
+def _seq_len(req: PlanRequest, model, warnings: list[str]) -> int:
+    seq = req.max_seq_len
+    if seq > model.max_context:
+        if "max_seq_len" in req.model_fields_set:
+            raise UserError(f"--max-seq-len {seq} exceeds {model.name}'s context of {model.max_context} tokens")
+        warnings.append(f"max_seq_len lowered from {seq} to the model's context {model.max_context}")
+        seq = model.max_context
+    if not req.packing and req.dataset.token_max:
+        seq = max(1, min(seq, req.dataset.token_max))  # the longest padded batch is the longest example
+    return seq
+
+
+def _tiers(req: PlanRequest, catalog) -> list:
+    if req.gpu:
+        return [catalog.gpu(req.gpu)]
+    return [catalog.gpus[k] for k in catalog.gpus]
+
+
+# --------------------------------------------------------------------------- choosing
+def _meets(c: Cand, req: PlanRequest) -> bool:
+    return (req.deadline_hours is None or c.hours <= req.deadline_hours) and (req.budget_usd is None or c.cost_usd <= req.budget_usd)
+
+
+def _cheapest(cands: list[Cand]) -> Cand | None:
+    return min(cands, key=lambda c: (round(c.cost_usd, 6), c.hours, c.num_gpus, c.key()), default=None)
+
+
+def _fastest(cands: list[Cand]) -> Cand | None:
+    return min(cands, key=lambda c: (round(c.hours, 9), c.cost_usd, c.num_gpus, c.key()), default=None)
+
+
+def _tier_best(cands: list[Cand], req: PlanRequest) -> Cand | None:
+    ok = [c for c in cands if req.deadline_hours is None or c.hours <= req.deadline_hours]
+    return _cheapest(ok) if ok else _fastest(cands)
+
+
+def _choose(by_tier: dict[str, list[Cand]], req: PlanRequest, owned: dict[str, int], megatron: bool):
+    """(recommended or None, closest or None, findings) under budget, deadline and owned hardware."""
+    pool = [c for cs in by_tier.values() for c in cs]
+    findings: list[Finding] = []
+    if megatron and any(c.strategy == "megatron" for c in pool):
+        pool = [c for c in pool if c.strategy == "megatron"]
+    if owned:
+        mine = [c for c in pool if c.gpu.id in owned]
+        if mine:
+            pool = mine
+            within = [c for c in mine if c.num_gpus <= owned[c.gpu.id] and _meets(c, req)]
+            if within:  # owned GPUs are already paid for: use them for speed
+                return _fastest(within), None, [_owned_finding(_fastest(within), owned)]
+        elif pool:
+            findings.append(Finding(rule_id="constraints.have", verdict="renting",
+                                    why=f"full SFT fits none of the owned GPUs ({_owned_str(owned)})", source=rules.S_MEMORY))
+    ok = [c for c in pool if _meets(c, req)]
+    if ok:
+        best = _cheapest(ok)
+        if owned and best.gpu.id in owned:
+            findings.append(_owned_finding(best, owned))
+        return best, None, findings
+    if not pool:
+        return None, None, findings
+    close = _closest_of(pool, req)
+    return None, close, findings + [Finding(rule_id="constraints.unmet", verdict="no recommendation", why=close.why,
+                                            source="the request (--budget-usd / --deadline-hours)")]
+
+
+def _owned_str(owned: dict[str, int]) -> str:
+    return ", ".join(f"{g}:{n}" for g, n in owned.items())
+
+
+def _owned_finding(c: Cand, owned: dict[str, int]) -> Finding:
+    have = owned.get(c.gpu.id, 0)
+    if c.num_gpus <= have:
+        why = f"uses {c.num_gpus} of the {have} owned {c.gpu.id} GPUs (already paid for: the fastest fit on them)"
+    else:
+        why = f"needs {c.num_gpus} {c.gpu.id} GPUs; {have} owned, rent {c.num_gpus - have} more"
+    return Finding(rule_id="constraints.have", verdict=f"{c.gpu.id} x{c.num_gpus}", why=why, source="the request (--have)")
+
+
+def _shortfall(c: Cand, req: PlanRequest) -> tuple[float, float, float]:
+    usd = max(0.0, c.cost_usd - req.budget_usd) if req.budget_usd else 0.0
+    hours = max(0.0, c.hours - req.deadline_hours) if req.deadline_hours else 0.0
+    rel = (usd / req.budget_usd if req.budget_usd else 0.0) + (hours / req.deadline_hours if req.deadline_hours else 0.0)
+    return rel, usd, hours
+
+
+def _closest_of(pool: list[Cand], req: PlanRequest) -> Closest:
+    c = min(pool, key=lambda c: (round(_shortfall(c, req)[0], 9), c.cost_usd, c.key()))
+    _, usd, hours = _shortfall(c, req)
+    parts = []
+    if usd:
+        parts.append(f"${usd:,.2f} over the ${req.budget_usd:,.2f} budget")
+    if hours:
+        parts.append(f"{hours:,.1f} h past the {req.deadline_hours:g} h deadline")
+    why = (f"nothing meets the constraints; closest: {c.gpu.id} x{c.num_gpus} {c.strategy}, "
+           f"${c.cost_usd:,.2f} in {c.hours:,.1f} h, " + " and ".join(parts))
+    return Closest(config=rec_of(c, req.precision), hours=round(c.hours, 3), cost_usd=round(c.cost_usd, 2),
+                   shortfall_usd=round(usd, 2), shortfall_hours=round(hours, 3), why=why)
+
+
+def _closest_cand(by_tier, req, owned) -> Cand | None:
+    pool = [c for cs in by_tier.values() for c in cs]
+    if owned and any(c.gpu.id in owned for c in pool):
+        pool = [c for c in pool if c.gpu.id in owned]
+    if not pool:
+        return None
+    return min(pool, key=lambda c: (round(_shortfall(c, req)[0], 9), c.cost_usd, c.key()))
+
+
+def _tier_row(gpu, cands: list[Cand], req: PlanRequest, why_not: dict[str, str]) -> TierRow:
+    best = _tier_best(cands, req)
+    if best is None:
+        return TierRow(gpu=gpu.id, fits=False, usd_per_gpu_hour=gpu.usd_per_gpu_hour, why_not=why_not.get(gpu.id, "does not fit"))
+    return TierRow(gpu=gpu.id, fits=True, config=rec_of(best, req.precision), memory_per_gpu_gib=round(best.est.memory_per_gpu_bytes / _GIB, 2),
+                   hours=round(best.hours, 3), cost_usd=round(best.cost_usd, 2), usd_per_gpu_hour=gpu.usd_per_gpu_hour,
+                   meets_constraints=_meets(best, req))
+
+
+# --------------------------------------------------------------------------- plan parts
+def _steps(c: Cand | None, gbs: int, req: PlanRequest, seq_tokens: int) -> tuple[int, int]:
+    """(global batch sequences, steps per epoch), at least 1 step."""
+    if c is not None:
+        gbs = c.mb * c.ga * c.dp
+    if req.packing:
+        seqs = math.ceil(req.dataset.examples * min(req.dataset.avg_tokens, seq_tokens) / max(1, seq_tokens))
+    else:
+        seqs = req.dataset.examples
+    return gbs, max(1, math.ceil(seqs / gbs))
+
+
+def _hyperparameters(req, params, epochs, f_epochs, seq_len, seq_tokens, c: Cand | None, gbs_target):
+    findings = [f_epochs]
+    lr, f_lr = rules.rule_learning_rate(params, req.base, req.learning_rate)
+    findings = f_lr + findings
+    gbs, steps_per_epoch = _steps(c, gbs_target, req, seq_tokens)
+    warmup, f_w = rules.rule_warmup(steps_per_epoch * epochs)
+    wd, f_wd = rules.rule_weight_decay(req.dataset.examples)
+    findings += [f_w, f_wd]
+    if c is not None:
+        findings.append(rules.rule_batch(c.mb, c.ga, c.dp, seq_tokens, c.ac))
+    lr_rule = "hparams.learning-rate-override" if req.learning_rate else "hparams.learning-rate"
+    hp = Hyperparameters(
+        learning_rate=lr, warmup_ratio=warmup, weight_decay=wd, epochs=epochs, max_seq_len=req.max_seq_len if seq_len == req.max_seq_len else seq_len,
+        global_batch_size=gbs, global_batch_tokens=gbs * seq_tokens,
+        chosen_by={"learning_rate": lr_rule, "lr_scheduler": "hparams.schedule", "warmup_ratio": "hparams.schedule",
+                   "weight_decay": "hparams.weight-decay", "epochs": "hparams.epochs", "max_seq_len": "request.max_seq_len",
+                   "global_batch_size": "hparams.batch", "micro_batch_size": "hparams.batch", "grad_accum": "hparams.batch",
+                   "activation_checkpointing": "hparams.batch"},
+    )
+    return hp, findings
+
+
+def _plan_estimate(c: Cand, tokens_total: int, epochs: int, gbs_target: int, req: PlanRequest) -> PlanEstimate:
+    e = c.est
+    seq_tokens = c.seq_len if req.packing else min(req.dataset.avg_tokens, c.seq_len)
+    _, spe = _steps(c, gbs_target, req, seq_tokens)
+    return PlanEstimate(
+        memory_per_gpu_gib=round(e.memory_per_gpu_bytes / _GIB, 2),
+        memory_breakdown_gib={k: round(v / _GIB, 2) for k, v in e.memory.model_dump().items()},
+        cpu_memory_per_node_gib=round(e.cpu_memory_per_node_bytes / _GIB, 2),
+        hours=round(c.hours, 3), cost_usd=round(c.cost_usd, 2), tokens_total=tokens_total,
+        tokens_per_s_per_gpu=round(e.tokens_per_s_per_gpu, 1), step_time_s=round(e.step_time_s, 3), mfu=round(e.mfu, 3),
+        steps_per_epoch=spe, total_steps=spe * epochs,
+    )
+
+
+def _lora_alternative(lc: Cand | None, full: Cand | None) -> LoraAlternative:
+    if lc is None:
+        return LoraAlternative(note="LoRA fits no tier either")
+    ratio = round(full.cost_usd / lc.cost_usd, 2) if full is not None and lc.cost_usd > 0 else None
+    return LoraAlternative(
+        gpu=lc.gpu.id, num_gpus=lc.num_gpus, strategy=lc.strategy, memory_per_gpu_gib=round(lc.est.memory_per_gpu_bytes / _GIB, 2),
+        hours=round(lc.hours, 3), cost_usd=round(lc.cost_usd, 2), full_sft_cost_ratio=ratio,
+        note="rank 16 with DoRA; estimated as LoRA r16 (DoRA's small extra compute not modelled)",
+    )
