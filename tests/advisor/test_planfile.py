@@ -1,0 +1,113 @@
+"""Plan files: round-trip, byte-identical determinism, approve/verify, one edited number detected, diff."""
+
+from datetime import datetime, timezone
+
+import pytest
+import yaml
+
+from advisor.errors import UserError
+from advisor.models import (
+    Checkpointing, DatasetSpec, Evaluation, Finding, Hyperparameters, LoraAlternative, ModelSummary, Plan, PlanEstimate,
+    PlanRequest, Recommended, TierRow,
+)
+from advisor.planfile import approve, compute_sha256, diff, read_plan, verify, with_hash, write_plan
+
+
+def hand_plan(cost: float = 1234.5, method: str = "full-sft") -> Plan:
+    rec = Recommended(gpu="h100-sxm", num_gpus=8, num_nodes=1, strategy="fsdp", micro_batch_size=2, grad_accum=8,
+                      activation_checkpointing=True)
+    return with_hash(Plan(
+        request=PlanRequest(model="llama-3.1-8b", dataset=DatasetSpec(examples=50_000, avg_tokens=512)),
+        model=ModelSummary(name="llama-3.1-8b", family="llama", source="preset", params=8_030_261_248, active_params=8_030_261_248),
+        method=method,
+        findings=[Finding(rule_id="method.full-sft-reason", verdict="full-sft", why="goal lora-below-bar", source="guide")],
+        recommended=rec,
+        estimate=PlanEstimate(memory_per_gpu_gib=51.2, memory_breakdown_gib={"weights": 1.9}, cpu_memory_per_node_gib=0.0,
+                              hours=12.25, cost_usd=cost, tokens_total=76_800_000, tokens_per_s_per_gpu=3500.0,
+                              step_time_s=9.5, mfu=0.41, steps_per_epoch=391, total_steps=1173),
+        tiers=[TierRow(gpu="h100-sxm", fits=True, config=rec, memory_per_gpu_gib=51.2, hours=12.25, cost_usd=cost,
+                       usd_per_gpu_hour=3.0, meets_constraints=True),
+               TierRow(gpu="a10g", fits=False, usd_per_gpu_hour=1.0, why_not="needs 30 GiB per GPU")],
+        hyperparameters=Hyperparameters(learning_rate=2e-6, warmup_ratio=0.03, weight_decay=0.1, epochs=3, max_seq_len=2048,
+                                        global_batch_size=128, global_batch_tokens=65_536),
+        checkpointing=Checkpointing(disk_gib_per_checkpoint=104.6, disk_gib=313.8),
+        evaluation=Evaluation(tolerance=0.02),
+        lora_alternative=LoraAlternative(gpu="h100-sxm", num_gpus=1, strategy="single", hours=20.0, cost_usd=60.0),
+    ))
+
+
+def test_round_trip_is_identical(tmp_path):
+    p = hand_plan()
+    write_plan(p, tmp_path / "plan.yaml")
+    back = read_plan(tmp_path / "plan.yaml")
+    assert back == p and back.plan_sha256 == compute_sha256(back)
+
+
+def test_writing_twice_is_byte_identical(tmp_path):
+    write_plan(hand_plan(), tmp_path / "a.yaml")
+    write_plan(hand_plan(), tmp_path / "b.yaml")
+    assert (tmp_path / "a.yaml").read_bytes() == (tmp_path / "b.yaml").read_bytes()
+
+
+def test_plan_file_has_the_required_keys(tmp_path):
+    write_plan(hand_plan(), tmp_path / "plan.yaml")
+    data = yaml.safe_load((tmp_path / "plan.yaml").read_text())
+    for key in ("schema_version", "request", "method", "findings", "recommended", "estimate", "tiers", "hyperparameters",
+                "checkpointing", "evaluation", "lora_alternative", "plan_sha256"):
+        assert key in data
+    for key in ("gpu", "num_gpus", "num_nodes", "strategy", "micro_batch_size", "grad_accum", "activation_checkpointing"):
+        assert key in data["recommended"]
+
+
+def test_approve_then_verify(tmp_path):
+    p = approve(hand_plan(), "Ada", at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    assert p.approval.by == "Ada" and p.approval.at == "2026-01-02T03:04:05Z"
+    write_plan(p, tmp_path / "plan.yaml")
+    assert verify(read_plan(tmp_path / "plan.yaml")) == ""
+
+
+def test_unapproved_plan_does_not_verify():
+    assert "not approved" in verify(hand_plan())
+
+
+@pytest.mark.parametrize("old,new", [("cost_usd: 1234.5", "cost_usd: 1234.6"), ("num_gpus: 8", "num_gpus: 4"),
+                                     ("learning_rate: 2.0e-06", "learning_rate: 2.0e-05")])
+def test_editing_one_number_after_approval_is_caught(tmp_path, old, new):
+    path = tmp_path / "plan.yaml"
+    write_plan(approve(hand_plan(), "Ada"), path)
+    text = path.read_text()
+    assert old in text, text
+    path.write_text(text.replace(old, new, 1))
+    problem = verify(read_plan(path))
+    assert "edited after approval by Ada" in problem
+
+
+def test_approve_refuses_a_plan_edited_before_approval():
+    p = hand_plan().model_copy(update={"method": "lora"})
+    with pytest.raises(UserError, match="edited"):
+        approve(p, "Ada")
+    with pytest.raises(UserError):
+        approve(hand_plan(), "  ")
+
+
+def test_diff_puts_decisions_first_and_ignores_the_stamp():
+    a, b = hand_plan(), hand_plan(cost=2000.0, method="lora")
+    changes = diff(a, b)
+    paths = [c[0] for c in changes]
+    assert paths[0] == "method"
+    assert ("estimate.cost_usd", 1234.5, 2000.0) in changes
+    assert "tiers[h100-sxm].cost_usd" in paths
+    assert diff(a, approve(a, "Ada")) == []
+
+
+def test_read_plan_rejects_bad_files_with_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: full-sft\n")
+    with pytest.raises(UserError) as e:
+        read_plan(bad)
+    assert "\n" not in str(e.value)
+    bad.write_text("{{{{")
+    with pytest.raises(UserError):
+        read_plan(bad)
+    with pytest.raises(UserError, match="no such file"):
+        read_plan(tmp_path / "missing.yaml")
