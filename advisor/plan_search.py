@@ -123,7 +123,8 @@ class Search:
         if _ok(self.est(gpu, 1, "single", 1, True)):
             if 1 in counts:
                 out += self._strategy(gpu, "single", counts, quick)
-            if not quick or not out:
+            deadline = self.req.deadline_hours
+            if not quick or not any(deadline is None or c.hours <= deadline for c in out):
                 out += self._strategy(gpu, "ddp", counts, quick)
             return out
         out += self._strategy(gpu, "fsdp", counts, quick)
@@ -192,10 +193,10 @@ class Search:
         return self._sweep(gpu, s, valid[first:], mb, ac, quick)
 
     def _megatron(self, gpu: GpuSpec, counts: list[int], quick: bool) -> list[Cand]:
-        tp = min(8, gpu.gpus_per_node)
         out: list[Cand] = []
         choice: tuple[int, bool] | None = None
         for n in counts:
+            tp = min(8, gpu.gpus_per_node, 1 << (n.bit_length() - 1))  # tensor parallel inside a node
             for pp in (1, 2, 4, 8, 16):
                 if n % (tp * pp) or n < tp * pp or not _ok(self.est(gpu, n, "megatron", 1, True, tp, pp)):
                     continue

@@ -29,7 +29,7 @@ def plan(request: PlanRequest, catalog) -> Plan:
     model = resolve_model(req.model)
     params, active = param_count(model), active_param_count(model)
     warnings: list[str] = []
-    seq_len = _seq_len(req, model, warnings)
+    max_seq_len, seq_len = _seq_len(req, model, warnings)
     tokens_per_example = min(req.dataset.avg_tokens, seq_len)
     batch_tokens_per_seq = seq_len if req.packing else tokens_per_example
     epochs, f_epochs = rules.rule_epochs(req.dataset.examples, req.epochs)
@@ -68,7 +68,7 @@ def plan(request: PlanRequest, catalog) -> Plan:
         findings.append(Finding(rule_id="fit.nothing-fits", verdict="no configuration",
                                 why=f"full SFT of {model.name} fits no tier within {req.max_gpus} GPUs", source=rules.S_MEMORY))
 
-    hp, f_hp = _hyperparameters(req, params, epochs, f_epochs, seq_len, batch_tokens_per_seq, chosen, gbs_target)
+    hp, f_hp = _hyperparameters(req, params, epochs, f_epochs, max_seq_len, batch_tokens_per_seq, chosen, gbs_target)
     findings += f_hp
     ckpt, f_ck = rules.rule_checkpointing(checkpoint_bytes(model, req.precision))
     evaluation, f_ev = rules.rule_evaluation(req)
@@ -98,16 +98,23 @@ def plan(request: PlanRequest, catalog) -> Plan:
 
 
 # --------------------------------------------------------------------------- inputs
-def _seq_len(req: PlanRequest, model, warnings: list[str]) -> int:
+def _seq_len(req: PlanRequest, model, warnings: list[str]) -> tuple[int, int]:
+    """(max_seq_len for training, sequence length the memory fit uses).
+
+    Without packing the longest padded batch is the longest example, so the fit may use the measured
+    maximum, but only when it was counted with the model's own tokenizer (an approximation could be short).
+    """
     seq = req.max_seq_len
     if seq > model.max_context:
         if "max_seq_len" in req.model_fields_set:
             raise UserError(f"--max-seq-len {seq} exceeds {model.name}'s context of {model.max_context} tokens")
         warnings.append(f"max_seq_len lowered from {seq} to the model's context {model.max_context}")
         seq = model.max_context
-    if not req.packing and req.dataset.token_max:
-        seq = max(1, min(seq, req.dataset.token_max))  # the longest padded batch is the longest example
-    return seq
+    fit = seq
+    ds = req.dataset
+    if not req.packing and ds.token_max and ds.token_count_method.startswith("tokenizer"):
+        fit = max(1, min(seq, ds.token_max))
+    return seq, fit
 
 
 def _tiers(req: PlanRequest, catalog) -> list:
@@ -239,7 +246,7 @@ def _hyperparameters(req, params, epochs, f_epochs, seq_len, seq_tokens, c: Cand
         findings.append(rules.rule_batch(c.mb, c.ga, c.dp, seq_tokens, c.ac))
     lr_rule = "hparams.learning-rate-override" if req.learning_rate else "hparams.learning-rate"
     hp = Hyperparameters(
-        learning_rate=lr, warmup_ratio=warmup, weight_decay=wd, epochs=epochs, max_seq_len=req.max_seq_len if seq_len == req.max_seq_len else seq_len,
+        learning_rate=lr, warmup_ratio=warmup, weight_decay=wd, epochs=epochs, max_seq_len=seq_len,
         global_batch_size=gbs, global_batch_tokens=gbs * seq_tokens,
         chosen_by={"learning_rate": lr_rule, "lr_scheduler": "hparams.schedule", "warmup_ratio": "hparams.schedule",
                    "weight_decay": "hparams.weight-decay", "epochs": "hparams.epochs", "max_seq_len": "request.max_seq_len",
