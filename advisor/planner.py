@@ -5,6 +5,13 @@ per tier (single/DDP when the model fits one GPU, else FSDP, ZeRO-3 offload only
 sharded, Megatron only at frontier scale with --nvidia-stack); the smallest GPU count that fits is
 found first, the micro-batch and checkpointing are chosen there and reused for larger counts.
 Estimates are cached per configuration. The search itself lives in advisor/plan_search.py.
+
+Choosing: per tier, the cheapest configuration that meets the deadline, else the fastest. Overall:
+with owned hardware (--have) the owned tiers come first: the fastest fit within the owned count (those
+GPUs are already paid for), else the cheapest on that tier beyond it (rent the rest); otherwise the
+cheapest that meets budget and deadline. At frontier scale with --nvidia-stack, Megatron comes first.
+Cost is always priced at the catalog's on-demand rate, owned GPUs included (their opportunity cost).
+When nothing meets the constraints, `closest` names the option with the smallest relative shortfall.
 """
 
 from __future__ import annotations
