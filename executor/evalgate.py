@@ -1,0 +1,329 @@
+"""Golden-set scoring and the per-epoch gate verdict recorded in ``RUN_DIR/gate.json``.
+
+The golden set is scored on the base model before training (the baseline) and after every epoch:
+the mean loss on the expected-answer tokens, and exact-match / contains of greedy generations of
+bounded length. ``judge`` compares an epoch to the baseline against the plan's thresholds.
+
+How train.py uses it (from a TrainerCallback):
+
+- ``on_train_begin``: if ``read_gate(run_dir)`` has no baseline, every rank calls
+  ``score_golden(model, ...)`` and rank 0 calls ``record_baseline``. On a resumed run the baseline is
+  already recorded and must NOT be re-scored: by then the model holds the resumed checkpoint's
+  weights, not the base model's. ``record_baseline`` therefore keeps an existing baseline unless
+  ``replace=True``.
+- ``on_epoch_end`` (or after the epoch checkpoint is saved): every rank calls ``score_golden`` (the
+  forward passes of a sharded model are collective), rank 0 calls ``record_epoch``. Re-recording an
+  epoch (resume after a kill) replaces that epoch's entry.
+
+``model`` is the Hugging Face module (``trainer.model``; for DeepSpeed the engine's ``.module``),
+not a DeepSpeed engine. torch is imported only inside ``score_golden``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import UserError
+from advisor.models import Evaluation
+from advisor.yamlio import atomic_write_text
+
+GATE_FILE = "gate.json"
+_LOSS_BATCH = 4   # sequences per teacher-forced forward pass (logits are batch x seq x vocab)
+_GEN_BATCH = 8    # prompts per generate() call
+
+
+@dataclass
+class GoldenExample:
+    """One golden row: the conversation up to the answer, and the answer expected from the model."""
+
+    messages: list[dict[str, str]]
+    expected: str
+    where: str = field(default="", compare=False)  # "file:line", for messages
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _row_to_example(row: Any) -> GoldenExample | str:
+    """A GoldenExample, or the reason the row is bad."""
+    if not isinstance(row, dict):
+        return "expected a JSON object"
+    if "messages" in row:
+        msgs = row["messages"]
+        if not isinstance(msgs, list) or len(msgs) < 2:
+            return "'messages' must be a list of at least 2 messages (the last one the expected assistant answer)"
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                return f"messages[{i}] must be an object with string 'role' and 'content'"
+        if msgs[-1]["role"] != "assistant":
+            return f"the last message must be the expected assistant answer (found role '{msgs[-1]['role']}')"
+        if not msgs[-1]["content"].strip():
+            return "the expected assistant answer is empty"
+        return GoldenExample([{"role": m["role"], "content": m["content"]} for m in msgs[:-1]], msgs[-1]["content"])
+    if "prompt" in row or "expected" in row:
+        prompt, expected = row.get("prompt"), row.get("expected")
+        if not isinstance(prompt, str) or not prompt.strip():
+            return "'prompt' must be a non-empty string"
+        if not isinstance(expected, str) or not expected.strip():
+            return "'expected' must be a non-empty string"
+        return GoldenExample([{"role": "user", "content": prompt}], expected)
+    return "expected 'prompt' + 'expected', or 'messages' ending with the assistant's answer"
+
+
+def load_golden(path: str | Path) -> list[GoldenExample]:
+    """Read a golden JSONL file. Every bad row is reported (``file:line: reason``) in one UserError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file (golden set)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read golden set ({exc.__class__.__name__})") from None
+    examples, bad = [], []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            bad.append(f"{path}:{lineno}: not valid JSON ({exc.msg})")
+            continue
+        got = _row_to_example(row)
+        if isinstance(got, str):
+            bad.append(f"{path}:{lineno}: {got}")
+        else:
+            got.where = f"{path}:{lineno}"
+            examples.append(got)
+    if bad:
+        raise UserError(f"{len(bad)} bad golden row{'s' if len(bad) > 1 else ''}: " + "; ".join(bad))
+    if not examples:
+        raise UserError(f"{path}: golden set has no rows")
+    return examples
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def normalize(text: str) -> str:
+    """Whitespace-normalised text: runs of whitespace become one space, ends stripped."""
+    return " ".join(text.split())
+
+
+def _encode(tokenizer, ex: GoldenExample) -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids). Under a chat template when the tokenizer has one.
+
+    With a template the answer is everything the template adds after the generation prompt (the
+    answer text plus its end-of-turn tokens), which is what training puts loss on. When the full
+    conversation's ids do not start with the prompt's ids (a merge across the boundary), the text
+    after the prompt is tokenized on its own so the prompt the model generates from is unchanged.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        prompt_text = tokenizer.apply_chat_template(ex.messages, tokenize=False, add_generation_prompt=True)
+        full_text = tokenizer.apply_chat_template(
+            ex.messages + [{"role": "assistant", "content": ex.expected}], tokenize=False)
+        prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+        full_ids = tokenizer(full_text, add_special_tokens=False)["input_ids"]
+        if full_ids[:len(prompt_ids)] == prompt_ids and len(full_ids) > len(prompt_ids):
+            return prompt_ids, full_ids[len(prompt_ids):]
+        if full_text.startswith(prompt_text):
+            return prompt_ids, tokenizer(full_text[len(prompt_text):], add_special_tokens=False)["input_ids"]
+        raise UserError(f"{ex.where}: the chat template does not render the prompt as a prefix of the conversation")
+    prompt_text = "\n".join(m["content"] for m in ex.messages) + "\n"
+    prompt_ids = tokenizer(prompt_text)["input_ids"]
+    answer_ids = tokenizer(ex.expected, add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        answer_ids = answer_ids + [tokenizer.eos_token_id]
+    return prompt_ids, answer_ids
+
+
+def _pad_id(tokenizer) -> int:
+    for cand in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if cand is not None:
+            return int(cand)
+    return 0
+
+
+def score_golden(model, tokenizer, examples: list[GoldenExample], *, max_new_tokens: int,
+                 synced_gpus: bool = False) -> dict[str, float]:
+    """``{"loss", "exact_match", "contains"}`` of ``model`` on the golden examples.
+
+    - loss: mean cross-entropy per expected-answer token (token-weighted over the whole set).
+    - exact_match / contains: fraction of greedy generations (at most ``max_new_tokens`` new tokens)
+      equal to / containing the expected answer, after whitespace normalisation.
+
+    Call it on EVERY rank of a sharded job (FSDP2 or ZeRO-3) with the same examples: each forward is
+    collective. Pass ``synced_gpus=True`` there so ``generate`` keeps every rank stepping until all
+    have finished; with False, transformers' own detection (ZeRO-3 or FSDP with world size > 1)
+    decides. The model's train/eval mode is restored on return.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if not examples:
+        raise UserError("golden set is empty: nothing to score")
+    pad = _pad_id(tokenizer)
+    encoded = [_encode(tokenizer, ex) for ex in examples]
+    device = next(model.parameters()).device
+    eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    eos |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
+    was_training = model.training
+    model.eval()
+    loss_sum, loss_tokens, exact, contains = 0.0, 0, 0, 0
+    try:
+        with torch.no_grad():
+            for start in range(0, len(encoded), _LOSS_BATCH):
+                chunk = encoded[start:start + _LOSS_BATCH]
+                width = max(len(p) + len(a) for p, a in chunk)
+                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for i, (p, a) in enumerate(chunk):
+                    ids[i, :len(p) + len(a)] = torch.tensor(p + a)
+                    labels[i, len(p):len(p) + len(a)] = torch.tensor(a)
+                    mask[i, :len(p) + len(a)] = 1
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                shift_labels = labels[:, 1:].to(logits.device)
+                keep = shift_labels != -100
+                picked = logits[:, :-1][keep].float()
+                loss_sum += float(F.cross_entropy(picked, shift_labels[keep], reduction="sum"))
+                loss_tokens += int(keep.sum())
+                del logits, picked
+            for start in range(0, len(encoded), _GEN_BATCH):
+                chunk = encoded[start:start + _GEN_BATCH]
+                width = max(len(p) for p, _ in chunk)
+                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for i, (p, _) in enumerate(chunk):  # left padding: generation continues from the end
+                    ids[i, width - len(p):] = torch.tensor(p)
+                    mask[i, width - len(p):] = 1
+                out = model.generate(
+                    input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                    do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=sorted(eos) or None,
+                    synced_gpus=True if synced_gpus else None)
+                for i, ex in enumerate(examples[start:start + _GEN_BATCH]):
+                    new = []
+                    for t in out[i, width:].tolist():
+                        if t in eos:
+                            break
+                        new.append(t)
+                    got = normalize(tokenizer.decode(new, skip_special_tokens=True))
+                    want = normalize(ex.expected)
+                    exact += int(got == want)
+                    contains += int(want in got)
+    finally:
+        model.train(was_training)
+    n = len(examples)
+    return {"loss": loss_sum / max(loss_tokens, 1), "exact_match": exact / n, "contains": contains / n}
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+def judge(baseline: dict, score: dict, evaluation: Evaluation) -> dict:
+    """``{"passed", "reasons"}``: reasons name each failed threshold with its numbers.
+
+    - golden loss may rise at most ``tolerance`` relative to the baseline's;
+    - exact_match and contains may drop at most ``tolerance`` (absolute fraction) below the baseline;
+    - ``min_golden_score`` (if set) is a floor on contains (the fraction of greedy answers that hold
+      the expected answer).
+    """
+    tol = evaluation.tolerance
+    reasons = []
+    loss, base_loss = score["loss"], baseline["loss"]
+    if not math.isfinite(loss):
+        reasons.append(f"golden loss is {loss} (not finite)")
+    elif loss > base_loss * (1 + tol) + 1e-12:
+        rise = (loss - base_loss) / base_loss if base_loss > 0 else math.inf
+        reasons.append(f"golden loss {loss:.4f} rose {rise:.1%} above the baseline {base_loss:.4f} "
+                       f"(tolerance {tol:.1%})")
+    for key in ("exact_match", "contains"):
+        if score[key] < baseline[key] - tol - 1e-12:
+            reasons.append(f"{key} {score[key]:.3f} dropped {baseline[key] - score[key]:.3f} below the baseline "
+                           f"{baseline[key]:.3f} (tolerance {tol:.3f})")
+    if evaluation.min_golden_score is not None and score["contains"] < evaluation.min_golden_score - 1e-12:
+        reasons.append(f"contains {score['contains']:.3f} is below min_golden_score {evaluation.min_golden_score:g}")
+    return {"passed": not reasons, "reasons": reasons}
+
+
+# --------------------------------------------------------------------------- gate.json
+
+
+def read_gate(run_dir: str | Path) -> dict:
+    """gate.json as a dict; an empty gate (no baseline, no epochs) when there is none yet."""
+    path = Path(run_dir) / GATE_FILE
+    if not path.exists():
+        return {"baseline": None, "epochs": [], "thresholds": {}}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: unreadable gate report ({exc.__class__.__name__})") from None
+
+
+def _thresholds(evaluation: Evaluation) -> dict:
+    return {"tolerance": evaluation.tolerance, "min_golden_score": evaluation.min_golden_score,
+            "min_golden_score_metric": "contains", "max_new_tokens": evaluation.max_new_tokens,
+            "loss_rule": "loss <= baseline x (1 + tolerance)",
+            "score_rule": "exact_match, contains >= baseline - tolerance"}
+
+
+def _write_gate(run_dir: str | Path, gate: dict) -> None:
+    atomic_write_text(Path(run_dir) / GATE_FILE, json.dumps(gate, indent=2, sort_keys=False) + "\n")
+
+
+def record_baseline(run_dir: str | Path, score: dict, evaluation: Evaluation, *, replace: bool = False) -> dict:
+    """Record the base model's score; an existing baseline is kept (resume) unless ``replace``.
+
+    Returns the baseline in force.
+    """
+    gate = read_gate(run_dir)
+    if gate.get("baseline") is not None and not replace:
+        return gate["baseline"]
+    gate["baseline"] = {k: float(score[k]) for k in ("loss", "exact_match", "contains")}
+    gate["thresholds"] = _thresholds(evaluation)
+    gate.setdefault("epochs", [])
+    _write_gate(run_dir, gate)
+    return gate["baseline"]
+
+
+def _epoch_number(epoch: float) -> int | float:
+    return int(round(epoch)) if abs(epoch - round(epoch)) < 1e-6 else float(epoch)
+
+
+def record_epoch(run_dir: str | Path, *, epoch: float, step: int, checkpoint: str, score: dict,
+                 evaluation: Evaluation) -> dict:
+    """Judge an epoch against the recorded baseline and write it into gate.json (atomically).
+
+    ``checkpoint`` is the checkpoint folder's name (``checkpoint-<step>``; a path is reduced to its
+    name). Recording an epoch again replaces its entry. Returns ``{"passed", "reasons"}``.
+    """
+    gate = read_gate(run_dir)
+    if gate.get("baseline") is None:
+        raise UserError(f"{Path(run_dir) / GATE_FILE}: no baseline recorded; score the base model first")
+    verdict = judge(gate["baseline"], score, evaluation)
+    entry = {"epoch": _epoch_number(epoch), "step": int(step), "checkpoint": Path(str(checkpoint)).name,
+             "score": {k: float(score[k]) for k in ("loss", "exact_match", "contains")},
+             "passed": verdict["passed"], "reasons": verdict["reasons"]}
+    epochs = [e for e in gate.get("epochs", []) if e["epoch"] != entry["epoch"]]
+    epochs.append(entry)
+    gate["epochs"] = sorted(epochs, key=lambda e: e["epoch"])
+    gate["thresholds"] = _thresholds(evaluation)
+    _write_gate(run_dir, gate)
+    return verdict
+
+
+def best_passing_epoch(run_dir: str | Path) -> dict | None:
+    """The best passing epoch's gate entry, or None when no epoch passed.
+
+    Best = highest exact_match, then highest contains, then lowest loss; on a full tie the later
+    epoch (more training at equal quality).
+    """
+    passing = [e for e in read_gate(run_dir).get("epochs", []) if e.get("passed")]
+    if not passing:
+        return None
+    return max(passing, key=lambda e: (e["score"]["exact_match"], e["score"]["contains"], -e["score"]["loss"],
+                                       e["epoch"]))
