@@ -1,0 +1,169 @@
+"""Export the best passing epoch of a run: weights, config, tokenizer, the plan, the gate report, PROMOTED.md.
+
+Refuses (UserError, exit 2) when no epoch passed the gate, when the chosen checkpoint is incomplete,
+or when the run's plan no longer verifies. The export is written to a temp folder beside the
+destination and renamed into place: it is whole or absent.
+
+PROMOTED.md lists the plan's deploy suite (MMLU-Pro, IFEval, HarmBench, bias audit...) as still
+required before deploy, unless results are supplied (``deploy_results``: a YAML/JSON file of
+name -> result, where a result is the drop vs the base model in points (a number), or a mapping
+with ``base`` and ``tuned`` (or ``score``) scores, or with ``regression``). Each supplied result is
+marked passed when its drop is at most the check's ``max_regression``. The suite's "golden set"
+entry is answered by the eval gate itself.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from advisor.errors import UserError
+from advisor.models import Plan
+from advisor.planfile import read_plan, verify
+from executor.evalgate import GATE_FILE, best_passing_epoch, read_gate
+
+_MODEL_GLOBS = ("*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json")
+_TOKENIZER_GLOBS = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                    "chat_template.jinja", "chat_template.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                    "merges.txt")
+_TOKENIZER_ANY = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
+
+
+def _gate_summary(gate: dict) -> str:
+    if not gate.get("epochs"):
+        return "gate.json records no scored epoch"
+    return "; ".join(f"epoch {e['epoch']}: " + ("; ".join(e["reasons"]) or "failed") for e in gate["epochs"])
+
+
+def _check_checkpoint(ckpt: Path, epoch: dict) -> None:
+    what = f"best passing epoch {epoch['epoch']}'s checkpoint {ckpt}"
+    if not ckpt.is_dir():
+        raise UserError(f"{what} is missing (deleted by keep_last rotation?); nothing to promote")
+    if not (ckpt / "COMPLETE").is_file():
+        raise UserError(f"{what} is incomplete (no COMPLETE marker): it was interrupted while being written")
+    if not list(ckpt.glob("*.safetensors")) or not (ckpt / "config.json").is_file():
+        raise UserError(f"{what} has no model.safetensors + config.json")
+    if not any((ckpt / name).is_file() for name in _TOKENIZER_ANY):
+        raise UserError(f"{what} has no tokenizer files")
+
+
+def _regression(name: str, result: object) -> float:
+    if isinstance(result, bool):
+        raise UserError(f"deploy results: {name}: expected a number or a mapping, got {result!r}")
+    if isinstance(result, (int, float)):
+        return float(result)
+    if isinstance(result, dict):
+        if isinstance(result.get("regression"), (int, float)):
+            return float(result["regression"])
+        tuned = result.get("tuned", result.get("score"))
+        if isinstance(result.get("base"), (int, float)) and isinstance(tuned, (int, float)):
+            return float(result["base"]) - float(tuned)
+    raise UserError(f"deploy results: {name}: expected the drop in points, or base + tuned scores, got {result!r}")
+
+
+def load_deploy_results(path: str | Path, plan: Plan) -> dict[str, float]:
+    """Suite name (as the plan spells it) -> drop vs the base model in points."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file (deploy results)") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UserError(f"{path}: unreadable deploy results ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of deploy check name -> result")
+    names = {d.name.lower(): d.name for d in plan.evaluation.deploy_suite}
+    out = {}
+    for key, result in data.items():
+        name = names.get(str(key).lower())
+        if name is None:
+            raise UserError(f"{path}: '{key}' is not in the plan's deploy suite ({', '.join(names.values())})")
+        out[name] = _regression(name, result)
+    return out
+
+
+def _promoted_md(run_dir: Path, plan: Plan, gate: dict, best: dict, results: dict[str, float] | None) -> str:
+    base, score = gate["baseline"], best["score"]
+    lines = [f"# Promoted: epoch {best['epoch']} of {run_dir.name}", "",
+             f"- plan_sha256: `{plan.plan_sha256}` approved by {plan.approval.by} at {plan.approval.at}",
+             f"- model: {plan.request.model_path or plan.request.model}, method {plan.method}",
+             f"- checkpoint: `{best['checkpoint']}` (step {best['step']}), the best epoch that passed the eval gate",
+             "", "## Golden set (eval gate)", "", "| metric | baseline | promoted |", "|---|---|---|"]
+    for key in ("loss", "exact_match", "contains"):
+        lines.append(f"| {key} | {base[key]:.4f} | {score[key]:.4f} |")
+    lines += ["", "## Deploy suite", "", "| check | max drop (pts) | status |", "|---|---|---|"]
+    pending, failed = [], []
+    for check in plan.evaluation.deploy_suite:
+        if check.name.lower() == "golden set":
+            status = f"passed: eval gate, epoch {best['epoch']} (see gate.json)"
+        elif results and check.name in results:
+            drop = results[check.name]
+            ok = drop <= check.max_regression + 1e-12
+            status = f"{'passed' if ok else 'FAILED'}: dropped {drop:g} pts"
+            if not ok and check.required:
+                failed.append(check.name)
+        else:
+            status = "STILL REQUIRED before deploy" if check.required else "not run (optional)"
+            if check.required:
+                pending.append(check.name)
+        lines.append(f"| {check.name} | {check.max_regression:g} | {status} |")
+    lines.append("")
+    if failed:
+        lines.append(f"**Do not deploy**: {', '.join(failed)} regressed beyond the allowed drop.")
+    elif pending:
+        lines.append(f"**Not yet cleared for deploy**: still required: {', '.join(pending)}. "
+                     "Run them against the base model and this one, then promote again with the results.")
+    else:
+        lines.append("All required deploy checks passed.")
+    return "\n".join(lines) + "\n"
+
+
+def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
+            deploy_results: str | Path | None = None) -> Path:
+    """Export the best passing epoch to ``out_dir`` (default ``RUN_DIR/promoted``); returns its path."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "plan.yaml").is_file():
+        raise UserError(f"{run_dir}: not a run folder (no plan.yaml)")
+    plan = read_plan(run_dir / "plan.yaml")
+    why = verify(plan)
+    if why:
+        raise UserError(f"{run_dir / 'plan.yaml'}: {why}")
+    gate = read_gate(run_dir)
+    best = best_passing_epoch(run_dir)
+    if best is None:
+        raise UserError(f"no epoch passed the eval gate, nothing to promote ({_gate_summary(gate)})")
+    ckpt = run_dir / best["checkpoint"]
+    _check_checkpoint(ckpt, best)
+    results = load_deploy_results(deploy_results, plan) if deploy_results else None
+
+    out = Path(out_dir) if out_dir is not None else run_dir / "promoted"
+    if out.exists() and not (out / "PROMOTED.md").is_file():
+        raise UserError(f"{out}: exists and is not an earlier promotion (no PROMOTED.md); choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for pattern in _MODEL_GLOBS + _TOKENIZER_GLOBS:
+            for f in ckpt.glob(pattern):
+                if f.is_file():
+                    shutil.copy2(f, tmp / f.name)
+        shutil.copy2(run_dir / "plan.yaml", tmp / "plan.yaml")
+        shutil.copy2(run_dir / GATE_FILE, tmp / GATE_FILE)
+        (tmp / "PROMOTED.md").write_text(_promoted_md(run_dir, plan, gate, best, results), encoding="utf-8")
+        (tmp / "promoted.json").write_text(json.dumps(
+            {"epoch": best["epoch"], "step": best["step"], "checkpoint": best["checkpoint"], "score": best["score"],
+             "baseline": gate["baseline"], "plan_sha256": plan.plan_sha256, "deploy_results": results}, indent=2) + "\n")
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{tmp.name}"
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,140 @@
+"""promote: the best passing epoch is exported whole and loads with transformers; refusals are one line."""
+
+import json
+
+import pytest
+
+from advisor.errors import UserError
+from advisor.models import (
+    Checkpointing, DatasetSpec, DeployCheck, Evaluation, Hyperparameters, LoraAlternative, ModelSummary, Plan,
+    PlanRequest, Recommended,
+)
+from advisor.planfile import approve, write_plan
+from advisor.rules import DEPLOY_SUITE
+from executor.evalgate import record_baseline, record_epoch
+from executor.promote import promote
+
+EV = Evaluation(tolerance=0.02, deploy_suite=[DeployCheck(name=n, max_regression=r) for n, r in DEPLOY_SUITE])
+BASE = {"loss": 3.0, "exact_match": 0.0, "contains": 0.0}
+
+
+def _plan() -> Plan:
+    rec = Recommended(gpu="h100-sxm", num_gpus=1, num_nodes=1, strategy="single", micro_batch_size=1, grad_accum=1,
+                      activation_checkpointing=False)
+    return approve(Plan(
+        request=PlanRequest(model="tiny", dataset=DatasetSpec(examples=10, avg_tokens=10)),
+        model=ModelSummary(name="tiny", family="llama", source="config.json", params=1, active_params=1),
+        method="full-sft", findings=[], recommended=rec, tiers=[],
+        hyperparameters=Hyperparameters(learning_rate=1e-3, warmup_ratio=0.0, weight_decay=0.0, epochs=3, max_seq_len=64,
+                                        global_batch_size=1, global_batch_tokens=64),
+        checkpointing=Checkpointing(disk_gib_per_checkpoint=0.001, disk_gib=0.003),
+        evaluation=EV, lora_alternative=LoraAlternative(),
+    ), "Ada")
+
+
+def _save_checkpoint(path, seed: int, complete: bool = True) -> None:
+    """A random tiny Llama + a locally trained tokenizer saved the way a Trainer checkpoint holds them."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(["hello world"] * 5, trainers.BpeTrainer(
+        vocab_size=280, special_tokens=["<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1, vocab_size=len(fast)))
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    (path / "optimizer.pt").write_bytes(b"not exported")
+    if complete:
+        (path / "COMPLETE").write_text("")
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    write_plan(_plan(), run / "plan.yaml")
+    record_baseline(run, BASE, EV)
+    scores = [{"loss": 2.5, "exact_match": 0.0, "contains": 0.1},   # passes
+              {"loss": 2.0, "exact_match": 0.2, "contains": 0.3},   # passes, best
+              {"loss": 9.0, "exact_match": 0.0, "contains": 0.0}]   # fails
+    for epoch, score in enumerate(scores, 1):
+        _save_checkpoint(run / f"checkpoint-{epoch * 4}", seed=epoch)
+        record_epoch(run, epoch=epoch, step=epoch * 4, checkpoint=f"checkpoint-{epoch * 4}", score=score, evaluation=EV)
+    return run
+
+
+def test_promote_exports_best_passing_epoch_loadable(run_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = promote(run_dir, tmp_path / "export")
+    assert out == tmp_path / "export"
+    names = {p.name for p in out.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "plan.yaml", "gate.json", "PROMOTED.md"} <= names
+    assert "optimizer.pt" not in names and "COMPLETE" not in names
+    model = AutoModelForCausalLM.from_pretrained(out)
+    want = AutoModelForCausalLM.from_pretrained(run_dir / "checkpoint-8")
+    for (k, a), (_, b) in zip(model.state_dict().items(), want.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert AutoTokenizer.from_pretrained(out)("hello")["input_ids"]
+    md = (out / "PROMOTED.md").read_text()
+    assert "epoch 2" in md and "checkpoint-8" in md
+    for name in ("MMLU-Pro", "IFEval", "HarmBench", "bias audit"):
+        assert f"| {name} |" in md
+    assert md.count("STILL REQUIRED before deploy") == 4
+    assert "Not yet cleared for deploy" in md
+    assert json.loads((out / "promoted.json").read_text())["epoch"] == 2
+    # promoting again replaces the export whole; no temp folders are left behind
+    promote(run_dir, out)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export")]
+
+
+def test_promote_with_deploy_results(run_dir, tmp_path):
+    results = tmp_path / "deploy.yaml"
+    results.write_text("MMLU-Pro: 1.5\nifeval: {base: 70, tuned: 66}\nHarmBench: {regression: 0}\nbias audit: 0.5\n")
+    md = (promote(run_dir, deploy_results=results) / "PROMOTED.md").read_text()
+    assert "| MMLU-Pro | 2 | passed: dropped 1.5 pts |" in md
+    assert "| IFEval | 3 | FAILED: dropped 4 pts |" in md
+    assert "**Do not deploy**: IFEval" in md and "STILL REQUIRED" not in md
+    results.write_text("MMLU-Pro: 1\nIFEval: 0\nHarmBench: 0\nbias audit: 0\n")
+    assert "All required deploy checks passed." in (promote(run_dir, deploy_results=results) / "PROMOTED.md").read_text()
+    results.write_text("GSM8K: 1\n")
+    with pytest.raises(UserError, match="'GSM8K' is not in the plan's deploy suite"):
+        promote(run_dir, deploy_results=results)
+
+
+def test_promote_refuses_when_no_epoch_passed(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    write_plan(_plan(), run / "plan.yaml")
+    record_baseline(run, BASE, EV)
+    _save_checkpoint(run / "checkpoint-4", seed=1)
+    record_epoch(run, epoch=1, step=4, checkpoint="checkpoint-4",
+                 score={"loss": 40.0, "exact_match": 0.0, "contains": 0.0}, evaluation=EV)
+    with pytest.raises(UserError, match=r"no epoch passed the eval gate.*epoch 1: golden loss 40.0000 rose"):
+        promote(run, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_promote_refuses_an_incomplete_checkpoint(run_dir, tmp_path):
+    (run_dir / "checkpoint-8" / "COMPLETE").unlink()
+    with pytest.raises(UserError, match="checkpoint-8 is incomplete"):
+        promote(run_dir, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_promote_refuses_an_edited_plan_and_a_foreign_out_folder(run_dir, tmp_path):
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match="not an earlier promotion"):
+        promote(run_dir, other)
+    text = (run_dir / "plan.yaml").read_text()
+    (run_dir / "plan.yaml").write_text(text.replace("learning_rate: 0.001", "learning_rate: 0.01"))
+    with pytest.raises(UserError, match="edited after approval"):
+        promote(run_dir)
