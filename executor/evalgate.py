@@ -122,9 +122,12 @@ def _encode(tokenizer, ex: GoldenExample) -> tuple[list[int], list[int]]:
     after the prompt is tokenized on its own so the prompt the model generates from is unchanged.
     """
     if getattr(tokenizer, "chat_template", None):
-        prompt_text = tokenizer.apply_chat_template(ex.messages, tokenize=False, add_generation_prompt=True)
-        full_text = tokenizer.apply_chat_template(
-            ex.messages + [{"role": "assistant", "content": ex.expected}], tokenize=False)
+        try:
+            prompt_text = tokenizer.apply_chat_template(ex.messages, tokenize=False, add_generation_prompt=True)
+            full_text = tokenizer.apply_chat_template(
+                ex.messages + [{"role": "assistant", "content": ex.expected}], tokenize=False)
+        except Exception as exc:  # noqa: BLE001 - a template's own error (jinja raise_exception) is the user's
+            raise UserError(f"{ex.where or 'golden row'}: the chat template refused it: {exc}") from None
         prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
         full_ids = tokenizer(full_text, add_special_tokens=False)["input_ids"]
         if full_ids[:len(prompt_ids)] == prompt_ids and len(full_ids) > len(prompt_ids):

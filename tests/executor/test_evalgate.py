@@ -215,3 +215,55 @@ def test_score_golden_counts_a_model_that_answers_right():
     got = score_golden(model, tok, [ex, ex], max_new_tokens=6)
     assert prompt_len > 0 and got["exact_match"] == 1.0 and got["contains"] == 1.0
     assert score_loss["exact_match"] in (0.0, 1.0)
+
+
+_FSDP2_SCRIPT = r'''
+import sys
+import torch.distributed as dist
+from torch.distributed.fsdp import fully_shard
+sys.path.insert(0, sys.argv[1])
+from test_evalgate import _tiny_model_and_tokenizer, _EXAMPLES
+from executor.evalgate import score_golden
+
+dist.init_process_group("gloo")
+model, tok = _tiny_model_and_tokenizer()
+ref = score_golden(model, tok, _EXAMPLES, max_new_tokens=5)
+for layer in model.model.layers:
+    fully_shard(layer)
+fully_shard(model)
+local = sum(p.to_local().numel() for p in model.parameters())
+full = sum(p.numel() for p in model.parameters())
+assert 0 < local < full, (local, full)  # really sharded
+got = score_golden(model, tok, _EXAMPLES, max_new_tokens=5, synced_gpus=True)
+assert abs(got["loss"] - ref["loss"]) < 1e-5 and got["exact_match"] == ref["exact_match"], (ref, got)
+print("rank", dist.get_rank(), "ok", local, full, got, flush=True)
+dist.destroy_process_group()
+'''
+
+_EXAMPLES = [GoldenExample([{"role": "user", "content": "what is two plus two?"}], "four"),
+             GoldenExample([{"role": "user", "content": "the capital of france? tell me"}], "paris")] * 3
+
+
+@pytest.mark.slow
+def test_score_golden_on_every_rank_of_a_2_process_fsdp2_job(tmp_path):
+    """Both ranks call score_golden on a model sharded with FSDP2 (gloo, CPU): same score as unsharded."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "fsdp2_score.py"
+    script.write_text(_FSDP2_SCRIPT)
+    here = Path(__file__).parent
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "PYTHONPATH": str(here.parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([str(torchrun), "--standalone", "--nproc_per_node", "2", str(script), str(here)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the workers too: they are in torchrun's session
+        stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    assert stdout.count(" ok ") == 2
