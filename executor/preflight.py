@@ -1,0 +1,305 @@
+"""Checks before a run, before anything heavy is imported or started. No torch import.
+
+Each failure is one clear line (``UserError``, exit 2). ``run_preflight`` returns notes (what was
+checked, what was overridden) for run.json's ``notes`` and the run log.
+
+Order: the plan itself (method, recommended config, approval), the run folder, the data files
+(present, unchanged since approval, every row valid), the visible accelerators, the free disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+from advisor.errors import UserError
+from advisor.models import DataFile, Plan
+from advisor.planfile import verify
+
+GIB = 2**30
+# Bytes per parameter of one checkpoint (see measured_checkpoint_bytes).
+CKPT_BYTES_PER_PARAM = 4 + 8
+CKPT_BYTES_PER_PARAM_ZERO = 2 + 4 + 8
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+                "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def check_plan(plan: Plan) -> None:
+    if plan.method == "lora":
+        raise UserError("plan's method is lora: this executor runs full SFT only (re-plan with --method full-sft)")
+    if plan.recommended is None:
+        raise UserError("plan has no recommended configuration (nothing fit the constraints): nothing to run")
+    why = verify(plan)
+    if why:
+        raise UserError(why)
+
+
+# --------------------------------------------------------------------------- run folder
+
+
+def _identity(run_dir: Path) -> list[tuple[str | None, str]]:
+    """(plan_sha256, file) for each of run.json and plan.yaml the run folder holds."""
+    import yaml
+
+    found = []
+    for name in ("run.json", "plan.yaml"):
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = json.loads(text) if name == "run.json" else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError):
+            raise UserError(f"{path}: unreadable; this folder's run cannot be identified") from None
+        found.append(((data.get("plan_sha256") if isinstance(data, dict) else None), name))
+    return found
+
+
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0 or pid in (os.getpid(), os.getppid()):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_run_dir(run_dir: Path, plan: Plan) -> list[str]:
+    """Refuse a folder that holds another plan's run (or an unidentified one, or a live one)."""
+    if not run_dir.exists():
+        return []
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: exists and is not a folder")
+    ids = _identity(run_dir)
+    traces = sorted(p.name for p in run_dir.iterdir()
+                    if p.name.startswith("checkpoint-") or p.name in ("gate.json", "metrics.jsonl"))
+    for sha, source in ids:
+        if sha != plan.plan_sha256:
+            raise UserError(f"{run_dir} holds another plan's run ({source} has plan_sha256 {str(sha)[:12]}, this plan "
+                            f"is {plan.plan_sha256[:12]}); choose another output folder")
+    if not ids and traces:
+        raise UserError(f"{run_dir} holds run files ({', '.join(traces[:3])}) of an unidentified run (no run.json or "
+                        "plan.yaml); choose another output folder")
+    if (run_dir / "run.json").is_file():
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        if info.get("status") == "running" and _pid_alive(info.get("pid")):
+            raise UserError(f"{run_dir}: a run of this plan is in progress (pid {info['pid']}); stop it first "
+                            "(or create STOP), or remove run.json if that process is not this run")
+    complete = [p.name for p in run_dir.glob("checkpoint-*") if (p / "COMPLETE").is_file()]
+    return [f"run folder {run_dir} already holds this plan's run ({len(complete)} complete checkpoint(s)): resuming"] \
+        if ids else []
+
+
+# --------------------------------------------------------------------------- data files
+
+
+def resolve_data_path(path: str, plan_path: str | Path) -> Path:
+    """A plan's data path: absolute as is; relative to the working directory, else to the plan's folder."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    beside = Path(plan_path).parent / p
+    return beside if beside.exists() else p
+
+
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_data_file(df: DataFile, what: str, plan_path: str | Path) -> Path:
+    """The file's resolved path; refuses a missing file or one whose content changed since approval."""
+    p = resolve_data_path(df.path, plan_path)
+    if not p.is_file():
+        raise UserError(f"{what} {df.path}: no such file (the approved plan names it)")
+    actual = _sha256_file(p)
+    if actual != df.sha256:
+        raise UserError(f"{what} {p} changed since approval (sha256 {actual[:12]}, approved {df.sha256[:12]}); "
+                        "re-plan and re-approve")
+    return p
+
+
+def golden_file(plan: Plan) -> DataFile | None:
+    return plan.evaluation.golden or plan.request.golden
+
+
+def check_data(plan: Plan, plan_path: str | Path) -> list[str]:
+    from executor.evalgate import load_golden  # pure: no torch at import
+
+    df = plan.request.dataset.file
+    if df is None:
+        raise UserError("plan names no dataset file (request.dataset.file): nothing to train on")
+    gf = golden_file(plan)
+    if gf is None:
+        raise UserError("plan names no golden set (evaluation.golden): the eval gate could pass no epoch, so nothing "
+                        "could be promoted; re-plan with --golden")
+    data_path = check_data_file(df, "dataset", plan_path)
+    golden_path = check_data_file(gf, "golden set", plan_path)
+    from executor.rows import read_rows  # pure: no torch at import
+
+    rows = read_rows(data_path)  # raises UserError listing every bad row
+    golden = load_golden(golden_path)
+    return [f"dataset {data_path}: {len(rows)} rows, sha256 {df.sha256[:12]} as approved",
+            f"golden set {golden_path}: {len(golden)} rows, sha256 {gf.sha256[:12]} as approved"]
+
+
+# --------------------------------------------------------------------------- accelerators
+
+
+def visible_accelerators() -> tuple[list[str], str]:
+    """(device names, how they were found). nvidia-smi -L if present, else CUDA_VISIBLE_DEVICES, else none.
+
+    A name is '' when only the count is known (CUDA_VISIBLE_DEVICES without nvidia-smi).
+    """
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    wanted = None if cvd is None else [d.strip() for d in cvd.split(",") if d.strip() and d.strip() != "-1"]
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = None
+        if out is not None:
+            devices = []  # "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-...)"
+            for line in out.splitlines():
+                if not line.startswith("GPU "):
+                    continue
+                index, _, rest = line[4:].partition(":")
+                name, _, uuid = rest.strip().partition(" (UUID: ")
+                if wanted is None or index.strip() in wanted or uuid.rstrip(")") in wanted:
+                    devices.append(name.strip())
+            return devices, "nvidia-smi -L" + (" filtered by CUDA_VISIBLE_DEVICES" if wanted is not None else "")
+    if wanted:
+        return [""] * len(wanted), "CUDA_VISIBLE_DEVICES"
+    return [], "no nvidia-smi and no CUDA_VISIBLE_DEVICES"
+
+
+def _type_matches(gpu_id: str, name: str) -> bool:
+    """Does a device name (nvidia-smi) fit a catalog tier id ('h100-sxm', 'a100-80gb')?
+
+    The tier's first token (the chip: h100, a100, l40s...) must appear in the name; a memory token
+    (40gb, 80gb) in the id must too when the name states a memory size.
+    """
+    flat = name.lower().replace(" ", "").replace("-", "")
+    tokens = gpu_id.lower().split("-")
+    if tokens[0] not in flat:
+        return False
+    mem = [t for t in tokens if t.endswith("gb") and t[:-2].isdigit()]
+    return not mem or "gb" not in flat or any(t in flat for t in mem)
+
+
+def check_devices(plan: Plan, allow_mismatch: bool) -> list[str]:
+    rec = plan.recommended
+    per_node = rec.num_gpus // rec.num_nodes
+    wants_cpu = rec.gpu.lower().startswith("cpu")
+    names, how = visible_accelerators()
+    want = 0 if wants_cpu else per_node
+    seen = (", ".join(sorted(set(n or "unknown type" for n in names))) if names else "none")
+    problems = []
+    if len(names) != want:
+        problems.append(f"plan wants {want} x {rec.gpu} per node, {len(names)} visible ({seen}; {how})")
+    elif not wants_cpu:
+        wrong = [n for n in names if n and not _type_matches(rec.gpu, n)]
+        if wrong:
+            problems.append(f"plan wants {rec.gpu}, visible devices are {', '.join(sorted(set(wrong)))} ({how})")
+    if not problems:
+        return [f"devices: {len(names)} visible ({seen}) as the plan wants"]
+    if not allow_mismatch:
+        raise UserError(problems[0] + "; refusing (pass --allow-mismatch to run anyway, recorded in the run log)")
+    return [f"allow-mismatch: {problems[0]}; running anyway as asked"]
+
+
+# --------------------------------------------------------------------------- disk
+
+
+def _model_dir(plan: Plan) -> Path | None:
+    for cand in (plan.request.model_path, plan.request.model):
+        if cand and Path(cand).expanduser().is_dir():
+            return Path(cand).expanduser()
+    return None
+
+
+def _safetensors_params(path: Path) -> int:
+    """Parameter count from a .safetensors header (8-byte length + JSON), no torch."""
+    with path.open("rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(n))
+    total = 0
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        count = 1
+        for dim in info["shape"]:
+            count *= dim
+        total += count
+    return total
+
+
+def measured_checkpoint_bytes(model_dir: Path, strategy: str) -> int | None:
+    """One checkpoint of the model in ``model_dir``, from its safetensors headers' parameter count.
+
+    Trainer keeps fp32 weights under mixed precision and saves them (4 bytes/param) beside Adam's two
+    fp32 moments (8); DeepSpeed saves bf16 weights (2) + fp32 master weights (4) + the moments (8).
+    """
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        return None
+    try:
+        params = sum(_safetensors_params(f) for f in files)
+    except (OSError, ValueError, KeyError, struct.error):
+        return None
+    return params * (CKPT_BYTES_PER_PARAM_ZERO if strategy.startswith("zero") else CKPT_BYTES_PER_PARAM)
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def check_disk(plan: Plan, run_dir: Path) -> list[str]:
+    """Free disk for keep_last + 1 checkpoints (the newest is written before the oldest is deleted)."""
+    ck = plan.checkpointing
+    per_ckpt = int(ck.disk_gib_per_checkpoint * GIB)
+    source = "plan"
+    model_dir = _model_dir(plan)
+    measured = measured_checkpoint_bytes(model_dir, plan.recommended.strategy) if model_dir else None
+    if measured is not None and measured > per_ckpt:
+        per_ckpt, source = measured, f"measured from {model_dir}'s parameter count"
+    existing = sum(_dir_bytes(p) for p in run_dir.glob("checkpoint-*")) if run_dir.is_dir() else 0
+    need = max(0, (ck.keep_last + 1) * per_ckpt - existing)
+    probe = run_dir
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    line = (f"{need / GIB:,.2f} GiB for {ck.keep_last} + 1 checkpoints of {per_ckpt / GIB:,.3f} GiB ({source}), "
+            f"{free / GIB:,.1f} GiB free at {probe}")
+    if free < need:
+        raise UserError(f"not enough free disk: need {line}")
+    return [f"disk: need {line}"]
+
+
+# --------------------------------------------------------------------------- all together
+
+
+def run_preflight(plan_path: str | Path, plan: Plan, run_dir: str | Path, *, allow_mismatch: bool = False) -> list[str]:
+    """Every check, in order; the first failure raises a one-line UserError. Returns the notes."""
+    run_dir = Path(run_dir)
+    check_plan(plan)
+    notes = check_run_dir(run_dir, plan)
+    notes += check_data(plan, plan_path)
+    notes += check_devices(plan, allow_mismatch)
+    notes += check_disk(plan, run_dir)
+    return notes
