@@ -267,3 +267,23 @@ def test_score_golden_on_every_rank_of_a_2_process_fsdp2_job(tmp_path):
         stdout, stderr = proc.communicate()
     assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
     assert stdout.count(" ok ") == 2
+
+
+def test_template_whose_prompt_is_not_a_token_prefix_keeps_the_generation_prompt():
+    """'assistant: ' + 'four' merges the space into the answer's token: the prompt the model generates
+    from stays exactly the generation prompt, and the loss is on the rest of the text."""
+    import torch
+
+    model, tok = _tiny_model_and_tokenizer()
+    tok.chat_template = ("{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>{% endfor %}"
+                         "{% if add_generation_prompt %}<s>assistant: {% endif %}")
+    ex = GoldenExample([{"role": "user", "content": "what is two plus two?"}], "four")
+    prompt = tok.apply_chat_template(ex.messages, tokenize=False, add_generation_prompt=True)
+    full = tok.apply_chat_template(ex.messages + [{"role": "assistant", "content": "four"}], tokenize=False)
+    p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    a_ids = tok(full[len(prompt):], add_special_tokens=False)["input_ids"]
+    assert tok(full, add_special_tokens=False)["input_ids"][:len(p_ids)] != p_ids  # the case under test
+    with torch.no_grad():
+        logits = model(torch.tensor([p_ids + a_ids])).logits[0]
+    want = torch.nn.functional.cross_entropy(logits[len(p_ids) - 1:-1], torch.tensor(a_ids))
+    assert abs(score_golden(model, tok, [ex], max_new_tokens=2)["loss"] - float(want)) < 1e-4
