@@ -1,0 +1,194 @@
+"""Per-rank entry point: a straight line from the approved plan to trained epoch checkpoints.
+
+Started by the launcher that `sftplan run` writes into RUN_DIR/config/launch.sh, e.g.::
+
+    torchrun --nproc_per_node 2 -m executor.train --run-dir RUN_DIR
+    deepspeed --num_gpus 2 --module executor.train --run-dir RUN_DIR
+
+Reads RUN_DIR/plan.yaml (the approved copy) and RUN_DIR/config/inputs.json (absolute paths of the
+model, training data and golden set), then, in order: distributed setup, TrainingArguments (before
+the model, so ZeRO-3 can partition it while loading), tokenizer, data, model, Trainer + callbacks,
+train (resuming from the latest COMPLETE checkpoint), and the result file. Per epoch, after Trainer
+has written ``checkpoint-<step>`` (callbacks in executor/train_callbacks.py):
+
+1. under FSDP's sharded state dict the full weights are gathered and rank 0 writes
+   model.safetensors, config.json and the tokenizer (ZeRO-3 writes its own gathered 16-bit weights);
+2. every rank scores the golden set, rank 0 records the epoch's gate verdict in gate.json;
+3. rank 0 writes ``COMPLETE`` last. A checkpoint without it is never resumed from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+COMPLETE = "COMPLETE"
+RESULT = "train_result.json"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m executor.train")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--local_rank", "--local-rank", type=int, default=-1, help="set by the deepspeed launcher")
+    return p.parse_known_args(argv)[0]
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def log(msg: str) -> None:
+    if rank() == 0:
+        print(f"[sftplan] {msg}", flush=True)
+
+
+def checkpoint_step(path: Path) -> int:
+    try:
+        return int(path.name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def latest_complete_checkpoint(run_dir: Path) -> Path | None:
+    """The complete checkpoint with the highest step; incomplete ones never count."""
+    done = [p for p in run_dir.glob("checkpoint-*") if (p / COMPLETE).is_file() and checkpoint_step(p) >= 0]
+    return max(done, key=checkpoint_step) if done else None
+
+
+def remove_incomplete_checkpoints(run_dir: Path) -> list[str]:
+    """Rank 0, before training: a checkpoint cut off while being written is deleted, never resumed."""
+    notes = []
+    for p in sorted(run_dir.glob("checkpoint-*")):
+        if p.is_dir() and not (p / COMPLETE).is_file():
+            shutil.rmtree(p, ignore_errors=True)
+            notes.append(f"removed incomplete {p.name} (no {COMPLETE} marker: interrupted while being written)")
+    return notes
+
+
+def setup_distributed() -> tuple[bool, list[str]]:
+    """(accelerator present, notes). On a CPU-only multi-process job, install the cpu_dist shims."""
+    import torch
+
+    from executor import cpu_dist
+
+    accelerator = torch.cuda.is_available()
+    notes = cpu_dist.apply() if cpu_dist.needed() else []
+    return accelerator, notes
+
+
+def setup_training_args(plan, run_dir: Path, *, accelerator: bool):
+    import torch
+    from transformers import TrainingArguments
+
+    from executor.translate import training_arguments
+
+    bf16 = bool(accelerator and torch.cuda.is_bf16_supported())
+    ds_path = run_dir / "config" / "deepspeed.json"
+    kwargs = training_arguments(plan, str(run_dir), bf16=bf16, accelerator=accelerator,
+                                deepspeed_path=str(ds_path) if ds_path.is_file() else None)
+    return TrainingArguments(**kwargs)
+
+
+def setup_tokenizer(model_dir: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def setup_data(plan, tokenizer, train_path: str, golden_path: str, seed: int):
+    from executor.data import build_train_data
+    from executor.evalgate import load_golden
+    from executor.rows import read_rows
+
+    dataset, collator, enc = build_train_data(tokenizer, read_rows(train_path), max_seq_len=plan.hyperparameters.max_seq_len,
+                                              packing=plan.request.packing, seed=seed)
+    return dataset, collator, enc, load_golden(golden_path)
+
+
+def setup_model(plan, model_dir: str, *, bf16: bool):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    pure = bf16 and plan.recommended.precision == "bf16-pure"
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if pure else torch.float32)
+    model.config.use_cache = False  # a KV cache in training turns off the packed-sequence mask (data.py)
+    return model
+
+
+def peak_memory() -> tuple[int, str]:
+    """(bytes, kind): accelerator max allocated, else this process's peak RSS."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated()), "accelerator max allocated"
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "process RSS"
+
+
+def write_result(run_dir: Path, trainer, *, stopped: bool, resumed_from: Path | None, notes: list[str]) -> None:
+    if not trainer.is_world_process_zero():
+        return
+    state = trainer.state
+    result = {"global_step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
+              "stopped": stopped, "resumed_from": resumed_from.name if resumed_from else None, "notes": notes,
+              "latest_complete": (latest_complete_checkpoint(run_dir) or Path("")).name or None}
+    tmp = run_dir / f".{RESULT}.tmp"
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, run_dir / RESULT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run_dir = Path(args.run_dir).resolve()
+    from advisor.planfile import read_plan
+
+    plan = read_plan(run_dir / "plan.yaml")
+    inputs = json.loads((run_dir / "config" / "inputs.json").read_text())
+    accelerator, notes = setup_distributed()
+    training_args = setup_training_args(plan, run_dir, accelerator=accelerator)  # inits the process group
+    if training_args.process_index == 0:
+        notes += remove_incomplete_checkpoints(run_dir)
+    from executor.train_callbacks import barrier
+
+    barrier()
+    resume = latest_complete_checkpoint(run_dir)
+    tokenizer = setup_tokenizer(inputs["model"])
+    dataset, collator, enc, golden = setup_data(plan, tokenizer, inputs["train"], inputs["golden"], training_args.seed)
+    notes += enc.notes
+    log(f"data: {enc.rows} rows, {enc.tokens} tokens ({enc.label_tokens} trained on), {len(dataset)} sequences")
+    model = setup_model(plan, inputs["model"], bf16=training_args.bf16)
+
+    from transformers import PrinterCallback, Trainer
+
+    from executor.train_callbacks import GateCallback, MetricsCallback, ShardReportCallback, StopCallback
+
+    trainer = Trainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
+                      processing_class=tokenizer,
+                      callbacks=[ShardReportCallback(run_dir, plan.recommended.strategy),
+                                 GateCallback(run_dir, plan, tokenizer, golden),
+                                 MetricsCallback(run_dir, peak_memory), StopCallback(run_dir)])
+    trainer.remove_callback(PrinterCallback)  # MetricsCallback prints the progress line
+    if resume:
+        log(f"resuming from {resume.name} (latest complete checkpoint)")
+    started = time.time()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    stopped = trainer.state.global_step < trainer.state.max_steps
+    log(("stopped at the epoch boundary (STOP)" if stopped else "finished") +
+        f" at step {trainer.state.global_step} in {time.time() - started:.1f} s")
+    write_result(run_dir, trainer, stopped=stopped, resumed_from=resume, notes=notes)
+    barrier()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.exit(main())

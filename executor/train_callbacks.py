@@ -1,0 +1,208 @@
+"""The TrainerCallbacks of executor/train.py: shard report, metrics + progress, eval gate + COMPLETE, STOP.
+
+Every callback runs on every rank; collective work (gathering FSDP weights, scoring a sharded model,
+agreeing on STOP) is done by all ranks, files are written by rank 0 only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+COMPLETE = "COMPLETE"
+
+
+def _dist():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def barrier() -> None:
+    if dist := _dist():
+        dist.barrier()
+
+
+def world_size() -> int:
+    return dist.get_world_size() if (dist := _dist()) else 1
+
+
+def is_rank0() -> bool:
+    return dist.get_rank() == 0 if (dist := _dist()) else True
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any rank."""
+    dist = _dist()
+    if dist is None:
+        return flag
+    import torch
+
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+class ShardReportCallback(TrainerCallback):
+    """Each rank writes RUN_DIR/shards/rank-<r>.json: how many parameter elements it really holds.
+
+    FSDP2 parameters are DTensors (local shard = ``to_local()``); ZeRO-3 parameters carry ``ds_tensor``
+    (the local partition) and ``ds_numel`` (the full size). Tests assert on these files.
+    """
+
+    def __init__(self, run_dir: Path, strategy: str):
+        self.run_dir, self.strategy = run_dir, strategy
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        local = full = 0
+        kinds = set()
+        for p in model.parameters():
+            if hasattr(p, "ds_tensor"):
+                local += p.ds_tensor.numel()
+                full += p.ds_numel
+                kinds.add("zero3-partition")
+            elif hasattr(p, "to_local"):
+                local += p.to_local().numel()
+                full += p.numel()
+                kinds.add("dtensor")
+            else:
+                local += p.numel()
+                full += p.numel()
+                kinds.add("tensor")
+        out = self.run_dir / "shards"
+        out.mkdir(exist_ok=True)
+        r = int(os.environ.get("RANK", "0"))
+        (out / f"rank-{r}.json").write_text(json.dumps(
+            {"rank": r, "world_size": world_size(), "strategy": self.strategy, "local_param_numel": local,
+             "full_param_numel": full, "param_kinds": sorted(kinds)}) + "\n")
+
+
+class MetricsCallback(TrainerCallback):
+    """Rank 0 appends one metrics.jsonl row per logged step and prints a progress line.
+
+    Must come after GateCallback in the callback list, so golden scoring is not counted as step time.
+    """
+
+    def __init__(self, run_dir: Path, peak_memory):
+        self.run_dir, self.peak_memory = run_dir, peak_memory
+        self.started = time.time()
+        self.last_time = self.last_tokens = None
+        self.step_times: list[float] = []
+        from rich.console import Console
+
+        self.console = Console(highlight=False, soft_wrap=True)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._restart_clock(state)
+
+    def on_save(self, args, state, control, **kwargs):  # runs after GateCallback's: scoring is not a step
+        self._restart_clock(state)
+
+    def _restart_clock(self, state) -> None:
+        self.last_time, self.last_tokens, self.last_step = time.time(), state.num_input_tokens_seen, state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        now, tokens = time.time(), state.num_input_tokens_seen  # non-padding tokens, summed over ranks
+        steps = max(state.global_step - self.last_step, 1)
+        step_time = (now - self.last_time) / steps
+        tps = (tokens - self.last_tokens) / world_size() / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_tokens, self.last_step = now, tokens, state.global_step
+        self.step_times.append(step_time)
+        peak, kind = self.peak_memory()
+        row = {"epoch": round(float(state.epoch or 0), 4), "step": state.global_step, "loss": float(logs["loss"]),
+               "learning_rate": float(logs.get("learning_rate", 0.0)), "tokens_per_s_per_gpu": round(tps, 2),
+               "step_time_s": round(step_time, 5), "peak_memory_bytes": peak, "peak_memory_kind": kind,
+               "elapsed_s": round(now - self.started, 3)}
+        _append_jsonl(self.run_dir / "metrics.jsonl", row)
+        recent = sorted(self.step_times[-20:])[len(self.step_times[-20:]) // 2]
+        eta = max(state.max_steps - state.global_step, 0) * recent
+        self.console.print(
+            f"[bold]epoch[/] {row['epoch']:.2f}/{args.num_train_epochs:g}  [bold]step[/] {state.global_step}/"
+            f"{state.max_steps}  [bold]loss[/] {row['loss']:.4f}  [bold]tok/s[/] {tps:,.0f}  "
+            f"[bold]ETA[/] {int(eta // 60)}:{int(eta % 60):02d}  [dim]peak {peak / 2**20:,.0f} MiB[/]")
+
+
+class GateCallback(TrainerCallback):
+    """Golden baseline before training; per epoch: full weights, golden score + verdict, then COMPLETE."""
+
+    def __init__(self, run_dir: Path, plan, tokenizer, golden):
+        self.run_dir, self.plan, self.tokenizer, self.golden = run_dir, plan, tokenizer, golden
+
+    def _score(self, model) -> dict:
+        from executor.evalgate import score_golden
+
+        return score_golden(model, self.tokenizer, self.golden, max_new_tokens=self.plan.evaluation.max_new_tokens,
+                            synced_gpus=world_size() > 1)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        from executor.evalgate import read_gate, record_baseline
+
+        if read_gate(self.run_dir).get("baseline") is not None:  # resumed: the model is no longer the base
+            return
+        score = self._score(model)
+        if is_rank0():
+            record_baseline(self.run_dir, score, self.plan.evaluation)
+            print(f"[sftplan] golden baseline: {_fmt(score)}", flush=True)
+
+    def _write_full_weights(self, ckpt: Path, model) -> None:
+        """FSDP sharded state dict: gather the full weights (all ranks) and save them from rank 0."""
+        if not any(hasattr(p, "to_local") for p in model.parameters()):
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if is_rank0():
+            model.save_pretrained(ckpt, state_dict=sd)
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        from executor.evalgate import record_epoch
+
+        ckpt = self.run_dir / f"checkpoint-{state.global_step}"
+        self._write_full_weights(ckpt, model)
+        if is_rank0():
+            if not (ckpt / "config.json").is_file():
+                model.config.save_pretrained(ckpt)
+            if not (ckpt / "tokenizer_config.json").is_file():
+                self.tokenizer.save_pretrained(ckpt)
+        score = self._score(model)
+        if is_rank0():
+            verdict = record_epoch(self.run_dir, epoch=float(state.epoch or 0), step=state.global_step,
+                                   checkpoint=ckpt.name, score=score, evaluation=self.plan.evaluation)
+            mark = "PASS" if verdict["passed"] else "FAIL: " + "; ".join(verdict["reasons"])
+            print(f"[sftplan] epoch {state.epoch:.0f} {ckpt.name} golden {_fmt(score)} gate {mark}", flush=True)
+        barrier()  # every rank's shard of the checkpoint is on disk
+        if is_rank0():
+            if not list(ckpt.glob("*.safetensors")):
+                raise RuntimeError(f"{ckpt}: no model.safetensors after saving; refusing to mark it complete")
+            (ckpt / COMPLETE).write_text(json.dumps({"step": state.global_step, "epoch": state.epoch}) + "\n")
+        barrier()
+
+
+class StopCallback(TrainerCallback):
+    """RUN_DIR/STOP asks a clean stop at the next epoch boundary (after that epoch's checkpoint)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if any_rank((self.run_dir / "STOP").exists()):
+            control.should_training_stop = True
+            control.should_save = True
+            if is_rank0():
+                print("[sftplan] STOP found: stopping after this epoch's checkpoint", flush=True)
+
+
+def _fmt(score: dict) -> str:
+    return f"loss {score['loss']:.4f} exact {score['exact_match']:.3f} contains {score['contains']:.3f}"

@@ -1,0 +1,134 @@
+"""Plan -> TrainingArguments kwargs, DeepSpeed config dict, FSDP config dict. Pure: no torch, no disk.
+
+Names are transformers 5.x's (``warmup_steps`` takes a float ratio below 1, ``eval_strategy``, no
+``no_cuda``). The DeepSpeed dict has no ``optimizer`` block on purpose: Trainer then builds torch
+AdamW (or DeepSpeedCPUAdam when the optimizer is offloaded), so the fused_adam op never compiles;
+"auto" values are filled by Trainer from the TrainingArguments, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+from advisor.errors import UserError
+from advisor.models import Plan
+
+# FSDP wraps each transformer block; Trainer/accelerate fall back to the model's own
+# ``_no_split_modules`` for a family not listed here.
+DECODER_LAYER = {
+    "llama": "LlamaDecoderLayer", "mistral": "MistralDecoderLayer", "mixtral": "MixtralDecoderLayer",
+    "qwen2": "Qwen2DecoderLayer", "gemma": "GemmaDecoderLayer", "gemma2": "Gemma2DecoderLayer",
+    "phi3": "Phi3DecoderLayer", "gpt_neox": "GPTNeoXLayer",
+}
+DEEPSPEED_STRATEGIES = ("zero2", "zero3", "zero3-offload", "zero3-offload-all")
+SUPPORTED = ("single", "ddp", "fsdp") + DEEPSPEED_STRATEGIES
+# ZeRO-3 keeps parameters smaller than this whole on every rank. DeepSpeed's default ("auto" =
+# 10 x hidden) is right for real models; below this size the whole model would stay unpartitioned
+# (../shared/ENVIRONMENT.md), so small models are partitioned down to every tensor.
+SMALL_MODEL_PARAMS = 50_000_000
+
+
+def strategy_of(plan: Plan) -> str:
+    if plan.method != "full-sft":
+        raise UserError(f"plan method is '{plan.method}': this executor runs full SFT only "
+                        "(LoRA runs are not supported here; re-plan with --method full-sft)")
+    if plan.recommended is None:
+        raise UserError("plan has no recommended configuration (nothing fitted); nothing to run")
+    strategy = plan.recommended.strategy
+    if strategy not in SUPPORTED:
+        raise UserError(f"strategy '{strategy}' is not supported by the executor (supported: {', '.join(SUPPORTED)})")
+    return strategy
+
+
+def deepspeed_config(plan: Plan) -> dict | None:
+    """The DeepSpeed JSON for zero2/zero3(/offload) plans, else None."""
+    strategy = strategy_of(plan)
+    if strategy not in DEEPSPEED_STRATEGIES:
+        return None
+    zero: dict = {"stage": 2 if strategy == "zero2" else 3, "overlap_comm": True, "contiguous_gradients": True,
+                  "reduce_bucket_size": "auto"}
+    if zero["stage"] == 3:
+        zero.update({
+            "stage3_prefetch_bucket_size": "auto",
+            "stage3_param_persistence_threshold": 0 if plan.model.params < SMALL_MODEL_PARAMS else "auto",
+            "stage3_gather_16bit_weights_on_model_save": True,  # checkpoints hold the full model.safetensors
+        })
+    if strategy in ("zero3-offload", "zero3-offload-all"):
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if strategy == "zero3-offload-all":
+        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    return {
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "train_batch_size": "auto",
+        "gradient_clipping": "auto",
+        "bf16": {"enabled": "auto"},
+        "zero_optimization": zero,
+        "zero_allow_untested_optimizer": True,
+        "wall_clock_breakdown": False,
+    }
+
+
+def fsdp_config(plan: Plan) -> dict | None:
+    """The FSDP2 config for fsdp plans, else None.
+
+    SHARDED_STATE_DICT: each rank saves its shard (FULL_STATE_DICT gathers everything on rank 0 at
+    every save and crashes on CPU); train.py writes the gathered model.safetensors itself.
+    Activation checkpointing goes through FSDP's own wrapper, not ``gradient_checkpointing``.
+    """
+    if strategy_of(plan) != "fsdp":
+        return None
+    cfg: dict = {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "state_dict_type": "SHARDED_STATE_DICT",
+                 "reshard_after_forward": True, "activation_checkpointing": plan.recommended.activation_checkpointing,
+                 "cpu_ram_efficient_loading": False}
+    layer = DECODER_LAYER.get(plan.model.family)
+    if layer:
+        cfg["transformer_layer_cls_to_wrap"] = [layer]
+    return cfg
+
+
+def training_arguments(plan: Plan, run_dir: str, *, bf16: bool, accelerator: bool, seed: int = 42,
+                       deepspeed_path: str | None = None) -> dict:
+    """TrainingArguments(**kwargs) for the plan.
+
+    ``bf16``: the device supports it (decided at runtime by train.py). ``accelerator``: a GPU-like
+    device is present; without one the run is on CPU with the gloo backend. ``deepspeed_path``: where
+    the DeepSpeed JSON was written (TrainingArguments takes a path or a dict).
+    """
+    strategy = strategy_of(plan)
+    rec, hp = plan.recommended, plan.hyperparameters
+    fsdp = fsdp_config(plan)
+    ds = deepspeed_config(plan)
+    kwargs: dict = {
+        "output_dir": run_dir,
+        "num_train_epochs": hp.epochs,
+        "per_device_train_batch_size": rec.micro_batch_size,
+        "gradient_accumulation_steps": rec.grad_accum,
+        "learning_rate": hp.learning_rate,
+        "lr_scheduler_type": hp.lr_scheduler,
+        "warmup_steps": hp.warmup_ratio,  # transformers 5.x: a float below 1 is a ratio of the total steps
+        "weight_decay": hp.weight_decay,
+        "max_grad_norm": 1.0,
+        "bf16": bf16,
+        "gradient_checkpointing": rec.activation_checkpointing and fsdp is None,
+        "save_strategy": "epoch",
+        "save_total_limit": plan.checkpointing.keep_last,
+        "eval_strategy": "no",  # the golden set is scored by the eval-gate callback
+        "logging_strategy": "steps",
+        "logging_steps": 1,
+        "report_to": "none",
+        "disable_tqdm": True,  # rank 0 shows its own progress line
+        "include_num_input_tokens_seen": "non_padding",  # tokens/s in metrics.jsonl
+        "remove_unused_columns": False,
+        "dataloader_num_workers": 0,
+        "seed": seed,
+        "data_seed": seed,
+    }
+    if fsdp is not None:
+        kwargs.update(fsdp=True, fsdp_config=fsdp)
+    if ds is not None:
+        kwargs["deepspeed"] = deepspeed_path or ds
+    if not accelerator:
+        # CPU: gloo. Single process runs plain CPU; distributed CPU runs keep use_cpu False so the
+        # cpu_dist shims can hand accelerate an FSDP / DeepSpeed state (see executor/cpu_dist.py).
+        kwargs["ddp_backend"] = "gloo"
+        kwargs["use_cpu"] = strategy == "single"
+    return kwargs
