@@ -75,7 +75,8 @@ def _row_to_example(row: Any) -> GoldenExample | str:
 
 
 def load_golden(path: str | Path) -> list[GoldenExample]:
-    """Read a golden JSONL file. Every bad row is reported (``file:line: reason``) in one UserError."""
+    """Read a golden JSONL file. One UserError lists every bad row, one per line (``file:line: reason``),
+    the way executor.rows reports training rows."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -99,7 +100,7 @@ def load_golden(path: str | Path) -> list[GoldenExample]:
             got.where = f"{path}:{lineno}"
             examples.append(got)
     if bad:
-        raise UserError(f"{len(bad)} bad golden row{'s' if len(bad) > 1 else ''}: " + "; ".join(bad))
+        raise UserError(f"{len(bad)} bad golden row{'s' if len(bad) != 1 else ''} in {path}:\n" + "\n".join(bad))
     if not examples:
         raise UserError(f"{path}: golden set has no rows")
     return examples

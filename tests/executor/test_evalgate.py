@@ -45,10 +45,10 @@ def test_load_golden_reports_every_bad_row(tmp_path):
     with pytest.raises(UserError) as exc:
         load_golden(p)
     msg = str(exc.value)
-    assert msg.startswith("5 bad golden rows")
+    assert msg.startswith("5 bad golden rows in")
     for line in (2, 3, 4, 5, 6):
         assert f"golden.jsonl:{line}:" in msg
-    assert "golden.jsonl:1:" not in msg and "\n" not in msg
+    assert "golden.jsonl:1:" not in msg and len(msg.splitlines()) == 6  # the count, then one line per bad row
 
 
 def test_load_golden_missing_file(tmp_path):
@@ -142,25 +142,12 @@ def test_normalize():
 
 
 def _tiny_model_and_tokenizer():
-    """A random 2-layer Llama and a byte-level BPE tokenizer trained here, with a chat template."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    """The embedded tiny Llama (random, seeded) and its locally trained tokenizer with a ChatML template."""
+    from executor.tiny import build_model, build_tokenizer
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    text = ["what is two plus two? four. the capital of france is paris."] * 20
-    tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"],
-                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    fast.chat_template = ("{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>{% endfor %}"
-                          "{% if add_generation_prompt %}<s>assistant\n{% endif %}")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=len(fast), pad_token_id=fast.pad_token_id,
-                      bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
-    return LlamaForCausalLM(cfg), fast
+    tok = build_tokenizer(["user\nwhat is two plus two?\nassistant\nfour, assistant: four. the capital is paris"] * 20,
+                          vocab_size=300)
+    return build_model(len(tok), tok, seed=0), tok
 
 
 def test_score_golden_on_a_tiny_llama():

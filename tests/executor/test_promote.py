@@ -33,21 +33,12 @@ def _plan() -> Plan:
 
 
 def _save_checkpoint(path, seed: int, complete: bool = True) -> None:
-    """A random tiny Llama + a locally trained tokenizer saved the way a Trainer checkpoint holds them."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    """The embedded tiny Llama (seeded) + its tokenizer, saved the way a complete checkpoint holds them."""
+    from executor.tiny import build_model, build_tokenizer
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator(["hello world"] * 5, trainers.BpeTrainer(
-        vocab_size=280, special_tokens=["<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=1, vocab_size=len(fast)))
-    model.save_pretrained(path)
-    fast.save_pretrained(path)
+    tok = build_tokenizer(["hello world"] * 5, vocab_size=280)
+    build_model(len(tok), tok, seed).save_pretrained(path)
+    tok.save_pretrained(path)
     (path / "optimizer.pt").write_bytes(b"not exported")
     if complete:
         (path / "COMPLETE").write_text("")
