@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from advisor.errors import UserError
-from advisor.models import Plan
+from advisor.models import DeployCheck, Plan
 from advisor.planfile import read_plan, verify
 from executor.evalgate import GATE_FILE, best_passing_epoch, read_gate
 
@@ -76,7 +76,7 @@ def load_deploy_results(path: str | Path, plan: Plan) -> dict[str, float]:
         raise UserError(f"{path}: unreadable deploy results ({exc.__class__.__name__})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of deploy check name -> result")
-    names = {d.name.lower(): d.name for d in plan.evaluation.deploy_suite}
+    names = {d.name.lower(): d.name for d in plan.evaluation.deploy_suite or _standard_suite()}
     out = {}
     for key, result in data.items():
         name = names.get(str(key).lower())
@@ -84,6 +84,12 @@ def load_deploy_results(path: str | Path, plan: Plan) -> dict[str, float]:
             raise UserError(f"{path}: '{key}' is not in the plan's deploy suite ({', '.join(names.values())})")
         out[name] = _regression(name, result)
     return out
+
+
+def _standard_suite() -> list[DeployCheck]:
+    from advisor.rules import DEPLOY_SUITE
+
+    return [DeployCheck(name=n, max_regression=r) for n, r in DEPLOY_SUITE]
 
 
 def _promoted_md(run_dir: Path, plan: Plan, gate: dict, best: dict, results: dict[str, float] | None) -> str:
@@ -97,7 +103,10 @@ def _promoted_md(run_dir: Path, plan: Plan, gate: dict, best: dict, results: dic
         lines.append(f"| {key} | {base[key]:.4f} | {score[key]:.4f} |")
     lines += ["", "## Deploy suite", "", "| check | max drop (pts) | status |", "|---|---|---|"]
     pending, failed = [], []
-    for check in plan.evaluation.deploy_suite:
+    suite = plan.evaluation.deploy_suite or _standard_suite()
+    if not plan.evaluation.deploy_suite:
+        lines[-2:-2] = ["The plan names no deploy suite; the standard one is listed instead.", ""]
+    for check in suite:
         if check.name.lower() == "golden set":
             status = f"passed: eval gate, epoch {best['epoch']} (see gate.json)"
         elif results and check.name in results:

@@ -145,7 +145,7 @@ def build_report(run_dir: str | Path, plan: Plan, *, now: datetime | None = None
                                         max(peaks) / GIB if peaks else None, "GiB", kind),
         "hours": _row(est.hours if est else None, hours, "h", f"elapsed so far ({hours_how}); plan: whole run"),
         "cost_usd": _row(est.cost_usd if est else None, cost, "USD",
-                         f"elapsed x {num_gpus} GPUs x ${price if price is not None else '?'}/GPU-hour "
+                         f"elapsed x {num_gpus} GPU(s) x ${price if price is not None else '?'}/GPU-hour "
                          f"({price_source}); plan: whole run"),
     }
     last_step = max((int(r["step"]) for r in rows if isinstance(r.get("step"), (int, float))), default=0)

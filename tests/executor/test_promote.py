@@ -129,3 +129,12 @@ def test_promote_refuses_an_edited_plan_and_a_foreign_out_folder(run_dir, tmp_pa
     (run_dir / "plan.yaml").write_text(text.replace("learning_rate: 0.001", "learning_rate: 0.01"))
     with pytest.raises(UserError, match="edited after approval"):
         promote(run_dir)
+
+
+def test_a_plan_without_a_deploy_suite_still_lists_the_standard_one(run_dir, tmp_path):
+    plan = _plan().model_copy(update={"approval": None, "plan_sha256": "",
+                                      "evaluation": Evaluation(tolerance=0.02)})
+    write_plan(approve(plan, "Ada"), run_dir / "plan.yaml")
+    md = (promote(run_dir) / "PROMOTED.md").read_text()
+    assert "names no deploy suite" in md and md.count("STILL REQUIRED before deploy") == 4
+    assert "All required deploy checks passed" not in md
