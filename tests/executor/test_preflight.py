@@ -212,3 +212,28 @@ def test_preflight_imports_no_torch():
             "sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_cuda_visible_devices_filters_nvidia_smi(tmp_path, gpus, monkeypatch):
+    gpus("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
+    path, plan = approved(tmp_path)
+    notes = run_preflight(path, plan, tmp_path / "run")
+    assert any(n.startswith("devices: 2 visible") for n in notes)
+
+
+def test_a_live_run_of_the_same_plan_is_refused(tmp_path, gpus):
+    gpus("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3")
+    path, plan = approved(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / "run.json").write_text(json.dumps({"plan_sha256": plan.plan_sha256, "status": "running",
+                                                  "pid": sleeper.pid}))
+        with pytest.raises(UserError, match=f"in progress \\(pid {sleeper.pid}\\)"):
+            run_preflight(path, plan, run)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert any("resuming" in n for n in run_preflight(path, plan, run))  # killed: a resume is fine

@@ -138,3 +138,11 @@ def test_a_plan_without_a_deploy_suite_still_lists_the_standard_one(run_dir, tmp
     md = (promote(run_dir) / "PROMOTED.md").read_text()
     assert "names no deploy suite" in md and md.count("STILL REQUIRED before deploy") == 4
     assert "All required deploy checks passed" not in md
+
+
+def test_promote_refuses_a_rotated_away_checkpoint(run_dir):
+    import shutil
+
+    shutil.rmtree(run_dir / "checkpoint-8")
+    with pytest.raises(UserError, match="checkpoint-8 is missing"):
+        promote(run_dir)
