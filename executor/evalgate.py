@@ -162,7 +162,8 @@ def score_golden(model, tokenizer, examples: list[GoldenExample], *, max_new_tok
     Call it on EVERY rank of a sharded job (FSDP2 or ZeRO-3) with the same examples: each forward is
     collective. Pass ``synced_gpus=True`` there so ``generate`` keeps every rank stepping until all
     have finished; with False, transformers' own detection (ZeRO-3 or FSDP with world size > 1)
-    decides. The model's train/eval mode is restored on return.
+    decides. Generation uses the KV cache even when training turned ``config.use_cache`` off. The
+    model's train/eval mode is restored on return.
     """
     import torch
     import torch.nn.functional as F
@@ -190,7 +191,7 @@ def score_golden(model, tokenizer, examples: list[GoldenExample], *, max_new_tok
                     ids[i, :len(p) + len(a)] = torch.tensor(p + a)
                     labels[i, len(p):len(p) + len(a)] = torch.tensor(a)
                     mask[i, :len(p) + len(a)] = 1
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
                 shift_labels = labels[:, 1:].to(logits.device)
                 keep = shift_labels != -100
                 picked = logits[:, :-1][keep].float()
@@ -207,7 +208,7 @@ def score_golden(model, tokenizer, examples: list[GoldenExample], *, max_new_tok
                     mask[i, width - len(p):] = 1
                 out = model.generate(
                     input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                    do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=sorted(eos) or None,
+                    do_sample=False, num_beams=1, use_cache=True, pad_token_id=pad, eos_token_id=sorted(eos) or None,
                     synced_gpus=True if synced_gpus else None)
                 for i, ex in enumerate(examples[start:start + _GEN_BATCH]):
                     new = []
