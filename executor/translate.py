@@ -108,7 +108,7 @@ def training_arguments(plan: Plan, run_dir: str, *, bf16: bool, accelerator: boo
         "weight_decay": hp.weight_decay,
         "max_grad_norm": 1.0,
         "bf16": bf16,
-        "gradient_checkpointing": rec.activation_checkpointing and fsdp is None,
+        "activation_checkpointing": rec.activation_checkpointing and fsdp is None,  # 5.x name of gradient_checkpointing
         "save_strategy": "epoch",
         "save_total_limit": plan.checkpointing.keep_last,
         "eval_strategy": "no",  # the golden set is scored by the eval-gate callback
@@ -127,8 +127,9 @@ def training_arguments(plan: Plan, run_dir: str, *, bf16: bool, accelerator: boo
     if ds is not None:
         kwargs["deepspeed"] = deepspeed_path or ds
     if not accelerator:
-        # CPU: gloo. Single process runs plain CPU; distributed CPU runs keep use_cpu False so the
+        # CPU: gloo. A single process runs plain CPU; distributed CPU runs keep use_cpu False so the
         # cpu_dist shims can hand accelerate an FSDP / DeepSpeed state (see executor/cpu_dist.py).
         kwargs["ddp_backend"] = "gloo"
-        kwargs["use_cpu"] = strategy == "single"
+        kwargs["use_cpu"] = rec.num_gpus * rec.num_nodes == 1
+        kwargs["dataloader_pin_memory"] = False
     return kwargs
