@@ -102,6 +102,7 @@ class TrainConfig(_Model):
     pp: int = Field(default=1, gt=0)
     trainable: Literal["full", "lora"] = "full"
     lora_rank: int = Field(default=16, gt=0)
+    loss_chunks: int = Field(default=1, gt=0, description="1 = full-vocab logits (HF loss); >1 = chunked cross-entropy")
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":

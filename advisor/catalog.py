@@ -1,0 +1,86 @@
+"""The core's only file reads: data/hardware_catalog.yaml and data/model_presets.yaml."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from advisor.errors import UserError, did_you_mean
+from advisor.models import GpuSpec
+from advisor.yamlio import format_validation_error
+
+_REPO_DATA = Path(__file__).resolve().parent.parent / "data"
+_INSTALLED_DATA = Path(sys.prefix) / "share" / "sftplan"
+
+
+def data_path(name: str) -> Path:
+    """A data file next to the package (checkout / editable install), else where pip put it."""
+    for folder in (_REPO_DATA, _INSTALLED_DATA):
+        if (folder / name).is_file():
+            return folder / name
+    raise UserError(f"{name}: not found in {_REPO_DATA} or {_INSTALLED_DATA}")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    gpus: dict[str, GpuSpec]
+    sha256: str
+    path: str
+    notes: list[str] = field(default_factory=list)
+
+    def gpu(self, gpu_id: str) -> GpuSpec:
+        key = str(gpu_id).strip().lower()
+        if key not in self.gpus:
+            raise UserError(f"--gpu: unknown GPU '{gpu_id}'{did_you_mean(key, list(self.gpus))}; valid: {', '.join(self.gpus)}")
+        return self.gpus[key]
+
+
+def _read_yaml(path: Path) -> tuple[object, yaml.Node | None, bytes]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+        return yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader), raw
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}{line}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+
+
+@lru_cache(maxsize=8)
+def _load_catalog_cached(path_str: str) -> Catalog:
+    path = Path(path_str)
+    data, root, raw = _read_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("gpus"), list):
+        raise UserError(f"{path}: expected a mapping with a 'gpus' list")
+    gpus: dict[str, GpuSpec] = {}
+    for i, entry in enumerate(data["gpus"]):
+        try:
+            spec = GpuSpec.model_validate(entry)
+        except ValidationError as exc:
+            # locate the error inside the list entry
+            sub = root.value[[k.value for k, _ in root.value].index("gpus")][1].value[i] if root is not None else None
+            raise UserError(format_validation_error(exc, str(path), sub)) from None
+        if spec.id in gpus:
+            raise UserError(f"{path}: GPU id '{spec.id}' appears twice")
+        gpus[spec.id] = spec
+    return Catalog(gpus=gpus, sha256=hashlib.sha256(raw).hexdigest(), path=str(path))
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Load and validate the hardware catalog (cached per path; the objects are shared, do not mutate)."""
+    return _load_catalog_cached(str(Path(path) if path else data_path("hardware_catalog.yaml")))
+
+
+@lru_cache(maxsize=1)
+def load_model_presets() -> dict[str, dict]:
+    path = data_path("model_presets.yaml")
+    data, _, _ = _read_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("presets"), dict):
+        raise UserError(f"{path}: expected a mapping with a 'presets' mapping")
+    return {str(k).lower(): dict(v) for k, v in data["presets"].items()}
