@@ -26,7 +26,7 @@ from advisor.units import GIB
 BF16 = 2
 FP32 = 4
 CUDA_CONTEXT_BYTES = int(0.75 * GIB)  # CUDA context + cuBLAS/NCCL workspaces, measured ~0.5-1 GiB
-FRAGMENTATION = 0.05  # caching-allocator slack on top of what is allocated
+FRAGMENTATION = 0.05  # caching-allocator slack on top of the transient allocations
 OFFLOAD_BUFFER_FACTOR = 1.5  # DeepSpeed estimate_zero3_model_states_mem_needs additional_buffer_factor
 
 
@@ -80,11 +80,13 @@ def logits_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
 
 
 def gathered_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
-    """Unsharded working set of FSDP / ZeRO-3: the current and the prefetched unit, params + grads."""
+    """Unsharded working set of FSDP / ZeRO-3: the largest unit (a decoder layer or the embedding /
+    output head) with its bf16 params and grads before the reduce-scatter, plus the next layer's
+    bf16 params being prefetched."""
     if cfg.strategy not in ("fsdp", "zero3", "zero3-offload", "zero3-offload-all"):
         return 0
     unit = max(layer_params(m), m.vocab_size * m.hidden_size)
-    return 2 * unit * (BF16 + BF16)
+    return unit * (BF16 + BF16) + layer_params(m) * BF16
 
 
 def memory_breakdown(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> MemoryBreakdown:
@@ -119,8 +121,8 @@ def memory_breakdown(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> MemoryBrea
     acts = activation_bytes(m, cfg)
     logits = logits_bytes(m, cfg)
     gathered = gathered_bytes(m, cfg)
-    allocated = weights + grads + optim + acts + logits + gathered
-    overhead = CUDA_CONTEXT_BYTES + FRAGMENTATION * allocated
+    # Model states are allocated once; the caching allocator's slack grows with the transient buffers.
+    overhead = CUDA_CONTEXT_BYTES + FRAGMENTATION * (acts + logits + gathered)
     return MemoryBreakdown(
         weights=int(weights), gradients=int(grads), optimizer=int(optim), activations=int(acts),
         logits=int(logits), gathered_layer=int(gathered), overhead=int(overhead),
