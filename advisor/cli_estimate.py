@@ -1,0 +1,148 @@
+"""`sftplan estimate`: will full SFT of this model fit on these GPUs, and how fast will it run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from advisor.errors import UserError
+from advisor.models import STRATEGIES
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "estimate",
+        help="memory per GPU, tokens/s, MFU and step time of one configuration",
+        description="Estimate memory per GPU (by component), host memory for offload, tokens/s, MFU and step time.",
+    )
+    p.add_argument("--model", required=True, help="preset id, size such as 8B, config.json or model directory")
+    p.add_argument("--gpu", required=True, help="GPU tier id (see `sftplan catalog`)")
+    p.add_argument("--num-gpus", type=int, default=1)
+    p.add_argument("--strategy", default=None, help=f"one of {', '.join(STRATEGIES)} (default: single for 1 GPU, else fsdp)")
+    p.add_argument("--seq-len", type=int, default=2048)
+    p.add_argument("--micro-batch", type=int, default=1)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--precision", default="bf16-mixed", help="bf16-mixed (default) or bf16-pure")
+    p.add_argument("--tp", type=int, default=1, help="tensor parallel size (megatron)")
+    p.add_argument("--pp", type=int, default=1, help="pipeline parallel size (megatron)")
+    p.add_argument("--loss-chunks", type=int, default=1, help="chunked cross-entropy chunks (1 = full logits)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def _positive(args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if value <= 0:
+            raise UserError(f"--{name.replace('_', '-')}: must be a positive integer, got {value}")
+
+
+def build(args: argparse.Namespace):
+    """Validate the flags and return (model, gpu, config) or raise a one-line UserError."""
+    from advisor.architecture import resolve_model
+    from advisor.catalog import load_catalog
+    from advisor.errors import did_you_mean
+    from advisor.models import TrainConfig
+
+    _positive(args, "num_gpus", "seq_len", "micro_batch", "grad_accum", "tp", "pp", "loss_chunks")
+    strategy = args.strategy or ("single" if args.num_gpus == 1 and args.tp * args.pp == 1 else
+                                 "megatron" if args.tp * args.pp > 1 else "fsdp")
+    if strategy not in STRATEGIES:
+        raise UserError(f"--strategy: unknown '{strategy}'{did_you_mean(strategy, list(STRATEGIES))}; valid: {', '.join(STRATEGIES)}")
+    if args.precision not in ("bf16-mixed", "bf16-pure"):
+        raise UserError(f"--precision: unknown '{args.precision}'; valid: bf16-mixed, bf16-pure")
+    if args.num_gpus % (args.tp * args.pp):
+        raise UserError(f"--num-gpus: {args.num_gpus} is not a multiple of tp x pp = {args.tp * args.pp}")
+    if (args.tp > 1 or args.pp > 1) and strategy != "megatron":
+        raise UserError("--tp/--pp: tensor or pipeline parallelism needs --strategy megatron")
+    if strategy == "single" and args.num_gpus != 1:
+        raise UserError(f"--strategy: 'single' runs on 1 GPU, --num-gpus is {args.num_gpus}")
+    catalog = load_catalog()
+    gpu = catalog.gpu(args.gpu)
+    model = resolve_model(args.model)
+    if args.seq_len > model.max_context:
+        raise UserError(f"--seq-len: {args.seq_len} exceeds {model.name}'s context of {model.max_context} tokens")
+    limit = gpu.gpus_per_node * gpu.max_nodes
+    if args.num_gpus > limit:
+        raise UserError(f"--num-gpus: {gpu.id} scales to {limit} GPUs in this catalog, got {args.num_gpus}")
+    cfg = TrainConfig(
+        num_gpus=args.num_gpus, strategy=strategy, precision=args.precision, seq_len=args.seq_len,
+        micro_batch_size=args.micro_batch, grad_accum=args.grad_accum,
+        activation_checkpointing=args.activation_checkpointing, tp=args.tp, pp=args.pp, loss_chunks=args.loss_chunks,
+    )
+    return model, gpu, cfg
+
+
+def to_json(est, model, gpu) -> dict:
+    from advisor.memory import num_nodes
+    from advisor.units import GIB
+
+    return {
+        "model": model.name,
+        "model_source": model.source,
+        "gpu": gpu.id,
+        "num_gpus": est.config.num_gpus,
+        "num_nodes": num_nodes(est.config, gpu),
+        "strategy": est.config.strategy,
+        "fits": est.fits,
+        "memory_per_gpu_gib": round(est.memory_per_gpu_bytes / GIB, 3),
+        "hbm_gib": gpu.hbm_gib,
+        "headroom_gib": round(est.headroom_bytes / GIB, 3),
+        "memory_breakdown_gib": {k: round(v / GIB, 3) for k, v in est.memory.model_dump().items()},
+        "cpu_memory_per_node_gib": round(est.cpu_memory_per_node_bytes / GIB, 3),
+        "host_ram_gib_per_node": gpu.host_ram_gib_per_node,
+        "cpu_fits": est.cpu_fits,
+        "tokens_per_s_per_gpu": round(est.tokens_per_s_per_gpu, 1),
+        "mfu": round(est.mfu, 4),
+        "step_time_s": round(est.step_time_s, 4),
+        "bottleneck": est.bottleneck,
+        "model_params": est.model_params,
+        "active_params": est.active_params,
+        "flops_per_token": est.flops_per_token,
+        "notes": est.notes,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from advisor.estimate import estimate
+
+    model, gpu, cfg = build(args)
+    est = estimate(model, gpu, cfg)
+    data = to_json(est, model, gpu)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    _print_table(data, model)
+    return 0
+
+
+def _print_table(d: dict, model) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from advisor.architecture import describe
+
+    console = Console()
+    console.print(f"[bold]{describe(model)}[/] on {d['num_gpus']} x {d['gpu']} ({d['num_nodes']} node(s)), {d['strategy']}")
+    table = Table(title="memory per GPU (GiB)", show_header=True)
+    table.add_column("component")
+    table.add_column("GiB", justify="right")
+    for k, v in d["memory_breakdown_gib"].items():
+        table.add_row(k.replace("_", " "), f"{v:.2f}")
+    table.add_row("[bold]total[/]", f"[bold]{d['memory_per_gpu_gib']:.2f}[/]")
+    table.add_row("GPU capacity", f"{d['hbm_gib']:.1f}")
+    console.print(table)
+    if d["fits"]:
+        console.print(f"[green]fits[/] with {d['headroom_gib']:.1f} GiB to spare")
+    else:
+        why = "; ".join(d["notes"]) or f"over by {-d['headroom_gib']:.1f} GiB"
+        console.print(f"[red]does not fit[/]: {why}" if d["headroom_gib"] >= 0 else f"[red]does not fit[/]: over by {-d['headroom_gib']:.1f} GiB")
+    if d["cpu_memory_per_node_gib"]:
+        console.print(f"host RAM for offload: {d['cpu_memory_per_node_gib']:.0f} of {d['host_ram_gib_per_node']:.0f} GiB per node")
+    console.print(
+        f"{d['tokens_per_s_per_gpu']:,.0f} tokens/s per GPU, MFU {d['mfu']:.1%}, step {d['step_time_s']:.2f} s "
+        f"(bound by {d['bottleneck']})"
+    )
+    for note in d["notes"]:
+        console.print(f"note: {note}")
