@@ -1,6 +1,6 @@
 """Plan -> launcher command lines, the way a user would start them. Pure text: nothing runs here.
 
-One node: ``torchrun --standalone --nproc_per_node N -m executor.train --run-dir RUN_DIR`` (single,
+One process: ``python -m executor.train --run-dir RUN_DIR``. One node: ``torchrun --standalone --nproc_per_node N -m executor.train --run-dir RUN_DIR`` (single,
 ddp, fsdp) or ``deepspeed --num_gpus N --master_port P --module executor.train --run-dir RUN_DIR``
 (zero2/zero3 variants). Several nodes: one ``node-<i>.sh`` per node and an ``sbatch.sh`` that runs
 ``srun torchrun`` with a c10d rendezvous on the first node (torchrun starts DeepSpeed runs too:
@@ -42,6 +42,10 @@ def single_node_argv(plan, run_dir: str | Path, *, master_port: int | None = Non
     strategy = strategy_of(plan)
     n = plan.recommended.num_gpus
     run_dir = str(run_dir)
+    if n == 1 and strategy == "single":
+        # One process needs no launcher. Under torchrun (LOCAL_RANK set) accelerate would wrap the model in
+        # a one-process DistributedDataParallel: the same training, slower.
+        return [sys.executable, *ENTRY, "--run-dir", run_dir]
     if strategy in DEEPSPEED_STRATEGIES:
         return [_tool("deepspeed"), "--num_gpus", str(n), "--master_port", str(master_port or free_port()),
                 "--module", "executor.train", "--run-dir", run_dir]

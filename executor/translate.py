@@ -129,7 +129,9 @@ def training_arguments(plan: Plan, run_dir: str, *, bf16: bool, accelerator: boo
     if not accelerator:
         # CPU: gloo. A single process runs plain CPU; distributed CPU runs keep use_cpu False so the
         # cpu_dist shims can hand accelerate an FSDP / DeepSpeed state (see executor/cpu_dist.py).
-        kwargs["ddp_backend"] = "gloo"
-        kwargs["use_cpu"] = rec.num_gpus * rec.num_nodes == 1
+        world = rec.num_gpus * rec.num_nodes
+        kwargs["use_cpu"] = world == 1
         kwargs["dataloader_pin_memory"] = False
+        if world > 1:  # a backend for one process would make accelerate expect a process group
+            kwargs["ddp_backend"] = "gloo"
     return kwargs

@@ -26,6 +26,8 @@ def test_single_node_launchers(assets):
     fsdp = single_node_argv(tiny_plan(assets, strategy="fsdp", num_gpus=2), "/runs/r")
     assert fsdp[0].endswith("torchrun") and fsdp[1:] == ["--standalone", "--nnodes", "1", "--nproc_per_node", "2",
                                                          "-m", "executor.train", "--run-dir", "/runs/r"]
+    one = single_node_argv(tiny_plan(assets), "/runs/r")
+    assert one[1:] == ["-m", "executor.train", "--run-dir", "/runs/r"] and "python" in one[0]
     ds = single_node_argv(tiny_plan(assets, strategy="zero3", num_gpus=2), "/runs/r", master_port=29511)
     assert ds[0].endswith("deepspeed") and ds[1:] == ["--num_gpus", "2", "--master_port", "29511", "--module",
                                                       "executor.train", "--run-dir", "/runs/r"]

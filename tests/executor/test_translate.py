@@ -37,7 +37,7 @@ def test_training_arguments_from_plan(assets):
     cpu = training_arguments(plan, "/runs/x", bf16=False, accelerator=False)
     assert cpu["ddp_backend"] == "gloo" and cpu["use_cpu"] is False  # the cpu_dist shims need use_cpu False
     single = training_arguments(_with(plan, strategy="single", num_gpus=1), "/r", bf16=False, accelerator=False)
-    assert single["use_cpu"] is True and "fsdp" not in single
+    assert single["use_cpu"] is True and "fsdp" not in single and "ddp_backend" not in single
 
 
 def test_kwargs_are_valid_training_arguments(assets, tmp_path):

@@ -1,0 +1,88 @@
+"""`sftplan demo [--out DIR]`: the whole product on the embedded tiny model, on the CPU, in minutes.
+
+1. ``make_tiny``: a tiny random Llama, a locally trained tokenizer, train.jsonl and golden.jsonl;
+2. ``sftplan plan`` with ``--method full-sft`` forced (the rules would pick LoRA for so few rows; the
+   plan's findings show the override) and a learning rate fit for a random tiny model;
+3. ``sftplan approve``; 4. ``sftplan run`` (3 epochs, single process; --allow-mismatch because the plan
+   names a GPU and this is a CPU, recorded in run.json); 5. the gate verdicts; 6. ``sftplan promote``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from advisor.errors import UserError
+
+DEMO_GPU = "a100-80gb"
+
+
+def _step(n: int, text: str) -> None:
+    print(f"\n== {n}. {text}", flush=True)
+
+
+def demo(out: str | Path = "sftplan-demo") -> int:
+    from advisor.cli import main as sftplan
+
+    out = Path(out).resolve()
+    plan_path, run_dir, promoted = out / "plan.yaml", out / "run", out / "promoted"
+    if run_dir.exists() or plan_path.exists():
+        raise UserError(f"{out}: holds an earlier demo; choose another --out or remove it")
+    started = time.time()
+
+    _step(1, "tiny model, tokenizer and data (generated, nothing downloaded)")
+    from executor.tiny import make_tiny
+
+    assets = make_tiny(out / "tiny", n_train=1200, n_golden=16)
+    for name, path in assets.items():
+        print(f"   {name}: {path}")
+
+    _step(2, "plan (full SFT forced; the findings show the override)")
+    rc = sftplan(["plan", "--model", str(assets["model"]), "--dataset", str(assets["train"]),
+                  "--golden", str(assets["golden"]), "--method", "full-sft", "--gpu", DEMO_GPU, "--num-gpus", "1",
+                  "--strategy", "single", "--learning-rate", "3e-3", "--epochs", "3", "--max-seq-len", "128",
+                  "-o", str(plan_path)])
+    if rc:
+        return rc
+    from advisor.planfile import read_plan
+
+    plan = read_plan(plan_path)
+    for f in plan.findings:
+        if f.rule_id.startswith("method"):
+            print(f"   finding {f.rule_id}: {f.verdict}{' (overridden)' if f.overridden else ''} - {f.why}")
+
+    _step(3, "approve")
+    rc = sftplan(["approve", str(plan_path), "--by", "sftplan-demo"])
+    if rc:
+        return rc
+
+    _step(4, "run 3 epochs on the CPU (the plan names a GPU: --allow-mismatch, recorded in run.json)")
+    from executor.run import run
+
+    rc = run(plan_path, run_dir, allow_mismatch=True)
+    if rc:
+        return rc
+
+    _step(5, "eval gate")
+    gate = json.loads((run_dir / "gate.json").read_text())
+    b = gate["baseline"]
+    print(f"   baseline: loss {b['loss']:.4f} exact {b['exact_match']:.3f} contains {b['contains']:.3f}")
+    for e in gate["epochs"]:
+        s = e["score"]
+        print(f"   epoch {e['epoch']} {e['checkpoint']}: loss {s['loss']:.4f} exact {s['exact_match']:.3f} "
+              f"contains {s['contains']:.3f} -> {'PASS' if e['passed'] else 'FAIL ' + '; '.join(e['reasons'])}")
+
+    _step(6, "promote the best passing epoch")
+    rc = sftplan(["promote", str(run_dir), "--out", str(promoted)])
+    if rc:
+        return rc
+
+    print(f"\ndemo done in {time.time() - started:.0f} s. Artefacts:")
+    for label, path in (("approved plan", plan_path), ("run folder", run_dir),
+                        ("checkpoints", ", ".join(sorted(p.name for p in run_dir.glob("checkpoint-*")))),
+                        ("gate report", run_dir / "gate.json"), ("plan vs reality", run_dir / "report.md"),
+                        ("metrics", run_dir / "metrics.jsonl"), ("launch log", run_dir / "log.txt"),
+                        ("promoted model", promoted)):
+        print(f"   {label:16} {path}")
+    return 0

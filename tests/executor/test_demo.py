@@ -1,0 +1,39 @@
+"""`sftplan demo`: tiny model -> plan (full SFT forced) -> approve -> run 3 epochs -> gate -> promote, on the
+CPU, in under 3 minutes, printing where each artefact is."""
+
+import json
+import time
+
+import pytest
+
+from tinyplan import sftplan
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    started = time.time()
+    proc = sftplan("demo", "--out", str(out), timeout=300)
+    elapsed = time.time() - started
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert elapsed < 180, f"demo took {elapsed:.0f} s"
+
+    from advisor.planfile import read_plan, verify
+
+    plan = read_plan(out / "plan.yaml")
+    assert verify(plan) == "" and plan.method == "full-sft" and plan.hyperparameters.epochs == 3
+    assert any(f.rule_id.startswith("method") and f.overridden for f in plan.findings)
+    run = out / "run"
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished" and info["allow_mismatch"] is True
+    assert any(n.startswith("allow-mismatch") for n in info["notes"])
+    gate = json.loads((run / "gate.json").read_text())
+    assert [e["epoch"] for e in gate["epochs"]] == [1, 2, 3] and all(e["passed"] for e in gate["epochs"])
+    assert gate["epochs"][-1]["score"]["loss"] < gate["baseline"]["loss"] * 0.6  # it learned
+    assert len(list(run.glob("checkpoint-*/COMPLETE"))) == 3
+    for f in ("report.md", "report.json", "metrics.jsonl", "log.txt", "config/launch.sh"):
+        assert (run / f).is_file(), f
+    assert (out / "promoted" / "model.safetensors").is_file() and (out / "promoted" / "PROMOTED.md").is_file()
+    for label in ("approved plan", "run folder", "gate report", "promoted model"):
+        assert label in proc.stdout
