@@ -8,6 +8,7 @@ wraps an accelerate method and falls through to the original for everything it d
 
 from __future__ import annotations
 
+import importlib
 import os
 
 _APPLIED = False
@@ -61,6 +62,19 @@ def apply() -> list[str]:
             PartialState._shared_state["distributed_type"] = self.distributed_type
 
     AcceleratorState.__init__ = __init__
+    notes = ["cpu_dist: no accelerator, multi-process job: accelerate patched to use gloo (MULTI_CPU) and to "
+             "keep FSDP / DeepSpeed on CPU (executor/cpu_dist.py)"]
+
+    # 3. DeepSpeed's CPU backend JIT-compiles its shared-memory all-reduce op (shm_comm, 31-35 s with
+    #    gcc) when its communication backend starts. The op serves only inference_all_reduce (tensor-
+    #    parallel inference); training collectives go through torch.distributed (gloo) either way. Skip
+    #    the build so a fresh machine (CI) does not spend half a minute compiling an op training never uses.
+    try:  # by module name: `import deepspeed.comm.torch as m` yields the torch package (an attribute of deepspeed.comm)
+        ds_comm_torch = importlib.import_module("deepspeed.comm.torch")
+    except ImportError:
+        pass
+    else:
+        ds_comm_torch.build_shm_op = lambda: None
+        notes.append("cpu_dist: DeepSpeed's shm_comm op (inference all-reduce only) not built")
     _APPLIED = True
-    return ["cpu_dist: no accelerator, multi-process job: accelerate patched to use gloo (MULTI_CPU) and to "
-            "keep FSDP / DeepSpeed on CPU (executor/cpu_dist.py)"]
+    return notes

@@ -33,8 +33,10 @@ def _golden_loss(ckpt, golden_path):
 def test_two_process_run_is_sharded(assets, tmp_path, strategy, launcher, kind):
     plan_path = approved_plan_file(tmp_path, tiny_plan(assets, strategy=strategy, num_gpus=2, epochs=1))
     run_dir = tmp_path / "run"
-    proc = sftplan("run", str(plan_path), "--out", str(run_dir))
+    ext = tmp_path / "torch_extensions"  # empty: any DeepSpeed op built (JIT, 30-60 s each) would land here
+    proc = sftplan("run", str(plan_path), "--out", str(run_dir), env={"TORCH_EXTENSIONS_DIR": str(ext)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not ext.exists(), "a DeepSpeed op was compiled during the run"
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "finished" and launcher in info["launch"][0]
     reports = [json.loads((run_dir / "shards" / f"rank-{r}.json").read_text()) for r in (0, 1)]
