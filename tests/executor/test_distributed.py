@@ -2,9 +2,12 @@
 deepspeed launcher, the path a user takes. Each asserts that parameters really are sharded (each
 rank holds half of them: the shard report train.py writes per rank) and that every complete
 checkpoint holds a loadable, full model.safetensors whose golden loss is the one the gate recorded.
+Then epoch 2 is lost (as in a crash during it) and `sftplan run` resumes from the sharded epoch-1
+checkpoint, reaching the same golden loss as before.
 """
 
 import json
+import shutil
 
 import pytest
 
@@ -31,7 +34,7 @@ def _golden_loss(ckpt, golden_path):
 @pytest.mark.parametrize("strategy, launcher, kind", [("fsdp", "torchrun", "dtensor"),
                                                       ("zero3", "deepspeed", "zero3-partition")])
 def test_two_process_run_is_sharded(assets, tmp_path, strategy, launcher, kind):
-    plan_path = approved_plan_file(tmp_path, tiny_plan(assets, strategy=strategy, num_gpus=2, epochs=1))
+    plan_path = approved_plan_file(tmp_path, tiny_plan(assets, strategy=strategy, num_gpus=2, epochs=2))
     run_dir = tmp_path / "run"
     ext = tmp_path / "torch_extensions"  # empty: any DeepSpeed op built (JIT, 30-60 s each) would land here
     proc = sftplan("run", str(plan_path), "--out", str(run_dir), env={"TORCH_EXTENSIONS_DIR": str(ext)})
@@ -46,9 +49,20 @@ def test_two_process_run_is_sharded(assets, tmp_path, strategy, launcher, kind):
         assert rep["local_param_numel"] <= rep["full_param_numel"] * 0.55, rep
     assert sum(r["local_param_numel"] for r in reports) >= reports[0]["full_param_numel"]
     gate = json.loads((run_dir / "gate.json").read_text())
-    (epoch,) = gate["epochs"]
-    ckpt = run_dir / epoch["checkpoint"]
-    assert (ckpt / "COMPLETE").is_file() and (ckpt / "model.safetensors").is_file()
-    assert _golden_loss(ckpt, assets / "golden.jsonl") == pytest.approx(epoch["score"]["loss"], rel=1e-4)
-    assert epoch["score"]["loss"] < gate["baseline"]["loss"]
+    first, second = gate["epochs"]
+    for epoch in (first, second):
+        ckpt = run_dir / epoch["checkpoint"]
+        assert (ckpt / "COMPLETE").is_file() and (ckpt / "model.safetensors").is_file()
+        assert epoch["score"]["loss"] < gate["baseline"]["loss"]
+    ckpt = run_dir / second["checkpoint"]
+    assert _golden_loss(ckpt, assets / "golden.jsonl") == pytest.approx(second["score"]["loss"], rel=1e-4)
+
+    # lose epoch 2, resume from the sharded epoch-1 checkpoint: the same epoch-2 loss again
+    shutil.rmtree(ckpt)
+    (run_dir / "gate.json").write_text(json.dumps(dict(gate, epochs=[first])))
+    proc = sftplan("run", str(plan_path), "--out", str(run_dir), env={"TORCH_EXTENSIONS_DIR": str(ext)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((run_dir / "train_result.json").read_text())["resumed_from"] == first["checkpoint"]
+    again = json.loads((run_dir / "gate.json").read_text())["epochs"]
+    assert again[0] == first and again[1]["score"]["loss"] == pytest.approx(second["score"]["loss"], rel=1e-6)
     assert (run_dir / "config" / ("fsdp.json" if strategy == "fsdp" else "deepspeed.json")).is_file()
