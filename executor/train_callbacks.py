@@ -135,7 +135,11 @@ class MetricsCallback(TrainerCallback):
 
 
 class GateCallback(TrainerCallback):
-    """Golden baseline before training; per epoch: full weights, golden score + verdict, then COMPLETE."""
+    """Golden baseline before training; per epoch: full weights, golden score + verdict, then COMPLETE.
+
+    The best passing epoch's checkpoint is kept out of keep_last rotation (as Trainer's
+    best_model_checkpoint), so `sftplan promote` can always export it.
+    """
 
     def __init__(self, run_dir: Path, plan, tokenizer, golden):
         self.run_dir, self.plan, self.tokenizer, self.golden = run_dir, plan, tokenizer, golden
@@ -167,7 +171,7 @@ class GateCallback(TrainerCallback):
             model.save_pretrained(ckpt, state_dict=sd)
 
     def on_save(self, args, state, control, model=None, **kwargs):
-        from executor.evalgate import record_epoch
+        from executor.evalgate import best_passing_epoch, record_epoch
 
         ckpt = self.run_dir / f"checkpoint-{state.global_step}"
         self._write_full_weights(ckpt, model)
@@ -180,6 +184,9 @@ class GateCallback(TrainerCallback):
         if is_rank0():
             verdict = record_epoch(self.run_dir, epoch=float(state.epoch or 0), step=state.global_step,
                                    checkpoint=ckpt.name, score=score, evaluation=self.plan.evaluation)
+            best = best_passing_epoch(self.run_dir)
+            if best is not None:  # Trainer's keep_last rotation never deletes state.best_model_checkpoint
+                state.best_model_checkpoint = str(self.run_dir / best["checkpoint"])
             mark = "PASS" if verdict["passed"] else "FAIL: " + "; ".join(verdict["reasons"])
             print(f"[sftplan] epoch {state.epoch:.0f} {ckpt.name} golden {_fmt(score)} gate {mark}", flush=True)
         barrier()  # every rank's shard of the checkpoint is on disk
