@@ -1,0 +1,1 @@
+"""The Textual face of sftplan: a thin shell over advisor.planner / planfile / render and `sftplan run`."""

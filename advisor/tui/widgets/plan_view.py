@@ -1,0 +1,163 @@
+"""The right panel: decision and why, the tier table (sortable), memory bar, hyperparameters, LoRA, warnings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import getters, on
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.reactive import reactive
+from textual.widgets import DataTable, Static
+
+from advisor.catalog import load_catalog
+from advisor.models import Plan, TierRow
+from advisor.render import _hours, _usd, approval_line, config_str, decision_line
+
+_KEY_PREFIXES = ("method.", "parallel.", "constraints.", "fit.")
+MEMORY_COLORS = {"weights": "blue", "gradients": "magenta", "optimizer": "yellow", "activations": "green",
+                 "logits": "cyan", "gathered_layer": "red", "overhead": "bright_black"}
+COLUMNS = ("tier", "fits", "config (or why not)", "GiB/GPU", "time", "cost", "meets")
+
+
+def memory_bar(parts_gib: dict[str, float], capacity_gib: float, width: int = 40) -> Text:
+    """A bar of the memory components against the GPU's capacity (one cell = capacity / width)."""
+    total = sum(parts_gib.values())
+    scale = width / max(capacity_gib, total, 1e-9)
+    bar, used = Text(), 0
+    for name, gib in parts_gib.items():
+        cells = round(gib * scale)
+        cells = min(cells, width - used)
+        if cells > 0:
+            bar.append("█" * cells, style=MEMORY_COLORS.get(name, "white"))
+            used += cells
+    bar.append("░" * max(0, round(capacity_gib * scale) - used), style="bright_black")
+    over = " OVER" if total > capacity_gib else ""
+    bar.append(f" {total:.1f}/{capacity_gib:.0f} GiB{over}", style="bold red" if over else "bold")
+    return bar
+
+
+def _sort_key(mode: str):
+    def key(row: TierRow) -> tuple:
+        value = {"cost": row.cost_usd, "time": row.hours}.get(mode)
+        return (not row.fits, value if value is not None else float("inf"), row.gpu)
+    return key
+
+
+class PlanView(VerticalScroll):
+    """Shows one Plan; ``show(plan)`` replaces it."""
+
+    sort_mode: reactive[str] = reactive("plan")
+    decision = getters.query_one("#decision", Static)
+    why = getters.query_one("#why", Static)
+    tiers = getters.query_one("#tiers", DataTable)
+    memory = getters.query_one("#memory", Static)
+    details = getters.query_one("#details", Static)
+
+    plan: Plan | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("planning...", id="decision")
+        yield DataTable(id="tiers", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="memory")
+        yield Static("", id="why")
+        yield Static("", id="details")
+
+    def on_mount(self) -> None:
+        self.tiers.add_columns(*COLUMNS)
+
+    def show(self, plan: Plan) -> None:
+        self.plan = plan
+        head = Text(f"{plan.model.name}: ", style="bold") + Text(decision_line(plan))
+        head.append("\n" + approval_line(plan), style="green" if plan.approval else "yellow")
+        self.decision.update(head)
+        why = Text()
+        for f in plan.findings:
+            if f.rule_id.startswith(_KEY_PREFIXES):
+                why.append(f"{f.rule_id}", style="bold")
+                why.append(f" -> {f.verdict}{' (overridden)' if f.overridden else ''}: {f.why}\n")
+                why.append(f"  source: {f.source}\n", style="dim italic")
+        self.why.update(why)
+        self._fill_tiers()
+        self.details.update(self._details(plan))
+
+    # ------------------------------------------------------------------ tiers
+    def _recommended_gpu(self) -> str | None:
+        return self.plan.recommended.gpu if self.plan and self.plan.recommended else None
+
+    def _fill_tiers(self) -> None:
+        if self.plan is None:
+            return
+        table, rec = self.tiers, self._recommended_gpu()
+        rows = list(self.plan.tiers)
+        if self.sort_mode != "plan":
+            rows.sort(key=_sort_key(self.sort_mode))
+        table.clear()
+        for t in rows:
+            style = "bold green" if t.gpu == rec else ("dim" if not t.fits else "")
+            mark = "*" if t.gpu == rec else " "
+            if t.fits and t.config:
+                c = t.config
+                cells: list[Any] = [f"{mark}{t.gpu}", "yes", f"{c.num_gpus}x {c.strategy} mb{c.micro_batch_size}",
+                                    f"{t.memory_per_gpu_gib:.1f}", _hours(t.hours), _usd(t.cost_usd),
+                                    "yes" if t.meets_constraints else "no"]
+            else:
+                cells = [f"{mark}{t.gpu}", "no", t.why_not or "-", "-", "-", "-", "no"]
+            table.add_row(*(Text(str(c), style=style) for c in cells), key=t.gpu)
+        if rec is not None:
+            table.move_cursor(row=table.get_row_index(rec))
+        self._show_memory(rec or (rows[0].gpu if rows else None))
+
+    def watch_sort_mode(self) -> None:
+        self._fill_tiers()
+
+    @on(DataTable.RowHighlighted, "#tiers")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key is not None and event.row_key.value:
+            self._show_memory(event.row_key.value)
+
+    def _show_memory(self, gpu: str | None) -> None:
+        plan = self.plan
+        if plan is None or gpu is None:
+            self.memory.update("")
+            return
+        row = next((t for t in plan.tiers if t.gpu == gpu), None)
+        capacity = load_catalog().gpus[gpu].hbm_gib if gpu in load_catalog().gpus else 0.0
+        text = Text(f"memory per GPU, {gpu}", style="bold")
+        if plan.estimate and plan.recommended and plan.recommended.gpu == gpu:
+            text.append(f" ({config_str(plan.recommended)})\n", style="dim")
+            text += memory_bar(plan.estimate.memory_breakdown_gib, capacity)
+            text.append("\n")
+            for name, gib in plan.estimate.memory_breakdown_gib.items():
+                if gib:
+                    text.append("█ ", style=MEMORY_COLORS.get(name, "white"))
+                    text.append(f"{name} {gib:.1f}  ")
+        elif row is not None and row.fits and row.memory_per_gpu_gib is not None:
+            text.append(" (total only: the breakdown is computed for the recommended row)\n", style="dim")
+            text += memory_bar({"total": row.memory_per_gpu_gib}, capacity)
+        else:
+            text.append(f"\n{row.why_not if row else 'not planned'}", style="dim")
+        self.memory.update(text)
+
+    # ------------------------------------------------------------------ the rest
+    @staticmethod
+    def _details(plan: Plan) -> Text:
+        hp, la, ck = plan.hyperparameters, plan.lora_alternative, plan.checkpointing
+        t = Text("hyperparameters\n", style="bold")
+        t.append(f"  lr {hp.learning_rate:.2e} cosine, warmup {hp.warmup_ratio:.0%}, wd {hp.weight_decay:g}\n")
+        t.append(f"  {hp.epochs} epochs, seq {hp.max_seq_len}, batch {hp.global_batch_size} seqs "
+                 f"(~{hp.global_batch_tokens:,} tokens)\n")
+        t.append(f"  checkpoints: every epoch, keep {ck.keep_last}, {ck.disk_gib:,.1f} GiB\n")
+        t.append("full SFT vs LoRA\n", style="bold")
+        full = f"{_hours(plan.estimate.hours)}, {_usd(plan.estimate.cost_usd)}" if plan.estimate else "no fit"
+        t.append(f"  full SFT: {full}\n")
+        if la.gpu:
+            ratio = f" (full SFT {la.full_sft_cost_ratio:.1f}x)" if la.full_sft_cost_ratio else ""
+            t.append(f"  LoRA r{la.rank}{'+DoRA' if la.dora else ''}: {la.num_gpus}x {la.gpu}, {_hours(la.hours)}, "
+                     f"{_usd(la.cost_usd)}{ratio}\n")
+        else:
+            t.append(f"  LoRA: {la.note or '-'}\n")
+        for w in plan.warnings:
+            t.append(f"warning: {w}\n", style="yellow")
+        return t

@@ -1,0 +1,29 @@
+"""Helpers for the TUI tests: wait for the planning worker instead of sleeping a fixed time."""
+
+from __future__ import annotations
+
+import time
+
+
+
+async def wait_for(pilot, predicate, timeout_s: float = 10.0) -> None:
+    """Pause the pilot until ``predicate()`` holds (the planner runs in a thread worker)."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.02)
+
+
+async def wait_for_plan(pilot) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: app.plan is not None and app.shown_generation == app.generation and not app.workers)
+
+
+async def answer_prompt(pilot, text: str) -> None:
+    """Type into the open PromptScreen and press Enter."""
+    app = pilot.app
+    await wait_for(pilot, lambda: app.screen.__class__.__name__ == "PromptScreen")
+    app.screen.query_one("#answer").value = ""
+    await pilot.press(*text, "enter")
+    await pilot.pause()
