@@ -21,6 +21,7 @@ torch is imported only inside the collator call.
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import dataclass, field
 
 from advisor.errors import UserError
@@ -121,11 +122,14 @@ def pack(examples: list[dict[str, list[int]]], *, max_seq_len: int, seed: int = 
 class Collator:
     """Pads a batch on the right. Padded rows get an attention mask; packed rows get position ids only.
 
-    ``tokens_seen`` counts real (non-pad) tokens handed to the model, for tokens/s.
+    ``tokens_seen`` counts real (non-pad) tokens collated; ``batch_tokens`` queues each batch's count in
+    order, for the metrics callback to take one per micro-step as Trainer consumes them (batches are
+    collated ahead of use, and counting on the host needs no device sync).
     """
 
     def __init__(self, pad_id: int, *, packed: bool):
         self.pad_id, self.packed, self.tokens_seen = pad_id, packed, 0
+        self.batch_tokens: deque[int] = deque()
 
     def __call__(self, features: list[dict]) -> dict:
         import torch
@@ -145,6 +149,7 @@ class Collator:
             else:
                 extra[r, :k] = 1
             self.tokens_seen += k
+        self.batch_tokens.append(sum(len(f["input_ids"]) for f in features))
         return {"input_ids": ids, "labels": labels, ("position_ids" if self.packed else "attention_mask"): extra}
 
 

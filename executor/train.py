@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                       processing_class=tokenizer,
                       callbacks=[ShardReportCallback(run_dir, plan.recommended.strategy),
                                  GateCallback(run_dir, plan, tokenizer, golden),
-                                 MetricsCallback(run_dir, peak_memory), StopCallback(run_dir)])
+                                 MetricsCallback(run_dir, collator, peak_memory), StopCallback(run_dir)])
     trainer.remove_callback(PrinterCallback)  # MetricsCallback prints the progress line
     if resume:
         log(f"resuming from {resume.name} (latest complete checkpoint)")

@@ -93,8 +93,9 @@ class MetricsCallback(TrainerCallback):
     Must come after GateCallback in the callback list, so golden scoring is not counted as step time.
     """
 
-    def __init__(self, run_dir: Path, peak_memory):
-        self.run_dir, self.peak_memory = run_dir, peak_memory
+    def __init__(self, run_dir: Path, collator, peak_memory):
+        self.run_dir, self.collator, self.peak_memory = run_dir, collator, peak_memory
+        self.tokens = 0  # real tokens of the micro-batches this rank has trained on
         self.started = time.time()
         self.last_time = self.last_tokens = None
         self.step_times: list[float] = []
@@ -109,15 +110,25 @@ class MetricsCallback(TrainerCallback):
         self._restart_clock(state)
 
     def _restart_clock(self, state) -> None:
-        self.last_time, self.last_tokens, self.last_step = time.time(), state.num_input_tokens_seen, state.global_step
+        self.last_time, self.last_tokens, self.last_step = time.time(), self.tokens, state.global_step
+
+    def _consumed(self) -> None:  # one micro-batch trained on: its count is the oldest queued
+        if self.collator.batch_tokens:
+            self.tokens += self.collator.batch_tokens.popleft()
+
+    def on_substep_end(self, args, state, control, **kwargs):
+        self._consumed()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._consumed()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return
-        now, tokens = time.time(), state.num_input_tokens_seen  # non-padding tokens, summed over ranks
+        now, tokens = time.time(), self.tokens  # this rank's real (non-pad) tokens
         steps = max(state.global_step - self.last_step, 1)
         step_time = (now - self.last_time) / steps
-        tps = (tokens - self.last_tokens) / world_size() / max(now - self.last_time, 1e-9)
+        tps = (tokens - self.last_tokens) / max(now - self.last_time, 1e-9)
         self.last_time, self.last_tokens, self.last_step = now, tokens, state.global_step
         self.step_times.append(step_time)
         peak, kind = self.peak_memory()

@@ -119,7 +119,6 @@ def training_arguments(plan: Plan, run_dir: str, *, bf16: bool, accelerator: boo
         "logging_steps": 1,
         "report_to": "none",
         "disable_tqdm": True,  # rank 0 shows its own progress line
-        "include_num_input_tokens_seen": "non_padding",  # tokens/s in metrics.jsonl
         "remove_unused_columns": False,
         "dataloader_num_workers": 0,
         "seed": seed,
