@@ -6,6 +6,7 @@ thread only collects the inputs and shows results. Training runs as a separate `
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -33,10 +34,11 @@ from advisor.tui.widgets.plan_view import PlanView
 def write_review(plan: Plan, path: Path) -> Path:
     """plan.yaml's Markdown review beside it (advisor.render.to_markdown)."""
     from advisor.render import to_markdown
-    from advisor.yamlio import atomic_write_text
 
     md = path.with_suffix(".md")
-    atomic_write_text(md, to_markdown(plan))
+    tmp = md.with_name(f".{md.name}.tmp")
+    tmp.write_text(to_markdown(plan), encoding="utf-8")
+    os.replace(tmp, md)
     return md
 
 
@@ -60,7 +62,7 @@ class SftplanApp(App[None]):
             ("F3", "approve the saved plan (asks your name)"), ("F4", "diff against another plan file"),
             ("F5", "run the approved plan: `sftplan run PLAN --out RUN_DIR` as a separate process"),
             ("F6", "attach to a run folder (run view)"), ("F7 / F8", "sort the tier table by cost / by time"),
-            ("s / F6", "in the run view: stop at the next epoch boundary (asks first)"),
+            ("s", "in the run view: stop at the next epoch boundary (asks first)"),
             ("Escape", "close a dialog / leave the run view"), ("Ctrl+Q", "quit")]
 
     inputs = getters.query_one("#inputs", InputsPanel)
@@ -69,7 +71,8 @@ class SftplanApp(App[None]):
 
     def __init__(self, request: PlanRequest | dict | None = None, plan: Plan | None = None,
                  plan_path: str | Path | None = None, run_dir: str | Path | None = None,
-                 run_command: list[str] | None = None, cursor_blink: bool = True) -> None:
+                 run_command: list[str] | None = None, cursor_blink: bool = True,
+                 show_latency: bool = True) -> None:
         super().__init__()
         self.initial_request: Any = plan.request if plan else (request or DEFAULT_REQUEST)
         self.plan: Plan | None = plan
@@ -78,6 +81,7 @@ class SftplanApp(App[None]):
         self.attach_dir = Path(run_dir) if run_dir else None
         self.run_command = run_command or [sys.executable, "-m", "advisor", "run"]
         self.cursor_blink = cursor_blink
+        self.show_latency = show_latency  # off in snapshot tests: the figure varies run to run
         self.generation = 0
         self.shown_generation = -1
         self.requested_at: dict[int, float] = {}
@@ -152,8 +156,12 @@ class SftplanApp(App[None]):
         self._show_errors({})
         self.shown_generation = message.generation
         started = self.requested_at.pop(message.generation, None)
-        if started is not None:
-            self.latencies_ms.append((time.perf_counter() - started) * 1000)
+        if started is not None:  # measured once the new plan has been painted
+            self.call_after_refresh(self._painted, started)
+        self._update_status()
+
+    def _painted(self, started: float) -> None:
+        self.latencies_ms.append((time.perf_counter() - started) * 1000)
         self._update_status()
 
     def on_plan_failed(self, message: PlanFailed) -> None:
@@ -174,7 +182,7 @@ class SftplanApp(App[None]):
         else:
             where = f"{self.plan_path}" if self.plan_path else "not saved"
             state = "saved" if self.saved else "unsaved changes"
-            ms = f"  updated in {self.latencies_ms[-1]:.0f} ms" if self.latencies_ms else ""
+            ms = f"  updated in {self.latencies_ms[-1]:.0f} ms" if self.latencies_ms and self.show_latency else ""
             text = f"{where} ({state}){ms}"
         self.status.update(text)
 

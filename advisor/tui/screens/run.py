@@ -39,7 +39,7 @@ def _num(x: object, fmt: str = ".4f") -> str:
 
 class RunScreen(Screen[None]):
     BINDINGS = [
-        Binding("s,f6", "stop", "stop run"),
+        Binding("s", "stop", "stop run"),
         Binding("escape", "back", "back to plan"),
         Binding("f1,question_mark", "app.help", "help"),
     ]

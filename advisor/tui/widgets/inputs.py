@@ -27,12 +27,12 @@ DEFAULT_REQUEST = {"model": "llama-3.1-8b", "dataset": {"examples": 50_000, "avg
 TEXT_FIELDS = {
     "model": ("model", "preset, 8B or config.json"),
     "examples": ("examples", "number of rows"),
-    "avg_tokens": ("avg tokens", "per example"),
+    "avg_tokens": ("avg tok", "tokens per example"),
     "dataset_file": ("data file", "JSONL (measured)"),
     "max_seq_len": ("max seq", "tokens"),
-    "budget_usd": ("budget $", "none"),
-    "deadline_hours": ("deadline h", "none"),
-    "have": ("owned GPUs", "h100-sxm:8, ..."),
+    "budget_usd": ("budget $", "none (USD)"),
+    "deadline_hours": ("deadline", "none (hours)"),
+    "have": ("owned", "GPUs: h100-sxm:8, ..."),
 }
 INT_FIELDS = {"examples", "avg_tokens", "max_seq_len"}
 FLOAT_FIELDS = {"budget_usd", "deadline_hours"}
@@ -67,7 +67,7 @@ class InputsPanel(VerticalScroll):
             yield Static("", id=f"{fid}-error", classes="field-error")
             if fid == "avg_tokens":
                 with Horizontal(classes="field"):
-                    yield Label("base/instr", classes="field-label")
+                    yield Label("base/inst", classes="field-label")
                     yield Select([("base model", "base"), ("instruct model", "instruct")], value="base",
                                  allow_blank=False, id="base", compact=True)
         with Horizontal(classes="field"):

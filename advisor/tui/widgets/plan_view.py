@@ -13,12 +13,20 @@ from textual.widgets import DataTable, Static
 
 from advisor.catalog import load_catalog
 from advisor.models import Plan, TierRow
-from advisor.render import _hours, _usd, approval_line, config_str, decision_line
+from advisor.render import approval_line, config_str, decision_line
+
+def _usd(x: float | None) -> str:
+    return "-" if x is None else f"${x:,.2f}" if x < 100 else f"${x:,.0f}"
+
+
+def _hours(x: float | None) -> str:
+    return "-" if x is None else f"{x * 60:.0f} min" if x < 1 else f"{x:,.1f} h"
+
 
 _KEY_PREFIXES = ("method.", "parallel.", "constraints.", "fit.")
 MEMORY_COLORS = {"weights": "blue", "gradients": "magenta", "optimizer": "yellow", "activations": "green",
                  "logits": "cyan", "gathered_layer": "red", "overhead": "bright_black"}
-COLUMNS = ("tier", "fits", "config (or why not)", "GiB/GPU", "time", "cost", "meets")
+COLUMNS = ("tier", "cost", "time", "GiB/GPU", "config (or why it cannot)", "meets")
 
 
 def memory_bar(parts_gib: dict[str, float], capacity_gib: float, width: int = 40) -> Text:
@@ -56,6 +64,11 @@ class PlanView(VerticalScroll):
     details = getters.query_one("#details", Static)
 
     plan: Plan | None = None
+    _last_rec: str | None = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._shown: dict[str | None, Text] = {}
 
     def compose(self) -> ComposeResult:
         yield Static("planning...", id="decision")
@@ -65,22 +78,28 @@ class PlanView(VerticalScroll):
         yield Static("", id="details")
 
     def on_mount(self) -> None:
-        self.tiers.add_columns(*COLUMNS)
+        self._column_keys = self.tiers.add_columns(*COLUMNS)
+
+    def _set(self, widget: Static, content: Text) -> None:
+        """Update only what changed: a re-laid-out Static costs more than the comparison."""
+        if self._shown.get(widget.id) != content:
+            self._shown[widget.id] = content
+            widget.update(content)
 
     def show(self, plan: Plan) -> None:
         self.plan = plan
         head = Text(f"{plan.model.name}: ", style="bold") + Text(decision_line(plan))
         head.append("\n" + approval_line(plan), style="green" if plan.approval else "yellow")
-        self.decision.update(head)
+        self._set(self.decision, head)
         why = Text()
         for f in plan.findings:
             if f.rule_id.startswith(_KEY_PREFIXES):
                 why.append(f"{f.rule_id}", style="bold")
                 why.append(f" -> {f.verdict}{' (overridden)' if f.overridden else ''}: {f.why}\n")
                 why.append(f"  source: {f.source}\n", style="dim italic")
-        self.why.update(why)
+        self._set(self.why, why)
         self._fill_tiers()
-        self.details.update(self._details(plan))
+        self._set(self.details, self._details(plan))
 
     # ------------------------------------------------------------------ tiers
     def _recommended_gpu(self) -> str | None:
@@ -93,21 +112,32 @@ class PlanView(VerticalScroll):
         rows = list(self.plan.tiers)
         if self.sort_mode != "plan":
             rows.sort(key=_sort_key(self.sort_mode))
-        table.clear()
+        order = [t.gpu for t in rows]
+        same_rows = order == [k.value for k in table.rows]  # in place: far cheaper to repaint than clear()
+        if not same_rows:
+            table.clear()
         for t in rows:
             style = "bold green" if t.gpu == rec else ("dim" if not t.fits else "")
             mark = "*" if t.gpu == rec else " "
             if t.fits and t.config:
                 c = t.config
-                cells: list[Any] = [f"{mark}{t.gpu}", "yes", f"{c.num_gpus}x {c.strategy} mb{c.micro_batch_size}",
-                                    f"{t.memory_per_gpu_gib:.1f}", _hours(t.hours), _usd(t.cost_usd),
+                cells: list[Any] = [f"{mark}{t.gpu}", _usd(t.cost_usd), _hours(t.hours), f"{t.memory_per_gpu_gib:.1f}",
+                                    f"{c.num_gpus}x {c.strategy} mb{c.micro_batch_size}",
                                     "yes" if t.meets_constraints else "no"]
             else:
-                cells = [f"{mark}{t.gpu}", "no", t.why_not or "-", "-", "-", "-", "no"]
-            table.add_row(*(Text(str(c), style=style) for c in cells), key=t.gpu)
-        if rec is not None:
+                cells = [f"{mark}{t.gpu}", "-", "-", "-", f"does not fit: {t.why_not or '-'}", "no"]
+            texts = [Text(str(c), style=style) for c in cells]
+            if not same_rows:
+                table.add_row(*texts, key=t.gpu)
+                continue
+            for col, text in zip(self._column_keys, texts):
+                if table.get_cell(t.gpu, col) != text:
+                    table.update_cell(t.gpu, col, text, update_width=True)
+        if rec is not None and (not same_rows or rec != self._last_rec):
             table.move_cursor(row=table.get_row_index(rec))
-        self._show_memory(rec or (rows[0].gpu if rows else None))
+        self._last_rec = rec
+        highlighted = order[table.cursor_row] if 0 <= table.cursor_row < len(order) else None
+        self._show_memory(highlighted or rec or (order[0] if order else None))
 
     def watch_sort_mode(self) -> None:
         self._fill_tiers()
@@ -120,7 +150,7 @@ class PlanView(VerticalScroll):
     def _show_memory(self, gpu: str | None) -> None:
         plan = self.plan
         if plan is None or gpu is None:
-            self.memory.update("")
+            self._set(self.memory, Text(""))
             return
         row = next((t for t in plan.tiers if t.gpu == gpu), None)
         capacity = load_catalog().gpus[gpu].hbm_gib if gpu in load_catalog().gpus else 0.0
@@ -138,7 +168,7 @@ class PlanView(VerticalScroll):
             text += memory_bar({"total": row.memory_per_gpu_gib}, capacity)
         else:
             text.append(f"\n{row.why_not if row else 'not planned'}", style="dim")
-        self.memory.update(text)
+        self._set(self.memory, text)
 
     # ------------------------------------------------------------------ the rest
     @staticmethod

@@ -1,0 +1,47 @@
+"""A change in the inputs shows its new plan quickly: keystroke handled -> new plan painted.
+
+The figure is printed (pytest -s) and asserted with headroom for a loaded 2-core CI box; the goal is
+under 100 ms (benchmarks/tui_latency.py reports the same figure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+
+import pytest
+from textual.widgets import Input
+from tuihelp import wait_for_plan
+
+from advisor.tui.app import SftplanApp
+
+pytestmark = pytest.mark.anyio
+
+
+async def measure_latencies(n: int = 12, model: str = "llama-3.1-8b") -> list[float]:
+    app = SftplanApp(cursor_blink=False, request={"model": model, "dataset": {"examples": 50_000, "avg_tokens": 1024}})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_plan(pilot)
+        app.latencies_ms.clear()
+        painted = asyncio.Event()
+        record = app._painted
+
+        def painted_hook(started: float) -> None:  # wake up on the paint instead of polling the app
+            record(started)
+            painted.set()
+
+        app._painted = painted_hook
+        field = app.query_one("#examples", Input)
+        for i in range(n):
+            painted.clear()
+            field.value = str(40_000 + 1_000 * i)  # one edit at a time, like a user pausing between changes
+            await asyncio.wait_for(painted.wait(), timeout=30)
+            await pilot.pause(0.05)
+        return list(app.latencies_ms)
+
+
+async def test_plan_update_latency():
+    lat = await measure_latencies()
+    median, worst = statistics.median(lat), max(lat)
+    print(f"\nplan update latency over {len(lat)} edits: median {median:.0f} ms, max {worst:.0f} ms")
+    assert median < 300, f"median {median:.0f} ms (goal: under 100 ms)"

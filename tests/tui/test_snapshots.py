@@ -1,0 +1,43 @@
+"""A few snapshots at 80x24 and 120x40 (cursor blink off, latency figure hidden).
+
+Update after an intended change: pytest tests/tui/test_snapshots.py --snapshot-update
+"""
+
+from __future__ import annotations
+
+from test_run_view import make_run_dir
+from tuihelp import wait_for, wait_for_plan
+
+from advisor.tui.app import SftplanApp
+
+
+def _app(**kwargs) -> SftplanApp:
+    return SftplanApp(cursor_blink=False, show_latency=False, **kwargs)
+
+
+def test_session_80x24(snap_compare):
+    assert snap_compare(_app(), terminal_size=(80, 24), run_before=wait_for_plan)
+
+
+def test_session_120x40(snap_compare):
+    assert snap_compare(_app(), terminal_size=(120, 40), run_before=wait_for_plan)
+
+
+def test_help_80x24(snap_compare):
+    async def run_before(pilot):
+        await wait_for_plan(pilot)
+        await pilot.press("f1")
+        await wait_for(pilot, lambda: pilot.app.screen.__class__.__name__ == "TextScreen")
+
+    assert snap_compare(_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_run_view_120x40(snap_compare, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_run_dir(tmp_path / "run")
+
+    async def run_before(pilot):
+        await wait_for(pilot, lambda: getattr(pilot.app.screen, "state", None) is not None)
+        await pilot.pause(0.1)
+
+    assert snap_compare(_app(run_dir="run"), terminal_size=(120, 40), run_before=run_before)
