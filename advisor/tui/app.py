@@ -279,7 +279,7 @@ class SftplanApp(App[None]):
             return
         self.processes.append(proc)
         self.notify(f"started pid {proc.pid}: {' '.join(argv[-4:])} (output in {log.name})")
-        self.push_screen(RunScreen(run_dir, process=proc))
+        self.push_screen(RunScreen(run_dir, process=proc, log=log))
 
     def action_attach(self) -> None:
         self._ask("Attach to the run folder:", "", lambda d: self.push_screen(RunScreen(d)))

@@ -121,3 +121,37 @@ async def test_run_starts_a_separate_process(tmp_path):
         await wait_for(pilot, lambda: app.screen.state.status == "finished")
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ != "RunScreen")
+
+
+async def test_failed_launch_shows_its_output(tmp_path):
+    """A `sftplan run` that refuses (e.g. preflight) exits at once: the view says so and shows why."""
+    fake = tmp_path / "refuse.py"
+    fake.write_text("import sys; print('sftplan: devices differ from the plan'); sys.exit(2)\n")
+    plan_path = tmp_path / "plan.yaml"
+    p = write_plan(approve(_plan(), "Di"), plan_path)
+    app = SftplanApp(plan=p, plan_path=plan_path, run_command=[sys.executable, str(fake)], cursor_blink=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.start_run(tmp_path / "run2")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunScreen")
+        app.processes[0].wait(timeout=30)
+        await wait_for(pilot, lambda: app.screen.state is not None)
+        head = app.screen.query_one("#run-head", Static)
+        await wait_for(pilot, lambda: "exited (2)" in str(head.render()))
+        assert "devices differ" in str(head.render())
+
+
+def test_unapproved_plan_does_not_run(tmp_path):
+    """F5 refuses an unapproved plan before starting anything (verify's reason)."""
+    import asyncio
+
+    plan_path = tmp_path / "plan.yaml"
+    p = write_plan(_plan(), plan_path)
+
+    async def go():
+        app = SftplanApp(plan=p, plan_path=plan_path, run_command=["false"], cursor_blink=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("f5")
+            await pilot.pause(0.1)
+            assert app.processes == [] and app.screen.__class__.__name__ == "Screen"
+
+    asyncio.run(go())

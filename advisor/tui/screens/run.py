@@ -52,8 +52,9 @@ class RunScreen(Screen[None]):
     speed = getters.query_one("#run-speed", Static)
     gate_table = getters.query_one("#run-gate", DataTable)
 
-    def __init__(self, run_dir: str | Path, process=None, standalone: bool = False) -> None:
+    def __init__(self, run_dir: str | Path, process=None, standalone: bool = False, log: Path | None = None) -> None:
         super().__init__()
+        self.launch_log = log  # the launching process's output, shown when it exits with an error
         self.standalone = standalone  # opened on a run folder: Escape quits instead of returning
         self.run_dir = Path(run_dir)
         self.process = process  # a subprocess.Popen the app started, or None when attached
@@ -87,7 +88,8 @@ class RunScreen(Screen[None]):
             self.plan = _plan_of(self.run_dir)
         state = self.tail.poll()
         if self.process is not None and self.process.poll() is not None and not state.finished:
-            state.status = f"exited ({self.process.returncode})" if state.status in ("starting", "running") else state.status
+            if state.status in ("starting", "running"):
+                state.status = f"exited ({self.process.returncode})"
         self.state = state
         self._show(state)
 
@@ -99,6 +101,13 @@ class RunScreen(Screen[None]):
         if s.run.get("pid"):
             head.append(f"  pid {s.run['pid']}", style="dim")
         head.append(f"\n{self.run_dir}", style="dim")
+        if s.status.startswith("exited") and self.launch_log is not None:
+            try:
+                tail = self.launch_log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-4:]
+            except OSError:
+                tail = []
+            for line in tail:
+                head.append(f"\n  {line}", style="red")
         self.head.update(head)
 
         last = s.last
