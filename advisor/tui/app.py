@@ -7,6 +7,7 @@ thread only collects the inputs and shows results. Training runs as a separate `
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -29,6 +30,9 @@ from advisor.tui.screens.dialogs import ConfirmScreen, PromptScreen, TextScreen,
 from advisor.tui.screens.run import RunScreen
 from advisor.tui.widgets.inputs import DEFAULT_REQUEST, InputsPanel
 from advisor.tui.widgets.plan_view import PlanView
+
+
+RUN_FLAGS = ("--allow-mismatch", "--dry-run")  # what the run prompt passes on to `sftplan run`
 
 
 def write_review(plan: Plan, path: Path) -> Path:
@@ -264,11 +268,20 @@ class SftplanApp(App[None]):
             self.notify(f"cannot run: {reason}", severity="error")
             return
         default = self.plan_path.parent / f"run-{self.plan.plan_sha256[:12]}"
-        self._ask("Run folder (training starts as a separate `sftplan run` process):", str(default), self.start_run)
+        self._ask("Run folder [--allow-mismatch] (training starts as a separate `sftplan run` process):",
+                  str(default), self._run_answer)
 
-    def start_run(self, run_dir: str | Path) -> None:
+    def _run_answer(self, answer: str) -> None:
+        words = shlex.split(answer)
+        flags = [w for w in words[1:] if w in RUN_FLAGS]
+        if len(flags) != len(words) - 1:
+            self.notify(f"run: only {', '.join(RUN_FLAGS)} may follow the run folder", severity="error")
+            return
+        self.start_run(words[0], flags)
+
+    def start_run(self, run_dir: str | Path, flags: list[str] | None = None) -> None:
         run_dir = Path(run_dir)
-        argv = [*self.run_command, str(self.plan_path), "--out", str(run_dir)]
+        argv = [*self.run_command, str(self.plan_path), "--out", str(run_dir), *(flags or [])]
         log = run_dir.parent / f"{run_dir.name}.tui-launch.log"
         try:
             with open(log, "ab") as fh:
@@ -278,7 +291,7 @@ class SftplanApp(App[None]):
             self.notify(f"could not start: {exc}", severity="error")
             return
         self.processes.append(proc)
-        self.notify(f"started pid {proc.pid}: {' '.join(argv[-4:])} (output in {log.name})")
+        self.notify(f"started pid {proc.pid}: sftplan run ... --out {run_dir} (output in {log.name})")
         self.push_screen(RunScreen(run_dir, process=proc, log=log))
 
     def action_attach(self) -> None:

@@ -91,3 +91,19 @@ async def test_open_plan_keeps_approval_and_diffs(tmp_path):
         body = str(app.screen.query_one("#body").render())
         assert "change(s)" in body and "llama-3.2-3b" in body
         assert other.plan_sha256
+
+
+async def test_selected_tier_shows_its_memory_breakdown():
+    """Moving down the tier table shows that row's memory against its GPU (planner pinned to the row)."""
+    app = SftplanApp(cursor_blink=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_plan(pilot)
+        table = app.plan_view.tiers
+        rec = app.plan.recommended.gpu
+        other = next(t for t in app.plan.tiers if t.fits and t.gpu != rec)
+        table.focus()
+        table.move_cursor(row=table.get_row_index(other.gpu))
+        memory = app.plan_view.memory
+        await wait_for(pilot, lambda: f"memory per GPU, {other.gpu}" in str(memory.render())
+                       and "optimizer" in str(memory.render()))
+        assert f"{other.config.num_gpus} x {other.gpu}" in str(memory.render())

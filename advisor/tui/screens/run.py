@@ -133,7 +133,9 @@ class RunScreen(Screen[None]):
         speed = Text("tokens/s per GPU: ")
         speed.append(_num(measured, ",.0f"), style="bold")
         if isinstance(measured, (int, float)) and planned:
-            speed.append(f" measured vs {planned:,.0f} planned ({measured / planned:.0%} of the estimate)")
+            ratio = measured / planned
+            speed.append(f" measured vs {planned:,.0f} planned ({ratio:.0%} of the estimate)" if ratio >= 0.01 else
+                         f" measured vs {planned:,.0f} planned ({ratio:.2g}x: a different machine than planned?)")
         elif planned:
             speed.append(f" measured vs {planned:,.0f} planned")
         self.speed.update(speed)

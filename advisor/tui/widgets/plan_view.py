@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import getters, on
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Static
 
 from advisor.catalog import load_catalog
 from advisor.models import Plan, TierRow
+from advisor.planner import plan as run_planner
 from advisor.render import approval_line, config_str, decision_line
 
 def _usd(x: float | None) -> str:
@@ -69,6 +70,7 @@ class PlanView(VerticalScroll):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._shown: dict[str | None, Text] = {}
+        self._breakdowns: dict[tuple[str, str], dict[str, float]] = {}
 
     def compose(self) -> ComposeResult:
         yield Static("planning...", id="decision")
@@ -155,20 +157,47 @@ class PlanView(VerticalScroll):
         row = next((t for t in plan.tiers if t.gpu == gpu), None)
         capacity = load_catalog().gpus[gpu].hbm_gib if gpu in load_catalog().gpus else 0.0
         text = Text(f"memory per GPU, {gpu}", style="bold")
+        breakdown = None
         if plan.estimate and plan.recommended and plan.recommended.gpu == gpu:
-            text.append(f" ({config_str(plan.recommended)})\n", style="dim")
-            text += memory_bar(plan.estimate.memory_breakdown_gib, capacity)
+            config, breakdown = plan.recommended, plan.estimate.memory_breakdown_gib
+        elif row is not None and row.fits and row.config is not None:
+            config = row.config
+            breakdown = self._breakdowns.get((plan.plan_sha256, gpu))
+            if breakdown is None:
+                self._pinned_breakdown(plan, row)
+        if breakdown is not None:
+            text.append(f" ({config_str(config)})\n", style="dim")
+            text += memory_bar(breakdown, capacity)
             text.append("\n")
-            for name, gib in plan.estimate.memory_breakdown_gib.items():
+            for name, gib in breakdown.items():
                 if gib:
                     text.append("█ ", style=MEMORY_COLORS.get(name, "white"))
                     text.append(f"{name} {gib:.1f}  ")
         elif row is not None and row.fits and row.memory_per_gpu_gib is not None:
-            text.append(" (total only: the breakdown is computed for the recommended row)\n", style="dim")
+            text.append(" (breakdown being computed)\n", style="dim")
             text += memory_bar({"total": row.memory_per_gpu_gib}, capacity)
         else:
             text.append(f"\n{row.why_not if row else 'not planned'}", style="dim")
         self._set(self.memory, text)
+
+    @work(thread=True, exclusive=True, group="memory")
+    def _pinned_breakdown(self, plan: Plan, row: TierRow) -> None:
+        """The breakdown of a non-recommended row: the planner pinned to that row's GPU, count and strategy."""
+        c = row.config
+        request = plan.request.model_copy(update={"gpu": row.gpu, "num_gpus": c.num_gpus, "strategy": c.strategy})
+        try:
+            pinned = run_planner(request, load_catalog())
+        except Exception:  # noqa: BLE001 - the total stays shown
+            return
+        if pinned.estimate is not None:
+            self.app.call_from_thread(self._breakdown_ready, plan.plan_sha256, row.gpu, pinned.estimate.memory_breakdown_gib)
+
+    def _breakdown_ready(self, plan_sha256: str, gpu: str, breakdown: dict[str, float]) -> None:
+        self._breakdowns[(plan_sha256, gpu)] = breakdown
+        if self.plan is not None and self.plan.plan_sha256 == plan_sha256:
+            order = [k.value for k in self.tiers.rows]
+            if 0 <= self.tiers.cursor_row < len(order) and order[self.tiers.cursor_row] == gpu:
+                self._show_memory(gpu)
 
     # ------------------------------------------------------------------ the rest
     @staticmethod
