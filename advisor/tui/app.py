@@ -26,7 +26,7 @@ from advisor.models import Plan, PlanRequest
 from advisor.planfile import approve, diff, read_plan, verify, write_plan
 from advisor.tui.messages import PlanFailed, PlanReady
 from advisor.tui.planning import FieldErrors, make_plan
-from advisor.tui.screens.dialogs import ConfirmScreen, PromptScreen, TextScreen, diff_text, help_text
+from advisor.tui.screens.dialogs import PromptScreen, TextScreen, diff_text, help_text
 from advisor.tui.screens.run import RunScreen
 from advisor.tui.widgets.inputs import DEFAULT_REQUEST, InputsPanel
 from advisor.tui.widgets.plan_view import PlanView
@@ -296,6 +296,3 @@ class SftplanApp(App[None]):
 
     def action_attach(self) -> None:
         self._ask("Attach to the run folder:", "", lambda d: self.push_screen(RunScreen(d)))
-
-    def confirm(self, question: str, then) -> None:
-        self.push_screen(ConfirmScreen(question), lambda yes: yes and then())

@@ -41,7 +41,7 @@ class RunScreen(Screen[None]):
     BINDINGS = [
         Binding("s", "stop", "stop run"),
         Binding("escape", "back", "back to plan"),
-        Binding("f1,question_mark", "app.help", "help"),
+        Binding("question_mark", "app.help", "help", show=False),
     ]
 
     head = getters.query_one("#run-head", Static)

@@ -57,6 +57,7 @@ class InputsPanel(VerticalScroll):
     def __init__(self, presets: list[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.presets = presets
+        self.extra: dict[str, Any] = {}  # request fields without a widget (epochs, pins, golden...), kept as given
 
     def compose(self) -> ComposeResult:
         for fid, (label, placeholder) in TEXT_FIELDS.items():
@@ -102,8 +103,6 @@ class InputsPanel(VerticalScroll):
         for goal in GOALS:
             self.query_one(f"#goal-{goal}", Checkbox).value = goal in (data.get("goals") or [])
         self.extra = {k: v for k, v in data.items() if k not in _OWN_KEYS and v is not None}
-
-    extra: dict = {}
 
     def to_model(self) -> tuple[dict, dict[str, str]]:
         """(request data, {field id: reason}). The data is only complete when there are no errors.

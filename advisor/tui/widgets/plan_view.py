@@ -155,7 +155,8 @@ class PlanView(VerticalScroll):
             self._set(self.memory, Text(""))
             return
         row = next((t for t in plan.tiers if t.gpu == gpu), None)
-        capacity = load_catalog().gpus[gpu].hbm_gib if gpu in load_catalog().gpus else 0.0
+        gpus = load_catalog().gpus
+        capacity = gpus[gpu].hbm_gib if gpu in gpus else 0.0
         text = Text(f"memory per GPU, {gpu}", style="bold")
         breakdown = None
         if plan.estimate and plan.recommended and plan.recommended.gpu == gpu:
