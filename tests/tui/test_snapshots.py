@@ -11,21 +11,29 @@ from tuihelp import wait_for, wait_for_plan
 from advisor.tui.app import SftplanApp
 
 
+async def settled(pilot) -> None:
+    """The plan is shown and painted (the tier table sizes its columns after its rows land)."""
+    await wait_for_plan(pilot)
+    await pilot.pause(0.2)
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause(0.1)
+
+
 def _app(**kwargs) -> SftplanApp:
     return SftplanApp(cursor_blink=False, show_latency=False, **kwargs)
 
 
 def test_session_80x24(snap_compare):
-    assert snap_compare(_app(), terminal_size=(80, 24), run_before=wait_for_plan)
+    assert snap_compare(_app(), terminal_size=(80, 24), run_before=settled)
 
 
 def test_session_120x40(snap_compare):
-    assert snap_compare(_app(), terminal_size=(120, 40), run_before=wait_for_plan)
+    assert snap_compare(_app(), terminal_size=(120, 40), run_before=settled)
 
 
 def test_help_80x24(snap_compare):
     async def run_before(pilot):
-        await wait_for_plan(pilot)
+        await settled(pilot)
         await pilot.press("f1")
         await wait_for(pilot, lambda: pilot.app.screen.__class__.__name__ == "TextScreen")
 
@@ -38,6 +46,6 @@ def test_run_view_120x40(snap_compare, tmp_path, monkeypatch):
 
     async def run_before(pilot):
         await wait_for(pilot, lambda: getattr(pilot.app.screen, "state", None) is not None)
-        await pilot.pause(0.1)
+        await pilot.pause(0.2)
 
     assert snap_compare(_app(run_dir="run"), terminal_size=(120, 40), run_before=run_before)
