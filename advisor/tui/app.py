@@ -27,6 +27,7 @@ from advisor.planfile import approve, diff, read_plan, verify, write_plan
 from advisor.tui.messages import PlanFailed, PlanReady
 from advisor.tui.planning import FieldErrors, make_plan
 from advisor.tui.screens.dialogs import PromptScreen, TextScreen, diff_text, help_text
+from advisor.tui.screens.presets import PresetScreen
 from advisor.tui.screens.run import RunScreen
 from advisor.tui.widgets.inputs import DEFAULT_REQUEST, InputsPanel
 from advisor.tui.widgets.plan_view import PlanView
@@ -60,12 +61,13 @@ class SftplanApp(App[None]):
         Binding("f6", "attach", "attach", priority=True),
         Binding("f7", "sort('cost')", "by $", priority=True),
         Binding("f8", "sort('time')", "by time", priority=True),
+        Binding("f9", "presets", "models", priority=True),
         Binding("ctrl+q", "quit", "quit", priority=True, show=False),
     ]
     HELP = [("F1", "this help"), ("F2", "save the plan (plan.yaml + plan.md review)"),
             ("F3", "approve the saved plan (asks your name)"), ("F4", "diff against another plan file"),
             ("F5", "run the approved plan: `sftplan run PLAN --out RUN_DIR` as a separate process"),
-            ("F6", "attach to a run folder (run view)"), ("F7 / F8", "sort the tier table by cost / by time"),
+            ("F6", "attach to a run folder (run view)"), ("F9", "pick a model preset from a searchable list"), ("F7 / F8", "sort the tier table by cost / by time"),
             ("s", "in the run view: stop at the next epoch boundary (asks first)"),
             ("Escape", "close a dialog / leave the run view"), ("Ctrl+Q", "quit")]
 
@@ -100,7 +102,7 @@ class SftplanApp(App[None]):
             yield InputsPanel(preset_names(), id="inputs")
             yield PlanView(id="plan")
         yield Static("", id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         if not self.cursor_blink:
@@ -193,6 +195,13 @@ class SftplanApp(App[None]):
     # ------------------------------------------------------------------ actions
     def action_help(self) -> None:
         self.push_screen(TextScreen("sftplan keys", help_text(self.HELP)))
+
+    def action_presets(self) -> None:
+        def picked(name: str | None) -> None:
+            if name:
+                self.inputs.model_input.value = name  # Input.Changed -> a new plan
+
+        self.push_screen(PresetScreen(preset_names()), picked)
 
     def action_sort(self, mode: str) -> None:
         view = self.plan_view

@@ -107,3 +107,14 @@ async def test_selected_tier_shows_its_memory_breakdown():
         await wait_for(pilot, lambda: f"memory per GPU, {other.gpu}" in str(memory.render())
                        and "optimizer" in str(memory.render()))
         assert f"{other.config.num_gpus} x {other.gpu}" in str(memory.render())
+
+
+async def test_preset_picker_filters_and_picks():
+    app = SftplanApp(cursor_blink=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_plan(pilot)
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "PresetScreen")
+        await pilot.press(*"qwen 14", "enter")
+        await wait_for(pilot, lambda: app.plan.model.name == "qwen2.5-14b" and app.shown_generation == app.generation)
+        assert app.inputs.model_input.value == "qwen2.5-14b"
