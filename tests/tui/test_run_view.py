@@ -25,13 +25,13 @@ def _plan():
     return plan(req, load_catalog())
 
 
-def make_run_dir(path, status="finished", epochs_done=2):
+def make_run_dir(path, status="finished", epochs_done=2, plan=None):
     path.mkdir()
-    p = write_plan(approve(_plan(), "Cy"), path / "plan.yaml")
+    p = write_plan(approve(plan or _plan(), "Cy"), path / "plan.yaml")
     steps = p.estimate.steps_per_epoch
     (path / "run.json").write_text(json.dumps({"plan_sha256": p.plan_sha256, "status": status, "pid": 4242,
                                                "started_at": "2026-11-28T20:00:00Z", "launch": ["x"]}))
-    rows = [{"epoch": (s + 1) / steps, "step": s + 1, "loss": 2.0 - s * 0.01, "learning_rate": 1e-5,
+    rows = [{"epoch": (s + 1) / steps, "step": s + 1, "loss": 1.0 + 1.0 / (1 + 0.05 * s), "learning_rate": 1e-5,
              "tokens_per_s_per_gpu": 0.9 * p.estimate.tokens_per_s_per_gpu, "step_time_s": 0.5,
              "peak_memory_bytes": 2**33, "elapsed_s": s * 0.5} for s in range(steps * epochs_done)]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

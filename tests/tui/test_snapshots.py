@@ -1,5 +1,8 @@
 """A few snapshots at 80x24 and 120x40 (cursor blink off, latency figure hidden).
 
+They show a stored plan (data/snapshot_plan.yaml, the default scenario as planned when written), so a
+change in the planner's numbers does not move them; test_session covers the live planner.
+
 Update after an intended change: pytest tests/tui/test_snapshots.py --snapshot-update
 """
 
@@ -8,7 +11,12 @@ from __future__ import annotations
 from test_run_view import make_run_dir
 from tuihelp import wait_for, wait_for_plan
 
+from pathlib import Path
+
+from advisor.planfile import read_plan
 from advisor.tui.app import SftplanApp
+
+PLAN = Path(__file__).parent / "data" / "snapshot_plan.yaml"
 
 
 async def settled(pilot) -> None:
@@ -20,6 +28,8 @@ async def settled(pilot) -> None:
 
 
 def _app(**kwargs) -> SftplanApp:
+    if "run_dir" not in kwargs:
+        kwargs.update(plan=read_plan(PLAN), plan_path="plan.yaml")
     return SftplanApp(cursor_blink=False, show_latency=False, **kwargs)
 
 
@@ -42,7 +52,7 @@ def test_help_80x24(snap_compare):
 
 def test_run_view_120x40(snap_compare, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    make_run_dir(tmp_path / "run")
+    make_run_dir(tmp_path / "run", status="stopped", plan=read_plan(PLAN))
 
     async def run_before(pilot):
         await wait_for(pilot, lambda: getattr(pilot.app.screen, "state", None) is not None)

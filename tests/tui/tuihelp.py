@@ -17,7 +17,9 @@ async def wait_for(pilot, predicate, timeout_s: float = 10.0) -> None:
 
 async def wait_for_plan(pilot) -> None:
     app = pilot.app
-    await wait_for(pilot, lambda: app.plan is not None and app.shown_generation == app.generation and not app.workers)
+    # generation 0: the app opened a stored plan and has not planned anything
+    await wait_for(pilot, lambda: app.plan is not None and app.shown_generation in (app.generation, -1 if app.generation == 0 else None)
+                   and not app.workers)
 
 
 async def answer_prompt(pilot, text: str) -> None:
