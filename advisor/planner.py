@@ -136,7 +136,11 @@ def _meets(c: Cand, req: PlanRequest) -> bool:
 
 
 def _cheapest(cands: list[Cand]) -> Cand | None:
-    return min(cands, key=lambda c: (round(c.cost_usd, 6), c.hours, c.num_gpus, c.key()), default=None)
+    """Cheapest; costs within 2% count as a tie, won by fewer GPUs (no 128-GPU job to save cents)."""
+    if not cands:
+        return None
+    floor = min(c.cost_usd for c in cands) * 1.02
+    return min((c for c in cands if c.cost_usd <= floor), key=lambda c: (c.num_gpus, round(c.cost_usd, 6), c.hours, c.key()))
 
 
 def _fastest(cands: list[Cand]) -> Cand | None:
