@@ -47,7 +47,7 @@ async def test_session_type_save_approve(tmp_path):
         assert verify(saved) != ""  # not approved yet
 
         await pilot.press("f3")
-        await _answer(pilot, "Ada Reviewer")
+        await _answer(pilot, "Ada Reviewer", typed=True)
         approved = read_plan(target)
         assert verify(approved) == ""
         assert approved.approval.by == "Ada Reviewer"

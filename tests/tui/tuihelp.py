@@ -22,10 +22,19 @@ async def wait_for_plan(pilot) -> None:
                    and not app.workers)
 
 
-async def answer_prompt(pilot, text: str) -> None:
-    """Type into the open PromptScreen and press Enter."""
+async def answer_prompt(pilot, text: str, typed: bool = False) -> None:
+    """Answer the open PromptScreen and press Enter.
+
+    Long answers (tmp paths of ~70 characters) are pasted: one Pilot key press costs ~80 ms on a loaded
+    2-core box, and the plan inputs' tests already type key by key. ``typed=True`` types every key.
+    """
     app = pilot.app
     await wait_for(pilot, lambda: app.screen.__class__.__name__ == "PromptScreen")
-    app.screen.query_one("#answer").value = ""
-    await pilot.press(*text, "enter")
+    answer = app.screen.query_one("#answer")
+    if typed:
+        answer.value = ""
+        await pilot.press(*text)
+    else:
+        answer.value = text
+    await pilot.press("enter")
     await pilot.pause()
