@@ -1,0 +1,69 @@
+"""FLOPs per token, recompute, communication, offload, multi-node bandwidth."""
+from advisor.architecture import active_param_count, param_count, resolve_model
+from advisor.catalog import load_catalog
+from advisor.estimate import estimate
+from advisor.models import TrainConfig
+from advisor.throughput import hardware_flops_per_token, link_bytes_per_s, model_flops_per_token, step_time
+from advisor.units import GB
+
+CAT = load_catalog()
+LLAMA = resolve_model("llama-3.1-8b")
+MIXTRAL = resolve_model("mixtral-8x7b")
+
+
+def cfg(**kw):
+    base = dict(num_gpus=8, strategy="fsdp", seq_len=2048, micro_batch_size=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_flops_per_token_6n_plus_attention():
+    c = cfg()
+    n = param_count(LLAMA)
+    assert model_flops_per_token(LLAMA, c) == 6 * n + 12 * 32 * 4096 * 2048
+
+
+def test_moe_uses_active_params():
+    c = cfg()
+    a = active_param_count(MIXTRAL)
+    assert model_flops_per_token(MIXTRAL, c) == 6 * a + 12 * MIXTRAL.num_layers * MIXTRAL.hidden_size * 2048
+    assert model_flops_per_token(MIXTRAL, c) < 6 * param_count(MIXTRAL)
+
+
+def test_checkpointing_adds_a_forward_to_hardware_not_mfu():
+    on, off = cfg(activation_checkpointing=True), cfg(activation_checkpointing=False)
+    assert model_flops_per_token(LLAMA, on) == model_flops_per_token(LLAMA, off)
+    extra = hardware_flops_per_token(LLAMA, on) - hardware_flops_per_token(LLAMA, off)
+    assert extra == 2 * param_count(LLAMA) + 4 * 32 * 4096 * 2048
+    h100 = CAT.gpus["h100-sxm"]
+    e_on, e_off = estimate(LLAMA, h100, on), estimate(LLAMA, h100, off)
+    assert e_on.flops_per_token == e_off.flops_per_token
+    assert e_on.tokens_per_s_per_gpu < e_off.tokens_per_s_per_gpu
+    assert e_on.mfu < e_off.mfu
+
+
+def test_slow_link_makes_communication_the_bottleneck():
+    # 8 x L40S on PCIe (25 GB/s per GPU): FSDP moves 3 x 2 bytes/param per step, more than the compute.
+    # (8 x L4 on the same PCIe stays compute-bound: the L4 is slow enough that 16 GB over PCIe is quicker.)
+    l40s = CAT.gpus["l40s"]
+    st = step_time(LLAMA, l40s, cfg(num_gpus=8, micro_batch_size=1, seq_len=1024))
+    assert st.bottleneck == "communication" and st.comm_s > st.compute_s
+    fast = step_time(LLAMA, CAT.gpus["h100-sxm"], cfg(num_gpus=8, micro_batch_size=1, seq_len=1024))
+    assert fast.comm_s < st.comm_s
+
+
+def test_offload_makes_steps_longer():
+    h100 = CAT.gpus["h100-sxm"]
+    plain = step_time(LLAMA, h100, cfg(strategy="zero3"))
+    off = step_time(LLAMA, h100, cfg(strategy="zero3-offload"))
+    assert off.offload_s > 0 and off.step_s > plain.step_s
+
+
+def test_multi_node_uses_inter_node_bandwidth():
+    h100 = CAT.gpus["h100-sxm"]
+    one = link_bytes_per_s(h100, cfg(num_gpus=8))
+    two = link_bytes_per_s(h100, cfg(num_gpus=16))
+    assert one == h100.intra_node_bandwidth_gb_per_s * GB
+    assert two == min(one, h100.inter_node_bandwidth_gbit_per_s * 1e9 / 8 / h100.gpus_per_node)
+    assert two < one
+    assert step_time(LLAMA, h100, cfg(num_gpus=16)).comm_s > step_time(LLAMA, h100, cfg(num_gpus=8)).comm_s
