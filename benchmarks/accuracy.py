@@ -51,7 +51,7 @@ def row_config(row: dict) -> TrainConfig:
     if "litgpt" in source:
         precision = row.get("precision", "bf16-pure")  # litgpt "bf16-true"
         ac = row.get("activation_checkpointing", False)
-    loss_chunks = 8 if "chunked cross-entropy" in source or row.get("id", "").startswith("llama32-3b") else 1
+    loss_chunks = 8 if "torchtune" in source else 1  # torchtune rows: chunked cross-entropy
     return TrainConfig(
         num_gpus=row["num_gpus"], strategy=STRATEGY.get(row["strategy"], row["strategy"]), precision=precision,
         seq_len=row["seq_len"], micro_batch_size=row["micro_batch_size"], grad_accum=row.get("grad_accum", 1),

@@ -1,0 +1,43 @@
+"""The advisor core never imports torch, transformers, deepspeed or textual (DESIGN.md).
+
+Every module under advisor/ (recursively, advisor/tui excluded) is imported in one fresh
+subprocess; the heavy packages must then be absent from sys.modules.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HEAVY = ("torch", "transformers", "deepspeed", "textual")
+
+
+def _modules() -> list[str]:
+    names = []
+    for path in sorted((REPO / "advisor").rglob("*.py")):
+        rel = path.relative_to(REPO).with_suffix("")
+        if rel.parts[:2] == ("advisor", "tui") or rel.name == "__main__":
+            continue
+        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+        names.append(".".join(parts))
+    return names
+
+
+def test_walk_finds_the_core():
+    names = _modules()
+    for expected in ("advisor.estimate", "advisor.memory", "advisor.catalog", "advisor.cli_estimate"):
+        assert expected in names
+
+
+def test_core_imports_no_heavy_package():
+    code = (
+        "import importlib, json, sys\n"
+        f"for n in {_modules()!r}: importlib.import_module(n)\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
