@@ -65,7 +65,6 @@ def test_impossible_numbers_name_the_flag():
 
 def test_gpus_not_multiple_of_tp_pp():
     args = _with("--strategy", "megatron")
-    args = _with.__wrapped__(args) if hasattr(_with, "__wrapped__") else args
     args[args.index("--num-gpus") + 1] = "6"
     out = _run(*args, "--tp", "4", "--pp", "1")
     assert out.returncode == 2
