@@ -1,0 +1,93 @@
+"""Latency of the estimator: `sftplan estimate` process start -> exit, one in-process estimate, and
+(when advisor.planner is importable) one planner.plan() of a default request.
+
+Targets (issue 2, section 7): CLI well under 0.5 s without torch imported; estimate under 1 ms.
+Usage: .venv/bin/python benchmarks/latency.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+ARGS = ["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--num-gpus", "8", "--strategy", "fsdp",
+        "--seq-len", "4096", "--micro-batch", "2", "--json"]
+
+
+def cli_seconds(runs: int = 5) -> list[float]:
+    exe = Path(sys.executable).with_name("sftplan")
+    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "advisor"]
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(argv + ARGS, cwd=REPO, check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def torch_imported_by_cli() -> bool:
+    code = ("import sys; from advisor.cli import main\n"
+            f"main({ARGS!r})\n"
+            "print('TORCH', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    return "TORCH True" in out.stdout
+
+
+def estimate_seconds(n: int = 2000) -> float:
+    from advisor.architecture import resolve_model
+    from advisor.catalog import load_catalog
+    from advisor.estimate import estimate
+    from advisor.models import TrainConfig
+
+    model, gpu = resolve_model("llama-3.1-8b"), load_catalog().gpu("h100-sxm")
+    cfg = TrainConfig(num_gpus=8, strategy="fsdp", seq_len=4096, micro_batch_size=2)
+    estimate(model, gpu, cfg)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        estimate(model, gpu, cfg)
+    return (time.perf_counter() - t0) / n
+
+
+def plan_seconds(runs: int = 3) -> list[float] | None:
+    try:
+        from advisor import planner
+    except ImportError:
+        return None
+    from advisor.catalog import load_catalog
+    from advisor.models import DatasetSpec, PlanRequest
+
+    req = PlanRequest(model="llama-3.1-8b", dataset=DatasetSpec(examples=50_000, avg_tokens=1024))
+    catalog = load_catalog()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        planner.plan(req, catalog)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> int:
+    cli = cli_seconds()
+    print(f"sftplan estimate, process start -> exit: median {statistics.median(cli):.3f} s, "
+          f"min {min(cli):.3f} s over {len(cli)} runs (target < 0.5 s)")
+    print(f"torch imported by `sftplan estimate`: {torch_imported_by_cli()}")
+    per = estimate_seconds()
+    print(f"estimate() in process: {per * 1e6:.0f} us per call (target < 1000 us)")
+    plan = plan_seconds()
+    if plan is None:
+        print("planner.plan(): advisor.planner not importable, skipped")
+    else:
+        print(f"planner.plan() of a default request (llama-3.1-8b, 50k x 1024 tokens): "
+              f"median {statistics.median(plan):.3f} s over {len(plan)} runs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
