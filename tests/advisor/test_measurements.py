@@ -1,4 +1,12 @@
-"""Every published measurement: estimate within 30% per row, the measured config fits, medians."""
+"""Estimator vs the published measurements in ../shared/reference/measurements.yaml.
+
+Stated tolerances: each row's tokens/s and peak memory within 30% (the per-row spread of published
+runs we cannot see the code of), and the median absolute error within 15% (the issue's target).
+The row -> TrainConfig mapping is benchmarks/accuracy.py's, with its stated assumptions.
+"""
+
+from __future__ import annotations
+
 import importlib.util
 import statistics
 from pathlib import Path
@@ -6,31 +14,28 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-MEASUREMENTS = REPO.parent / "shared" / "reference" / "measurements.yaml"
-TOLERANCE = 0.30
-MEDIAN_TOLERANCE = 0.15
-
-if not MEASUREMENTS.is_file():
-    pytest.skip(f"{MEASUREMENTS} absent (shared reference data not checked out)", allow_module_level=True)
-
 _spec = importlib.util.spec_from_file_location("sftplan_accuracy", REPO / "benchmarks" / "accuracy.py")
 accuracy = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(accuracy)
-ROWS = accuracy.load_rows(MEASUREMENTS)
+
+pytestmark = pytest.mark.skipif(not accuracy.MEASUREMENTS.is_file(), reason="measurements.yaml not present")
+ROWS = accuracy.load_rows() if accuracy.MEASUREMENTS.is_file() else []
+PER_ROW = 0.30
+MEDIAN = 0.15
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r["id"] for r in ROWS])
-def test_row_within_tolerance_and_fits(row):
+def test_row_within_tolerance(row):
     r = accuracy.compare(row)
-    assert r["est"].fits, f"{row['id']} ran, so it must fit: {r['est'].memory_per_gpu_bytes} bytes, {r['est'].notes}"
-    checked = [k for k in ("memory", "throughput", "mfu") if k in r]
-    assert checked, f"{row['id']}: nothing measured to compare"
-    for key in checked:
-        est, measured, err = r[key]
-        assert abs(err) <= TOLERANCE, f"{row['id']} {key}: est {est:.3g} vs measured {measured:.3g} ({err:+.1%})"
+    assert r["est"].fits, "a measured run must fit by our estimate"
+    for key in ("memory", "throughput"):
+        if key in r:
+            est, measured, err = r[key]
+            assert abs(err) <= PER_ROW, f"{key}: est {est:.2f} vs measured {measured:.2f} ({err:+.1%})"
 
 
-def test_median_throughput_error():
-    errs = [abs(accuracy.compare(row)["throughput"][2]) for row in ROWS if "tokens_per_s_per_gpu" in row.get("measured", {})]
-    assert errs
-    assert statistics.median(errs) <= MEDIAN_TOLERANCE, errs
+def test_median_errors():
+    results = [accuracy.compare(row) for row in ROWS]
+    for key in ("memory", "throughput"):
+        errs = [abs(r[key][2]) for r in results if key in r]
+        assert errs and statistics.median(errs) <= MEDIAN, (key, errs)
