@@ -87,7 +87,7 @@ def compare(row: dict) -> dict:
 
 
 def deepspeed_zero3_gib(model, cfg, gpu) -> str:
-    """DeepSpeed's model-states estimate (per GPU, ZeRO-3, no offload), or why it is missing."""
+    """DeepSpeed's model-states estimate (per GPU, ZeRO-3, no offload; it returns cpu, gpu, largest-layer bytes)."""
     try:
         import contextlib
         import io
@@ -98,7 +98,7 @@ def deepspeed_zero3_gib(model, cfg, gpu) -> str:
 
             nodes = -(-cfg.num_gpus // gpu.gpus_per_node)
             per_node = min(cfg.num_gpus, gpu.gpus_per_node)
-            gpu_bytes, _cpu, _largest = estimate_zero3_model_states_mem_needs(
+            _cpu, gpu_bytes, _largest = estimate_zero3_model_states_mem_needs(
                 param_count(model), largest_layer_params(model), num_gpus_per_node=per_node, num_nodes=nodes,
                 cpu_offload=False, cpu_offload_params=False, zero_init=True,
             )
