@@ -41,3 +41,16 @@ def test_core_imports_no_heavy_package():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_estimate_cli_imports_no_heavy_package():
+    code = (
+        "import json, runpy, sys\n"
+        "sys.argv = ['advisor', 'estimate', '--model', 'llama-3.1-8b', '--gpu', 'h100-sxm', '--num-gpus', '8', '--json']\n"
+        "try:\n    runpy.run_module('advisor', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
