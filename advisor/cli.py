@@ -20,6 +20,13 @@ COMMAND_MODULES = (
     "executor.cli",  # run, promote, demo
     "advisor.tui.cli",  # tui
 )
+# Which module owns each command: `sftplan estimate` imports only its own module (start-up time).
+COMMAND_OWNERS = {
+    "estimate": "advisor.cli_estimate",
+    **dict.fromkeys(("plan", "render", "explain", "diff", "catalog", "approve", "verify"), "advisor.cli_plan"),
+    **dict.fromkeys(("run", "promote", "demo"), "executor.cli"),
+    "tui": "advisor.tui.cli",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,10 +35,12 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (given a known command) only that command's module, which starts faster."""
     parser = _Parser(prog="sftplan", description="Plan, price, approve and run full supervised fine-tuning.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
+    owner = COMMAND_OWNERS.get(command or "")
+    for name in (owner,) if owner else COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:  # a face not built yet in this checkout
@@ -46,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         argv = ["tui"]
-    parser = build_parser()
+    parser = build_parser(argv[0])
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
