@@ -59,8 +59,8 @@ def hardware_efficiency(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> float:
 def link_bytes_per_s(gpu: GpuSpec, cfg: TrainConfig) -> float:
     """Per-GPU bandwidth of the slowest hop a collective crosses."""
     intra = gpu.intra_node_bandwidth_gb_per_s * GB
-    if num_nodes(cfg, gpu) <= 1:
-        return intra
+    if num_nodes(cfg, gpu) <= 1 or gpu.inter_node_bandwidth_gbit_per_s <= 0:
+        return intra  # no fabric: estimate() marks the config not runnable; the time is only indicative
     inter_per_gpu = gbit_per_s_to_bytes_per_s(gpu.inter_node_bandwidth_gbit_per_s) / gpu.gpus_per_node
     return min(intra, inter_per_gpu)
 

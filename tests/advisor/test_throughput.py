@@ -67,3 +67,12 @@ def test_multi_node_uses_inter_node_bandwidth():
     assert two == min(one, h100.inter_node_bandwidth_gbit_per_s * 1e9 / 8 / h100.gpus_per_node)
     assert two < one
     assert step_time(LLAMA, h100, cfg(num_gpus=16)).comm_s > step_time(LLAMA, h100, cfg(num_gpus=8)).comm_s
+
+
+def test_multi_node_on_a_tier_without_fabric_is_not_runnable_not_a_crash():
+    no_fabric = [g for g in CAT.gpus.values() if g.inter_node_bandwidth_gbit_per_s == 0]
+    assert no_fabric, "the catalog has single-node-only tiers (l4, h100-pcie)"
+    gpu = no_fabric[0]
+    est = estimate(LLAMA, gpu, cfg(num_gpus=2 * gpu.gpus_per_node))
+    assert not est.fits
+    assert any("no multi-node fabric" in n for n in est.notes)
