@@ -62,15 +62,33 @@ def embedding_params(m: ModelSpec) -> int:
     return emb if m.tied_embeddings else 2 * emb
 
 
+def _arch_key(m: ModelSpec) -> tuple:
+    """Everything a count depends on (ModelSpec is mutable, so counts are memoised on this, not on m)."""
+    return (m.family, m.hidden_size, m.num_layers, m.num_heads, m.num_kv_heads, m.head_dim, m.ffn_size,
+            m.ffn_kind, m.vocab_size, m.tied_embeddings, m.num_experts, m.experts_per_token)
+
+
+_COUNTS: dict[tuple, tuple[int, int]] = {}  # arch key -> (total, active); the planner asks ~3000 times a plan
+
+
+def _counts(m: ModelSpec) -> tuple[int, int]:
+    key = _arch_key(m)
+    hit = _COUNTS.get(key)
+    if hit is None:
+        total = m.num_layers * layer_params(m) + embedding_params(m) + norm_params_per_layer(m) // 2
+        inactive = (m.num_experts - m.experts_per_token) * mlp_params_per_expert(m) * m.num_layers
+        hit = _COUNTS[key] = (total, total - inactive)
+    return hit
+
+
 def param_count(m: ModelSpec) -> int:
-    final_norm = norm_params_per_layer(m) // 2
-    return m.num_layers * layer_params(m) + embedding_params(m) + final_norm
+    """Every parameter: layers (all experts), embeddings (and the untied head), the final norm."""
+    return _counts(m)[0]
 
 
 def active_param_count(m: ModelSpec) -> int:
     """Parameters that touch one token (MoE: experts_per_token of num_experts)."""
-    inactive = (m.num_experts - m.experts_per_token) * mlp_params_per_expert(m) * m.num_layers
-    return param_count(m) - inactive
+    return _counts(m)[1]
 
 
 def largest_layer_params(m: ModelSpec) -> int:
