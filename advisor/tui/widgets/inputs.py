@@ -154,12 +154,17 @@ class InputsPanel(VerticalScroll):
         return data, errors
 
     def show_errors(self, errors: dict[str, str]) -> None:
-        """Mark each field with its reason; clear the others."""
+        """Mark each field with its reason; clear the others. Unchanged fields are left alone: an update
+        re-lays out the screen, and this runs after every plan."""
+        shown = getattr(self, "_errors_shown", None)
         for fid in TEXT_FIELDS:
             reason = errors.get(fid, "")
+            if shown is not None and shown.get(fid, "") == reason:
+                continue
             self.query_one(f"#{fid}-error", Static).update(reason)
             self.query_one(f"#{fid}-error", Static).set_class(bool(reason), "-shown")
             self._input(fid).set_class(bool(reason), "-invalid")
+        self._errors_shown = {fid: errors.get(fid, "") for fid in TEXT_FIELDS}
 
 
 _OWN_KEYS = {"model", "dataset", "max_seq_len", "budget_usd", "deadline_hours", "have", "base", "method",
