@@ -62,7 +62,7 @@ def embedding_params(m: ModelSpec) -> int:
     return emb if m.tied_embeddings else 2 * emb
 
 
-def _arch_key(m: ModelSpec) -> tuple:
+def arch_key(m: ModelSpec) -> tuple:
     """Everything a count depends on (ModelSpec is mutable, so counts are memoised on this, not on m)."""
     return (m.family, m.hidden_size, m.num_layers, m.num_heads, m.num_kv_heads, m.head_dim, m.ffn_size,
             m.ffn_kind, m.vocab_size, m.tied_embeddings, m.num_experts, m.experts_per_token)
@@ -72,7 +72,7 @@ _COUNTS: dict[tuple, tuple[int, int]] = {}  # arch key -> (total, active); the p
 
 
 def _counts(m: ModelSpec) -> tuple[int, int]:
-    key = _arch_key(m)
+    key = arch_key(m)
     hit = _COUNTS.get(key)
     if hit is None:
         total = m.num_layers * layer_params(m) + embedding_params(m) + norm_params_per_layer(m) // 2

@@ -6,7 +6,8 @@ Pruning (so the whole plan stays well under 50 ms):
 - memory per GPU does not grow with the GPU count, so the smallest count that fits is found by
   bisection at the smallest footprint (micro-batch 1, checkpointing on);
 - micro-batch and checkpointing are chosen once, at that count, and reused for larger counts;
-- every estimate is cached by its configuration.
+- every estimate is cached by its configuration, across plans too: a TUI edit of the data size,
+  budget or deadline re-plans from cached estimates (estimates are pure; they are never mutated).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from advisor.architecture import arch_key
 from advisor.errors import UserError
 from advisor.estimate import estimate
 from advisor.models import Estimate, GpuSpec, PlanRequest, Recommended, TrainConfig
@@ -58,6 +60,16 @@ def rec_of(c: Cand, precision: str) -> Recommended:
                        precision=precision)
 
 
+# (architecture, GPU object, configuration) -> (gpu, estimate); the GPU is held so its id() stays unique
+_SHARED: dict[tuple, tuple[GpuSpec, Estimate | None]] = {}
+_SHARED_MAX = 50_000
+
+
+def clear_shared_cache() -> None:
+    """Forget estimates kept across plans (benchmarks time a cold search with it)."""
+    _SHARED.clear()
+
+
 def _ok(e: Estimate | None) -> bool:
     return e is not None and e.fits and e.cpu_fits and e.tokens_per_s_per_gpu > 0
 
@@ -71,6 +83,7 @@ class Search:
         self.cache: dict[tuple, Estimate | None] = {}
         self.why_not: dict[str, str] = {}
         self.calls = 0
+        self.arch = (model.name, *arch_key(model), model.max_context)
 
     # ------------------------------------------------------------------ one estimate
     def _ga(self, n: int, mb: int, tp: int, pp: int) -> int:
@@ -83,13 +96,21 @@ class Search:
         if key in self.cache:
             return self.cache[key]
         self.calls += 1
-        try:
-            cfg = TrainConfig(num_gpus=n, strategy=s, precision=self.req.precision, seq_len=self.seq_len,
-                              micro_batch_size=mb, grad_accum=ga, activation_checkpointing=ac, tp=tp, pp=pp,
-                              trainable=self.trainable, lora_rank=16)
-            e = estimate(self.model, gpu, cfg)
-        except (ValidationError, UserError, ValueError, ZeroDivisionError):
-            e = None
+        shared_key = (self.arch, id(gpu), n, s, mb, ac, tp, pp, ga, self.req.precision, self.seq_len, self.trainable)
+        hit = _SHARED.get(shared_key)
+        if hit is not None and hit[0] is gpu:
+            e = hit[1]
+        else:
+            try:
+                cfg = TrainConfig(num_gpus=n, strategy=s, precision=self.req.precision, seq_len=self.seq_len,
+                                  micro_batch_size=mb, grad_accum=ga, activation_checkpointing=ac, tp=tp, pp=pp,
+                                  trainable=self.trainable, lora_rank=16)
+                e = estimate(self.model, gpu, cfg)
+            except (ValidationError, UserError, ValueError, ZeroDivisionError):
+                e = None
+            if len(_SHARED) >= _SHARED_MAX:
+                _SHARED.clear()
+            _SHARED[shared_key] = (gpu, e)
         self.cache[key] = e
         return e
 

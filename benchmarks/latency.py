@@ -21,7 +21,7 @@ ARGS = ["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--num-gpus"
         "--seq-len", "4096", "--micro-batch", "2", "--json"]
 
 
-def cli_seconds(runs: int = 5) -> list[float]:
+def cli_seconds(runs: int = 10) -> list[float]:
     exe = Path(sys.executable).with_name("sftplan")
     argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "advisor"]
     times = []
@@ -55,22 +55,45 @@ def estimate_seconds(n: int = 2000) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def plan_seconds(runs: int = 3) -> list[float] | None:
+PLAN_REQUESTS = {
+    "llama-3.1-8b, 50k x 1024 tokens": dict(model="llama-3.1-8b", dataset=dict(examples=50_000, avg_tokens=1024)),
+    "llama-3.1-70b, 200k x 2048, deep-retask, have h100-sxm:8": dict(
+        model="llama-3.1-70b", dataset=dict(examples=200_000, avg_tokens=2048), goals=["deep-retask"],
+        have=[dict(gpu="h100-sxm", count=8)]),
+    "llama-3.1-405b, 1M x 2048, deep-retask, nvidia stack": dict(
+        model="llama-3.1-405b", dataset=dict(examples=1_000_000, avg_tokens=2048), goals=["deep-retask"],
+        nvidia_stack=True),
+}
+
+
+def plan_seconds(runs: int = 5) -> dict[str, tuple[list[float], list[float]]] | None:
+    """Per request: cold searches (estimate cache cleared before each) and warm re-plans after an edit
+    of the data size (what a TUI keystroke costs: estimates are reused across plans)."""
     try:
         from advisor import planner
+        from advisor.plan_search import clear_shared_cache
     except ImportError:
         return None
     from advisor.catalog import load_catalog
-    from advisor.models import DatasetSpec, PlanRequest
+    from advisor.models import PlanRequest
 
-    req = PlanRequest(model="llama-3.1-8b", dataset=DatasetSpec(examples=50_000, avg_tokens=1024))
     catalog = load_catalog()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        planner.plan(req, catalog)
-        times.append(time.perf_counter() - t0)
-    return times
+    out = {}
+    for label, data in PLAN_REQUESTS.items():
+        req = PlanRequest.model_validate(data)
+        cold, warm = [], []
+        for i in range(runs):
+            clear_shared_cache()
+            t0 = time.perf_counter()
+            planner.plan(req, catalog)
+            cold.append(time.perf_counter() - t0)
+            edited = req.model_copy(update={"dataset": req.dataset.model_copy(
+                update={"examples": req.dataset.examples + 1000 * (i + 1)})})
+            t0 = time.perf_counter()
+            planner.plan(edited, catalog)
+            warm.append(time.perf_counter() - t0)
+        out[label] = (cold, warm)
+    return out
 
 
 def main() -> int:
@@ -84,8 +107,10 @@ def main() -> int:
     if plan is None:
         print("planner.plan(): advisor.planner not importable, skipped")
     else:
-        print(f"planner.plan() of a default request (llama-3.1-8b, 50k x 1024 tokens): "
-              f"median {statistics.median(plan):.3f} s over {len(plan)} runs")
+        for label, (cold, warm) in plan.items():
+            print(f"planner.plan() {label}: cold median {statistics.median(cold) * 1000:.0f} ms "
+                  f"(max {max(cold) * 1000:.0f}), re-plan after an edit median {statistics.median(warm) * 1000:.0f} ms "
+                  f"over {len(cold)} runs (target < 50 ms)")
     return 0
 
 

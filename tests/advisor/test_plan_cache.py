@@ -1,0 +1,37 @@
+"""Estimates are reused across plans (a TUI keystroke re-plans from them): the result must be the same
+plan a cold search gives, and a changed catalog entry must not be served a stale estimate."""
+from advisor.catalog import load_catalog
+from advisor.models import PlanRequest
+from advisor.plan_search import clear_shared_cache
+from advisor.planner import plan
+
+REQ = {"model": "llama-3.1-8b", "dataset": {"examples": 50_000, "avg_tokens": 1024}, "goals": ["lora-below-bar"]}
+
+
+def test_warm_plan_equals_cold_plan():
+    cat = load_catalog()
+    req = PlanRequest.model_validate(REQ)
+    clear_shared_cache()
+    cold = plan(req, cat)
+    warm = plan(req, cat)
+    assert warm.plan_sha256 == cold.plan_sha256
+    edited = PlanRequest.model_validate({**REQ, "dataset": {"examples": 60_000, "avg_tokens": 1024}})
+    after_edit = plan(edited, cat)
+    clear_shared_cache()
+    assert plan(edited, cat).plan_sha256 == after_edit.plan_sha256
+
+
+def test_a_different_gpu_object_is_not_served_a_cached_estimate():
+    cat = load_catalog()
+    req = PlanRequest.model_validate(REQ)
+    plan(req, cat)
+    changed = cat.model_copy(deep=True) if hasattr(cat, "model_copy") else None
+    if changed is None:
+        import copy
+        changed = copy.deepcopy(cat)
+    for g in changed.gpus.values():
+        g.hbm_gib = g.hbm_gib / 4  # a quarter of the memory: fewer configurations fit
+    small = plan(req, changed)
+    clear_shared_cache()
+    assert plan(req, changed).plan_sha256 == small.plan_sha256
+    assert small.plan_sha256 != plan(req, cat).plan_sha256
