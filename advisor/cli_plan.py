@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("plan")
     p.set_defaults(func=cmd_explain)
 
-    p = subparsers.add_parser("diff", help="what changed between two plans: decisions, config, cost")
+    p = subparsers.add_parser("diff", help="what changed between two plans: decisions, config, cost (exit 1 when they differ)")
     p.add_argument("a")
     p.add_argument("b")
     p.set_defaults(func=cmd_diff)
@@ -122,7 +122,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         else:
             lines.append(f"~ {path}: {_short(old)} -> {_short(new)}")
     _print("\n".join(lines))
-    return 0
+    return 1  # like diff(1): 0 same, 1 different, 2 bad input; scripts can gate on it
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:

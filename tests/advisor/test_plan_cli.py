@@ -60,7 +60,7 @@ def test_render_explain_diff_catalog(tmp_path, capsys):
         assert heading in md
     assert main(["explain", str(a)]) == 0
     assert "source:" in capsys.readouterr().out
-    assert main(["diff", str(a), str(b)]) == 0
+    assert main(["diff", str(a), str(b)]) == 1  # differ, like diff(1)
     out = capsys.readouterr().out
     assert "hyperparameters.learning_rate" in out and "request.base" in out
     assert main(["diff", str(a), str(a)]) == 0
