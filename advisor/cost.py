@@ -28,3 +28,18 @@ def gpu_hours(hours: float, num_gpus: int) -> float:
 def cost_usd(hours: float, num_gpus: int, gpu: GpuSpec) -> float:
     """On-demand dollars: GPU-hours x the catalog's USD per GPU-hour."""
     return gpu_hours(hours, num_gpus) * gpu.usd_per_gpu_hour
+
+
+# Fixed time every run pays besides training (assumptions, stated in plan.md; tune them here).
+STARTUP_S = 300.0  # launch, imports, process-group init, tokenizing the data: ~5 minutes
+STORAGE_GB_PER_S_PER_NODE = 2.0  # reading weights / writing checkpoint shards, per node (NVMe or a parallel FS)
+
+
+def overhead_hours(m: ModelSpec, precision: str, trainable: str, epochs: int, num_nodes: int) -> float:
+    """Start-up, loading the bf16 weights (every node reads them all) and one checkpoint per epoch
+    (each node writes its shards; LoRA checkpoints are the adapters only, negligible)."""
+    per_node = STORAGE_GB_PER_S_PER_NODE * 1e9
+    load_s = 2 * param_count(m) / per_node
+    ckpt = checkpoint_bytes(m, precision) if trainable == "full" else 0
+    save_s = epochs * ckpt / (per_node * max(1, num_nodes))
+    return (STARTUP_S + load_s + save_s) / SECONDS_PER_HOUR

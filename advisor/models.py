@@ -241,6 +241,7 @@ class PlanEstimate(_Model):
     cpu_memory_per_node_gib: float
     hours: float
     cost_usd: float
+    overhead_hours: float = Field(default=0.0, description="part of hours: start-up, weight load, checkpoint writes")
     tokens_total: int
     tokens_per_s_per_gpu: float
     step_time_s: float

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from advisor.architecture import arch_key
+from advisor.cost import overhead_hours
 from advisor.errors import UserError
 from advisor.estimate import estimate
 from advisor.models import Estimate, GpuSpec, PlanRequest, Recommended, TrainConfig
@@ -76,13 +77,15 @@ def _ok(e: Estimate | None) -> bool:
 
 class Search:
     def __init__(self, model, req: PlanRequest, seq_len: int, tokens_total: int, gbs_target: int,
-                 trainable: str, megatron: bool):
+                 trainable: str, megatron: bool, epochs: int = 1):
         self.model, self.req, self.seq_len = model, req, seq_len
         self.tokens_total, self.gbs_target = tokens_total, gbs_target
         self.trainable, self.megatron = trainable, megatron
         self.cache: dict[tuple, Estimate | None] = {}
         self.why_not: dict[str, str] = {}
         self.calls = 0
+        self.epochs = epochs
+        self._overhead: dict[int, float] = {}
         self.arch = (model.name, *arch_key(model), model.max_context)
 
     # ------------------------------------------------------------------ one estimate
@@ -118,7 +121,10 @@ class Search:
         e = self.est(gpu, n, s, mb, ac, tp, pp)
         if not _ok(e):
             return None
-        hours = self.tokens_total / (e.tokens_per_s_per_gpu * n) / 3600
+        nodes = max(1, math.ceil(n / gpu.gpus_per_node))
+        if nodes not in self._overhead:
+            self._overhead[nodes] = overhead_hours(self.model, self.req.precision, self.trainable, self.epochs, nodes)
+        hours = self.tokens_total / (e.tokens_per_s_per_gpu * n) / 3600 + self._overhead[nodes]
         return Cand(gpu, n, s, mb, self._ga(n, mb, tp, pp), ac, tp, pp, self.seq_len, e, hours,
                     hours * n * gpu.usd_per_gpu_hour)
 

@@ -20,7 +20,7 @@ import math
 
 from advisor import rules
 from advisor.architecture import active_param_count, param_count, resolve_model
-from advisor.cost import checkpoint_bytes
+from advisor.cost import checkpoint_bytes, overhead_hours
 from advisor.errors import UserError
 from advisor.models import (
     Closest, Finding, Hyperparameters, LoraAlternative, ModelSummary, Plan, PlanEstimate, PlanRequest, Recommended, TierRow,
@@ -50,12 +50,14 @@ def plan(request: PlanRequest, catalog) -> Plan:
     frontier = params >= rules.FRONTIER_PARAMS
     megatron = frontier and req.nvidia_stack
 
-    full = Search(model, req, seq_len, tokens_total, gbs_target, trainable="full", megatron=megatron)
+    full = Search(model, req, seq_len, tokens_total, gbs_target, trainable="full", megatron=megatron,
+                  epochs=epochs)
     by_tier = {g.id: full.tier(g) for g in tiers}
     rows = [_tier_row(g, by_tier[g.id], req, full.why_not) for g in tiers]
     rec, closest, f_constraints = _choose(by_tier, req, owned, megatron)
 
-    lora = Search(model, req, seq_len, tokens_total, gbs_target, trainable="lora", megatron=False)
+    lora = Search(model, req, seq_len, tokens_total, gbs_target, trainable="lora", megatron=False,
+                  epochs=epochs)
     lora_by_tier = {g.id: lora.tier(g, quick=True) for g in tiers}
     lora_pick, _, _ = _choose(lora_by_tier, req, owned, False)
     lora_pick = lora_pick or _cheapest([c for cs in lora_by_tier.values() for c in cs])
@@ -97,7 +99,7 @@ def plan(request: PlanRequest, catalog) -> Plan:
                            note="generic Llama-shaped architecture" if model.source == "generic-size" else ""),
         method=method, findings=findings,
         recommended=rec_of(rec, req.precision) if rec else None,
-        estimate=_plan_estimate(rec, tokens_total, epochs, gbs_target, req) if rec else None,
+        estimate=_plan_estimate(rec, tokens_total, epochs, gbs_target, req, model) if rec else None,
         closest=closest, tiers=rows, hyperparameters=hp, checkpointing=ckpt, evaluation=evaluation,
         lora_alternative=lora_alt, warnings=warnings, catalog_sha256=getattr(catalog, "sha256", ""),
     )
@@ -267,7 +269,7 @@ def _hyperparameters(req, params, epochs, f_epochs, seq_len, seq_tokens, c: Cand
     return hp, findings
 
 
-def _plan_estimate(c: Cand, tokens_total: int, epochs: int, gbs_target: int, req: PlanRequest) -> PlanEstimate:
+def _plan_estimate(c: Cand, tokens_total: int, epochs: int, gbs_target: int, req: PlanRequest, model) -> PlanEstimate:
     e = c.est
     seq_tokens = c.seq_len if req.packing else min(req.dataset.avg_tokens, c.seq_len)
     _, spe = _steps(c, gbs_target, req, seq_tokens)
@@ -276,6 +278,7 @@ def _plan_estimate(c: Cand, tokens_total: int, epochs: int, gbs_target: int, req
         memory_breakdown_gib={k: round(v / _GIB, 2) for k, v in e.memory.model_dump().items()},
         cpu_memory_per_node_gib=round(e.cpu_memory_per_node_bytes / _GIB, 2),
         hours=round(c.hours, 3), cost_usd=round(c.cost_usd, 2), tokens_total=tokens_total,
+        overhead_hours=round(overhead_hours(model, req.precision, "full", epochs, c.num_nodes), 3),
         tokens_per_s_per_gpu=round(e.tokens_per_s_per_gpu, 1), step_time_s=round(e.step_time_s, 3), mfu=round(e.mfu, 3),
         steps_per_epoch=spe, total_steps=spe * epochs,
     )

@@ -109,7 +109,9 @@ def to_markdown(plan: Plan) -> str:
         L += ["## Cost and time", ""]
         L += _md_table(["estimate", "value"], [
             ["memory per GPU", f"{e.memory_per_gpu_gib:.1f} GiB"], ["host RAM per node", f"{e.cpu_memory_per_node_gib:.1f} GiB"],
-            ["time", _hours(e.hours)], ["cost", _usd(e.cost_usd)], ["tokens", f"{e.tokens_total:,}"],
+            ["time", _hours(e.hours) + (f" (of which {_hours(e.overhead_hours)} start-up, weight load and checkpoint writes)"
+                                        if e.overhead_hours else "")],
+            ["cost", _usd(e.cost_usd)], ["tokens", f"{e.tokens_total:,}"],
             ["throughput", f"{e.tokens_per_s_per_gpu:,.0f} tokens/s/GPU, MFU {e.mfu:.0%}"],
             ["steps", f"{e.steps_per_epoch:,} per epoch, {e.total_steps:,} total, {e.step_time_s:.2f} s each"]])
     elif plan.closest:
