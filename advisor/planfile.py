@@ -16,10 +16,17 @@ from advisor.models import Approval, Plan
 from advisor.yamlio import atomic_write_text, dump_yaml, load_model_yaml
 
 _UNHASHED = {"plan_sha256", "approval"}
+# Fields added to schema 1 after plans were first approved: hashed only when they differ from the value
+# a plan written before them reads back with, so those approvals stay valid after an upgrade.
+_ADDED_LATER = {("estimate", "overhead_hours"): 0.0}
 
 
 def canonical_json(plan: Plan) -> str:
     data = plan.model_dump(mode="json", exclude=_UNHASHED)
+    for (section, key), old in _ADDED_LATER.items():
+        part = data.get(section)
+        if isinstance(part, dict) and part.get(key) == old:
+            del part[key]
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 

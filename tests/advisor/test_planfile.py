@@ -111,3 +111,15 @@ def test_read_plan_rejects_bad_files_with_one_line(tmp_path):
         read_plan(bad)
     with pytest.raises(UserError, match="no such file"):
         read_plan(tmp_path / "missing.yaml")
+
+
+def test_a_plan_approved_before_overhead_hours_existed_still_verifies(tmp_path):
+    old = approve(hand_plan(), "Ada", at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    path = tmp_path / "plan.yaml"
+    write_plan(old, path)
+    text = path.read_text()
+    assert "overhead_hours: 0.0\n" in text
+    path.write_text(text.replace("  overhead_hours: 0.0\n", ""))  # what a file from before the field looks like
+    assert verify(read_plan(path)) == ""
+    edited = old.model_copy(update={"estimate": old.estimate.model_copy(update={"overhead_hours": 0.2})})
+    assert "edited" in verify(edited)  # once set, the field is hashed like any other
