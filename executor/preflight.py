@@ -71,7 +71,11 @@ def _pid_alive(pid: object) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a killed launcher nobody reaped is a zombie: signal 0 still reaches it, but it runs nothing
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def check_run_dir(run_dir: Path, plan: Plan) -> list[str]:

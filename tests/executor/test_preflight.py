@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -237,3 +238,21 @@ def test_a_live_run_of_the_same_plan_is_refused(tmp_path, gpus):
         sleeper.kill()
         sleeper.wait()
     assert any("resuming" in n for n in run_preflight(path, plan, run))  # killed: a resume is fine
+
+
+def test_a_zombie_launcher_does_not_block_a_resume(tmp_path, gpus):
+    gpus("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3")
+    path, plan = approved(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        for _ in range(200):  # exited but not reaped: a zombie
+            if Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+        (run / "run.json").write_text(json.dumps({"plan_sha256": plan.plan_sha256, "status": "running",
+                                                  "pid": child.pid}))
+        assert any("resuming" in n for n in run_preflight(path, plan, run))
+    finally:
+        child.wait()
