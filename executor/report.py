@@ -75,6 +75,14 @@ def _parse_time(text: object) -> datetime | None:
 
 
 def _elapsed_hours(run: dict, rows: list[dict], now: datetime | None) -> tuple[float | None, str]:
+    attempts = [a for a in run.get("attempts", []) if isinstance(a, dict) and _parse_time(a.get("started_at"))]
+    if attempts:  # time the job really held the GPUs: the downtime between a crash and its resume is left out
+        total = 0.0
+        for a in attempts:
+            end = _parse_time(a.get("finished_at")) or now or datetime.now(timezone.utc)
+            total += max(0.0, (end - _parse_time(a["started_at"])).total_seconds())
+        n = len(attempts)
+        return total / 3600, f"sum of {n} launch{'es' if n > 1 else ''} in run.json, downtime between them left out"
     start = _parse_time(run.get("started_at"))
     if start is not None:
         end = _parse_time(run.get("finished_at"))

@@ -78,6 +78,28 @@ def _write_run(run_dir: Path, **fields) -> dict:
     return info
 
 
+def _attempts(run_dir: Path, previous: dict) -> list[dict]:
+    """Launch attempts so far plus a new one. An attempt killed without a finish time (SIGKILL, power loss)
+    is closed at its last sign of life (latest write to metrics.jsonl or log.txt), so the report's
+    elapsed hours leave the downtime before a resume out."""
+    attempts = [dict(a) for a in previous.get("attempts", []) if isinstance(a, dict)]
+    if not attempts and previous.get("started_at"):  # a run.json from before attempts were recorded
+        attempts = [{"started_at": previous["started_at"], "finished_at": previous.get("finished_at")}]
+    if attempts and not attempts[-1].get("finished_at"):
+        seen = [f.stat().st_mtime for f in (run_dir / "metrics.jsonl", run_dir / "log.txt") if f.is_file()]
+        last = datetime.fromtimestamp(max(seen), timezone.utc) if seen else None
+        attempts[-1]["finished_at"] = last.strftime("%Y-%m-%dT%H:%M:%SZ") if last else attempts[-1]["started_at"]
+    return attempts + [{"started_at": _now(), "finished_at": None}]
+
+
+def _close_attempt(run_dir: Path) -> list[dict]:
+    info = json.loads((run_dir / "run.json").read_text())
+    attempts = info.get("attempts", [])
+    if attempts and not attempts[-1].get("finished_at"):
+        attempts[-1]["finished_at"] = _now()
+    return attempts
+
+
 def _device() -> str:
     from executor.preflight import visible_accelerators
 
@@ -152,18 +174,19 @@ def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool =
     previous = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     _write_run(run_dir, plan_sha256=plan.plan_sha256, status="running", started_at=previous.get("started_at") or _now(),
                restarted_at=_now() if previous else None, finished_at=None, allow_mismatch=allow_mismatch, notes=notes,
-               launch=argv, device=_device(), strategy=plan.recommended.strategy)
+               launch=argv, device=_device(), strategy=plan.recommended.strategy,
+               attempts=_attempts(run_dir, previous))
     (run_dir / "train_result.json").unlink(missing_ok=True)
     try:
         rc = launch(argv, run_dir, echo=echo)
     except KeyboardInterrupt:
-        _write_run(run_dir, status="stopped", finished_at=_now(), pid=None)
+        _write_run(run_dir, status="stopped", finished_at=_now(), pid=None, attempts=_close_attempt(run_dir))
         raise
     result_path = run_dir / "train_result.json"
     result = json.loads(result_path.read_text()) if result_path.is_file() else {}
     status = "failed" if rc != 0 or not result else ("stopped" if result.get("stopped") else "finished")
     _write_run(run_dir, status=status, finished_at=_now(), exit_code=rc, pid=None,
-               notes=notes + result.get("notes", []))
+               notes=notes + result.get("notes", []), attempts=_close_attempt(run_dir))
     from executor.report import write_report
 
     write_report(run_dir, plan)

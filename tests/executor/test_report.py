@@ -78,3 +78,26 @@ def test_report_elapsed_from_metrics_when_no_run_json(tmp_path):
     report = build_report(tmp_path, plan_for_report())
     assert report["figures"]["hours"]["measured"] == 0.5
     assert report["figures"]["peak_memory_per_gpu_gib"]["how"] == "process RSS"
+
+
+def test_elapsed_hours_leave_the_downtime_before_a_resume_out(tmp_path):
+    attempts = [{"started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T01:00:00Z"},  # killed at 01:00
+                {"started_at": "2026-01-01T05:00:00Z", "finished_at": "2026-01-01T05:30:00Z"}]  # resumed at 05:00
+    write_run(tmp_path, [], {"plan_sha256": "x", "status": "finished", "started_at": "2026-01-01T00:00:00Z",
+                             "finished_at": "2026-01-01T05:30:00Z", "attempts": attempts})
+    hours = build_report(tmp_path, plan_for_report())["figures"]["hours"]
+    assert hours["measured"] == 1.5
+    assert "2 launches" in hours["how"]
+
+
+def test_an_attempt_killed_without_a_finish_time_ends_at_its_last_sign_of_life(tmp_path):
+    import os
+
+    from executor.run import _attempts
+
+    (tmp_path / "log.txt").write_text("training...\n")
+    t = datetime(2026, 1, 1, 0, 40, tzinfo=timezone.utc).timestamp()
+    os.utime(tmp_path / "log.txt", (t, t))
+    out = _attempts(tmp_path, {"attempts": [{"started_at": "2026-01-01T00:00:00Z", "finished_at": None}]})
+    assert out[0] == {"started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:40:00Z"}
+    assert len(out) == 2 and out[1]["finished_at"] is None
