@@ -11,10 +11,8 @@ import json
 import re
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from advisor.errors import UserError
-from advisor.models import ModelSpec
+from advisor.specs import ModelSpec, SpecError
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bBmM])\s*$")
 
@@ -188,9 +186,8 @@ def load_config_json(path: Path) -> ModelSpec:
         return _config_to_spec(cfg, str(path))
     except KeyError as exc:
         raise UserError(f"{path}: missing field {exc.args[0]!r}") from None
-    except (ValidationError, TypeError, ValueError) as exc:
-        first = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-        raise UserError(f"{path}: {first}") from None
+    except (TypeError, ValueError) as exc:  # SpecError: '<ModelSpec field>: <reason>'
+        raise UserError(f"{path}: {exc}") from None
 
 
 def resolve_model(name_or_path: str) -> ModelSpec:
@@ -198,7 +195,10 @@ def resolve_model(name_or_path: str) -> ModelSpec:
     text = str(name_or_path).strip()
     presets = _presets()
     if text.lower() in presets:
-        return ModelSpec(name=text.lower(), source="preset", **presets[text.lower()])
+        try:
+            return ModelSpec.from_dict({**presets[text.lower()], "name": text.lower(), "source": "preset"})
+        except SpecError as exc:
+            raise UserError(f"model_presets.yaml: presets.{text.lower()}.{exc.field}: {exc.reason}") from None
     match = _SIZE_RE.match(text)
     if match:
         scale = 1e9 if match.group(2).lower() == "b" else 1e6

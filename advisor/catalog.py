@@ -9,11 +9,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
 
 from advisor.errors import UserError, did_you_mean
-from advisor.models import GpuSpec
-from advisor.yamlio import format_validation_error
+from advisor.specs import GpuSpec, SpecError
+from advisor.yamlio import format_spec_error
 
 _REPO_DATA = Path(__file__).resolve().parent.parent / "data"
 _INSTALLED_DATA = Path(sys.prefix) / "share" / "sftplan"
@@ -69,12 +68,9 @@ def _load_catalog_cached(path_str: str) -> Catalog:
     gpus: dict[str, GpuSpec] = {}
     for i, entry in enumerate(data["gpus"]):
         try:
-            spec = GpuSpec.model_validate(entry)
-        except ValidationError as exc:
-            # locate the error inside the list entry
-            root = _compose(path)
-            sub = root.value[[k.value for k, _ in root.value].index("gpus")][1].value[i] if root is not None else None
-            raise UserError(format_validation_error(exc, str(path), sub)) from None
+            spec = GpuSpec.from_dict(entry)
+        except SpecError as exc:  # one line: file:line: gpus[i].field: reason
+            raise UserError(format_spec_error(exc, str(path), _compose(path), ("gpus", i))) from None
         if spec.id in gpus:
             raise UserError(f"{path}: GPU id '{spec.id}' appears twice")
         gpus[spec.id] = spec

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from advisor.errors import UserError
-from advisor.models import STRATEGIES
+from advisor.specs import PRECISIONS, STRATEGIES, TrainConfig
 
 
 def register(subparsers) -> None:
@@ -43,15 +43,14 @@ def build(args: argparse.Namespace):
     from advisor.architecture import resolve_model
     from advisor.catalog import load_catalog
     from advisor.errors import did_you_mean
-    from advisor.models import TrainConfig
 
     _positive(args, "num_gpus", "seq_len", "micro_batch", "grad_accum", "tp", "pp", "loss_chunks")
     strategy = args.strategy or ("single" if args.num_gpus == 1 and args.tp * args.pp == 1 else
                                  "megatron" if args.tp * args.pp > 1 else "fsdp")
     if strategy not in STRATEGIES:
         raise UserError(f"--strategy: unknown '{strategy}'{did_you_mean(strategy, list(STRATEGIES))}; valid: {', '.join(STRATEGIES)}")
-    if args.precision not in ("bf16-mixed", "bf16-pure"):
-        raise UserError(f"--precision: unknown '{args.precision}'; valid: bf16-mixed, bf16-pure")
+    if args.precision not in PRECISIONS:
+        raise UserError(f"--precision: unknown '{args.precision}'; valid: {', '.join(PRECISIONS)}")
     if args.num_gpus % (args.tp * args.pp):
         raise UserError(f"--num-gpus: {args.num_gpus} is not a multiple of tp x pp = {args.tp * args.pp}")
     if (args.tp > 1 or args.pp > 1) and strategy != "megatron":
@@ -89,7 +88,7 @@ def to_json(est, model, gpu) -> dict:
         "memory_per_gpu_gib": round(est.memory_per_gpu_bytes / GIB, 3),
         "hbm_gib": gpu.hbm_gib,
         "headroom_gib": round(est.headroom_bytes / GIB, 3),
-        "memory_breakdown_gib": {k: round(v / GIB, 3) for k, v in est.memory.model_dump().items()},
+        "memory_breakdown_gib": {k: round(v / GIB, 3) for k, v in est.memory.to_dict().items()},
         "cpu_memory_per_node_gib": round(est.cpu_memory_per_node_bytes / GIB, 3),
         "host_ram_gib_per_node": gpu.host_ram_gib_per_node,
         "cpu_fits": est.cpu_fits,

@@ -131,7 +131,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     cat = load_catalog()
     gpus = [cat.gpus[k] for k in cat.gpus]
     if args.json:
-        _print(json.dumps({"sha256": cat.sha256, "gpus": [g.model_dump(mode="json") for g in gpus]}, indent=2))
+        _print(json.dumps({"sha256": cat.sha256, "gpus": [g.to_dict() for g in gpus]}, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table

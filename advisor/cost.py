@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from advisor.architecture import param_count
-from advisor.models import GpuSpec, ModelSpec
+from advisor.specs import GpuSpec, ModelSpec
 from advisor.units import SECONDS_PER_HOUR
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from advisor.architecture import active_param_count, lora_trainable_params, param_count
 from advisor.memory import cpu_bytes_per_node, memory_breakdown
-from advisor.models import Estimate, GpuSpec, ModelSpec, TrainConfig
+from advisor.specs import Estimate, GpuSpec, ModelSpec, TrainConfig
 from advisor.throughput import model_flops_per_token, step_time
 from advisor.units import GIB, TFLOP
 

@@ -20,7 +20,7 @@ Sources:
 from __future__ import annotations
 
 from advisor.architecture import layer_params, lora_trainable_params, param_count
-from advisor.models import GpuSpec, MemoryBreakdown, ModelSpec, TrainConfig
+from advisor.specs import GpuSpec, MemoryBreakdown, ModelSpec, TrainConfig
 from advisor.units import GIB
 
 BF16 = 2

@@ -2,160 +2,39 @@
 
 Flat models, ``extra="forbid"``, units in every quantity's name. Judgement ("won't fit", "prefer
 LoRA") is a rule's Finding, never a validator here; validators only reject impossible input.
+The estimator's five types (ModelSpec, GpuSpec, TrainConfig, MemoryBreakdown, Estimate) are plain
+dataclasses in specs.py, re-exported here; no model below has a field of those types.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+# The estimator's types are plain dataclasses (no pydantic on `sftplan estimate`'s path); re-exported here.
+from advisor.specs import (  # noqa: F401
+    PRECISIONS,
+    STRATEGIES,
+    Estimate,
+    GpuSpec,
+    MemoryBreakdown,
+    ModelSpec,
+    Precision,
+    SpecError,
+    Strategy,
+    TrainConfig,
+)
 
 SCHEMA_VERSION = 1
 
-Strategy = Literal["single", "ddp", "fsdp", "zero2", "zero3", "zero3-offload", "zero3-offload-all", "megatron"]
-STRATEGIES: tuple[str, ...] = Strategy.__args__  # type: ignore[attr-defined]
-Precision = Literal["bf16-mixed", "bf16-pure"]
 Goal = Literal["lora-below-bar", "new-tokenizer", "deep-retask", "hard-reasoning", "fast-iteration", "lora-cleared-bar"]
 GOALS: tuple[str, ...] = Goal.__args__  # type: ignore[attr-defined]
 Method = Literal["full-sft", "lora"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, defer_build=True)  # schemas built on first use: `sftplan estimate` validates 5 of 23 models
-
-
-# --------------------------------------------------------------------------- catalog entries
-
-
-class ModelSpec(_Model):
-    """A transformer architecture, enough to count parameters, FLOPs and activation bytes."""
-
-    name: str = Field(description="preset id, config.json path, or generic size label such as '8B'")
-    family: str = Field(description="llama, mistral, mixtral, qwen2, gemma, gemma2, phi3, mpt, gpt_neox, generic")
-    source: Literal["preset", "config.json", "generic-size"] = "preset"
-    hidden_size: int = Field(gt=0)
-    num_layers: int = Field(gt=0)
-    num_heads: int = Field(gt=0)
-    num_kv_heads: int = Field(gt=0)
-    head_dim: int | None = Field(default=None, gt=0, description="defaults to hidden_size // num_heads")
-    ffn_size: int = Field(gt=0, description="intermediate size of one MLP (one expert for MoE)")
-    ffn_kind: Literal["gated", "mlp"] = Field(description="gated = SwiGLU/GeGLU (3 matrices), mlp = 2 matrices")
-    vocab_size: int = Field(gt=0)
-    tied_embeddings: bool = False
-    max_context: int = Field(gt=0)
-    num_experts: int = Field(default=1, ge=1)
-    experts_per_token: int = Field(default=1, ge=1)
-    published_params: int | None = Field(default=None, description="vendor's published count, for tests")
-
-    @model_validator(mode="after")
-    def _check(self) -> "ModelSpec":
-        if self.num_heads % self.num_kv_heads:
-            raise ValueError("num_heads must be a multiple of num_kv_heads")
-        if self.experts_per_token > self.num_experts:
-            raise ValueError("experts_per_token cannot exceed num_experts")
-        return self
-
-    @property
-    def head_dim_effective(self) -> int:
-        return self.head_dim or self.hidden_size // self.num_heads
-
-
-class GpuSpec(_Model):
-    """One GPU tier of data/hardware_catalog.yaml. Every field carries its unit."""
-
-    id: str
-    name: str
-    vendor: Literal["nvidia", "amd"]
-    hbm_gib: float = Field(gt=0, description="usable device memory, GiB")
-    peak_bf16_dense_tflops: float = Field(gt=0, description="dense (no 2:4 sparsity)")
-    hbm_bandwidth_tb_per_s: float = Field(gt=0)
-    intra_node_link: str
-    intra_node_bandwidth_gb_per_s: float = Field(gt=0, description="per GPU, one direction")
-    pcie_bandwidth_gb_per_s: float = Field(gt=0, description="host<->device, for offload traffic")
-    gpus_per_node: int = Field(gt=0)
-    host_ram_gib_per_node: float = Field(gt=0)
-    inter_node_bandwidth_gbit_per_s: float = Field(ge=0, description="per node; 0 = no multi-node")
-    max_nodes: int = Field(ge=1)
-    usd_per_gpu_hour: float = Field(gt=0)
-    price_source: str
-    price_as_of: str
-    mfu: float = Field(gt=0, le=1, description="assumed model FLOPs utilisation at a healthy micro-batch")
-    mfu_source: str
-    megatron_supported: bool = True
-    notes: str = ""
-
-
-# --------------------------------------------------------------------------- estimator in/out
-
-
-class TrainConfig(_Model):
-    """One candidate training configuration on one GPU tier."""
-
-    num_gpus: int = Field(gt=0)
-    strategy: Strategy
-    precision: Precision = "bf16-mixed"
-    seq_len: int = Field(gt=0)
-    micro_batch_size: int = Field(gt=0)
-    grad_accum: int = Field(default=1, gt=0)
-    activation_checkpointing: bool = True
-    tp: int = Field(default=1, gt=0)
-    pp: int = Field(default=1, gt=0)
-    trainable: Literal["full", "lora"] = "full"
-    lora_rank: int = Field(default=16, gt=0)
-    loss_chunks: int = Field(default=1, gt=0, description="1 = full-vocab logits (HF loss); >1 = chunked cross-entropy")
-
-    @model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
-        if self.num_gpus % (self.tp * self.pp):
-            raise ValueError(f"num_gpus ({self.num_gpus}) must be a multiple of tp x pp ({self.tp * self.pp})")
-        if (self.tp > 1 or self.pp > 1) and self.strategy != "megatron":
-            raise ValueError("tp/pp above 1 need strategy 'megatron'")
-        if self.strategy == "single" and self.num_gpus != 1:
-            raise ValueError("strategy 'single' needs num_gpus 1")
-        return self
-
-
-class MemoryBreakdown(_Model):
-    """Bytes per GPU by component (integers; rounding happens only in render.py)."""
-
-    weights: int = 0
-    gradients: int = 0
-    optimizer: int = 0
-    activations: int = 0
-    logits: int = 0
-    gathered_layer: int = 0
-    overhead: int = 0
-
-    @property
-    def total(self) -> int:
-        return sum(getattr(self, k) for k in type(self).model_fields)
-
-
-class Estimate(_Model):
-    """What the estimator says of one (model, GPU tier, TrainConfig)."""
-
-    model_name: str
-    gpu: str
-    config: TrainConfig
-    model_params: int
-    active_params: int
-    trainable_params: int
-    memory: MemoryBreakdown
-    memory_per_gpu_bytes: int
-    hbm_bytes: int
-    fits: bool
-    headroom_bytes: int = Field(description="hbm minus need; negative when it does not fit")
-    cpu_memory_per_node_bytes: int = 0
-    cpu_fits: bool = True
-    flops_per_token: float
-    tokens_per_s_per_gpu: float
-    mfu: float
-    step_time_s: float
-    compute_time_s: float
-    comm_time_s: float = 0.0
-    offload_time_s: float = 0.0
-    bottleneck: Literal["compute", "communication", "offload"] = "compute"
-    notes: list[str] = Field(default_factory=list)
+    model_config = ConfigDict(extra="forbid", frozen=False, defer_build=True)  # schemas built on first use
 
 
 # --------------------------------------------------------------------------- request

@@ -15,13 +15,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from advisor.architecture import arch_key
 from advisor.cost import overhead_hours
 from advisor.errors import UserError
 from advisor.estimate import estimate
-from advisor.models import Estimate, GpuSpec, PlanRequest, Recommended, TrainConfig
+from advisor.models import PlanRequest, Recommended
+from advisor.specs import Estimate, GpuSpec, TrainConfig
 
 _GIB = 2**30
 MICRO_BATCHES = (1, 2, 4, 8, 16)
@@ -109,7 +108,7 @@ class Search:
                                   micro_batch_size=mb, grad_accum=ga, activation_checkpointing=ac, tp=tp, pp=pp,
                                   trainable=self.trainable, lora_rank=16)
                 e = estimate(self.model, gpu, cfg)
-            except (ValidationError, UserError, ValueError, ZeroDivisionError):
+            except (UserError, ValueError, ZeroDivisionError):  # ValueError: an invalid TrainConfig
                 e = None
             if len(_SHARED) >= _SHARED_MAX:
                 _SHARED.clear()

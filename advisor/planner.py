@@ -275,7 +275,7 @@ def _plan_estimate(c: Cand, tokens_total: int, epochs: int, gbs_target: int, req
     _, spe = _steps(c, gbs_target, req, seq_tokens)
     return PlanEstimate(
         memory_per_gpu_gib=round(e.memory_per_gpu_bytes / _GIB, 2),
-        memory_breakdown_gib={k: round(v / _GIB, 2) for k, v in e.memory.model_dump().items()},
+        memory_breakdown_gib={k: round(v / _GIB, 2) for k, v in e.memory.to_dict().items()},
         cpu_memory_per_node_gib=round(e.cpu_memory_per_node_bytes / _GIB, 2),
         hours=round(c.hours, 3), cost_usd=round(c.cost_usd, 2), tokens_total=tokens_total,
         overhead_hours=round(overhead_hours(model, req.precision, "full", epochs, c.num_nodes), 3),

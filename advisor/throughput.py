@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from advisor.architecture import active_param_count, lora_trainable_params, param_count
 from advisor.memory import data_parallel_size, num_nodes
-from advisor.models import GpuSpec, ModelSpec, TrainConfig
+from advisor.specs import GpuSpec, ModelSpec, TrainConfig
 from advisor.units import GB, TFLOP, gbit_per_s_to_bytes_per_s
 
 REF_HIDDEN = 4096

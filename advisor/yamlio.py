@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -13,6 +13,9 @@ from pydantic import BaseModel, ValidationError
 from advisor.errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
+
+if TYPE_CHECKING:
+    from advisor.specs import SpecError
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -62,6 +65,24 @@ def format_validation_error(err: ValidationError, source: str, root: yaml.Node |
     more = len(err.errors()) - 1
     extra = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
     return f"{where}: {field}: {first['msg']}{extra}"
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    """('gpus', 2, 'hbm_gib') -> 'gpus[2].hbm_gib'."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def format_spec_error(err: SpecError, source: str, root: yaml.Node | None = None, loc: tuple[Any, ...] = ()) -> str:
+    """One line: '<source>:<line>: <path>: <reason>' for a SpecError raised while building the value at
+    ``loc`` (its path inside the composed YAML tree ``root``, e.g. ('gpus', 2))."""
+    if err.field != "(top level)":
+        loc = (*loc, *err.field.split("."))
+    line = _line_of(root, loc) if root is not None else None
+    where = f"{source}:{line}" if line else source
+    return f"{where}: {_dotted(loc)}: {err.reason}"
 
 
 def load_model_yaml(path: str | Path, model: type[M]) -> M:

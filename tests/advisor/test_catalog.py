@@ -1,4 +1,6 @@
 """The real hardware catalog: required tiers, complete entries, clear errors."""
+import dataclasses
+
 import pytest
 
 from advisor.catalog import load_catalog
@@ -17,7 +19,7 @@ def test_required_ids_present():
 @pytest.mark.parametrize("gid", REQUIRED)
 def test_entry_complete(gid):
     spec = load_catalog().gpus[gid]
-    for name in GpuSpec.model_fields:
+    for name in (f.name for f in dataclasses.fields(GpuSpec)):
         if name == "notes":
             continue
         value = getattr(spec, name)

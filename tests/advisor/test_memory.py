@@ -1,4 +1,6 @@
 """Memory by hand: bytes per parameter per strategy, activations, logits, fits."""
+import dataclasses
+
 import pytest
 
 from advisor.architecture import param_count
@@ -70,7 +72,7 @@ def test_activations_scale_with_tokens():
 
 
 def test_logits_scale_with_vocab_and_shrink_with_chunks():
-    big_vocab = TOY.model_copy(update={"vocab_size": 128000})
+    big_vocab = dataclasses.replace(TOY, vocab_size=128000)
     small = memory_breakdown(TOY, H100, cfg()).logits
     big = memory_breakdown(big_vocab, H100, cfg()).logits
     assert abs(big / small - 4.0) < 0.01

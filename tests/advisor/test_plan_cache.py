@@ -1,5 +1,7 @@
 """Estimates are reused across plans (a TUI keystroke re-plans from them): the result must be the same
 plan a cold search gives, and a changed catalog entry must not be served a stale estimate."""
+import copy
+
 from advisor.catalog import load_catalog
 from advisor.models import PlanRequest
 from advisor.plan_search import clear_shared_cache
@@ -25,10 +27,7 @@ def test_a_different_gpu_object_is_not_served_a_cached_estimate():
     cat = load_catalog()
     req = PlanRequest.model_validate(REQ)
     plan(req, cat)
-    changed = cat.model_copy(deep=True) if hasattr(cat, "model_copy") else None
-    if changed is None:
-        import copy
-        changed = copy.deepcopy(cat)
+    changed = copy.deepcopy(cat)
     for g in changed.gpus.values():
         g.hbm_gib = g.hbm_gib / 4  # a quarter of the memory: fewer configurations fit
     small = plan(req, changed)
