@@ -1,25 +1,31 @@
-"""Safe YAML in and out: atomic writes, and validation errors that name the file, line and field."""
+"""Safe YAML in and out: atomic writes, and validation errors that name the file, line and field.
+
+pydantic (and tempfile) are imported only inside the functions that need them: the catalog loader
+uses this module on `sftplan estimate`'s path, which must start fast and without pydantic.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
 from advisor.errors import UserError
 
-M = TypeVar("M", bound=BaseModel)
-
 if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
     from advisor.specs import SpecError
+
+M = TypeVar("M", bound="BaseModel")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write to a temp file in the same folder, fsync, then rename: the file is whole or untouched."""
+    import tempfile  # here, not at the top: readers such as `sftplan estimate` never write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -104,6 +110,8 @@ def load_model_yaml(path: str | Path, model: type[M]) -> M:
         raise UserError(f"{path}{line}: {problem}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -54,3 +54,20 @@ def test_estimate_cli_imports_no_heavy_package():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_estimate_json_imports_neither_pydantic_nor_rich():
+    """`sftplan estimate --json` starts fast: the estimator's types are dataclasses (advisor/specs.py),
+    so the path imports no pydantic, and rich only draws the table."""
+    light = ("pydantic", "rich", "torch", "textual")
+    code = (
+        "import json, sys\n"
+        "from advisor.cli import main\n"
+        "rc = main(['estimate', '--model', 'llama-3.1-8b', '--gpu', 'h100-sxm', '--num-gpus', '8',"
+        " '--strategy', 'fsdp', '--seq-len', '4096', '--micro-batch', '2', '--json'])\n"
+        "assert rc == 0, rc\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {light!r})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
