@@ -29,6 +29,9 @@ def demo(out: str | Path = "sftplan-demo") -> int:
     plan_path, run_dir, promoted = out / "plan.yaml", out / "run", out / "promoted"
     if run_dir.exists() or plan_path.exists():
         raise UserError(f"{out}: holds an earlier demo; choose another --out or remove it")
+    from executor.preflight import require_train_packages
+
+    require_train_packages("fsdp", "sftplan demo")
     started = time.time()
 
     _step(1, "tiny model, tokenizer and data (generated, nothing downloaded)")

@@ -307,3 +307,20 @@ def run_preflight(plan_path: str | Path, plan: Plan, run_dir: str | Path, *, all
     notes += check_devices(plan, allow_mismatch)
     notes += check_disk(plan, run_dir)
     return notes
+
+
+def missing_train_packages(strategy: str) -> list[str]:
+    """The `train` extra's packages this run imports that are not installed (found without importing them)."""
+    import importlib.util
+
+    needed = ["torch", "transformers", "accelerate", "safetensors", "tokenizers"]
+    if strategy.startswith("zero"):
+        needed.append("deepspeed")
+    return [name for name in needed if importlib.util.find_spec(name) is None]
+
+
+def require_train_packages(strategy: str, what: str = "sftplan run") -> None:
+    missing = missing_train_packages(strategy)
+    if missing:
+        raise UserError(f"{what} trains, which needs the train extra: pip install 'sftplan[train]' "
+                        f"(missing: {', '.join(missing)}); planning commands work without it")

@@ -138,7 +138,7 @@ def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool =
         echo: bool = True) -> int:
     """The whole `sftplan run`. Returns the exit code (0 finished or stopped cleanly, 1 training failed)."""
     from executor.launch import single_node_argv
-    from executor.preflight import run_preflight
+    from executor.preflight import require_train_packages, run_preflight
     from executor.translate import strategy_of
 
     plan_path = Path(plan_path)
@@ -151,6 +151,8 @@ def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool =
     strategy_of(plan)
     run_dir = Path(out) if out else default_run_dir(plan_path, plan)
     notes = run_preflight(plan_path, plan, run_dir, allow_mismatch=allow_mismatch)
+    if not dry_run and plan.recommended.num_nodes == 1:  # this command launches training here
+        require_train_packages(plan.recommended.strategy)
     run_dir.mkdir(parents=True, exist_ok=True)
     written = write_config(plan, plan_path, run_dir)
     multi = plan.recommended.num_nodes > 1

@@ -256,3 +256,18 @@ def test_a_zombie_launcher_does_not_block_a_resume(tmp_path, gpus):
         assert any("resuming" in n for n in run_preflight(path, plan, run))
     finally:
         child.wait()
+
+
+def test_run_without_the_train_extra_is_one_clear_line(monkeypatch):
+    import importlib.util
+
+    from executor.preflight import require_train_packages
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("torch", "deepspeed") else real(name, *a))
+    with pytest.raises(UserError, match=r"train extra.*missing: torch, deepspeed"):
+        require_train_packages("zero3")
+    with pytest.raises(UserError, match=r"missing: torch\)"):
+        require_train_packages("fsdp")
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    require_train_packages("zero3")  # this venv has them all
