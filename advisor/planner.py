@@ -31,6 +31,16 @@ from advisor.plan_search import Cand, Search, rec_of
 _GIB = 2**30
 
 
+def _round_small(x: float, decimals: int = 3, sig: int = 3) -> float:
+    """Round to `decimals` places, but keep `sig` significant digits for values below 1.
+
+    A tiny model's step time (0.0004 s) or hours would otherwise print as 0.
+    """
+    if x == 0 or not math.isfinite(x) or abs(x) >= 1:
+        return round(x, decimals)
+    return round(x, max(decimals, sig - 1 - math.floor(math.log10(abs(x)))))
+
+
 def plan(request: PlanRequest, catalog) -> Plan:
     req = request
     model = resolve_model(req.model)
@@ -277,9 +287,9 @@ def _plan_estimate(c: Cand, tokens_total: int, epochs: int, gbs_target: int, req
         memory_per_gpu_gib=round(e.memory_per_gpu_bytes / _GIB, 2),
         memory_breakdown_gib={k: round(v / _GIB, 2) for k, v in e.memory.to_dict().items()},
         cpu_memory_per_node_gib=round(e.cpu_memory_per_node_bytes / _GIB, 2),
-        hours=round(c.hours, 3), cost_usd=round(c.cost_usd, 2), tokens_total=tokens_total,
+        hours=_round_small(c.hours), cost_usd=round(c.cost_usd, 2), tokens_total=tokens_total,
         overhead_hours=round(overhead_hours(model, req.precision, "full", epochs, c.num_nodes), 3),
-        tokens_per_s_per_gpu=round(e.tokens_per_s_per_gpu, 1), step_time_s=round(e.step_time_s, 3), mfu=round(e.mfu, 3),
+        tokens_per_s_per_gpu=round(e.tokens_per_s_per_gpu, 1), step_time_s=_round_small(e.step_time_s), mfu=round(e.mfu, 3),
         steps_per_epoch=spe, total_steps=spe * epochs,
     )
 

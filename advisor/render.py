@@ -29,6 +29,10 @@ def _hours(x: float | None) -> str:
     return f"{x * 60:.1f} min" if x < 1 else f"{x:,.1f} h"
 
 
+def _secs(x: float) -> str:
+    return f"{x:,.2f} s" if x >= 1 else f"{x:.3g} s"
+
+
 def _params(n: int) -> str:
     return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,}"
 
@@ -113,7 +117,7 @@ def to_markdown(plan: Plan) -> str:
                                         if e.overhead_hours else "")],
             ["cost", _usd(e.cost_usd)], ["tokens", f"{e.tokens_total:,}"],
             ["throughput", f"{e.tokens_per_s_per_gpu:,.0f} tokens/s/GPU, MFU {e.mfu:.0%}"],
-            ["steps", f"{e.steps_per_epoch:,} per epoch, {e.total_steps:,} total, {e.step_time_s:.2f} s each"]])
+            ["steps", f"{e.steps_per_epoch:,} per epoch, {e.total_steps:,} total, {_secs(e.step_time_s)} each"]])
     elif plan.closest:
         c = plan.closest
         L += [f"None meets the constraints. Closest: {config_str(c.config)} - {_hours(c.hours)}, {_usd(c.cost_usd)}; "

@@ -6,8 +6,8 @@ import time
 import pytest
 
 from advisor import rules
+from advisor.catalog import load_catalog
 
-load_catalog = pytest.importorskip("advisor.catalog", reason="estimator not landed yet").load_catalog
 from advisor.models import DatasetSpec, OwnedHardware, PlanRequest
 from advisor.planfile import to_yaml
 from advisor.planner import plan
@@ -176,3 +176,23 @@ def test_full_search_is_fast():
         times.append(time.perf_counter() - t0)
     # the target is well under 50 ms; the bound here leaves room for a loaded CI machine
     assert sorted(times)[2] < 0.25, times
+
+
+def test_tiny_runs_keep_significant_digits_in_step_time_and_hours(tmp_path):
+    """A tiny model's step time is microseconds: the plan must not round it (or the hours) to zero."""
+    from advisor.planner import _round_small
+    from advisor.render import to_markdown
+
+    assert _round_small(0.000423456) == 0.000423
+    assert _round_small(12.34567) == 12.346  # values of 1 and above keep the usual 3 decimals
+    assert _round_small(0.5) == 0.5 and _round_small(0.0) == 0.0
+
+    cfg = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "num_key_value_heads": 4, "intermediate_size": 128, "vocab_size": 512, "max_position_embeddings": 256,
+           "tie_word_embeddings": True}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    p = plan(req(model=str(tmp_path / "config.json"), examples=1_200, avg_tokens=24, method="full-sft"), CAT)
+    assert 0 < p.estimate.step_time_s < 0.01
+    assert p.estimate.hours > 0
+    md = to_markdown(p)
+    assert " 0.00 s each" not in md and f"{p.estimate.step_time_s:.3g} s each" in md
