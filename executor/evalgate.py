@@ -30,6 +30,7 @@ from typing import Any
 from advisor.errors import UserError
 from advisor.models import Evaluation
 from advisor.yamlio import atomic_write_text
+from executor.rows import read_jsonl
 
 GATE_FILE = "gate.json"
 _LOSS_BATCH = 4   # sequences per teacher-forced forward pass (logits are batch x seq x vocab)
@@ -76,33 +77,11 @@ def _row_to_example(row: Any) -> GoldenExample | str:
 
 def load_golden(path: str | Path) -> list[GoldenExample]:
     """Read a golden JSONL file. One UserError lists every bad row, one per line (``file:line: reason``),
-    the way executor.rows reports training rows."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file (golden set)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read golden set ({exc.__class__.__name__})") from None
-    examples, bad = [], []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            bad.append(f"{path}:{lineno}: not valid JSON ({exc.msg})")
-            continue
-        got = _row_to_example(row)
-        if isinstance(got, str):
-            bad.append(f"{path}:{lineno}: {got}")
-        else:
-            got.where = f"{path}:{lineno}"
-            examples.append(got)
-    if bad:
-        raise UserError(f"{len(bad)} bad golden row{'s' if len(bad) != 1 else ''} in {path}:\n" + "\n".join(bad))
-    if not examples:
-        raise UserError(f"{path}: golden set has no rows")
+    the same way as training rows."""
+    examples = []
+    for lineno, ex in read_jsonl(path, _row_to_example, "golden", "golden set"):
+        ex.where = f"{path}:{lineno}"
+        examples.append(ex)
     return examples
 
 

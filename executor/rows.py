@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from advisor.errors import UserError
+
+T = TypeVar("T")
 
 ROLES = ("system", "user", "assistant")
 
@@ -117,18 +119,20 @@ def normalize_row(row: Any) -> Messages | str:
     return {"messages": _from_messages, "prompt": _from_prompt, "alpaca": _from_alpaca}[kinds[0]](row)
 
 
-def read_rows(path: str | Path) -> list[Messages]:
-    """Every row of a JSONL file as a message list. One UserError lists every bad row, one per line."""
+def read_jsonl(path: str | Path, convert: Callable[[Any], T | str], noun: str, what: str) -> list[tuple[int, T]]:
+    """Every non-blank line of a JSONL file through ``convert`` (which returns the item or a reason string),
+    as ``(line number, item)``. One UserError lists every bad row as ``file:line: reason``: nothing is
+    silently dropped. ``noun`` names a row ("training"), ``what`` the file ("training data")."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"{path}: no such file (training data)") from None
+        raise UserError(f"{path}: no such file ({what})") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
-        raise UserError(f"{path}: cannot read training data ({exc.strerror or exc.__class__.__name__})") from None
-    rows: list[Messages] = []
+        raise UserError(f"{path}: cannot read {what} ({exc.strerror or exc.__class__.__name__})") from None
+    items: list[tuple[int, T]] = []
     bad: list[str] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -138,13 +142,18 @@ def read_rows(path: str | Path) -> list[Messages]:
         except json.JSONDecodeError as exc:
             bad.append(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})")
             continue
-        got = normalize_row(row)
+        got = convert(row)
         if isinstance(got, str):
             bad.append(f"{path}:{lineno}: {got}")
         else:
-            rows.append(got)
+            items.append((lineno, got))
     if bad:
-        raise UserError(f"{len(bad)} bad training row{'s' if len(bad) != 1 else ''} in {path}:\n" + "\n".join(bad))
-    if not rows:
-        raise UserError(f"{path}: no training rows")
-    return rows
+        raise UserError(f"{len(bad)} bad {noun} row{'s' if len(bad) != 1 else ''} in {path}:\n" + "\n".join(bad))
+    if not items:
+        raise UserError(f"{path}: no {noun} rows")
+    return items
+
+
+def read_rows(path: str | Path) -> list[Messages]:
+    """Every row of a JSONL file as a message list. One UserError lists every bad row, one per line."""
+    return [row for _, row in read_jsonl(path, normalize_row, "training", "training data")]

@@ -6,16 +6,13 @@ import sys
 import pytest
 
 from advisor.errors import UserError
-from tinyplan import tiny_plan
+from tinyplan import data_files_only, tiny_plan
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     """Only the data files (hashed into the plan); translation never reads the model."""
-    out = tmp_path_factory.mktemp("tiny")
-    (out / "train.jsonl").write_text('{"prompt": "add 1 2", "response": "3"}\n')
-    (out / "golden.jsonl").write_text('{"prompt": "add 2 2", "expected": "4"}\n')
-    return out
+    return data_files_only(tmp_path_factory.mktemp("tiny"))
 
 
 def _with(plan, **rec):

@@ -30,6 +30,13 @@ def tiny_assets(base: Path, *, n_train: int = 48, n_golden: int = 6) -> Path:
     return _CACHE[key]
 
 
+def data_files_only(out: Path) -> Path:
+    """One training row and one golden row: enough for code that hashes the data but never reads the model."""
+    (out / "train.jsonl").write_text('{"prompt": "add 1 2", "response": "3"}\n')
+    (out / "golden.jsonl").write_text('{"prompt": "add 2 2", "expected": "4"}\n')
+    return out
+
+
 def _file(path: Path) -> DataFile:
     rows = sum(1 for line in path.read_text().splitlines() if line.strip())
     return DataFile(path=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest(), rows=rows)
