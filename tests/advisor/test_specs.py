@@ -100,3 +100,35 @@ def test_bad_config_json_names_file_and_field(tmp_path):
     with pytest.raises(UserError) as exc:
         resolve_model(str(path))
     assert str(exc.value) == f"{path}: num_layers: must be > 0, got 0"
+
+
+
+@pytest.mark.parametrize("spec", [TrainConfig(**CFG), MemoryBreakdown(weights=1), load_catalog().gpu("h100-sxm"),
+                                  resolve_model("llama-3.1-8b")])
+def test_fast_check_passes_valid_objects(spec):
+    """The generated straight-line check (the planner's hot path) accepts a valid object as it is."""
+    assert type(spec)._fast_ok(spec) is True
+
+
+@pytest.mark.parametrize("change", [dict(num_gpus=0), dict(num_gpus=True), dict(seq_len=4096.0),
+                                    dict(strategy="zero4"), dict(activation_checkpointing=1), dict(precision=None)])
+def test_fast_check_hands_anything_off_to_the_full_rules(change):
+    """Whatever the fast check does not accept goes to the full loop, which names the field."""
+    cfg = TrainConfig(**CFG)
+    for k, v in change.items():
+        object.__setattr__(cfg, k, v)
+    assert TrainConfig._fast_ok(cfg) is False
+    with pytest.raises(SpecError, match=f"^{next(iter(change))}:"):
+        TrainConfig(**(CFG | change))
+
+
+def test_fast_path_still_converts_and_copies():
+    gpu = load_catalog().gpu("h100-sxm")
+    spec = GpuSpec.from_dict(gpu.to_dict() | {"hbm_gib": 80})  # int for a float field: full loop converts
+    assert type(spec.hbm_gib) is float
+    from advisor.estimate import estimate
+
+    e = estimate(resolve_model("llama-3.1-8b"), gpu, TrainConfig(**CFG))
+    notes = ["a note"]
+    e2 = dataclasses.replace(e, notes=notes)
+    assert e2.notes == notes and e2.notes is not notes  # the object owns its list, as before
