@@ -45,3 +45,17 @@ async def test_plan_update_latency():
     median, worst = statistics.median(lat), max(lat)
     print(f"\nplan update latency over {len(lat)} edits: median {median:.0f} ms, max {worst:.0f} ms")
     assert median < 300, f"median {median:.0f} ms (goal: under 100 ms)"
+
+
+async def test_startup_objects_leave_the_collector_after_the_first_plan_and_come_back_on_exit():
+    """Full GC passes over the start-up objects made every few edits take 200+ ms; the app freezes them
+    once the first plan is painted and unfreezes them when it closes."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    app = SftplanApp(cursor_blink=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_plan(pilot)
+        await pilot.pause(0.1)
+        assert app._gc_frozen and gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
