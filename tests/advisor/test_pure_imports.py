@@ -26,6 +26,14 @@ def _modules() -> list[str]:
     return names
 
 
+def _loaded_after(code: str, packages: tuple[str, ...]) -> list[str]:
+    """Run ``code`` in a fresh interpreter; the modules of ``packages`` it left in sys.modules."""
+    code += f"import json, sys\nprint(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {packages!r})))\n"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_walk_finds_the_core():
     names = _modules()
     for expected in ("advisor.estimate", "advisor.memory", "advisor.catalog", "advisor.cli_estimate"):
@@ -33,41 +41,27 @@ def test_walk_finds_the_core():
 
 
 def test_core_imports_no_heavy_package():
-    code = (
-        "import importlib, json, sys\n"
-        f"for n in {_modules()!r}: importlib.import_module(n)\n"
-        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    code = f"import importlib\nfor n in {_modules()!r}: importlib.import_module(n)\n"
+    assert _loaded_after(code, HEAVY) == []
 
 
 def test_estimate_cli_imports_no_heavy_package():
     code = (
-        "import json, runpy, sys\n"
+        "import runpy, sys\n"
         "sys.argv = ['advisor', 'estimate', '--model', 'llama-3.1-8b', '--gpu', 'h100-sxm', '--num-gpus', '8', '--json']\n"
         "try:\n    runpy.run_module('advisor', run_name='__main__')\n"
         "except SystemExit as e:\n    assert not e.code, e.code\n"
-        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert _loaded_after(code, HEAVY) == []
 
 
 def test_estimate_json_imports_neither_pydantic_nor_rich():
     """`sftplan estimate --json` starts fast: the estimator's types are dataclasses (advisor/specs.py),
     so the path imports no pydantic, and rich only draws the table."""
-    light = ("pydantic", "rich", "torch", "textual")
     code = (
-        "import json, sys\n"
         "from advisor.cli import main\n"
         "rc = main(['estimate', '--model', 'llama-3.1-8b', '--gpu', 'h100-sxm', '--num-gpus', '8',"
         " '--strategy', 'fsdp', '--seq-len', '4096', '--micro-batch', '2', '--json'])\n"
         "assert rc == 0, rc\n"
-        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {light!r})))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert _loaded_after(code, ("pydantic", "rich", "torch", "textual")) == []
