@@ -53,13 +53,24 @@ def approval_line(plan: Plan) -> str:
     return f"approved by {plan.approval.by} at {plan.approval.at}"
 
 
+def _lora_over(plan: Plan) -> str:
+    """LoRA chosen, yet over the budget or past the deadline too: say so, never let it read as fitting."""
+    la, req = plan.lora_alternative, plan.request
+    over = []
+    if la.cost_usd is not None and req.budget_usd is not None and la.cost_usd > req.budget_usd:
+        over.append(f"over the {_usd(req.budget_usd)} budget by {_usd(la.cost_usd - req.budget_usd)}")
+    if la.hours is not None and req.deadline_hours is not None and la.hours > req.deadline_hours:
+        over.append(f"past the {req.deadline_hours:g} h deadline by {_hours(la.hours - req.deadline_hours)}")
+    return f" - also {' and '.join(over)}" if over else ""
+
+
 def decision_line(plan: Plan) -> str:
     method = "full SFT" if plan.method == "full-sft" else "LoRA r16 + DoRA"
     if plan.method == "lora":
         la = plan.lora_alternative
         where = f" on {la.num_gpus} x {la.gpu} ({la.strategy}), {_hours(la.hours)}, {_usd(la.cost_usd)}" if la.gpu else ""
         tail = f"; full SFT would be {config_str(plan.recommended)}" if plan.recommended else ""
-        return f"{method}{where}{tail}"
+        return f"{method}{where}{_lora_over(plan)}{tail}"
     if plan.recommended and plan.estimate:
         return f"{method} on {config_str(plan.recommended)}: {_hours(plan.estimate.hours)}, {_usd(plan.estimate.cost_usd)}"
     if plan.closest:

@@ -84,6 +84,20 @@ def test_instruct_base_gets_a_lower_rate_and_the_alignment_warning():
     assert not any("alignment" in w for w in base.warnings)
 
 
+def test_lora_chosen_for_the_budget_but_over_it_too_says_so():
+    """Full SFT priced out by the budget falls back to LoRA; when LoRA is over the budget as well, the
+    decision says by how much instead of reading like a plan that fits."""
+    from advisor.render import decision_line
+
+    p = plan(req(goals=["lora-below-bar"], budget_usd=1.0), CAT)
+    assert p.method == "lora" and p.recommended is None
+    over = p.lora_alternative.cost_usd - 1.0
+    assert over > 0
+    assert f"also over the $1.00 budget by ${over:,.2f}" in decision_line(p)
+    roomy = plan(req(goals=["lora-below-bar"], budget_usd=6.0), CAT)  # LoRA fits this budget, full SFT does not
+    assert roomy.method == "lora" and "also over" not in decision_line(roomy)
+
+
 def test_budget_below_the_cheapest_option_shows_the_closest_with_the_shortfall():
     p = plan(req(goals=["deep-retask"], method="full-sft", budget_usd=1.0), CAT)
     assert p.recommended is None and p.estimate is None
