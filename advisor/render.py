@@ -53,6 +53,14 @@ def approval_line(plan: Plan) -> str:
     return f"approved by {plan.approval.by} at {plan.approval.at}"
 
 
+def _owned_note(plan: Plan) -> str:
+    """On owned GPUs the dollar figure is what the same hours would cost on demand, not a new bill."""
+    rec = plan.recommended
+    if rec is not None and any(h.gpu == rec.gpu for h in plan.request.have):
+        return " at on-demand rates (the run uses owned GPUs: their time, not a new bill)"
+    return ""
+
+
 def _lora_over(plan: Plan) -> str:
     """LoRA chosen, yet over the budget or past the deadline too: say so, never let it read as fitting."""
     la, req = plan.lora_alternative, plan.request
@@ -126,7 +134,7 @@ def to_markdown(plan: Plan) -> str:
             ["memory per GPU", f"{e.memory_per_gpu_gib:.1f} GiB"], ["host RAM per node", f"{e.cpu_memory_per_node_gib:.1f} GiB"],
             ["time", _hours(e.hours) + (f" (of which {_hours(e.overhead_hours)} start-up, weight load and checkpoint writes)"
                                         if e.overhead_hours else "")],
-            ["cost", _usd(e.cost_usd)], ["tokens", f"{e.tokens_total:,}"],
+            ["cost", _usd(e.cost_usd) + _owned_note(plan)], ["tokens", f"{e.tokens_total:,}"],
             ["throughput", f"{e.tokens_per_s_per_gpu:,.0f} tokens/s/GPU, MFU {e.mfu:.0%}"],
             ["steps", f"{e.steps_per_epoch:,} per epoch, {e.total_steps:,} total, {_secs(e.step_time_s)} each"]])
     elif plan.closest:

@@ -210,3 +210,13 @@ def test_tiny_runs_keep_significant_digits_in_step_time_and_hours(tmp_path):
     assert p.estimate.hours > 0
     md = to_markdown(p)
     assert " 0.00 s each" not in md and f"{p.estimate.step_time_s:.3g} s each" in md
+
+
+def test_cost_on_owned_gpus_is_labelled_as_on_demand_equivalent():
+    from advisor.render import to_markdown
+
+    owned = plan(req(goals=["lora-below-bar"], have=have("h100-sxm:8")), CAT)
+    assert owned.recommended.gpu == "h100-sxm"
+    assert "at on-demand rates (the run uses owned GPUs" in to_markdown(owned)
+    rented = plan(req(goals=["lora-below-bar"]), CAT)
+    assert "owned GPUs" not in to_markdown(rented)
