@@ -9,7 +9,8 @@ Sources:
   7B -> 30B rows show) and by tokens per micro-batch (T / (T + 1024), normalised at 12,288).
 - Communication (ZeRO paper): FSDP / ZeRO-3 move 3 x 2N bytes per micro-step (all-gather in forward
   and backward, reduce-scatter of grads), DDP and ZeRO-2 2 x 2N per optimizer step; ring collectives
-  send (n-1)/n of it per GPU over NVLink inside a node, the network's share per GPU across nodes.
+  move (n-1)/n of it at the bus bandwidth: a GPU's NVLink inside a node, the node's network across
+  nodes (one ring per NIC; see link_bytes_per_s).
   Overlapped with compute: time = max(compute, communication).
 - Offload (ZeRO-Offload, Ren et al. 2021): grads to the host and params back over PCIe each optimizer
   step (and params every micro-step with parameter offload), plus the CPU Adam step at an assumed
@@ -57,12 +58,17 @@ def hardware_efficiency(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> float:
 
 
 def link_bytes_per_s(gpu: GpuSpec, cfg: TrainConfig) -> float:
-    """Per-GPU bandwidth of the slowest hop a collective crosses."""
+    """The bus bandwidth a ring collective reaches: time = (n-1)/n x bytes / this.
+
+    Inside a node that is a GPU's link. Across nodes, NCCL runs one ring per NIC and each ring crosses
+    every node boundary once, so a node sends (n-1)/n x bytes over the network in all, whatever its GPU
+    count: the bound is the node's whole network bandwidth, not a GPU's share of it (nccl-tests report
+    multi-node bus bandwidth close to the node's aggregate NIC rate).
+    """
     intra = gpu.intra_node_bandwidth_gb_per_s * GB
     if num_nodes(cfg, gpu) <= 1 or gpu.inter_node_bandwidth_gbit_per_s <= 0:
         return intra  # no fabric: estimate() marks the config not runnable; the time is only indicative
-    inter_per_gpu = gbit_per_s_to_bytes_per_s(gpu.inter_node_bandwidth_gbit_per_s) / gpu.gpus_per_node
-    return min(intra, inter_per_gpu)
+    return min(intra, gbit_per_s_to_bytes_per_s(gpu.inter_node_bandwidth_gbit_per_s))
 
 
 @dataclass(frozen=True)
