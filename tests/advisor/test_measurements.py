@@ -39,3 +39,17 @@ def test_median_errors():
     for key in ("memory", "throughput"):
         errs = [abs(r[key][2]) for r in results if key in r]
         assert errs and statistics.median(errs) <= MEDIAN, (key, errs)
+
+
+def test_llm_foundry_table_median_error_per_tier():
+    """56 published MPT runs (125M-70B, 1k-64k tokens, 8-128 GPUs, A100 40/80GB and H100): the median
+    throughput error per tier stays within 10% (benchmarks/llm_foundry_throughput.py prints each row)."""
+    spec = importlib.util.spec_from_file_location("sftplan_llmf", REPO / "benchmarks" / "llm_foundry_throughput.py")
+    llmf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(llmf)
+    by_tier: dict[str, list[float]] = {}
+    for row, _est, err in llmf.compare():
+        by_tier.setdefault(row["gpu"], []).append(abs(err))
+    assert set(by_tier) == {"a100-40gb", "a100-80gb", "h100-sxm"}
+    for tier, errs in by_tier.items():
+        assert statistics.median(errs) <= 0.10, (tier, statistics.median(errs))
