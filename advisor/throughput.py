@@ -102,14 +102,16 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> StepTime:
     elif s in ("ddp", "zero2"):
         comm_bytes = 2 * sync_bytes * ring
     elif s == "megatron":
-        # tensor parallel: 4 all-reduces of b s h activations per layer per micro-batch (fwd + bwd)
-        tp_ring = (cfg.tp - 1) / cfg.tp
-        act = cfg.micro_batch_size * cfg.seq_len * m.hidden_size * 2
-        tp_bytes = 4 * 2 * act * (m.num_layers / cfg.pp) * cfg.grad_accum * tp_ring
-        comm_bytes = tp_bytes + 2 * sync_bytes / (cfg.tp * cfg.pp) * ring
+        comm_bytes = 2 * sync_bytes / (cfg.tp * cfg.pp) * ring  # data-parallel gradient all-reduce
     else:
         comm_bytes = 0.0
     comm = comm_bytes / link_bytes_per_s(gpu, cfg) if comm_bytes else 0.0
+    if s == "megatron" and cfg.tp > 1:
+        # tensor parallel, inside a node over NVLink: 4 all-reduces of b s h activations per layer per
+        # micro-batch (forward + backward)
+        act = cfg.micro_batch_size * cfg.seq_len * m.hidden_size * 2
+        tp_bytes = 4 * 2 * act * (m.num_layers / cfg.pp) * cfg.grad_accum * (cfg.tp - 1) / cfg.tp
+        comm += tp_bytes / (gpu.intra_node_bandwidth_gb_per_s * GB)
 
     offload = 0.0
     if s in ("zero3-offload", "zero3-offload-all"):
