@@ -206,7 +206,7 @@ class SftplanApp(App[None]):
             state = "saved" if self.saved else "unsaved changes"
             ms = f"  updated in {self.latencies_ms[-1]:.0f} ms" if self.latencies_ms and self.show_latency else ""
             text = f"{where} ({state}){ms}"
-        self.status.update(text)
+        self.status.update(text, layout=False)  # one line, fixed height (app.tcss)
 
     # ------------------------------------------------------------------ actions
     def action_help(self) -> None:

@@ -59,3 +59,33 @@ async def test_startup_objects_leave_the_collector_after_the_first_plan_and_come
         await pilot.pause(0.1)
         assert app._gc_frozen and gc.get_freeze_count() > 0
     assert gc.get_freeze_count() == 0
+
+
+async def test_a_same_height_plan_update_does_not_relayout_the_screen(monkeypatch):
+    """A layout pass repaints every widget on screen; an edit that only changes numbers must not ask for one."""
+    from textual.widgets import Static
+
+    calls: list[tuple[str, bool]] = []
+    original = Static.update
+
+    def update(self, content="", *, layout=True):
+        calls.append((self.id or type(self).__name__, layout))
+        return original(self, content, layout=layout)
+
+    monkeypatch.setattr(Static, "update", update)
+    app = SftplanApp(cursor_blink=False, request={"model": "llama-3.1-8b", "dataset": {"examples": 50_000, "avg_tokens": 1024}})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_plan(pilot)
+        await pilot.pause(0.1)
+        before = app.plan.plan_sha256
+        calls.clear()
+        app.query_one("#examples", Input).value = "51000"
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if app.plan.plan_sha256 != before:
+                break
+        await pilot.pause(0.1)
+        assert app.plan.plan_sha256 != before
+        plan_updates = [c for c in calls if c[0] in ("decision", "details", "why", "memory", "status")]
+        assert plan_updates, "the new plan was shown"
+        assert not [c for c in plan_updates if c[1]], plan_updates

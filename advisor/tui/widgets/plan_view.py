@@ -83,10 +83,25 @@ class PlanView(VerticalScroll):
         self._column_keys = self.tiers.add_columns(*COLUMNS)
 
     def _set(self, widget: Static, content: Text) -> None:
-        """Update only what changed: a re-laid-out Static costs more than the comparison."""
-        if self._shown.get(widget.id) != content:
-            self._shown[widget.id] = content
-            widget.update(content)
+        """Update only what changed, and re-lay out the screen only when the height may change.
+
+        A layout pass makes Textual repaint every widget on screen (~50 ms here); a same-height update
+        repaints this one widget. Same height: as many lines once wrapped at the widget's width.
+        """
+        old = self._shown.get(widget.id)
+        if old == content:
+            return
+        self._shown[widget.id] = content
+        widget.update(content, layout=not self._same_height(widget, old, content))
+
+    def _same_height(self, widget: Static, old: Text | None, new: Text) -> bool:
+        if old is None:
+            return False
+        width = widget.content_region.width
+        if width <= 0:
+            return False
+        console = self.app.console
+        return len(old.wrap(console, width)) == len(new.wrap(console, width))
 
     def show(self, plan: Plan) -> None:
         self.plan = plan
