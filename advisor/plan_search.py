@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from advisor.architecture import arch_key
-from advisor.cost import overhead_hours
+from advisor.cost import cost_usd, overhead_hours
 from advisor.errors import UserError
 from advisor.estimate import estimate
 from advisor.models import PlanRequest, Recommended
@@ -39,12 +39,13 @@ class Cand:
     pp: int
     seq_len: int
     est: Estimate
-    hours: float
+    hours: float  # training plus overhead_hours
     cost_usd: float
+    overhead_hours: float = 0.0  # start-up, weight load, checkpoint writes (advisor.cost.overhead_hours)
 
     @property
     def num_nodes(self) -> int:
-        return max(1, math.ceil(self.num_gpus / self.gpu.gpus_per_node))
+        return nodes_for(self.num_gpus, self.gpu)
 
     @property
     def dp(self) -> int:
@@ -52,6 +53,10 @@ class Cand:
 
     def key(self) -> tuple:
         return (self.gpu.id, self.num_gpus, self.strategy, self.mb, self.ac, self.tp, self.pp)
+
+
+def nodes_for(num_gpus: int, gpu: GpuSpec) -> int:
+    return max(1, math.ceil(num_gpus / gpu.gpus_per_node))
 
 
 def rec_of(c: Cand, precision: str) -> Recommended:
@@ -120,12 +125,13 @@ class Search:
         e = self.est(gpu, n, s, mb, ac, tp, pp)
         if not _ok(e):
             return None
-        nodes = max(1, math.ceil(n / gpu.gpus_per_node))
+        nodes = nodes_for(n, gpu)
         if nodes not in self._overhead:
             self._overhead[nodes] = overhead_hours(self.model, self.req.precision, self.trainable, self.epochs, nodes)
-        hours = self.tokens_total / (e.tokens_per_s_per_gpu * n) / 3600 + self._overhead[nodes]
+        overhead = self._overhead[nodes]
+        hours = self.tokens_total / (e.tokens_per_s_per_gpu * n) / 3600 + overhead
         return Cand(gpu, n, s, mb, self._ga(n, mb, tp, pp), ac, tp, pp, self.seq_len, e, hours,
-                    hours * n * gpu.usd_per_gpu_hour)
+                    cost_usd(hours, n, gpu), overhead)
 
     # ------------------------------------------------------------------ the tier
     def counts(self, gpu: GpuSpec) -> list[int]:

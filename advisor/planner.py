@@ -20,7 +20,7 @@ import math
 
 from advisor import rules
 from advisor.architecture import active_param_count, param_count, resolve_model
-from advisor.cost import checkpoint_bytes, overhead_hours
+from advisor.cost import checkpoint_bytes
 from advisor.errors import UserError
 from advisor.models import (
     Closest, Finding, Hyperparameters, LoraAlternative, ModelSummary, Plan, PlanEstimate, PlanRequest, Recommended, TierRow,
@@ -109,7 +109,7 @@ def plan(request: PlanRequest, catalog) -> Plan:
                            note="generic Llama-shaped architecture" if model.source == "generic-size" else ""),
         method=method, findings=findings,
         recommended=rec_of(rec, req.precision) if rec else None,
-        estimate=_plan_estimate(rec, tokens_total, epochs, gbs_target, req, model) if rec else None,
+        estimate=_plan_estimate(rec, tokens_total, epochs, gbs_target, req) if rec else None,
         closest=closest, tiers=rows, hyperparameters=hp, checkpointing=ckpt, evaluation=evaluation,
         lora_alternative=lora_alt, warnings=warnings, catalog_sha256=getattr(catalog, "sha256", ""),
     )
@@ -279,7 +279,7 @@ def _hyperparameters(req, params, epochs, f_epochs, seq_len, seq_tokens, c: Cand
     return hp, findings
 
 
-def _plan_estimate(c: Cand, tokens_total: int, epochs: int, gbs_target: int, req: PlanRequest, model) -> PlanEstimate:
+def _plan_estimate(c: Cand, tokens_total: int, epochs: int, gbs_target: int, req: PlanRequest) -> PlanEstimate:
     e = c.est
     seq_tokens = c.seq_len if req.packing else min(req.dataset.avg_tokens, c.seq_len)
     _, spe = _steps(c, gbs_target, req, seq_tokens)
@@ -288,7 +288,7 @@ def _plan_estimate(c: Cand, tokens_total: int, epochs: int, gbs_target: int, req
         memory_breakdown_gib={k: round(v / _GIB, 2) for k, v in e.memory.to_dict().items()},
         cpu_memory_per_node_gib=round(e.cpu_memory_per_node_bytes / _GIB, 2),
         hours=_round_small(c.hours), cost_usd=round(c.cost_usd, 2), tokens_total=tokens_total,
-        overhead_hours=round(overhead_hours(model, req.precision, "full", epochs, c.num_nodes), 3),
+        overhead_hours=round(c.overhead_hours, 3),
         tokens_per_s_per_gpu=round(e.tokens_per_s_per_gpu, 1), step_time_s=_round_small(e.step_time_s), mfu=round(e.mfu, 3),
         steps_per_epoch=spe, total_steps=spe * epochs,
     )

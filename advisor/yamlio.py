@@ -61,13 +61,18 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
+def _where(source: str, root: yaml.Node | None, loc: tuple[Any, ...]) -> str:
+    """'<source>:<line>' of the node at ``loc``, or just the source when the line is unknown."""
+    line = _line_of(root, loc) if root is not None else None
+    return f"{source}:{line}" if line else source
+
+
 def format_validation_error(err: ValidationError, source: str, root: yaml.Node | None = None) -> str:
     """One line: '<source>:<line>: <field.path>: <message>' for the first error (+ how many more)."""
     first = err.errors()[0]
     loc = tuple(first.get("loc", ()))
     field = ".".join(str(p) for p in loc) or "(top level)"
-    line = _line_of(root, loc) if root is not None else None
-    where = f"{source}:{line}" if line else source
+    where = _where(source, root, loc)
     more = len(err.errors()) - 1
     extra = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
     return f"{where}: {field}: {first['msg']}{extra}"
@@ -86,9 +91,7 @@ def format_spec_error(err: SpecError, source: str, root: yaml.Node | None = None
     ``loc`` (its path inside the composed YAML tree ``root``, e.g. ('gpus', 2))."""
     if err.field != "(top level)":
         loc = (*loc, *err.field.split("."))
-    line = _line_of(root, loc) if root is not None else None
-    where = f"{source}:{line}" if line else source
-    return f"{where}: {_dotted(loc)}: {err.reason}"
+    return f"{_where(source, root, loc)}: {_dotted(loc)}: {err.reason}"
 
 
 def load_model_yaml(path: str | Path, model: type[M]) -> M:

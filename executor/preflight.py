@@ -71,11 +71,16 @@ def _pid_alive(pid: object) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a killed launcher nobody reaped is a zombie: signal 0 still reaches it, but it runs nothing
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    # a killed launcher nobody reaped is a zombie: signal 0 still reaches it, but it runs nothing
+    return process_state(pid) not in ("Z", "X")
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of /proc/PID/stat (R, S, Z, ...), or None where there is no /proc entry to read."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
+        return None
 
 
 def check_run_dir(run_dir: Path, plan: Plan) -> list[str]:

@@ -22,8 +22,12 @@ from advisor.planfile import read_plan
 from advisor.yamlio import atomic_write_text
 
 
+def _stamp(when: datetime) -> str:
+    return when.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
 def _now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return _stamp(datetime.now(timezone.utc))
 
 
 def default_run_dir(plan_path: Path, plan) -> Path:
@@ -88,7 +92,7 @@ def _attempts(run_dir: Path, previous: dict) -> list[dict]:
     if attempts and not attempts[-1].get("finished_at"):
         seen = [f.stat().st_mtime for f in (run_dir / "metrics.jsonl", run_dir / "log.txt") if f.is_file()]
         last = datetime.fromtimestamp(max(seen), timezone.utc) if seen else None
-        attempts[-1]["finished_at"] = last.strftime("%Y-%m-%dT%H:%M:%SZ") if last else attempts[-1]["started_at"]
+        attempts[-1]["finished_at"] = _stamp(last) if last else attempts[-1]["started_at"]
     return attempts + [{"started_at": _now(), "finished_at": None}]
 
 

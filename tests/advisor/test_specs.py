@@ -74,22 +74,24 @@ def test_round_trip_and_nested_errors():
     assert e.memory.total == sum(d["memory"].values()) == e.memory_per_gpu_bytes
 
 
-def test_invalid_catalog_entry_is_one_line_with_file_line_and_field(tmp_path):
-    text = open(load_catalog().path).read().replace("    hbm_gib: 22.5", "    hbm_gib: -1", 1)
+def _catalog_error(tmp_path, replacement: str):
+    """(path, message) of loading the real catalog with its first 'hbm_gib: 22.5' line replaced."""
+    text = open(load_catalog().path).read().replace("    hbm_gib: 22.5", replacement, 1)
     bad = tmp_path / "catalog.yaml"
     bad.write_text(text)
     with pytest.raises(UserError) as exc:
         load_catalog(bad)
-    assert str(exc.value) == f"{bad}:14: gpus[0].hbm_gib: must be > 0, got -1"
+    return bad, str(exc.value)
+
+
+def test_invalid_catalog_entry_is_one_line_with_file_line_and_field(tmp_path):
+    bad, message = _catalog_error(tmp_path, "    hbm_gib: -1")
+    assert message == f"{bad}:14: gpus[0].hbm_gib: must be > 0, got -1"
 
 
 def test_unknown_key_in_catalog_entry_points_at_its_line(tmp_path):
-    text = open(load_catalog().path).read().replace("    hbm_gib: 22.5", "    hbm_gib: 22.5\n    hbm_gb: 24", 1)
-    bad = tmp_path / "catalog.yaml"
-    bad.write_text(text)
-    with pytest.raises(UserError) as exc:
-        load_catalog(bad)
-    assert str(exc.value).startswith(f"{bad}:15: gpus[0].hbm_gb: unknown field")
+    bad, message = _catalog_error(tmp_path, "    hbm_gib: 22.5\n    hbm_gb: 24")
+    assert message.startswith(f"{bad}:15: gpus[0].hbm_gb: unknown field")
 
 
 def test_bad_config_json_names_file_and_field(tmp_path):

@@ -223,15 +223,20 @@ def test_cuda_visible_devices_filters_nvidia_smi(tmp_path, gpus, monkeypatch):
     assert any(n.startswith("devices: 2 visible") for n in notes)
 
 
-def test_a_live_run_of_the_same_plan_is_refused(tmp_path, gpus):
+def _running_run_dir(tmp_path, gpus, pid):
+    """An approved plan and a run folder whose run.json says 'running' under the launcher ``pid``."""
     gpus("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3")
     path, plan = approved(tmp_path)
     run = tmp_path / "run"
     run.mkdir()
+    (run / "run.json").write_text(json.dumps({"plan_sha256": plan.plan_sha256, "status": "running", "pid": pid}))
+    return path, plan, run
+
+
+def test_a_live_run_of_the_same_plan_is_refused(tmp_path, gpus):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (run / "run.json").write_text(json.dumps({"plan_sha256": plan.plan_sha256, "status": "running",
-                                                  "pid": sleeper.pid}))
+        path, plan, run = _running_run_dir(tmp_path, gpus, sleeper.pid)
         with pytest.raises(UserError, match=f"in progress \\(pid {sleeper.pid}\\)"):
             run_preflight(path, plan, run)
     finally:
@@ -241,18 +246,16 @@ def test_a_live_run_of_the_same_plan_is_refused(tmp_path, gpus):
 
 
 def test_a_zombie_launcher_does_not_block_a_resume(tmp_path, gpus):
-    gpus("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3")
-    path, plan = approved(tmp_path)
-    run = tmp_path / "run"
-    run.mkdir()
+    from executor.preflight import process_state
+
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
         for _ in range(200):  # exited but not reaped: a zombie
-            if Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            if process_state(child.pid) == "Z":
                 break
             time.sleep(0.05)
-        (run / "run.json").write_text(json.dumps({"plan_sha256": plan.plan_sha256, "status": "running",
-                                                  "pid": child.pid}))
+        assert process_state(child.pid) == "Z"
+        path, plan, run = _running_run_dir(tmp_path, gpus, child.pid)
         assert any("resuming" in n for n in run_preflight(path, plan, run))
     finally:
         child.wait()
