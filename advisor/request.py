@@ -1,4 +1,6 @@
-"""Build a PlanRequest from `sftplan plan` flags or a request YAML (the same schema), and measure data files.
+"""Request files and data files: load a request YAML (the PlanRequest schema), and measure data files.
+
+The flags of `sftplan plan` are turned into the same PlanRequest by advisor/cli/request.py.
 
 `--dataset file.jsonl` is counted and measured: rows, sha256, token-length percentiles. Tokens come
 from the model's own tokenizer when the model is a local directory holding tokenizer.json (the light
@@ -7,113 +9,17 @@ from the model's own tokenizer when the model is a local directory holding token
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from advisor.errors import UserError
-from advisor.models import GOALS, STRATEGIES, DataFile, DatasetSpec, OwnedHardware, PlanRequest
-from advisor.yamlio import format_validation_error, load_model_yaml
+from advisor.models import DataFile, DatasetSpec, PlanRequest
+from advisor.yamlio import load_model_yaml
 
 CHARS_PER_TOKEN = 4.0  # rule of thumb for English text with Llama/GPT-style BPE vocabularies
 _MAX_TOKENIZED_ROWS = 20_000  # percentiles from a prefix sample; rows are still all counted
-
-
-def add_request_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags default to None so a --request YAML can be overridden only by what was given."""
-    p.add_argument("--request", metavar="YAML", help="request file (PlanRequest schema); flags override it")
-    p.add_argument("--model", help="preset id, bare size (8B), config.json or a model directory")
-    p.add_argument("--model-path", help="weights for the executor (default: --model when it is a directory)")
-    p.add_argument("--examples", type=int, help="number of training examples")
-    p.add_argument("--avg-tokens", type=int, help="mean tokens per example (prompt + response)")
-    p.add_argument("--dataset", metavar="JSONL", help="training data: counted, hashed and measured")
-    p.add_argument("--golden", metavar="JSONL", help="golden eval set for the epoch gate")
-    p.add_argument("--max-seq-len", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--base", choices=["base", "instruct"])
-    p.add_argument("--goal", action="append", choices=list(GOALS), dest="goals")
-    p.add_argument("--budget-usd", type=float)
-    p.add_argument("--deadline-hours", type=float)
-    p.add_argument("--have", action="append", metavar="GPU:N", help="owned hardware, e.g. h100-sxm:8 (repeatable)")
-    p.add_argument("--nvidia-stack", action="store_true", default=None, help="the team already runs Megatron")
-    p.add_argument("--max-gpus", type=int)
-    p.add_argument("--method", choices=["auto", "full-sft", "lora"])
-    p.add_argument("--precision", choices=["bf16-mixed", "bf16-pure"])
-    p.add_argument("--gpu", help="pin the search to one GPU tier")
-    p.add_argument("--num-gpus", type=int, help="pin the GPU count")
-    p.add_argument("--strategy", choices=list(STRATEGIES), help="pin the strategy")
-    p.add_argument("--learning-rate", type=float, help="override the rules' learning rate")
-    p.add_argument("--packing", action="store_true", default=None, help="pack examples into full sequences")
-    p.add_argument("--gate-tolerance", type=float)
-    p.add_argument("--min-golden-score", type=float)
-
-
-_FLAG_OF = {"dataset": "--examples/--avg-tokens", "goals": "--goal", "have": "--have"}
-_SIMPLE = ("model", "model_path", "max_seq_len", "epochs", "base", "goals", "budget_usd", "deadline_hours",
-           "nvidia_stack", "max_gpus", "method", "precision", "gpu", "num_gpus", "strategy", "learning_rate",
-           "packing", "gate_tolerance", "min_golden_score")
-
-
-def parse_have(items: list[str]) -> list[dict[str, Any]]:
-    out = []
-    for item in items:
-        gpu, sep, count = item.partition(":")
-        if not sep or not gpu.strip() or not count.strip().isdigit() or int(count) <= 0:
-            raise UserError(f"--have {item!r}: expected GPU:COUNT, e.g. h100-sxm:8")
-        out.append({"gpu": gpu.strip().lower(), "count": int(count)})
-    return out
-
-
-def build_request(args: argparse.Namespace) -> PlanRequest:
-    base: dict[str, Any] = {}
-    if getattr(args, "request", None):
-        base = load_model_yaml(args.request, PlanRequest).model_dump(mode="json", exclude_unset=True)
-    for name in _SIMPLE:
-        value = getattr(args, name, None)
-        if value is not None:
-            base[name] = value
-    if getattr(args, "have", None):
-        base["have"] = parse_have(args.have)
-    if not base.get("model"):
-        raise UserError("--model is required (or a --request file with 'model')")
-    if base.get("model_path") is None and Path(str(base["model"])).is_dir():
-        base["model_path"] = str(base["model"])
-    if getattr(args, "dataset", None):
-        if args.examples is not None or args.avg_tokens is not None:
-            raise UserError("--dataset measures the data: give it without --examples/--avg-tokens")
-        base["dataset"] = measure_dataset(args.dataset, str(base["model"])).model_dump(mode="json")
-    elif args.examples is not None or args.avg_tokens is not None:
-        ds = dict(base.get("dataset") or {})
-        if args.examples is not None:
-            ds["examples"] = args.examples
-        if args.avg_tokens is not None:
-            ds["avg_tokens"] = args.avg_tokens
-        ds.setdefault("avg_tokens", 512)
-        ds.pop("file", None)
-        base["dataset"] = ds
-    if "dataset" not in base:
-        raise UserError("give the data: --dataset FILE.jsonl, or --examples N [--avg-tokens T]")
-    if getattr(args, "golden", None):
-        base["golden"] = data_file(args.golden).model_dump(mode="json")
-    return validate_request(base)
-
-
-def validate_request(data: dict[str, Any]) -> PlanRequest:
-    try:
-        return PlanRequest.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(first.get("loc", ()))
-        top = str(loc[0]) if loc else ""
-        flag = _FLAG_OF.get(top) or ("--" + top.replace("_", "-") if top else "request")
-        more = len(exc.errors()) - 1
-        extra = f" (and {more} more)" if more else ""
-        detail = ".".join(str(p) for p in loc[1:])
-        raise UserError(f"{flag}{(' ' + detail) if detail else ''}: {first['msg']}{extra}") from None
 
 
 def load_request_yaml(path: str | Path) -> PlanRequest:

@@ -36,7 +36,7 @@ def _loaded_after(code: str, packages: tuple[str, ...]) -> list[str]:
 
 def test_walk_finds_the_core():
     names = _modules()
-    for expected in ("advisor.estimate", "advisor.memory", "advisor.catalog", "advisor.cli_estimate"):
+    for expected in ("advisor.estimate", "advisor.memory", "advisor.catalog", "advisor.cli.estimate"):
         assert expected in names
 
 

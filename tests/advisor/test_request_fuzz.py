@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from advisor.cli import _Parser
 from advisor.errors import UserError
 from advisor.models import PlanRequest
-from advisor.request import add_request_arguments, build_request, load_request_yaml, measure_dataset
+from advisor.cli.request import add_request_arguments, build_request
+from advisor.request import load_request_yaml, measure_dataset
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -15,7 +15,7 @@ from advisor.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from advisor.request import add_request_arguments
+    from advisor.cli.request import add_request_arguments
 
     p = subparsers.add_parser("plan", help="plan full SFT: method, hardware, cost, hyperparameters, eval gate")
     add_request_arguments(p)
@@ -60,7 +60,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from advisor.planfile import write_plan
     from advisor.planner import plan
     from advisor.render import renderables, to_markdown
-    from advisor.request import build_request
+    from advisor.cli.request import build_request
     from advisor.yamlio import atomic_write_text
 
     request = build_request(args)

@@ -15,16 +15,16 @@ from advisor.errors import UserError
 
 # Modules that add subcommands, in help order.
 COMMAND_MODULES = (
-    "advisor.cli_estimate",  # estimate
-    "advisor.cli_plan",  # plan, render, explain, diff, catalog, approve, verify
-    "executor.cli",  # run, promote, demo
+    "advisor.cli.estimate",  # estimate
+    "advisor.cli.plan",  # plan, render, explain, diff, catalog, approve, verify
+    "advisor.cli.execute",  # run, promote, demo
     "advisor.tui.cli",  # tui
 )
 # Which module owns each command: `sftplan estimate` imports only its own module (start-up time).
 COMMAND_OWNERS = {
-    "estimate": "advisor.cli_estimate",
-    **dict.fromkeys(("plan", "render", "explain", "diff", "catalog", "approve", "verify"), "advisor.cli_plan"),
-    **dict.fromkeys(("run", "promote", "demo"), "executor.cli"),
+    "estimate": "advisor.cli.estimate",
+    **dict.fromkeys(("plan", "render", "explain", "diff", "catalog", "approve", "verify"), "advisor.cli.plan"),
+    **dict.fromkeys(("run", "promote", "demo"), "advisor.cli.execute"),
     "tui": "advisor.tui.cli",
 }
 

@@ -1,4 +1,4 @@
-"""`sftplan run | promote | demo`: thin shells over executor.run, executor.promote and executor.demo.
+"""`sftplan run | promote | demo`: thin shells over executor.run, executor.promote and advisor.cli.demo.
 
 Registering imports nothing heavy (no torch, transformers or deepspeed): `sftplan --help` stays fast.
 """
@@ -44,6 +44,6 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from executor.demo import demo
+    from advisor.cli.demo import demo
 
     return demo(args.out)
