@@ -10,12 +10,10 @@ from the model's own tokenizer when the model is a local directory holding token
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
-from typing import Any
 
-from advisor.errors import UserError
 from advisor.models import DataFile, DatasetSpec, PlanRequest
+from advisor.rows import normalize_golden_row, normalize_row, read_jsonl
 from advisor.yamlio import load_model_yaml
 
 CHARS_PER_TOKEN = 4.0  # rule of thumb for English text with Llama/GPT-style BPE vocabularies
@@ -27,49 +25,24 @@ def load_request_yaml(path: str | Path) -> PlanRequest:
 
 
 # --------------------------------------------------------------------------- data files
-def _sha256_and_lines(path: Path) -> tuple[str, list[bytes]]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a .jsonl file") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    return hashlib.sha256(raw).hexdigest(), [ln for ln in raw.splitlines() if ln.strip()]
+def _read(path: Path, convert, noun: str, what: str) -> tuple[str, list]:
+    """(sha256 of the file's bytes, its rows) through advisor.rows, the reader `sftplan run` uses, in one
+    streamed pass: the plan accepts and refuses exactly the rows the run does, by the same file:line."""
+    h = hashlib.sha256()
+    rows = read_jsonl(path, convert, noun, what, on_bytes=h.update)
+    return h.hexdigest(), rows
 
 
-def _row_text(row: Any) -> str:
-    """Every string in the row (prompt/response, messages[].content, text...), joined."""
-    if isinstance(row, str):
-        return row
-    if isinstance(row, dict):
-        return "\n".join(_row_text(v) for v in row.values())
-    if isinstance(row, list):
-        return "\n".join(_row_text(v) for v in row)
-    return ""
+def _text(messages: list[dict[str, str]]) -> str:
+    return "\n".join(m["content"] for m in messages)
 
 
-def _parse_rows(path: Path, lines: list[bytes]) -> list[str]:
-    texts = []
-    for i, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UserError(f"{path}:{i}: not a JSON object (expected JSON Lines)") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{i}: expected a JSON object per line")
-        texts.append(_row_text(row))
-    return texts
-
-
-def data_file(path: str) -> DataFile:
+def data_file(path: str, *, golden: bool = True) -> DataFile:
+    """A data file's path, sha256 and row count; every row checked (golden rows by default)."""
     p = Path(path)
-    sha, lines = _sha256_and_lines(p)
-    _parse_rows(p, lines)
-    if not lines:
-        raise UserError(f"{p}: empty file")
-    return DataFile(path=str(p), sha256=sha, rows=len(lines))
+    sha, rows = (_read(p, normalize_golden_row, "golden", "golden set") if golden
+                 else _read(p, normalize_row, "training", "training data"))
+    return DataFile(path=str(p), sha256=sha, rows=len(rows))
 
 
 def _tokenizer_counter(model: str):
@@ -95,10 +68,8 @@ def _percentile(sorted_vals: list[int], q: float) -> int:
 
 def measure_dataset(path: str, model: str) -> DatasetSpec:
     p = Path(path)
-    sha, lines = _sha256_and_lines(p)
-    texts = _parse_rows(p, lines)
-    if not texts:
-        raise UserError(f"{p}: no rows")
+    sha, rows = _read(p, normalize_row, "training", "training data")
+    texts = [_text(messages) for _, messages in rows]
     sample = texts[:_MAX_TOKENIZED_ROWS]
     counter = _tokenizer_counter(model)
     if counter is not None:

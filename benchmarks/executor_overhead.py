@@ -31,7 +31,7 @@ PLAIN = r'''
 import json, statistics, sys, time
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 from executor.data import build_train_data
-from executor.rows import read_rows
+from advisor.rows import read_rows
 cfg = json.loads(sys.argv[1])
 tok = AutoTokenizer.from_pretrained(cfg["model"])
 data, collator, enc = build_train_data(tok, read_rows(cfg["train"]), max_seq_len=cfg["max_seq_len"], packing=False)

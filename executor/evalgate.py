@@ -30,7 +30,7 @@ from typing import Any
 from advisor.errors import UserError
 from advisor.models import Evaluation
 from advisor.yamlio import atomic_write_text
-from executor.rows import read_jsonl
+from advisor.rows import normalize_golden_row, read_jsonl
 
 GATE_FILE = "gate.json"
 _LOSS_BATCH = 4   # sequences per teacher-forced forward pass (logits are batch x seq x vocab)
@@ -50,29 +50,9 @@ class GoldenExample:
 
 
 def _row_to_example(row: Any) -> GoldenExample | str:
-    """A GoldenExample, or the reason the row is bad."""
-    if not isinstance(row, dict):
-        return "expected a JSON object"
-    if "messages" in row:
-        msgs = row["messages"]
-        if not isinstance(msgs, list) or len(msgs) < 2:
-            return "'messages' must be a list of at least 2 messages (the last one the expected assistant answer)"
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-                return f"messages[{i}] must be an object with string 'role' and 'content'"
-        if msgs[-1]["role"] != "assistant":
-            return f"the last message must be the expected assistant answer (found role '{msgs[-1]['role']}')"
-        if not msgs[-1]["content"].strip():
-            return "the expected assistant answer is empty"
-        return GoldenExample([{"role": m["role"], "content": m["content"]} for m in msgs[:-1]], msgs[-1]["content"])
-    if "prompt" in row or "expected" in row:
-        prompt, expected = row.get("prompt"), row.get("expected")
-        if not isinstance(prompt, str) or not prompt.strip():
-            return "'prompt' must be a non-empty string"
-        if not isinstance(expected, str) or not expected.strip():
-            return "'expected' must be a non-empty string"
-        return GoldenExample([{"role": "user", "content": prompt}], expected)
-    return "expected 'prompt' + 'expected', or 'messages' ending with the assistant's answer"
+    """A GoldenExample, or the reason the row is bad (advisor.rows: the same rules as `sftplan plan --golden`)."""
+    got = normalize_golden_row(row)
+    return got if isinstance(got, str) else GoldenExample(*got)
 
 
 def load_golden(path: str | Path) -> list[GoldenExample]:

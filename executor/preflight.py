@@ -159,7 +159,7 @@ def check_data(plan: Plan, plan_path: str | Path) -> list[str]:
                         "could be promoted; re-plan with --golden")
     data_path = check_data_file(df, "dataset", plan_path)
     golden_path = check_data_file(gf, "golden set", plan_path)
-    from executor.rows import read_rows  # pure: no torch at import
+    from advisor.rows import read_rows  # pure: no torch at import
 
     rows = read_rows(data_path)  # raises UserError listing every bad row
     golden = load_golden(golden_path)

@@ -106,7 +106,7 @@ def setup_tokenizer(model_dir: str):
 def setup_data(plan, tokenizer, train_path: str, golden_path: str, seed: int):
     from executor.data import build_train_data
     from executor.evalgate import load_golden
-    from executor.rows import read_rows
+    from advisor.rows import read_rows
 
     dataset, collator, enc = build_train_data(tokenizer, read_rows(train_path), max_seq_len=plan.hyperparameters.max_seq_len,
                                               packing=plan.request.packing, seed=seed)

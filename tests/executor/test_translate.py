@@ -84,7 +84,7 @@ def test_refusals(assets):
 
 
 def test_pure_no_torch():
-    code = ("import sys; import executor.translate, executor.launch, executor.run, advisor.cli.execute, executor.rows; "
+    code = ("import sys; import executor.translate, executor.launch, executor.run, advisor.cli.execute, advisor.rows; "
             "bad = [m for m in ('torch', 'transformers', 'deepspeed') if m in sys.modules]; print(bad); "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
