@@ -17,6 +17,7 @@ def estimate(model: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> Estimate:
     mem = memory_breakdown(model, gpu, cfg)
     need = mem.total
     hbm = int(gpu.hbm_gib * GIB)
+    usable = int(hbm * (1.0 - cfg.memory_headroom))  # the safety margin: fragmentation, spikes, estimate error
     cpu_need = cpu_bytes_per_node(model, gpu, cfg)
     cpu_fits = cpu_need <= gpu.host_ram_gib_per_node * GIB
     if not cpu_fits:
@@ -40,7 +41,8 @@ def estimate(model: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> Estimate:
         model_name=model.name, gpu=gpu.id, config=cfg,
         model_params=param_count(model), active_params=active_param_count(model), trainable_params=trainable,
         memory=mem, memory_per_gpu_bytes=need, hbm_bytes=hbm,
-        fits=need <= hbm and cpu_fits and runnable, headroom_bytes=hbm - need,
+        fits=need <= usable and cpu_fits and runnable, headroom_bytes=hbm - need,
+        usable_bytes=usable, tight=usable < need <= hbm,
         cpu_memory_per_node_bytes=cpu_need, cpu_fits=cpu_fits,
         flops_per_token=flops, tokens_per_s_per_gpu=tokens_per_s_per_gpu, mfu=mfu,
         step_time_s=st.step_s, compute_time_s=st.compute_s, comm_time_s=st.comm_s, offload_time_s=st.offload_s,

@@ -86,6 +86,7 @@ class PlanRequest(_Model):
     strategy: Strategy | None = Field(default=None, description="pin the strategy")
     learning_rate: float | None = Field(default=None, gt=0, description="override the rules' learning rate")
     packing: bool = False
+    memory_headroom: float = Field(default=0.10, ge=0, le=0.5, description="fraction of GPU memory kept free: a configuration is recommended only when its estimate leaves it")
     gate_tolerance: float = Field(default=0.02, ge=0, description="allowed relative golden-loss rise / score drop")
     min_golden_score: float | None = Field(default=None, ge=0, le=1)
 
@@ -127,6 +128,8 @@ class PlanEstimate(_Model):
     mfu: float
     steps_per_epoch: int
     total_steps: int
+    hbm_gib: float = Field(default=0.0, description="GPU memory of the tier")
+    memory_spare_gib: float = Field(default=0.0, description="hbm_gib minus memory_per_gpu_gib")
 
 
 class TierRow(_Model):

@@ -55,6 +55,15 @@ class Cand:
         return (self.gpu.id, self.num_gpus, self.strategy, self.mb, self.ac, self.tp, self.pp)
 
 
+def memory_binding(e: Estimate, gpu: GpuSpec) -> str:
+    """'GPU memory 75.1/71.6 GiB usable at 10% headroom (tight: 4.5 GiB / 6% to spare of 79.6 GiB)': the limit, with the margin."""
+    need, usable = e.memory_per_gpu_bytes / _GIB, e.usable_bytes / _GIB
+    out = f"GPU memory {need:,.1f}/{usable:,.1f} GiB usable at {e.config.memory_headroom:.0%} headroom"
+    if e.tight:
+        out += f" (tight: {e.headroom_bytes / _GIB:,.1f} GiB / {e.headroom_bytes / e.hbm_bytes:.0%} to spare of {gpu.hbm_gib:g} GiB)"
+    return out
+
+
 def nodes_for(num_gpus: int, gpu: GpuSpec) -> int:
     return max(1, math.ceil(num_gpus / gpu.gpus_per_node))
 
@@ -103,7 +112,8 @@ class Search:
         if key in self.cache:
             return self.cache[key]
         self.calls += 1
-        shared_key = (self.arch, id(gpu), n, s, mb, ac, tp, pp, ga, self.req.precision, self.seq_len, self.trainable)
+        shared_key = (self.arch, id(gpu), n, s, mb, ac, tp, pp, ga, self.req.precision, self.seq_len, self.trainable,
+                      self.req.memory_headroom)
         hit = _SHARED.get(shared_key)
         if hit is not None and hit[0] is gpu:
             e = hit[1]
@@ -111,7 +121,7 @@ class Search:
             try:
                 cfg = TrainConfig(num_gpus=n, strategy=s, precision=self.req.precision, seq_len=self.seq_len,
                                   micro_batch_size=mb, grad_accum=ga, activation_checkpointing=ac, tp=tp, pp=pp,
-                                  trainable=self.trainable, lora_rank=16)
+                                  trainable=self.trainable, lora_rank=16, memory_headroom=self.req.memory_headroom)
                 e = estimate(self.model, gpu, cfg)
             except (UserError, ValueError, ZeroDivisionError):  # ValueError: an invalid TrainConfig
                 e = None
@@ -246,12 +256,13 @@ class Search:
         e = self.est(gpu, n, s, 1, True)
         if e is None:
             self.why_not[gpu.id] = f"{s} on {n} GPU(s) is not a valid configuration"
-        elif not e.fits:
-            self.why_not[gpu.id] = (f"needs {e.memory_per_gpu_bytes / _GIB:,.1f} GiB per GPU with {s} on {n} GPUs "
-                                    f"(micro-batch 1, checkpointing on); {gpu.hbm_gib:g} GiB available")
+        elif e.memory_per_gpu_bytes > e.usable_bytes:
+            self.why_not[gpu.id] = f"{memory_binding(e, gpu)} with {s} on {n} GPUs (micro-batch 1, checkpointing on)"
         elif not e.cpu_fits:
-            self.why_not[gpu.id] = (f"{s} on {n} GPUs needs {e.cpu_memory_per_node_bytes / _GIB:,.0f} GiB host RAM per node; "
-                                    f"{gpu.host_ram_gib_per_node:g} GiB available")
+            self.why_not[gpu.id] = (f"host RAM {e.cpu_memory_per_node_bytes / _GIB:,.0f}/{gpu.host_ram_gib_per_node:g} GiB "
+                                    f"per node for the offload with {s} on {n} GPUs")
+        elif not e.fits:
+            self.why_not[gpu.id] = f"{s} on {n} GPUs: " + "; ".join(e.notes)
         else:
             self.why_not[gpu.id] = f"{s} on {n} GPUs: no throughput estimate"
         return []

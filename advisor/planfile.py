@@ -18,7 +18,8 @@ from advisor.yamlio import atomic_write_text, dump_yaml, load_model_yaml
 _UNHASHED = {"plan_sha256", "approval"}
 # Fields added to schema 1 after plans were first approved: hashed only when they differ from the value
 # a plan written before them reads back with, so those approvals stay valid after an upgrade.
-_ADDED_LATER = {("estimate", "overhead_hours"): 0.0}
+_ADDED_LATER = {("estimate", "overhead_hours"): 0.0, ("estimate", "hbm_gib"): 0.0, ("estimate", "memory_spare_gib"): 0.0,
+                ("request", "memory_headroom"): 0.10}
 
 
 def canonical_json(plan: Plan) -> str:

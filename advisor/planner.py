@@ -291,6 +291,7 @@ def _plan_estimate(c: Cand, tokens_total: int, epochs: int, gbs_target: int, req
         overhead_hours=round(c.overhead_hours, 3),
         tokens_per_s_per_gpu=round(e.tokens_per_s_per_gpu, 1), step_time_s=_round_small(e.step_time_s), mfu=round(e.mfu, 3),
         steps_per_epoch=spe, total_steps=spe * epochs,
+        hbm_gib=round(e.hbm_bytes / _GIB, 2), memory_spare_gib=round(e.headroom_bytes / _GIB, 2),
     )
 
 

@@ -97,6 +97,14 @@ def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
     return out + [""]
 
 
+def memory_line(e, memory_headroom: float) -> str:
+    """'66.3 of 79.6 GiB: fits with 13.3 GiB / 17% to spare (10% headroom required)'."""
+    if not e.hbm_gib:
+        return f"{e.memory_per_gpu_gib:.1f} GiB"
+    return (f"{e.memory_per_gpu_gib:.1f} of {e.hbm_gib:.1f} GiB: fits with {e.memory_spare_gib:.1f} GiB / "
+            f"{e.memory_spare_gib / e.hbm_gib:.0%} to spare ({memory_headroom:.0%} headroom required)")
+
+
 def tier_rows(plan: Plan) -> list[list[str]]:
     rows = []
     for t in plan.tiers:
@@ -131,7 +139,7 @@ def to_markdown(plan: Plan) -> str:
             ["activation checkpointing", "on" if r.activation_checkpointing else "off"], ["precision", r.precision]])
         L += ["## Cost and time", ""]
         L += _md_table(["estimate", "value"], [
-            ["memory per GPU", f"{e.memory_per_gpu_gib:.1f} GiB"], ["host RAM per node", f"{e.cpu_memory_per_node_gib:.1f} GiB"],
+            ["memory per GPU", memory_line(e, plan.request.memory_headroom)], ["host RAM per node", f"{e.cpu_memory_per_node_gib:.1f} GiB"],
             ["time", _hours(e.hours) + (f" (of which {_hours(e.overhead_hours)} start-up, weight load and checkpoint writes)"
                                         if e.overhead_hours else "")],
             ["cost", _usd(e.cost_usd) + _owned_note(plan)], ["tokens", f"{e.tokens_total:,}"],
@@ -205,7 +213,8 @@ def renderables(plan: Plan) -> Group:
     hps.add_row("epochs / seq", f"{hp.epochs} epochs, {hp.max_seq_len} tokens", "hparams.epochs")
     hps.add_row("global batch", f"{hp.global_batch_size} seqs (~{hp.global_batch_tokens:,} tokens)", "hparams.batch")
     la = plan.lora_alternative
-    tail = [Text(f"Checkpoints: every epoch, keep {plan.checkpointing.keep_last}, {plan.checkpointing.disk_gib:,.1f} GiB"),
+    tail = [Text(f"Memory per GPU: {memory_line(plan.estimate, plan.request.memory_headroom)}")] if plan.estimate else []
+    tail += [Text(f"Checkpoints: every epoch, keep {plan.checkpointing.keep_last}, {plan.checkpointing.disk_gib:,.1f} GiB"),
             Text(f"LoRA alternative: {la.num_gpus} x {la.gpu}, {_hours(la.hours)}, {_usd(la.cost_usd)}" if la.gpu else "LoRA alternative: -")]
     tail += [Text(f"warning: {w}", style="yellow") for w in plan.warnings]
     tail.append(Text(f"Approval: {approval_line(plan)}", style="bold"))

@@ -282,6 +282,7 @@ class TrainConfig(_Spec):
     trainable: Literal["full", "lora"] = "full"
     lora_rank: int = _bounds(gt=0, default=16)
     loss_chunks: int = _bounds(gt=0, default=1)  # 1 = full-vocab logits (HF loss); >1 = chunked cross-entropy
+    memory_headroom: float = _bounds(ge=0, le=0.5, default=0.10)  # fraction of the GPU's memory kept free
 
     def _check(self) -> None:
         if self.num_gpus % (self.tp * self.pp):
@@ -323,8 +324,8 @@ class Estimate(_Spec):
     memory: MemoryBreakdown
     memory_per_gpu_bytes: int
     hbm_bytes: int
-    fits: bool
-    headroom_bytes: int  # hbm minus need; negative when it does not fit
+    fits: bool  # the estimate leaves memory_headroom of hbm free (and host RAM suffices, and it runs)
+    headroom_bytes: int  # hbm minus need: memory to spare; negative when it does not fit at all
     cpu_memory_per_node_bytes: int = 0
     cpu_fits: bool = True
     flops_per_token: float
@@ -336,3 +337,5 @@ class Estimate(_Spec):
     offload_time_s: float = 0.0
     bottleneck: Literal["compute", "communication", "offload"] = "compute"
     notes: list[str] = field(default_factory=list)
+    usable_bytes: int = 0  # hbm minus the safety margin (config.memory_headroom): what a fit may use
+    tight: bool = False  # fits the GPU but inside the safety margin: never recommended

@@ -27,6 +27,8 @@ def register(subparsers) -> None:
     p.add_argument("--tp", type=int, default=1, help="tensor parallel size (megatron)")
     p.add_argument("--pp", type=int, default=1, help="pipeline parallel size (megatron)")
     p.add_argument("--loss-chunks", type=int, default=1, help="chunked cross-entropy chunks (1 = full logits)")
+    p.add_argument("--memory-headroom", type=float, default=0.10,
+                   help="fraction of GPU memory kept free; a fit must leave it (default 0.10, 0-0.5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -49,6 +51,8 @@ def build(args: argparse.Namespace):
                                  "megatron" if args.tp * args.pp > 1 else "fsdp")
     if strategy not in STRATEGIES:
         raise UserError(f"--strategy: unknown '{strategy}'{did_you_mean(strategy, list(STRATEGIES))}; valid: {', '.join(STRATEGIES)}")
+    if not 0 <= args.memory_headroom <= 0.5:
+        raise UserError(f"--memory-headroom: must be between 0 and 0.5, got {args.memory_headroom:g}")
     if args.precision not in PRECISIONS:
         raise UserError(f"--precision: unknown '{args.precision}'; valid: {', '.join(PRECISIONS)}")
     if args.num_gpus % (args.tp * args.pp):
@@ -69,6 +73,7 @@ def build(args: argparse.Namespace):
         num_gpus=args.num_gpus, strategy=strategy, precision=args.precision, seq_len=args.seq_len,
         micro_batch_size=args.micro_batch, grad_accum=args.grad_accum,
         activation_checkpointing=args.activation_checkpointing, tp=args.tp, pp=args.pp, loss_chunks=args.loss_chunks,
+        memory_headroom=args.memory_headroom,
     )
     return model, gpu, cfg
 
@@ -88,6 +93,10 @@ def to_json(est, model, gpu) -> dict:
         "memory_per_gpu_gib": round(est.memory_per_gpu_bytes / GIB, 3),
         "hbm_gib": gpu.hbm_gib,
         "headroom_gib": round(est.headroom_bytes / GIB, 3),
+        "headroom_fraction": round(est.headroom_bytes / est.hbm_bytes, 4),
+        "memory_headroom": est.config.memory_headroom,
+        "usable_gib": round(est.usable_bytes / GIB, 3),
+        "tight": est.tight,
         "memory_breakdown_gib": {k: round(v / GIB, 3) for k, v in est.memory.to_dict().items()},
         "cpu_memory_per_node_gib": round(est.cpu_memory_per_node_bytes / GIB, 3),
         "host_ram_gib_per_node": gpu.host_ram_gib_per_node,
@@ -132,8 +141,13 @@ def _print_table(d: dict, model) -> None:
     table.add_row("[bold]total[/]", f"[bold]{d['memory_per_gpu_gib']:.2f}[/]")
     table.add_row("GPU capacity", f"{d['hbm_gib']:.1f}")
     console.print(table)
+    spare = f"{d['headroom_gib']:.1f} GiB / {d['headroom_fraction']:.0%} to spare"
+    margin = f"{d['memory_headroom']:.0%} headroom required, {d['usable_gib']:.1f} GiB usable"
     if d["fits"]:
-        console.print(f"[green]fits[/] with {d['headroom_gib']:.1f} GiB to spare")
+        console.print(f"[green]fits[/] with {spare} ({margin})")
+    elif d["tight"]:
+        console.print(f"[yellow]tight[/]: {d['memory_per_gpu_gib']:.1f} of {d['hbm_gib']:.1f} GiB leaves {spare}, "
+                      f"inside the margin ({margin}); a plan does not recommend it")
     else:
         why = "; ".join(d["notes"]) or f"over by {-d['headroom_gib']:.1f} GiB"
         console.print(f"[red]does not fit[/]: {why}" if d["headroom_gib"] >= 0 else f"[red]does not fit[/]: over by {-d['headroom_gib']:.1f} GiB")

@@ -39,6 +39,7 @@ def add_request_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", choices=list(STRATEGIES), help="pin the strategy")
     p.add_argument("--learning-rate", type=float, help="override the rules' learning rate")
     p.add_argument("--packing", action="store_true", default=None, help="pack examples into full sequences")
+    p.add_argument("--memory-headroom", type=float, help="fraction of GPU memory a plan keeps free (default 0.10, 0-0.5)")
     p.add_argument("--gate-tolerance", type=float)
     p.add_argument("--min-golden-score", type=float)
 
@@ -46,7 +47,7 @@ def add_request_arguments(p: argparse.ArgumentParser) -> None:
 _FLAG_OF = {"dataset": "--examples/--avg-tokens", "goals": "--goal", "have": "--have"}
 _SIMPLE = ("model", "model_path", "max_seq_len", "epochs", "base", "goals", "budget_usd", "deadline_hours",
            "nvidia_stack", "max_gpus", "method", "precision", "gpu", "num_gpus", "strategy", "learning_rate",
-           "packing", "gate_tolerance", "min_golden_score")
+           "packing", "gate_tolerance", "min_golden_score", "memory_headroom")
 
 
 def parse_have(items: list[str]) -> list[dict[str, Any]]:
