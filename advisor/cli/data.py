@@ -1,0 +1,147 @@
+"""`sftplan data check | dedup`: the data checks of advisor/datacheck.py, with a progress bar.
+
+Exit codes of `data check`: 0 nothing found, 1 something found, 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+PROGRESS_MIN_BYTES = 8 * 2**20  # files smaller than this finish before a bar is worth drawing
+
+
+def _add_check_arguments(p: argparse.ArgumentParser) -> None:
+    from advisor.datacheck import DEFAULT_NEAR_THRESHOLD, DEFAULT_SHINGLE_WORDS
+
+    p.add_argument("--golden", metavar="JSONL", help="golden eval set: report its rows that leak from training")
+    p.add_argument("--near-threshold", type=float, default=DEFAULT_NEAR_THRESHOLD, metavar="J",
+                   help=f"Jaccard similarity at or above which two rows are near duplicates (default {DEFAULT_NEAR_THRESHOLD})")
+    p.add_argument("--shingle-words", type=int, default=DEFAULT_SHINGLE_WORDS, metavar="K",
+                   help=f"words per shingle for MinHash (default {DEFAULT_SHINGLE_WORDS})")
+    p.add_argument("--max-seq-len", type=int, default=2048, help="sequence length the run trains at (default 2048)")
+    p.add_argument("--model", metavar="DIR", help="model directory: count tokens with its tokenizer.json")
+    p.add_argument("--spacy-model", metavar="NAME", help="an installed spaCy model (e.g. en_core_web_lg): also find names and locations")
+    p.add_argument("--no-pii", action="store_true", help="skip the PII scan")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    data = subparsers.add_parser("data", help="check training data before approval: duplicates, PII, leakage, length")
+    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", parser_class=type(data))
+    p = sub.add_parser("check", help="report duplicates, near duplicates, PII, golden leakage, long rows, empty answers")
+    p.add_argument("train", metavar="TRAIN_JSONL")
+    _add_check_arguments(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("dedup", help="write a copy without exact (and near) duplicates, keeping the first of each group")
+    p.add_argument("input", metavar="IN_JSONL")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_JSONL")
+    p.add_argument("--exact-only", action="store_true", help="remove exact duplicates only")
+    p.add_argument("--near-threshold", type=float, default=None, metavar="J")
+    p.set_defaults(func=cmd_dedup)
+    data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
+
+
+def run_check(args: argparse.Namespace, train: str, *, quiet: bool = False):
+    """The check with a progress bar on stderr for long files (shared with `plan --dataset`)."""
+    from advisor.datacheck import DEFAULT_NEAR_THRESHOLD, DEFAULT_SHINGLE_WORDS, check
+
+    kwargs = dict(golden=getattr(args, "golden", None), max_seq_len=getattr(args, "max_seq_len", None) or 2048,
+                  near_threshold=getattr(args, "near_threshold", None) or DEFAULT_NEAR_THRESHOLD,
+                  shingle_words=getattr(args, "shingle_words", None) or DEFAULT_SHINGLE_WORDS,
+                  pii=not getattr(args, "no_pii", False), spacy_model=getattr(args, "spacy_model", None),
+                  model=getattr(args, "model", None))
+    try:
+        size = Path(train).stat().st_size
+    except OSError:
+        size = 0
+    if quiet or size < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        return check(train, **kwargs)
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("checking {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(Path(train).name, total=size)
+        return check(train, progress=lambda done, total: bar.update(task, completed=done), **kwargs)
+
+
+def _lines(nums: list[int], limit: int = 12) -> str:
+    s = ", ".join(str(n) for n in nums[:limit])
+    return s + (f", ... ({len(nums)} in all)" if len(nums) > limit else "")
+
+
+def to_text(r) -> str:
+    """The report a person reads: every finding with file:line."""
+    f = r.path
+    s = r.settings
+    out = [f"{f}: {r.rows:,} rows, {r.tokens_total:,} tokens ({s['token_count_method']})"]
+    out.append(f"settings: near-duplicate Jaccard threshold {s['near_threshold']:g}, {s['shingle_words']}-word shingles, "
+               f"MinHash {s['num_perm']} permutations in {s['lsh_bands']} LSH bands; text normalised: {s['normalisation']}")
+    ex = r.exact_duplicates
+    out.append(f"\nexact duplicates: {len(ex)} group(s), {sum(len(g) - 1 for g in ex)} row(s) beyond the first of each")
+    for g in ex[:20]:
+        out.append(f"  {f}:{g[0]} repeated at lines {_lines(g[1:])}")
+    if len(ex) > 20:
+        out.append(f"  ... {len(ex) - 20} more groups (--json lists all)")
+    nd = r.near_duplicates
+    out.append(f"\nnear duplicates (estimated Jaccard >= {s['near_threshold']:g}): {len(nd)} group(s), "
+               f"{sum(len(g.lines) - 1 for g in nd)} row(s) beyond the first of each")
+    for g in nd[:20]:
+        out.append(f"  {f}:{g.lines[0]} ~ lines {_lines(g.lines[1:])} (similarity >= {g.similarity:.2f})")
+    if len(nd) > 20:
+        out.append(f"  ... {len(nd) - 20} more groups (--json lists all)")
+    if s["pii"]:
+        kinds: dict[str, int] = {}
+        for h in r.pii:
+            kinds[h.kind] = kinds.get(h.kind, 0) + 1
+        out.append(f"\nPII (Presidio pattern recognizers, score >= {s['pii_min_score']:g}): {len(r.pii)} hit(s)"
+                   + (f" in {len({h.line for h in r.pii})} row(s): " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+                      if r.pii else ""))
+        for h in r.pii[:30]:
+            out.append(f"  {f}:{h.line}: {h.kind} in {h.field}")
+        if len(r.pii) > 30:
+            out.append(f"  ... {len(r.pii) - 30} more (--json lists all)")
+    if r.golden:
+        out.append(f"\ngolden leakage ({r.golden}, {r.golden_rows} rows): {len(r.leakage)} pair(s)")
+        for x in r.leakage[:30]:
+            sim = "" if x.kind.startswith("exact") else f", similarity {x.similarity:.2f}"
+            out.append(f"  {r.golden}:{x.golden_line} = {f}:{x.train_line} ({x.kind}{sim})")
+        if r.leakage:
+            out.append("  the gate scores the model on answers it trained on: its verdicts are inflated")
+    t = r.too_long
+    out.append(f"\nlonger than max_seq_len {t.max_seq_len}: {t.count} row(s)")
+    if t.count:
+        out.append(f"  lines {_lines(t.lines)}; longest {t.max_tokens:,} tokens (+{t.max_tokens - t.max_seq_len:,}), "
+                   f"{t.tokens_over_total:,} tokens past the limit in all")
+        out.append("  the executor truncates each to max_seq_len (executor/data.py): tokens past it are not trained on")
+        if t.prompt_too_long_lines:
+            out.append(f"  prompt alone fills max_seq_len at lines {_lines(t.prompt_too_long_lines)}: "
+                       "no answer token is left and the run stops on them")
+    out.append(f"\nempty or whitespace-only answers: {len(r.empty_answers)}")
+    if r.empty_answers:
+        out.append(f"  {f}: lines {_lines(r.empty_answers)} (plan and run reject these rows: fix or remove them)")
+    for n in r.notes:
+        out.append(f"\nnote: {n}")
+    out.append("\n" + ("findings above: exit 1" if r.found else "nothing found"))
+    return "\n".join(out)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    r = run_check(args, args.train)
+    text = json.dumps(r.to_dict(), indent=2) if args.json else to_text(r)
+    sys.stdout.write(text + "\n")
+    return 1 if r.found else 0
+
+
+def cmd_dedup(args: argparse.Namespace) -> int:
+    from advisor.datacheck import DEFAULT_NEAR_THRESHOLD, dedup
+
+    near = None if args.exact_only else (args.near_threshold or DEFAULT_NEAR_THRESHOLD)
+    kept, removed = dedup(args.input, args.output, near_threshold=near)
+    sys.stdout.write(f"wrote {args.output}: kept {kept:,} rows, removed {removed:,} "
+                     f"({'exact' if near is None else f'exact and near (Jaccard >= {near:g})'} duplicates, first of each group kept)\n")
+    return 0

@@ -1,0 +1,614 @@
+"""Data checks before approval: exact and near duplicates, PII, golden/train leakage, length, empty answers.
+
+Pure core: ``check(path, ...)`` streams a training JSONL file through the same row formats as ``plan``
+and ``run`` (executor/rows.py's ``normalize_row``) and returns a ``CheckResult``; it prints nothing.
+
+- Exact duplicates: the whole conversation (role + content of every message) lower-cased with runs of
+  whitespace collapsed, hashed (BLAKE2b-128); groups of line numbers, the first line first.
+- Near duplicates: MinHash (Broder 1997, "On the resemblance and containment of documents") over word
+  shingles of that normalised text, candidates from LSH banding (Leskovec, Rajaraman, Ullman, *Mining of
+  Massive Datasets*, ch. 3.4), each candidate pair confirmed by its MinHash-estimated Jaccard similarity
+  against the threshold. The library is rensa (Rust MinHash, ~18x faster than datasketch here: see
+  benchmarks/data_check.py, which measures both). Only the signatures are kept, never the texts.
+- PII: Microsoft Presidio's predefined pattern recognizers (no NLP model, so no spaCy load), run only on
+  rows a cheap necessary-condition regex lets through (an email needs an '@', a phone number 7 digits...).
+  Names and locations need a spaCy NER model: used only when the caller names an installed one.
+- Leakage: golden rows whose prompt, or prompt + answer, is an exact or near duplicate of a training row's.
+- Length: tokens per row (the model's tokenizer.json when given, else ``CHARS_PER_TOKEN`` from
+  advisor/request.py) against ``max_seq_len``; the executor truncates longer rows (executor/data.py).
+- Empty answers: rows whose final answer is empty or whitespace only. The row reader rejects them, so
+  ``plan``/``run`` would stop on them: here they are findings with their line numbers, not bad input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from advisor.errors import UserError
+from executor.rows import normalize_row
+
+DEFAULT_NEAR_THRESHOLD = 0.8
+DEFAULT_SHINGLE_WORDS = 3
+DEFAULT_NUM_PERM = 128
+MINHASH_SEED = 1729  # fixed: the same file gives the same groups (the summary goes into a hashed plan)
+PII_MIN_SCORE = 0.4  # Presidio's phone recognizer scores 0.4 without context words; weaker hits are noise
+NLP_ENTITIES = ("PERSON", "LOCATION")
+FIRST_LINES = 5  # how many line numbers of each kind a summary keeps
+
+_WS = re.compile(r"\s+")
+
+# Presidio predefined pattern recognizers used by default (class name, entity), each with a regex that
+# every match of the recognizer must also match (its necessary condition): rows without it are skipped.
+# Several recognizers' regexes are expensive over 100k long rows; the prefilters keep the cost in the
+# rows that can hold the entity. benchmarks/data_check.py measures recall on planted entities.
+PII_RECOGNIZERS: tuple[tuple[str, str, str], ...] = (
+    ("EmailRecognizer", "EMAIL_ADDRESS", r"@"),
+    ("PhoneRecognizer", "PHONE_NUMBER", r"\d(?:\D{0,3}\d){6}"),
+    ("CreditCardRecognizer", "CREDIT_CARD", r"\d(?:[ -]?\d){11}"),
+    ("IbanRecognizer", "IBAN_CODE", r"[A-Za-z]{2}\d{2}"),
+    ("IpRecognizer", "IP_ADDRESS", r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:"),
+    ("UsSsnRecognizer", "US_SSN", r"\d{3}\D?\d{2}\D?\d{4}"),
+    ("CryptoRecognizer", "CRYPTO", r"[A-Za-z0-9]{26}"),
+    ("MacAddressRecognizer", "MAC_ADDRESS", r"[0-9A-Fa-f]{2}[:.-][0-9A-Fa-f]{2}"),
+    ("NhsRecognizer", "UK_NHS", r"\d{3}\D?\d{3}\D?\d{4}"),
+)
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class NearGroup:
+    lines: list[int]
+    similarity: float  # the lowest MinHash-estimated Jaccard similarity among the group's confirmed pairs
+
+
+@dataclass(frozen=True)
+class PiiHit:
+    line: int
+    kind: str  # Presidio entity type, e.g. EMAIL_ADDRESS
+    field: str  # the row's field, e.g. "response" or "messages[2].content"
+    score: float
+
+
+@dataclass(frozen=True)
+class Leak:
+    golden_line: int
+    train_line: int
+    kind: str  # "exact prompt+answer" | "exact prompt" | "near prompt+answer" | "near prompt"
+    similarity: float
+
+
+@dataclass
+class TooLong:
+    max_seq_len: int
+    count: int = 0
+    lines: list[int] = field(default_factory=list)
+    max_tokens: int = 0
+    tokens_over_total: int = 0  # tokens past max_seq_len, summed over rows: what truncation drops
+    prompt_too_long_lines: list[int] = field(default_factory=list)  # no answer token left: the run stops
+
+
+@dataclass
+class CheckResult:
+    path: str
+    rows: int
+    exact_duplicates: list[list[int]]
+    near_duplicates: list[NearGroup]
+    pii: list[PiiHit]
+    leakage: list[Leak]
+    too_long: TooLong
+    empty_answers: list[int]
+    settings: dict[str, Any]
+    notes: list[str]
+    golden: str | None = None
+    golden_rows: int = 0
+    tokens_total: int = 0
+
+    @property
+    def duplicate_rows(self) -> int:
+        """Rows a dedup would remove (every row of a group but its first), exact then near."""
+        return sum(len(g) - 1 for g in self.exact_duplicates) + sum(len(g.lines) - 1 for g in self.near_duplicates)
+
+    @property
+    def found(self) -> bool:
+        return bool(self.exact_duplicates or self.near_duplicates or self.pii or self.leakage
+                    or self.too_long.count or self.empty_answers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `--json` object: rows, exact_duplicates, near_duplicates [{lines, similarity}], pii
+        [{line, kind, field}], leakage [{golden_line, train_line, kind}], too_long {count, lines},
+        empty_answers, settings."""
+        return {
+            "file": self.path, "rows": self.rows, "golden": self.golden, "golden_rows": self.golden_rows,
+            "exact_duplicates": self.exact_duplicates,
+            "near_duplicates": [asdict(g) for g in self.near_duplicates],
+            "pii": [asdict(h) for h in self.pii],
+            "leakage": [asdict(x) for x in self.leakage],
+            "too_long": asdict(self.too_long),
+            "empty_answers": self.empty_answers,
+            "tokens_total": self.tokens_total,
+            "settings": self.settings,
+            "notes": self.notes,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and the first line numbers of each kind: what a plan records."""
+        def first(lines: list[int]) -> list[int]:
+            return sorted(lines)[:FIRST_LINES]
+        return {
+            "rows": self.rows,
+            "exact_duplicate_groups": len(self.exact_duplicates),
+            "exact_duplicate_rows": sum(len(g) - 1 for g in self.exact_duplicates),
+            "exact_duplicate_first_lines": [g[1] for g in self.exact_duplicates[:FIRST_LINES]],
+            "near_duplicate_groups": len(self.near_duplicates),
+            "near_duplicate_rows": sum(len(g.lines) - 1 for g in self.near_duplicates),
+            "near_duplicate_first_lines": [g.lines[1] for g in self.near_duplicates[:FIRST_LINES]],
+            "pii_hits": len(self.pii),
+            "pii_kinds": sorted({h.kind for h in self.pii}),
+            "pii_first_lines": first(sorted({h.line for h in self.pii})),
+            "leakage": len(self.leakage),
+            "leakage_first_golden_lines": first(sorted({x.golden_line for x in self.leakage})),
+            "too_long": self.too_long.count,
+            "too_long_first_lines": self.too_long.lines[:FIRST_LINES],
+            "empty_answers": len(self.empty_answers),
+            "empty_answer_first_lines": self.empty_answers[:FIRST_LINES],
+            "near_threshold": self.settings["near_threshold"],
+            "shingle_words": self.settings["shingle_words"],
+            "token_count_method": self.settings["token_count_method"],
+        }
+
+
+# --------------------------------------------------------------------------- rows
+def _open_lines(path: Path, what: str) -> tuple[Any, int]:
+    try:
+        fh = path.open("rb")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file ({what})") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a .jsonl file ({what})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read {what} ({exc.strerror or exc.__class__.__name__})") from None
+    return fh, os.fstat(fh.fileno()).st_size
+
+
+def _answer_key(row: dict) -> str | None:
+    """The key of the row's final answer when it is a string that is empty or whitespace only."""
+    if "messages" in row:
+        msgs = row["messages"]
+        if isinstance(msgs, list) and msgs and isinstance(msgs[-1], dict) and msgs[-1].get("role") == "assistant":
+            c = msgs[-1].get("content")
+            return f"messages[{len(msgs) - 1}].content" if isinstance(c, str) and not c.strip() else None
+        return None
+    for key in ("response", "completion", "output"):
+        if isinstance(row.get(key), str) and not row[key].strip():
+            return key
+    return None
+
+
+def _with_answer(row: dict, key: str) -> dict:
+    """The row with a placeholder answer in place of its empty one (to validate the rest of it)."""
+    row = dict(row)
+    if key.startswith("messages["):
+        msgs = list(row["messages"])
+        msgs[-1] = {**msgs[-1], "content": "-"}
+        row["messages"] = msgs
+    else:
+        row[key] = "-"
+    return row
+
+
+def trained_fields(row: dict) -> list[tuple[str, str]]:
+    """(field name as in the file, text) of every string the model is trained on."""
+    if "messages" in row:
+        return [(f"messages[{i}].content", m["content"]) for i, m in enumerate(row["messages"])]
+    keys = ("system", "prompt", "response", "completion") if "prompt" in row else ("system", "instruction", "input", "output")
+    return [(k, row[k]) for k in keys if isinstance(row.get(k), str) and row[k]]
+
+
+@dataclass
+class Row:
+    line: int
+    raw: dict
+    messages: list[dict[str, str]]
+    empty_answer: bool
+
+
+def iter_rows(path: str | Path, bad: list[str], progress: Callable[[int, int], None] | None = None) -> Iterator[Row]:
+    """Stream the file's rows: every non-blank line through ``normalize_row`` (the formats ``plan`` and
+    ``run`` accept). Bad rows are appended to ``bad`` as ``file:line: reason`` (the caller raises once at
+    the end: nothing is dropped silently); a row whose only fault is an empty answer is yielded with
+    ``empty_answer`` set. ``progress(bytes_read, total_bytes)`` is called every 1,000 lines."""
+    path = Path(path)
+    fh, total = _open_lines(path, "training data")
+    done = 0
+    with fh:
+        for lineno, raw_line in enumerate(fh, 1):
+            done += len(raw_line)
+            if progress and lineno % 1000 == 0:
+                progress(done, total)
+            if not raw_line.strip():
+                continue
+            try:
+                obj = json.loads(raw_line)
+            except UnicodeDecodeError:
+                bad.append(f"{path}:{lineno}: not UTF-8 text")
+                continue
+            except json.JSONDecodeError as exc:
+                bad.append(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})")
+                continue
+            got = normalize_row(obj)
+            empty = False
+            if isinstance(got, str) and isinstance(obj, dict) and (key := _answer_key(obj)):
+                retry = normalize_row(_with_answer(obj, key))
+                if not isinstance(retry, str):
+                    got, empty = retry, True
+            if isinstance(got, str):
+                bad.append(f"{path}:{lineno}: {got}")
+                continue
+            yield Row(lineno, obj, got, empty)
+        if progress:
+            progress(total, total)
+
+
+def raise_bad(bad: list[str], noun: str) -> None:
+    """One line: the first bad row and how many more there are (with their line numbers)."""
+    if not bad:
+        return
+    more = ""
+    if len(bad) > 1:
+        rest = [b.rsplit(":", 2)[0].rsplit(":", 1)[-1] for b in bad[1:11]]
+        more = f" (and {len(bad) - 1} more bad {noun} rows: lines {', '.join(rest)}{', ...' if len(bad) > 11 else ''})"
+    raise UserError(bad[0] + more)
+
+
+def normalized_text(messages: list[dict[str, str]]) -> str:
+    """Role and content of every message, lower-cased, runs of whitespace collapsed to one space."""
+    return _WS.sub(" ", " ".join(f"{m['role']}: {m['content']}" for m in messages)).strip().lower()
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+def shingles(text: str, k: int) -> list[str]:
+    words = text.split()
+    if len(words) <= k:
+        return [" ".join(words)] if words else [""]
+    return list({" ".join(words[i:i + k]) for i in range(len(words) - k + 1)})
+
+
+# --------------------------------------------------------------------------- near duplicates
+def lsh_bands(threshold: float, num_perm: int) -> int:
+    """The LSH band count: the fewest bands (most rows per band, fewest false candidates) whose
+    probability of making a pair at exactly ``threshold`` a candidate, 1 - (1 - s^r)^b, is >= 0.99
+    (Mining of Massive Datasets, 3.4.2). False candidates cost only a similarity check."""
+    bands = 1
+    while bands <= num_perm:
+        if num_perm % bands == 0:
+            r = num_perm // bands
+            if 1 - (1 - threshold ** r) ** bands >= 0.99:
+                return bands
+        bands *= 2
+    return num_perm
+
+
+class _MinHasher:
+    def __init__(self, threshold: float, shingle_words: int, num_perm: int):
+        from rensa import RMinHash, RMinHashLSH  # lazy: only the data check needs it
+
+        self._new = lambda: RMinHash(num_perm=num_perm, seed=MINHASH_SEED)
+        self._lsh = RMinHashLSH(threshold=threshold, num_perm=num_perm, num_bands=lsh_bands(threshold, num_perm))
+        self.threshold, self.k = threshold, shingle_words
+        self.sigs: dict[int, Any] = {}
+
+    def signature(self, text: str):
+        m = self._new()
+        m.update(shingles(text, self.k))
+        return m
+
+    def matches(self, sig) -> list[tuple[int, float]]:
+        """(key, estimated Jaccard) of stored signatures at or above the threshold."""
+        out = []
+        for key in self._lsh.query(sig):
+            sim = sig.jaccard(self.sigs[key])
+            if sim >= self.threshold:
+                out.append((key, sim))
+        return out
+
+    def add(self, key: int, sig) -> None:
+        self._lsh.insert(key, sig)
+        self.sigs[key] = sig
+
+
+def _groups(edges: dict[int, list[tuple[int, float]]]) -> list[NearGroup]:
+    """Union-find over confirmed pairs: groups sorted by first line, the group similarity its weakest pair."""
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, pairs in edges.items():
+        for b, _ in pairs:
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    members: dict[int, list[int]] = {}
+    for x in list(parent):
+        members.setdefault(find(x), []).append(x)
+    low: dict[int, float] = {}
+    for a, pairs in edges.items():
+        for _, sim in pairs:
+            r = find(a)
+            low[r] = min(low.get(r, 1.0), sim)
+    return [NearGroup(sorted(m), round(low[r], 3)) for r, m in sorted(members.items())]
+
+
+# --------------------------------------------------------------------------- PII
+def pii_scanner(spacy_model: str | None = None) -> Callable[[str], list[tuple[str, float]]]:
+    """text -> [(entity kind, score)]. Presidio's pattern recognizers, instantiated directly (no
+    AnalyzerEngine, no NLP model); with ``spacy_model`` (an installed spaCy package) also PERSON and
+    LOCATION through Presidio's spaCy NLP engine."""
+    import logging
+
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    try:
+        from presidio_analyzer import predefined_recognizers as pr
+    except ImportError:
+        raise UserError("the PII check needs presidio-analyzer: pip install 'sftplan[data]'") from None
+    import tldextract
+
+    offline = tldextract.TLDExtract(suffix_list_urls=())  # the bundled suffix list: no download at run time
+
+    class _OfflineEmail(pr.EmailRecognizer):
+        def validate_result(self, pattern_text: str):  # same test as Presidio's, without the network
+            return offline(pattern_text).fqdn != ""
+
+    recognizers = []
+    for cls_name, entity, prefilter in PII_RECOGNIZERS:
+        rec = _OfflineEmail() if cls_name == "EmailRecognizer" else getattr(pr, cls_name)()
+        recognizers.append((rec, [entity], re.compile(prefilter)))
+    nlp = None
+    if spacy_model:
+        nlp = _nlp_analyzer(spacy_model)
+
+    def scan(text: str) -> list[tuple[str, float]]:
+        found = []
+        for rec, entities, pre in recognizers:
+            if pre.search(text):
+                for r in rec.analyze(text, entities, None):
+                    if r.score >= PII_MIN_SCORE:
+                        found.append((r.entity_type, r.score))
+        if nlp is not None:
+            found += [(r.entity_type, r.score) for r in nlp.analyze(text=text, entities=list(NLP_ENTITIES), language="en")
+                      if r.score >= PII_MIN_SCORE]
+        return found
+
+    return scan
+
+
+def _nlp_analyzer(spacy_model: str):
+    import importlib.util
+
+    if importlib.util.find_spec(spacy_model) is None:
+        raise UserError(f"--spacy-model {spacy_model}: not an installed spaCy model package "
+                        f"(python -m spacy download {spacy_model})")
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    engine = NlpEngineProvider(nlp_configuration={
+        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": spacy_model}]}).create_engine()
+    return AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
+
+
+# --------------------------------------------------------------------------- golden set
+@dataclass
+class _Golden:
+    line: int
+    prompt: str  # normalised conversation before the answer
+    full: str  # prompt + answer
+
+
+def _read_golden(path: str | Path) -> list[_Golden]:
+    """The golden set through the gate's own reader (executor/evalgate.py), so the same rows count."""
+    from executor.evalgate import load_golden
+
+    try:
+        examples = load_golden(path)
+    except UserError as exc:  # the gate's reader lists bad rows one per line: here, one line
+        raise UserError(str(exc).replace(":\n", ": ", 1).replace("\n", "; ")) from None
+    out = []
+    for ex in examples:
+        line = int(ex.where.rsplit(":", 1)[1])
+        out.append(_Golden(line, normalized_text(ex.messages),
+                           normalized_text(ex.messages + [{"role": "assistant", "content": ex.expected}])))
+    return out
+
+
+# --------------------------------------------------------------------------- the check
+def token_counter(model: str | None) -> tuple[Callable[[list[str]], list[int]], str]:
+    """(texts -> token counts, how they are counted): the model directory's tokenizer.json, else the
+    characters-per-token approximation of advisor/request.py."""
+    from advisor.request import CHARS_PER_TOKEN, _tokenizer_counter
+
+    if model:
+        counter = _tokenizer_counter(model)
+        if counter is not None:
+            return counter, f"tokenizer.json of {model} (message text, chat template not counted)"
+    return (lambda texts: [max(1, round(len(t) / CHARS_PER_TOKEN)) for t in texts],
+            f"approximation: {CHARS_PER_TOKEN:g} characters per token" + (f" (no tokenizer.json in {model})" if model else ""))
+
+
+def check(path: str | Path, *, golden: str | Path | None = None, max_seq_len: int = 2048,
+          near_threshold: float = DEFAULT_NEAR_THRESHOLD, shingle_words: int = DEFAULT_SHINGLE_WORDS,
+          num_perm: int = DEFAULT_NUM_PERM, pii: bool = True, spacy_model: str | None = None,
+          model: str | None = None, progress: Callable[[int, int], None] | None = None) -> CheckResult:
+    """Every check over one streamed pass of the training file (and the golden set, read first)."""
+    if not 0 < near_threshold <= 1:
+        raise UserError(f"--near-threshold {near_threshold}: must be in (0, 1]")
+    if shingle_words < 1:
+        raise UserError(f"--shingle-words {shingle_words}: must be >= 1")
+    if max_seq_len < 1:
+        raise UserError(f"--max-seq-len {max_seq_len}: must be > 0")
+    count_tokens, token_method = token_counter(model)
+    notes: list[str] = []
+    scan = pii_scanner(spacy_model) if pii else None
+    if not pii:
+        notes.append("PII not checked (--no-pii)")
+    elif not spacy_model:
+        notes.append("names and locations (PERSON, LOCATION) not checked: they need a spaCy NER model, none "
+                     "named; install one (e.g. en_core_web_lg) and pass --spacy-model en_core_web_lg")
+
+    golden_rows: list[_Golden] = []
+    g_prompt: dict[bytes, list[int]] = {}
+    g_full: dict[bytes, list[int]] = {}
+    g_prompt_mh = g_full_mh = None
+    if golden:
+        golden_rows = _read_golden(golden)
+        g_prompt_mh = _MinHasher(near_threshold, shingle_words, num_perm)
+        g_full_mh = _MinHasher(near_threshold, shingle_words, num_perm)
+        for g in golden_rows:
+            g_prompt.setdefault(_digest(g.prompt), []).append(g.line)
+            g_full.setdefault(_digest(g.full), []).append(g.line)
+            g_prompt_mh.add(g.line, g_prompt_mh.signature(g.prompt))
+            g_full_mh.add(g.line, g_full_mh.signature(g.full))
+
+    near = _MinHasher(near_threshold, shingle_words, num_perm)
+    exact: dict[bytes, list[int]] = {}
+    edges: dict[int, list[tuple[int, float]]] = {}
+    hits: list[PiiHit] = []
+    leaks: dict[tuple[int, int], Leak] = {}
+    too_long = TooLong(max_seq_len=max_seq_len)
+    empty: list[int] = []
+    bad: list[str] = []
+    rows = tokens_total = 0
+    batch: list[tuple[int, str, str]] = []
+
+    def flush() -> None:
+        nonlocal tokens_total
+        counts = count_tokens([t for _, t, _ in batch])
+        prompt_counts = count_tokens([p for _, _, p in batch])
+        for (line, _, _), n, p in zip(batch, counts, prompt_counts):
+            tokens_total += n
+            if n > max_seq_len:
+                too_long.count += 1
+                too_long.lines.append(line)
+                too_long.max_tokens = max(too_long.max_tokens, n)
+                too_long.tokens_over_total += n - max_seq_len
+                if p >= max_seq_len:
+                    too_long.prompt_too_long_lines.append(line)
+        batch.clear()
+
+    for row in iter_rows(path, bad, progress):
+        rows += 1
+        line, msgs = row.line, row.messages
+        if row.empty_answer:
+            empty.append(line)
+        text = normalized_text(msgs)
+        prompt_msgs = msgs[:-1]
+        batch.append((line, "\n".join(m["content"] for m in msgs), "\n".join(m["content"] for m in prompt_msgs)))
+        if len(batch) >= 1000:
+            flush()
+        key = _digest(text)
+        group = exact.setdefault(key, [])
+        group.append(line)
+        if len(group) == 1:  # an exact duplicate is reported with its group, not again as near
+            sig = near.signature(text)
+            if pairs := near.matches(sig):
+                edges[line] = pairs
+            near.add(line, sig)
+        if scan is not None:
+            for fname, ftext in trained_fields(row.raw):
+                for kind, score in scan(ftext):
+                    hits.append(PiiHit(line, kind, fname, round(score, 2)))
+        if golden_rows:
+            prompt = normalized_text(prompt_msgs)
+            for gl in g_full.get(key, ()):
+                leaks[(gl, line)] = Leak(gl, line, "exact prompt+answer", 1.0)
+            for gl in g_prompt.get(_digest(prompt), ()):
+                leaks.setdefault((gl, line), Leak(gl, line, "exact prompt", 1.0))
+            for gl, sim in g_full_mh.matches(g_full_mh.signature(text)):
+                leaks.setdefault((gl, line), Leak(gl, line, "near prompt+answer", round(sim, 3)))
+            for gl, sim in g_prompt_mh.matches(g_prompt_mh.signature(prompt)):
+                leaks.setdefault((gl, line), Leak(gl, line, "near prompt", round(sim, 3)))
+    if batch:
+        flush()
+    raise_bad(bad, "training")
+    if not rows:
+        raise UserError(f"{path}: no training rows")
+    settings = {
+        "near_threshold": near_threshold, "shingle_words": shingle_words, "num_perm": num_perm,
+        "lsh_bands": lsh_bands(near_threshold, num_perm), "minhash": "rensa RMinHash",
+        "normalisation": "role + content of every message, lower-cased, whitespace collapsed",
+        "max_seq_len": max_seq_len, "token_count_method": token_method,
+        "pii": ([e for _, e, _ in PII_RECOGNIZERS] + (list(NLP_ENTITIES) if spacy_model else [])) if pii else [],
+        "pii_min_score": PII_MIN_SCORE, "spacy_model": spacy_model,
+    }
+    return CheckResult(
+        path=str(path), rows=rows,
+        exact_duplicates=[g for g in exact.values() if len(g) > 1],
+        near_duplicates=_groups(edges), pii=hits,
+        leakage=sorted(leaks.values(), key=lambda x: (x.golden_line, x.train_line)),
+        too_long=too_long, empty_answers=empty, settings=settings, notes=notes,
+        golden=str(golden) if golden else None, golden_rows=len(golden_rows), tokens_total=tokens_total)
+
+
+# --------------------------------------------------------------------------- copies: dedup, redact
+def write_lines_atomic(path: str | Path, lines: Iterator[bytes]) -> None:
+    """Stream ``lines`` to a temp file beside ``path``, fsync, rename: the file is whole or untouched."""
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for line in lines:
+                fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def duplicate_lines(result: CheckResult) -> set[int]:
+    """Lines a dedup drops: every row of an exact or near group except its first."""
+    drop = {line for g in result.exact_duplicates for line in g[1:]}
+    drop |= {line for g in result.near_duplicates for line in g.lines[1:]}
+    return drop
+
+
+def dedup(src: str | Path, dst: str | Path, *, near_threshold: float | None = DEFAULT_NEAR_THRESHOLD,
+          shingle_words: int = DEFAULT_SHINGLE_WORDS) -> tuple[int, int]:
+    """Copy ``src`` to ``dst`` without duplicates (exact ones, and near ones unless ``near_threshold`` is
+    None), keeping the first row of each group byte for byte. Returns (rows kept, rows removed)."""
+    if _same_file(src, dst):
+        raise UserError(f"-o {dst}: is the input file; write the copy elsewhere")
+    r = check(src, near_threshold=near_threshold or DEFAULT_NEAR_THRESHOLD, shingle_words=shingle_words, pii=False)
+    drop = duplicate_lines(r) if near_threshold is not None else {line for g in r.exact_duplicates for line in g[1:]}
+
+    def kept() -> Iterator[bytes]:
+        with Path(src).open("rb") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if line.strip() and lineno not in drop:
+                    yield line if line.endswith(b"\n") else line + b"\n"
+
+    write_lines_atomic(dst, kept())
+    return r.rows - len(drop), len(drop)
