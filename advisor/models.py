@@ -48,6 +48,26 @@ class DataFile(_Model):
     rows: int = Field(ge=0)
 
 
+OverMaxSeqLen = Literal["truncate-response", "refuse"]
+OVER_MAX_SEQ_LEN_RULE = {
+    "truncate-response": "a row longer than max_seq_len is cut at max_seq_len (its response loses its end) while at "
+                         "least one answer token remains; a row whose prompt alone fills max_seq_len is refused "
+                         "(the run does not start; each is named by file:line)",
+    "refuse": "a row longer than max_seq_len is refused (the run does not start; each is named by file:line)",
+}
+
+
+class LongRows(_Model):
+    """Rows over max_seq_len as counted when the plan measured the data (`sftplan run` counts exactly, with the
+    chat template, and applies the same rule, DatasetSpec.over_max_seq_len)."""
+
+    max_seq_len: int = Field(gt=0, description="the limit the rows were counted against")
+    truncated: int = Field(default=0, ge=0, description="rows the rule truncates")
+    refused: int = Field(default=0, ge=0, description="rows the rule refuses")
+    first: list[str] = Field(default_factory=list, description="file:line of the first few such rows")
+    counted_by: str = ""
+
+
 class DatasetSpec(_Model):
     examples: int = Field(gt=0)
     avg_tokens: int = Field(gt=0, description="mean tokens per example (prompt + response)")
@@ -56,6 +76,9 @@ class DatasetSpec(_Model):
     token_p95: int | None = None
     token_max: int | None = None
     token_count_method: str = "given"
+    over_max_seq_len: OverMaxSeqLen = Field(default="truncate-response",
+                                            description="what happens to a row longer than max_seq_len")
+    long_rows: LongRows | None = None
 
 
 class OwnedHardware(_Model):

@@ -23,7 +23,7 @@ from advisor.architecture import active_param_count, param_count, resolve_model
 from advisor.cost import checkpoint_bytes
 from advisor.errors import UserError
 from advisor.models import (
-    Closest, Finding, Hyperparameters, LoraAlternative, ModelSummary, Plan, PlanEstimate, PlanRequest, Recommended, TierRow,
+    OVER_MAX_SEQ_LEN_RULE, Closest, Finding, Hyperparameters, LoraAlternative, ModelSummary, Plan, PlanEstimate, PlanRequest, Recommended, TierRow,
 )
 from advisor.planfile import with_hash
 from advisor.plan_search import Cand, Search, rec_of
@@ -131,9 +131,26 @@ def _seq_len(req: PlanRequest, model, warnings: list[str]) -> tuple[int, int]:
         seq = model.max_context
     fit = seq
     ds = req.dataset
+    warnings.extend(long_rows_warnings(ds, seq))
     if not req.packing and ds.token_max and ds.token_count_method.startswith("tokenizer"):
         fit = max(1, min(seq, ds.token_max))
     return seq, fit
+
+
+def long_rows_warnings(ds, seq: int) -> list[str]:
+    """What happens to rows over max_seq_len (DatasetSpec.over_max_seq_len), with the plan's count of them."""
+    lr = ds.long_rows
+    if lr is None:
+        return []
+    if lr.max_seq_len != seq:
+        return [f"rows over max_seq_len were counted against {lr.max_seq_len}, the plan trains at {seq}: the run "
+                f"counts again and applies the rule '{ds.over_max_seq_len}' ({OVER_MAX_SEQ_LEN_RULE[ds.over_max_seq_len]})"]
+    if not (lr.truncated or lr.refused):
+        return []
+    where = ", ".join(lr.first) + (" ..." if lr.truncated + lr.refused > len(lr.first) else "")
+    return [f"{lr.truncated + lr.refused} of {ds.examples} rows are over max_seq_len {seq} ({lr.truncated} to be "
+            f"truncated, {lr.refused} refused; {where}; {lr.counted_by}). Rule '{ds.over_max_seq_len}': "
+            f"{OVER_MAX_SEQ_LEN_RULE[ds.over_max_seq_len]}"]
 
 
 def _tiers(req: PlanRequest, catalog) -> list:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from advisor.models import DataFile, DatasetSpec, PlanRequest
+from advisor.models import DataFile, DatasetSpec, LongRows, PlanRequest
 from advisor.rows import normalize_golden_row, normalize_row, read_jsonl
 from advisor.yamlio import load_model_yaml
 
@@ -66,18 +66,53 @@ def _percentile(sorted_vals: list[int], q: float) -> int:
     return sorted_vals[idx]
 
 
-def measure_dataset(path: str, model: str) -> DatasetSpec:
+_LONG_ROWS_SHOWN = 5  # file:lines of over-long rows named in the plan
+_COUNT_BATCH = 2_000
+
+
+def _prompt(messages: list[dict[str, str]]) -> str:
+    """The text before the first answer: what must fit for at least one answer token to remain."""
+    first = next(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return _text(messages[:first])
+
+
+def long_rows(path: Path, rows: list, count, max_seq_len: int, rule: str, method: str) -> LongRows:
+    """Rows over ``max_seq_len`` under the rule (DatasetSpec.over_max_seq_len), counted on every row."""
+    truncated = refused = 0
+    first: list[str] = []
+    for start in range(0, len(rows), _COUNT_BATCH):
+        batch = rows[start:start + _COUNT_BATCH]
+        totals = count([_text(m) for _, m in batch])
+        over = [(line, m) for (line, m), n in zip(batch, totals) if n > max_seq_len]
+        if not over:
+            continue
+        prompts = count([_prompt(m) for _, m in over]) if rule == "truncate-response" else [max_seq_len] * len(over)
+        for (line, _), n in zip(over, prompts):
+            if n >= max_seq_len:
+                refused += 1
+            else:
+                truncated += 1
+            if len(first) < _LONG_ROWS_SHOWN:
+                first.append(f"{path}:{line}")
+    return LongRows(max_seq_len=max_seq_len, truncated=truncated, refused=refused, first=first,
+                    counted_by=method + "; message text only, the chat template's own tokens not counted")
+
+
+def measure_dataset(path: str, model: str, max_seq_len: int | None = None,
+                    over_max_seq_len: str = "truncate-response") -> DatasetSpec:
+    """Rows, sha256, token percentiles; with ``max_seq_len``, also how many rows are over it (``long_rows``)."""
     p = Path(path)
     sha, rows = _read(p, normalize_row, "training", "training data")
     texts = [_text(messages) for _, messages in rows]
     sample = texts[:_MAX_TOKENIZED_ROWS]
     counter = _tokenizer_counter(model)
     if counter is not None:
-        counts = counter(sample)
         method = f"tokenizer.json of {model}"
     else:
-        counts = [max(1, round(len(t) / CHARS_PER_TOKEN)) for t in sample]
+        counter = lambda batch: [max(1, round(len(t) / CHARS_PER_TOKEN)) for t in batch]  # noqa: E731
         method = f"approximation: {CHARS_PER_TOKEN:g} characters per token"
+    counts = counter(sample)
+    whole_method = method
     if len(sample) < len(texts):
         method += f" (first {len(sample):,} rows)"
     counts = sorted(max(1, c) for c in counts)
@@ -89,4 +124,7 @@ def measure_dataset(path: str, model: str) -> DatasetSpec:
         token_p95=_percentile(counts, 0.95),
         token_max=counts[-1],
         token_count_method=method,
+        over_max_seq_len=over_max_seq_len,
+        long_rows=None if max_seq_len is None else long_rows(p, rows, counter, max_seq_len, over_max_seq_len,
+                                                            whole_method),
     )

@@ -74,26 +74,40 @@ class Encoded:
     notes: list[str] = field(default_factory=list)
 
 
-def encode_rows(tokenizer, rows: list[list[dict]], *, max_seq_len: int, source: str = "train") -> Encoded:
-    """Every row encoded and truncated to ``max_seq_len``. Rows left with no answer token are errors."""
+_NAMED = 10  # refused rows named in the error
+
+
+def encode_rows(tokenizer, rows: list[list[dict]], *, max_seq_len: int, source: str = "train",
+                lines: list[int] | None = None, over_max_seq_len: str = "truncate-response") -> Encoded:
+    """Every row encoded; rows over ``max_seq_len`` follow the plan's rule (advisor.models.OVER_MAX_SEQ_LEN_RULE):
+    ``truncate-response`` cuts a row at ``max_seq_len`` while at least one answer token remains,
+    ``refuse`` refuses every row over it. Refused rows are one UserError naming each by ``source:line``
+    (``lines`` are the rows' line numbers in the file; without them, ``source row N``)."""
     out = Encoded(examples=[], rows=len(rows))
-    lost = []
+    refused = []
     for n, messages in enumerate(rows, 1):
-        ex = encode_conversation(tokenizer, messages, where=f"{source} row {n}")
+        where = f"{source}:{lines[n - 1]}" if lines is not None else f"{source} row {n}"
+        ex = encode_conversation(tokenizer, messages, where=where)
         if len(ex["input_ids"]) > max_seq_len:
+            if over_max_seq_len == "refuse":
+                refused.append(where)
+                continue
             out.truncated += 1
             ex = {k: v[:max_seq_len] for k, v in ex.items()}
         if all(t == IGNORE for t in ex["labels"]):
-            lost.append(f"{source} row {n}")
+            refused.append(where)
             continue
         out.tokens += len(ex["input_ids"])
         out.label_tokens += sum(t != IGNORE for t in ex["labels"])
         out.examples.append(ex)
-    if lost:
-        raise UserError(f"{len(lost)} rows have no answer token within max_seq_len {max_seq_len} "
-                        f"(raise it in the plan or shorten them): " + ", ".join(lost))
+    if refused:
+        why = ("are longer than" if over_max_seq_len == "refuse" else "have no answer token within")
+        shown = ", ".join(refused[:_NAMED]) + (f" and {len(refused) - _NAMED} more" if len(refused) > _NAMED else "")
+        raise UserError(f"{len(refused)} rows {why} max_seq_len {max_seq_len} (rule '{over_max_seq_len}'; raise "
+                        f"max_seq_len in the plan, or shorten or remove them, and re-plan): {shown}")
     if out.truncated:
-        out.notes.append(f"{out.truncated} of {out.rows} rows truncated to max_seq_len {max_seq_len}")
+        out.notes.append(f"{out.truncated} of {out.rows} rows truncated to max_seq_len {max_seq_len} "
+                         f"(rule '{over_max_seq_len}': the response loses its end)")
     return out
 
 
@@ -153,9 +167,12 @@ class Collator:
         return {"input_ids": ids, "labels": labels, ("position_ids" if self.packed else "attention_mask"): extra}
 
 
-def build_train_data(tokenizer, rows: list[list[dict]], *, max_seq_len: int, packing: bool, seed: int = 0):
+def build_train_data(tokenizer, rows: list[list[dict]], *, max_seq_len: int, packing: bool, seed: int = 0,
+                     source: str = "train", lines: list[int] | None = None,
+                     over_max_seq_len: str = "truncate-response"):
     """(dataset as a list of dicts, collator, Encoded stats) ready for Trainer."""
-    enc = encode_rows(tokenizer, rows, max_seq_len=max_seq_len)
+    enc = encode_rows(tokenizer, rows, max_seq_len=max_seq_len, source=source, lines=lines,
+                      over_max_seq_len=over_max_seq_len)
     dataset = pack(enc.examples, max_seq_len=max_seq_len, seed=seed) if packing else enc.examples
     if packing:
         enc.notes.append(f"packed {len(enc.examples)} examples into {len(dataset)} rows of <= {max_seq_len} tokens")

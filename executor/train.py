@@ -106,10 +106,13 @@ def setup_tokenizer(model_dir: str):
 def setup_data(plan, tokenizer, train_path: str, golden_path: str, seed: int):
     from executor.data import build_train_data
     from executor.evalgate import load_golden
-    from advisor.rows import read_rows
+    from advisor.rows import read_rows_at
 
-    dataset, collator, enc = build_train_data(tokenizer, read_rows(train_path), max_seq_len=plan.hyperparameters.max_seq_len,
-                                              packing=plan.request.packing, seed=seed)
+    at = read_rows_at(train_path)
+    dataset, collator, enc = build_train_data(tokenizer, [m for _, m in at], max_seq_len=plan.hyperparameters.max_seq_len,
+                                              packing=plan.request.packing, seed=seed, source=str(train_path),
+                                              lines=[line for line, _ in at],
+                                              over_max_seq_len=plan.request.dataset.over_max_seq_len)
     return dataset, collator, enc, load_golden(golden_path)
 
 

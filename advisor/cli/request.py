@@ -77,7 +77,9 @@ def build_request(args: argparse.Namespace) -> PlanRequest:
     if getattr(args, "dataset", None):
         if args.examples is not None or args.avg_tokens is not None:
             raise UserError("--dataset measures the data: give it without --examples/--avg-tokens")
-        base["dataset"] = measure_dataset(args.dataset, str(base["model"])).model_dump(mode="json")
+        rule = (base.get("dataset") or {}).get("over_max_seq_len", "truncate-response")
+        base["dataset"] = measure_dataset(args.dataset, str(base["model"]), int(base.get("max_seq_len") or 2048),
+                                          rule).model_dump(mode="json")
     elif args.examples is not None or args.avg_tokens is not None:
         ds = dict(base.get("dataset") or {})
         if args.examples is not None:

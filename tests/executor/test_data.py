@@ -96,3 +96,24 @@ def test_packed_logits_equal_alone(tok, attn):
             assert tuple(ids) in by_start
             alone = model(input_ids=torch.tensor([ids])).logits[0]
             torch.testing.assert_close(logits[a:b], alone, rtol=1e-4, atol=1e-4)
+
+
+def test_over_long_rows_follow_the_plans_rule_named_by_file_line(tok):
+    """issue 11.4: a prompt longer than max_seq_len is one error naming file:line, never a trainer traceback."""
+    short = [{"role": "user", "content": "add 1 2"}, {"role": "assistant", "content": "3"}]
+    long_answer = [{"role": "user", "content": "add 1 2"}, {"role": "assistant", "content": "dog cat " * 40}]
+    long_prompt = [{"role": "user", "content": "reverse cat dog " * 40}, {"role": "assistant", "content": "x"}]
+    limit = 40
+    assert len(encode_conversation(tok, long_answer)["input_ids"]) > limit
+    _, _, enc = build_train_data(tok, [short, long_answer], max_seq_len=limit, packing=False,
+                                 source="d/train.jsonl", lines=[1, 3])
+    assert enc.truncated == 1 and len(enc.examples) == 2 and "truncated" in enc.notes[0]
+    assert all(len(e["input_ids"]) <= limit for e in enc.examples)
+    with pytest.raises(UserError) as exc:
+        build_train_data(tok, [short, long_prompt, long_answer, long_prompt], max_seq_len=limit, packing=False,
+                         source="d/train.jsonl", lines=[1, 4, 6, 9])
+    assert str(exc.value).startswith("2 rows have no answer token within max_seq_len 40")
+    assert str(exc.value).endswith(": d/train.jsonl:4, d/train.jsonl:9") and "\n" not in str(exc.value)
+    with pytest.raises(UserError, match=r"1 rows are longer than max_seq_len 40 \(rule 'refuse'.*: d/train.jsonl:3$"):
+        build_train_data(tok, [short, long_answer], max_seq_len=limit, packing=False, source="d/train.jsonl",
+                         lines=[1, 3], over_max_seq_len="refuse")
