@@ -1,7 +1,7 @@
 """Data checks before approval: exact and near duplicates, PII, golden/train leakage, length, empty answers.
 
 Pure core: ``check(path, ...)`` streams a training JSONL file through the same row formats as ``plan``
-and ``run`` (executor/rows.py's ``normalize_row``) and returns a ``CheckResult``; it prints nothing.
+and ``run`` (advisor/rows.py, the one row reader) and returns a ``CheckResult``; it prints nothing.
 
 - Exact duplicates: the whole conversation (role + content of every message) lower-cased with runs of
   whitespace collapsed, hashed (BLAKE2b-128); groups of line numbers, the first line first.
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from advisor.errors import UserError
-from executor.rows import normalize_row
+from advisor.rows import iter_jsonl, normalize_golden_row, normalize_row
 
 DEFAULT_NEAR_THRESHOLD = 0.8
 DEFAULT_SHINGLE_WORDS = 3
@@ -164,18 +164,6 @@ class CheckResult:
 
 
 # --------------------------------------------------------------------------- rows
-def _open_lines(path: Path, what: str) -> tuple[Any, int]:
-    try:
-        fh = path.open("rb")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file ({what})") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a .jsonl file ({what})") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read {what} ({exc.strerror or exc.__class__.__name__})") from None
-    return fh, os.fstat(fh.fileno()).st_size
-
-
 def _answer_key(row: dict) -> str | None:
     """The key of the row's final answer when it is a string that is empty or whitespace only."""
     if "messages" in row:
@@ -218,41 +206,44 @@ class Row:
     empty_answer: bool
 
 
+def _training_row(obj: Any) -> Row | str:
+    got = normalize_row(obj)
+    if not isinstance(got, str):
+        return Row(0, obj, got, False)
+    if isinstance(obj, dict) and (key := _answer_key(obj)):
+        retry = normalize_row(_with_answer(obj, key))
+        if not isinstance(retry, str):
+            return Row(0, obj, retry, True)
+    return got
+
+
 def iter_rows(path: str | Path, bad: list[str], progress: Callable[[int, int], None] | None = None) -> Iterator[Row]:
-    """Stream the file's rows: every non-blank line through ``normalize_row`` (the formats ``plan`` and
+    """Stream the file's rows through the one row reader (advisor/rows.py: the formats ``plan`` and
     ``run`` accept). Bad rows are appended to ``bad`` as ``file:line: reason`` (the caller raises once at
     the end: nothing is dropped silently); a row whose only fault is an empty answer is yielded with
     ``empty_answer`` set. ``progress(bytes_read, total_bytes)`` is called every 1,000 lines."""
     path = Path(path)
-    fh, total = _open_lines(path, "training data")
+    try:
+        total = path.stat().st_size
+    except OSError:
+        total = 0
     done = 0
-    with fh:
-        for lineno, raw_line in enumerate(fh, 1):
-            done += len(raw_line)
-            if progress and lineno % 1000 == 0:
-                progress(done, total)
-            if not raw_line.strip():
-                continue
-            try:
-                obj = json.loads(raw_line)
-            except UnicodeDecodeError:
-                bad.append(f"{path}:{lineno}: not UTF-8 text")
-                continue
-            except json.JSONDecodeError as exc:
-                bad.append(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})")
-                continue
-            got = normalize_row(obj)
-            empty = False
-            if isinstance(got, str) and isinstance(obj, dict) and (key := _answer_key(obj)):
-                retry = normalize_row(_with_answer(obj, key))
-                if not isinstance(retry, str):
-                    got, empty = retry, True
-            if isinstance(got, str):
-                bad.append(f"{path}:{lineno}: {got}")
-                continue
-            yield Row(lineno, obj, got, empty)
-        if progress:
-            progress(total, total)
+
+    def count(chunk: bytes) -> None:
+        nonlocal done
+        done += len(chunk)
+
+    for n, (lineno, got) in enumerate(iter_jsonl(path, _training_row, what="training data",
+                                                 on_bytes=count if progress else None), 1):
+        if progress and n % 1000 == 0:
+            progress(done, total)
+        if isinstance(got, str):
+            bad.append(f"{path}:{lineno}: {got}")
+            continue
+        got.line = lineno
+        yield got
+    if progress:
+        progress(total, total)
 
 
 def raise_bad(bad: list[str], noun: str) -> None:
@@ -418,18 +409,17 @@ class _Golden:
 
 
 def _read_golden(path: str | Path) -> list[_Golden]:
-    """The golden set through the gate's own reader (executor/evalgate.py), so the same rows count."""
-    from executor.evalgate import load_golden
-
-    try:
-        examples = load_golden(path)
-    except UserError as exc:  # the gate's reader lists bad rows one per line: here, one line
-        raise UserError(str(exc).replace(":\n", ": ", 1).replace("\n", "; ")) from None
-    out = []
-    for ex in examples:
-        line = int(ex.where.rsplit(":", 1)[1])
-        out.append(_Golden(line, normalized_text(ex.messages),
-                           normalized_text(ex.messages + [{"role": "assistant", "content": ex.expected}])))
+    """The golden set through the gate's own row rules (advisor/rows.py), so the same rows count."""
+    out, bad = [], []
+    for line, got in iter_jsonl(path, normalize_golden_row, what="golden set"):
+        if isinstance(got, str):
+            bad.append(f"{path}:{line}: {got}")
+            continue
+        msgs, expected = got
+        out.append(_Golden(line, normalized_text(msgs), normalized_text(msgs + [{"role": "assistant", "content": expected}])))
+    raise_bad(bad, "golden")
+    if not out:
+        raise UserError(f"{path}: no golden rows")
     return out
 
 

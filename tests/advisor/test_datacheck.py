@@ -158,13 +158,13 @@ def test_cli_clean_file_exit_0_and_text(tmp_path):
     (["check", "missing.jsonl", "--no-pii"], "missing.jsonl: no such file"),
     (["check", "BAD", "--no-pii"], "BAD:2: not valid JSON"),
     (["check", "GOOD", "--no-pii", "--near-threshold", "1.5"], "--near-threshold 1.5"),
-    (["check", "GOOD", "--no-pii", "--golden", "BAD"], "BAD:2"),
+    (["check", "GOOD", "--no-pii", "--golden", "BAD"], "BAD:1: unknown key"),
     (["check", "GOOD", "--spacy-model", "no_such_model_xx"], "--spacy-model no_such_model_xx"),
 ])
 def test_cli_bad_input_exit_2_one_line(tmp_path, args, needle):
     good = _write(tmp_path / "good.jsonl", [{"prompt": "a b c", "response": "d e f"}])
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "a", "response": "b", "expected": "b"}\n{nope\n', encoding="utf-8")
+    bad.write_text('{"prompt": "a", "response": "b"}\n{nope\n', encoding="utf-8")
     args = [str(good) if a == "GOOD" else str(bad) if a == "BAD" else a for a in args]
     needle = needle.replace("BAD", str(bad))
     out = _cli(*args)
