@@ -2,9 +2,19 @@
 
 
 class UserError(Exception):
-    """Bad input. The CLI prints ``sftplan: <message>`` on one line and exits 2; no traceback."""
+    """Bad input. The CLI prints ``sftplan: <message>`` on one line and exits 2; no traceback.
+
+    ``field`` is the schema path of the bad value when there is one (``have[0].gpu``,
+    ``dataset.examples``, ``approval.by``): the faces map it to their own flag or widget by a table
+    (advisor/cli/fields.py, advisor/tui/planning.py). Messages never name a CLI flag.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
 
 
 def did_you_mean(name: str, choices: list[str]) -> str:

@@ -26,7 +26,7 @@ from advisor.specs import (  # noqa: F401
     TrainConfig,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: tier rows carry breakdown/capacity/binding constraint; the approval stamp is hashed
 
 Goal = Literal["lora-below-bar", "new-tokenizer", "deep-retask", "hard-reasoning", "fast-iteration", "lora-cleared-bar"]
 GOALS: tuple[str, ...] = Goal.__args__  # type: ignore[attr-defined]
@@ -156,6 +156,8 @@ class PlanEstimate(_Model):
 
 
 class TierRow(_Model):
+    """One GPU tier's best configuration (or why none fits): everything the faces show for the row."""
+
     gpu: str
     fits: bool
     config: Recommended | None = None
@@ -165,6 +167,11 @@ class TierRow(_Model):
     usd_per_gpu_hour: float
     meets_constraints: bool = False
     why_not: str | None = None
+    memory_breakdown_gib: dict[str, float] | None = Field(
+        default=None, description="memory per GPU by component for the row's config (the failed attempt when it does not fit)")
+    hbm_gib: float | None = Field(default=None, description="the GPU's usable memory")
+    binding_constraint: str | None = Field(
+        default=None, description="short reason the row does not fit or misses the constraints, e.g. 'GPU memory 95.1/79.6 GiB'")
 
 
 class Closest(_Model):
@@ -238,10 +245,13 @@ class Approval(_Model):
     by: str = Field(min_length=1)
     at: str = Field(description="ISO-8601 UTC")
     plan_sha256: str
+    stamp_sha256: str | None = Field(
+        default=None, description="sha256 of plan_sha256, by and at together: rewriting the name or time breaks it "
+                                  "(absent in schema-1 files)")
 
 
 class Plan(_Model):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     request: PlanRequest
     model: ModelSummary
     method: Method

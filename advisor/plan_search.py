@@ -64,6 +64,15 @@ def memory_binding(e: Estimate, gpu: GpuSpec) -> str:
     return out
 
 
+@dataclass(frozen=True)
+class Miss:
+    """Why nothing fits on a tier: the long reason, a short one, and the estimate that failed (if any)."""
+
+    why_not: str
+    binding_constraint: str
+    est: Estimate | None = None
+
+
 def nodes_for(num_gpus: int, gpu: GpuSpec) -> int:
     return max(1, math.ceil(num_gpus / gpu.gpus_per_node))
 
@@ -95,7 +104,7 @@ class Search:
         self.tokens_total, self.gbs_target = tokens_total, gbs_target
         self.trainable, self.megatron = trainable, megatron
         self.cache: dict[tuple, Estimate | None] = {}
-        self.why_not: dict[str, str] = {}
+        self.misses: dict[str, Miss] = {}  # GPU id -> why nothing fits there
         self.calls = 0
         self.epochs = epochs
         self._overhead: dict[int, float] = {}
@@ -155,7 +164,8 @@ class Search:
     def tier(self, gpu: GpuSpec, quick: bool = False) -> list[Cand]:
         counts = self.counts(gpu)
         if not counts:
-            self.why_not[gpu.id] = f"--max-gpus {self.req.max_gpus} allows no GPU count"
+            self.misses[gpu.id] = Miss(f"--max-gpus {self.req.max_gpus} allows no GPU count",
+                                       f"GPU count: max_gpus {self.req.max_gpus}")
             return []
         if self.req.strategy:
             return self._strategy(gpu, self.req.strategy, counts, quick) or self._record(gpu, self.req.strategy, counts)
@@ -255,14 +265,19 @@ class Search:
         n = valid[-1]
         e = self.est(gpu, n, s, 1, True)
         if e is None:
-            self.why_not[gpu.id] = f"{s} on {n} GPU(s) is not a valid configuration"
-        elif e.memory_per_gpu_bytes > e.usable_bytes:
-            self.why_not[gpu.id] = f"{memory_binding(e, gpu)} with {s} on {n} GPUs (micro-batch 1, checkpointing on)"
+            self.misses[gpu.id] = Miss(f"{s} on {n} GPU(s) is not a valid configuration", f"{s} on {n} GPU(s): invalid")
+            return []
+        need_gib, usable_gib, host_gib = e.memory_per_gpu_bytes / _GIB, e.usable_bytes / _GIB, e.cpu_memory_per_node_bytes / _GIB
+        if e.memory_per_gpu_bytes > e.usable_bytes:
+            why = f"{memory_binding(e, gpu)} with {s} on {n} GPUs (micro-batch 1, checkpointing on)"
+            short = f"GPU memory {need_gib:,.1f}/{usable_gib:,.1f} GiB usable"
         elif not e.cpu_fits:
-            self.why_not[gpu.id] = (f"host RAM {e.cpu_memory_per_node_bytes / _GIB:,.0f}/{gpu.host_ram_gib_per_node:g} GiB "
-                                    f"per node for the offload with {s} on {n} GPUs")
-        elif not e.fits:
-            self.why_not[gpu.id] = f"{s} on {n} GPUs: " + "; ".join(e.notes)
+            why = f"host RAM {host_gib:,.0f}/{gpu.host_ram_gib_per_node:g} GiB per node for the offload with {s} on {n} GPUs"
+            short = f"host RAM {host_gib:,.0f}/{gpu.host_ram_gib_per_node:,.0f} GiB"
+        elif not e.fits:  # fits in memory, but the estimator's notes say it cannot run (fabric, node count)
+            why = f"{s} on {n} GPUs: " + "; ".join(e.notes)
+            short = e.notes[0] if e.notes else "not runnable"
         else:
-            self.why_not[gpu.id] = f"{s} on {n} GPUs: no throughput estimate"
+            why = short = f"{s} on {n} GPUs: no throughput estimate"
+        self.misses[gpu.id] = Miss(why, short, e)
         return []

@@ -1,7 +1,14 @@
 """Plan files: canonical hash, atomic YAML write, safe read, approval stamp and verification.
 
-The hash covers everything except ``plan_sha256`` and ``approval``: any change to the hashed
-content (even one number) after approval makes ``verify`` fail.
+``plan_sha256`` covers everything except itself and ``approval``: any change to the planned content
+(even one number) after approval makes ``verify`` fail. The approval stamp has its own hash,
+``approval.stamp_sha256`` over (plan_sha256, by, at), so rewriting who approved or when fails too.
+
+Schema versions. 2 (written now): tier rows carry their memory breakdown, the GPU's capacity and the
+binding constraint; approvals carry ``stamp_sha256``. 1 (read, still verified): a version-1 file is
+hashed by version 1's rule (``_version_1_content``: the fields version 2 added are left out), so its
+approval keeps verifying; its approver name and time were never hashed, which ``approval_note``
+says. Approving a version-1 plan again writes it as version 2.
 """
 
 from __future__ import annotations
@@ -12,22 +19,35 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from advisor.errors import UserError
-from advisor.models import Approval, Plan
+from advisor.models import SCHEMA_VERSION, Approval, Plan
 from advisor.yamlio import atomic_write_text, dump_yaml, load_model_yaml
 
 _UNHASHED = {"plan_sha256", "approval"}
-# Fields added to schema 1 after plans were first approved: hashed only when they differ from the value
-# a plan written before them reads back with, so those approvals stay valid after an upgrade.
-_ADDED_LATER = {("estimate", "overhead_hours"): 0.0, ("estimate", "hbm_gib"): 0.0, ("estimate", "memory_spare_gib"): 0.0,
-                ("request", "memory_headroom"): 0.10}
+_TIER_FIELDS_ADDED_IN_2 = ("memory_breakdown_gib", "hbm_gib", "binding_constraint")
+_ADDED_WITHIN_1 = {("estimate", "overhead_hours"): 0.0, ("estimate", "hbm_gib"): 0.0, ("estimate", "memory_spare_gib"): 0.0,
+                   ("request", "memory_headroom"): 0.10}
+
+
+def _version_1_content(data: dict) -> dict:
+    """The hashed content of a plan as schema version 1 held it (the one place that knows version 1).
+
+    Version 2 added three tier-row fields. Fields added within version 1 were hashed only when they
+    differ from the value a file written before them reads back with (``_ADDED_WITHIN_1``).
+    """
+    for row in data.get("tiers") or []:
+        for key in _TIER_FIELDS_ADDED_IN_2:
+            row.pop(key, None)
+    for (section, key), old in _ADDED_WITHIN_1.items():
+        part = data.get(section)
+        if isinstance(part, dict) and part.get(key) == old:
+            del part[key]
+    return data
 
 
 def canonical_json(plan: Plan) -> str:
     data = plan.model_dump(mode="json", exclude=_UNHASHED)
-    for (section, key), old in _ADDED_LATER.items():
-        part = data.get(section)
-        if isinstance(part, dict) and part.get(key) == old:
-            del part[key]
+    if plan.schema_version == 1:
+        data = _version_1_content(data)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -56,27 +76,43 @@ def read_plan(path: str | Path) -> Plan:
     return load_model_yaml(path, Plan)
 
 
+def stamp_sha256(plan_sha256: str, by: str, at: str) -> str:
+    """The approval stamp's hash: the approved content's hash, the approver and the time, together."""
+    text = json.dumps({"at": at, "by": by, "plan_sha256": plan_sha256}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def approve(plan: Plan, by: str, at: datetime | None = None) -> Plan:
-    """Stamp the approval. Refuses a plan whose content no longer matches its own hash."""
+    """Stamp the approval (as schema version 2). Refuses a plan whose content no longer matches its own hash."""
     if not by.strip():
-        raise UserError("--by: the approver's name is empty")
-    actual = compute_sha256(plan)
-    if plan.plan_sha256 and plan.plan_sha256 != actual:
+        raise UserError("approval.by: the approver's name is empty", field="approval.by")
+    if plan.plan_sha256 and plan.plan_sha256 != compute_sha256(plan):
         raise UserError("plan was edited after it was written (plan_sha256 does not match); re-run `sftplan plan`")
+    plan = plan.model_copy(update={"schema_version": SCHEMA_VERSION})
+    actual = compute_sha256(plan)
     when = (at or datetime.now(timezone.utc)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    return plan.model_copy(update={"plan_sha256": actual, "approval": Approval(by=by.strip(), at=when, plan_sha256=actual)})
+    stamp = Approval(by=by.strip(), at=when, plan_sha256=actual, stamp_sha256=stamp_sha256(actual, by.strip(), when))
+    return plan.model_copy(update={"plan_sha256": actual, "approval": stamp})
 
 
 def verify(plan: Plan) -> str:
     """Return '' when approved and intact, else the one-line reason."""
     actual = compute_sha256(plan)
-    if plan.approval is None:
+    a = plan.approval
+    if a is None:
         return "plan is not approved (run `sftplan approve PLAN --by NAME`)"
-    if plan.approval.plan_sha256 != actual or plan.plan_sha256 != actual:
-        return (
-            f"plan was edited after approval by {plan.approval.by} "
-            f"(approved {plan.approval.plan_sha256[:12]}, content now {actual[:12]})"
-        )
+    if a.plan_sha256 != actual or plan.plan_sha256 != actual:
+        return f"plan was edited after approval by {a.by} (approved {a.plan_sha256[:12]}, content now {actual[:12]})"
+    if plan.schema_version >= 2 and a.stamp_sha256 != stamp_sha256(a.plan_sha256, a.by, a.at):
+        return ("the approval stamp was edited (approval.by or approval.at no longer match approval.stamp_sha256); "
+                "approve the plan again")
+    return ""
+
+
+def approval_note(plan: Plan) -> str:
+    """'' for a current plan; for a version-1 approval, that its approver name and time are not hashed."""
+    if plan.approval is not None and plan.schema_version == 1:
+        return "schema-1 approval: the approver's name and time are not covered by a hash; approve again to cover them"
     return ""
 
 

@@ -26,7 +26,7 @@ from advisor.models import (
     OVER_MAX_SEQ_LEN_RULE, Closest, Finding, Hyperparameters, LoraAlternative, ModelSummary, Plan, PlanEstimate, PlanRequest, Recommended, TierRow,
 )
 from advisor.planfile import with_hash
-from advisor.plan_search import Cand, Search, rec_of
+from advisor.plan_search import Cand, Miss, Search, rec_of
 
 _GIB = 2**30
 
@@ -63,7 +63,7 @@ def plan(request: PlanRequest, catalog) -> Plan:
     full = Search(model, req, seq_len, tokens_total, gbs_target, trainable="full", megatron=megatron,
                   epochs=epochs)
     by_tier = {g.id: full.tier(g) for g in tiers}
-    rows = [_tier_row(g, by_tier[g.id], req, full.why_not) for g in tiers]
+    rows = [_tier_row(g, by_tier[g.id], req, full.misses) for g in tiers]
     rec, closest, f_constraints = _choose(by_tier, req, owned, megatron)
 
     lora = Search(model, req, seq_len, tokens_total, gbs_target, trainable="lora", megatron=False,
@@ -253,13 +253,32 @@ def _closest_cand(by_tier, req, owned) -> Cand | None:
     return min(pool, key=lambda c: (round(_shortfall(c, req)[0], 9), c.cost_usd, c.key()))
 
 
-def _tier_row(gpu, cands: list[Cand], req: PlanRequest, why_not: dict[str, str]) -> TierRow:
+def _breakdown_gib(e) -> dict[str, float]:
+    return {k: round(v / _GIB, 2) for k, v in e.memory.to_dict().items()}
+
+
+def _unmet(c: Cand, req: PlanRequest) -> str | None:
+    """The constraint a fitting configuration misses, short: 'budget $1,234/$500', 'deadline 5.2/2 h'."""
+    parts = []
+    if req.budget_usd is not None and c.cost_usd > req.budget_usd:
+        parts.append(f"budget ${c.cost_usd:,.0f}/${req.budget_usd:,.0f}")
+    if req.deadline_hours is not None and c.hours > req.deadline_hours:
+        parts.append(f"deadline {c.hours:,.1f}/{req.deadline_hours:g} h")
+    return ", ".join(parts) or None
+
+
+def _tier_row(gpu, cands: list[Cand], req: PlanRequest, misses: dict[str, Miss]) -> TierRow:
     best = _tier_best(cands, req)
     if best is None:
-        return TierRow(gpu=gpu.id, fits=False, usd_per_gpu_hour=gpu.usd_per_gpu_hour, why_not=why_not.get(gpu.id, "does not fit"))
+        miss = misses.get(gpu.id)
+        return TierRow(gpu=gpu.id, fits=False, usd_per_gpu_hour=gpu.usd_per_gpu_hour,
+                       why_not=miss.why_not if miss else "does not fit", hbm_gib=gpu.hbm_gib,
+                       memory_breakdown_gib=_breakdown_gib(miss.est) if miss and miss.est else None,
+                       binding_constraint=miss.binding_constraint if miss else "does not fit")
     return TierRow(gpu=gpu.id, fits=True, config=rec_of(best, req.precision), memory_per_gpu_gib=round(best.est.memory_per_gpu_bytes / _GIB, 2),
                    hours=round(best.hours, 3), cost_usd=round(best.cost_usd, 2), usd_per_gpu_hour=gpu.usd_per_gpu_hour,
-                   meets_constraints=_meets(best, req))
+                   meets_constraints=_meets(best, req), memory_breakdown_gib=_breakdown_gib(best.est), hbm_gib=gpu.hbm_gib,
+                   binding_constraint=_unmet(best, req))
 
 
 # --------------------------------------------------------------------------- plan parts
@@ -302,7 +321,7 @@ def _plan_estimate(c: Cand, tokens_total: int, epochs: int, gbs_target: int, req
     _, spe = _steps(c, gbs_target, req, seq_tokens)
     return PlanEstimate(
         memory_per_gpu_gib=round(e.memory_per_gpu_bytes / _GIB, 2),
-        memory_breakdown_gib={k: round(v / _GIB, 2) for k, v in e.memory.to_dict().items()},
+        memory_breakdown_gib=_breakdown_gib(e),
         cpu_memory_per_node_gib=round(e.cpu_memory_per_node_bytes / _GIB, 2),
         hours=_round_small(c.hours), cost_usd=round(c.cost_usd, 2), tokens_total=tokens_total,
         overhead_hours=round(c.overhead_hours, 3),

@@ -157,12 +157,14 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from advisor.planfile import read_plan, verify
+    from advisor.planfile import approval_note, read_plan, verify
 
     p = read_plan(args.plan)
     problem = verify(p)
     if problem:
         sys.stderr.write(f"sftplan: {args.plan}: {problem}\n")
         return 1
-    _print(f"{args.plan}: approved by {p.approval.by} at {p.approval.at}, intact (plan_sha256 {p.plan_sha256[:12]})")
+    note = approval_note(p)
+    _print(f"{args.plan}: approved by {p.approval.by} at {p.approval.at}, intact (plan_sha256 {p.plan_sha256[:12]})"
+           + (f"; {note}" if note else ""))
     return 0

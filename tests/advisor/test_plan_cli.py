@@ -40,7 +40,7 @@ def test_plan_approve_verify_edit_flow(tmp_path):
 def test_plan_json_is_the_plan(capsys):
     assert main(["plan", "--model", "llama-3.1-8b", "--examples", "5000", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["method"] == "lora" and data["schema_version"] == 1 and len(data["plan_sha256"]) == 64
+    assert data["method"] == "lora" and data["schema_version"] == 2 and len(data["plan_sha256"]) == 64
     for key in ("findings", "recommended", "estimate", "tiers", "hyperparameters", "checkpointing", "evaluation", "lora_alternative"):
         assert key in data
 

@@ -123,3 +123,62 @@ def test_a_plan_approved_before_overhead_hours_existed_still_verifies(tmp_path):
     assert verify(read_plan(path)) == ""
     edited = old.model_copy(update={"estimate": old.estimate.model_copy(update={"overhead_hours": 0.2})})
     assert "edited" in verify(edited)  # once set, the field is hashed like any other
+
+
+def _version_1_hash(plan: Plan) -> str:
+    """Version 1's rule, written out independently: no schema-2 tier fields, overhead_hours 0.0 left out."""
+    import hashlib
+    import json
+
+    data = plan.model_dump(mode="json", exclude={"plan_sha256", "approval"})
+    data["schema_version"] = 1
+    for row in data["tiers"]:
+        for key in ("memory_breakdown_gib", "hbm_gib", "binding_constraint"):
+            del row[key]
+    for section, key, old in (("estimate", "overhead_hours", 0.0), ("estimate", "hbm_gib", 0.0),
+                              ("estimate", "memory_spare_gib", 0.0), ("request", "memory_headroom", 0.10)):
+        if data[section][key] == old:
+            del data[section][key]
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _version_1_file(tmp_path, by: str = "Ada") -> "Path":
+    """A plan file as schema 1 wrote it: no schema-2 tier fields, approval without a stamp hash."""
+    p = hand_plan()
+    h = _version_1_hash(p)
+    data = p.model_dump(mode="json")
+    data["schema_version"] = 1
+    for row in data["tiers"]:
+        for key in ("memory_breakdown_gib", "hbm_gib", "binding_constraint"):
+            del row[key]
+    data["plan_sha256"] = h
+    data["approval"] = {"by": by, "at": "2026-01-02T03:04:05Z", "plan_sha256": h}
+    path = tmp_path / "v1.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_a_version_1_approval_still_verifies_by_its_own_rule(tmp_path):
+    from advisor.planfile import approval_note
+
+    old = read_plan(_version_1_file(tmp_path))
+    assert old.schema_version == 1 and verify(old) == ""
+    assert "not covered" in approval_note(old)
+    edited = old.model_copy(update={"hyperparameters": old.hyperparameters.model_copy(update={"epochs": 1})})
+    assert "edited" in verify(edited)
+    again = approve(old, "Grace")  # re-approving writes schema 2, with the stamp hashed
+    assert again.schema_version == 2 and verify(again) == "" and approval_note(again) == ""
+
+
+def test_rewriting_the_approver_or_the_time_fails_verify(tmp_path):
+    p = approve(hand_plan(), "Ada", at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    path = tmp_path / "plan.yaml"
+    write_plan(p, path)
+    assert verify(read_plan(path)) == ""
+    text = path.read_text()
+    for old, new in (("by: Ada", "by: Mallory"), ("at: '2026-01-02T03:04:05Z'", "at: '2027-01-02T03:04:05Z'")):
+        assert old in text
+        path.write_text(text.replace(old, new))
+        assert "approval stamp was edited" in verify(read_plan(path))
+    no_stamp = p.model_copy(update={"approval": p.approval.model_copy(update={"stamp_sha256": None})})
+    assert "approval stamp" in verify(no_stamp)

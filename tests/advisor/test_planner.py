@@ -245,3 +245,29 @@ def test_cost_on_owned_gpus_is_labelled_as_on_demand_equivalent():
     assert "at on-demand rates (the run uses owned GPUs" in to_markdown(owned)
     rented = plan(req(goals=["lora-below-bar"]), CAT)
     assert "owned GPUs" not in to_markdown(rented)
+
+
+def test_tier_rows_carry_breakdown_capacity_and_binding_constraint():
+    from advisor.catalog import load_catalog
+    from advisor.models import PlanRequest
+    from advisor.planner import plan
+
+    cat = load_catalog()
+    p = plan(PlanRequest(model="llama-3.1-70b", dataset={"examples": 50_000, "avg_tokens": 1024}, deadline_hours=2,
+                         max_gpus=8), cat)
+    for row in p.tiers:
+        assert row.hbm_gib == cat.gpu(row.gpu).hbm_gib
+        if row.fits:
+            assert abs(sum(row.memory_breakdown_gib.values()) - row.memory_per_gpu_gib) < 0.05
+            assert (row.binding_constraint is None) == row.meets_constraints
+            if not row.meets_constraints:
+                assert row.binding_constraint.startswith("deadline ")
+        else:
+            assert row.binding_constraint and len(row.binding_constraint) < 40 and row.why_not
+    pcie = next(r for r in p.tiers if r.gpu == "h100-pcie")  # offload needs more host RAM than the node has
+    assert not pcie.fits and pcie.binding_constraint.startswith("host RAM ") and "host RAM" in pcie.why_not
+    a10g = next(r for r in p.tiers if r.gpu == "a10g")
+    assert a10g.binding_constraint.startswith("GPU memory ") and sum(a10g.memory_breakdown_gib.values()) > a10g.hbm_gib
+    if p.recommended:
+        rec_row = next(r for r in p.tiers if r.gpu == p.recommended.gpu)
+        assert rec_row.memory_breakdown_gib == p.estimate.memory_breakdown_gib
