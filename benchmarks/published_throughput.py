@@ -1,0 +1,267 @@
+"""Estimator throughput against published training runs beyond llm-foundry (benchmarks/data/published_rows.yaml).
+
+    .venv/bin/python benchmarks/published_throughput.py [rows.yaml] [--quiet]
+
+Prints one line per row (estimate, measurement, error, bottleneck, and llm-analysis at its suggested
+flops_efficiency 0.5 / hbm_memory_efficiency 0.9 where that package is installed), then the median
+|error| per GPU tier, per strategy, per source, per scale and overall, and the worst row. A source
+marked `in_targets: false` in the data file is printed and summarised on its own line, with the reason.
+
+How a row becomes an estimator input (stated here, not tuned per row):
+- strategy: fsdp -> fsdp; single -> single; megatron -> megatron; fsdp-offload (FSDP CPUOffload with
+  parameters, gradients and optimizer on the host) -> zero3-offload-all; fsdp-tp (FSDP over the data
+  parallel ranks x tensor parallel inside a node) -> megatron with the row's tp: the estimator's tensor
+  parallel physics, with the data-parallel traffic of a gradient all-reduce (FSDP adds the parameter
+  all-gathers across nodes, overlapped with compute at these sizes).
+- interleaved pipeline (the row's vp): passed to the estimator as pp_interleave (bubble / v).
+- TP communication: plain TP (torchtitan vanilla TP) is exposed; async TP and Megatron-Core's
+  TP-comm overlap hide part of it (advisor.throughput.tp_overlap_fraction).
+- selective activation checkpointing (torchtitan op / layer SAC recomputes about half of a full
+  recompute): the mean of the step times with and without full checkpointing.
+- context parallel (cp > 1) is not modelled by the estimator: such rows are printed as skipped.
+- omitted settings: grad_accum = global batch / (data parallel x micro batch) when the row gives a
+  global batch, else 1; micro_batch_size 1 when the row gives none (Megatron-style runs); activation
+  checkpointing off for Megatron-Core and NeMo AutoModel rows (their default), else on; LoRA rank 16;
+  precision bf16-mixed, except single-GPU full fine-tuning of universal-llm-trainer (torch AdamW on a
+  bf16 model: bf16-pure). The network per node is the catalog tier's unless the source states it.
+- measured tokens/s per GPU: the row's figure; else aggregate tokens/s / GPUs; else tokens per
+  micro-batch / s_per_step; else model TFLOP/s per GPU / the estimator's model FLOPs per token.
+- torch.compile is not modelled: compiled and eager rows of one source bracket the estimate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import statistics
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from advisor.architecture import resolve_model  # noqa: E402
+from advisor.catalog import load_catalog  # noqa: E402
+from advisor.specs import ModelSpec, TrainConfig  # noqa: E402
+from advisor.throughput import model_flops_per_token, step_time  # noqa: E402
+
+ROWS = REPO / "benchmarks" / "data" / "published_rows.yaml"
+STRATEGY = {"fsdp": "fsdp", "single": "single", "megatron": "megatron", "fsdp-offload": "zero3-offload-all",
+            "fsdp-tp": "megatron"}
+AC_OFF_BY_DEFAULT = {"megatron-bridge", "nemo-automodel", "nemo-automodel-2601", "llama3-paper", "megascale"}
+NETWORK_GBIT_PER_NODE: dict[str, float] = {}  # no source states a node's whole network (MegaScale: 200G per NIC, NICs per node not given)
+
+
+class Skip(Exception):
+    pass
+
+
+def model_for(name: str, archs: dict) -> ModelSpec:
+    if name in archs:
+        a = dict(archs[name])
+        return ModelSpec(name=name, source="config.json", **a)
+    return resolve_model(name)
+
+
+def row_inputs(row: dict, archs: dict):
+    """(model, gpu spec, TrainConfig, selective AC?, tp overlap override or None, assumptions list)."""
+    if row.get("cp", 1) > 1:
+        raise Skip("context parallel is not modelled")
+    assumed: list[str] = []
+    catalog = load_catalog()
+    gpu = catalog.gpu(row["gpu"])
+    net = NETWORK_GBIT_PER_NODE.get(row["source"])
+    if net:
+        gpu = dataclasses.replace(gpu, inter_node_bandwidth_gbit_per_s=net)
+    model = model_for(row["model"], archs)
+    tp, pp = row.get("tp", 1), row.get("pp", 1)
+    dp = row["num_gpus"] // (tp * pp)
+    seq = row.get("seq_len")
+    if seq is None:
+        raise Skip("sequence length not given")
+    mb = row.get("micro_batch_size")
+    if mb is None:
+        mb = 1
+        assumed.append("micro_batch 1")
+    gbs = row.get("global_batch_size")
+    if gbs is None and row.get("tokens_per_step"):
+        gbs = round(row["tokens_per_step"] / seq)
+    ga = row.get("grad_accum")
+    if ga is None:
+        ga = max(1, round(gbs / (dp * mb))) if gbs else 1
+        assumed.append(f"grad_accum {ga}" + (" (from the global batch)" if gbs else ""))
+    ac_raw = row.get("activation_checkpointing")
+    if ac_raw is None:
+        ac_raw = row["source"] not in AC_OFF_BY_DEFAULT
+        assumed.append(f"AC {'on' if ac_raw else 'off'}")
+    selective = isinstance(ac_raw, str)
+    trainable = row.get("trainable", "full")
+    precision = "bf16-mixed"
+    if row["source"] == "universal-llm-trainer" and row["strategy"] == "single" and trainable == "full":
+        precision = "bf16-pure"
+    cfg = TrainConfig(num_gpus=row["num_gpus"], strategy=STRATEGY[row["strategy"]], precision=precision,
+                      seq_len=seq, micro_batch_size=mb, grad_accum=ga,
+                      activation_checkpointing=bool(ac_raw) and not selective, tp=tp, pp=pp, trainable=trainable)
+    extra: dict = {}
+    if row["strategy"] == "fsdp-tp":
+        extra["tp_overlap"] = 0.5 if row.get("async_tp") else 0.0  # plain TP: exposed; async TP: about half hidden
+    if row.get("vp", 1) > 1:
+        extra["pp_interleave"] = row["vp"]
+    return model, gpu, cfg, selective, extra, assumed
+
+
+def estimate_tokens_per_s(model, gpu, cfg, selective: bool, extra: dict) -> tuple[float, str]:
+    kw = dict(extra)
+    try:
+        st = step_time(model, gpu, cfg, **kw)
+    except TypeError:  # an estimator without these keywords (the baseline before issue 14)
+        kw = {}
+        st = step_time(model, gpu, cfg)
+    step_s = st.step_s
+    if selective:
+        on = step_time(model, gpu, dataclasses.replace(cfg, activation_checkpointing=True), **kw)
+        step_s = (st.step_s + on.step_s) / 2
+    return st.tokens_per_step / step_s / cfg.num_gpus, st.bottleneck
+
+
+def measured_tokens_per_s(row: dict, model, cfg) -> float:
+    if "tokens_per_s_per_gpu" in row:
+        return float(row["tokens_per_s_per_gpu"])
+    if "tokens_per_s" in row:
+        return row["tokens_per_s"] / row["num_gpus"]
+    if "s_per_step" in row:
+        return cfg.micro_batch_size * cfg.seq_len / row["s_per_step"]
+    if "model_tflops_per_gpu" in row:
+        return row["model_tflops_per_gpu"] * 1e12 / model_flops_per_token(model, cfg)
+    raise Skip("no throughput figure")
+
+
+def llm_analysis_tokens_per_s(model: ModelSpec, gpu, cfg: TrainConfig, selective: bool):
+    """llm-analysis at flops_efficiency 0.5, hbm_memory_efficiency 0.9, on the same hardware facts
+    (the catalog tier's peak, HBM, NVLink and per-GPU share of the node network). Its memory check is
+    switched off (the published runs fitted); it models neither LoRA nor CPU offload (reported as such)."""
+    try:
+        from llm_analysis.analysis import ActivationRecomputation, DSZeRO, LLMAnalysis
+        from llm_analysis.config import GPUConfig, ModelConfig, ParallelismConfig, get_dtype_config_by_name
+    except ImportError:
+        return None
+    if cfg.trainable == "lora":
+        return "llm-analysis: no LoRA model"
+    if "offload" in cfg.strategy:
+        return "llm-analysis: no offload model"
+    logging.disable(logging.CRITICAL)
+    h = model.hidden_size
+    ffn = max(h, round(model.ffn_size / h) * h)  # llm-analysis needs ffn a multiple of hidden
+    try:
+        mc = ModelConfig(name=model.name, num_layers=model.num_layers, n_head=model.num_heads, hidden_dim=h,
+                         vocab_size=model.vocab_size, max_seq_len=cfg.seq_len, num_key_value_heads=model.num_kv_heads,
+                         ffn_embed_dim=ffn, model_type="llama", moe_num_experts=model.num_experts,
+                         moe_top_k=model.experts_per_token)
+        gc = GPUConfig(name=gpu.id, mem_per_GPU_in_GB=1e4,  # the run fitted: skip its memory check
+                       hbm_bandwidth_in_GB_per_sec=gpu.hbm_bandwidth_tb_per_s * 1000,
+                       intra_node_bandwidth_in_GB_per_sec=gpu.intra_node_bandwidth_gb_per_s, intra_node_min_message_latency=8e-6,
+                       peak_fp16_TFLOPS=gpu.peak_bf16_dense_tflops, peak_i8_TFLOPS=2 * gpu.peak_bf16_dense_tflops,
+                       peak_i4_TFLOPS=4 * gpu.peak_bf16_dense_tflops,
+                       inter_node_bandwidth_in_GB_per_sec=max(1.0, gpu.inter_node_bandwidth_gbit_per_s / 8 / gpu.gpus_per_node))
+        dp = cfg.num_gpus // (cfg.tp * cfg.pp)
+        la = LLMAnalysis(mc, gc, get_dtype_config_by_name("w16a16e16"),
+                         ParallelismConfig(tp_size=cfg.tp, pp_size=cfg.pp, dp_size=dp),
+                         flops_efficiency=0.5, hbm_memory_efficiency=0.9)
+        recompute = (ActivationRecomputation.SELECTIVE if selective else
+                     ActivationRecomputation.FULL if cfg.activation_checkpointing else ActivationRecomputation.NONE)
+        zero = {"fsdp": DSZeRO.STAGE_3, "zero3": DSZeRO.STAGE_3, "zero3-offload": DSZeRO.STAGE_3,
+                "zero3-offload-all": DSZeRO.STAGE_3, "zero2": DSZeRO.STAGE_2, "megatron": DSZeRO.STAGE_1}.get(cfg.strategy, DSZeRO.NONE)
+        out = la.training(batch_size_per_gpu=cfg.micro_batch_size, gradient_accumulation_steps=cfg.grad_accum,
+                          seq_len=cfg.seq_len, activation_recomputation=recompute, ds_zero=zero,
+                          mlp_gated_linear_units=model.ffn_kind == "gated")
+        return cfg.micro_batch_size * cfg.seq_len * cfg.grad_accum / out["latency_per_iter"] / (cfg.tp * cfg.pp)
+    except Exception as exc:  # noqa: BLE001 - a row llm-analysis cannot take is reported, not fatal
+        return f"llm-analysis failed: {type(exc).__name__}: {str(exc)[:80]}"
+
+
+def compare(path: Path = ROWS):
+    """Per row: (row, est tokens/s, measured tokens/s, error, bottleneck, llm-analysis tokens/s or note, assumed).
+    Skipped rows come back with est None and the reason in bottleneck."""
+    data = yaml.safe_load(Path(path).read_text())
+    archs = data.get("architectures", {})
+    out = []
+    for row in data["rows"]:
+        try:
+            model, gpu, cfg, selective, extra, assumed = row_inputs(row, archs)
+            meas = measured_tokens_per_s(row, model, cfg)
+        except Skip as why:
+            out.append((row, None, None, None, str(why), None, []))
+            continue
+        est, bottleneck = estimate_tokens_per_s(model, gpu, cfg, selective, extra)
+        la = llm_analysis_tokens_per_s(model, gpu, cfg, selective)
+        out.append((row, est, meas, est / meas - 1, bottleneck, la, assumed))
+    return out
+
+
+def group_of(row: dict) -> dict[str, str]:
+    strategy = row["strategy"]
+    if row.get("trainable") == "lora":
+        strategy += "/lora"
+    nodes = "multi-node" if row["num_gpus"] > 8 else "one node"
+    return {"tier": row["gpu"], "strategy": strategy, "source": row["source"], "scale": nodes}
+
+
+def summarize(results, sources: dict) -> dict:
+    """Medians over the rows in the targets; rows of a source marked in_targets: false form their own group."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    la_groups: dict[tuple[str, str], list[float]] = {}
+    for row, est, meas, err, _b, la, _a in results:
+        if est is None:
+            continue
+        if not sources.get(row["source"], {}).get("in_targets", True):
+            groups.setdefault(("excluded", row["source"]), []).append(err)
+            continue
+        for kind, name in list(group_of(row).items()) + [("all", "all")]:
+            groups.setdefault((kind, name), []).append(err)
+            if isinstance(la, float):
+                la_groups.setdefault((kind, name), []).append(la / meas - 1)
+    return {"ours": groups, "llm_analysis": la_groups}
+
+
+def main(argv: list[str]) -> int:
+    args = [a for a in argv[1:] if not a.startswith("--")]
+    quiet = "--quiet" in argv
+    path = Path(args[0]) if args else ROWS
+    results = compare(path)
+    sources = yaml.safe_load(path.read_text()).get("sources", {})
+    for row, est, meas, err, bottleneck, la, assumed in results:
+        if quiet:
+            continue
+        if est is None:
+            print(f"{row['id']:<34} skipped: {bottleneck}")
+            continue
+        la_txt = (f"llm-analysis {la:>8,.0f} ({la / meas - 1:+6.1%})" if isinstance(la, float)
+                  else (la or "llm-analysis not installed"))
+        extra = f"  assumed: {', '.join(assumed)}" if assumed else ""
+        print(f"{row['id']:<34} est {est:>8,.0f}  measured {meas:>8,.0f}  error {err:+6.1%}  ({bottleneck})  {la_txt}{extra}")
+    s = summarize(results, sources)
+    print()
+    for kind in ("tier", "strategy", "source", "scale", "all", "excluded"):
+        for (k, name), errs in sorted(s["ours"].items()):
+            if k != kind:
+                continue
+            la = s["llm_analysis"].get((k, name))
+            la_txt = f"; llm-analysis {statistics.median(abs(e) for e in la):.1%}" if la else ""
+            print(f"{kind:>8} {name:<28} median |error| {statistics.median(abs(e) for e in errs):5.1%} over {len(errs):>2} rows, "
+                  f"mean {statistics.mean(errs):+6.1%}, worst {max(abs(e) for e in errs):5.1%}{la_txt}")
+    done = [(abs(err), row["id"]) for row, est, _m, err, *_ in results
+            if est is not None and sources.get(row["source"], {}).get("in_targets", True)]
+    worst = max(done)
+    print(f"in the targets: worst row {worst[1]} {worst[0]:.1%}; {sum(e <= 0.10 for e, _ in done)}/{len(done)} within 10%; "
+          f"{sum(e > 0.35 for e, _ in done)} beyond 35%; {sum(est is None for _r, est, *_ in results)} rows skipped")
+    for name, src in sources.items():
+        if not src.get("in_targets", True):
+            print(f"not in the targets: {name}: {' '.join(str(src.get('why_not_in_targets', '')).split())}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
