@@ -32,7 +32,9 @@ from advisor.models import Evaluation
 from advisor.yamlio import atomic_write_text
 from advisor.rows import normalize_golden_row, read_jsonl
 
-GATE_FILE = "gate.json"
+from executor import names
+
+GATE_FILE = names.GATE
 _LOSS_BATCH = 4   # sequences per teacher-forced forward pass (logits are batch x seq x vocab)
 _GEN_BATCH = 8    # prompts per generate() call
 

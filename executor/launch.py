@@ -14,7 +14,7 @@ import socket
 import sys
 from pathlib import Path
 
-from executor.translate import DEEPSPEED_STRATEGIES, strategy_of
+from executor.translate import DEEPSPEED_STRATEGIES
 
 ENTRY = ["-m", "executor.train"]
 RDZV_PORT = 29500
@@ -38,8 +38,8 @@ def free_port() -> int:
 
 
 def single_node_argv(plan, run_dir: str | Path, *, master_port: int | None = None) -> list[str]:
-    """argv for a one-node run of the plan."""
-    strategy = strategy_of(plan)
+    """argv for a one-node run of the plan (checked by preflight.check_plan)."""
+    strategy = plan.recommended.strategy
     n = plan.recommended.num_gpus
     run_dir = str(run_dir)
     if n == 1 and strategy == "single":
@@ -54,7 +54,6 @@ def single_node_argv(plan, run_dir: str | Path, *, master_port: int | None = Non
 
 def node_argv(plan, run_dir: str | Path, node_rank: int | str, master_addr: str, *, rdzv_id: str) -> list[str]:
     """argv of one node of a multi-node run: torchrun with a c10d rendezvous on the first node."""
-    strategy_of(plan)
     rec = plan.recommended
     per_node = rec.num_gpus // rec.num_nodes
     return [_tool("torchrun"), "--nnodes", str(rec.num_nodes), "--nproc_per_node", str(per_node),
@@ -97,7 +96,6 @@ def sbatch_script(plan, run_dir: str | Path) -> str:
 def launch_files(plan, run_dir: str | Path) -> dict[str, str]:
     """File name -> content of the launch scripts for RUN_DIR/config/ (launch.sh always)."""
     rec = plan.recommended
-    strategy_of(plan)
     files: dict[str, str] = {}
     if rec.num_nodes == 1:
         argv = single_node_argv(plan, run_dir, master_port=RDZV_PORT)

@@ -14,6 +14,7 @@ import os
 import shutil
 import struct
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from advisor.errors import UserError
@@ -31,14 +32,35 @@ _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I1
 # --------------------------------------------------------------------------- plan
 
 
-def check_plan(plan: Plan) -> None:
-    if plan.method == "lora":
-        raise UserError("plan's method is lora: this executor runs full SFT only (re-plan with --method full-sft)")
+@dataclass(frozen=True)
+class CheckedPlan:
+    """A plan that passed ``check_plan``: approved, intact, full SFT, a supported strategy. The executor's
+    later steps (translate, launch, train) take this and check nothing again."""
+
+    plan: Plan
+    strategy: str
+
+    @property
+    def sha256(self) -> str:
+        return self.plan.plan_sha256
+
+
+def check_plan(plan: Plan) -> CheckedPlan:
+    """The one place that refuses a plan the executor cannot run (one line each)."""
+    from executor.translate import SUPPORTED
+
+    if plan.method != "full-sft":
+        raise UserError(f"plan's method is {plan.method}: this executor runs full SFT only "
+                        "(re-plan with --method full-sft)")
     if plan.recommended is None:
         raise UserError("plan has no recommended configuration (nothing fit the constraints): nothing to run")
+    strategy = plan.recommended.strategy
+    if strategy not in SUPPORTED:
+        raise UserError(f"strategy '{strategy}' is not supported by the executor (supported: {', '.join(SUPPORTED)})")
     why = verify(plan)
     if why:
         raise UserError(why)
+    return CheckedPlan(plan=plan, strategy=strategy)
 
 
 # --------------------------------------------------------------------------- run folder
@@ -303,10 +325,13 @@ def check_disk(plan: Plan, run_dir: Path) -> list[str]:
 # --------------------------------------------------------------------------- all together
 
 
-def run_preflight(plan_path: str | Path, plan: Plan, run_dir: str | Path, *, allow_mismatch: bool = False) -> list[str]:
-    """Every check, in order; the first failure raises a one-line UserError. Returns the notes."""
+def run_preflight(plan_path: str | Path, plan: Plan | CheckedPlan, run_dir: str | Path, *,
+                  allow_mismatch: bool = False) -> list[str]:
+    """Every check, in order; the first failure raises a one-line UserError. Returns the notes.
+
+    ``plan``: a CheckedPlan (``check_plan`` already ran), or a plan, checked here."""
     run_dir = Path(run_dir)
-    check_plan(plan)
+    plan = (plan if isinstance(plan, CheckedPlan) else check_plan(plan)).plan
     notes = check_run_dir(run_dir, plan)
     notes += check_data(plan, plan_path)
     notes += check_devices(plan, allow_mismatch)

@@ -22,6 +22,7 @@ from pathlib import Path
 from advisor.errors import UserError
 from advisor.models import DeployCheck, Plan
 from advisor.planfile import read_plan, verify
+from executor import names
 from executor.evalgate import GATE_FILE, best_passing_epoch, read_gate
 
 _MODEL_GLOBS = ("*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json")
@@ -41,8 +42,9 @@ def _check_checkpoint(ckpt: Path, epoch: dict) -> None:
     what = f"best passing epoch {epoch['epoch']}'s checkpoint {ckpt}"
     if not ckpt.is_dir():
         raise UserError(f"{what} is missing (deleted by keep_last rotation?); nothing to promote")
-    if not (ckpt / "COMPLETE").is_file():
-        raise UserError(f"{what} is incomplete (no COMPLETE marker): it was interrupted while being written")
+    why = names.check_complete(ckpt)
+    if why:
+        raise UserError(f"{what} does not verify: {why}; refusing to promote it")
     if not list(ckpt.glob("*.safetensors")) or not (ckpt / "config.json").is_file():
         raise UserError(f"{what} has no model.safetensors + config.json")
     if not any((ckpt / name).is_file() for name in _TOKENIZER_ANY):

@@ -34,13 +34,20 @@ def default_run_dir(plan_path: Path, plan) -> Path:
     return plan_path.parent / f"run-{plan.plan_sha256[:12]}"
 
 
-def write_config(plan, plan_path: Path, run_dir: Path) -> dict[str, Path]:
-    """Copy the plan and write config/ (training args, DeepSpeed/FSDP JSON, inputs, launch scripts)."""
+def write_config(checked, plan_path: Path, run_dir: Path) -> dict[str, Path]:
+    """Copy the plan and write config/ (training args, DeepSpeed/FSDP JSON, inputs, launch scripts).
+
+    ``checked``: the preflight's CheckedPlan. training_args.json holds the kwargs train.py would pass
+    on the accelerators visible here; train.py rewrites it with what it really passes (bf16 is decided
+    on the node, where the device is).
+    """
+    from executor import names
     from executor.launch import launch_files
-    from executor.preflight import golden_file, resolve_data_path
+    from executor.preflight import golden_file, resolve_data_path, visible_accelerators
     from executor.translate import deepspeed_config, fsdp_config, training_arguments
 
-    cfg = run_dir / "config"
+    plan = checked.plan
+    cfg = run_dir / names.CONFIG
     cfg.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
 
@@ -48,26 +55,27 @@ def write_config(plan, plan_path: Path, run_dir: Path) -> dict[str, Path]:
         atomic_write_text(where / name, text)
         written[name] = where / name
 
-    if not (run_dir / "plan.yaml").is_file():
-        shutil.copy2(plan_path, run_dir / "plan.yaml")
-    written["plan.yaml"] = run_dir / "plan.yaml"
+    if not (run_dir / names.PLAN).is_file():
+        shutil.copy2(plan_path, run_dir / names.PLAN)
+    written[names.PLAN] = run_dir / names.PLAN
     ds, fsdp = deepspeed_config(plan), fsdp_config(plan)
     if ds is not None:
-        put("deepspeed.json", json.dumps(ds, indent=2) + "\n")
+        put(names.DEEPSPEED, json.dumps(ds, indent=2) + "\n")
     if fsdp is not None:
-        put("fsdp.json", json.dumps(fsdp, indent=2) + "\n")
-    args = training_arguments(plan, str(run_dir.resolve()), bf16=True, accelerator=True,
-                              deepspeed_path=str((cfg / "deepspeed.json").resolve()) if ds else None)
-    args["bf16"] = "auto: on where the device supports it (decided by train.py at start)"
-    put("training_args.json", json.dumps(args, indent=2) + "\n")
+        put(names.FSDP, json.dumps(fsdp, indent=2) + "\n")
+    accelerator = bool(visible_accelerators()[0])
+    args = training_arguments(plan, str(run_dir.resolve()), bf16=accelerator, accelerator=accelerator,
+                              deepspeed_path=str((cfg / names.DEEPSPEED).resolve()) if ds else None)
+    put(names.TRAINING_ARGS, json.dumps(args, indent=2) + "\n")
     model = plan.request.model_path or plan.request.model
     model_dir = Path(model).expanduser()
     inputs = {
+        "plan_sha256": plan.plan_sha256,
         "model": str(model_dir.resolve()) if model_dir.is_dir() else model,
         "train": str(resolve_data_path(plan.request.dataset.file.path, plan_path).resolve()),
         "golden": str(resolve_data_path(golden_file(plan).path, plan_path).resolve()),
     }
-    put("inputs.json", json.dumps(inputs, indent=2) + "\n")
+    put(names.INPUTS, json.dumps(inputs, indent=2) + "\n")
     for name, text in launch_files(plan, run_dir.resolve()).items():
         put(name, text)
         (cfg / name).chmod(0o755)
@@ -142,23 +150,19 @@ def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool =
         echo: bool = True) -> int:
     """The whole `sftplan run`. Returns the exit code (0 finished or stopped cleanly, 1 training failed)."""
     from executor.launch import single_node_argv
-    from executor.preflight import require_train_packages, run_preflight
-    from executor.translate import strategy_of
+    from executor.preflight import check_plan, require_train_packages, run_preflight
 
     plan_path = Path(plan_path)
     if not plan_path.is_file():
         raise UserError(f"{plan_path}: no such plan file")
-    plan = read_plan(plan_path)
-    if plan.method == "lora":
-        raise UserError("plan's method is lora: `sftplan run` runs full SFT only; re-plan with --method full-sft "
-                        "(LoRA training is not part of this executor)")
-    strategy_of(plan)
+    checked = check_plan(read_plan(plan_path))  # the one place a plan is refused
+    plan = checked.plan
     run_dir = Path(out) if out else default_run_dir(plan_path, plan)
-    notes = run_preflight(plan_path, plan, run_dir, allow_mismatch=allow_mismatch)
+    notes = run_preflight(plan_path, checked, run_dir, allow_mismatch=allow_mismatch)
     if not dry_run and plan.recommended.num_nodes == 1:  # this command launches training here
         require_train_packages(plan.recommended.strategy)
     run_dir.mkdir(parents=True, exist_ok=True)
-    written = write_config(plan, plan_path, run_dir)
+    written = write_config(checked, plan_path, run_dir)
     multi = plan.recommended.num_nodes > 1
     argv = None if multi else single_node_argv(plan, run_dir.resolve())
     say = print if echo else (lambda *a, **k: None)

@@ -27,8 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-COMPLETE = "COMPLETE"
-RESULT = "train_result.json"
+from executor import names
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,26 +46,19 @@ def log(msg: str) -> None:
         print(f"[sftplan] {msg}", flush=True)
 
 
-def checkpoint_step(path: Path) -> int:
-    try:
-        return int(path.name.rsplit("-", 1)[1])
-    except (IndexError, ValueError):
-        return -1
-
-
 def latest_complete_checkpoint(run_dir: Path) -> Path | None:
     """The complete checkpoint with the highest step; incomplete ones never count."""
-    done = [p for p in run_dir.glob("checkpoint-*") if (p / COMPLETE).is_file() and checkpoint_step(p) >= 0]
-    return max(done, key=checkpoint_step) if done else None
+    done = [p for p in names.checkpoints(run_dir) if names.has_marker(p)]
+    return done[-1] if done else None
 
 
 def remove_incomplete_checkpoints(run_dir: Path) -> list[str]:
     """Rank 0, before training: a checkpoint cut off while being written is deleted, never resumed."""
     notes = []
-    for p in sorted(run_dir.glob("checkpoint-*")):
-        if p.is_dir() and not (p / COMPLETE).is_file():
+    for p in names.checkpoints(run_dir):
+        if not names.has_marker(p):
             shutil.rmtree(p, ignore_errors=True)
-            notes.append(f"removed incomplete {p.name} (no {COMPLETE} marker: interrupted while being written)")
+            notes.append(f"removed incomplete {p.name} (no {names.COMPLETE} marker: interrupted while being written)")
     return notes
 
 
@@ -81,16 +73,27 @@ def setup_distributed() -> tuple[bool, list[str]]:
     return accelerator, notes
 
 
-def setup_training_args(plan, run_dir: Path, *, accelerator: bool):
+def training_kwargs(plan, run_dir: Path, *, accelerator: bool) -> dict:
+    """TrainingArguments kwargs for this node: the plan's, with bf16 on where the device supports it."""
     import torch
-    from transformers import TrainingArguments
 
     from executor.translate import training_arguments
 
     bf16 = bool(accelerator and torch.cuda.is_bf16_supported())
-    ds_path = run_dir / "config" / "deepspeed.json"
-    kwargs = training_arguments(plan, str(run_dir), bf16=bf16, accelerator=accelerator,
-                                deepspeed_path=str(ds_path) if ds_path.is_file() else None)
+    ds_path = run_dir / names.CONFIG / names.DEEPSPEED
+    return training_arguments(plan, str(run_dir), bf16=bf16, accelerator=accelerator,
+                              deepspeed_path=str(ds_path) if ds_path.is_file() else None)
+
+
+def setup_training_args(plan, run_dir: Path, *, accelerator: bool):
+    """TrainingArguments(**kwargs); rank 0 first writes exactly those kwargs to config/training_args.json."""
+    from transformers import TrainingArguments
+
+    from advisor.yamlio import atomic_write_text
+
+    kwargs = training_kwargs(plan, run_dir, accelerator=accelerator)
+    if rank() == 0:
+        atomic_write_text(run_dir / names.CONFIG / names.TRAINING_ARGS, json.dumps(kwargs, indent=2) + "\n")
     return TrainingArguments(**kwargs)
 
 
@@ -144,18 +147,28 @@ def write_result(run_dir: Path, trainer, *, stopped: bool, resumed_from: Path | 
     result = {"global_step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
               "stopped": stopped, "resumed_from": resumed_from.name if resumed_from else None, "notes": notes,
               "latest_complete": (latest_complete_checkpoint(run_dir) or Path("")).name or None}
-    tmp = run_dir / f".{RESULT}.tmp"
+    tmp = run_dir / f".{names.RESULT}.tmp"
     tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, run_dir / RESULT)
+    os.replace(tmp, run_dir / names.RESULT)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    run_dir = Path(args.run_dir).resolve()
-    from advisor.planfile import read_plan
+    """Train; a refusal or a damaged input is one line on stderr and exit code 2, never a traceback."""
+    from advisor.errors import UserError
 
-    plan = read_plan(run_dir / "plan.yaml")
-    inputs = json.loads((run_dir / "config" / "inputs.json").read_text())
+    args = parse_args(argv)
+    try:
+        return train(Path(args.run_dir).resolve())
+    except UserError as exc:
+        print(f"sftplan: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+def train(run_dir: Path) -> int:
+    from executor.integrity import verify_run_plan
+
+    checked, inputs = verify_run_plan(run_dir)  # every rank, every node: the approved plan or nothing
+    plan = checked.plan
     accelerator, notes = setup_distributed()
     training_args = setup_training_args(plan, run_dir, accelerator=accelerator)  # inits the process group
     if training_args.process_index == 0:
@@ -169,17 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     notes += enc.notes
     log(f"data: {enc.rows} rows, {enc.tokens} tokens ({enc.label_tokens} trained on), {len(dataset)} sequences")
     model = setup_model(plan, inputs["model"], bf16=training_args.bf16)
-
-    from transformers import PrinterCallback, Trainer
-
-    from executor.train_callbacks import GateCallback, MetricsCallback, ShardReportCallback, StopCallback
-
-    trainer = Trainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
-                      processing_class=tokenizer,
-                      callbacks=[ShardReportCallback(run_dir, plan.recommended.strategy),
-                                 GateCallback(run_dir, plan, tokenizer, golden),
-                                 MetricsCallback(run_dir, collator, peak_memory), StopCallback(run_dir)])
-    trainer.remove_callback(PrinterCallback)  # MetricsCallback prints the progress line
+    trainer = setup_trainer(run_dir, plan, model, training_args, dataset, collator, tokenizer, golden)
     if resume:
         log(f"resuming from {resume.name} (latest complete checkpoint)")
     started = time.time()
@@ -190,6 +193,20 @@ def main(argv: list[str] | None = None) -> int:
     write_result(run_dir, trainer, stopped=stopped, resumed_from=resume, notes=notes)
     barrier()
     return 0
+
+
+def setup_trainer(run_dir: Path, plan, model, training_args, dataset, collator, tokenizer, golden):
+    from transformers import PrinterCallback, Trainer
+
+    from executor.train_callbacks import GateCallback, MetricsCallback, ShardReportCallback, StopCallback
+
+    trainer = Trainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
+                      processing_class=tokenizer,
+                      callbacks=[ShardReportCallback(run_dir, plan.recommended.strategy),
+                                 GateCallback(run_dir, plan, tokenizer, golden),
+                                 MetricsCallback(run_dir, collator, peak_memory), StopCallback(run_dir)])
+    trainer.remove_callback(PrinterCallback)  # MetricsCallback prints the progress line
+    return trainer
 
 
 if __name__ == "__main__":

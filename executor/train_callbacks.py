@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-COMPLETE = "COMPLETE"
+from executor import names
 
 
 def _dist():
@@ -79,7 +79,7 @@ class ShardReportCallback(TrainerCallback):
                 local += p.numel()
                 full += p.numel()
                 kinds.add("tensor")
-        out = self.run_dir / "shards"
+        out = self.run_dir / names.SHARDS
         out.mkdir(exist_ok=True)
         r = int(os.environ.get("RANK", "0"))
         (out / f"rank-{r}.json").write_text(json.dumps(
@@ -136,7 +136,7 @@ class MetricsCallback(TrainerCallback):
                "learning_rate": float(logs.get("learning_rate", 0.0)), "tokens_per_s_per_gpu": round(tps, 2),
                "step_time_s": round(step_time, 5), "peak_memory_bytes": peak, "peak_memory_kind": kind,
                "elapsed_s": round(now - self.started, 3)}
-        _append_jsonl(self.run_dir / "metrics.jsonl", row)
+        _append_jsonl(self.run_dir / names.METRICS, row)
         recent = sorted(self.step_times[-20:])[len(self.step_times[-20:]) // 2]
         eta = max(state.max_steps - state.global_step, 0) * recent
         self.console.print(
@@ -184,7 +184,7 @@ class GateCallback(TrainerCallback):
     def on_save(self, args, state, control, model=None, **kwargs):
         from executor.evalgate import best_passing_epoch, record_epoch
 
-        ckpt = self.run_dir / f"checkpoint-{state.global_step}"
+        ckpt = self.run_dir / names.checkpoint_name(state.global_step)
         self._write_full_weights(ckpt, model)
         if is_rank0():
             if not (ckpt / "config.json").is_file():
@@ -204,7 +204,7 @@ class GateCallback(TrainerCallback):
         if is_rank0():
             if not list(ckpt.glob("*.safetensors")):
                 raise RuntimeError(f"{ckpt}: no model.safetensors after saving; refusing to mark it complete")
-            (ckpt / COMPLETE).write_text(json.dumps({"step": state.global_step, "epoch": state.epoch}) + "\n")
+            names.write_complete(ckpt, step=state.global_step, epoch=state.epoch)  # every file's sha256, last
         barrier()
 
 
@@ -215,7 +215,7 @@ class StopCallback(TrainerCallback):
         self.run_dir = run_dir
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        if any_rank((self.run_dir / "STOP").exists()):
+        if any_rank((self.run_dir / names.STOP).exists()):
             control.should_training_stop = True
             control.should_save = True
             if is_rank0():

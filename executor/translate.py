@@ -1,5 +1,8 @@
 """Plan -> TrainingArguments kwargs, DeepSpeed config dict, FSDP config dict. Pure: no torch, no disk.
 
+Every function takes a plan that ``executor.preflight.check_plan`` accepted (approved, full SFT, a
+strategy in ``SUPPORTED``) and checks nothing again.
+
 Names are transformers 5.x's (``warmup_steps`` takes a float ratio below 1, ``eval_strategy``, no
 ``no_cuda``). The DeepSpeed dict has no ``optimizer`` block on purpose: Trainer then builds torch
 AdamW (or DeepSpeedCPUAdam when the optimizer is offloaded), so the fused_adam op never compiles;
@@ -8,7 +11,6 @@ AdamW (or DeepSpeedCPUAdam when the optimizer is offloaded), so the fused_adam o
 
 from __future__ import annotations
 
-from advisor.errors import UserError
 from advisor.models import Plan
 
 # FSDP wraps each transformer block; Trainer/accelerate fall back to the model's own
@@ -26,21 +28,9 @@ SUPPORTED = ("single", "ddp", "fsdp") + DEEPSPEED_STRATEGIES
 SMALL_MODEL_PARAMS = 50_000_000
 
 
-def strategy_of(plan: Plan) -> str:
-    if plan.method != "full-sft":
-        raise UserError(f"plan method is '{plan.method}': this executor runs full SFT only "
-                        "(LoRA runs are not supported here; re-plan with --method full-sft)")
-    if plan.recommended is None:
-        raise UserError("plan has no recommended configuration (nothing fitted); nothing to run")
-    strategy = plan.recommended.strategy
-    if strategy not in SUPPORTED:
-        raise UserError(f"strategy '{strategy}' is not supported by the executor (supported: {', '.join(SUPPORTED)})")
-    return strategy
-
-
 def deepspeed_config(plan: Plan) -> dict | None:
     """The DeepSpeed JSON for zero2/zero3(/offload) plans, else None."""
-    strategy = strategy_of(plan)
+    strategy = plan.recommended.strategy
     if strategy not in DEEPSPEED_STRATEGIES:
         return None
     zero: dict = {"stage": 2 if strategy == "zero2" else 3, "overlap_comm": True, "contiguous_gradients": True,
@@ -77,7 +67,7 @@ def fsdp_config(plan: Plan) -> dict | None:
     empty and receive the weights by broadcast (one copy in host RAM per node, not one per rank); on the
     CPU test it gives the same baseline golden loss as every rank reading the file.
     """
-    if strategy_of(plan) != "fsdp":
+    if plan.recommended.strategy != "fsdp":
         return None
     cfg: dict = {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "state_dict_type": "SHARDED_STATE_DICT",
                  "reshard_after_forward": True, "activation_checkpointing": plan.recommended.activation_checkpointing,
@@ -96,7 +86,6 @@ def training_arguments(plan: Plan, run_dir: str, *, bf16: bool, accelerator: boo
     device is present; without one the run is on CPU with the gloo backend. ``deepspeed_path``: where
     the DeepSpeed JSON was written (TrainingArguments takes a path or a dict).
     """
-    strategy = strategy_of(plan)
     rec, hp = plan.recommended, plan.hyperparameters
     fsdp = fsdp_config(plan)
     ds = deepspeed_config(plan)

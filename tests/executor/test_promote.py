@@ -41,7 +41,9 @@ def _save_checkpoint(path, seed: int, complete: bool = True) -> None:
     tok.save_pretrained(path)
     (path / "optimizer.pt").write_bytes(b"not exported")
     if complete:
-        (path / "COMPLETE").write_text("")
+        from executor.names import write_complete
+
+        write_complete(path, step=0, epoch=None)
 
 
 @pytest.fixture

@@ -70,6 +70,8 @@ def test_stop_at_epoch_boundary_then_promote(assets, tmp_path):
             "elapsed_s"} <= set(rows[0])
     assert rows[-1]["epoch"] == 1.0 and all(r["tokens_per_s_per_gpu"] > 0 for r in rows[1:])
     assert json.loads((run_dir / "report.json").read_text())["status"] == "stopped"
+    args = json.loads((run_dir / "config" / "training_args.json").read_text())  # what train.py passed, no prose
+    assert args["bf16"] is False and args["use_cpu"] is True and args["num_train_epochs"] == 3
     assert "epoch 1.00/3" in out and "ETA" in out and "loss" in out  # rank 0 progress
 
     proc = sftplan("promote", str(run_dir), "--out", str(tmp_path / "promoted"))

@@ -74,17 +74,32 @@ def test_deepspeed_dicts(assets):
     assert fsdp_config(tiny_plan(assets, strategy="zero3", num_gpus=2)) is None
 
 
-def test_refusals(assets):
-    from executor.translate import training_arguments
+def test_refusals_in_one_place(assets):
+    """preflight.check_plan is the one place a plan is refused; translate/launch take its CheckedPlan and check
+    nothing again."""
+    from advisor.planfile import approve, with_hash
+
+    from executor.preflight import CheckedPlan, check_plan
 
     with pytest.raises(UserError, match="full SFT only"):
-        training_arguments(tiny_plan(assets, method="lora"), "/r", bf16=False, accelerator=False)
+        check_plan(approve(tiny_plan(assets, method="lora"), by="t"))
     with pytest.raises(UserError, match="megatron"):
-        training_arguments(_with(tiny_plan(assets), strategy="megatron"), "/r", bf16=False, accelerator=False)
+        check_plan(approve(with_hash(_with(tiny_plan(assets), strategy="megatron")), by="t"))
+    with pytest.raises(UserError, match="not approved"):
+        check_plan(tiny_plan(assets))
+    checked = check_plan(approve(tiny_plan(assets, strategy="fsdp", num_gpus=2), by="t"))
+    assert isinstance(checked, CheckedPlan) and checked.strategy == "fsdp"
+    import executor.launch
+    import executor.translate
+
+    for module in (executor.translate, executor.launch):
+        text = open(module.__file__).read()
+        assert "UserError" not in text and "lora" not in text, module.__name__
 
 
 def test_pure_no_torch():
-    code = ("import sys; import executor.translate, executor.launch, executor.run, advisor.cli.execute, advisor.rows; "
+    code = ("import sys; import executor.translate, executor.launch, executor.run, advisor.cli.execute, advisor.rows, "
+            "executor.names, executor.integrity, executor.preflight; "
             "bad = [m for m in ('torch', 'transformers', 'deepspeed') if m in sys.modules]; print(bad); "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

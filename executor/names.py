@@ -1,0 +1,125 @@
+"""The run folder's file names, in one place, and the ``COMPLETE`` marker of a checkpoint. Pure: no torch.
+
+Every module that reads or writes a run folder takes its names from here (docs/CONTRACTS.md describes
+what each file holds). A checkpoint is complete when its ``COMPLETE`` file exists and every file it
+lists has the sha256 it records: ``write_complete`` hashes every file of the checkpoint folder (written
+last, atomically), ``check_complete`` re-hashes them and names the first file that differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+PLAN = "plan.yaml"
+RUN_JSON = "run.json"
+CONFIG = "config"                    # RUN_DIR/config/...
+TRAINING_ARGS = "training_args.json"
+DEEPSPEED = "deepspeed.json"
+FSDP = "fsdp.json"
+INPUTS = "inputs.json"
+LAUNCH = "launch.sh"
+SBATCH = "sbatch.sh"
+DATA = "data"                        # RUN_DIR/data/: the approved training and golden bytes, copied at preflight
+TRAIN_DATA = "train.jsonl"
+GOLDEN_DATA = "golden.jsonl"
+SHARDS = "shards"
+RESULT = "train_result.json"
+METRICS = "metrics.jsonl"
+GATE = "gate.json"
+BASELINE = "baseline.json"
+REPORT_MD = "report.md"
+REPORT_JSON = "report.json"
+STOP = "STOP"
+LOG = "log.txt"
+PROMOTED = "promoted"
+CHECKPOINT_PREFIX = "checkpoint-"
+COMPLETE = "COMPLETE"
+
+
+def node_script(i: int) -> str:
+    return f"node-{i}.sh"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{step}"
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step of a ``checkpoint-<step>`` folder, -1 for any other name."""
+    name = Path(path).name
+    if not name.startswith(CHECKPOINT_PREFIX):
+        return -1
+    tail = name[len(CHECKPOINT_PREFIX):]
+    return int(tail) if tail.isdigit() else -1
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """Every ``checkpoint-<step>`` folder of the run, oldest step first (complete or not)."""
+    found = [p for p in Path(run_dir).glob(CHECKPOINT_PREFIX + "*") if p.is_dir() and checkpoint_step(p) >= 0]
+    return sorted(found, key=checkpoint_step)
+
+
+# --------------------------------------------------------------------------- COMPLETE
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _files(ckpt: Path) -> list[Path]:
+    return sorted((p for p in ckpt.rglob("*") if p.is_file() and p.name != COMPLETE and not p.name.startswith(".")),
+                  key=lambda p: p.relative_to(ckpt).as_posix())
+
+
+def write_complete(ckpt: Path, *, step: int, epoch: float | None) -> dict:
+    """Hash every file of the checkpoint and write ``COMPLETE`` (last, atomically). Returns its content."""
+    ckpt = Path(ckpt)
+    files = {p.relative_to(ckpt).as_posix(): sha256_file(p) for p in _files(ckpt)}
+    marker = {"step": step, "epoch": epoch, "files": files}
+    tmp = ckpt / f".{COMPLETE}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(marker, indent=1) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, ckpt / COMPLETE)
+    return marker
+
+
+def check_complete(ckpt: Path) -> str:
+    """'' when the checkpoint is complete and every file verifies, else the one-line reason naming the file."""
+    ckpt = Path(ckpt)
+    marker_path = ckpt / COMPLETE
+    if not marker_path.is_file():
+        return f"{ckpt.name} is incomplete (no {COMPLETE} marker: interrupted while being written)"
+    try:
+        marker = json.loads(marker_path.read_text(encoding="utf-8"))
+        files = marker["files"]
+        if not isinstance(files, dict) or not files:
+            raise ValueError
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{marker_path}: unreadable or without file hashes; the checkpoint cannot be verified"
+    for rel, want in sorted(files.items()):
+        path = ckpt / rel
+        if not path.is_file():
+            return f"{path}: missing (listed in {COMPLETE})"
+        try:
+            got = sha256_file(path)
+        except OSError as exc:
+            return f"{path}: unreadable ({exc.__class__.__name__})"
+        if got != want:
+            return f"{path}: damaged (sha256 {got[:12]}, {COMPLETE} recorded {str(want)[:12]})"
+    extra = [p.relative_to(ckpt).as_posix() for p in _files(ckpt) if p.relative_to(ckpt).as_posix() not in files]
+    if extra:
+        return f"{ckpt / extra[0]}: not listed in {COMPLETE} (added after the checkpoint was completed)"
+    return ""
+
+
+def has_marker(ckpt: Path) -> bool:
+    return (Path(ckpt) / COMPLETE).is_file()
