@@ -131,6 +131,22 @@ def check_run_dir(run_dir: Path, plan: Plan) -> list[str]:
         if ids else []
 
 
+def check_run_plan_copy(run_dir: Path, plan: Plan) -> None:
+    """A run folder's plan.yaml (what the trainer reads) must be this approved plan, byte for byte in content:
+    a copy edited or swapped in (pre-seeded, or after a stop) is refused, never trained."""
+    from advisor.planfile import read_plan
+
+    copy_path = run_dir / "plan.yaml"
+    if not copy_path.is_file():
+        return
+    copy = read_plan(copy_path)
+    why = verify(copy)
+    if why or copy.plan_sha256 != plan.plan_sha256:
+        raise UserError(f"{copy_path} is not the approved plan {plan.plan_sha256[:12]} "
+                        f"({why or 'it is plan ' + str(copy.plan_sha256)[:12]}); refusing to train on it: restore "
+                        "the approved copy or choose another output folder")
+
+
 # --------------------------------------------------------------------------- data files
 
 
@@ -333,6 +349,7 @@ def run_preflight(plan_path: str | Path, plan: Plan | CheckedPlan, run_dir: str 
     run_dir = Path(run_dir)
     plan = (plan if isinstance(plan, CheckedPlan) else check_plan(plan)).plan
     notes = check_run_dir(run_dir, plan)
+    check_run_plan_copy(run_dir, plan)
     notes += check_data(plan, plan_path)
     notes += check_devices(plan, allow_mismatch)
     notes += check_disk(plan, run_dir)
