@@ -29,6 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--loss-chunks", type=int, default=1, help="chunked cross-entropy chunks (1 = full logits)")
     p.add_argument("--memory-headroom", type=float, default=0.10,
                    help="fraction of GPU memory kept free; a fit must leave it (default 0.10, 0-0.5)")
+    p.add_argument("--trace", action="store_true",
+                   help="also trace one training step of the real model on fake tensors (train extra; no GPU, no weights)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -118,11 +120,78 @@ def run(args: argparse.Namespace) -> int:
     model, gpu, cfg = build(args)
     est = estimate(model, gpu, cfg)
     data = to_json(est, model, gpu)
+    if getattr(args, "trace", False):
+        data["trace"] = _trace(model, est)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
     _print_table(data, model)
+    if "trace" in data:
+        _print_trace(data["trace"])
     return 0
+
+
+def _trace(model, est) -> dict:
+    """Traced figures beside the analytic ones, by component group (GiB per rank)."""
+    from advisor.units import GIB
+
+    cfg, mem = est.config, est.memory
+    try:
+        from executor import memtrace
+    except ImportError as exc:  # torch / transformers missing
+        raise UserError(f"--trace: needs the train extra (pip install '.[train]'): {exc}") from None
+    analytic = {"model_states": mem.weights + mem.gradients + mem.optimizer, "transient": mem.activations + mem.logits,
+                "gathered": mem.gathered_layer, "peak": mem.total - mem.overhead}
+    out: dict = {"analytic_gib": {k: round(v / GIB, 3) for k, v in analytic.items()}}
+    if cfg.strategy in memtrace.STATE_ONLY_STRATEGIES:
+        shard = memtrace.model_state_shard_bytes(model, strategy=cfg.strategy, world_size=cfg.num_gpus, precision=cfg.precision)
+        out["traced_gib"] = {"model_states": round((shard["weights"] + shard["gradients"] + shard["optimizer"]) / GIB, 3)}
+        out["not_traced"] = [f"{cfg.strategy}: DeepSpeed is not traced; the model-state shard per rank is counted from the "
+                             "built model's parameters; activations, logits and gathered parameters are not traced",
+                             memtrace.NOT_TRACED]
+        return out
+    if cfg.strategy not in memtrace.TRACED_STRATEGIES:
+        raise UserError(f"--trace: strategy '{cfg.strategy}' is not traced (traced: single, ddp, fsdp; zero*: model states)")
+    r = memtrace.trace(model, precision=cfg.precision, strategy=cfg.strategy, world_size=cfg.num_gpus,
+                       seq_len=cfg.seq_len, micro_batch_size=cfg.micro_batch_size,
+                       activation_checkpointing=cfg.activation_checkpointing, grad_accum=cfg.grad_accum)
+    out["traced_gib"] = {"model_states": round(r.model_states_max / GIB, 3), "transient": round(r.transient_max / GIB, 3),
+                         "gathered": round(r.gathered_max / GIB, 3), "peak": round(r.peak / GIB, 3)}
+    out["peak_phase"] = r.peak_phase
+    out["peak_by_category_gib"] = {k: round(v / GIB, 3) for k, v in sorted(r.peak_by_category.items())}
+    out["traced_layers"] = list(r.traced_layers)
+    out["extrapolated"] = r.extrapolated
+    out["attention"] = r.attention
+    out["not_traced"] = r.notes
+    return out
+
+
+def _print_trace(t: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="traced on fake tensors vs analytic (GiB per rank)")
+    for col in ("group", "analytic", "traced", "error"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    names = {"model_states": "model states", "transient": "activations + logits + loss", "gathered": "gathered layer",
+             "peak": "peak (one moment)"}
+    for key, label in names.items():
+        if key not in t["traced_gib"]:
+            continue
+        a, m = t["analytic_gib"].get(key, 0.0), t["traced_gib"][key]
+        err = f"{(a - m) / m:+.0%}" if m else "-"
+        table.add_row(label, f"{a:.2f}", f"{m:.2f}", err)
+    console.print(table)
+    if t.get("peak_by_category_gib"):
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in t["peak_by_category_gib"].items())
+        console.print(f"traced peak at the {t['peak_phase']}: {parts}")
+    if "traced_layers" in t:
+        how = (f"layers {' and '.join(map(str, t['traced_layers']))} traced, extrapolated per layer"
+               if t["extrapolated"] else "full depth traced")
+        console.print(f"{how}; attention: {t['attention']}")
+    for note in t["not_traced"]:
+        console.print(f"not traced: {note}")
 
 
 def _print_table(d: dict, model) -> None:

@@ -1,0 +1,424 @@
+"""Traced memory of one training step of the real transformers model, on fake tensors (no GPU, no weights).
+
+`sftplan estimate ... --trace` and benchmarks/memory_trace.py call ``trace()``. What is traced is the
+path the executor takes (executor/train.py, translate.py, accelerate under Trainer):
+
+- dtypes: the checkpoint is loaded in fp32 for bf16-mixed and in bf16 for bf16-pure
+  (train.setup_model); Trainer's bf16=True makes accelerate wrap ``model.forward`` in
+  ``autocast(bf16)`` and convert the bf16 outputs (the logits) to fp32 (``convert_outputs_to_fp32``);
+  FSDP2 through accelerate upcasts the sharded parameters to fp32 and gathers them in bf16
+  (``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=bf16)``), whatever the plan's precision.
+- the optimizer: Trainer's default ``adamw_torch_fused`` (torch AdamW, fused=True: moments like the
+  parameter, no per-step temporaries), ``clip_grad_norm_(1.0)``, ``zero_grad(set_to_none=True)``;
+  Adam's moments appear at the first ``step()``, so two steps are traced and the second one counts.
+- activation checkpointing: ``model.gradient_checkpointing_enable()`` (single, ddp: what
+  Trainer calls) or the non-reentrant ``checkpoint_wrapper`` on every decoder layer (fsdp: accelerate's
+  FSDP2 path).
+- attention: an attention function that saves what the GPU's flash / memory-efficient kernels save
+  (q, k and v with their own kv heads, the output, the fp32 logsumexp); Gemma 2 keeps transformers'
+  eager attention (soft-capping; its config says sdpa is unsupported) and MPT its own ALiBi attention,
+  both saving the b x heads x s x s scores, as on a GPU.
+- the loss: transformers' own (labels = input ids: every token trained; the fp32 upcast inside).
+
+Not traced: CUDA context, cuBLAS workspaces, NCCL buffers, the caching allocator's fragmentation
+(reserved vs allocated); DeepSpeed ZeRO (zero2/zero3: the model-state shard per rank is counted from
+the built model's parameters, activations are those of a single GPU); padded batches (the mask SDPA
+materialises); Megatron. Tracing runs on fake CPU tensors (sizes are exact; CPU autocast stands in
+for CUDA autocast with the same cast rules for matmuls).
+
+Tracing cost is per op, not per FLOP: ``trace()`` traces ``depth`` decoder layers and a second,
+deeper model, and extrapolates every figure linearly to the real depth (``extrapolated=True``);
+benchmarks/memory_trace.py checks that against full-depth traces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+GIB = 2**30
+TRACED_STRATEGIES = ("single", "ddp", "fsdp")
+STATE_ONLY_STRATEGIES = ("zero2", "zero3", "zero3-offload", "zero3-offload-all")
+NOT_TRACED = ("CUDA context, cuBLAS/NCCL workspaces and allocator fragmentation (reserved vs allocated) "
+              "are not tensors and are not traced")
+
+
+@dataclass
+class TraceResult:
+    """Bytes per rank. Groups: model_states (params + grads + optimizer, + buffers), transient
+    (activations, logits, loss buffers, temporaries), gathered (FSDP's unsharded params/grads and
+    collective buffers). ``*_max`` figures are each group's own maximum over the step; ``peak`` is the
+    highest total at one moment, with ``peak_by_category`` what made it up at that moment."""
+
+    model: str
+    strategy: str
+    world_size: int
+    precision: str
+    seq_len: int
+    micro_batch_size: int
+    activation_checkpointing: bool
+    num_layers: int
+    traced_layers: tuple[int, ...]
+    extrapolated: bool
+    peak: int
+    peak_phase: str
+    peak_by_category: dict[str, int]
+    model_states_max: int
+    transient_max: int
+    gathered_max: int
+    attention: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- the model's config
+
+
+def _preset_hf_config(spec, num_layers: int):
+    """A transformers config with the preset's architecture (the family's own config class)."""
+    import transformers as T
+
+    h, heads, kv = spec.hidden_size, spec.num_heads, spec.num_kv_heads
+    common = dict(hidden_size=h, intermediate_size=spec.ffn_size, num_hidden_layers=num_layers,
+                  num_attention_heads=heads, num_key_value_heads=kv, vocab_size=spec.vocab_size,
+                  tie_word_embeddings=spec.tied_embeddings, max_position_embeddings=spec.max_context, use_cache=False)
+    if spec.head_dim:
+        common["head_dim"] = spec.head_dim
+    fam = spec.family
+    if fam in ("llama", "generic"):
+        return T.LlamaConfig(**common)
+    if fam == "mistral":
+        return T.MistralConfig(**common, sliding_window=None)
+    if fam == "mixtral":
+        return T.MixtralConfig(**common, num_local_experts=spec.num_experts, num_experts_per_tok=spec.experts_per_token,
+                               sliding_window=None)
+    if fam == "qwen2":
+        return T.Qwen2Config(**common)
+    if fam == "gemma":
+        return T.GemmaConfig(**common, hidden_activation="gelu_pytorch_tanh")
+    if fam == "gemma2":
+        return T.Gemma2Config(**common, attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
+                              query_pre_attn_scalar=spec.head_dim_effective, sliding_window=4096)
+    if fam == "phi3":
+        return T.Phi3Config(**common)
+    if fam == "stablelm":
+        common.pop("head_dim", None)
+        return T.StableLmConfig(**common)
+    if fam == "gpt_neox":
+        common.pop("num_key_value_heads")
+        common.pop("head_dim", None)
+        return T.GPTNeoXConfig(**common, rotary_pct=0.25, use_parallel_residual=True)
+    if fam == "mpt":
+        return T.MptConfig(d_model=h, n_heads=heads, n_layers=num_layers, expansion_ratio=spec.ffn_size / h,
+                           vocab_size=spec.vocab_size, max_seq_len=spec.max_context, use_cache=False)
+    raise ValueError(f"family {fam!r} cannot be traced")
+
+
+def hf_config(spec, num_layers: int):
+    """The model's transformers config at ``num_layers`` decoder layers: the user's config.json as
+    given (only the depth changed), else the preset's architecture."""
+    import transformers as T
+
+    if spec.source == "config.json":
+        path = Path(spec.name)
+        raw = json.loads((path / "config.json" if path.is_dir() else path).read_text(encoding="utf-8"))
+        raw = {k: v for k, v in raw.items() if k not in ("architectures", "auto_map", "transformers_version")}
+        kind = raw.pop("model_type")
+        raw["n_layers" if kind == "mpt" else "num_hidden_layers"] = num_layers
+        raw["use_cache"] = False
+        return T.AutoConfig.for_model(kind, **raw)
+    return _preset_hf_config(spec, num_layers)
+
+
+def _depth(cfg) -> int:
+    return getattr(cfg, "num_hidden_layers", None) or cfg.n_layers
+
+
+# --------------------------------------------------------------------------- flash-like attention
+
+
+def _register_flash_like():
+    """An attention function whose saved tensors are those of the GPU's flash kernel (GQA-native:
+    k and v keep their own heads), calling the flash op's fake kernel for the output and logsumexp."""
+    import torch
+    from transformers import AttentionInterface
+
+    class _Flash(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, q, k, v, scale):  # q: b, h, s, d; k, v: b, kv, s, d
+            groups = q.shape[1] // k.shape[1]
+            kr = k.repeat_interleave(groups, dim=1) if groups > 1 else k
+            vr = v.repeat_interleave(groups, dim=1) if groups > 1 else v
+            out, lse, *_ = torch.ops.aten._scaled_dot_product_flash_attention(q, kr, vr, 0.0, True, False, scale=scale)
+            out = out.transpose(1, 2).contiguous()  # the kernel writes b, s, h, d
+            ctx.save_for_backward(q, k, v, out, lse)
+            ctx.scale = scale
+            return out
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            q, k, v, out, lse = ctx.saved_tensors
+            b, s, h, d = out.shape
+            groups = h // k.shape[1]
+            dq = torch.empty_like(q)
+            dkr = torch.empty(b, h, s, d, dtype=k.dtype, device=k.device)
+            dvr = torch.empty_like(dkr)
+            del grad_out
+            dk = dkr.view(b, k.shape[1], groups, s, d).sum(2) if groups > 1 else dkr
+            dv = dvr.view(b, v.shape[1], groups, s, d).sum(2) if groups > 1 else dvr
+            return dq, dk, dv, None
+
+    def flash_like(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+        return _Flash.apply(query, key, value, scale), None
+
+    AttentionInterface.register("sftplan_kernel_saves", flash_like)
+    return "sftplan_kernel_saves"
+
+
+# --------------------------------------------------------------------------- one traced step
+
+
+def _build(spec, num_layers: int, precision: str, strategy: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cfg = hf_config(spec, num_layers)
+    kind = cfg.model_type
+    if kind == "gemma2":
+        attn = "eager"  # transformers: "sdpa does not support softcapping"
+    elif kind == "mpt":
+        attn = "eager"  # MPT's own ALiBi attention
+    else:
+        attn = _register_flash_like()
+    fp32_params = precision == "bf16-mixed" or strategy == "fsdp"  # FSDP2 via accelerate upcasts to fp32
+    torch.set_default_dtype(torch.float32 if precision == "bf16-mixed" else torch.bfloat16)
+    try:
+        model = AutoModelForCausalLM.from_config(cfg, attn_implementation=attn)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    if fp32_params and precision == "bf16-pure":
+        for p in model.parameters():
+            p.data = p.data.float()
+    model.config.use_cache = False
+    return model, attn
+
+
+def _decoder_layers(model):
+    import torch
+
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.ModuleList) and len(mod) and "Layer" in type(mod[0]).__name__ or (
+                isinstance(mod, torch.nn.ModuleList) and len(mod) and "Block" in type(mod[0]).__name__):
+            return list(mod)
+    raise ValueError("no decoder layers found")
+
+
+_PG_WORLD: list[int] = []
+
+
+def _fake_process_group(world_size: int):
+    import torch.distributed as dist
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    if dist.is_initialized():
+        if _PG_WORLD and _PG_WORLD[0] == world_size:
+            return
+        dist.destroy_process_group()
+    dist.init_process_group("fake", rank=0, world_size=world_size, store=FakeStore())
+    _PG_WORLD[:] = [world_size]
+
+
+class _Maxes:
+    """Each group's maximum over time, and the highest total of each phase (forward+backward, optimizer)
+    with its make-up, updated after every op (MemTracker keeps only the one peak moment)."""
+
+    def __init__(self):
+        self.model_states = self.transient = self.gathered = 0
+        self.phase = "fwbw"
+        self.phase_peak: dict[str, int] = {"fwbw": 0, "opt": 0}
+        self.phase_snap: dict[str, dict[str, int]] = {"fwbw": {}, "opt": {}}
+
+    def update(self, snap: dict) -> None:
+        states = trans = gathered = 0
+        for key, v in snap.items():
+            name = str(key).split(".")[-1].lower()
+            if name == "total":
+                continue
+            if "unsharded" in name or "all_gather" in name or "reduce" in name:
+                gathered += v
+            elif "param" in name or "grad" in name or "opt" in name or "buf" in name:
+                states += v
+            else:
+                trans += v
+        self.model_states = max(self.model_states, states)
+        self.transient = max(self.transient, trans)
+        self.gathered = max(self.gathered, gathered)
+        total = states + trans + gathered
+        if total > self.phase_peak[self.phase]:
+            self.phase_peak[self.phase] = total
+            self.phase_snap[self.phase] = {str(k).split(".")[-1].lower(): int(v) for k, v in snap.items()
+                                           if str(k) != "Total"}
+
+
+def _trace_once(spec, *, num_layers: int, precision: str, strategy: str, world_size: int, seq_len: int,
+                micro_batch_size: int, activation_checkpointing: bool, grad_accum: int) -> dict:
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    maxes = _Maxes()
+    mesh = None
+    if strategy == "fsdp":  # the mesh is built outside fake mode (it reads real rank tensors)
+        from torch.distributed.device_mesh import init_device_mesh
+
+        _fake_process_group(world_size)
+        mesh = init_device_mesh("cpu", (world_size,))
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        model, attn = _build(spec, num_layers, precision, strategy)
+        layers = _decoder_layers(model)
+        if strategy == "fsdp":
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+            mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.bfloat16, output_dtype=torch.bfloat16)
+            if activation_checkpointing:
+                from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+                    CheckpointImpl, apply_activation_checkpointing, checkpoint_wrapper)
+
+                layer_cls = type(layers[0])
+                apply_activation_checkpointing(
+                    model, checkpoint_wrapper_fn=lambda m: checkpoint_wrapper(m, checkpoint_impl=CheckpointImpl.NO_REENTRANT),
+                    check_fn=lambda m: isinstance(m, layer_cls))
+                layers = [m for m in model.modules() if type(m).__name__ == "CheckpointWrapper"]
+            for layer in layers:
+                fully_shard(layer, mesh=mesh, mp_policy=mp, reshard_after_forward=True)
+            fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=True)
+        elif activation_checkpointing:  # what Trainer calls (gradient_checkpointing_enable, renamed in 5.x)
+            (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.0, fused=True)  # Trainer's default
+        if strategy == "fsdp":
+            from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
+
+            tracker = FSDPMemTracker(model, opt)
+        else:
+            from torch.distributed._tools.mem_tracker import MemTracker
+
+            tracker = MemTracker()
+            tracker.track_external(model, opt)
+        original = tracker._update_peak_stats
+
+        def _update(peak_state, _orig=original):
+            _orig(peak_state)
+            for dev_snap in tracker._curr_mem_snap.values():
+                if counting[0]:
+                    maxes.update(dev_snap)
+
+        tracker._update_peak_stats = _update
+        counting = [False]
+        ids = torch.randint(0, min(spec.vocab_size, 1000), (micro_batch_size, seq_len))
+        with tracker:
+            for step in range(2):  # Adam's moments exist from the first step on: the second is the steady state
+                if step == 1:
+                    tracker.reset_mod_stats()
+                    tracker._peak_mem.clear()
+                    tracker._peak_mem_snap.clear()
+                    counting[0] = True
+                for _ in range(min(grad_accum, 2)):
+                    with torch.autocast("cpu", dtype=torch.bfloat16):  # accelerate's autocast around forward
+                        out = model(input_ids=ids, labels=ids)
+                    logits32 = out.logits.float()  # accelerate's convert_outputs_to_fp32
+                    loss = out.loss
+                    del out, logits32
+                    loss.backward()
+                    del loss
+                maxes.phase = "opt"
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=False)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                maxes.phase = "fwbw"
+    return {"peak_fwbw": maxes.phase_peak["fwbw"], "peak_opt": maxes.phase_peak["opt"],
+            "snap_fwbw": maxes.phase_snap["fwbw"], "snap_opt": maxes.phase_snap["opt"],
+            "model_states_max": maxes.model_states, "transient_max": maxes.transient, "gathered_max": maxes.gathered,
+            "attention": attn}
+
+
+def trace(spec, *, precision: str = "bf16-mixed", strategy: str = "single", world_size: int = 1, seq_len: int = 2048,
+          micro_batch_size: int = 1, activation_checkpointing: bool = True, grad_accum: int = 1,
+          depth: int | None = 1) -> TraceResult:
+    """Trace one steady-state training step. ``depth``: trace ``depth`` and ``2 * depth`` decoder layers
+    and extrapolate per layer to the model's depth (None: trace the full depth)."""
+    if strategy not in TRACED_STRATEGIES:
+        raise ValueError(f"strategy {strategy!r} is not traced (traced: {', '.join(TRACED_STRATEGIES)})")
+    kw = dict(precision=precision, strategy=strategy, world_size=world_size if strategy == "fsdp" else 1,
+              seq_len=seq_len, micro_batch_size=micro_batch_size, activation_checkpointing=activation_checkpointing,
+              grad_accum=grad_accum)
+    full = spec.num_layers
+    notes = [NOT_TRACED]
+    if strategy == "ddp":
+        notes.append("ddp: traced as one replica (DDP's gradient buckets, ~25 MiB each, are not traced)")
+    if depth is None or 2 * depth >= full:
+        a = b = _trace_once(spec, num_layers=full, **kw)
+        layers, extrap, scale = (full,), False, 0.0
+    else:
+        a = _trace_once(spec, num_layers=depth, **kw)
+        b = _trace_once(spec, num_layers=2 * depth, **kw)
+        layers, extrap, scale = (depth, 2 * depth), True, (full - depth) / depth
+
+    def ext(x, y):
+        return int(round(x + (y - x) * scale))
+
+    r = {k: ext(a[k], b[k]) for k in ("model_states_max", "transient_max", "gathered_max")}
+    phases = {ph: ext(a[f"peak_{ph}"], b[f"peak_{ph}"]) for ph in ("fwbw", "opt")}
+    phase = max(phases, key=phases.get)
+    r["peak"], r["peak_phase"] = phases[phase], "optimizer step" if phase == "opt" else "forward/backward"
+    sa, sb = a[f"snap_{phase}"], b[f"snap_{phase}"]
+    by_cat = {c: ext(sa.get(c, 0), sb.get(c, 0)) for c in set(sa) | set(sb)}
+    # The make-up extrapolates only when both depths peak at the same moment (no negative part).
+    r["peak_by_category"] = {c: v for c, v in by_cat.items() if v} if min(by_cat.values(), default=0) >= 0 else {}
+    if not r["peak_by_category"]:
+        notes.append("the peak falls at different moments at the two traced depths: its make-up is not extrapolated")
+    r["attention"] = a["attention"]
+    return TraceResult(model=spec.name, strategy=strategy, world_size=kw["world_size"], precision=precision,
+                       seq_len=seq_len, micro_batch_size=micro_batch_size,
+                       activation_checkpointing=activation_checkpointing, num_layers=full, traced_layers=layers,
+                       extrapolated=extrap, notes=notes, **r)
+
+
+def model_state_shard_bytes(spec, *, strategy: str, world_size: int, precision: str) -> dict[str, int]:
+    """DeepSpeed ZeRO model states per rank, counted from the built model's parameter tensors
+    (bf16 weights 2, bf16 grads 2, fp32 master + Adam moments 12 bytes/param: DeepSpeed's bf16 optimizer;
+    zero2 shards grads and optimizer, zero3 also the weights; offload moves the optimizer to the host)."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        model, _ = _build(spec, spec.num_layers if spec.num_layers <= 4 else 1, "bf16-pure", "single")
+        if spec.num_layers > 4:
+            one = sum(p.numel() for p in _decoder_layers(model)[0].parameters())
+            n = sum(p.numel() for p in model.parameters()) + (spec.num_layers - 1) * one
+        else:
+            n = sum(p.numel() for p in model.parameters())
+    del torch
+    w = world_size
+    weights = 2 * n // (w if strategy != "zero2" else 1)
+    if strategy == "zero3-offload-all":
+        weights = 0
+    grads = 2 * n // w
+    optim = 0 if strategy.startswith("zero3-offload") else 12 * n // w
+    return {"params": n, "weights": weights, "gradients": grads, "optimizer": optim}
+
+
+@contextlib.contextmanager
+def _quiet():
+    import logging
+
+    level = logging.getLogger("transformers").level
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.getLogger("transformers").setLevel(level)
