@@ -86,6 +86,17 @@ class OwnedHardware(_Model):
     count: int = Field(gt=0)
 
 
+class DeployTask(_Model):
+    """A deploy check the request adds: a local lm-eval task (name in a task YAML under include_path)."""
+
+    name: str = Field(min_length=1, description="the check's name in the plan and PROMOTED.md")
+    task: str = Field(min_length=1, description="lm-eval task name")
+    metric: str = Field(min_length=1, description="lm-eval metric key, e.g. 'acc,none'")
+    max_regression: float = Field(ge=0, le=100, description="allowed drop vs the base model, in points")
+    higher_is_better: bool = True
+    required: bool = True
+
+
 class PlanRequest(_Model):
     """Everything a planning session asks. CLI flags, request YAML and the TUI all build this."""
 
@@ -112,6 +123,9 @@ class PlanRequest(_Model):
     memory_headroom: float = Field(default=0.10, ge=0, le=0.5, description="fraction of GPU memory kept free: a configuration is recommended only when its estimate leaves it")
     gate_tolerance: float = Field(default=0.02, ge=0, description="allowed relative golden-loss rise / score drop")
     min_golden_score: float | None = Field(default=None, ge=0, le=1)
+    deploy_tasks: list[DeployTask] = Field(default_factory=list, description="local lm-eval tasks added to the deploy suite")
+    deploy_include_path: str | None = Field(default=None, description="folder of lm-eval task YAMLs for deploy_tasks")
+    deploy_limit: int | None = Field(default=None, gt=0, description="examples per deploy task (a quick look)")
 
 
 # --------------------------------------------------------------------------- plan
@@ -208,6 +222,19 @@ class DeployCheck(_Model):
     name: str
     max_regression: float = Field(description="allowed absolute drop vs the base model, in points")
     required: bool = True
+    task: str | None = Field(default=None, description="lm-evaluation-harness task that runs this check; None: none can")
+    metric: str | None = Field(default=None, description="the lm-eval metric key compared, e.g. 'acc,none'")
+    higher_is_better: bool = Field(default=True, description="False for metrics where a rise is the regression")
+
+
+class DeploySettings(_Model):
+    """How the deploy suite is run by `sftplan evaluate` (same settings for the base and the tuned model)."""
+
+    batch_size: int = Field(default=8, gt=0, le=4096, description="lm-eval batch size")
+    limit: int | None = Field(default=None, gt=0, description="examples per task; None = the whole task")
+    limited_can_clear: bool = Field(default=False, description="may a --limit run clear a required check")
+    seed: int = Field(default=1234, ge=0, description="lm-eval random / numpy / torch / few-shot seed")
+    include_path: str | None = Field(default=None, description="folder of extra lm-eval task YAMLs")
 
 
 class Evaluation(_Model):
@@ -217,6 +244,9 @@ class Evaluation(_Model):
     min_golden_score: float | None = None
     max_new_tokens: int = Field(default=32, gt=0)
     deploy_suite: list[DeployCheck] = Field(default_factory=list)
+    deploy: DeploySettings | None = Field(default=None, description="how `sftplan evaluate` runs the suite")
+    deploy_hours: float | None = Field(default=None, description="estimated hours of the suite (base + tuned, forward only)")
+    deploy_cost_usd: float | None = Field(default=None, description="that time on the plan's GPUs, on-demand")
 
 
 class LoraAlternative(_Model):

@@ -25,7 +25,13 @@ from advisor.yamlio import atomic_write_text, dump_yaml, load_model_yaml
 _UNHASHED = {"plan_sha256", "approval"}
 _TIER_FIELDS_ADDED_IN_2 = ("memory_breakdown_gib", "hbm_gib", "binding_constraint")
 _ADDED_WITHIN_1 = {("estimate", "overhead_hours"): 0.0, ("estimate", "hbm_gib"): 0.0, ("estimate", "memory_spare_gib"): 0.0,
-                   ("request", "memory_headroom"): 0.10}
+                   ("request", "memory_headroom"): 0.10, ("request", "deploy_tasks"): [],
+                   ("request", "deploy_include_path"): None, ("request", "deploy_limit"): None,
+                   ("evaluation", "deploy"): None, ("evaluation", "deploy_hours"): None,
+                   ("evaluation", "deploy_cost_usd"): None}
+# The same for keys of each item of a list: (section, list, key) -> the value a version-1 file reads back with.
+_ITEM_FIELDS_ADDED_IN_2 = {("evaluation", "deploy_suite", "task"): None, ("evaluation", "deploy_suite", "metric"): None,
+                           ("evaluation", "deploy_suite", "higher_is_better"): True}
 
 
 def _version_1_content(data: dict) -> dict:
@@ -41,6 +47,10 @@ def _version_1_content(data: dict) -> dict:
         part = data.get(section)
         if isinstance(part, dict) and part.get(key) == old:
             del part[key]
+    for (section, listname, key), old in _ITEM_FIELDS_ADDED_IN_2.items():
+        for item in (data.get(section) or {}).get(listname) or []:
+            if isinstance(item, dict) and item.get(key, old) == old:
+                item.pop(key, None)
     return data
 
 

@@ -91,6 +91,7 @@ def plan(request: PlanRequest, catalog) -> Plan:
     findings += f_hp
     ckpt, f_ck = rules.rule_checkpointing(checkpoint_bytes(model, req.precision))
     evaluation, f_ev = rules.rule_evaluation(req)
+    evaluation = _priced_deploy(evaluation, chosen, params, active)
     findings += [f_ck, *f_ev]
     lora_alt = _lora_alternative(lora_pick, rec or chosen)
     if lora_alt.full_sft_cost_ratio:
@@ -340,3 +341,16 @@ def _lora_alternative(lc: Cand | None, full: Cand | None) -> LoraAlternative:
         hours=round(lc.hours, 3), cost_usd=round(lc.cost_usd, 2), full_sft_cost_ratio=ratio,
         note="rank 16 with DoRA; estimated as LoRA r16 (DoRA's small extra compute not modelled)",
     )
+
+
+def _priced_deploy(evaluation, c: Cand | None, params: int, active: int):
+    """The deploy suite's forward-pass hours and cost on the chosen configuration's GPUs (advisor.evalcost)."""
+    if c is None:
+        return evaluation
+    from advisor.cost import cost_usd
+    from advisor.evalcost import deploy_cost
+
+    dc = deploy_cost([d.task for d in evaluation.deploy_suite], params=params, active_params=active, gpu=c.gpu,
+                     num_gpus=c.num_gpus, limit=evaluation.deploy.limit if evaluation.deploy else None)
+    return evaluation.model_copy(update={"deploy_hours": _round_small(dc.hours),
+                                         "deploy_cost_usd": round(cost_usd(dc.hours, c.num_gpus, c.gpu), 2)})

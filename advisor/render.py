@@ -165,8 +165,15 @@ def to_markdown(plan: Plan) -> str:
     L += ["## Evaluation gate", "",
           f"Golden set {ev.golden.path + ' (' + str(ev.golden.rows) + ' rows)' if ev.golden else '(none given)'} after every "
           f"{ev.after_every}; tolerance {ev.tolerance:.0%}" + (f", min score {ev.min_golden_score:g}" if ev.min_golden_score is not None else "") + ".", ""]
-    L += _md_table(["deploy check", "max regression (points)", "required"],
-                   [[d.name, f"{d.max_regression:g}", "yes" if d.required else "no"] for d in ev.deploy_suite])
+    L += _md_table(["deploy check", "lm-eval task (metric)", "max regression (points)", "required"],
+                   [[d.name, f"{d.task} ({d.metric})" if d.task else ("the eval gate" if d.name.lower() == "golden set"
+                                                                       else "none: a manual step"),
+                     f"{d.max_regression:g}", "yes" if d.required else "no"] for d in ev.deploy_suite])
+    if ev.deploy_hours is not None:
+        limit = f", {ev.deploy.limit} examples per task" if ev.deploy and ev.deploy.limit else ""
+        L += [f"Deploy suite (`sftplan evaluate`, base and tuned model, forward passes only{limit}): "
+              f"{_hours(ev.deploy_hours)}, {_usd(ev.deploy_cost_usd)} on the recommended GPUs (indicative; "
+              "assumptions in advisor/evalcost.py; local tasks are not priced).", ""]
     L += ["## LoRA alternative", ""]
     if la.gpu:
         ratio = f"; full SFT costs {la.full_sft_cost_ratio:.1f}x this" if la.full_sft_cost_ratio else ""

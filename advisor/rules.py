@@ -7,7 +7,7 @@ default or names the paper it takes the number from. Rules judge; they never val
 
 from __future__ import annotations
 
-from advisor.models import Checkpointing, DeployCheck, Evaluation, Finding, PlanRequest
+from advisor.models import Checkpointing, DeployCheck, DeploySettings, Evaluation, Finding, PlanRequest
 
 # --------------------------------------------------------------------------- the guide's sentences
 S_PARALLEL = (
@@ -259,16 +259,54 @@ DEPLOY_SUITE = (
 )
 
 
+# The lm-evaluation-harness task behind each check of the suite: (task, metric key, higher is better).
+# HarmBench ships no lm-eval task (its judge is a classifier model the user provides): a plan that needs it
+# names a task of its own through the request's deploy_tasks; the golden set is the eval gate itself.
+DEPLOY_TASKS: dict[str, tuple[str, str, bool]] = {
+    "MMLU-Pro": ("mmlu_pro", "exact_match,custom-extract", True),
+    "IFEval": ("ifeval", "prompt_level_strict_acc,none", True),
+    "bias audit": ("crows_pairs_english", "pct_stereotype,none", False),
+}
+
+
+def deploy_suite(req: PlanRequest) -> list[DeployCheck]:
+    """The guide's suite with the lm-eval task of each check, plus the request's own deploy tasks."""
+    suite = []
+    for name, max_drop in DEPLOY_SUITE:
+        task, metric, higher = DEPLOY_TASKS.get(name, (None, None, True))
+        suite.append(DeployCheck(name=name, max_regression=max_drop, task=task, metric=metric, higher_is_better=higher))
+    suite += [DeployCheck(name=t.name, max_regression=t.max_regression, required=t.required, task=t.task,
+                          metric=t.metric, higher_is_better=t.higher_is_better) for t in req.deploy_tasks]
+    return suite
+
+
+def rule_deploy_tasks(suite: list[DeployCheck]) -> Finding | None:
+    """A required check with no task that `sftplan evaluate` can run stays a manual step: say so."""
+    manual = [d.name for d in suite if d.required and d.task is None and d.name.lower() != "golden set"]
+    if not manual:
+        return None
+    return _f("eval.deploy-task-missing", "warning",
+              f"no lm-eval task runs {', '.join(manual)}: add one to the request's deploy_tasks (HarmBench needs its "
+              "classifier model and a task YAML of yours), or bring its results to `sftplan promote --deploy-results`",
+              S_GATE)
+
+
 def rule_evaluation(req: PlanRequest) -> tuple[Evaluation, list[Finding]]:
-    suite = [DeployCheck(name=n, max_regression=r) for n, r in DEPLOY_SUITE]
-    ev = Evaluation(golden=req.golden, tolerance=req.gate_tolerance, min_golden_score=req.min_golden_score, deploy_suite=suite)
+    suite = deploy_suite(req)
+    settings = DeploySettings(limit=req.deploy_limit, include_path=req.deploy_include_path)
+    ev = Evaluation(golden=req.golden, tolerance=req.gate_tolerance, min_golden_score=req.min_golden_score,
+                    deploy_suite=suite, deploy=settings)
     golden = req.golden.path if req.golden else "the golden set (none given yet: pass --golden)"
     findings = [
         _f("eval.golden-each-epoch", "after every epoch",
            f"score {golden} after each epoch; stop if it regresses more than {req.gate_tolerance:.0%}", S_CHECKPOINT),
         _f("eval.deploy-gate", "gate before deploy",
-           "deploy only if " + ", ".join(f"{n} drops <= {r:g} pts" for n, r in DEPLOY_SUITE), S_GATE),
+           "deploy only if " + ", ".join(f"{d.name} drops <= {d.max_regression:g} pts"
+                                         + (f" ({d.task})" if d.task else "") for d in suite), S_GATE),
     ]
+    missing = rule_deploy_tasks(suite)
+    if missing:
+        findings.append(missing)
     if req.golden is None:
         findings.append(_f("eval.no-golden", "warning", "no --golden file: the epoch gate has nothing to score", S_CHECKPOINT))
     return ev, findings

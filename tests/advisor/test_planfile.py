@@ -125,6 +125,17 @@ def test_a_plan_approved_before_overhead_hours_existed_still_verifies(tmp_path):
     assert "edited" in verify(edited)  # once set, the field is hashed like any other
 
 
+def _strip_deploy_fields_of_2(data: dict) -> None:
+    """A version-1 file has none of the deploy-suite fields version 2 added."""
+    for key in ("deploy_tasks", "deploy_include_path", "deploy_limit"):
+        data["request"].pop(key, None)
+    for key in ("deploy", "deploy_hours", "deploy_cost_usd"):
+        data["evaluation"].pop(key, None)
+    for check in data["evaluation"]["deploy_suite"]:
+        for key in ("task", "metric", "higher_is_better"):
+            check.pop(key, None)
+
+
 def _version_1_hash(plan: Plan) -> str:
     """Version 1's rule, written out independently: no schema-2 tier fields, overhead_hours 0.0 left out."""
     import hashlib
@@ -132,6 +143,7 @@ def _version_1_hash(plan: Plan) -> str:
 
     data = plan.model_dump(mode="json", exclude={"plan_sha256", "approval"})
     data["schema_version"] = 1
+    _strip_deploy_fields_of_2(data)
     for row in data["tiers"]:
         for key in ("memory_breakdown_gib", "hbm_gib", "binding_constraint"):
             del row[key]
@@ -148,6 +160,7 @@ def _version_1_file(tmp_path, by: str = "Ada") -> "Path":
     h = _version_1_hash(p)
     data = p.model_dump(mode="json")
     data["schema_version"] = 1
+    _strip_deploy_fields_of_2(data)
     for row in data["tiers"]:
         for key in ("memory_breakdown_gib", "hbm_gib", "binding_constraint"):
             del row[key]
