@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
 	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install -q -e ".[train,data,dev]" "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install -q -e ".[train,data,eval,dev]" "torch==$(TORCH_VERSION)"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -94,7 +94,8 @@ def _standard_suite() -> list[DeployCheck]:
     return [DeployCheck(name=n, max_regression=r) for n, r in DEPLOY_SUITE]
 
 
-def _promoted_md(run_dir: Path, plan: Plan, gate: dict, best: dict, results: dict[str, float] | None) -> str:
+def _promoted_md(run_dir: Path, plan: Plan, gate: dict, best: dict, results: dict[str, float] | None,
+                 measured: dict | None = None) -> str:
     base, score = gate["baseline"], best["score"]
     lines = [f"# Promoted: epoch {best['epoch']} of {run_dir.name}", "",
              f"- plan_sha256: `{plan.plan_sha256}` approved by {plan.approval.by} at {plan.approval.at}",
@@ -115,8 +116,20 @@ def _promoted_md(run_dir: Path, plan: Plan, gate: dict, best: dict, results: dic
             drop = results[check.name]
             ok = drop <= check.max_regression + 1e-12
             status = f"{'passed' if ok else 'FAILED'}: dropped {drop:g} pts"
+            run = _measured_check(measured, check.name)
+            if run is not None:
+                status += f" (lm-eval {run['task']}: base {run['base']:.4f}, tuned {run['tuned']:.4f})"
+                if ok and run["verdict"] == "not cleared (limited)":
+                    status = f"not cleared: limited to {measured['limit']} examples per task; " + status
+                    if check.required:
+                        pending.append(check.name)
             if not ok and check.required:
                 failed.append(check.name)
+        elif _measured_check(measured, check.name) is not None:
+            run = _measured_check(measured, check.name)
+            status = ("STILL REQUIRED before deploy" if check.required else "not run (optional)") + f": {run['note']}"
+            if check.required:
+                pending.append(check.name)
         else:
             status = "STILL REQUIRED before deploy" if check.required else "not run (optional)"
             if check.required:
@@ -131,6 +144,13 @@ def _promoted_md(run_dir: Path, plan: Plan, gate: dict, best: dict, results: dic
     else:
         lines.append("All required deploy checks passed.")
     return "\n".join(lines) + "\n"
+
+
+def _measured_check(measured: dict | None, name: str) -> dict | None:
+    """The deploy.json entry of one check (run by `sftplan evaluate`), or None."""
+    if not measured:
+        return None
+    return next((c for c in measured["checks"] if c["name"] == name and c["verdict"] not in ("eval gate", "manual")), None)
 
 
 def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
@@ -150,6 +170,12 @@ def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
     ckpt = run_dir / best["checkpoint"]
     _check_checkpoint(ckpt, best)
     results = load_deploy_results(deploy_results, plan) if deploy_results else None
+    measured = None
+    if results is None:  # the suite as `sftplan evaluate` ran it on this epoch (RUN_DIR/deploy.json), if it did
+        from executor.deploy import measured_drops, read_deploy
+
+        measured = read_deploy(run_dir, plan, best["checkpoint"])
+        results = measured_drops(measured) if measured else None
 
     out = Path(out_dir) if out_dir is not None else run_dir / "promoted"
     if out.exists() and not (out / "PROMOTED.md").is_file():
@@ -163,10 +189,13 @@ def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
                     shutil.copy2(f, tmp / f.name)
         shutil.copy2(run_dir / "plan.yaml", tmp / "plan.yaml")
         shutil.copy2(run_dir / GATE_FILE, tmp / GATE_FILE)
-        (tmp / "PROMOTED.md").write_text(_promoted_md(run_dir, plan, gate, best, results), encoding="utf-8")
+        if measured:
+            shutil.copy2(run_dir / "deploy.json", tmp / "deploy.json")
+        (tmp / "PROMOTED.md").write_text(_promoted_md(run_dir, plan, gate, best, results, measured), encoding="utf-8")
         (tmp / "promoted.json").write_text(json.dumps(
             {"epoch": best["epoch"], "step": best["step"], "checkpoint": best["checkpoint"], "score": best["score"],
-             "baseline": gate["baseline"], "plan_sha256": plan.plan_sha256, "deploy_results": results}, indent=2) + "\n")
+             "baseline": gate["baseline"], "plan_sha256": plan.plan_sha256, "deploy_results": results,
+             "deploy_limit": measured.get("limit") if measured else None}, indent=2) + "\n")
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{tmp.name}"

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "advisor.cli.plan",  # plan, render, explain, diff, catalog, approve, verify
     "advisor.cli.execute",  # run, promote, demo
     "advisor.cli.data",  # data check, data dedup
+    "advisor.cli.evaluate",  # evaluate
     "advisor.tui.cli",  # tui
 )
 # Which module owns each command: `sftplan estimate` imports only its own module (start-up time).
@@ -26,6 +27,7 @@ COMMAND_OWNERS = {
     "estimate": "advisor.cli.estimate",
     **dict.fromkeys(("plan", "render", "explain", "diff", "catalog", "approve", "verify"), "advisor.cli.plan"),
     **dict.fromkeys(("run", "promote", "demo"), "advisor.cli.execute"),
+    "evaluate": "advisor.cli.evaluate",
     "tui": "advisor.tui.cli",
     "data": "advisor.cli.data",
 }

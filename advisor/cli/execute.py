@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from advisor.errors import UserError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("run", help="run an approved plan as a real full SFT (FSDP / DeepSpeed ZeRO-3)")
@@ -22,6 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", metavar="DIR", help="destination (default: RUN_DIR/promoted)")
     p.add_argument("--deploy-results", metavar="FILE", help="YAML/JSON results of the plan's deploy suite")
+    p.add_argument("--evaluate", action="store_true",
+                   help="first run the deploy suite through lm-eval (as `sftplan evaluate`) on the epoch to promote")
+    from advisor.cli.evaluate import add_evaluate_arguments
+
+    add_evaluate_arguments(p)
     p.set_defaults(func=cmd_promote)
 
     p = subparsers.add_parser("demo", help="tiny model on the CPU: plan, approve, run 3 epochs, gate, promote")
@@ -38,6 +45,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     from executor.promote import promote
 
+    if args.evaluate:
+        from advisor.cli.evaluate import run_evaluate
+
+        if args.deploy_results:
+            raise UserError("--evaluate and --deploy-results: give one source of deploy results")
+        run_evaluate(args, args.run_dir)
     out = promote(args.run_dir, args.out, deploy_results=args.deploy_results)
     print(f"promoted: {out} (see {out / 'PROMOTED.md'})")
     return 0

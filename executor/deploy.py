@@ -1,0 +1,308 @@
+"""The plan's deploy suite through EleutherAI's lm-evaluation-harness: the base model against the epoch to promote.
+
+``evaluate(run_dir)`` scores every check of ``plan.evaluation.deploy_suite`` that names an lm-eval task,
+on the base model and on the best passing epoch's checkpoint, with the same settings (batch size, limit,
+seeds from the plan), through lm-eval's Python API and its Hugging Face backend (``HFLM``; a LoRA
+checkpoint is loaded as base + adapter through its ``peft=`` argument). It writes ``RUN_DIR/deploy.json``
+atomically; ``sftplan promote`` reads it and refuses a required check that regressed beyond its allowed drop.
+
+- A drop is in points: ``100 x (base - tuned)`` for a metric where higher is better, ``100 x (tuned - base)``
+  where a rise is the regression (CrowS-Pairs' pct_stereotype).
+- A task that cannot run here (its data is on the hub and this machine is offline, a package it needs is
+  missing, an unknown name) is reported in one line with how to point it at a local copy
+  (``--task-data TASK=PATH``: a local copy of the task's dataset, e.g. a clone of its hub repository; or
+  ``--include-path DIR``: a folder of lm-eval task YAMLs); the other tasks still run.
+- ``--limit N`` (or the plan's ``evaluation.deploy.limit``) scores the first N examples of each task; it is
+  recorded, and a limited run cannot clear a required check unless the plan says so (``limited_can_clear``).
+- Several GPUs: lm-eval's own paths do it, not this module: ``accelerate launch -m lm_eval ...`` for
+  data-parallel copies, or ``parallelize=True`` in the model args for a model too large for one GPU. This
+  function runs one process (one device: the first GPU, or the CPU).
+
+``write_local_tasks`` writes two small lm-eval tasks (multiple choice and generative) over JSONL files,
+used by the tests and the demo, so the suite runs end to end offline. lm_eval and torch are imported
+inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from advisor.errors import UserError
+from advisor.models import DeployCheck, DeploySettings, Plan
+from advisor.planfile import read_plan, verify
+from advisor.yamlio import atomic_write_text
+
+DEPLOY_FILE = "deploy.json"
+
+
+class TaskUnavailable(Exception):
+    """A task that cannot run on this machine; the message is the one line the user sees."""
+
+
+@dataclass
+class CheckResult:
+    name: str
+    task: str | None
+    metric: str | None
+    required: bool
+    max_regression: float
+    higher_is_better: bool
+    base: float | None = None
+    tuned: float | None = None
+    drop_points: float | None = None
+    verdict: str = "not run"  # passed | FAILED | not cleared (limited) | unavailable | manual | eval gate
+    note: str = ""
+
+
+def drop_points(base: float, tuned: float, higher_is_better: bool) -> float:
+    """The regression in points (positive = worse), for metrics on a 0-1 scale."""
+    return round(100.0 * ((base - tuned) if higher_is_better else (tuned - base)), 6)
+
+
+def _verdict(check: DeployCheck, drop: float, limited: bool, settings: DeploySettings) -> str:
+    if drop > check.max_regression + 1e-9:
+        return "FAILED"
+    if limited and not settings.limited_can_clear:
+        return "not cleared (limited)"
+    return "passed"
+
+
+def _unavailable_line(task: str, exc: BaseException) -> str:
+    text = f"{exc.__class__.__name__}: {exc}".replace("\n", " ")
+    if "Offline" in text or "Couldn't reach" in text or isinstance(exc, ConnectionError):
+        why = "its data is on the Hugging Face hub and this machine is offline"
+    elif isinstance(exc, ModuleNotFoundError):
+        why = f"it needs the package '{exc.name}' (pip install it)"
+    elif isinstance(exc, KeyError):
+        why = "lm-eval knows no task of that name"
+    elif isinstance(exc, FileNotFoundError):
+        why = f"a file it reads is missing ({exc.filename})"
+    else:
+        why = text[:200]
+    return (f"{task}: cannot run here: {why}; point it at a local copy with --task-data {task}=PATH "
+            "or --include-path DIR (a folder of lm-eval task YAMLs)")
+
+
+def _task_manager(include_paths: list[str]):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=include_paths or None)
+
+
+def _task_spec(task: str, task_data: dict[str, str]) -> str | dict:
+    """A task name, or a config that points the registered task at a local copy of its data."""
+    if task in task_data:
+        return {"task": task, "dataset_path": str(Path(task_data[task]).expanduser().resolve())}
+    return task
+
+
+def _load_tasks(checks: list[DeployCheck], tm, task_data: dict[str, str]) -> tuple[dict, dict[str, str]]:
+    """(task name -> its spec for lm-eval, task name -> unavailable line). Loading builds each task's dataset,
+    so a task whose data cannot be had fails here, before any model is loaded."""
+    loaded, missing = {}, {}
+    for check in checks:
+        if check.task in loaded or check.task in missing:
+            continue
+        spec = _task_spec(check.task, task_data)
+        try:
+            tm.load_task_or_group([spec])
+            loaded[check.task] = spec
+        except Exception as exc:  # noqa: BLE001 - each failure is one line, the other tasks still run
+            missing[check.task] = _unavailable_line(check.task, exc)
+    return loaded, missing
+
+
+def _device() -> tuple[str, str]:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda:0", "bfloat16"
+    return "cpu", "float32"
+
+
+def _lm(model_path: Path, base_path: str, settings: DeploySettings):
+    """lm-eval's HF model: a full checkpoint, or the base model + this checkpoint's LoRA adapter."""
+    from lm_eval.models.huggingface import HFLM
+
+    device, dtype = _device()
+    kwargs = {"pretrained": str(model_path), "dtype": dtype, "device": device, "batch_size": settings.batch_size}
+    if (model_path / "adapter_config.json").is_file():
+        kwargs.update(pretrained=base_path, peft=str(model_path))
+    return HFLM(**kwargs)
+
+
+def _score(lm, spec, tm, metric: str, settings: DeploySettings, limit: int | None) -> float:
+    import lm_eval
+
+    seed = settings.seed
+    out = lm_eval.simple_evaluate(model=lm, tasks=[spec], task_manager=tm, limit=limit, log_samples=False,
+                                  random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                                  fewshot_random_seed=seed, bootstrap_iters=0, verbosity="ERROR")
+    results = out["results"]
+    values = [r[metric] for r in results.values() if metric in r]
+    if not values:
+        keys = sorted({k for r in results.values() for k in r if "," in k and "stderr" not in k})
+        raise UserError(f"metric '{metric}' is not in the task's results (it reports: {', '.join(keys) or 'nothing'})")
+    return float(values[0])
+
+
+def _base_model(run_dir: Path, plan: Plan) -> str:
+    inputs = run_dir / "config" / "inputs.json"
+    if inputs.is_file():
+        try:
+            return str(json.loads(inputs.read_text(encoding="utf-8"))["model"])
+        except (ValueError, KeyError, OSError):
+            raise UserError(f"{inputs}: unreadable (it names the base model)") from None
+    return plan.request.model_path or plan.request.model
+
+
+def _epoch_to_promote(run_dir: Path, epoch: float | None) -> dict:
+    from executor.evalgate import best_passing_epoch, read_gate
+
+    if epoch is None:
+        best = best_passing_epoch(run_dir)
+        if best is None:
+            raise UserError(f"{run_dir}: no epoch passed the eval gate; nothing to evaluate for promotion")
+        return best
+    for e in read_gate(run_dir).get("epochs", []):
+        if float(e["epoch"]) == float(epoch):
+            return e
+    raise UserError(f"--epoch {epoch:g}: gate.json records no such epoch")
+
+
+def evaluate(run_dir: str | Path, *, epoch: float | None = None, limit: int | None = None,
+             task_data: dict[str, str] | None = None, include_path: str | None = None, echo=print) -> dict:
+    """Run the plan's deploy suite on the base model and the epoch to promote; write and return deploy.json."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "plan.yaml").is_file():
+        raise UserError(f"{run_dir}: not a run folder (no plan.yaml)")
+    plan = read_plan(run_dir / "plan.yaml")
+    why = verify(plan)
+    if why:
+        raise UserError(f"{run_dir / 'plan.yaml'}: {why}")
+    settings = plan.evaluation.deploy or DeploySettings()
+    limit = limit if limit is not None else settings.limit
+    best = _epoch_to_promote(run_dir, epoch)
+    ckpt = run_dir / best["checkpoint"]
+    if not (ckpt / "COMPLETE").is_file():
+        raise UserError(f"{ckpt}: not a complete checkpoint; nothing to evaluate")
+    base_model = _base_model(run_dir, plan)
+    task_data = dict(task_data or {})
+    includes = [p for p in (settings.include_path, include_path) if p]
+    for p in includes:
+        if not Path(p).expanduser().is_dir():
+            raise UserError(f"--include-path {p}: no such folder (lm-eval task YAMLs)")
+    for task, path in task_data.items():
+        if not Path(path).expanduser().exists():
+            raise UserError(f"--task-data {task}={path}: no such file or folder")
+
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # never reach the hub from here
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    results: list[CheckResult] = []
+    runnable = [c for c in plan.evaluation.deploy_suite if c.task]
+    tm = _task_manager([str(Path(p).expanduser().resolve()) for p in includes]) if runnable else None
+    loaded, missing = _load_tasks(runnable, tm, task_data) if runnable else ({}, {})
+    for line in missing.values():
+        echo(f"deploy: {line}")
+    lms = {}
+    if loaded:
+        echo(f"deploy: scoring {', '.join(loaded)} on the base model ({base_model}) and {ckpt.name}"
+             + (f", {limit} examples per task" if limit else ""))
+        lms = {"base": _lm(Path(base_model), base_model, settings), "tuned": _lm(ckpt, base_model, settings)}
+    for check in plan.evaluation.deploy_suite:
+        r = CheckResult(name=check.name, task=check.task, metric=check.metric, required=check.required,
+                        max_regression=check.max_regression, higher_is_better=check.higher_is_better)
+        if check.task is None:
+            r.verdict = "eval gate" if check.name.lower() == "golden set" else "manual"
+            r.note = ("answered by gate.json" if r.verdict == "eval gate"
+                      else "no lm-eval task: run it yourself and pass --deploy-results to promote")
+        elif check.task in missing:
+            r.verdict, r.note = "unavailable", missing[check.task]
+        else:
+            r.base = _score(lms["base"], loaded[check.task], tm, check.metric, settings, limit)
+            r.tuned = _score(lms["tuned"], loaded[check.task], tm, check.metric, settings, limit)
+            r.drop_points = drop_points(r.base, r.tuned, check.higher_is_better)
+            r.verdict = _verdict(check, r.drop_points, bool(limit), settings)
+            echo(f"deploy: {check.name} ({check.task}, {check.metric}): base {r.base:.4f}, tuned {r.tuned:.4f}, "
+                 f"drop {r.drop_points:g} pts (allowed {check.max_regression:g}): {r.verdict}")
+        results.append(r)
+    report = {"plan_sha256": plan.plan_sha256, "epoch": best["epoch"], "checkpoint": best["checkpoint"],
+              "base_model": base_model, "limit": limit, "limited_can_clear": settings.limited_can_clear,
+              "seed": settings.seed, "batch_size": settings.batch_size, "lm_eval_version": _lm_eval_version(),
+              "task_data": task_data, "include_paths": includes,
+              "finished_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+              "checks": [asdict(r) for r in results]}
+    atomic_write_text(run_dir / DEPLOY_FILE, json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _lm_eval_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lm_eval")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def read_deploy(run_dir: str | Path, plan: Plan, checkpoint: str) -> dict | None:
+    """RUN_DIR/deploy.json when it was written for this plan and this checkpoint, else None."""
+    path = Path(run_dir) / DEPLOY_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UserError(f"{path}: unreadable (run `sftplan evaluate {run_dir}` again)") from None
+    if not isinstance(data, dict) or not isinstance(data.get("checks"), list):
+        raise UserError(f"{path}: not a deploy report (run `sftplan evaluate {run_dir}` again)")
+    if data.get("plan_sha256") != plan.plan_sha256 or data.get("checkpoint") != checkpoint:
+        return None  # another plan or another epoch: not this promotion's evidence
+    return data
+
+
+def measured_drops(report: dict) -> dict[str, float]:
+    """Check name -> drop in points, for the checks of a deploy report that ran."""
+    return {c["name"]: float(c["drop_points"]) for c in report["checks"] if c.get("drop_points") is not None}
+
+
+# --------------------------------------------------------------------------- local tasks (tests, demo)
+
+
+def write_local_tasks(out_dir: str | Path, pairs: list[tuple[str, str]], *, distractors: list[str]) -> dict[str, str]:
+    """Two lm-eval tasks over ``(prompt, answer)`` pairs: ``sftplan_local_mc`` (pick the answer among three
+    choices, metric ``acc,none``) and ``sftplan_local_gen`` (greedy answer, metric ``exact_match,none``).
+    Returns task name -> metric. The JSONL files and task YAMLs are written into ``out_dir``."""
+    import random
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    mc, gen = [], []
+    for prompt, answer in pairs:
+        wrong = [d for d in distractors if d != answer]
+        choices = [answer, *rng.sample(wrong, 2)]
+        rng.shuffle(choices)
+        mc.append({"question": prompt, "choices": choices, "answer": choices.index(answer)})
+        gen.append({"prompt": prompt, "answer": answer})
+    (out / "local_mc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in mc), encoding="utf-8")
+    (out / "local_gen.jsonl").write_text("".join(json.dumps(r) + "\n" for r in gen), encoding="utf-8")
+    common = "dataset_path: json\ntest_split: test\n"
+    (out / "sftplan_local_mc.yaml").write_text(
+        "task: sftplan_local_mc\n" + common +
+        f"dataset_kwargs:\n  data_files:\n    test: {json.dumps(str((out / 'local_mc.jsonl').resolve()))}\n"
+        "output_type: multiple_choice\ndoc_to_text: \"{{question}}\"\ndoc_to_choice: \"{{choices}}\"\n"
+        "doc_to_target: \"{{answer}}\"\ntarget_delimiter: \" \"\n"
+        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n", encoding="utf-8")
+    (out / "sftplan_local_gen.yaml").write_text(
+        "task: sftplan_local_gen\n" + common +
+        f"dataset_kwargs:\n  data_files:\n    test: {json.dumps(str((out / 'local_gen.jsonl').resolve()))}\n"
+        "output_type: generate_until\ndoc_to_text: \"{{prompt}}\"\ndoc_to_target: \"{{answer}}\"\n"
+        "target_delimiter: \" \"\n"
+        "generation_kwargs:\n  until: [\"\\n\"]\n  max_gen_toks: 16\n  do_sample: false\n"
+        "metric_list:\n  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n", encoding="utf-8")
+    return {"sftplan_local_mc": "acc,none", "sftplan_local_gen": "exact_match,none"}
