@@ -124,7 +124,7 @@ def generic_model(size_params: float, label: str) -> ModelSpec:
     ffn = 3.5 * hidden, vocab 128256: the shape of current open models rather than any one of them.
     """
     if size_params < 1e6:
-        raise UserError(f"--model {label}: a model needs at least 1M parameters")
+        raise UserError(f"{label}: a model needs at least 1M parameters", field="model")
     # Solve 12.5 h^2 * L + 2 V h = N with L = h / 128 (Llama 3.1 8B: h=4096, L=32).
     vocab = 128256
     best: ModelSpec | None = None
@@ -158,7 +158,8 @@ def _config_to_spec(cfg: dict, name: str) -> ModelSpec:
         )
     families = {"llama", "mistral", "mixtral", "qwen2", "gemma", "gemma2", "phi3", "gpt_neox", "stablelm", "qwen2_moe"}
     if kind not in families:
-        raise UserError(f"{name}: model_type '{kind}' is not supported (supported: {', '.join(sorted(families | {'mpt'}))})")
+        raise UserError(f"{name}: model_type '{kind}' is not supported (supported: {', '.join(sorted(families | {'mpt'}))})",
+                        field="model", names_file=True)
     heads = cfg["num_attention_heads"]
     h = cfg["hidden_size"]
     default_tied = kind in ("gemma", "gemma2")
@@ -177,17 +178,17 @@ def load_config_json(path: Path) -> ModelSpec:
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+        raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})", field="model", names_file=True) from None
     except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+        raise UserError(f"{path}: cannot read ({exc.__class__.__name__})", field="model", names_file=True) from None
     if not isinstance(cfg, dict):
-        raise UserError(f"{path}: expected a JSON object")
+        raise UserError(f"{path}: expected a JSON object", field="model", names_file=True)
     try:
         return _config_to_spec(cfg, str(path))
     except KeyError as exc:
-        raise UserError(f"{path}: missing field {exc.args[0]!r}") from None
+        raise UserError(f"{path}: missing field {exc.args[0]!r}", field="model", names_file=True) from None
     except (TypeError, ValueError) as exc:  # SpecError: '<ModelSpec field>: <reason>'
-        raise UserError(f"{path}: {exc}") from None
+        raise UserError(f"{path}: {exc}", field="model", names_file=True) from None
 
 
 def resolve_model(name_or_path: str) -> ModelSpec:
@@ -212,8 +213,8 @@ def resolve_model(name_or_path: str) -> ModelSpec:
 
     hint = did_you_mean(text, list(presets))
     raise UserError(
-        f"--model: unknown model '{text}'{hint}; use a preset ({', '.join(sorted(presets))}), "
-        "a size such as 8B, or a config.json / model directory"
+        f"unknown model '{text}'{hint}; use a preset ({', '.join(sorted(presets))}), "
+        "a size such as 8B, or a config.json / model directory", field="model",
     )
 
 

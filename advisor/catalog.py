@@ -33,10 +33,12 @@ class Catalog:
     path: str
     notes: list[str] = field(default_factory=list)
 
-    def gpu(self, gpu_id: str) -> GpuSpec:
+    def gpu(self, gpu_id: str, field: str = "gpu") -> GpuSpec:
+        """The tier ``gpu_id``; an unknown id is a UserError on ``field`` (the request field that named it)."""
         key = str(gpu_id).strip().lower()
         if key not in self.gpus:
-            raise UserError(f"--gpu: unknown GPU '{gpu_id}'{did_you_mean(key, list(self.gpus))}; valid: {', '.join(self.gpus)}")
+            raise UserError(f"unknown GPU '{gpu_id}'{did_you_mean(key, list(self.gpus))}; valid: {', '.join(self.gpus)}",
+                            field=field)
         return self.gpus[key]
 
 

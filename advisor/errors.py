@@ -6,15 +6,20 @@ class UserError(Exception):
 
     ``field`` is the schema path of the bad value when there is one (``have[0].gpu``,
     ``dataset.examples``, ``approval.by``): the faces map it to their own flag or widget by a table
-    (advisor/cli/fields.py, advisor/tui/planning.py). Messages never name a CLI flag.
+    (advisor/cli/fields.py, advisor/tui/planning.py). Messages never name a CLI flag. ``str()`` is
+    ``'<field>: <message>'`` (or the message alone), for callers with no table. ``names_file``: the
+    message already names the file and line at fault (a data file, a config.json); the faces show it as
+    it is and use the field only to find the widget.
     """
 
     exit_code = 2
 
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, field: str | None = None, *, names_file: bool = False) -> None:
+        quoted = field is not None and not names_file
+        super().__init__(f"{field}: {message}" if quoted else message)
         self.message = message
         self.field = field
+        self.names_file = names_file  # the message starts with the file (and line) it is about: shown as it is
 
 
 def did_you_mean(name: str, choices: list[str]) -> str:

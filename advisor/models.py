@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 # The estimator's types are plain dataclasses (no pydantic on `sftplan estimate`'s path); re-exported here.
 from advisor.specs import (  # noqa: F401
@@ -34,7 +36,27 @@ Method = Literal["full-sft", "lora"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, defer_build=True)  # schemas built on first use
+    # schemas built on first use; inf/nan are never a valid quantity
+    model_config = ConfigDict(extra="forbid", frozen=False, defer_build=True, allow_inf_nan=False)
+
+
+def _not_bool(value):
+    """YAML's `true` is not a count: pydantic would read it as 1."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
+
+# Sane ranges a request is held to (one line naming the field beyond them).
+MAX_EXAMPLES = 10**10
+MAX_TOKENS = 10**7
+MAX_GPUS = 100_000
+MAX_EPOCHS = 100
+MAX_BUDGET_USD = 1e9
+MAX_DEADLINE_HOURS = 1e5
 
 
 # --------------------------------------------------------------------------- request
@@ -43,9 +65,9 @@ class _Model(BaseModel):
 class DataFile(_Model):
     """A data file the approver approves: path and content hash."""
 
-    path: str
-    sha256: str
-    rows: int = Field(ge=0)
+    path: str = Field(description="the file as given (relative to where sftplan ran)")
+    sha256: str = Field(description="sha256 of the file's bytes")
+    rows: Int = Field(ge=0, description="JSONL rows, every one checked")
 
 
 OverMaxSeqLen = Literal["truncate-response", "refuse"]
@@ -61,29 +83,33 @@ class LongRows(_Model):
     """Rows over max_seq_len as counted when the plan measured the data (`sftplan run` counts exactly, with the
     chat template, and applies the same rule, DatasetSpec.over_max_seq_len)."""
 
-    max_seq_len: int = Field(gt=0, description="the limit the rows were counted against")
-    truncated: int = Field(default=0, ge=0, description="rows the rule truncates")
-    refused: int = Field(default=0, ge=0, description="rows the rule refuses")
+    max_seq_len: Int = Field(gt=0, description="the limit the rows were counted against")
+    truncated: Int = Field(default=0, ge=0, description="rows the rule truncates")
+    refused: Int = Field(default=0, ge=0, description="rows the rule refuses")
     first: list[str] = Field(default_factory=list, description="file:line of the first few such rows")
-    counted_by: str = ""
+    counted_by: str = Field(default="", description="how the tokens were counted")
 
 
 class DatasetSpec(_Model):
-    examples: int = Field(gt=0)
-    avg_tokens: int = Field(gt=0, description="mean tokens per example (prompt + response)")
-    file: DataFile | None = None
-    token_p50: int | None = None
-    token_p95: int | None = None
-    token_max: int | None = None
-    token_count_method: str = "given"
+    """The training data: its size, and when a file was measured, its hash and token lengths."""
+
+    examples: Int = Field(gt=0, le=MAX_EXAMPLES, description="number of training examples")
+    avg_tokens: Int = Field(default=512, gt=0, le=MAX_TOKENS, description="mean tokens per example (prompt + response)")
+    file: DataFile | None = Field(default=None, description="the measured JSONL file, when one was given")
+    token_p50: Int | None = Field(default=None, description="median tokens per example (measured files)")
+    token_p95: Int | None = Field(default=None, description="95th-percentile tokens per example (measured files)")
+    token_max: Int | None = Field(default=None, description="longest example in tokens (measured files)")
+    token_count_method: str = Field(default="given", description="'given', the tokenizer used, or the approximation")
     over_max_seq_len: OverMaxSeqLen = Field(default="truncate-response",
                                             description="what happens to a row longer than max_seq_len")
-    long_rows: LongRows | None = None
+    long_rows: LongRows | None = Field(default=None, description="rows over max_seq_len, when a file was measured")
 
 
 class OwnedHardware(_Model):
-    gpu: str
-    count: int = Field(gt=0)
+    """GPUs the team already has (already paid for: used first)."""
+
+    gpu: str = Field(description="GPU tier id from the catalog")
+    count: Int = Field(gt=0, le=MAX_GPUS, description="how many")
 
 
 class DeployTask(_Model):
@@ -92,9 +118,9 @@ class DeployTask(_Model):
     name: str = Field(min_length=1, description="the check's name in the plan and PROMOTED.md")
     task: str = Field(min_length=1, description="lm-eval task name")
     metric: str = Field(min_length=1, description="lm-eval metric key, e.g. 'acc,none'")
-    max_regression: float = Field(ge=0, le=100, description="allowed drop vs the base model, in points")
-    higher_is_better: bool = True
-    required: bool = True
+    max_regression: Float = Field(ge=0, le=100, description="allowed drop vs the base model, in points")
+    higher_is_better: bool = Field(default=True, description="the metric improves upward")
+    required: bool = Field(default=True, description="a failure blocks promotion")
 
 
 class PlanRequest(_Model):
@@ -102,88 +128,95 @@ class PlanRequest(_Model):
 
     model: str = Field(description="preset id, a bare size ('8B'), a config.json or a model directory")
     model_path: str | None = Field(default=None, description="weights for the executor: local HF dir or hub id")
-    dataset: DatasetSpec
+    dataset: DatasetSpec = Field(description="the training data")
     golden: DataFile | None = Field(default=None, description="golden eval set (prompt+expected or messages)")
-    max_seq_len: int = Field(default=2048, gt=0)
-    epochs: int | None = Field(default=None, gt=0, description="None = chosen by the rules")
-    base: Literal["base", "instruct"] = "base"
-    goals: list[Goal] = Field(default_factory=list)
-    budget_usd: float | None = Field(default=None, gt=0)
-    deadline_hours: float | None = Field(default=None, gt=0)
-    have: list[OwnedHardware] = Field(default_factory=list)
-    nvidia_stack: bool = False
-    max_gpus: int = Field(default=128, gt=0)
-    method: Literal["auto", "full-sft", "lora"] = "auto"
-    precision: Precision = "bf16-mixed"
+    max_seq_len: Int = Field(default=2048, gt=0, le=MAX_TOKENS, description="longest training sequence in tokens")
+    epochs: Int | None = Field(default=None, gt=0, le=MAX_EPOCHS, description="None = chosen by the rules")
+    base: Literal["base", "instruct"] = Field(default="base", description="a base model or an instruct-tuned one")
+    goals: list[Goal] = Field(default_factory=list, description="why fine-tune: the goals the method rules weigh")
+    budget_usd: Float | None = Field(default=None, gt=0, le=MAX_BUDGET_USD, description="the most the run may cost")
+    deadline_hours: Float | None = Field(default=None, gt=0, le=MAX_DEADLINE_HOURS,
+                                         description="the longest the run may take, wall clock")
+    have: list[OwnedHardware] = Field(default_factory=list, description="GPUs already owned")
+    nvidia_stack: bool = Field(default=False, description="the team already runs NVIDIA's stack (Megatron at frontier scale)")
+    max_gpus: Int = Field(default=128, gt=0, le=MAX_GPUS, description="the most GPUs the search may use")
+    method: Literal["auto", "full-sft", "lora"] = Field(default="auto", description="auto = chosen by the rules")
+    precision: Precision = Field(default="bf16-mixed", description="bf16-mixed (fp32 master weights) or bf16-pure")
     gpu: str | None = Field(default=None, description="pin the search to one GPU tier")
-    num_gpus: int | None = Field(default=None, gt=0, description="pin the GPU count")
+    num_gpus: Int | None = Field(default=None, gt=0, le=MAX_GPUS, description="pin the GPU count")
     strategy: Strategy | None = Field(default=None, description="pin the strategy")
-    learning_rate: float | None = Field(default=None, gt=0, description="override the rules' learning rate")
-    packing: bool = False
-    memory_headroom: float = Field(default=0.10, ge=0, le=0.5, description="fraction of GPU memory kept free: a configuration is recommended only when its estimate leaves it")
-    gate_tolerance: float = Field(default=0.02, ge=0, description="allowed relative golden-loss rise / score drop")
-    min_golden_score: float | None = Field(default=None, ge=0, le=1)
+    learning_rate: Float | None = Field(default=None, gt=0, le=1, description="override the rules' learning rate")
+    packing: bool = Field(default=False, description="pack examples into full sequences")
+    memory_headroom: Float = Field(default=0.10, ge=0, le=0.5, description="fraction of GPU memory kept free: a configuration is recommended only when its estimate leaves it")
+    gate_tolerance: Float = Field(default=0.02, ge=0, le=1, description="allowed relative golden-loss rise / score drop")
+    min_golden_score: Float | None = Field(default=None, ge=0, le=1, description="the least golden score an epoch must reach")
     deploy_tasks: list[DeployTask] = Field(default_factory=list, description="local lm-eval tasks added to the deploy suite")
     deploy_include_path: str | None = Field(default=None, description="folder of lm-eval task YAMLs for deploy_tasks")
-    deploy_limit: int | None = Field(default=None, gt=0, description="examples per deploy task (a quick look)")
+    deploy_limit: Int | None = Field(default=None, gt=0, description="examples per deploy task (a quick look)")
 
 
 # --------------------------------------------------------------------------- plan
 
 
 class Finding(_Model):
-    rule_id: str
-    verdict: str
+    """One rule's judgement, with its reason and its source."""
+
+    rule_id: str = Field(description="the rule that made it, e.g. method.data-volume")
+    verdict: str = Field(description="what the rule concluded")
     why: str = Field(description="the reason, with the numbers that triggered it")
-    source: str = Field(description="the guide's sentence (../shared/SOURCES.md), or the formula's paper")
-    overridden: bool = False
+    source: str = Field(description="the guide's sentence (docs/SOURCES.md), or the formula's paper")
+    overridden: bool = Field(default=False, description="the request overrode this rule's verdict")
 
 
 class Recommended(_Model):
-    gpu: str
-    num_gpus: int = Field(gt=0)
-    num_nodes: int = Field(gt=0)
-    strategy: Strategy
-    micro_batch_size: int = Field(gt=0)
-    grad_accum: int = Field(gt=0)
-    activation_checkpointing: bool
-    tp: int = 1
-    pp: int = 1
-    precision: Precision = "bf16-mixed"
+    """A training configuration on one GPU tier."""
+
+    gpu: str = Field(description="GPU tier id")
+    num_gpus: Int = Field(gt=0, description="GPUs in all")
+    num_nodes: Int = Field(gt=0, description="nodes they span")
+    strategy: Strategy = Field(description="parallelism strategy")
+    micro_batch_size: Int = Field(gt=0, description="sequences per GPU per forward pass")
+    grad_accum: Int = Field(gt=0, description="micro-batches per optimizer step")
+    activation_checkpointing: bool = Field(description="recompute activations in the backward pass")
+    tp: Int = Field(default=1, description="tensor-parallel size (megatron)")
+    pp: Int = Field(default=1, description="pipeline-parallel size (megatron)")
+    precision: Precision = Field(default="bf16-mixed", description="training precision")
 
 
 class PlanEstimate(_Model):
-    memory_per_gpu_gib: float
-    memory_breakdown_gib: dict[str, float]
-    cpu_memory_per_node_gib: float
-    hours: float
-    cost_usd: float
-    overhead_hours: float = Field(default=0.0, description="part of hours: start-up, weight load, checkpoint writes")
-    tokens_total: int
-    tokens_per_s_per_gpu: float
-    step_time_s: float
-    mfu: float
-    steps_per_epoch: int
-    total_steps: int
-    hbm_gib: float = Field(default=0.0, description="GPU memory of the tier")
-    memory_spare_gib: float = Field(default=0.0, description="hbm_gib minus memory_per_gpu_gib")
+    """The estimator's figures for the recommended configuration."""
+
+    memory_per_gpu_gib: Float = Field(description="peak memory per GPU")
+    memory_breakdown_gib: dict[str, Float] = Field(description="memory per GPU by component")
+    cpu_memory_per_node_gib: Float = Field(description="host RAM per node (offload)")
+    hours: Float = Field(description="wall-clock hours, overhead included")
+    cost_usd: Float = Field(description="on-demand dollars for those hours")
+    overhead_hours: Float = Field(default=0.0, description="part of hours: start-up, weight load, checkpoint writes")
+    tokens_total: Int = Field(description="tokens trained, all epochs")
+    tokens_per_s_per_gpu: Float = Field(description="estimated throughput per GPU")
+    step_time_s: Float = Field(description="seconds per optimizer step")
+    mfu: Float = Field(description="model FLOPs utilisation")
+    steps_per_epoch: Int = Field(description="optimizer steps per epoch")
+    total_steps: Int = Field(description="optimizer steps in all")
+    hbm_gib: Float = Field(default=0.0, description="GPU memory of the tier")
+    memory_spare_gib: Float = Field(default=0.0, description="hbm_gib minus memory_per_gpu_gib")
 
 
 class TierRow(_Model):
     """One GPU tier's best configuration (or why none fits): everything the faces show for the row."""
 
-    gpu: str
-    fits: bool
-    config: Recommended | None = None
-    memory_per_gpu_gib: float | None = None
-    hours: float | None = None
-    cost_usd: float | None = None
-    usd_per_gpu_hour: float
-    meets_constraints: bool = False
-    why_not: str | None = None
-    memory_breakdown_gib: dict[str, float] | None = Field(
+    gpu: str = Field(description="GPU tier id")
+    fits: bool = Field(description="some configuration fits on this tier")
+    config: Recommended | None = Field(default=None, description="the tier's best configuration")
+    memory_per_gpu_gib: Float | None = Field(default=None, description="its memory per GPU")
+    hours: Float | None = Field(default=None, description="its wall-clock hours")
+    cost_usd: Float | None = Field(default=None, description="its on-demand dollars")
+    usd_per_gpu_hour: Float = Field(description="the tier's catalog price")
+    meets_constraints: bool = Field(default=False, description="within the budget and deadline")
+    why_not: str | None = Field(default=None, description="why nothing fits, with the numbers")
+    memory_breakdown_gib: dict[str, Float] | None = Field(
         default=None, description="memory per GPU by component for the row's config (the failed attempt when it does not fit)")
-    hbm_gib: float | None = Field(default=None, description="the GPU's usable memory")
+    hbm_gib: Float | None = Field(default=None, description="the GPU's memory")
     binding_constraint: str | None = Field(
         default=None, description="short reason the row does not fit or misses the constraints, e.g. 'GPU memory 95.1/79.6 GiB'")
 
@@ -191,37 +224,43 @@ class TierRow(_Model):
 class Closest(_Model):
     """When nothing meets budget/deadline: the nearest option and by how much it misses."""
 
-    config: Recommended
-    hours: float
-    cost_usd: float
-    shortfall_usd: float = 0.0
-    shortfall_hours: float = 0.0
-    why: str
+    config: Recommended = Field(description="the nearest configuration")
+    hours: Float = Field(description="its wall-clock hours")
+    cost_usd: Float = Field(description="its on-demand dollars")
+    shortfall_usd: Float = Field(default=0.0, description="dollars over the budget")
+    shortfall_hours: Float = Field(default=0.0, description="hours past the deadline")
+    why: str = Field(description="the miss in words")
 
 
 class Hyperparameters(_Model):
-    learning_rate: float = Field(gt=0)
-    lr_scheduler: Literal["cosine"] = "cosine"
-    warmup_ratio: float = Field(ge=0, lt=1)
-    weight_decay: float = Field(ge=0)
-    epochs: int = Field(gt=0)
-    max_seq_len: int = Field(gt=0)
-    global_batch_size: int = Field(gt=0, description="sequences per optimizer step")
-    global_batch_tokens: int = Field(gt=0)
+    """What the trainer is given, each value with the rule that chose it."""
+
+    learning_rate: Float = Field(gt=0, description="peak learning rate")
+    lr_scheduler: Literal["cosine"] = Field(default="cosine", description="learning-rate schedule")
+    warmup_ratio: Float = Field(ge=0, lt=1, description="fraction of steps warming up")
+    weight_decay: Float = Field(ge=0, description="AdamW weight decay")
+    epochs: Int = Field(gt=0, description="passes over the data")
+    max_seq_len: Int = Field(gt=0, description="longest training sequence in tokens")
+    global_batch_size: Int = Field(gt=0, description="sequences per optimizer step")
+    global_batch_tokens: Int = Field(gt=0, description="about how many tokens per optimizer step")
     chosen_by: dict[str, str] = Field(default_factory=dict, description="field -> rule id")
 
 
 class Checkpointing(_Model):
-    every: Literal["epoch"] = "epoch"
-    keep_last: int = Field(default=3, ge=3)
-    disk_gib_per_checkpoint: float
-    disk_gib: float = Field(description="keep_last checkpoints together")
+    """When checkpoints are written and how much disk they take."""
+
+    every: Literal["epoch"] = Field(default="epoch", description="one checkpoint per epoch")
+    keep_last: Int = Field(default=3, ge=3, description="checkpoints kept")
+    disk_gib_per_checkpoint: Float = Field(description="one checkpoint: weights + optimizer states")
+    disk_gib: Float = Field(description="keep_last checkpoints together")
 
 
 class DeployCheck(_Model):
-    name: str
-    max_regression: float = Field(description="allowed absolute drop vs the base model, in points")
-    required: bool = True
+    """One benchmark of the deploy gate."""
+
+    name: str = Field(description="benchmark name")
+    max_regression: Float = Field(description="allowed absolute drop vs the base model, in points")
+    required: bool = Field(default=True, description="a failure blocks promotion")
     task: str | None = Field(default=None, description="lm-evaluation-harness task that runs this check; None: none can")
     metric: str | None = Field(default=None, description="the lm-eval metric key compared, e.g. 'acc,none'")
     higher_is_better: bool = Field(default=True, description="False for metrics where a rise is the regression")
@@ -230,71 +269,81 @@ class DeployCheck(_Model):
 class DeploySettings(_Model):
     """How the deploy suite is run by `sftplan evaluate` (same settings for the base and the tuned model)."""
 
-    batch_size: int = Field(default=8, gt=0, le=4096, description="lm-eval batch size")
-    limit: int | None = Field(default=None, gt=0, description="examples per task; None = the whole task")
+    batch_size: Int = Field(default=8, gt=0, le=4096, description="lm-eval batch size")
+    limit: Int | None = Field(default=None, gt=0, description="examples per task; None = the whole task")
     limited_can_clear: bool = Field(default=False, description="may a --limit run clear a required check")
-    seed: int = Field(default=1234, ge=0, description="lm-eval random / numpy / torch / few-shot seed")
+    seed: Int = Field(default=1234, ge=0, description="lm-eval random / numpy / torch / few-shot seed")
     include_path: str | None = Field(default=None, description="folder of extra lm-eval task YAMLs")
 
 
 class Evaluation(_Model):
-    golden: DataFile | None = None
-    after_every: Literal["epoch"] = "epoch"
-    tolerance: float = Field(ge=0)
-    min_golden_score: float | None = None
-    max_new_tokens: int = Field(default=32, gt=0)
-    deploy_suite: list[DeployCheck] = Field(default_factory=list)
+    """The golden eval after each epoch and the deploy gate."""
+
+    golden: DataFile | None = Field(default=None, description="the golden set")
+    after_every: Literal["epoch"] = Field(default="epoch", description="when it is scored")
+    tolerance: Float = Field(ge=0, description="allowed relative golden-loss rise / score drop")
+    min_golden_score: Float | None = Field(default=None, description="the least golden score an epoch must reach")
+    max_new_tokens: Int = Field(default=32, gt=0, description="tokens generated per golden prompt")
+    deploy_suite: list[DeployCheck] = Field(default_factory=list, description="benchmarks gating deployment")
     deploy: DeploySettings | None = Field(default=None, description="how `sftplan evaluate` runs the suite")
-    deploy_hours: float | None = Field(default=None, description="estimated hours of the suite (base + tuned, forward only)")
-    deploy_cost_usd: float | None = Field(default=None, description="that time on the plan's GPUs, on-demand")
+    deploy_hours: Float | None = Field(default=None, description="estimated hours of the suite (base + tuned, forward only)")
+    deploy_cost_usd: Float | None = Field(default=None, description="that time on the plan's GPUs, on-demand")
 
 
 class LoraAlternative(_Model):
-    rank: int = 16
-    dora: bool = True
-    gpu: str | None = None
-    num_gpus: int | None = None
-    strategy: Strategy | None = None
-    memory_per_gpu_gib: float | None = None
-    hours: float | None = None
-    cost_usd: float | None = None
-    full_sft_cost_ratio: float | None = Field(default=None, description="full SFT cost / LoRA cost")
-    note: str = ""
+    """LoRA's cheapest configuration, for comparison (or the plan when the method is lora)."""
+
+    rank: Int = Field(default=16, description="LoRA rank")
+    dora: bool = Field(default=True, description="weight-decomposed LoRA (DoRA)")
+    gpu: str | None = Field(default=None, description="GPU tier id")
+    num_gpus: Int | None = Field(default=None, description="GPUs in all")
+    strategy: Strategy | None = Field(default=None, description="parallelism strategy")
+    memory_per_gpu_gib: Float | None = Field(default=None, description="peak memory per GPU")
+    hours: Float | None = Field(default=None, description="wall-clock hours")
+    cost_usd: Float | None = Field(default=None, description="on-demand dollars")
+    full_sft_cost_ratio: Float | None = Field(default=None, description="full SFT cost / LoRA cost")
+    note: str = Field(default="", description="what the estimate assumes")
 
 
 class ModelSummary(_Model):
-    name: str
-    family: str
-    source: Literal["preset", "config.json", "generic-size"]
-    params: int
-    active_params: int
-    note: str = ""
+    """The model as resolved."""
+
+    name: str = Field(description="preset id, size label or config.json path")
+    family: str = Field(description="architecture family (llama, qwen2, ...)")
+    source: Literal["preset", "config.json", "generic-size"] = Field(description="where the architecture came from")
+    params: Int = Field(description="every parameter")
+    active_params: Int = Field(description="parameters that touch one token (MoE)")
+    note: str = Field(default="", description="caveat, e.g. a generic architecture")
 
 
 class Approval(_Model):
-    by: str = Field(min_length=1)
+    """Who approved the plan, when, and the hashes that make both tamper-evident."""
+
+    by: str = Field(min_length=1, description="the approver's name")
     at: str = Field(description="ISO-8601 UTC")
-    plan_sha256: str
+    plan_sha256: str = Field(description="the content hash that was approved")
     stamp_sha256: str | None = Field(
         default=None, description="sha256 of plan_sha256, by and at together: rewriting the name or time breaks it "
                                   "(absent in schema-1 files)")
 
 
 class Plan(_Model):
-    schema_version: Literal[1, 2] = SCHEMA_VERSION
-    request: PlanRequest
-    model: ModelSummary
-    method: Method
-    findings: list[Finding]
-    recommended: Recommended | None = None
-    estimate: PlanEstimate | None = None
-    closest: Closest | None = None
-    tiers: list[TierRow]
-    hyperparameters: Hyperparameters
-    checkpointing: Checkpointing
-    evaluation: Evaluation
-    lora_alternative: LoraAlternative
-    warnings: list[str] = Field(default_factory=list)
-    catalog_sha256: str = ""
-    plan_sha256: str = ""
-    approval: Approval | None = None
+    """plan.yaml: the request, the decision, the configuration and everything the run needs."""
+
+    schema_version: Literal[1, 2] = Field(default=SCHEMA_VERSION, description="2 now; 1 files are read and verified")
+    request: PlanRequest = Field(description="what was asked")
+    model: ModelSummary = Field(description="the model as resolved")
+    method: Method = Field(description="full-sft or lora")
+    findings: list[Finding] = Field(description="every rule's judgement")
+    recommended: Recommended | None = Field(default=None, description="the full-SFT configuration `sftplan run` executes")
+    estimate: PlanEstimate | None = Field(default=None, description="the estimator's figures for it")
+    closest: Closest | None = Field(default=None, description="when nothing meets the constraints: the nearest miss")
+    tiers: list[TierRow] = Field(description="every GPU tier's best configuration or why none fits")
+    hyperparameters: Hyperparameters = Field(description="what the trainer is given")
+    checkpointing: Checkpointing = Field(description="checkpoint schedule and disk")
+    evaluation: Evaluation = Field(description="the golden eval and the deploy gate")
+    lora_alternative: LoraAlternative = Field(description="LoRA's cheapest configuration")
+    warnings: list[str] = Field(default_factory=list, description="what a reviewer should read twice")
+    catalog_sha256: str = Field(default="", description="sha256 of the hardware catalog used")
+    plan_sha256: str = Field(default="", description="sha256 of the content (everything but itself and approval)")
+    approval: Approval | None = Field(default=None, description="the approval stamp, once approved")

@@ -28,7 +28,8 @@ _ADDED_WITHIN_1 = {("estimate", "overhead_hours"): 0.0, ("estimate", "hbm_gib"):
                    ("request", "memory_headroom"): 0.10, ("request", "deploy_tasks"): [],
                    ("request", "deploy_include_path"): None, ("request", "deploy_limit"): None,
                    ("evaluation", "deploy"): None, ("evaluation", "deploy_hours"): None,
-                   ("evaluation", "deploy_cost_usd"): None}
+                   ("evaluation", "deploy_cost_usd"): None,
+                   ("request", "dataset", "over_max_seq_len"): "truncate-response", ("request", "dataset", "long_rows"): None}
 # The same for keys of each item of a list: (section, list, key) -> the value a version-1 file reads back with.
 _ITEM_FIELDS_ADDED_IN_2 = {("evaluation", "deploy_suite", "task"): None, ("evaluation", "deploy_suite", "metric"): None,
                            ("evaluation", "deploy_suite", "higher_is_better"): True}
@@ -43,9 +44,11 @@ def _version_1_content(data: dict) -> dict:
     for row in data.get("tiers") or []:
         for key in _TIER_FIELDS_ADDED_IN_2:
             row.pop(key, None)
-    for (section, key), old in _ADDED_WITHIN_1.items():
-        part = data.get(section)
-        if isinstance(part, dict) and part.get(key) == old:
+    for (*sections, key), old in _ADDED_WITHIN_1.items():
+        part = data
+        for section in sections:
+            part = part.get(section) if isinstance(part, dict) else None
+        if isinstance(part, dict) and key in part and part[key] == old:
             del part[key]
     for (section, listname, key), old in _ITEM_FIELDS_ADDED_IN_2.items():
         for item in (data.get(section) or {}).get(listname) or []:
@@ -95,7 +98,7 @@ def stamp_sha256(plan_sha256: str, by: str, at: str) -> str:
 def approve(plan: Plan, by: str, at: datetime | None = None) -> Plan:
     """Stamp the approval (as schema version 2). Refuses a plan whose content no longer matches its own hash."""
     if not by.strip():
-        raise UserError("approval.by: the approver's name is empty", field="approval.by")
+        raise UserError("the approver's name is empty", field="approval.by")
     if plan.plan_sha256 and plan.plan_sha256 != compute_sha256(plan):
         raise UserError("plan was edited after it was written (plan_sha256 does not match); re-run `sftplan plan`")
     plan = plan.model_copy(update={"schema_version": SCHEMA_VERSION})

@@ -55,8 +55,8 @@ def plan(request: PlanRequest, catalog) -> Plan:
 
     tiers = _tiers(req, catalog)
     owned = {h.gpu: h.count for h in req.have}
-    for gpu_id in owned:
-        catalog.gpu(gpu_id)  # unknown owned GPU: UserError with did-you-mean
+    for i, h in enumerate(req.have):
+        catalog.gpu(h.gpu, field=f"have[{i}].gpu")  # unknown owned GPU: UserError with did-you-mean
     frontier = params >= rules.FRONTIER_PARAMS
     megatron = frontier and req.nvidia_stack
 
@@ -127,7 +127,7 @@ def _seq_len(req: PlanRequest, model, warnings: list[str]) -> tuple[int, int]:
     seq = req.max_seq_len
     if seq > model.max_context:
         if "max_seq_len" in req.model_fields_set:
-            raise UserError(f"--max-seq-len {seq} exceeds {model.name}'s context of {model.max_context} tokens")
+            raise UserError(f"{seq} exceeds {model.name}'s context of {model.max_context} tokens", field="max_seq_len")
         warnings.append(f"max_seq_len lowered from {seq} to the model's context {model.max_context}")
         seq = model.max_context
     fit = seq
@@ -156,7 +156,7 @@ def long_rows_warnings(ds, seq: int) -> list[str]:
 
 def _tiers(req: PlanRequest, catalog) -> list:
     if req.gpu:
-        return [catalog.gpu(req.gpu)]
+        return [catalog.gpu(req.gpu, field="gpu")]
     return [catalog.gpus[k] for k in catalog.gpus]
 
 

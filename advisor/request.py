@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
+from advisor.errors import UserError
 from advisor.models import DataFile, DatasetSpec, LongRows, PlanRequest
 from advisor.rows import normalize_golden_row, normalize_row, read_jsonl
-from advisor.yamlio import load_model_yaml
+from advisor.yamlio import load_model_yaml, user_error
 
 CHARS_PER_TOKEN = 4.0  # rule of thumb for English text with Llama/GPT-style BPE vocabularies
 _MAX_TOKENIZED_ROWS = 20_000  # percentiles from a prefix sample; rows are still all counted
@@ -22,6 +24,29 @@ _MAX_TOKENIZED_ROWS = 20_000  # percentiles from a prefix sample; rows are still
 
 def load_request_yaml(path: str | Path) -> PlanRequest:
     return load_model_yaml(path, PlanRequest)
+
+
+def validate_request(data: dict[str, Any]) -> PlanRequest:
+    """A PlanRequest from a mapping (CLI flags, the TUI's inputs); a problem is a UserError on its field.
+
+    The error's ``problems`` lists every (field, message) pydantic found.
+    """
+    from pydantic import ValidationError
+
+    try:
+        return PlanRequest.model_validate(data)
+    except ValidationError as exc:
+        raise user_error(exc) from None
+
+
+def _on_field(field: str, read, *args, **kwargs):
+    """``read(*args)``; a UserError it raises without a field (file:line problems) is put on ``field``."""
+    try:
+        return read(*args, **kwargs)
+    except UserError as exc:
+        if exc.field is not None:
+            raise
+        raise UserError(exc.message, field=field, names_file=True) from None
 
 
 # --------------------------------------------------------------------------- data files
@@ -40,8 +65,8 @@ def _text(messages: list[dict[str, str]]) -> str:
 def data_file(path: str, *, golden: bool = True) -> DataFile:
     """A data file's path, sha256 and row count; every row checked (golden rows by default)."""
     p = Path(path)
-    sha, rows = (_read(p, normalize_golden_row, "golden", "golden set") if golden
-                 else _read(p, normalize_row, "training", "training data"))
+    sha, rows = (_on_field("golden", _read, p, normalize_golden_row, "golden", "golden set") if golden
+                 else _on_field("dataset.file", _read, p, normalize_row, "training", "training data"))
     return DataFile(path=str(p), sha256=sha, rows=len(rows))
 
 
@@ -102,7 +127,7 @@ def measure_dataset(path: str, model: str, max_seq_len: int | None = None,
                     over_max_seq_len: str = "truncate-response") -> DatasetSpec:
     """Rows, sha256, token percentiles; with ``max_seq_len``, also how many rows are over it (``long_rows``)."""
     p = Path(path)
-    sha, rows = _read(p, normalize_row, "training", "training data")
+    sha, rows = _on_field("dataset.file", _read, p, normalize_row, "training", "training data")
     texts = [_text(messages) for _, messages in rows]
     sample = texts[:_MAX_TOKENIZED_ROWS]
     counter = _tokenizer_counter(model)

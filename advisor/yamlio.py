@@ -67,23 +67,41 @@ def _where(source: str, root: yaml.Node | None, loc: tuple[Any, ...]) -> str:
     return f"{source}:{line}" if line else source
 
 
-def format_validation_error(err: ValidationError, source: str, root: yaml.Node | None = None) -> str:
-    """One line: '<source>:<line>: <field.path>: <message>' for the first error (+ how many more)."""
-    first = err.errors()[0]
-    loc = tuple(first.get("loc", ()))
-    field = ".".join(str(p) for p in loc) or "(top level)"
-    where = _where(source, root, loc)
-    more = len(err.errors()) - 1
-    extra = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
-    return f"{where}: {field}: {first['msg']}{extra}"
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    """('gpus', 2, 'hbm_gib') -> 'gpus[2].hbm_gib'."""
+def field_path(loc: tuple[Any, ...]) -> str:
+    """('have', 0, 'gpu') -> 'have[0].gpu': the schema path every UserError and message uses."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
+
+
+def validation_errors(err: ValidationError) -> list[tuple[str, str]]:
+    """(field path, message) for each problem pydantic found, in its order; a scalar input is quoted back."""
+    out = []
+    for e in err.errors():
+        msg, given = e["msg"].removeprefix("Value error, "), e.get("input")
+        if isinstance(given, (bool, int, float, str)) and not isinstance(given, str) or (isinstance(given, str) and len(given) < 60):
+            msg += f", got {given!r}"
+        out.append((field_path(tuple(e.get("loc", ()))), msg))
+    return out
+
+
+def user_error(err: ValidationError) -> UserError:
+    """The first problem as a UserError on its field (+ how many more): the one validation-error formatter."""
+    problems = validation_errors(err)
+    field, message = problems[0]
+    more = len(problems) - 1
+    extra = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
+    exc = UserError(message + extra, field=None if field == "(top level)" else field)
+    exc.problems = problems  # every (field, message): the TUI marks each field
+    return exc
+
+
+def format_validation_error(err: ValidationError, source: str, root: yaml.Node | None = None) -> str:
+    """One line: '<source>:<line>: <field.path>: <message>' for the first error (+ how many more)."""
+    exc = user_error(err)
+    loc = tuple(err.errors()[0].get("loc", ()))
+    return f"{_where(source, root, loc)}: {exc.field or '(top level)'}: {exc.message}"
 
 
 def format_spec_error(err: SpecError, source: str, root: yaml.Node | None = None, loc: tuple[Any, ...] = ()) -> str:
@@ -91,7 +109,7 @@ def format_spec_error(err: SpecError, source: str, root: yaml.Node | None = None
     ``loc`` (its path inside the composed YAML tree ``root``, e.g. ('gpus', 2))."""
     if err.field != "(top level)":
         loc = (*loc, *err.field.split("."))
-    return f"{_where(source, root, loc)}: {_dotted(loc)}: {err.reason}"
+    return f"{_where(source, root, loc)}: {field_path(loc)}: {err.reason}"
 
 
 def load_model_yaml(path: str | Path, model: type[M]) -> M:

@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        sys.stderr.write(f"sftplan: {exc}\n")
+        from advisor.cli.fields import message  # the field -> flag table
+
+        line = message(exc, args.command, getattr(args, "request", None), frozenset(getattr(args, "flag_fields", ())))
+        sys.stderr.write(f"sftplan: {line}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("sftplan: interrupted\n")

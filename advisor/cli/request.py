@@ -6,11 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from advisor.errors import UserError
-from advisor.models import GOALS, STRATEGIES, PlanRequest
-from advisor.request import data_file, measure_dataset
+from advisor.models import GOALS, STRATEGIES, DatasetSpec, PlanRequest
+from advisor.request import data_file, measure_dataset, validate_request
 from advisor.yamlio import load_model_yaml
 
 
@@ -44,7 +42,6 @@ def add_request_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-golden-score", type=float)
 
 
-_FLAG_OF = {"dataset": "--examples/--avg-tokens", "goals": "--goal", "have": "--have"}
 _SIMPLE = ("model", "model_path", "max_seq_len", "epochs", "base", "goals", "budget_usd", "deadline_hours",
            "nvidia_stack", "max_gpus", "method", "precision", "gpu", "num_gpus", "strategy", "learning_rate",
            "packing", "gate_tolerance", "min_golden_score", "memory_headroom")
@@ -61,15 +58,21 @@ def parse_have(items: list[str]) -> list[dict[str, Any]]:
 
 
 def build_request(args: argparse.Namespace) -> PlanRequest:
+    """The PlanRequest of the flags over the --request file. ``args.flag_fields`` records which top-level
+    fields came from flags, so an error in one that came from the file names the file (advisor/cli/fields.py)."""
     base: dict[str, Any] = {}
+    flag_fields: set[str] = set()
+    args.flag_fields = flag_fields
     if getattr(args, "request", None):
         base = load_model_yaml(args.request, PlanRequest).model_dump(mode="json", exclude_unset=True)
     for name in _SIMPLE:
         value = getattr(args, name, None)
         if value is not None:
             base[name] = value
+            flag_fields.add(name)
     if getattr(args, "have", None):
         base["have"] = parse_have(args.have)
+        flag_fields.add("have")
     if not base.get("model"):
         raise UserError("--model is required (or a --request file with 'model')")
     if base.get("model_path") is None and Path(str(base["model"])).is_dir():
@@ -77,34 +80,23 @@ def build_request(args: argparse.Namespace) -> PlanRequest:
     if getattr(args, "dataset", None):
         if args.examples is not None or args.avg_tokens is not None:
             raise UserError("--dataset measures the data: give it without --examples/--avg-tokens")
-        rule = (base.get("dataset") or {}).get("over_max_seq_len", "truncate-response")
-        base["dataset"] = measure_dataset(args.dataset, str(base["model"]), int(base.get("max_seq_len") or 2048),
-                                          rule).model_dump(mode="json")
+        flag_fields.add("dataset")
+        dataset_defaults = DatasetSpec.model_fields
+        rule = (base.get("dataset") or {}).get("over_max_seq_len", dataset_defaults["over_max_seq_len"].default)
+        max_seq_len = base.get("max_seq_len") or PlanRequest.model_fields["max_seq_len"].default
+        base["dataset"] = measure_dataset(args.dataset, str(base["model"]), int(max_seq_len), rule).model_dump(mode="json")
     elif args.examples is not None or args.avg_tokens is not None:
+        flag_fields.add("dataset")
         ds = dict(base.get("dataset") or {})
         if args.examples is not None:
             ds["examples"] = args.examples
         if args.avg_tokens is not None:
             ds["avg_tokens"] = args.avg_tokens
-        ds.setdefault("avg_tokens", 512)
-        ds.pop("file", None)
+        ds.pop("file", None)  # the numbers given replace a measured file (avg_tokens defaults in the schema)
         base["dataset"] = ds
     if "dataset" not in base:
         raise UserError("give the data: --dataset FILE.jsonl, or --examples N [--avg-tokens T]")
     if getattr(args, "golden", None):
+        flag_fields.add("golden")
         base["golden"] = data_file(args.golden).model_dump(mode="json")
     return validate_request(base)
-
-
-def validate_request(data: dict[str, Any]) -> PlanRequest:
-    try:
-        return PlanRequest.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(first.get("loc", ()))
-        top = str(loc[0]) if loc else ""
-        flag = _FLAG_OF.get(top) or ("--" + top.replace("_", "-") if top else "request")
-        more = len(exc.errors()) - 1
-        extra = f" (and {more} more)" if more else ""
-        detail = ".".join(str(p) for p in loc[1:])
-        raise UserError(f"{flag}{(' ' + detail) if detail else ''}: {first['msg']}{extra}") from None

@@ -1,6 +1,8 @@
-"""From the inputs' data to a Plan, with each failure mapped to the field that caused it. No textual here.
+"""From the inputs' data to a Plan, with each failure mapped to the widget of the field that caused it. No textual here.
 
 Runs in the planning worker thread: measuring a data file and ``planner.plan`` never touch the UI.
+A UserError names its schema field (``have[0].gpu``); ``WIDGET_OF_FIELD`` is the one table from field
+to input widget id ('' = no widget for it: the status line shows it, with the field's name).
 """
 
 from __future__ import annotations
@@ -9,26 +11,65 @@ import os
 from functools import lru_cache
 from typing import Any
 
-from pydantic import ValidationError
-
 from advisor.catalog import load_catalog
+from advisor.cli.fields import lookup
 from advisor.errors import UserError
 from advisor.models import DatasetSpec, Plan, PlanRequest
 from advisor.planner import plan as run_planner
-from advisor.request import measure_dataset
+from advisor.request import measure_dataset, validate_request
 
-# pydantic location / CLI flag -> input field id
-_LOC_FIELD = {"model": "model", "examples": "examples", "avg_tokens": "avg_tokens", "max_seq_len": "max_seq_len",
-              "budget_usd": "budget_usd", "deadline_hours": "deadline_hours", "have": "have"}
-_FLAG_FIELD = {"--model": "model", "--have": "have", "--dataset": "dataset_file", "--max-seq-len": "max_seq_len",
-               "--budget-usd": "budget_usd", "--deadline-hours": "deadline_hours", "--examples": "examples",
-               "--avg-tokens": "avg_tokens"}
+# schema field (indexes dropped; looked up by ever shorter prefixes) -> input widget id
+WIDGET_OF_FIELD: dict[str, str | None] = {
+    "model": "model",
+    "model_path": "",
+    "dataset": "dataset_file",
+    "dataset.examples": "examples",
+    "dataset.avg_tokens": "avg_tokens",
+    "dataset.file": "dataset_file",
+    "dataset.over_max_seq_len": "", "dataset.long_rows": "", "dataset.token_p50": "", "dataset.token_p95": "",
+    "dataset.token_max": "", "dataset.token_count_method": "",
+    "golden": "",
+    "max_seq_len": "max_seq_len",
+    "epochs": "",
+    "base": "",
+    "goals": "",
+    "budget_usd": "budget_usd",
+    "deadline_hours": "deadline_hours",
+    "have": "have",
+    "nvidia_stack": "",
+    "max_gpus": "",
+    "method": "",
+    "precision": "",
+    "gpu": "",
+    "num_gpus": "",
+    "strategy": "",
+    "learning_rate": "",
+    "packing": "",
+    "memory_headroom": "",
+    "gate_tolerance": "",
+    "min_golden_score": "",
+    "deploy_tasks": "", "deploy_include_path": "", "deploy_limit": "",
+}
 
 
 class FieldErrors(Exception):
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__("; ".join(f"{k or 'input'}: {v}" for k, v in errors.items()))
         self.errors = errors
+
+
+def widget_of(field: str | None) -> str:
+    """The input widget id for a schema field ('' when none shows it)."""
+    return (lookup(field, WIDGET_OF_FIELD) or "") if field else ""
+
+
+def _field_errors(exc: UserError) -> FieldErrors:
+    """{widget id: message}; a field without a widget keeps its name in the status-line message."""
+    errors: dict[str, str] = {}
+    for field, message in getattr(exc, "problems", None) or [(exc.field, exc.message)]:
+        widget = widget_of(field)
+        errors.setdefault(widget, message if widget or not field else f"{field}: {message}")
+    return FieldErrors(errors)
 
 
 @lru_cache(maxsize=16)
@@ -45,41 +86,22 @@ def measure(path: str, model: str) -> DatasetSpec:
     return _measure(path, st.st_mtime_ns, st.st_size, model)
 
 
-def _field_of_user_error(message: str) -> str:
-    head = message.split(":", 1)[0].split(" ", 1)[0]
-    if head in _FLAG_FIELD:
-        return _FLAG_FIELD[head]
-    if head.startswith("--"):
-        return ""
-    return "dataset_file" if message.endswith(("no such file", "empty file", "no rows")) or ".jsonl" in head else ""
-
-
 def build_request(data: dict[str, Any]) -> PlanRequest:
+    """The same PlanRequest the CLI builds (advisor.request.validate_request), from the inputs' data."""
     data = dict(data)
     path = data.pop("dataset_file", None)
     try:
         if path:
             data["dataset"] = measure(path, str(data.get("model") or "")).model_dump(mode="json")
-        return PlanRequest.model_validate(data)
+        return validate_request(data)
     except UserError as exc:
-        raise FieldErrors({_field_of_user_error(str(exc)) or "dataset_file": str(exc)}) from None
-    except ValidationError as exc:
-        errors: dict[str, str] = {}
-        for err in exc.errors():
-            loc = [str(p) for p in err.get("loc", ())]
-            fid = next((_LOC_FIELD[p] for p in reversed(loc) if p in _LOC_FIELD), "")
-            errors.setdefault(fid, f"{err['msg']}" if fid else f"{'.'.join(loc)}: {err['msg']}")
-        raise FieldErrors(errors) from None
+        raise _field_errors(exc) from None
 
 
 def make_plan(data: dict[str, Any]) -> Plan:
-    """The plan for the inputs, or FieldErrors naming each bad field ('' = not tied to one field)."""
+    """The plan for the inputs, or FieldErrors naming each bad field ('' = not tied to one widget)."""
     request = build_request(data)
     try:
         return run_planner(request, load_catalog())
     except UserError as exc:
-        message = str(exc)
-        fid = _field_of_user_error(message)
-        if fid:
-            message = message.split(":", 1)[1].strip() if ":" in message else message
-        raise FieldErrors({fid: message}) from None
+        raise _field_errors(exc) from None

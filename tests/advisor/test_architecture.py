@@ -96,5 +96,6 @@ def test_bad_config_is_user_error(tmp_path, content):
 
 
 def test_unknown_model_is_user_error():
-    with pytest.raises(UserError, match="--model"):
+    with pytest.raises(UserError, match="^model: ") as exc:  # names its field; the CLI maps it to --model
         resolve_model("lama-3.1-8b")
+    assert exc.value.field == "model" and "--" not in exc.value.message

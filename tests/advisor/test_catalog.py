@@ -66,4 +66,7 @@ def test_unknown_gpu_did_you_mean():
     with pytest.raises(UserError) as exc:
         load_catalog().gpu("h10-sxm")
     msg = str(exc.value)
-    assert "h100-sxm" in msg and "--gpu" in msg
+    assert "h100-sxm" in msg and msg.startswith("gpu: ") and exc.value.field == "gpu"  # the CLI maps it to --gpu
+    with pytest.raises(UserError) as exc:
+        load_catalog().gpu("h10-sxm", field="have[0].gpu")
+    assert exc.value.field == "have[0].gpu"

@@ -1,0 +1,109 @@
+"""Schema field -> command-line flag, per command: the one table the CLI reads a UserError's field with.
+
+The core names the field of a bad value (``have[0].gpu``, ``dataset.examples``); the CLI shows the
+flag the user typed. A field is looked up with its list indexes dropped (``have[0].gpu`` ->
+``have.gpu``), then by ever shorter prefixes (``have``). A test walks every error the planner can
+raise and checks this table (and the TUI's) covers it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from advisor.errors import UserError
+
+PLAN_FLAGS: dict[str, str | None] = {
+    "model": "--model",
+    "model_path": "--model-path",
+    "dataset": "--examples/--avg-tokens",
+    "dataset.examples": "--examples",
+    "dataset.avg_tokens": "--avg-tokens",
+    "dataset.file": "--dataset",
+    # no flag (set in a --request file): the message names the field itself
+    "dataset.over_max_seq_len": None, "dataset.long_rows": None, "dataset.token_p50": None,
+    "dataset.token_p95": None, "dataset.token_max": None, "dataset.token_count_method": None,
+    "golden": "--golden",
+    "max_seq_len": "--max-seq-len",
+    "epochs": "--epochs",
+    "base": "--base",
+    "goals": "--goal",
+    "budget_usd": "--budget-usd",
+    "deadline_hours": "--deadline-hours",
+    "have": "--have",
+    "nvidia_stack": "--nvidia-stack",
+    "max_gpus": "--max-gpus",
+    "method": "--method",
+    "precision": "--precision",
+    "gpu": "--gpu",
+    "num_gpus": "--num-gpus",
+    "strategy": "--strategy",
+    "learning_rate": "--learning-rate",
+    "packing": "--packing",
+    "memory_headroom": "--memory-headroom",
+    "gate_tolerance": "--gate-tolerance",
+    "min_golden_score": "--min-golden-score",
+    "deploy_tasks": None, "deploy_include_path": None, "deploy_limit": None,  # request file only
+}
+
+# `sftplan estimate`: TrainConfig's fields and the two it resolves
+ESTIMATE_FLAGS = {
+    "model": "--model",
+    "gpu": "--gpu",
+    "num_gpus": "--num-gpus",
+    "strategy": "--strategy",
+    "precision": "--precision",
+    "seq_len": "--seq-len",
+    "micro_batch_size": "--micro-batch",
+    "grad_accum": "--grad-accum",
+    "activation_checkpointing": "--activation-checkpointing",
+    "tp": "--tp",
+    "pp": "--pp",
+    "loss_chunks": "--loss-chunks",
+    "memory_headroom": "--memory-headroom",
+}
+
+FLAGS = {
+    "plan": PLAN_FLAGS,
+    "estimate": ESTIMATE_FLAGS,
+    "tui": PLAN_FLAGS,
+    "approve": {"approval.by": "--by"},
+}
+
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def _key(field: str, table: dict[str, str | None]) -> str | None:
+    """The table key that answers for ``field``: indexes dropped, then ever shorter prefixes."""
+    key = _INDEX.sub("", field)
+    while key:
+        if key in table:
+            return key
+        key = key.rpartition(".")[0]
+    return None
+
+
+def covers(field: str, table: dict[str, str | None]) -> bool:
+    return _key(field, table) is not None
+
+
+def lookup(field: str, table: dict[str, str | None]) -> str | None:
+    """The table's entry for ``field`` (None when it has none, or says the field has no flag/widget)."""
+    key = _key(field, table)
+    return None if key is None else table[key]
+
+
+def flag_of(field: str, command: str | None) -> str | None:
+    return lookup(field, FLAGS.get(command or "", {}))
+
+
+def message(exc: UserError, command: str | None, request_file: str | None = None,
+            flag_fields: frozenset[str] = frozenset()) -> str:
+    """The line the CLI prints: '<flag>: <message>'; a value that came from a --request file names the file
+    and the field instead; an error without a field is printed as it is."""
+    if exc.field is None or exc.names_file:
+        return str(exc)
+    top = _INDEX.sub("", exc.field).split(".")[0]
+    if request_file and top not in flag_fields:
+        return f"{request_file}: {exc.field}: {exc.message}"
+    flag = flag_of(exc.field, command)
+    return f"{flag}: {exc.message}" if flag else str(exc)

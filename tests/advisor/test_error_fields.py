@@ -1,0 +1,151 @@
+"""Errors carry the schema field, never a flag; the CLI (field -> flag) and the TUI (field -> widget) map them by
+one table each. Every error the planner can raise for a bad request is walked here, and both tables must cover it."""
+
+import dataclasses
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from advisor.catalog import load_catalog
+from advisor.cli.fields import ESTIMATE_FLAGS, PLAN_FLAGS, covers, message
+from advisor.errors import UserError
+from advisor.models import PlanRequest, TrainConfig
+from advisor.planner import plan
+from advisor.request import validate_request
+from advisor.tui.planning import WIDGET_OF_FIELD, FieldErrors, make_plan
+
+REPO = Path(__file__).resolve().parents[2]
+OK = {"model": "llama-3.1-8b", "dataset": {"examples": 50_000, "avg_tokens": 1000}}
+
+# (request changes, the field the error must name): every kind of bad request the planner refuses
+BAD = [
+    ({"have": [{"gpu": "h10-sxm", "count": 8}]}, "have[0].gpu"),
+    ({"have": [{"gpu": "h100-sxm", "count": 8}, {"gpu": "b2000", "count": 8}]}, "have[1].gpu"),
+    ({"have": [{"gpu": "h100-sxm", "count": 0}]}, "have[0].count"),
+    ({"gpu": "h10"}, "gpu"),
+    ({"model": "lama-3.1-8b"}, "model"),
+    ({"model": "0.0001B"}, "model"),
+    ({"model": "phi-3-mini", "max_seq_len": 8192}, "max_seq_len"),
+    ({"dataset": {"examples": 0, "avg_tokens": 1000}}, "dataset.examples"),
+    ({"dataset": {"examples": 10, "avg_tokens": -1}}, "dataset.avg_tokens"),
+    ({"dataset": {"examples": True, "avg_tokens": 1000}}, "dataset.examples"),
+    ({"dataset": {"examples": 1e30, "avg_tokens": 1000}}, "dataset.examples"),
+    ({"budget_usd": -5}, "budget_usd"),
+    ({"budget_usd": math.nan}, "budget_usd"),
+    ({"deadline_hours": math.inf}, "deadline_hours"),
+    ({"learning_rate": 1e308}, "learning_rate"),
+    ({"gate_tolerance": math.inf}, "gate_tolerance"),
+    ({"min_golden_score": 2}, "min_golden_score"),
+    ({"max_gpus": 0}, "max_gpus"),
+    ({"num_gpus": True}, "num_gpus"),
+    ({"epochs": 10_000}, "epochs"),
+    ({"memory_headroom": 0.9}, "memory_headroom"),
+    ({"method": "qlora"}, "method"),
+    ({"strategy": "zero4"}, "strategy"),
+    ({"goals": ["be-better"]}, "goals[0]"),
+    ({"base": "chat"}, "base"),
+    ({"precision": "fp8"}, "precision"),
+    ({"nvidia_stack": "maybe"}, "nvidia_stack"),
+    ({"colour": "red"}, "colour"),
+]
+
+
+def _error_of(changes: dict) -> UserError:
+    with pytest.raises(UserError) as exc:
+        plan(validate_request({**OK, **changes}), load_catalog())
+    return exc.value
+
+
+@pytest.mark.parametrize("changes,field", BAD, ids=[f for _, f in BAD])
+def test_every_planner_error_names_its_field_and_no_flag(changes, field):
+    exc = _error_of(changes)
+    assert exc.field == field
+    assert "\n" not in str(exc) and not re.search(r"(^|\s)--[a-z]", exc.message), exc.message
+    if field != "colour":  # an unknown key has no flag and no widget: it is shown with its name
+        assert covers(field, PLAN_FLAGS), f"no flag for {field}"
+        assert covers(field, WIDGET_OF_FIELD), f"no widget entry for {field}"
+
+
+def _fields(model: type[BaseModel], prefix: str = ""):
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        yield path
+        for arg in [info.annotation, *getattr(info.annotation, "__args__", ())]:
+            inner = getattr(arg, "__args__", (arg,))
+            for t in inner:
+                if isinstance(t, type) and issubclass(t, BaseModel):
+                    yield from _fields(t, f"{path}.")
+
+
+def test_both_tables_cover_every_request_field():
+    for field in _fields(PlanRequest):
+        assert covers(field, PLAN_FLAGS), f"advisor/cli/fields.py PLAN_FLAGS lacks {field}"
+        assert covers(field, WIDGET_OF_FIELD), f"advisor/tui/planning.py WIDGET_OF_FIELD lacks {field}"
+    for f in dataclasses.fields(TrainConfig):
+        assert f.name in ESTIMATE_FLAGS or f.name in ("trainable", "lora_rank"), f.name  # the planner's own two
+
+
+def test_core_planner_modules_raise_only_errors_with_a_field():
+    for name in ("planner.py", "plan_search.py", "rules.py"):
+        text = (REPO / "advisor" / name).read_text()
+        for call in re.findall(r"UserError\((.*?)\)\s*(?:from|$)", text, flags=re.S | re.M):
+            assert "field=" in call, f"advisor/{name}: UserError without field: {call[:80]}"
+    planner_path = ("architecture", "catalog", "planner", "plan_search", "rules", "planfile", "request", "yamlio",
+                    "estimate", "cost", "memory", "throughput", "specs", "models", "rows")
+    for path in (REPO / "advisor" / f"{m}.py" for m in planner_path):
+        for line in path.read_text().splitlines():
+            if "UserError(" in line:
+                assert not re.search(r"""UserError\(f?["'](--|[^"']*\s--[a-z])""", line), f"{path.name}: {line.strip()}"
+
+
+def test_cli_names_the_flag_that_was_typed():
+    out = subprocess.run([sys.executable, "-m", "advisor", "plan", "--model", "llama-3.1-8b", "--examples", "50000",
+                          "--avg-tokens", "1000", "--have", "h10-sxm:8"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.startswith("sftplan: --have: unknown GPU 'h10-sxm'"), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "--gpu" not in out.stderr
+
+
+def test_a_value_from_the_request_file_names_the_file(tmp_path):
+    req = tmp_path / "req.yaml"
+    req.write_text(yaml.safe_dump({**OK, "have": [{"gpu": "h10-sxm", "count": 8}]}))
+    out = subprocess.run([sys.executable, "-m", "advisor", "plan", "--request", str(req)], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.startswith(f"sftplan: {req}: have[0].gpu: unknown GPU"), out.stderr
+
+
+def test_message_maps_field_to_flag_per_command():
+    assert message(UserError("bad", field="dataset.examples"), "plan") == "--examples: bad"
+    assert message(UserError("bad", field="have[3].count"), "plan") == "--have: bad"
+    assert message(UserError("bad", field="micro_batch_size"), "estimate") == "--micro-batch: bad"
+    assert message(UserError("bad", field="approval.by"), "approve") == "--by: bad"
+    assert message(UserError("f.jsonl:3: bad", field="dataset.file", names_file=True), "plan") == "f.jsonl:3: bad"
+    assert message(UserError("plain"), "plan") == "plain"
+
+
+def test_tui_puts_the_owned_typo_on_the_owned_field():
+    with pytest.raises(FieldErrors) as exc:
+        make_plan({**OK, "have": [{"gpu": "h10-sxm", "count": 8}]})
+    assert set(exc.value.errors) == {"have"} and "h10-sxm" in exc.value.errors["have"]
+    with pytest.raises(FieldErrors) as exc:
+        make_plan({**OK, "dataset": {"examples": 0, "avg_tokens": 0}, "budget_usd": math.inf})
+    assert {"examples", "avg_tokens", "budget_usd"} <= set(exc.value.errors)
+    with pytest.raises(FieldErrors) as exc:  # no widget: the status line, with the field's name
+        make_plan({**OK, "learning_rate": 5.0})
+    assert exc.value.errors[""].startswith("learning_rate: ")
+
+
+def test_bad_numbers_in_a_request_file_name_file_line_and_field(tmp_path):
+    for text, field in (("  examples: true\n", "dataset.examples"), ("  examples: .inf\n", "dataset.examples"),
+                        ("  examples: 1.0e+30\n", "dataset.examples")):
+        req = tmp_path / "req.yaml"
+        req.write_text("model: llama-3.1-8b\ndataset:\n" + text)
+        out = subprocess.run([sys.executable, "-m", "advisor", "plan", "--request", str(req)], cwd=REPO,
+                             capture_output=True, text=True)
+        assert out.returncode == 2 and out.stderr.startswith(f"sftplan: {req}:3: {field}: "), out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
