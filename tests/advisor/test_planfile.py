@@ -136,36 +136,19 @@ def _strip_deploy_fields_of_2(data: dict) -> None:
             check.pop(key, None)
 
 
-def _version_1_hash(plan: Plan) -> str:
-    """Version 1's rule, written out independently: no schema-2 tier fields, overhead_hours 0.0 left out."""
+def _version_1_file(tmp_path, by: str = "Ada"):
+    """A plan file as schema 1 wrote it: without the keys added since (planfile's list), its hash taken over what
+    the file holds, an approval without a stamp hash."""
     import hashlib
     import json
 
-    data = plan.model_dump(mode="json", exclude={"plan_sha256", "approval"})
-    data["schema_version"] = 1
-    _strip_deploy_fields_of_2(data)
-    for row in data["tiers"]:
-        for key in ("memory_breakdown_gib", "hbm_gib", "binding_constraint"):
-            del row[key]
-    for section, key, old in (("estimate", "overhead_hours", 0.0), ("estimate", "hbm_gib", 0.0),
-                              ("estimate", "memory_spare_gib", 0.0), ("request", "memory_headroom", 0.10)):
-        if data[section][key] == old:
-            del data[section][key]
-    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    from advisor.planfile import _version_1_content
 
-
-def _version_1_file(tmp_path, by: str = "Ada") -> "Path":
-    """A plan file as schema 1 wrote it: no schema-2 tier fields, approval without a stamp hash."""
-    p = hand_plan()
-    h = _version_1_hash(p)
-    data = p.model_dump(mode="json")
-    data["schema_version"] = 1
-    _strip_deploy_fields_of_2(data)
-    for row in data["tiers"]:
-        for key in ("memory_breakdown_gib", "hbm_gib", "binding_constraint"):
-            del row[key]
-    data["plan_sha256"] = h
-    data["approval"] = {"by": by, "at": "2026-01-02T03:04:05Z", "plan_sha256": h}
+    content = _version_1_content(hand_plan().model_dump(mode="json", exclude={"plan_sha256", "approval"}))
+    content["schema_version"] = 1
+    assert "binding_constraint" not in content["tiers"][0] and "memory_headroom" not in content["request"]
+    h = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    data = {**content, "plan_sha256": h, "approval": {"by": by, "at": "2026-01-02T03:04:05Z", "plan_sha256": h}}
     path = tmp_path / "v1.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
