@@ -97,19 +97,22 @@ def user_error(err: ValidationError) -> UserError:
     return exc
 
 
+def format_error(source: str, root: yaml.Node | None, loc: tuple[Any, ...], message: str) -> str:
+    """The one formatter of a bad value in a file: '<source>:<line>: <field path>: <message>'."""
+    return f"{_where(source, root, loc)}: {field_path(loc)}: {message}"
+
+
 def format_validation_error(err: ValidationError, source: str, root: yaml.Node | None = None) -> str:
-    """One line: '<source>:<line>: <field.path>: <message>' for the first error (+ how many more)."""
-    exc = user_error(err)
-    loc = tuple(err.errors()[0].get("loc", ()))
-    return f"{_where(source, root, loc)}: {exc.field or '(top level)'}: {exc.message}"
+    """A pydantic error, first problem (+ how many more), through format_error."""
+    return format_error(source, root, tuple(err.errors()[0].get("loc", ())), user_error(err).message)
 
 
 def format_spec_error(err: SpecError, source: str, root: yaml.Node | None = None, loc: tuple[Any, ...] = ()) -> str:
-    """One line: '<source>:<line>: <path>: <reason>' for a SpecError raised while building the value at
-    ``loc`` (its path inside the composed YAML tree ``root``, e.g. ('gpus', 2))."""
+    """A SpecError raised while building the value at ``loc`` (its path in the composed YAML tree ``root``,
+    e.g. ('gpus', 2)), through format_error."""
     if err.field != "(top level)":
         loc = (*loc, *err.field.split("."))
-    return f"{_where(source, root, loc)}: {field_path(loc)}: {err.reason}"
+    return format_error(source, root, loc, err.reason)
 
 
 def load_model_yaml(path: str | Path, model: type[M]) -> M:
