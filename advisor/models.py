@@ -140,6 +140,8 @@ class PlanRequest(_Model):
     have: list[OwnedHardware] = Field(default_factory=list, description="GPUs already owned")
     nvidia_stack: bool = Field(default=False, description="the team already runs NVIDIA's stack (Megatron at frontier scale)")
     max_gpus: Int = Field(default=128, gt=0, le=MAX_GPUS, description="the most GPUs the search may use")
+    network_gbit_per_s_per_node: Float | None = Field(
+        default=None, gt=0, le=1e6, description="the cluster's network per node (all NICs, Gbit/s); default: the catalog tier's")
     method: Literal["auto", "full-sft", "lora"] = Field(default="auto", description="auto = chosen by the rules")
     precision: Precision = Field(default="bf16-mixed", description="bf16-mixed (fp32 master weights) or bf16-pure")
     gpu: str | None = Field(default=None, description="pin the search to one GPU tier")

@@ -155,9 +155,11 @@ def long_rows_warnings(ds, seq: int) -> list[str]:
 
 
 def _tiers(req: PlanRequest, catalog) -> list:
+    from advisor.throughput import with_network
+
     if req.gpu:
-        return [catalog.gpu(req.gpu, field="gpu")]
-    return [catalog.gpus[k] for k in catalog.gpus]
+        return [with_network(catalog.gpu(req.gpu, field="gpu"), req.network_gbit_per_s_per_node)]
+    return [with_network(catalog.gpus[k], req.network_gbit_per_s_per_node) for k in catalog.gpus]
 
 
 # --------------------------------------------------------------------------- choosing

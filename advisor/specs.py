@@ -215,6 +215,7 @@ class GpuSpec(_Spec):
     mfu: float  # assumed model FLOPs utilisation at a healthy micro-batch
     mfu_source: str
     megatron_supported: bool = True
+    host_cpu_cores_per_node: int = _bounds(gt=0, default=48)  # physical cores (vCPUs / 2): the host optimizer's rate
     notes: str = ""
 
     def validate(self) -> None:

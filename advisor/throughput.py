@@ -1,24 +1,48 @@
-"""FLOPs per token, compute / communication / offload time, and the MFU a tier reaches.
+"""FLOPs per token, compute / communication / offload time, and the efficiency a tier reaches.
 
 Sources:
 - 6N FLOPs per trained token (Kaplan et al. 2020) on the active parameters (MoE), plus the attention
   term 12 L h s (forward QK^T and AV, x3 for backward), the definition llm-foundry's MFU column uses.
   Activation checkpointing re-runs the forward: hardware does 8N + 16 L h s, MFU counts 6N + 12 L h s.
-- MFU: the tier's catalog figure (a 7B-class model, hidden 4096, ~12k tokens per micro-batch, no
-  checkpointing), scaled by width ((h / 4096)^0.25: wider GEMMs run closer to peak, as llm-foundry's
-  7B -> 30B rows show) and by tokens per micro-batch (T / (T + 1024), normalised at 12,288).
-- Communication (ZeRO paper): FSDP / ZeRO-3 move 3 x 2N bytes per micro-step (all-gather in forward
-  and backward, reduce-scatter of grads), DDP and ZeRO-2 2 x 2N per optimizer step; ring collectives
-  move (n-1)/n of it at the bus bandwidth: a GPU's NVLink inside a node, the node's network across
-  nodes (one ring per NIC; see link_bytes_per_s).
-  Overlapped with compute: time = max(compute, communication).
-- Offload (ZeRO-Offload, Ren et al. 2021): grads to the host and params back over PCIe each optimizer
-  step (and params every micro-step with parameter offload), plus the CPU Adam step at an assumed
-  1e9 params/s per node, which is not overlapped.
+- Compute time from each GEMM's real per-GPU shape (Megatron's tensor parallelism, Shoeybi et al.
+  2019: column/row-parallel linears narrow the weight to hidden/tp or ffn/tp; every GPU of a TP group
+  still sees all T = micro_batch x seq_len tokens). A GEMM of T x k by k x n moves 2(Tk + kn + Tn)
+  bytes for 2Tkn FLOPs; against the tier's ridge point (peak FLOP/s / HBM bytes/s, Williams et al.
+  2009 roofline) its time is the smooth roofline sqrt(t_flops^2 + t_bytes^2). Wide GEMMs run at the
+  tier's sustained GEMM efficiency, narrow ones (TP8 of an 8B model: n = 512) lose a fifth of it.
+- Memory-bound work per token and layer that GEMM FLOPs do not count (norms, residual adds, RoPE, the
+  MLP activation, flash-attention I/O, the loss over the vocabulary) at the HBM bandwidth: why small
+  models and fast-FLOP / slow-HBM tiers (H100 vs A100) reach a lower MFU at the same shape.
+- Flash attention at the 12 L h s convention's FLOPs, at 0.75 of the tier's GEMM rate.
+- FSDP / ZeRO-3 issue three collectives per layer and micro-batch whose launch / latency / stream syncs
+  do not shrink with the batch (FIXED_S_PER_LAYER_PER_MICRO_BATCH): why small micro-batches run slower.
+- The tier's catalog `mfu` is the MFU measured at one reference shape (a 7B MPT at 2048 x 6 tokens,
+  FSDP on one node, no recompute: llm-foundry's table); its sustained GEMM efficiency is the one that
+  makes this model reproduce that MFU (`gemm_efficiency`), then every other shape follows from physics.
+- Tensor parallel communication per layer and micro-batch (Korthikanti et al. 2022, sequence
+  parallel): forward 2 all-gathers + 2 reduce-scatters of T x h bf16 (an all-reduce's bytes), as many
+  in backward, 2 more when the forward is recomputed; ring time 2(tp-1)/tp x bytes / (0.7 x NVLink). Plain TP
+  exposes it; async TP / Megatron-Core's TP-comm overlap hide part (`tp_overlap`).
+- Pipeline bubble (Narayanan et al. 2021): 1F1B idles (p-1)/(m+p-1) of the step, m micro-batches;
+  the interleaved schedule with v chunks per GPU divides the bubble by v. Activations cross each stage
+  boundary forward and backward.
+- Data-parallel traffic (ZeRO paper): FSDP / ZeRO-3 move 3 x 2N bytes per micro-step (all-gather in
+  forward and backward, reduce-scatter of grads), DDP and ZeRO-2 2 x 2N per optimizer step, Megatron's
+  distributed optimizer a reduce-scatter + all-gather of its 1/(tp pp) shard; ring collectives move
+  (n-1)/n of it at the bus bandwidth the topology gives (see group_link_bytes_per_s). Overlapped with
+  compute, but not perfectly (NCCL kernels share SMs and HBM): time = max(compute, comm) + 0.2 min(compute, comm).
+- Offload (ZeRO-Offload, Ren et al. 2021): gradients go to the host during backward and parameters
+  stream in before use (overlapped with compute, bounded by PCIe); the host Adam step and the upload of
+  the updated bf16 parameters run after backward and are not overlapped. The host Adam rate is
+  measured on this machine (benchmarks/cpu_adam_rate.py: torch's fused AdamW on CPU, fp32 states) per
+  core, times the node's physical cores, capped by the host memory bandwidth (a fused Adam reads and
+  writes ~30 bytes per parameter).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 from advisor.architecture import active_param_count, lora_trainable_params, param_count
@@ -26,10 +50,33 @@ from advisor.memory import data_parallel_size, num_nodes
 from advisor.specs import GpuSpec, ModelSpec, TrainConfig
 from advisor.units import GB, TFLOP, gbit_per_s_to_bytes_per_s
 
-REF_HIDDEN = 4096
-REF_TOKENS = 12288
-TOKENS_HALF = 1024
-CPU_ADAM_PARAMS_PER_S_PER_NODE = 1e9
+# Reference shape of the catalog's `mfu` (llm-foundry's MPT-7B row: d_model 4096, 32 layers, 4x GELU
+# MLP, vocab 50368, seq 2048 x micro-batch 6, FSDP on 8 GPUs of one node, no activation checkpointing).
+REF_MODEL = ModelSpec(name="mpt-7b-reference", family="mpt", source="config.json", hidden_size=4096, num_layers=32,
+                      num_heads=32, num_kv_heads=32, ffn_size=16384, ffn_kind="mlp", vocab_size=50368,
+                      tied_embeddings=True, max_context=2048)
+REF_CONFIG = TrainConfig(num_gpus=8, strategy="fsdp", seq_len=2048, micro_batch_size=6, grad_accum=1,
+                         activation_checkpointing=False)
+MAX_GEMM_EFFICIENCY = 0.92  # cuBLAS bf16 GEMMs at large shapes: ~85-92% of dense peak (stas00/ml-engineering matmul ceilings)
+ATTENTION_RELATIVE_EFFICIENCY = 0.75  # flash-attention fwd+bwd vs a large GEMM on the same tier (FlashAttention-2 paper: 50-73% of A100 peak)
+ATTENTION_CAUSAL_FRACTION = 1.0  # causal kernels do half the FLOPs but run at about half the rate of dense ones at these shapes
+COMM_OVERLAP_EFFICIENCY = 0.8  # of min(compute, data-parallel comm), the part hidden: NCCL kernels share SMs and HBM with compute
+HBM_EFFICIENCY = 0.65  # sustained fraction of HBM bandwidth for the unfused-size elementwise kernels of a layer
+LINK_EFFICIENCY = 1.0  # data-parallel collectives (hundreds of MB) run at the link's rate
+TP_LINK_EFFICIENCY = 0.7  # NCCL all-gather / reduce-scatter of a layer's activations (tens of MB) reach ~70% of NVLink's rate
+# FSDP / ZeRO-3 per layer and micro-batch: 3 collectives (all-gather fwd, all-gather + reduce-scatter bwd)
+# whose launch, latency and stream syncs do not shrink with the batch (~1 ms each)
+FIXED_S_PER_LAYER_PER_MICRO_BATCH = 0.004
+PCIE_EFFICIENCY = 0.8  # pinned host<->device copies reach ~80% of the PCIe link
+# Host optimizer: torch.optim.AdamW(fused=True) on CPU, fp32 parameter/gradient/moments, one thread of
+# this machine's AMD EPYC: 5.3e8 params/s (benchmarks/cpu_adam_rate.py, 2026-12-01).
+CPU_ADAM_PARAMS_PER_S_PER_CORE = 5.3e8
+CPU_ADAM_BYTES_PER_PARAM = 30  # read/write fp32 param, m, v; read the fp32 grad; write the bf16 copy
+# Host memory bandwidth of a 2-socket GPU server: 2 sockets x 8 channels x DDR4-3200 (25.6 GB/s per
+# channel, JEDEC) = 410 GB/s peak, ~70% of it sustained (STREAM triad): ~290 GB/s.
+HOST_MEMORY_BANDWIDTH_GB_PER_S = 290.0
+SHARDED_STRATEGIES = ("fsdp", "zero3", "zero3-offload", "zero3-offload-all")
+DEFAULT_TP_OVERLAP = {"megatron": 0.5}  # Megatron-Core --tp-comm-overlap with sequence parallel (NeMo's Hopper recipes)
 
 
 def model_flops_per_token(m: ModelSpec, cfg: TrainConfig) -> float:
@@ -49,26 +96,160 @@ def hardware_flops_per_token(m: ModelSpec, cfg: TrainConfig) -> float:
     return model_flops_per_token(m, cfg) + extra
 
 
+def _ridge_flops_per_byte(gpu: GpuSpec) -> float:
+    return gpu.peak_bf16_dense_tflops * TFLOP / (gpu.hbm_bandwidth_tb_per_s * 1e12)
+
+
+def gemm_shape_factor(tokens: float, k: float, n: float, ridge: float) -> float:
+    """Fraction of the tier's sustained GEMM rate a (tokens x k) @ (k x n) bf16 GEMM reaches: the smooth
+    roofline 1 / sqrt(1 + (ridge / arithmetic intensity)^2); intensity = FLOPs / bytes moved."""
+    intensity = (2 * tokens * k * n) / (2 * (tokens * k + k * n + tokens * n))
+    return 1 / math.sqrt(1 + (ridge / intensity) ** 2)
+
+
+@dataclass(frozen=True)
+class _Work:
+    """One micro-batch on one GPU: GEMM time at efficiency 1 (seconds x efficiency), memory-bound seconds."""
+    gemm_s_at_unit_efficiency: float
+    memory_s: float
+
+
+def _micro_batch_work(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> _Work:
+    tp, pp = cfg.tp, cfg.pp
+    tokens = cfg.micro_batch_size * cfg.seq_len
+    peak = gpu.peak_bf16_dense_tflops * TFLOP
+    ridge = _ridge_flops_per_byte(gpu)
+    h, f = m.hidden_size, m.ffn_size
+    q = m.num_heads * m.head_dim_effective
+    kv = m.num_kv_heads * m.head_dim_effective
+    # forward + backward passes over each GEMM: full training 1 + 2 (dgrad, wgrad), LoRA 1 + 1 (frozen
+    # weights: dgrad only); recompute adds a forward. dgrad / wgrad have the same three dims, so one shape.
+    passes = (3 if cfg.trainable == "full" else 2) + (1 if cfg.activation_checkpointing else 0)
+
+    def gemm(tok: float, kk: float, nn: float) -> float:
+        return 2 * tok * kk * nn / (peak * gemm_shape_factor(tok, kk, nn, ridge))
+
+    layer = gemm(tokens, h, (q + 2 * kv) / tp) + gemm(tokens, q / tp, h)
+    if m.num_experts > 1:  # balanced routing: each expert sees tokens x top-k / experts
+        e_tokens = max(1.0, tokens * m.experts_per_token / m.num_experts)
+        n_mats = 2 if m.ffn_kind == "gated" else 1
+        layer += m.num_experts * (n_mats * gemm(e_tokens, h, f / tp) + gemm(e_tokens, f / tp, h))
+    else:
+        n_mats = 2 if m.ffn_kind == "gated" else 1
+        layer += n_mats * gemm(tokens, h, f / tp) + gemm(tokens, f / tp, h)
+    layers_here = m.num_layers / pp
+    gemm_s = passes * layer * layers_here
+    gemm_s += 3 * gemm(tokens, h, m.vocab_size / tp) / pp  # LM head, forward + backward, never recomputed
+    # attention core (flash): the 12 L h s convention counts non-causal FLOPs; causal kernels do half.
+    attn_fwd = 4 * tokens * cfg.seq_len * q / tp * ATTENTION_CAUSAL_FRACTION
+    attn_passes = 3 + (1 if cfg.activation_checkpointing else 0)
+    gemm_s += attn_passes * attn_fwd * layers_here / (peak * ATTENTION_RELATIVE_EFFICIENCY)
+    # memory-bound bytes per token and layer, forward (bf16): 2 norms (read + write h), 2 residual adds
+    # (2 reads + 1 write of h), RoPE on q and k, the MLP activation (gated: read 2f, write f; GELU: read
+    # f, write f), flash-attention I/O (read q, k, v; write the output). Sequence parallel splits the
+    # norms and residuals over tp; the rest is already split by the column-parallel layout.
+    act = (3 * m.experts_per_token * f) if m.ffn_kind == "gated" else (2 * m.experts_per_token * f)
+    fwd_bytes = 2 * (2 * 2 * h + 2 * 3 * h) / tp + 2 * (2 * (q + kv) + act + 2 * q + 2 * kv) / tp
+    mem_passes = 3 + (1 if cfg.activation_checkpointing else 0)  # backward ~ 2x the forward's traffic
+    mem_bytes = mem_passes * fwd_bytes * tokens * layers_here
+    mem_bytes += 16 * tokens * m.vocab_size / tp / pp  # logits: bf16 out, fp32 softmax and its gradient
+    hbm = gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
+    return _Work(gemm_s_at_unit_efficiency=gemm_s, memory_s=mem_bytes / hbm)
+
+
+_EFFICIENCY_CACHE: dict[tuple, float] = {}
+
+
+def gemm_efficiency(gpu: GpuSpec) -> float:
+    """The tier's sustained GEMM efficiency: the one at which this model's step time for the reference
+    shape (with its communication, on the tier's own links) reproduces the catalog's `mfu`. Bisection
+    on a monotone function; cached per tier."""
+    key = (gpu.id, gpu.peak_bf16_dense_tflops, gpu.hbm_bandwidth_tb_per_s, gpu.mfu,
+           gpu.intra_node_bandwidth_gb_per_s, gpu.gpus_per_node)
+    if key in _EFFICIENCY_CACHE:
+        return _EFFICIENCY_CACHE[key]
+    tokens = REF_CONFIG.micro_batch_size * REF_CONFIG.seq_len * REF_CONFIG.grad_accum
+    flops = model_flops_per_token(REF_MODEL, REF_CONFIG) * tokens
+    lo, hi = 0.02, MAX_GEMM_EFFICIENCY
+    if _mfu_at(REF_MODEL, gpu, REF_CONFIG, hi, flops) < gpu.mfu:
+        _EFFICIENCY_CACHE[key] = hi
+        return hi
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if _mfu_at(REF_MODEL, gpu, REF_CONFIG, mid, flops) < gpu.mfu:
+            lo = mid
+        else:
+            hi = mid
+    _EFFICIENCY_CACHE[key] = hi
+    return hi
+
+
+def _mfu_at(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, efficiency: float, flops: float) -> float:
+    st = step_time(m, gpu, cfg, _efficiency=efficiency)
+    return flops / st.step_s / (gpu.peak_bf16_dense_tflops * TFLOP)
+
+
+def compute_time_per_micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig,
+                                   _efficiency: float | None = None) -> float:
+    """One micro-batch's forward + backward on one GPU (its tp / pp share), without communication."""
+    work = _micro_batch_work(m, gpu, cfg)
+    e = gemm_efficiency(gpu) if _efficiency is None else _efficiency
+    fixed = 0.0
+    if cfg.strategy in SHARDED_STRATEGIES:
+        fixed = FIXED_S_PER_LAYER_PER_MICRO_BATCH * m.num_layers / cfg.pp
+    return work.gemm_s_at_unit_efficiency / e + work.memory_s + fixed
+
+
 def hardware_efficiency(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> float:
     """Fraction of dense peak the GPU sustains on this shape (before communication stalls)."""
-    width = min(1.25, max(0.5, (m.hidden_size / REF_HIDDEN) ** 0.25))
-    tokens = cfg.micro_batch_size * cfg.seq_len / cfg.tp
-    batch = (tokens / (tokens + TOKENS_HALF)) / (REF_TOKENS / (REF_TOKENS + TOKENS_HALF))
-    return min(0.85, gpu.mfu * width * batch)
+    tokens = cfg.micro_batch_size * cfg.seq_len
+    flops = hardware_flops_per_token(m, cfg) * tokens / (cfg.tp * cfg.pp)
+    return flops / (gpu.peak_bf16_dense_tflops * TFLOP * compute_time_per_micro_batch_s(m, gpu, cfg))
 
 
-def link_bytes_per_s(gpu: GpuSpec, cfg: TrainConfig) -> float:
-    """The bus bandwidth a ring collective reaches: time = (n-1)/n x bytes / this.
+def _network_bytes_per_s(gpu: GpuSpec) -> float:
+    return gbit_per_s_to_bytes_per_s(gpu.inter_node_bandwidth_gbit_per_s)
 
-    Inside a node that is a GPU's link. Across nodes, NCCL runs one ring per NIC and each ring crosses
-    every node boundary once, so a node sends (n-1)/n x bytes over the network in all, whatever its GPU
-    count: the bound is the node's whole network bandwidth, not a GPU's share of it (nccl-tests report
-    multi-node bus bandwidth close to the node's aggregate NIC rate).
+
+def group_link_bytes_per_s(gpu: GpuSpec, cfg: TrainConfig, members_per_node: int) -> float:
+    """Bus bandwidth of a ring collective over one parallel group.
+
+    Inside a node that is a GPU's NVLink. A group spanning nodes runs its rings through the node's NICs:
+    a node hosting `members_per_node` GPUs of the group, among gpus_per_node / members_per_node such
+    groups at once, gives the group that share of the node's network (NCCL runs one ring per NIC and
+    each ring crosses every node boundary once: FSDP over all 8 GPUs of a node gets the whole node's
+    bandwidth; the data-parallel group of a TP-8 model has one member per node and gets one NIC's).
     """
     intra = gpu.intra_node_bandwidth_gb_per_s * GB
     if num_nodes(cfg, gpu) <= 1 or gpu.inter_node_bandwidth_gbit_per_s <= 0:
         return intra  # no fabric: estimate() marks the config not runnable; the time is only indicative
-    return min(intra, gbit_per_s_to_bytes_per_s(gpu.inter_node_bandwidth_gbit_per_s))
+    share = max(1, min(members_per_node, gpu.gpus_per_node)) / gpu.gpus_per_node
+    return min(intra, _network_bytes_per_s(gpu) * share)
+
+
+def link_bytes_per_s(gpu: GpuSpec, cfg: TrainConfig) -> float:
+    """The data-parallel group's bus bandwidth: its members per node are the node's GPUs / (tp x pp)."""
+    model_parallel_per_node = max(1, min(cfg.tp * cfg.pp, gpu.gpus_per_node))
+    dp = data_parallel_size(cfg)
+    members = min(dp, max(1, gpu.gpus_per_node // model_parallel_per_node))
+    if cfg.num_gpus <= gpu.gpus_per_node:
+        members = gpu.gpus_per_node
+    return group_link_bytes_per_s(gpu, cfg, members)
+
+
+def with_network(gpu: GpuSpec, gbit_per_s_per_node: float | None) -> GpuSpec:
+    """The tier on a cluster whose nodes have `gbit_per_s_per_node` of network in all (None: the catalog's).
+    A tier without a multi-node fabric in the catalog keeps none."""
+    if gbit_per_s_per_node is None or gpu.inter_node_bandwidth_gbit_per_s <= 0:
+        return gpu
+    return dataclasses.replace(gpu, inter_node_bandwidth_gbit_per_s=float(gbit_per_s_per_node))
+
+
+def host_adam_params_per_s_per_node(gpu: GpuSpec) -> float:
+    """Host optimizer rate of one node: measured per-core rate x physical cores, capped by memory bandwidth."""
+    by_cores = CPU_ADAM_PARAMS_PER_S_PER_CORE * gpu.host_cpu_cores_per_node
+    by_memory = HOST_MEMORY_BANDWIDTH_GB_PER_S * GB / CPU_ADAM_BYTES_PER_PARAM
+    return min(by_cores, by_memory)
 
 
 @dataclass(frozen=True)
@@ -79,51 +260,88 @@ class StepTime:
     step_s: float
     tokens_per_step: int
     bottleneck: str
+    tp_comm_s: float = 0.0
+    bubble_s: float = 0.0
 
 
-def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> StepTime:
-    """Seconds per optimizer step on every GPU (all micro-batches of the gradient accumulation)."""
+def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float | None = None,
+              pp_interleave: int = 1, _efficiency: float | None = None) -> StepTime:
+    """Seconds per optimizer step on every GPU (all micro-batches of the gradient accumulation).
+
+    tp_overlap: the fraction of the tensor-parallel communication hidden behind GEMMs (0 = plain TP;
+    default: 0.5 for Megatron-Core, 0 otherwise). pp_interleave: virtual pipeline chunks per GPU.
+    """
     dp = data_parallel_size(cfg)
     tokens_per_gpu_step = cfg.micro_batch_size * cfg.seq_len * cfg.grad_accum
     tokens_per_step = tokens_per_gpu_step * dp
-    flops_per_gpu = hardware_flops_per_token(m, cfg) * tokens_per_gpu_step / (cfg.tp * cfg.pp)
-    compute = flops_per_gpu / (gpu.peak_bf16_dense_tflops * TFLOP * hardware_efficiency(m, gpu, cfg))
-    if cfg.strategy == "megatron" and cfg.pp > 1:  # 1F1B pipeline bubble
-        compute *= 1 + (cfg.pp - 1) / max(cfg.grad_accum, 1)
+    micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency)
+    s = cfg.strategy
+
+    # tensor parallel: exposed all-reduce traffic per layer, on NVLink (TP groups stay inside a node)
+    tp_comm = 0.0
+    if cfg.tp > 1:
+        overlap = DEFAULT_TP_OVERLAP.get(s, 0.0) if tp_overlap is None else tp_overlap
+        act_bytes = cfg.micro_batch_size * cfg.seq_len * m.hidden_size * 2
+        collectives = 4 + (2 if cfg.activation_checkpointing else 0)
+        nvlink = gpu.intra_node_bandwidth_gb_per_s * GB * TP_LINK_EFFICIENCY
+        per_layer = collectives * 2 * (cfg.tp - 1) / cfg.tp * act_bytes / nvlink
+        tp_comm = per_layer * (m.num_layers / cfg.pp) * (1 - overlap)
+    # pipeline: activations cross each stage boundary forward and backward
+    p2p = 0.0
+    if cfg.pp > 1:
+        act_bytes = cfg.micro_batch_size * cfg.seq_len * m.hidden_size * 2 / cfg.tp
+        crosses_nodes = cfg.tp * cfg.pp > gpu.gpus_per_node and gpu.inter_node_bandwidth_gbit_per_s > 0
+        bw = (_network_bytes_per_s(gpu) / gpu.gpus_per_node if crosses_nodes
+              else gpu.intra_node_bandwidth_gb_per_s * GB)
+        p2p = 2 * act_bytes / bw
+    per_micro = micro + tp_comm + p2p
+    compute = per_micro * cfg.grad_accum
+    bubble = 0.0
+    if cfg.pp > 1:  # 1F1B: (p-1) idle micro-batch slots per step; interleaving divides them by v
+        bubble = per_micro * (cfg.pp - 1) / max(1, pp_interleave)
+        compute += bubble
 
     n = param_count(m)
     sync_bytes = 2 * n if cfg.trainable == "full" else 2 * lora_trainable_params(m, cfg.lora_rank)
     ring = (dp - 1) / dp if dp > 1 else 0.0
-    s = cfg.strategy
-    if s in ("fsdp", "zero3", "zero3-offload", "zero3-offload-all"):
+    if s in SHARDED_STRATEGIES:
         gather = 2 * (2 * n) * cfg.grad_accum  # forward + backward all-gathers of bf16 params
-        reduce = sync_bytes * cfg.grad_accum
-        comm_bytes = (gather + reduce) * ring
+        if s == "zero3-offload-all":
+            gather = 0.0  # parameters come from the host (PCIe, below); the ring moves only gradients
+        comm_bytes = (gather + sync_bytes * cfg.grad_accum) * ring
     elif s in ("ddp", "zero2"):
         comm_bytes = 2 * sync_bytes * ring
     elif s == "megatron":
-        comm_bytes = 2 * sync_bytes / (cfg.tp * cfg.pp) * ring  # data-parallel gradient all-reduce
+        comm_bytes = 2 * sync_bytes / (cfg.tp * cfg.pp) * ring  # distributed optimizer: reduce-scatter + all-gather
     else:
         comm_bytes = 0.0
-    comm = comm_bytes / link_bytes_per_s(gpu, cfg) if comm_bytes else 0.0
-    if s == "megatron" and cfg.tp > 1:
-        # tensor parallel, inside a node over NVLink: 4 all-reduces of b s h activations per layer per
-        # micro-batch (forward + backward)
-        act = cfg.micro_batch_size * cfg.seq_len * m.hidden_size * 2
-        tp_bytes = 4 * 2 * act * (m.num_layers / cfg.pp) * cfg.grad_accum * (cfg.tp - 1) / cfg.tp
-        comm += tp_bytes / (gpu.intra_node_bandwidth_gb_per_s * GB)
+    comm = comm_bytes / (link_bytes_per_s(gpu, cfg) * LINK_EFFICIENCY) if comm_bytes else 0.0
 
     offload = 0.0
+    overlapped_pcie = 0.0
     if s in ("zero3-offload", "zero3-offload-all"):
-        pcie = gpu.pcie_bandwidth_gb_per_s * GB
-        shard = n / dp if cfg.trainable == "full" else lora_trainable_params(m, cfg.lora_rank) / dp
-        traffic = 2 * shard * 2  # bf16 grads down, bf16 params up, once per optimizer step
-        if s == "zero3-offload-all":
-            traffic += 2 * (2 * n / dp) * cfg.grad_accum
+        pcie = gpu.pcie_bandwidth_gb_per_s * GB * PCIE_EFFICIENCY
+        shard = (n if cfg.trainable == "full" else lora_trainable_params(m, cfg.lora_rank)) / dp
+        # during backward: bf16 gradient shards to the host every micro-step (hidden behind compute)
+        overlapped_pcie = 2 * shard * cfg.grad_accum / pcie
+        if s == "zero3-offload-all":  # every forward / backward (and recompute) streams the parameters in
+            fetches = 2 + (1 if cfg.activation_checkpointing else 0)
+            overlapped_pcie += fetches * 2 * (n / dp) * cfg.grad_accum / pcie
         gpus_here = min(cfg.num_gpus, gpu.gpus_per_node)
-        cpu_adam = shard * gpus_here / CPU_ADAM_PARAMS_PER_S_PER_NODE
-        offload = traffic / pcie + cpu_adam
+        cpu_adam = shard * gpus_here / host_adam_params_per_s_per_node(gpu)
+        upload = 0.0 if s == "zero3-offload-all" else 2 * shard / pcie  # updated bf16 params back to the GPU
+        offload = cpu_adam + upload
 
-    step = max(compute, comm) + offload
-    bottleneck = "offload" if offload > max(compute, comm) else ("communication" if comm > compute else "compute")
-    return StepTime(compute, comm, offload, step, tokens_per_step, bottleneck)
+    busy = max(compute, comm, overlapped_pcie)
+    busy += (1 - COMM_OVERLAP_EFFICIENCY) * min(compute, comm)
+    step = busy + offload
+    if offload > busy:
+        bottleneck = "offload"
+    elif overlapped_pcie > max(compute, comm):
+        bottleneck = "offload"
+    elif comm > compute:
+        bottleneck = "communication"
+    else:
+        bottleneck = "compute"
+    return StepTime(compute, comm, offload + max(0.0, overlapped_pcie - max(compute, comm)), step,
+                    tokens_per_step, bottleneck, tp_comm * cfg.grad_accum, bubble)

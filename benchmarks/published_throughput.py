@@ -19,6 +19,7 @@ How a row becomes an estimator input (stated here, not tuned per row):
 - selective activation checkpointing (torchtitan op / layer SAC recomputes about half of a full
   recompute): the mean of the step times with and without full checkpointing.
 - context parallel (cp > 1) is not modelled by the estimator: such rows are printed as skipped.
+- a source's gpu_overrides (torchtitan's 2.4 TB/s HBM2e H100) replace the tier's values for its rows.
 - omitted settings: grad_accum = global batch / (data parallel x micro batch) when the row gives a
   global batch, else 1; micro_batch_size 1 when the row gives none (Megatron-style runs); activation
   checkpointing off for Megatron-Core and NeMo AutoModel rows (their default), else on; LoRA rank 16;
@@ -66,13 +67,17 @@ def model_for(name: str, archs: dict) -> ModelSpec:
     return resolve_model(name)
 
 
-def row_inputs(row: dict, archs: dict):
+def row_inputs(row: dict, archs: dict, sources: dict | None = None):
     """(model, gpu spec, TrainConfig, selective AC?, tp overlap override or None, assumptions list)."""
+    sources = sources or {}
     if row.get("cp", 1) > 1:
         raise Skip("context parallel is not modelled")
     assumed: list[str] = []
     catalog = load_catalog()
     gpu = catalog.gpu(row["gpu"])
+    overrides = dict(sources.get(row["source"], {}).get("gpu_overrides") or {})
+    if overrides:
+        gpu = dataclasses.replace(gpu, **overrides)
     net = NETWORK_GBIT_PER_NODE.get(row["source"])
     if net:
         gpu = dataclasses.replace(gpu, inter_node_bandwidth_gbit_per_s=net)
@@ -104,10 +109,11 @@ def row_inputs(row: dict, archs: dict):
         precision = "bf16-pure"
     cfg = TrainConfig(num_gpus=row["num_gpus"], strategy=STRATEGY[row["strategy"]], precision=precision,
                       seq_len=seq, micro_batch_size=mb, grad_accum=ga,
-                      activation_checkpointing=bool(ac_raw) and not selective, tp=tp, pp=pp, trainable=trainable)
+                      activation_checkpointing=bool(ac_raw) and not selective, tp=tp, pp=pp, trainable=trainable,
+                      lora_rank=row.get("lora_rank", 16))
     extra: dict = {}
-    if row["strategy"] == "fsdp-tp":
-        extra["tp_overlap"] = 0.5 if row.get("async_tp") else 0.0  # plain TP: exposed; async TP: about half hidden
+    if row["strategy"] == "fsdp-tp" or row["source"].startswith("nemo-automodel"):
+        extra["tp_overlap"] = 0.5 if row.get("async_tp") else 0.0  # PyTorch TP: exposed; async TP: about half hidden
     if row.get("vp", 1) > 1:
         extra["pp_interleave"] = row["vp"]
     return model, gpu, cfg, selective, extra, assumed
@@ -187,10 +193,11 @@ def compare(path: Path = ROWS):
     Skipped rows come back with est None and the reason in bottleneck."""
     data = yaml.safe_load(Path(path).read_text())
     archs = data.get("architectures", {})
+    sources = data.get("sources", {})
     out = []
     for row in data["rows"]:
         try:
-            model, gpu, cfg, selective, extra, assumed = row_inputs(row, archs)
+            model, gpu, cfg, selective, extra, assumed = row_inputs(row, archs, sources)
             meas = measured_tokens_per_s(row, model, cfg)
         except Skip as why:
             out.append((row, None, None, None, str(why), None, []))

@@ -27,6 +27,8 @@ def register(subparsers) -> None:
     p.add_argument("--tp", type=int, default=1, help="tensor parallel size (megatron)")
     p.add_argument("--pp", type=int, default=1, help="pipeline parallel size (megatron)")
     p.add_argument("--loss-chunks", type=int, default=1, help="chunked cross-entropy chunks (1 = full logits)")
+    p.add_argument("--network-gbps", type=float, default=None,
+                   help="the cluster's network per node in Gbit/s, all NICs (default: the catalog tier's)")
     p.add_argument("--memory-headroom", type=float, default=0.10,
                    help="fraction of GPU memory kept free; a fit must leave it (default 0.10, 0-0.5)")
     p.add_argument("--trace", action="store_true",
@@ -65,6 +67,12 @@ def build(args: argparse.Namespace):
         raise UserError(f"--strategy: 'single' runs on 1 GPU, --num-gpus is {args.num_gpus}")
     catalog = load_catalog()
     gpu = catalog.gpu(args.gpu)
+    if args.network_gbps is not None:
+        if args.network_gbps <= 0:
+            raise UserError(f"--network-gbps: must be > 0, got {args.network_gbps:g}")
+        from advisor.throughput import with_network
+
+        gpu = with_network(gpu, args.network_gbps)
     model = resolve_model(args.model)
     if args.seq_len > model.max_context:
         raise UserError(f"--seq-len: {args.seq_len} exceeds {model.name}'s context of {model.max_context} tokens")
