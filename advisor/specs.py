@@ -215,7 +215,7 @@ class GpuSpec(_Spec):
     mfu: float  # assumed model FLOPs utilisation at a healthy micro-batch
     mfu_source: str
     megatron_supported: bool = True
-    host_cpu_cores_per_node: int = _bounds(gt=0, default=48)  # physical cores (vCPUs / 2): the host optimizer's rate
+    host_cpu_cores_per_node: int = 48  # physical cores (vCPUs / 2): the host optimizer's rate
     notes: str = ""
 
     def validate(self) -> None:
@@ -229,6 +229,7 @@ class GpuSpec(_Spec):
         _float(self, "mfu", gt=0, le=1)
         _int(self, "gpus_per_node", gt=0)
         _int(self, "max_nodes", ge=1)
+        _int(self, "host_cpu_cores_per_node", gt=0)
         _bool(self, "megatron_supported")
 
 
