@@ -114,9 +114,11 @@ class _Work:
     memory_s: float
 
 
-def _micro_batch_work(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> _Work:
+def _micro_batch_work(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int = 1) -> _Work:
+    """cp > 1 (context parallel): this GPU holds seq_len / cp of each sequence; its queries still attend
+    over the whole sequence (ring attention), so attention per local token keeps seq_len."""
     tp, pp = cfg.tp, cfg.pp
-    tokens = cfg.micro_batch_size * cfg.seq_len
+    tokens = cfg.micro_batch_size * cfg.seq_len / cp
     peak = gpu.peak_bf16_dense_tflops * TFLOP
     ridge = _ridge_flops_per_byte(gpu)
     h, f = m.hidden_size, m.ffn_size
@@ -190,9 +192,9 @@ def _mfu_at(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, efficiency: float, flo
 
 
 def compute_time_per_micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig,
-                                   _efficiency: float | None = None) -> float:
-    """One micro-batch's forward + backward on one GPU (its tp / pp share), without communication."""
-    work = _micro_batch_work(m, gpu, cfg)
+                                   _efficiency: float | None = None, cp: int = 1) -> float:
+    """One micro-batch's forward + backward on one GPU (its tp / pp / cp share), without communication."""
+    work = _micro_batch_work(m, gpu, cfg, cp)
     e = gemm_efficiency(gpu) if _efficiency is None else _efficiency
     fixed = 0.0
     if cfg.strategy in SHARDED_STRATEGIES:
@@ -265,17 +267,32 @@ class StepTime:
 
 
 def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float | None = None,
-              pp_interleave: int = 1, _efficiency: float | None = None) -> StepTime:
+              pp_interleave: int = 1, shard_group: int | None = None, dp_sharded: bool = False, cp: int = 1,
+              _efficiency: float | None = None) -> StepTime:
     """Seconds per optimizer step on every GPU (all micro-batches of the gradient accumulation).
 
     tp_overlap: the fraction of the tensor-parallel communication hidden behind GEMMs (0 = plain TP;
     default: 0.5 for Megatron-Core, 0 otherwise). pp_interleave: virtual pipeline chunks per GPU.
+    The layouts users run today beyond the Strategy names (accelerate's ParallelismConfig axes):
+    shard_group: FSDP / ZeRO-3 shards over groups of this many ranks and replicates across them
+    (HSDP: the GPUs of a node; None: every data-parallel rank). dp_sharded: with tp / pp ("megatron"
+    layout) the data-parallel axis is FSDP (fsdp-tp: parameters all-gathered every micro-batch) instead
+    of the distributed optimizer. cp: context parallel degree (num_gpus = dp x tp x pp x cp); each GPU
+    holds seq_len / cp of every sequence and passes K / V around a ring, overlapped with attention.
     """
-    dp = data_parallel_size(cfg)
+    if cfg.num_gpus % (cfg.tp * cfg.pp * cp):
+        raise ValueError(f"num_gpus {cfg.num_gpus} is not a multiple of tp x pp x cp = {cfg.tp * cfg.pp * cp}")
+    dp = data_parallel_size(cfg) // cp
     tokens_per_gpu_step = cfg.micro_batch_size * cfg.seq_len * cfg.grad_accum
     tokens_per_step = tokens_per_gpu_step * dp
-    micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency)
+    micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency, cp)
     s = cfg.strategy
+    if cp > 1:  # ring attention: each layer passes the local K and V cp - 1 times (x3 with backward)
+        kv_bytes = 2 * cfg.micro_batch_size * cfg.seq_len / cp * m.num_kv_heads * m.head_dim_effective * 2 / cfg.tp
+        ring_link = group_link_bytes_per_s(gpu, cfg, min(cp, gpu.gpus_per_node)) if cfg.tp * cp > gpu.gpus_per_node \
+            else gpu.intra_node_bandwidth_gb_per_s * GB
+        cp_comm = 3 * (cp - 1) * kv_bytes * (m.num_layers / cfg.pp) / ring_link
+        micro += max(0.0, cp_comm - COMM_OVERLAP_EFFICIENCY * micro) + (1 - COMM_OVERLAP_EFFICIENCY) * min(cp_comm, micro)
 
     # tensor parallel: exposed all-reduce traffic per layer, on NVLink (TP groups stay inside a node)
     tp_comm = 0.0
@@ -303,19 +320,31 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
 
     n = param_count(m)
     sync_bytes = 2 * n if cfg.trainable == "full" else 2 * lora_trainable_params(m, cfg.lora_rank)
-    ring = (dp - 1) / dp if dp > 1 else 0.0
+    group = dp * cp  # FSDP / the distributed optimizer shard over the context-parallel ranks too
+    ring = (group - 1) / group if group > 1 else 0.0
+    link = link_bytes_per_s(gpu, cfg) * LINK_EFFICIENCY
+    comm = 0.0
     if s in SHARDED_STRATEGIES:
         gather = 2 * (2 * n) * cfg.grad_accum  # forward + backward all-gathers of bf16 params
         if s == "zero3-offload-all":
             gather = 0.0  # parameters come from the host (PCIe, below); the ring moves only gradients
-        comm_bytes = (gather + sync_bytes * cfg.grad_accum) * ring
+        g = group if shard_group is None else max(1, min(shard_group, group))
+        if g == group:
+            comm = (gather + sync_bytes * cfg.grad_accum) * ring / link
+        else:  # HSDP: gathers and reduce-scatters inside the shard group, gradient all-reduce across replicas
+            replicas = group // g
+            inside = group_link_bytes_per_s(gpu, dataclasses.replace(cfg, num_gpus=g), g) * LINK_EFFICIENCY
+            comm = (gather + sync_bytes * cfg.grad_accum) * (g - 1) / g / inside
+            across = group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // g)) * LINK_EFFICIENCY
+            comm += 2 * sync_bytes / g * (replicas - 1) / replicas / across
     elif s in ("ddp", "zero2"):
-        comm_bytes = 2 * sync_bytes * ring
+        comm = 2 * sync_bytes * ring / link
     elif s == "megatron":
-        comm_bytes = 2 * sync_bytes / (cfg.tp * cfg.pp) * ring  # distributed optimizer: reduce-scatter + all-gather
-    else:
-        comm_bytes = 0.0
-    comm = comm_bytes / (link_bytes_per_s(gpu, cfg) * LINK_EFFICIENCY) if comm_bytes else 0.0
+        shard = sync_bytes / (cfg.tp * cfg.pp)
+        if dp_sharded:  # fsdp-tp: all-gather (forward, backward) + reduce-scatter every micro-batch
+            comm = 3 * shard * cfg.grad_accum * ring / link
+        else:  # distributed optimizer: reduce-scatter + all-gather once a step
+            comm = 2 * shard * ring / link
 
     offload = 0.0
     overlapped_pcie = 0.0

@@ -11,14 +11,13 @@ How a row becomes an estimator input (stated here, not tuned per row):
 - strategy: fsdp -> fsdp; single -> single; megatron -> megatron; fsdp-offload (FSDP CPUOffload with
   parameters, gradients and optimizer on the host) -> zero3-offload-all; fsdp-tp (FSDP over the data
   parallel ranks x tensor parallel inside a node) -> megatron with the row's tp: the estimator's tensor
-  parallel physics, with the data-parallel traffic of a gradient all-reduce (FSDP adds the parameter
-  all-gathers across nodes, overlapped with compute at these sizes).
+  parallel physics and an FSDP data-parallel axis (step_time's dp_sharded).
+- context parallel (cp): step_time's cp (ring attention; num_gpus = dp x tp x pp x cp).
 - interleaved pipeline (the row's vp): passed to the estimator as pp_interleave (bubble / v).
 - TP communication: plain TP (torchtitan vanilla TP) is exposed; async TP and Megatron-Core's
   TP-comm overlap hide part of it (advisor.throughput.tp_overlap_fraction).
 - selective activation checkpointing (torchtitan op / layer SAC recomputes about half of a full
   recompute): the mean of the step times with and without full checkpointing.
-- context parallel (cp > 1) is not modelled by the estimator: such rows are printed as skipped.
 - a source's gpu_overrides (torchtitan's 2.4 TB/s HBM2e H100) replace the tier's values for its rows.
 - omitted settings: grad_accum = global batch / (data parallel x micro batch) when the row gives a
   global batch, else 1; micro_batch_size 1 when the row gives none (Megatron-style runs); activation
@@ -70,8 +69,6 @@ def model_for(name: str, archs: dict) -> ModelSpec:
 def row_inputs(row: dict, archs: dict, sources: dict | None = None):
     """(model, gpu spec, TrainConfig, selective AC?, tp overlap override or None, assumptions list)."""
     sources = sources or {}
-    if row.get("cp", 1) > 1:
-        raise Skip("context parallel is not modelled")
     assumed: list[str] = []
     catalog = load_catalog()
     gpu = catalog.gpu(row["gpu"])
@@ -83,7 +80,7 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None):
         gpu = dataclasses.replace(gpu, inter_node_bandwidth_gbit_per_s=net)
     model = model_for(row["model"], archs)
     tp, pp = row.get("tp", 1), row.get("pp", 1)
-    dp = row["num_gpus"] // (tp * pp)
+    dp = row["num_gpus"] // (tp * pp * row.get("cp", 1))
     seq = row.get("seq_len")
     if seq is None:
         raise Skip("sequence length not given")
@@ -112,6 +109,10 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None):
                       activation_checkpointing=bool(ac_raw) and not selective, tp=tp, pp=pp, trainable=trainable,
                       lora_rank=row.get("lora_rank", 16))
     extra: dict = {}
+    if row.get("cp", 1) > 1:
+        extra["cp"] = row["cp"]
+    if row["strategy"] == "fsdp-tp":
+        extra["dp_sharded"] = True  # the data-parallel axis is FSDP
     if row["strategy"] == "fsdp-tp" or row["source"].startswith("nemo-automodel"):
         extra["tp_overlap"] = 0.5 if row.get("async_tp") else 0.0  # PyTorch TP: exposed; async TP: about half hidden
     if row.get("vp", 1) > 1:

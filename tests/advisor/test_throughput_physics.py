@@ -116,3 +116,31 @@ def test_cli_estimate_takes_256_gpus_and_a_network_flag():
     assert fast["num_gpus"] == 256 and slow["tokens_per_s_per_gpu"] < fast["tokens_per_s_per_gpu"]
     bad = subprocess.run(args + ["--network-gbps", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--network-gbps" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_hsdp_keeps_the_gathers_on_nvlink_and_only_gradients_cross_nodes():
+    """HSDP (shard inside a node, replicate across): on a slow network it beats FSDP over every rank,
+    whose parameter all-gathers cross nodes every micro-batch."""
+    slow = with_network(H100, 200.0)
+    c = cfg(num_gpus=64, seq_len=2048, micro_batch_size=1, grad_accum=4)
+    fsdp = step_time(LLAMA70, slow, c)
+    hsdp = step_time(LLAMA70, slow, c, shard_group=8)
+    assert hsdp.comm_s < fsdp.comm_s / 3
+    assert step_time(LLAMA70, slow, c, shard_group=64).comm_s == pytest.approx(fsdp.comm_s)
+
+
+def test_fsdp_tp_gathers_parameters_every_micro_batch_unlike_the_distributed_optimizer():
+    c = cfg(strategy="megatron", num_gpus=32, tp=8, grad_accum=8)
+    dist_opt = step_time(LLAMA70, H100, c)
+    fsdp_tp = step_time(LLAMA70, H100, c, dp_sharded=True)
+    assert fsdp_tp.comm_s == pytest.approx(dist_opt.comm_s * 3 * 8 / 2)
+
+
+def test_context_parallel_splits_the_tokens_and_keeps_the_tokens_per_step():
+    long = cfg(num_gpus=8, seq_len=65536, micro_batch_size=1)
+    plain = step_time(LLAMA8, H100, long)
+    cp2 = step_time(LLAMA8, H100, long, cp=2)
+    assert cp2.tokens_per_step == plain.tokens_per_step // 2  # dp halves: cp ranks share each sequence
+    assert cp2.compute_s < plain.compute_s * 0.6  # half the tokens per GPU, plus the K/V ring
+    with pytest.raises(ValueError):
+        step_time(LLAMA8, H100, cfg(num_gpus=8), cp=3)
