@@ -18,7 +18,7 @@ COMMAND_MODULES = (
     "advisor.cli.estimate",  # estimate
     "advisor.cli.plan",  # plan, render, explain, diff, catalog, approve, verify
     "advisor.cli.execute",  # run, promote, demo
-    "advisor.cli.data",  # data check, data dedup
+    "advisor.cli.data",  # data check, data dedup, table
     "advisor.cli.evaluate",  # evaluate
     "advisor.tui.cli",  # tui
 )
@@ -29,7 +29,7 @@ COMMAND_OWNERS = {
     **dict.fromkeys(("run", "promote", "demo"), "advisor.cli.execute"),
     "evaluate": "advisor.cli.evaluate",
     "tui": "advisor.tui.cli",
-    "data": "advisor.cli.data",
+    **dict.fromkeys(("data", "table"), "advisor.cli.data"),
 }
 
 

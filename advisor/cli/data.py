@@ -44,6 +44,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_dedup)
     data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
 
+    from advisor.models import GOALS
+
+    p = subparsers.add_parser("table", help="the guide's by-scale table from the planner: method, tier, hours, cost")
+    p.add_argument("--models", metavar="A,B,...", help="columns: preset ids or sizes (default 1B, 8B, 70B, 405B Llama)")
+    p.add_argument("--avg-tokens", type=int, default=512, metavar="T", help="tokens per example (default 512)")
+    p.add_argument("--epochs", type=int, help="fix the epochs (default: the rules choose)")
+    p.add_argument("--goal", action="append", choices=list(GOALS), dest="goals")
+    p.add_argument("--max-seq-len", type=int, default=2048)
+    p.add_argument("--budget-usd", type=float)
+    p.add_argument("--deadline-hours", type=float)
+    p.add_argument("--format", choices=["md", "text", "json"], default="text")
+    p.set_defaults(func=cmd_table)
+
 
 def run_check(args: argparse.Namespace, train: str, *, quiet: bool = False):
     """The check with a progress bar on stderr for long files (shared with `plan --dataset`)."""
@@ -135,6 +148,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     text = json.dumps(r.to_dict(), indent=2) if args.json else to_text(r)
     sys.stdout.write(text + "\n")
     return 1 if r.found else 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from advisor.catalog import load_catalog
+    from advisor.errors import UserError
+    from advisor.scale_table import DEFAULT_MODELS, build, to_markdown, to_text
+
+    models = [m.strip() for m in args.models.split(",")] if args.models else list(DEFAULT_MODELS)
+    if not all(models):
+        raise UserError(f"--models {args.models!r}: an empty model name")
+    t = build(load_catalog(), models=models, avg_tokens=args.avg_tokens, epochs=args.epochs, goals=args.goals,
+              max_seq_len=args.max_seq_len, budget_usd=args.budget_usd, deadline_hours=args.deadline_hours)
+    if args.format == "json":
+        text = json.dumps(t.to_dict(), indent=2)
+    else:
+        text = to_markdown(t) if args.format == "md" else to_text(t)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
 
 
 def cmd_dedup(args: argparse.Namespace) -> int:

@@ -1,0 +1,69 @@
+"""`sftplan table` (advisor/scale_table.py): the by-scale table is the planner's answers, cell by cell."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from advisor.catalog import load_catalog
+from advisor.models import PlanRequest
+from advisor.planner import plan
+from advisor.scale_table import DEFAULT_MODELS, ROWS, build, to_markdown, to_text
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def table():
+    return build(load_catalog())
+
+
+def test_shape_and_assumptions(table):
+    assert [label for label, _ in table.rows] == ["< 1k", "1k-10k", "10k-100k", "100k-1M", "> 1M"]
+    assert table.models == list(DEFAULT_MODELS) and all(len(r) == 4 for r in table.cells)
+    assert table.assumptions["tokens_per_example"] == 512
+    assert "chosen by the rules" in table.assumptions["epochs"]
+    md = to_markdown(table)
+    assert "| examples |" in md and "tokens per example: 512" in md and md.count("\n| ") == 6
+    assert "epochs:" in to_text(table)
+
+
+@pytest.mark.parametrize("row, col", [(0, 0), (2, 1), (4, 3)])
+def test_cell_is_the_planners_answer(table, row, col):
+    n, model = ROWS[row][1], DEFAULT_MODELS[col]
+    p = plan(PlanRequest(model=model, dataset={"examples": n, "avg_tokens": 512}), load_catalog())
+    c = table.cells[row][col]
+    assert (c.method, c.gpu, c.num_gpus, c.hours, c.cost_usd, c.epochs) == (
+        p.method, p.recommended.gpu, p.recommended.num_gpus, p.estimate.hours, p.estimate.cost_usd,
+        p.hyperparameters.epochs)
+
+
+def test_goal_changes_the_method():
+    t = build(load_catalog(), models=["8B"], goals=["deep-retask"], epochs=1)
+    assert t.assumptions["epochs"] == 1 and t.assumptions["goals"] == ["deep-retask"]
+    assert {c.epochs for row in t.cells for c in row} == {1}
+    big = t.cells[-1][0]
+    p = plan(PlanRequest(model="8B", dataset={"examples": ROWS[-1][1], "avg_tokens": 512}, epochs=1,
+                         goals=["deep-retask"]), load_catalog())
+    assert big.method == p.method
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "advisor", "table", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_json_and_models():
+    out = _cli("--models", "1B,8B", "--format", "json", "--avg-tokens", "1024")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["models"] == ["1B", "8B"] and len(d["rows"]) == 5 and len(d["rows"][0]["cells"]) == 2
+    assert d["assumptions"]["tokens_per_example"] == 1024
+
+
+def test_cli_bad_model_one_line():
+    out = _cli("--models", "no-such-model-zz")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
