@@ -12,14 +12,18 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import getters, on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Checkbox, Footer, Header, Input, Select, Static
+from textual.screen import Screen
+from textual.widgets import Checkbox, Collapsible, DataTable, Footer, Header, Input, Select, Static
 
 from advisor.architecture import preset_names
 from advisor.errors import UserError
@@ -27,10 +31,11 @@ from advisor.models import Plan, PlanRequest
 from advisor.planfile import approve, diff, read_plan, verify, write_plan
 from advisor.tui.messages import PlanFailed, PlanReady
 from advisor.tui.planning import FieldErrors, make_plan
-from advisor.tui.screens.dialogs import PromptScreen, TextScreen, diff_text, help_text
+from advisor.tui.runfolder import is_run_dir
+from advisor.tui.screens.dialogs import ConfirmScreen, PromptScreen, TextScreen, diff_text, help_text
 from advisor.tui.screens.presets import PresetScreen
 from advisor.tui.screens.run import RunScreen
-from advisor.tui.widgets.inputs import DEFAULT_REQUEST, InputsPanel
+from advisor.tui.widgets.inputs import DEFAULT_REQUEST, TEXT_FIELDS, InputsPanel, short_error
 from advisor.tui.widgets.plan_view import PlanView
 
 
@@ -48,29 +53,87 @@ def write_review(plan: Plan, path: Path) -> Path:
     return md
 
 
+def save_plan_files(plan: Plan, path: Path) -> tuple[Plan, Path]:
+    """plan.yaml and its plan.md review. (One place: the core's planfile is getting one function for both.)"""
+    saved = write_plan(plan, path)
+    return saved, write_review(saved, path)
+
+
+def approval_at_risk(path: Path, plan: Plan) -> str:
+    """What saving ``plan`` over ``path`` would lose: the approval of the plan there ('' = nothing)."""
+    if not path.is_file():
+        return ""
+    try:
+        there = read_plan(path)
+    except (UserError, OSError, ValueError):
+        return ""
+    if there.approval is None or verify(there):
+        return ""
+    if plan.approval is not None and plan.plan_sha256 == there.plan_sha256:
+        return ""  # the same approved plan: rewriting it keeps the approval
+    return f"the plan approved by {there.approval.by} at {there.approval.at} ({there.plan_sha256[:12]})"
+
+
+def inputs_summary(request: PlanRequest) -> str:
+    """The inputs a plan was made from, one short line (what a save writes when the form is invalid)."""
+    ds = request.dataset
+    parts = [request.model, f"{ds.examples:,} examples x {ds.avg_tokens:,} tokens", f"max seq {request.max_seq_len}"]
+    if request.budget_usd is not None:
+        parts.append(f"budget ${request.budget_usd:,.0f}")
+    if request.deadline_hours is not None:
+        parts.append(f"deadline {request.deadline_hours:g} h")
+    if request.have:
+        parts.append("owned " + ", ".join(f"{h.gpu}:{h.count}" for h in request.have))
+    if request.method != "auto":
+        parts.append(request.method)
+    if request.goals:
+        parts.append("goals " + ", ".join(request.goals))
+    return "; ".join(parts)
+
+
+def run_folder_problem(answer: str) -> str:
+    """Why ``answer`` cannot be attached to ('' = a run folder)."""
+    path = Path(answer).expanduser()
+    if not path.exists():
+        return f"{path}: no such folder"
+    if not path.is_dir():
+        return f"{path}: a file, not a run folder"
+    if not is_run_dir(path):
+        return f"{path}: not a run folder (no run.json or metrics.jsonl in it)"
+    return ""
+
+
 class SftplanApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "sftplan"
-    ENABLE_COMMAND_PALETTE = False
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
-    BINDINGS = [
-        Binding("f1", "help", "help", priority=True),
-        Binding("f2", "save", "save", priority=True),
-        Binding("f3", "approve", "approve", priority=True),
-        Binding("f4", "diff", "diff", priority=True),
-        Binding("f5", "run", "run", priority=True),
-        Binding("f6", "attach", "attach", priority=True),
-        Binding("f7", "sort('cost')", "by $", priority=True),
-        Binding("f8", "sort('time')", "by time", priority=True),
-        Binding("f9", "presets", "models", priority=True),
-        Binding("ctrl+q", "quit", "quit", priority=True, show=False),
+    SHOW_LATENCY = True  # the "updated in N ms" figure; snapshot tests turn it off (it varies run to run)
+    # (action, F-key, Ctrl alias, footer label, help / palette text). The Ctrl aliases avoid the keys
+    # the text inputs use (a, e, d, k, u, w, x, c, v) and the terminal's own (h, i, j, m, z).
+    KEYS = [
+        ("help", "f1", "ctrl+g", "help", "Help: every key"),
+        ("save", "f2", "ctrl+s", "save", "Save the plan (plan.yaml + plan.md review)"),
+        ("approve", "f3", "ctrl+y", "approve", "Approve the saved plan (asks your name)"),
+        ("diff", "f4", "ctrl+f", "diff", "Diff the plan on screen against another plan file"),
+        ("run", "f5", "ctrl+r", "run", "Run the approved plan (`sftplan run` as a separate process)"),
+        ("attach", "f6", "ctrl+o", "attach", "Attach to a run folder (the run view)"),
+        ("sort('cost')", "f7", "ctrl+b", "by $", "Sort the tier table by cost (again: plan order)"),
+        ("sort('time')", "f8", "ctrl+t", "by time", "Sort the tier table by time (again: plan order)"),
+        ("presets", "f9", "ctrl+l", "models", "Pick a model preset from a searchable list"),
     ]
-    HELP = [("F1", "this help"), ("F2", "save the plan (plan.yaml + plan.md review)"),
-            ("F3", "approve the saved plan (asks your name)"), ("F4", "diff against another plan file"),
-            ("F5", "run the approved plan: `sftplan run PLAN --out RUN_DIR` as a separate process"),
-            ("F6", "attach to a run folder (run view)"), ("F9", "pick a model preset from a searchable list"), ("F7 / F8", "sort the tier table by cost / by time"),
+    BINDINGS = [
+        *(Binding(f"{fkey},{ctrl}", action, label, key_display=f"{ctrl.replace('ctrl+', '^')}", priority=True)
+          for action, fkey, ctrl, label, _ in KEYS),
+        Binding("ctrl+q", "quit", "quit", key_display="^q", priority=True),
+        Binding("ctrl+p", "command_palette", "commands", key_display="^p", show=False, priority=True),
+    ]
+    PLAN_SCREEN_ONLY = {"save", "approve", "diff", "run", "attach", "sort", "presets"}
+    HELP = [*((f"{fkey.upper()} / Ctrl+{ctrl[-1].upper()}", text) for _, fkey, ctrl, _, text in KEYS),
+            ("Ctrl+P", "command palette: every action above, and the theme switcher"),
             ("s", "in the run view: stop at the next epoch boundary (asks first)"),
-            ("Escape", "close a dialog / leave the run view"), ("Ctrl+Q", "quit")]
+            ("Enter", "on 'rule sources': show / hide where each rule comes from"),
+            ("Escape", "close a dialog / leave the run view (back to the plan)"),
+            ("Ctrl+Q", "quit (asks first when the plan on screen is not saved)")]
 
     inputs = getters.query_one("#inputs", InputsPanel)
     plan_view = getters.query_one("#plan", PlanView)
@@ -78,22 +141,26 @@ class SftplanApp(App[None]):
 
     def __init__(self, request: PlanRequest | dict | None = None, plan: Plan | None = None,
                  plan_path: str | Path | None = None, run_dir: str | Path | None = None,
-                 run_command: list[str] | None = None, cursor_blink: bool = True,
-                 show_latency: bool = True) -> None:
+                 run_command: list[str] | None = None) -> None:
         super().__init__()
+        self.attach_dir = Path(run_dir) if run_dir else None
+        if plan is None and self.attach_dir is not None and (self.attach_dir / "plan.yaml").is_file():
+            try:  # attached to a run: behind the run view is the run's own plan, not a default one
+                plan, plan_path = read_plan(self.attach_dir / "plan.yaml"), self.attach_dir / "plan.yaml"
+            except (UserError, OSError):
+                pass
         self.initial_request: Any = plan.request if plan else (request or DEFAULT_REQUEST)
         self.plan: Plan | None = plan
         self.plan_path: Path | None = Path(plan_path) if plan_path else None
         self.saved = plan is not None
-        self.attach_dir = Path(run_dir) if run_dir else None
+        self.clean_sha256: str | None = plan.plan_sha256 if plan else None  # the plan as opened / last saved
         self.run_command = run_command or [sys.executable, "-m", "advisor", "run"]
-        self.cursor_blink = cursor_blink
-        self.show_latency = show_latency  # off in snapshot tests: the figure varies run to run
         self.generation = 0
         self.shown_generation = -1
         self.requested_at: dict[int, float] = {}
         self.latencies_ms: list[float] = []
         self.errors: dict[str, str] = {}
+        self._errors_timer = None
         self.processes: list[subprocess.Popen] = []
         self._filling = False
         self._gc_frozen = False
@@ -107,16 +174,15 @@ class SftplanApp(App[None]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        if not self.cursor_blink:
-            for inp in self.query(Input):
-                inp.cursor_blink = False
+        self.watch(self.screen, "focused", self._focus_moved, init=False)
+        self.inputs.model_input.focus()  # the first keystrokes go somewhere
         self._filling = True
         self.inputs.from_model(self.initial_request)
         self.call_after_refresh(self._filled)
         if self.plan is not None:
             self.plan_view.show(self.plan)
         if self.attach_dir is not None:
-            self.push_screen(RunScreen(self.attach_dir, standalone=True))
+            self.push_screen(RunScreen(self.attach_dir))
 
     def _filled(self) -> None:
         self._filling = False
@@ -160,6 +226,8 @@ class SftplanApp(App[None]):
         if not same:
             self.plan = message.plan
             self.saved = False
+            if self.clean_sha256 is None:  # the first plan of a fresh session: nothing to lose yet
+                self.clean_sha256 = self.plan.plan_sha256
             self.plan_view.show(self.plan)
         self._show_errors({})
         self.shown_generation = message.generation
@@ -167,6 +235,11 @@ class SftplanApp(App[None]):
         if started is not None:  # measured once the new plan has been painted
             self.call_after_refresh(self._painted, started)
         self._update_status()
+
+    @property
+    def dirty(self) -> bool:
+        """The plan on screen differs from the one opened or last saved (quitting would lose it)."""
+        return self.plan is not None and not self.saved and self.plan.plan_sha256 != self.clean_sha256
 
     def _painted(self, started: float) -> None:
         self.latencies_ms.append((time.perf_counter() - started) * 1000)
@@ -190,23 +263,97 @@ class SftplanApp(App[None]):
         if message.generation == self.generation:
             self._show_errors(message.errors)
 
+    ERROR_DELAY_S = 0.4  # an error is shown once typing pauses: "lla" is not worth a red line
+
     def _show_errors(self, errors: dict[str, str]) -> None:
+        """Record the errors at once (save and quit read them); show them after a pause in typing.
+        Clearing is immediate: a fixed input never stays red."""
+        presets = preset_names()
+        errors = {fid: short_error(fid, msg, presets) for fid, msg in errors.items()}
         self.errors = errors
-        self.inputs.show_errors(errors)
+        if self._errors_timer is not None:
+            self._errors_timer.stop()
+            self._errors_timer = None
+        if errors:
+            self._errors_timer = self.set_timer(self.ERROR_DELAY_S, self._display_errors)
+        else:
+            self._display_errors()
+
+    def _display_errors(self) -> None:
+        self._errors_timer = None
+        self.inputs.show_errors(self.errors)
+        self.plan_view.set_stale(self._invalid_summary())
         self._update_status()
 
+    def _invalid_summary(self) -> str:
+        if not self.errors:
+            return ""
+        names = [TEXT_FIELDS.get(fid, (fid,))[0] for fid in self.errors if fid] or ["input"]
+        return f"invalid {', '.join(names)}"
+
     def _update_status(self) -> None:
-        if self.errors:
+        if self.errors and self._errors_timer is None:
             general = self.errors.get("", "")
             text = f"[b red]invalid input[/] {general or '(see the marked field)'}: showing the last valid plan"
         elif self.plan is None:
             text = "planning..."
         else:
             where = f"{self.plan_path}" if self.plan_path else "not saved"
-            state = "saved" if self.saved else "unsaved changes"
-            ms = f"  updated in {self.latencies_ms[-1]:.0f} ms" if self.latencies_ms and self.show_latency else ""
+            state = "saved" if self.saved else "unsaved changes" if self.dirty else "not changed"
+            ms = f"  updated in {self.latencies_ms[-1]:.0f} ms" if self.latencies_ms and self.SHOW_LATENCY else ""
             text = f"{where} ({state}){ms}"
-        self.status.update(text, layout=False)  # one line, fixed height (app.tcss)
+        hint = self._focus_hint()
+        self.status.update(f"{text}[dim]  |  {hint}[/]" if hint else text, layout=False)  # one line (app.tcss)
+
+    FOCUS_HINTS = {Input: "Tab: next field", Checkbox: "Space: tick", Select: "Enter: choose",
+                   DataTable: "Up/Down: a tier's detail"}
+
+    def _focus_hint(self) -> str:
+        """Where the focus is and what the keys do there (the footer lists the keys themselves)."""
+        if len(self.screen_stack) != 1:
+            return ""
+        w = self.focused
+        if w is None:
+            return ""
+        where = w.id or type(w).__name__
+        if where in TEXT_FIELDS:
+            where = TEXT_FIELDS[where][0]
+        for kind, hint in self.FOCUS_HINTS.items():
+            if isinstance(w, kind):
+                return f"in {where}: {hint}"
+        if isinstance(w.parent, Collapsible) or type(w).__name__ == "CollapsibleTitle":
+            return "rule sources: Enter shows / hides"
+        return f"in {where}"
+
+    def _focus_moved(self, _focused=None) -> None:
+        if len(self.screen_stack) == 1 and self.is_running:  # not while the app closes
+            self._update_status()
+
+    # ------------------------------------------------------------------ keys, palette, quit
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The plan's keys act on the plan screen only: in the run view F2 must not save the plan hidden
+        behind it, and a dialog's own keys come first."""
+        if action in self.PLAN_SCREEN_ONLY and len(self.screen_stack) > 1:
+            return False
+        return True
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)  # theme switcher, keys, screenshot, quit
+        if screen is not self.screen_stack[0]:  # asked from the run view or a dialog: the plan's keys are off
+            return
+        for action, fkey, ctrl, _, text in self.KEYS:
+            yield SystemCommand(text.split(" (")[0], f"{text} [{fkey.upper()} / Ctrl+{ctrl[-1].upper()}]",
+                                partial(self.run_action, action))
+
+    async def action_quit(self) -> None:
+        if not self.dirty:
+            self.exit()
+            return
+        where = f"it differs from {self.plan_path}" if self.plan_path else "it was never saved"
+        question = Text.assemble(("Quit without saving?\n", "bold"),
+                                 f"The plan on screen ({self.plan.model.name}, {self.plan.plan_sha256[:12]}) is lost: "
+                                 f"{where}. F2 saves it.")
+        self.push_screen(ConfirmScreen(question), lambda yes: yes and self.exit())
 
     # ------------------------------------------------------------------ actions
     def action_help(self) -> None:
@@ -224,26 +371,43 @@ class SftplanApp(App[None]):
         view.sort_mode = "plan" if view.sort_mode == mode else mode
         self.notify(f"tiers sorted by {view.sort_mode}", timeout=2)
 
-    def _ask(self, question: str, default: str, then) -> None:
+    def _ask(self, question: Text | str, default: str, then) -> None:
         self.push_screen(PromptScreen(question, default), lambda answer: answer and then(answer))
 
     def action_save(self, then=None) -> None:
         if self.plan is None:
             self.notify("no plan yet", severity="warning")
             return
-        self._ask("Save the plan to (YAML; the Markdown review goes beside it):",
-                  str(self.plan_path or "plan.yaml"), lambda path: self.save_to(path, then))
+        question = Text("Save the plan to (YAML; the Markdown review goes beside it):")
+        if self.errors:  # the inputs on the left are not what will be saved: say which inputs are
+            question = Text.assemble(
+                ("Warning: ", "bold red"), (f"{self._invalid_summary()}. ", "red"),
+                "The saved plan is the last valid one, with these inputs:\n",
+                (inputs_summary(self.plan.request), "bold"), "\n\n", question)
+            self.notify(f"{self._invalid_summary()}: saving would write the last valid plan", severity="warning")
+        self._ask(question, str(self.plan_path or "plan.yaml"), lambda path: self.confirm_save(path, then))
+
+    def confirm_save(self, path: str | Path, then=None) -> None:
+        """Saving over an approved plan with a different one loses the approval: ask first, saying so."""
+        path = Path(path)
+        lost = approval_at_risk(path, self.plan)
+        if not lost:
+            self.save_to(path, then)
+            return
+        question = Text.assemble(("Replace an approved plan?\n", "bold"), f"{path} holds {lost}. ",
+                                 ("Saving replaces it with an unapproved plan: that approval is lost.", "bold red"))
+        self.push_screen(ConfirmScreen(question), lambda yes: yes and self.save_to(path, then))
 
     def save_to(self, path: str | Path, then=None) -> None:
         path = Path(path)
         try:
-            self.plan = write_plan(self.plan, path)
-            md = write_review(self.plan, path)
+            self.plan, md = save_plan_files(self.plan, path)
         except (UserError, OSError) as exc:
             self.notify(f"not saved: {exc}", severity="error")
             return
-        self.plan_path, self.saved = path, True
+        self.plan_path, self.saved, self.clean_sha256 = path, True, self.plan.plan_sha256
         self.notify(f"saved {path} and {md.name}")
+        self.plan_view.show(self.plan)
         self._update_status()
         if then:
             then()
@@ -262,11 +426,11 @@ class SftplanApp(App[None]):
             approved = approve(read_plan(self.plan_path), name)
             if approved.plan_sha256 != (self.plan.plan_sha256 if self.plan else None):
                 raise UserError("the saved file differs from the plan on screen; save again first")
-            self.plan = write_plan(approved, self.plan_path)
-            write_review(self.plan, self.plan_path)
+            self.plan, _ = save_plan_files(approved, self.plan_path)
         except (UserError, OSError) as exc:
             self.notify(f"not approved: {exc}", severity="error")
             return
+        self.clean_sha256 = self.plan.plan_sha256
         self.plan_view.show(self.plan)
         self.notify(f"approved by {name}: {self.plan_path}")
         self._update_status()
@@ -320,4 +484,5 @@ class SftplanApp(App[None]):
         self.push_screen(RunScreen(run_dir, process=proc, log=log))
 
     def action_attach(self) -> None:
-        self._ask("Attach to the run folder:", "", lambda d: self.push_screen(RunScreen(d)))
+        self.push_screen(PromptScreen("Attach to the run folder:", "", check=run_folder_problem),
+                         lambda d: d and self.push_screen(RunScreen(d)))

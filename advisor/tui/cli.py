@@ -51,5 +51,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     kwargs = app_kwargs(args.target)
     from advisor.tui.app import SftplanApp  # lazy: textual only when the TUI runs
 
-    SftplanApp(**kwargs).run()
-    return 0
+    app = SftplanApp(**kwargs)
+    app.run()
+    # Textual restores the terminal and prints the traceback of an unhandled exception, then sets 1
+    return app.return_code or 0

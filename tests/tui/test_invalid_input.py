@@ -22,14 +22,14 @@ async def _set(pilot, field: str, text: str) -> None:
 
 
 async def test_bad_number_marks_field_and_keeps_plan():
-    app = SftplanApp(cursor_blink=False)
+    app = SftplanApp()
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for_plan(pilot)
         await _set(pilot, "examples", "12")
         await wait_for(pilot, lambda: app.plan.request.dataset.examples == 12 and app.shown_generation == app.generation)
         good = app.plan
         await pilot.press("x")
-        await wait_for(pilot, lambda: "examples" in app.errors)
+        await wait_for(pilot, lambda: _reason(app, "examples"))  # shown once typing pauses
         assert "not a whole number" in _reason(app, "examples")
         assert app.query_one("#examples", Input).has_class("-invalid")
         assert app.plan is good  # the last valid plan stays
@@ -45,19 +45,19 @@ async def test_bad_number_marks_field_and_keeps_plan():
 
 
 async def test_unknown_model_and_bad_owned_hardware():
-    app = SftplanApp(cursor_blink=False)
+    app = SftplanApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for_plan(pilot)
         good = app.plan
         app.query_one("#model", Input).value = "llama-9z"  # the planner's UserError, mapped back to the model field
-        await wait_for(pilot, lambda: "model" in app.errors)
+        await wait_for(pilot, lambda: _reason(app, "model"))
         assert "unknown model" in _reason(app, "model")
         assert app.plan is good
 
         await _set(pilot, "model", "llama-3.1-8b")
         await wait_for(pilot, lambda: not app.errors)
         await _set(pilot, "have", "h100:x")
-        await wait_for(pilot, lambda: "have" in app.errors)
+        await wait_for(pilot, lambda: _reason(app, "have"))
         assert "GPU:COUNT" in _reason(app, "have")
 
         await _set(pilot, "have", "nosuchgpu:8")  # well-formed but unknown: the catalog's did-you-mean
@@ -67,11 +67,11 @@ async def test_unknown_model_and_bad_owned_hardware():
 
 
 async def test_missing_data_file_is_marked(tmp_path):
-    app = SftplanApp(cursor_blink=False)
+    app = SftplanApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for_plan(pilot)
         app.query_one("#dataset_file", Input).value = str(tmp_path / "nope.jsonl")
-        await wait_for(pilot, lambda: "dataset_file" in app.errors)
+        await wait_for(pilot, lambda: _reason(app, "dataset_file"))
         assert "no such file" in _reason(app, "dataset_file")
         rows = tmp_path / "train.jsonl"
         rows.write_text('{"prompt": "hello there", "response": "general kenobi"}\n' * 40)

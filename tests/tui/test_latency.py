@@ -19,7 +19,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def measure_latencies(n: int = 12, model: str = "llama-3.1-8b") -> list[float]:
-    app = SftplanApp(cursor_blink=False, request={"model": model, "dataset": {"examples": 50_000, "avg_tokens": 1024}})
+    app = SftplanApp(request={"model": model, "dataset": {"examples": 50_000, "avg_tokens": 1024}})
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for_plan(pilot)
         app.latencies_ms.clear()
@@ -53,7 +53,7 @@ async def test_startup_objects_leave_the_collector_after_the_first_plan_and_come
     import gc
 
     assert gc.get_freeze_count() == 0
-    app = SftplanApp(cursor_blink=False)
+    app = SftplanApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for_plan(pilot)
         await pilot.pause(0.1)
@@ -73,7 +73,7 @@ async def test_a_same_height_plan_update_does_not_relayout_the_screen(monkeypatc
         return original(self, content, layout=layout)
 
     monkeypatch.setattr(Static, "update", update)
-    app = SftplanApp(cursor_blink=False, request={"model": "llama-3.1-8b", "dataset": {"examples": 50_000, "avg_tokens": 1024}})
+    app = SftplanApp(request={"model": "llama-3.1-8b", "dataset": {"examples": 50_000, "avg_tokens": 1024}})
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for_plan(pilot)
         await pilot.pause(0.1)
@@ -86,6 +86,6 @@ async def test_a_same_height_plan_update_does_not_relayout_the_screen(monkeypatc
                 break
         await pilot.pause(0.1)
         assert app.plan.plan_sha256 != before
-        plan_updates = [c for c in calls if c[0] in ("decision", "details", "why", "memory", "status")]
+        plan_updates = [c for c in calls if c[0] in ("card", "details", "why", "memory", "status")]
         assert plan_updates, "the new plan was shown"
         assert not [c for c in plan_updates if c[1]], plan_updates

@@ -50,7 +50,7 @@ async def test_attach_to_finished_run(tmp_path):
     p = make_run_dir(run_dir)
     kwargs = app_kwargs(str(run_dir))
     assert kwargs == {"run_dir": run_dir}
-    app = SftplanApp(cursor_blink=False, **kwargs)
+    app = SftplanApp(**kwargs)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunScreen")
         screen = app.screen
@@ -74,7 +74,7 @@ async def test_attach_to_finished_run(tmp_path):
 async def test_stop_asks_then_writes_stop_and_tails_new_lines(tmp_path):
     run_dir = tmp_path / "run"
     make_run_dir(run_dir, status="running", epochs_done=0)
-    app = SftplanApp(cursor_blink=False, run_dir=run_dir)
+    app = SftplanApp(run_dir=run_dir)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunScreen")
         run_screen = app.screen
@@ -108,7 +108,7 @@ async def test_run_starts_a_separate_process(tmp_path):
     fake.write_text(FAKE_RUN)
     plan_path = tmp_path / "plan.yaml"
     p = write_plan(approve(_plan(), "Di"), plan_path)
-    app = SftplanApp(plan=p, plan_path=plan_path, run_command=[sys.executable, str(fake)], cursor_blink=False)
+    app = SftplanApp(plan=p, plan_path=plan_path, run_command=[sys.executable, str(fake)])
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("f5")
         await answer_prompt(pilot, str(tmp_path / "run1"))
@@ -129,7 +129,7 @@ async def test_failed_launch_shows_its_output(tmp_path):
     fake.write_text("import sys; print('sftplan: devices differ from the plan'); sys.exit(2)\n")
     plan_path = tmp_path / "plan.yaml"
     p = write_plan(approve(_plan(), "Di"), plan_path)
-    app = SftplanApp(plan=p, plan_path=plan_path, run_command=[sys.executable, str(fake)], cursor_blink=False)
+    app = SftplanApp(plan=p, plan_path=plan_path, run_command=[sys.executable, str(fake)])
     async with app.run_test(size=(120, 40)) as pilot:
         app.start_run(tmp_path / "run2")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "RunScreen")
@@ -148,7 +148,7 @@ def test_unapproved_plan_does_not_run(tmp_path):
     p = write_plan(_plan(), plan_path)
 
     async def go():
-        app = SftplanApp(plan=p, plan_path=plan_path, run_command=["false"], cursor_blink=False)
+        app = SftplanApp(plan=p, plan_path=plan_path, run_command=["false"])
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("f5")
             await pilot.pause(0.1)

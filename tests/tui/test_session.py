@@ -18,17 +18,17 @@ async def _type(pilot, field: str, text: str) -> None:
 
 
 async def test_session_type_save_approve(tmp_path):
-    app = SftplanApp(cursor_blink=False)
+    app = SftplanApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for_plan(pilot)
         first = app.plan
         assert first.model.name == "llama-3.1-8b"
-        assert "llama-3.1-8b" in str(app.plan_view.decision.render())
+        assert "llama-3.1-8b" in str(app.plan_view.card.render())
 
         await _type(pilot, "model", "llama-3.1-70b")
         await wait_for(pilot, lambda: app.plan.model.name == "llama-3.1-70b" and app.shown_generation == app.generation)
         assert app.plan.model.params > 60e9
-        assert "llama-3.1-70b" in str(app.plan_view.decision.render())
+        assert "llama-3.1-70b" in str(app.plan_view.card.render())
         assert app.plan_view.tiers.row_count == len(app.plan.tiers)
 
         await _type(pilot, "examples", "200000")
@@ -52,7 +52,7 @@ async def test_session_type_save_approve(tmp_path):
         assert verify(approved) == ""
         assert approved.approval.by == "Ada Reviewer"
         assert "approved by Ada Reviewer" in target.with_suffix(".md").read_text()
-        assert "approved by Ada Reviewer" in str(app.plan_view.decision.render())
+        assert "approved by Ada Reviewer" in str(app.plan_view.card.render())
 
         # sort the tier table by cost: fitting tiers come cheapest first
         await pilot.press("f7")
@@ -80,11 +80,11 @@ async def test_open_plan_keeps_approval_and_diffs(tmp_path):
     req = PlanRequest(model="llama-3.2-1b", dataset=DatasetSpec(examples=20_000, avg_tokens=512))
     path = write_plan(approve(plan(req, load_catalog()), "Bo"), tmp_path / "a.yaml")
     other = write_plan(plan(req.model_copy(update={"model": "llama-3.2-3b"}), load_catalog()), tmp_path / "b.yaml")
-    app = SftplanApp(plan=read_plan(tmp_path / "a.yaml"), plan_path=tmp_path / "a.yaml", cursor_blink=False)
+    app = SftplanApp(plan=read_plan(tmp_path / "a.yaml"), plan_path=tmp_path / "a.yaml")
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause(0.3)
         assert app.plan.approval is not None and app.plan.plan_sha256 == path.plan_sha256
-        assert "approved by Bo" in str(app.plan_view.decision.render())
+        assert "approved by Bo" in str(app.plan_view.card.render())
         await pilot.press("f4")
         await _answer(pilot, str(tmp_path / "b.yaml"))
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "TextScreen")
@@ -95,7 +95,7 @@ async def test_open_plan_keeps_approval_and_diffs(tmp_path):
 
 async def test_selected_tier_shows_its_memory_breakdown():
     """Moving down the tier table shows that row's memory against its GPU (planner pinned to the row)."""
-    app = SftplanApp(cursor_blink=False)
+    app = SftplanApp()
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for_plan(pilot)
         table = app.plan_view.tiers
@@ -110,7 +110,7 @@ async def test_selected_tier_shows_its_memory_breakdown():
 
 
 async def test_preset_picker_filters_and_picks():
-    app = SftplanApp(cursor_blink=False)
+    app = SftplanApp()
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for_plan(pilot)
         await pilot.press("f9")

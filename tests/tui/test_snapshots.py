@@ -13,10 +13,17 @@ from tuihelp import wait_for, wait_for_plan
 
 from pathlib import Path
 
+import pytest
+
 from advisor.planfile import read_plan
 from advisor.tui.app import SftplanApp
 
 PLAN = Path(__file__).parent / "data" / "snapshot_plan.yaml"
+
+
+@pytest.fixture(autouse=True)
+def no_latency_figure(monkeypatch):
+    monkeypatch.setattr(SftplanApp, "SHOW_LATENCY", False)  # the figure varies run to run
 
 
 async def settled(pilot) -> None:
@@ -30,7 +37,7 @@ async def settled(pilot) -> None:
 def _app(**kwargs) -> SftplanApp:
     if "run_dir" not in kwargs:
         kwargs.update(plan=read_plan(PLAN), plan_path="plan.yaml")
-    return SftplanApp(cursor_blink=False, show_latency=False, **kwargs)
+    return SftplanApp(**kwargs)
 
 
 def test_session_80x24(snap_compare):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -12,23 +14,36 @@ from textual.widgets import Button, Input, Label, Static
 
 
 class PromptScreen(ModalScreen[str | None]):
-    """One line of text (a path, a name); Enter accepts, Escape cancels."""
+    """One line of text (a path, a name); Enter accepts, Escape cancels.
+
+    ``check(answer)`` returns why an answer cannot be used ('' = fine): the reason is shown under the
+    input and the dialog stays open, so a mistyped path is an error at the prompt, not later.
+    """
 
     BINDINGS = [Binding("escape", "cancel", "cancel")]
 
-    def __init__(self, question: str, default: str = "", placeholder: str = "") -> None:
+    def __init__(self, question: Text | str, default: str = "", placeholder: str = "",
+                 check: Callable[[str], str] | None = None) -> None:
         super().__init__()
-        self.question, self.default, self.placeholder = question, default, placeholder
+        self.question, self.default, self.placeholder, self.check = question, default, placeholder, check
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question)
+            yield Static(self.question, id="question")
             yield Input(self.default, placeholder=self.placeholder, id="answer")
+            yield Static("", id="prompt-error", classes="field-error")
             yield Static("Enter: ok   Escape: cancel", classes="dim")
 
     @on(Input.Submitted, "#answer")
     def _submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip() or None)
+        answer = event.value.strip()
+        problem = self.check(answer) if (self.check and answer) else ""
+        if problem:
+            error = self.query_one("#prompt-error", Static)
+            error.update(problem)
+            error.add_class("-shown")
+            return
+        self.dismiss(answer or None)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -39,13 +54,13 @@ class ConfirmScreen(ModalScreen[bool]):
 
     BINDINGS = [Binding("y", "answer(True)", "yes"), Binding("n,escape", "answer(False)", "no")]
 
-    def __init__(self, question: str) -> None:
+    def __init__(self, question: Text | str) -> None:
         super().__init__()
         self.question = question
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question)
+            yield Static(self.question, id="question")
             with Horizontal(classes="buttons"):
                 yield Button("Yes (y)", id="yes", variant="error")
                 yield Button("No (n)", id="no", variant="primary")

@@ -23,7 +23,9 @@ def preset_rows(names: list[str]) -> list[tuple[str, str]]:
 
 
 class PresetScreen(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "cancel", "cancel")]
+    BINDINGS = [Binding("escape", "cancel", "cancel"),
+                Binding("down", "move(1)", "next", show=False), Binding("up", "move(-1)", "previous", show=False),
+                Binding("pagedown", "move(10)", show=False), Binding("pageup", "move(-10)", show=False)]
 
     def __init__(self, names: list[str]) -> None:
         super().__init__()
@@ -31,7 +33,9 @@ class PresetScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label("Model preset (type to filter, Enter picks; or type a size such as 8B in the form)")
+            yield Label("Model preset", classes="section", id="preset-title")
+            yield Static("type to filter, Up/Down to move, Enter picks (or type a size such as 8B in the form)",
+                         classes="dim")
             yield Input(placeholder="filter", id="filter")
             yield OptionList(*(Option(text, id=name) for name, text in self.rows), id="presets")
             yield Static("Enter: pick   Escape: cancel", classes="dim")
@@ -54,6 +58,14 @@ class PresetScreen(ModalScreen[str | None]):
     @on(OptionList.OptionSelected, "#presets")
     def _selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)
+
+    def action_move(self, step: int) -> None:
+        """Up / Down in the filter move the list's highlight (the filter keeps the focus)."""
+        options = self.query_one("#presets", OptionList)
+        if not options.option_count:
+            return
+        current = options.highlighted if options.highlighted is not None else -1
+        options.highlighted = max(0, min(options.option_count - 1, current + step))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -52,10 +52,9 @@ class RunScreen(Screen[None]):
     speed = getters.query_one("#run-speed", Static)
     gate_table = getters.query_one("#run-gate", DataTable)
 
-    def __init__(self, run_dir: str | Path, process=None, standalone: bool = False, log: Path | None = None) -> None:
+    def __init__(self, run_dir: str | Path, process=None, log: Path | None = None) -> None:
         super().__init__()
         self.launch_log = log  # the launching process's output, shown when it exits with an error
-        self.standalone = standalone  # opened on a run folder: Escape quits instead of returning
         self.run_dir = Path(run_dir)
         self.process = process  # a subprocess.Popen the app started, or None when attached
         self.tail = RunTail(self.run_dir)
@@ -93,6 +92,12 @@ class RunScreen(Screen[None]):
         self.state = state
         self._show(state)
 
+    @property
+    def ended(self) -> bool:
+        """Nothing left to stop: the run finished, failed or stopped, or the process we started exited."""
+        s = self.state
+        return s is not None and (s.finished or s.status.startswith("exited"))
+
     def _show(self, s: RunState) -> None:
         status_style = {"finished": "bold green", "failed": "bold red", "stopped": "bold yellow"}.get(s.status, "bold")
         head = Text("status: ") + Text(s.status, style=status_style)
@@ -122,6 +127,8 @@ class RunScreen(Screen[None]):
         if total_steps:
             done = total_steps if s.status == "finished" else min(step, total_steps)
             self.progress.update(total=total_steps, progress=done)
+        elif self.ended:  # no step count to show, and nothing running: stop the "working" pulse
+            self.progress.update(total=max(step, 1), progress=step)
 
         losses = s.losses
         self.loss_chart.data = losses
@@ -157,13 +164,20 @@ class RunScreen(Screen[None]):
 
     # ------------------------------------------------------------------ actions
     def action_stop(self) -> None:
-        if self.state is not None and self.state.finished:
-            self.notify(f"the run is already {self.state.status}", severity="warning")
+        if self.ended:
+            self.notify(f"nothing to stop: the run has {self.state.status}", severity="warning")
+            return
+        if not self.run_dir.is_dir():
+            self.notify(f"{self.run_dir}: the run folder is gone", severity="error")
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                request_stop(self.run_dir)
+                try:
+                    request_stop(self.run_dir)
+                except OSError as exc:
+                    self.notify(f"could not ask the run to stop: {exc}", severity="error")
+                    return
                 self.notify("STOP written: the run stops cleanly at the next epoch boundary")
                 self.refresh_state()
 
@@ -171,7 +185,4 @@ class RunScreen(Screen[None]):
                              answered)
 
     def action_back(self) -> None:
-        if self.standalone:
-            self.app.exit()
-        else:
-            self.app.pop_screen()
+        self.app.pop_screen()

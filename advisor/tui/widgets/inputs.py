@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import Any
 
 from textual import getters
@@ -28,14 +30,45 @@ TEXT_FIELDS = {
     "model": ("model", "preset, 8B or config.json"),
     "examples": ("examples", "number of rows"),
     "avg_tokens": ("avg tok", "tokens per example"),
-    "dataset_file": ("data file", "JSONL (measured)"),
+    "dataset_file": ("data", "JSONL file (measured)"),
     "max_seq_len": ("max seq", "tokens"),
-    "budget_usd": ("budget $", "none (USD)"),
+    "budget_usd": ("budget $", "none (e.g. 5k)"),
     "deadline_hours": ("deadline", "none (hours)"),
     "have": ("owned", "GPUs: h100-sxm:8, ..."),
 }
 INT_FIELDS = {"examples", "avg_tokens", "max_seq_len"}
 FLOAT_FIELDS = {"budget_usd", "deadline_hours"}
+_SUFFIX = {"k": 1_000, "m": 1_000_000}
+
+
+def parse_number(fid: str, raw: str) -> int | float:
+    """A number as people type it: "5000", "5,000", "$5,000", "5k", "1.5M" (ValueError otherwise).
+
+    A dollar sign only in the budget; whole numbers only in the integer fields ("1.5k" rows is 1500).
+    """
+    text = raw.strip().replace(",", "").replace("_", "").replace(" ", "")
+    if fid == "budget_usd" and text.startswith("$"):
+        text = text[1:]
+    scale = _SUFFIX.get(text[-1:].lower(), 1) if text else 1
+    if scale != 1:
+        text = text[:-1]
+    value = float(text) * scale  # ValueError on anything else; rejects "nan"/"inf" below
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(raw)
+    if fid in INT_FIELDS:
+        if not value.is_integer():
+            raise ValueError(raw)
+        return int(value)
+    return value
+
+
+class GoalBox(Checkbox):
+    """A checkbox whose box is empty when unticked (Checkbox draws an X in both states, the unticked
+    one in a dim colour that reads as ticked on many terminals)."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # noqa: N802 - ToggleButton's name for the mark
+        return "X" if self.value else " "
 
 
 def _fmt(value: Any) -> str:
@@ -68,17 +101,17 @@ class InputsPanel(VerticalScroll):
             yield Static("", id=f"{fid}-error", classes="field-error")
             if fid == "avg_tokens":
                 with Horizontal(classes="field"):
-                    yield Label("base/inst", classes="field-label")
+                    yield Label("base", classes="field-label")
                     yield Select([("base model", "base"), ("instruct model", "instruct")], value="base",
                                  allow_blank=False, id="base", compact=True)
         with Horizontal(classes="field"):
             yield Label("method", classes="field-label")
             yield Select([("auto (rules)", "auto"), ("full SFT", "full-sft"), ("LoRA", "lora")], value="auto",
                          allow_blank=False, id="method", compact=True)
-        yield Checkbox("NVIDIA stack (Megatron)", id="nvidia_stack", compact=True)
+        yield GoalBox("NVIDIA stack (Megatron)", id="nvidia_stack", compact=True)
         yield Label("goals", classes="section")
         for goal in GOALS:
-            yield Checkbox(goal, id=f"goal-{goal}", compact=True, tooltip=GOAL_HELP[goal])
+            yield GoalBox(goal, id=f"goal-{goal}", compact=True, tooltip=GOAL_HELP[goal])
             yield Static(GOAL_HELP[goal], classes="goal-help")
 
     # ------------------------------------------------------------------ model <-> widgets
@@ -117,12 +150,11 @@ class InputsPanel(VerticalScroll):
             errors["model"] = "required: a preset, a size such as 8B, or a config.json"
         nums: dict[str, Any] = {}
         for fid in INT_FIELDS | FLOAT_FIELDS:
-            text = raw[fid].replace(",", "").replace("_", "")
-            if not text:
+            if not raw[fid]:
                 nums[fid] = None
                 continue
             try:
-                nums[fid] = int(text) if fid in INT_FIELDS else float(text)
+                nums[fid] = parse_number(fid, raw[fid])
             except ValueError:
                 errors[fid] = f"not a {'whole ' if fid in INT_FIELDS else ''}number: {raw[fid]!r}"
                 continue
@@ -169,3 +201,20 @@ class InputsPanel(VerticalScroll):
 
 _OWN_KEYS = {"model", "dataset", "max_seq_len", "budget_usd", "deadline_hours", "have", "base", "method",
              "nvidia_stack", "goals"}
+
+
+_UNKNOWN_MODEL = re.compile(r"unknown model '([^']*)'")
+_DID_YOU_MEAN = re.compile(r"did you mean '([^']*)'")
+
+
+def short_error(fid: str, message: str, presets: list[str]) -> str:
+    """One line per field: the unknown-model error lists every preset; the field says the nearest one."""
+    m = _UNKNOWN_MODEL.search(message) if fid == "model" else None
+    if not m:
+        return message
+    name = m.group(1)
+    guess = _DID_YOU_MEAN.search(message)
+    near = [guess.group(1)] if guess else difflib.get_close_matches(name.lower(), presets, n=1, cutoff=0.6)
+    if near:
+        return f"unknown model '{name}': did you mean {near[0]}? F9 lists all"
+    return f"unknown model '{name}': a preset (F9 lists all), a size such as 8B, or a config.json"
