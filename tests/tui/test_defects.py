@@ -123,7 +123,7 @@ async def test_every_tier_column_fits_and_the_full_reason_is_in_the_detail(size)
         assert heads == list(COLUMNS)
         bad = next(t for t in app.plan.tiers if not t.fits)
         reason = str(table.get_row(bad.gpu)[-1]).strip()
-        assert len(reason) <= 24 and len(bad.why_not) > 40
+        assert len(reason) <= 32 and len(reason) < len(bad.why_not)  # the short reason; the full one below
         table.focus()
         table.move_cursor(row=table.get_row_index(bad.gpu))
         await wait_for(pilot, lambda: bad.why_not in str(app.plan_view.memory.render()).replace("\n", " ")

@@ -19,6 +19,8 @@ from advisor.planfile import read_plan
 from advisor.tui.app import SftplanApp
 
 PLAN = Path(__file__).parent / "data" / "snapshot_plan.yaml"
+# llama-3.1-70b, full SFT, 8 owned h100-sxm, $500 and 6 h: tiers that do not fit, owned vs rented, limits
+PLAN_70B = Path(__file__).parent / "data" / "snapshot_plan_70b.yaml"
 
 
 @pytest.fixture(autouse=True)
@@ -46,6 +48,16 @@ def test_session_80x24(snap_compare):
 
 def test_session_120x40(snap_compare):
     assert snap_compare(_app(), terminal_size=(120, 40), run_before=settled)
+
+
+def test_70b_owned_80x24(snap_compare):
+    app = SftplanApp(plan=read_plan(PLAN_70B), plan_path="plan.yaml")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settled)
+
+
+def test_70b_owned_120x40(snap_compare):
+    app = SftplanApp(plan=read_plan(PLAN_70B), plan_path="plan.yaml")
+    assert snap_compare(app, terminal_size=(120, 40), run_before=settled)
 
 
 def test_help_80x24(snap_compare):

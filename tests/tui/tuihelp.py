@@ -6,7 +6,7 @@ import time
 
 
 
-async def wait_for(pilot, predicate, timeout_s: float = 10.0) -> None:
+async def wait_for(pilot, predicate, timeout_s: float = 30.0) -> None:
     """Pause the pilot until ``predicate()`` holds (the planner runs in a thread worker)."""
     deadline = time.monotonic() + timeout_s
     while not predicate():

@@ -108,7 +108,7 @@ class InputsPanel(VerticalScroll):
             yield Label("method", classes="field-label")
             yield Select([("auto (rules)", "auto"), ("full SFT", "full-sft"), ("LoRA", "lora")], value="auto",
                          allow_blank=False, id="method", compact=True)
-        yield GoalBox("NVIDIA stack (Megatron)", id="nvidia_stack", compact=True)
+        yield GoalBox("NVIDIA (Megatron)", id="nvidia_stack", compact=True)
         yield Label("goals", classes="section")
         for goal in GOALS:
             yield GoalBox(goal, id=f"goal-{goal}", compact=True, tooltip=GOAL_HELP[goal])

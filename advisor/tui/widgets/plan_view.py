@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from rich.text import Text
-from textual import getters, on, work
+from textual import getters, on
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.reactive import reactive
@@ -15,7 +15,6 @@ from textual.widgets import Collapsible, DataTable, Static
 
 from advisor.catalog import load_catalog
 from advisor.models import Plan, Recommended, TierRow
-from advisor.planner import plan as run_planner
 from advisor.render import approval_line, config_str, decision_line
 
 
@@ -38,15 +37,15 @@ MIN_REASON_WIDTH = 10
 
 
 # ---------------------------------------------------------------------- what a row / the card says
-# The core (struct) is adding TierRow.binding_constraint, hbm_gib and memory_breakdown_gib; each is read
-# here in one place, with a fallback while a plan (or an older plan file) lacks them.
+# TierRow carries binding_constraint, hbm_gib and memory_breakdown_gib: the view never re-plans a row.
+# Each is read here in one place, with a fallback for plan files written before rows carried them.
 
 _NEEDS = re.compile(r"needs ([\d,.]+) GiB per GPU.*?; ([\d,.]+) GiB available")
 
 
 def short_reason(row: TierRow) -> str:
     """Why a tier cannot run, in a few words ("HBM 45.1/22.5 GiB"); the full text is in the row's detail."""
-    short = getattr(row, "binding_constraint", None)
+    short = row.binding_constraint
     if short:
         return str(short)
     why = row.why_not or "-"
@@ -58,11 +57,30 @@ def short_reason(row: TierRow) -> str:
     return head or why
 
 
+_SHORTER = (  # applied one after another until the reason fits its column
+    lambda s: s.replace(" usable", ""),
+    # the row's cost and time are in their own columns: say only which limit they break
+    lambda s: re.sub(r"deadline [\d,.]+/([\d,.]+ h)", r"over \1", re.sub(r"budget \$[\d,.]+/(\$[\d,.]+)", r"over \1", s)),
+    lambda s: s.replace("GPU memory", "HBM").replace("host RAM", "RAM"),
+    lambda s: re.sub(r"(\d[\d,]*)\.\d+", r"\1", s),  # 45.1 -> 45
+    lambda s: s.replace(" GiB", "G"),
+    lambda s: re.sub(r"(?<=\d),(?=\d{3})", "", s),  # 1,577 -> 1577
+)
+
+
+def fit_reason(text: str, width: int) -> str:
+    """The reason in at most ``width`` characters: abbreviated step by step, clipped only as a last resort."""
+    for shorten in _SHORTER:
+        if len(text) <= width:
+            return text
+        text = shorten(text)
+    return clip(text, width)
+
+
 def hbm_gib(row: TierRow | None, gpu: str) -> float:
-    value = getattr(row, "hbm_gib", None) if row is not None else None
-    if value:
-        return float(value)
-    gpus = load_catalog().gpus  # cached by the catalog module: no re-read
+    if row is not None and row.hbm_gib:
+        return float(row.hbm_gib)
+    gpus = load_catalog().gpus  # an older plan file: the catalog module's cached copy, not a re-read
     return float(gpus[gpu].hbm_gib) if gpu in gpus else 0.0
 
 
@@ -70,8 +88,7 @@ def row_breakdown(plan: Plan, row: TierRow) -> dict[str, float] | None:
     """The memory breakdown of a tier's configuration, if the plan carries it."""
     if plan.estimate and plan.recommended and plan.recommended.gpu == row.gpu:
         return dict(plan.estimate.memory_breakdown_gib)
-    value = getattr(row, "memory_breakdown_gib", None)
-    return dict(value) if value else None
+    return dict(row.memory_breakdown_gib) if row.memory_breakdown_gib else None
 
 
 def short_config(c: Recommended) -> str:
@@ -112,9 +129,10 @@ def _against(value: float | None, limit: float | None, unit: str, fmt) -> Text:
     return t
 
 
-def decision_card(plan: Plan, stale: str = "") -> Text:
+def decision_card(plan: Plan, stale: str = "", width: int = 0) -> Text:
     """The decision at a glance: method, configuration, time and cost against the deadline and budget,
-    owned vs rented GPUs, the other method priced beside it, memory headroom, approval, warnings."""
+    owned vs rented GPUs, the other method priced beside it, memory headroom, approval, warnings (one
+    line each, clipped to ``width``; in full under the plan's details)."""
     req, la, rec, est = plan.request, plan.lora_alternative, plan.recommended, plan.estimate
     lora = plan.method == "lora"
     method = f"LoRA r{la.rank}{'+DoRA' if la.dora else ''}" if lora else "full SFT"
@@ -173,14 +191,14 @@ def decision_card(plan: Plan, stale: str = "") -> Text:
         else:
             t.append("full SFT: nothing fits", style="dim")
     elif la.gpu:
-        ratio = f" (1/{la.full_sft_cost_ratio:.1f})" if la.full_sft_cost_ratio else ""
+        ratio = f" (full SFT {la.full_sft_cost_ratio:.1f}x)" if la.full_sft_cost_ratio else ""
         t.append(f"LoRA r{la.rank} {la.num_gpus} x {la.gpu}, {_hours(la.hours)}, {_usd(la.cost_usd)}{ratio}", style="dim")
     else:
         t.append(f"LoRA: {la.note or '-'}", style="dim")
     if plan.closest is not None and (not lora):
         t.append(f"\nclosest: {plan.closest.why}", style="yellow")
     for w in plan.warnings:
-        t.append(f"\n! {w}", style="yellow")
+        t.append("\n" + (clip(f"! {w}", width) if width > 0 else f"! {w}"), style="yellow")
     return t
 
 
@@ -237,7 +255,6 @@ class PlanView(Vertical):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._shown: dict[str | None, Text] = {}
-        self._breakdowns: dict[tuple[str, str], dict[str, float]] = {}
         self.stale = ""
 
     def compose(self) -> ComposeResult:
@@ -255,6 +272,7 @@ class PlanView(Vertical):
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._fill_tiers)
+        self.call_after_refresh(self._show_card)
 
     def _set(self, widget: Static, content: Text) -> None:
         """Update only what changed, and re-lay out the screen only when the height may change.
@@ -301,7 +319,7 @@ class PlanView(Vertical):
 
     def _show_card(self) -> None:
         if self.plan is not None:
-            self._set(self.card, decision_card(self.plan, self.stale))
+            self._set(self.card, decision_card(self.plan, self.stale, self.card.content_region.width))
 
     # ------------------------------------------------------------------ tiers
     def _recommended_gpu(self) -> str | None:
@@ -328,8 +346,10 @@ class PlanView(Vertical):
             mark = "*" if t.gpu == rec else " "
             config, hours, cost, mem = shown_row(plan, t)
             if t.fits and config is not None:
+                meets = t.meets_constraints or t.gpu == rec
                 cells = [f"{mark}{t.gpu}", _usd(cost), _hours(hours), f"{mem:.0f}" if mem is not None else "-",
-                         "yes" if t.meets_constraints else "no", short_config(config)]
+                         "yes" if meets else "no",
+                         short_config(config) if meets or not t.binding_constraint else t.binding_constraint]
             else:
                 cells = [f"{mark}{t.gpu}", "-", "-", "-", "no", short_reason(t)]
             cells_of.append(cells)
@@ -341,7 +361,7 @@ class PlanView(Vertical):
         for t, cells in zip(rows, cells_of):
             style = "bold green" if t.gpu == rec else ("dim" if not t.fits else "")
             cells = [c if i == 0 else f" {c}" for i, c in enumerate(cells)]
-            cells[-1] = " " + clip(cells[-1][1:], reason_width - 1)
+            cells[-1] = " " + fit_reason(cells[-1][1:], reason_width - 1)
             texts = [Text(c, style=style) for c in cells]
             if not same_rows:
                 table.add_row(*texts, key=t.gpu)
@@ -373,45 +393,29 @@ class PlanView(Vertical):
         row = next((t for t in plan.tiers if t.gpu == gpu), None)
         capacity = hbm_gib(row, gpu)
         text = Text(f"memory per GPU, {gpu}", style="bold")
-        breakdown = config = None
-        if row is not None and row.fits:
-            config = shown_row(plan, row)[0]
-            breakdown = row_breakdown(plan, row) or self._breakdowns.get((plan.plan_sha256, gpu))
-            if breakdown is None and config is not None:
-                self._pinned_breakdown(plan, row)
-        if breakdown is not None and config is not None:
-            text.append(f" ({config_str(config)})\n", style="dim")
+        if row is None:
+            self._set(self.memory, text + Text("\nnot planned", style="dim"))
+            return
+        config = shown_row(plan, row)[0] if row.fits else None
+        breakdown = row_breakdown(plan, row)  # when it does not fit: the failed attempt's
+        if config is not None:
+            text.append(f" ({config_str(config)})", style="dim")
+        if breakdown:
+            text.append("\n")
             text += memory_bar(breakdown, capacity)
             text.append("\n")
             for name, gib in breakdown.items():
                 if gib:
                     text.append("█ ", style=MEMORY_COLORS.get(name, "white"))
                     text.append(f"{name} {gib:.1f}  ")
-        elif row is not None and row.fits and row.memory_per_gpu_gib is not None:
-            text.append(" (breakdown being computed)\n", style="dim")
+        elif row.fits and row.memory_per_gpu_gib is not None:  # a plan file from before rows carried one
+            text.append("\n")
             text += memory_bar({"total": row.memory_per_gpu_gib}, capacity)
-        else:
-            text.append(f"\ndoes not fit: {row.why_not if row else 'not planned'}", style="yellow")
+        if not row.fits:
+            text.append(f"\ndoes not fit: {row.why_not or row.binding_constraint or '-'}", style="yellow")
+        elif row.binding_constraint and row.gpu != self._recommended_gpu():
+            text.append(f"\nmisses the constraints: {row.binding_constraint}", style="yellow")
         self._set(self.memory, text)
-
-    @work(thread=True, exclusive=True, group="memory")
-    def _pinned_breakdown(self, plan: Plan, row: TierRow) -> None:
-        """Fallback until the plan's tier rows carry their breakdown: the planner pinned to that row."""
-        c = row.config
-        request = plan.request.model_copy(update={"gpu": row.gpu, "num_gpus": c.num_gpus, "strategy": c.strategy})
-        try:
-            pinned = run_planner(request, load_catalog())
-        except Exception:  # noqa: BLE001 - the total stays shown
-            return
-        if pinned.estimate is not None:
-            self.app.call_from_thread(self._breakdown_ready, plan.plan_sha256, row.gpu, pinned.estimate.memory_breakdown_gib)
-
-    def _breakdown_ready(self, plan_sha256: str, gpu: str, breakdown: dict[str, float]) -> None:
-        self._breakdowns[(plan_sha256, gpu)] = breakdown
-        if self.plan is not None and self.plan.plan_sha256 == plan_sha256:
-            order = [k.value for k in self.tiers.rows]
-            if 0 <= self.tiers.cursor_row < len(order) and order[self.tiers.cursor_row] == gpu:
-                self._show_memory(gpu)
 
     # ------------------------------------------------------------------ the rest
     @staticmethod
@@ -431,4 +435,8 @@ class PlanView(Vertical):
                      f"{_usd(la.cost_usd)}{ratio}\n")
         else:
             t.append(f"  LoRA: {la.note or '-'}\n")
+        if plan.warnings:
+            t.append("warnings\n", style="bold")
+        for w in plan.warnings:
+            t.append(f"  {w}\n", style="yellow")
         return t
