@@ -114,9 +114,11 @@ class _Work:
     memory_s: float
 
 
-def _micro_batch_work(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int = 1) -> _Work:
+def _micro_batch_work(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int = 1, ep: int = 1) -> _Work:
     """cp > 1 (context parallel): this GPU holds seq_len / cp of each sequence; its queries still attend
-    over the whole sequence (ring attention), so attention per local token keeps seq_len."""
+    over the whole sequence (ring attention), so attention per local token keeps seq_len.
+    ep > 1 (expert parallel): this GPU holds num_experts / ep experts and receives their tokens from the
+    ep ranks: the same FLOPs in ep x larger expert GEMMs."""
     tp, pp = cfg.tp, cfg.pp
     tokens = cfg.micro_batch_size * cfg.seq_len / cp
     peak = gpu.peak_bf16_dense_tflops * TFLOP
@@ -132,10 +134,11 @@ def _micro_batch_work(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int = 1)
         return 2 * tok * kk * nn / (peak * gemm_shape_factor(tok, kk, nn, ridge))
 
     layer = gemm(tokens, h, (q + 2 * kv) / tp) + gemm(tokens, q / tp, h)
-    if m.num_experts > 1:  # balanced routing: each expert sees tokens x top-k / experts
-        e_tokens = max(1.0, tokens * m.experts_per_token / m.num_experts)
+    if m.num_experts > 1:  # balanced routing: each expert sees tokens x top-k / experts (x ep with EP)
+        ep = max(1, min(ep, m.num_experts))
+        e_tokens = max(1.0, tokens * m.experts_per_token / m.num_experts * ep)
         n_mats = 2 if m.ffn_kind == "gated" else 1
-        layer += m.num_experts * (n_mats * gemm(e_tokens, h, f / tp) + gemm(e_tokens, f / tp, h))
+        layer += m.num_experts / ep * (n_mats * gemm(e_tokens, h, f / tp) + gemm(e_tokens, f / tp, h))
     else:
         n_mats = 2 if m.ffn_kind == "gated" else 1
         layer += n_mats * gemm(tokens, h, f / tp) + gemm(tokens, f / tp, h)
@@ -192,9 +195,9 @@ def _mfu_at(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, efficiency: float, flo
 
 
 def compute_time_per_micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig,
-                                   _efficiency: float | None = None, cp: int = 1) -> float:
-    """One micro-batch's forward + backward on one GPU (its tp / pp / cp share), without communication."""
-    work = _micro_batch_work(m, gpu, cfg, cp)
+                                   _efficiency: float | None = None, cp: int = 1, ep: int = 1) -> float:
+    """One micro-batch's forward + backward on one GPU (its tp / pp / cp / ep share), without communication."""
+    work = _micro_batch_work(m, gpu, cfg, cp, ep)
     e = gemm_efficiency(gpu) if _efficiency is None else _efficiency
     fixed = 0.0
     if cfg.strategy in SHARDED_STRATEGIES:
@@ -268,7 +271,7 @@ class StepTime:
 
 def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float | None = None,
               pp_interleave: int = 1, shard_group: int | None = None, dp_sharded: bool = False, cp: int = 1,
-              _efficiency: float | None = None) -> StepTime:
+              ep: int = 1, _efficiency: float | None = None) -> StepTime:
     """Seconds per optimizer step on every GPU (all micro-batches of the gradient accumulation).
 
     tp_overlap: the fraction of the tensor-parallel communication hidden behind GEMMs (0 = plain TP;
@@ -279,14 +282,23 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     layout) the data-parallel axis is FSDP (fsdp-tp: parameters all-gathered every micro-batch) instead
     of the distributed optimizer. cp: context parallel degree (num_gpus = dp x tp x pp x cp); each GPU
     holds seq_len / cp of every sequence and passes K / V around a ring, overlapped with attention.
+    ep: expert parallel degree of an MoE model (inside the data-parallel ranks): larger expert GEMMs,
+    plus the token all-to-alls (dispatch and combine, forward and backward), exposed like TP's.
     """
     if cfg.num_gpus % (cfg.tp * cfg.pp * cp):
         raise ValueError(f"num_gpus {cfg.num_gpus} is not a multiple of tp x pp x cp = {cfg.tp * cfg.pp * cp}")
     dp = data_parallel_size(cfg) // cp
     tokens_per_gpu_step = cfg.micro_batch_size * cfg.seq_len * cfg.grad_accum
     tokens_per_step = tokens_per_gpu_step * dp
-    micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency, cp)
+    micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency, cp, ep)
     s = cfg.strategy
+    if ep > 1 and m.num_experts > 1:  # all-to-all of every routed token copy, 4 per layer (+2 with recompute)
+        routed = cfg.micro_batch_size * cfg.seq_len / cp * m.experts_per_token * m.hidden_size * 2
+        a2a_link = (gpu.intra_node_bandwidth_gb_per_s * GB if ep * cfg.tp <= gpu.gpus_per_node
+                    else group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // cfg.tp)))
+        overlap = DEFAULT_TP_OVERLAP.get(s, 0.0) if tp_overlap is None else tp_overlap
+        a2a = (4 + (2 if cfg.activation_checkpointing else 0)) * routed * (ep - 1) / ep / (a2a_link * TP_LINK_EFFICIENCY)
+        micro += a2a * (m.num_layers / cfg.pp) * (1 - overlap)
     if cp > 1:  # ring attention: each layer passes the local K and V cp - 1 times (x3 with backward)
         kv_bytes = 2 * cfg.micro_batch_size * cfg.seq_len / cp * m.num_kv_heads * m.head_dim_effective * 2 / cfg.tp
         ring_link = group_link_bytes_per_s(gpu, cfg, min(cp, gpu.gpus_per_node)) if cfg.tp * cp > gpu.gpus_per_node \

@@ -12,6 +12,7 @@ How a row becomes an estimator input (stated here, not tuned per row):
   parameters, gradients and optimizer on the host) -> zero3-offload-all; fsdp-tp (FSDP over the data
   parallel ranks x tensor parallel inside a node) -> megatron with the row's tp: the estimator's tensor
   parallel physics and an FSDP data-parallel axis (step_time's dp_sharded).
+- expert parallel (ep, MoE rows): step_time's ep.
 - context parallel (cp): step_time's cp (ring attention; num_gpus = dp x tp x pp x cp).
 - interleaved pipeline (the row's vp): passed to the estimator as pp_interleave (bubble / v).
 - TP communication: plain TP (torchtitan vanilla TP) is exposed; async TP and Megatron-Core's
@@ -111,6 +112,8 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None):
     extra: dict = {}
     if row.get("cp", 1) > 1:
         extra["cp"] = row["cp"]
+    if row.get("ep", 1) > 1:
+        extra["ep"] = row["ep"]
     if row["strategy"] == "fsdp-tp":
         extra["dp_sharded"] = True  # the data-parallel axis is FSDP
     if row["strategy"] == "fsdp-tp" or row["source"].startswith("nemo-automodel"):

@@ -144,3 +144,13 @@ def test_context_parallel_splits_the_tokens_and_keeps_the_tokens_per_step():
     assert cp2.compute_s < plain.compute_s * 0.6  # half the tokens per GPU, plus the K/V ring
     with pytest.raises(ValueError):
         step_time(LLAMA8, H100, cfg(num_gpus=8), cp=3)
+
+
+def test_expert_parallel_gathers_tokens_into_larger_expert_gemms():
+    moe = resolve_model("mixtral-8x7b")
+    c = cfg(strategy="megatron", num_gpus=8, seq_len=2048, micro_batch_size=1)
+    no_ep = compute_time_per_micro_batch_s(moe, H100, c)
+    ep8 = compute_time_per_micro_batch_s(moe, H100, c, ep=8)
+    assert ep8 <= no_ep  # same FLOPs, 8x the tokens per expert GEMM
+    st = step_time(moe, H100, c, ep=8, tp_overlap=0.0)
+    assert st.compute_s > ep8  # the all-to-alls are charged
