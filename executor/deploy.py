@@ -188,8 +188,11 @@ def evaluate(run_dir: str | Path, *, epoch: float | None = None, limit: int | No
     limit = limit if limit is not None else settings.limit
     best = _epoch_to_promote(run_dir, epoch)
     ckpt = run_dir / best["checkpoint"]
-    if not (ckpt / "COMPLETE").is_file():
-        raise UserError(f"{ckpt}: not a complete checkpoint; nothing to evaluate")
+    from executor.names import check_complete
+
+    damaged = check_complete(ckpt)
+    if damaged:
+        raise UserError(f"epoch {best['epoch']}'s checkpoint: {damaged}; nothing to evaluate")
     base_model = _base_model(run_dir, plan)
     task_data = dict(task_data or {})
     includes = [p for p in (settings.include_path, include_path) if p]

@@ -4,7 +4,9 @@
 2. ``sftplan plan`` with ``--method full-sft`` forced (the rules would pick LoRA for so few rows; the
    plan's findings show the override) and a learning rate fit for a random tiny model;
 3. ``sftplan approve``; 4. ``sftplan run`` (3 epochs, single process; --allow-mismatch because the plan
-   names a GPU and this is a CPU, recorded in run.json); 5. the gate verdicts; 6. ``sftplan promote``.
+   names a GPU and this is a CPU, recorded in run.json); 5. the gate verdicts; 6. ``sftplan promote
+   --evaluate``: the deploy suite through lm-evaluation-harness (two local tasks over the golden prompts run;
+   the hub's tasks cannot run offline and are listed as still required), then the export.
 """
 
 from __future__ import annotations
@@ -41,11 +43,13 @@ def demo(out: str | Path = "sftplan-demo") -> int:
     for name, path in assets.items():
         print(f"   {name}: {path}")
 
+    tasks = _local_deploy_tasks(out / "deploy-tasks", assets["golden"])
     _step(2, "plan (full SFT forced; the findings show the override)")
     rc = sftplan(["plan", "--model", str(assets["model"]), "--dataset", str(assets["train"]),
                   "--golden", str(assets["golden"]), "--method", "full-sft", "--gpu", DEMO_GPU, "--num-gpus", "1",
                   "--strategy", "single", "--learning-rate", "3e-3", "--epochs", "3", "--max-seq-len", "128",
-                  "-o", str(plan_path)])
+                  *[a for name, metric in tasks.items() for a in ("--deploy-task", f"{name}={name}:{metric}:100")],
+                  "--deploy-include-path", str(out / "deploy-tasks"), "-o", str(plan_path)])
     if rc:
         return rc
     from advisor.planfile import read_plan
@@ -76,16 +80,29 @@ def demo(out: str | Path = "sftplan-demo") -> int:
         print(f"   epoch {e['epoch']} {e['checkpoint']}: loss {s['loss']:.4f} exact {s['exact_match']:.3f} "
               f"contains {s['contains']:.3f} -> {'PASS' if e['passed'] else 'FAIL ' + '; '.join(e['reasons'])}")
 
-    _step(6, "promote the best passing epoch")
-    rc = sftplan(["promote", str(run_dir), "--out", str(promoted)])
+    _step(6, "deploy suite through lm-evaluation-harness (local tasks; the hub's MMLU-Pro, IFEval and CrowS-Pairs "
+             "cannot run offline and stay required), then promote the best passing epoch")
+    rc = sftplan(["promote", str(run_dir), "--out", str(promoted), "--evaluate"])
     if rc:
         return rc
 
     print(f"\ndemo done in {time.time() - started:.0f} s. Artefacts:")
     for label, path in (("approved plan", plan_path), ("run folder", run_dir),
                         ("checkpoints", ", ".join(sorted(p.name for p in run_dir.glob("checkpoint-*")))),
-                        ("gate report", run_dir / "gate.json"), ("plan vs reality", run_dir / "report.md"),
+                        ("gate report", run_dir / "gate.json"), ("deploy suite", run_dir / "deploy.json"),
+                        ("plan vs reality", run_dir / "report.md"),
                         ("metrics", run_dir / "metrics.jsonl"), ("launch log", run_dir / "log.txt"),
                         ("promoted model", promoted)):
         print(f"   {label:16} {path}")
     return 0
+
+
+def _local_deploy_tasks(folder: Path, golden: Path) -> dict[str, str]:
+    """Two local lm-eval tasks over the golden prompts (multiple choice and generative): task -> metric.
+
+    The demo's allowed drop on them is 100 points (a random tiny model is no reference); they show the
+    suite's table end to end, offline."""
+    from executor.deploy import write_local_tasks
+
+    pairs = [(r["prompt"], r["expected"]) for r in map(json.loads, golden.read_text().splitlines()) if r]
+    return write_local_tasks(folder, pairs, distractors=sorted({a for _, a in pairs} | {str(n) for n in range(19)}))

@@ -42,7 +42,7 @@ PLAN_FLAGS: dict[str, str | None] = {
     "memory_headroom": "--memory-headroom",
     "gate_tolerance": "--gate-tolerance",
     "min_golden_score": "--min-golden-score",
-    "deploy_tasks": None, "deploy_include_path": None, "deploy_limit": None,  # request file only
+    "deploy_tasks": "--deploy-task", "deploy_include_path": "--deploy-include-path", "deploy_limit": "--deploy-limit",
 }
 
 # `sftplan estimate`: TrainConfig's fields and the two it resolves

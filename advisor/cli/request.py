@@ -39,12 +39,16 @@ def add_request_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--packing", action="store_true", default=None, help="pack examples into full sequences")
     p.add_argument("--memory-headroom", type=float, help="fraction of GPU memory a plan keeps free (default 0.10, 0-0.5)")
     p.add_argument("--gate-tolerance", type=float)
+    p.add_argument("--deploy-task", action="append", metavar="NAME=TASK:METRIC[:MAX_DROP]",
+                   help="add an lm-eval task to the deploy suite, e.g. 'domain QA=my_qa:acc,none:2' (repeatable)")
+    p.add_argument("--deploy-include-path", metavar="DIR", help="folder of lm-eval task YAMLs for --deploy-task")
+    p.add_argument("--deploy-limit", type=int, help="examples per deploy task (a quick look; cannot clear a check)")
     p.add_argument("--min-golden-score", type=float)
 
 
 _SIMPLE = ("model", "model_path", "max_seq_len", "epochs", "base", "goals", "budget_usd", "deadline_hours",
            "nvidia_stack", "max_gpus", "method", "precision", "gpu", "num_gpus", "strategy", "learning_rate",
-           "packing", "gate_tolerance", "min_golden_score", "memory_headroom")
+           "packing", "gate_tolerance", "min_golden_score", "memory_headroom", "deploy_include_path", "deploy_limit")
 
 
 def parse_have(items: list[str]) -> list[dict[str, Any]]:
@@ -55,6 +59,28 @@ def parse_have(items: list[str]) -> list[dict[str, Any]]:
             raise UserError(f"--have {item!r}: expected GPU:COUNT, e.g. h100-sxm:8")
         out.append({"gpu": gpu.strip().lower(), "count": int(count)})
     return out
+
+
+def parse_deploy_tasks(items: list[str]) -> list[dict[str, Any]]:
+    """'NAME=TASK:METRIC[:MAX_DROP]' -> a DeployTask mapping (max drop in points, default 2)."""
+    out = []
+    for item in items:
+        name, sep, rest = item.partition("=")
+        task, _, tail = rest.partition(":")
+        metric, _, drop = tail.rpartition(":") if tail.count(":") and _is_number(tail.rsplit(":", 1)[1]) else (tail, "", "")
+        if not sep or not name.strip() or not task.strip() or not metric.strip():
+            raise UserError(f"--deploy-task {item!r}: expected NAME=TASK:METRIC[:MAX_DROP], e.g. 'domain QA=my_qa:acc,none:2'")
+        out.append({"name": name.strip(), "task": task.strip(), "metric": metric.strip(),
+                    "max_regression": float(drop) if drop else 2.0})
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def build_request(args: argparse.Namespace) -> PlanRequest:
@@ -73,6 +99,9 @@ def build_request(args: argparse.Namespace) -> PlanRequest:
     if getattr(args, "have", None):
         base["have"] = parse_have(args.have)
         flag_fields.add("have")
+    if getattr(args, "deploy_task", None):
+        base["deploy_tasks"] = parse_deploy_tasks(args.deploy_task)
+        flag_fields.add("deploy_tasks")
     if not base.get("model"):
         raise UserError("--model is required (or a --request file with 'model')")
     if base.get("model_path") is None and Path(str(base["model"])).is_dir():

@@ -75,7 +75,9 @@ def _run_dir(tmp_path, assets, tasks, *, tuned_seed: int | None, limit: int | No
         tok = AutoTokenizer.from_pretrained(assets / "model")
         build_model(len(tok), tok, tuned_seed).save_pretrained(ckpt)
         tok.save_pretrained(ckpt)
-    (ckpt / "COMPLETE").write_text("{}")
+    from executor.names import write_complete
+
+    write_complete(ckpt, step=4, epoch=1.0)
     record_baseline(run, {"loss": 3.0, "exact_match": 0.0, "contains": 0.0}, plan.evaluation)
     record_epoch(run, epoch=1, step=4, checkpoint="checkpoint-4", score=SCORE, evaluation=plan.evaluation)
     return run
