@@ -205,6 +205,7 @@ def evaluate(run_dir: str | Path, *, epoch: float | None = None, limit: int | No
 
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # never reach the hub from here
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's per-request progress bars; one line per check instead
     results: list[CheckResult] = []
     runnable = [c for c in plan.evaluation.deploy_suite if c.task]
     tm = _task_manager([str(Path(p).expanduser().resolve()) for p in includes]) if runnable else None
