@@ -35,5 +35,9 @@ def test_demo_end_to_end(tmp_path):
     for f in ("report.md", "report.json", "metrics.jsonl", "log.txt", "config/launch.sh"):
         assert (run / f).is_file(), f
     assert (out / "promoted" / "model.safetensors").is_file() and (out / "promoted" / "PROMOTED.md").is_file()
+    deploy = {c["name"]: c for c in json.loads((run / "deploy.json").read_text())["checks"]}  # lm-eval ran
+    assert deploy["sftplan_local_mc"]["verdict"] == "passed" and deploy["sftplan_local_mc"]["base"] is not None
+    assert deploy["MMLU-Pro"]["verdict"] == "unavailable"
+    assert "sftplan_local_gen" in (out / "promoted" / "PROMOTED.md").read_text()
     for label in ("approved plan", "run folder", "gate report", "promoted model"):
         assert label in proc.stdout
