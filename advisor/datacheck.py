@@ -110,7 +110,7 @@ def _windows(text: str, clusters: list[list[int]], min_digits: int, pad: int) ->
 _DATE = re.compile(r"(?:19|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])")
 
 
-def _resolve(text: str, hits: list[tuple[str, float, int, int]]) -> list[tuple[str, float]]:
+def _resolve(text: str, hits: list[tuple[str, float, int, int]]) -> list[tuple[str, float, int, int]]:
     """A phone number that holds an ISO date, or that overlaps an entity of another kind (an IP address, a
     card or an SSN, which the phone matcher also reads as digits), is dropped; one hit per span and kind."""
     others = [(a, b) for k, _, a, b in hits if k != "PHONE_NUMBER"]
@@ -120,7 +120,7 @@ def _resolve(text: str, hits: list[tuple[str, float, int, int]]) -> list[tuple[s
             continue
         if (kind, a, b) not in seen:
             seen.add((kind, a, b))
-            out.append((kind, score))
+            out.append((kind, score, a, b))
     return out
 
 
@@ -198,32 +198,6 @@ class CheckResult:
             "tokens_total": self.tokens_total,
             "settings": self.settings,
             "notes": self.notes,
-        }
-
-    def summary(self) -> dict[str, Any]:
-        """Counts and the first line numbers of each kind: what a plan records."""
-        def first(lines: list[int]) -> list[int]:
-            return sorted(lines)[:FIRST_LINES]
-        return {
-            "rows": self.rows,
-            "exact_duplicate_groups": len(self.exact_duplicates),
-            "exact_duplicate_rows": sum(len(g) - 1 for g in self.exact_duplicates),
-            "exact_duplicate_first_lines": [g[1] for g in self.exact_duplicates[:FIRST_LINES]],
-            "near_duplicate_groups": len(self.near_duplicates),
-            "near_duplicate_rows": sum(len(g.lines) - 1 for g in self.near_duplicates),
-            "near_duplicate_first_lines": [g.lines[1] for g in self.near_duplicates[:FIRST_LINES]],
-            "pii_hits": len(self.pii),
-            "pii_kinds": sorted({h.kind for h in self.pii}),
-            "pii_first_lines": first(sorted({h.line for h in self.pii})),
-            "leakage": len(self.leakage),
-            "leakage_first_golden_lines": first(sorted({x.golden_line for x in self.leakage})),
-            "too_long": self.too_long.count,
-            "too_long_first_lines": self.too_long.lines[:FIRST_LINES],
-            "empty_answers": len(self.empty_answers),
-            "empty_answer_first_lines": self.empty_answers[:FIRST_LINES],
-            "near_threshold": self.settings["near_threshold"],
-            "shingle_words": self.settings["shingle_words"],
-            "token_count_method": self.settings["token_count_method"],
         }
 
 
@@ -409,8 +383,8 @@ def _groups(edges: dict[int, list[tuple[int, float]]]) -> list[NearGroup]:
 
 
 # --------------------------------------------------------------------------- PII
-def pii_scanner(spacy_model: str | None = None) -> Callable[[str], list[tuple[str, float]]]:
-    """text -> [(entity kind, score)]. Presidio's pattern recognizers, instantiated directly (no
+def pii_scanner(spacy_model: str | None = None) -> Callable[[str], list[tuple[str, float, int, int]]]:
+    """text -> [(entity kind, score, start, end)]. Presidio's pattern recognizers, instantiated directly (no
     AnalyzerEngine, no NLP model); with ``spacy_model`` (an installed spaCy package) also PERSON and
     LOCATION through Presidio's spaCy NLP engine."""
     import logging
@@ -589,7 +563,7 @@ def check(path: str | Path, *, golden: str | Path | None = None, max_seq_len: in
             near.add(line, sig)
         if scan is not None:
             for fname, ftext in trained_fields(row.raw):
-                for kind, score in scan(ftext):
+                for kind, score, _, _ in scan(ftext):
                     hits.append(PiiHit(line, kind, fname, round(score, 2)))
         if golden_rows:
             prompt = normalized_text(prompt_msgs)
@@ -674,3 +648,78 @@ def dedup(src: str | Path, dst: str | Path, *, near_threshold: float | None = DE
 
     write_lines_atomic(dst, kept())
     return r.rows - len(drop), len(drop)
+
+
+def redact(src: str | Path, dst: str | Path, *, spacy_model: str | None = None) -> int:
+    """Copy ``src`` to ``dst`` with every PII entity the check finds replaced by ``<KIND>`` (presidio-anonymizer's
+    default replace operator), field by field; other rows are copied byte for byte. Returns the entities replaced."""
+    if _same_file(src, dst):
+        raise UserError(f"{dst}: is the input file; write the redacted copy elsewhere")
+    try:
+        from presidio_anonymizer import AnonymizerEngine
+        from presidio_anonymizer.entities import RecognizerResult
+    except ImportError:
+        raise UserError("--pii redact needs presidio-anonymizer: pip install 'sftplan[data]'") from None
+    engine = AnonymizerEngine()
+    scan = pii_scanner(spacy_model)
+    bad: list[str] = []
+    replaced = 0
+
+    def rows() -> Iterator[bytes]:
+        nonlocal replaced
+        with Path(src).open("rb") as fh:
+            raw_lines = iter(fh)
+            line_no = 0
+            for row in iter_rows(src, bad):
+                while line_no < row.line:  # the raw line of this row (blank lines were skipped by the reader)
+                    raw, line_no = next(raw_lines), line_no + 1
+                changed = False
+                for fname, text in trained_fields(row.raw):
+                    hits = scan(text)
+                    if not hits:
+                        continue
+                    results = [RecognizerResult(entity_type=k, start=a, end=b, score=sc) for k, sc, a, b in hits]
+                    _set_field(row.raw, fname, engine.anonymize(text=text, analyzer_results=results).text)
+                    replaced += len(hits)
+                    changed = True
+                if changed:
+                    yield (json.dumps(row.raw, ensure_ascii=False) + "\n").encode("utf-8")
+                else:
+                    yield raw if raw.endswith(b"\n") else raw + b"\n"
+
+    write_lines_atomic(dst, rows())
+    raise_bad(bad, "training")
+    return replaced
+
+
+def _set_field(row: dict, fname: str, value: str) -> None:
+    if fname.startswith("messages["):
+        row["messages"][int(fname[9:fname.index("]")])]["content"] = value
+    else:
+        row[fname] = value
+
+
+def summary(result: CheckResult, *, decision: str | None = None, redacted_from: dict | None = None) -> dict[str, Any]:
+    """The plan's DataCheck fields (advisor/models.py): counts and the first file:line of each kind."""
+    f = result.path
+    dups = sorted(duplicate_lines(result))
+    pii_first, seen = [], set()
+    for h in result.pii:
+        if h.line not in seen and len(pii_first) < FIRST_LINES:
+            seen.add(h.line)
+            pii_first.append(f"{f}:{h.line} ({h.kind} in {h.field})")
+    s = result.settings
+    return {
+        "rows": result.rows,
+        "exact_duplicate_rows": sum(len(g) - 1 for g in result.exact_duplicates),
+        "near_duplicate_rows": sum(len(g.lines) - 1 for g in result.near_duplicates),
+        "duplicate_first": [f"{f}:{n}" for n in dups[:FIRST_LINES]],
+        "pii_hits": len(result.pii), "pii_kinds": sorted({h.kind for h in result.pii}), "pii_first": pii_first,
+        "pii_decision": decision, "redacted_from": redacted_from,
+        "leakage": len({x.golden_line for x in result.leakage}),
+        "leakage_first": [f"{result.golden}:{x.golden_line} = {f}:{x.train_line} ({x.kind})" for x in result.leakage[:FIRST_LINES]],
+        "too_long": result.too_long.count, "empty_answers": len(result.empty_answers),
+        "settings": (f"near duplicates: estimated Jaccard >= {s['near_threshold']:g} over {s['shingle_words']}-word "
+                     f"shingles; tokens: {s['token_count_method']}; PII: {', '.join(s['pii']) or 'not checked'}"),
+        "notes": list(result.notes),
+    }

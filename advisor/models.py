@@ -105,6 +105,31 @@ class DatasetSpec(_Model):
     long_rows: LongRows | None = Field(default=None, description="rows over max_seq_len, when a file was measured")
 
 
+PiiDecision = Literal["redact", "accept"]
+
+
+class DataCheck(_Model):
+    """What the data check (advisor/datacheck.py, `sftplan data check`) found in the training data when the
+    plan was made: counts and the first file:line of each kind. Hashed with the plan."""
+
+    skipped: bool = Field(default=False, description="the check was skipped (--no-data-check): nothing below was looked at")
+    rows: int = Field(default=0, ge=0)
+    exact_duplicate_rows: int = Field(default=0, ge=0, description="rows beyond the first of each exact-duplicate group")
+    near_duplicate_rows: int = Field(default=0, ge=0, description="rows beyond the first of each near-duplicate group")
+    duplicate_first: list[str] = Field(default_factory=list, description="file:line of the first few duplicate rows")
+    pii_hits: int = Field(default=0, ge=0)
+    pii_kinds: list[str] = Field(default_factory=list)
+    pii_first: list[str] = Field(default_factory=list, description="file:line (kind in field) of the first few")
+    pii_decision: PiiDecision | None = Field(default=None, description="--pii: redact (plan on a redacted copy) or accept")
+    redacted_from: DataFile | None = Field(default=None, description="the original file when --pii redact wrote the copy planned on")
+    leakage: int = Field(default=0, ge=0, description="golden rows whose prompt (+ answer) is in the training data")
+    leakage_first: list[str] = Field(default_factory=list)
+    too_long: int = Field(default=0, ge=0)
+    empty_answers: int = Field(default=0, ge=0)
+    settings: str = Field(default="", description="threshold, shingle size, token counting")
+    notes: list[str] = Field(default_factory=list)
+
+
 class OwnedHardware(_Model):
     """GPUs the team already has (already paid for: used first)."""
 
@@ -130,6 +155,7 @@ class PlanRequest(_Model):
     model_path: str | None = Field(default=None, description="weights for the executor: local HF dir or hub id")
     dataset: DatasetSpec = Field(description="the training data")
     golden: DataFile | None = Field(default=None, description="golden eval set (prompt+expected or messages)")
+    data_check: DataCheck | None = Field(default=None, description="the data check's summary (plan --dataset runs it)")
     max_seq_len: Int = Field(default=2048, gt=0, le=MAX_TOKENS, description="longest training sequence in tokens")
     epochs: Int | None = Field(default=None, gt=0, le=MAX_EPOCHS, description="None = chosen by the rules")
     base: Literal["base", "instruct"] = Field(default="base", description="a base model or an instruct-tuned one")

@@ -29,7 +29,8 @@ _ADDED_WITHIN_1 = {("estimate", "overhead_hours"): 0.0, ("estimate", "hbm_gib"):
                    ("request", "deploy_include_path"): None, ("request", "deploy_limit"): None,
                    ("evaluation", "deploy"): None, ("evaluation", "deploy_hours"): None,
                    ("evaluation", "deploy_cost_usd"): None,
-                   ("request", "dataset", "over_max_seq_len"): "truncate-response", ("request", "dataset", "long_rows"): None}
+                   ("request", "dataset", "over_max_seq_len"): "truncate-response", ("request", "dataset", "long_rows"): None,
+                   ("request", "data_check"): None}
 # The same for keys of each item of a list: (section, list, key) -> the value a version-1 file reads back with.
 _ITEM_FIELDS_ADDED_IN_2 = {("evaluation", "deploy_suite", "task"): None, ("evaluation", "deploy_suite", "metric"): None,
                            ("evaluation", "deploy_suite", "higher_is_better"): True}
@@ -101,6 +102,9 @@ def approve(plan: Plan, by: str, at: datetime | None = None) -> Plan:
         raise UserError("the approver's name is empty", field="approval.by")
     if plan.plan_sha256 and plan.plan_sha256 != compute_sha256(plan):
         raise UserError("plan was edited after it was written (plan_sha256 does not match); re-run `sftplan plan`")
+    blockers = [f.why for f in plan.findings if f.verdict == "blocks approval"]
+    if blockers:
+        raise UserError(f"not approvable: {blockers[0]}")
     plan = plan.model_copy(update={"schema_version": SCHEMA_VERSION})
     actual = compute_sha256(plan)
     when = (at or datetime.now(timezone.utc)).replace(microsecond=0).isoformat().replace("+00:00", "Z")

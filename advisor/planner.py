@@ -98,7 +98,9 @@ def plan(request: PlanRequest, catalog) -> Plan:
         findings.append(Finding(rule_id="method.lora-price", verdict=f"full SFT costs {lora_alt.full_sft_cost_ratio:.1f}x LoRA",
                                 why=f"LoRA r16+DoRA ${lora_alt.cost_usd:,.2f} vs full SFT ${(rec or chosen).cost_usd:,.2f} "
                                     "(same estimator: frozen bf16 weights, adapters trained)", source=rules.S_LORA_DEFAULT))
-    warnings += [f.why for f in findings if f.verdict == "warning"]
+    findings += rules.rule_data_check(req, chosen.hours if chosen else None, chosen.cost_usd if chosen else None,
+                                      chosen.overhead_hours if chosen else 0.0)
+    warnings += [f.why for f in findings if f.verdict in ("warning", rules.BLOCKS_APPROVAL)]
     if chosen is not None and not req.packing and chosen.mb > 1 and req.dataset.avg_tokens < seq_len // 2:
         warnings.append(f"no packing: micro-batches of {chosen.mb} are padded to the longest example; consider --packing")
     if model.source == "generic-size":

@@ -310,3 +310,54 @@ def rule_evaluation(req: PlanRequest) -> tuple[Evaluation, list[Finding]]:
     if req.golden is None:
         findings.append(_f("eval.no-golden", "warning", "no --golden file: the epoch gate has nothing to score", S_CHECKPOINT))
     return ev, findings
+
+
+# --------------------------------------------------------------------------- data check (advisor/datacheck.py)
+S_DATA = ("Sourcing, PII redaction (Presidio), synthetic data (Distilabel, Nemotron), DEITA quality scoring, "
+          "MinHash + SemDedup, labeling vendors, feedback loops.")
+BLOCKS_APPROVAL = "blocks approval"
+
+
+def rule_data_check(req: PlanRequest, hours: float | None, cost_usd: float | None,
+                    overhead_hours: float = 0.0) -> list[Finding]:
+    """Findings from the data check's summary: PII without a decision blocks approval; golden leakage
+    inflates the gate; duplicates cost the share of training time their tokens take."""
+    dc = req.data_check
+    if dc is None:
+        return []
+    if dc.skipped:
+        return [_f("data.check-skipped", "warning", "the data check was skipped (--no-data-check): duplicates, PII and "
+                   "golden leakage were not looked for (sftplan data check TRAIN.jsonl)", S_DATA)]
+    out = []
+    where = "; ".join(dc.pii_first) + (" ..." if dc.pii_hits > len(dc.pii_first) else "")
+    if dc.pii_hits and dc.pii_decision is None:
+        out.append(_f("data.pii", BLOCKS_APPROVAL,
+                      f"{dc.pii_hits} PII hit(s) ({', '.join(dc.pii_kinds)}) in the training data: {where}. The plan is not "
+                      "approvable until the request says how: --pii redact (plan on a redacted copy) or --pii accept",
+                      S_DATA))
+    elif dc.pii_decision == "accept" and dc.pii_hits:
+        out.append(_f("data.pii", "accepted", f"{dc.pii_hits} PII hit(s) ({', '.join(dc.pii_kinds)}) kept by decision "
+                      f"(--pii accept): {where}", S_DATA))
+    elif dc.pii_decision == "redact" and dc.redacted_from is not None:
+        out.append(_f("data.pii", "redacted", f"PII replaced by <KIND> placeholders (presidio-anonymizer) in a copy of "
+                      f"{dc.redacted_from.path}; the plan trains on the copy"
+                      + (f"; {dc.pii_hits} hit(s) remain: {where}" if dc.pii_hits else ""), S_DATA))
+    if dc.leakage:
+        out.append(_f("data.golden-leakage", "warning",
+                      f"{dc.leakage} golden row(s) are in the training data ({'; '.join(dc.leakage_first)}"
+                      f"{' ...' if dc.leakage > len(dc.leakage_first) else ''}): the gate scores the model on answers it "
+                      "trained on, so its verdicts are inflated; remove them from one of the two files", S_GATE))
+    dups = dc.exact_duplicate_rows + dc.near_duplicate_rows
+    if dups:
+        share = dups / max(1, dc.rows)
+        saving = ""
+        if hours is not None and cost_usd is not None:
+            train_h = max(0.0, hours - overhead_hours)
+            saved_h = train_h * share
+            saved_usd = cost_usd * (saved_h / hours) if hours else 0.0
+            saving = f"; removing them would save ~{saved_h:.3g} h and ~${saved_usd:,.2f} of this plan"
+        out.append(_f("data.duplicates", "warning",
+                      f"{dups} of {dc.rows} rows ({share:.1%}) are duplicates ({dc.exact_duplicate_rows} exact, "
+                      f"{dc.near_duplicate_rows} near; first: {', '.join(dc.duplicate_first)}){saving} "
+                      "(sftplan data dedup TRAIN.jsonl -o DEDUP.jsonl keeps the first of each group)", S_DATA))
+    return out

@@ -176,3 +176,36 @@ def cmd_dedup(args: argparse.Namespace) -> int:
     sys.stdout.write(f"wrote {args.output}: kept {kept:,} rows, removed {removed:,} "
                      f"({'exact' if near is None else f'exact and near (Jaccard >= {near:g})'} duplicates, first of each group kept)\n")
     return 0
+
+
+# --------------------------------------------------------------------------- `sftplan plan --dataset`
+def add_plan_arguments(p: argparse.ArgumentParser) -> None:
+    """The data-check flags of `sftplan plan` (the check runs whenever --dataset is given)."""
+    p.add_argument("--no-data-check", action="store_true", default=None,
+                   help="skip the data check of --dataset (the plan records that it was skipped)")
+    p.add_argument("--pii", choices=["redact", "accept"],
+                   help="PII found: redact (write a redacted copy with presidio-anonymizer and plan on it) or accept it")
+    p.add_argument("--pii-out", metavar="JSONL", help="where --pii redact writes the copy (default: DATASET.redacted.jsonl beside it)")
+    p.add_argument("--spacy-model", metavar="NAME", help="an installed spaCy model: the data check also finds names and locations")
+
+
+def plan_data_check(args: argparse.Namespace, dataset: str, max_seq_len: int, golden: str | None,
+                    original: dict) -> tuple[str, dict]:
+    """Run the check on --dataset for `sftplan plan`: (the file to plan on, the plan's DataCheck fields).
+    ``original`` is the measured file's DataFile (path, sha256, rows), recorded when a redacted copy is planned on."""
+    from advisor.datacheck import redact, summary
+    from advisor.models import DataCheck
+
+    if getattr(args, "no_data_check", None):
+        return dataset, DataCheck(skipped=True).model_dump(mode="json")
+    decision = getattr(args, "pii", None)
+    ns = argparse.Namespace(golden=golden, max_seq_len=max_seq_len, model=str(getattr(args, "model", "") or ""),
+                            spacy_model=getattr(args, "spacy_model", None))
+    result = run_check(ns, dataset)
+    if not (result.pii and decision == "redact"):
+        return dataset, DataCheck(**summary(result, decision=decision if result.pii else None)).model_dump(mode="json")
+    src = Path(dataset)
+    out = Path(getattr(args, "pii_out", None) or src.with_name(src.stem + ".redacted.jsonl"))
+    redact(src, out, spacy_model=ns.spacy_model)
+    again = run_check(ns, str(out))
+    return str(out), DataCheck(**summary(again, decision="redact", redacted_from=original)).model_dump(mode="json")

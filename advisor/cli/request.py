@@ -44,6 +44,9 @@ def add_request_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deploy-include-path", metavar="DIR", help="folder of lm-eval task YAMLs for --deploy-task")
     p.add_argument("--deploy-limit", type=int, help="examples per deploy task (a quick look; cannot clear a check)")
     p.add_argument("--min-golden-score", type=float)
+    from advisor.cli.data import add_plan_arguments
+
+    add_plan_arguments(p)  # --no-data-check, --pii redact|accept: the data check of --dataset
 
 
 _SIMPLE = ("model", "model_path", "max_seq_len", "epochs", "base", "goals", "budget_usd", "deadline_hours",
@@ -114,6 +117,13 @@ def build_request(args: argparse.Namespace) -> PlanRequest:
         rule = (base.get("dataset") or {}).get("over_max_seq_len", dataset_defaults["over_max_seq_len"].default)
         max_seq_len = base.get("max_seq_len") or PlanRequest.model_fields["max_seq_len"].default
         base["dataset"] = measure_dataset(args.dataset, str(base["model"]), int(max_seq_len), rule).model_dump(mode="json")
+        from advisor.cli.data import plan_data_check
+
+        golden = getattr(args, "golden", None) or (base.get("golden") or {}).get("path")
+        path, base["data_check"] = plan_data_check(args, args.dataset, int(max_seq_len), golden, base["dataset"]["file"])
+        flag_fields.add("data_check")
+        if path != args.dataset:  # --pii redact: plan on the redacted copy
+            base["dataset"] = measure_dataset(path, str(base["model"]), int(max_seq_len), rule).model_dump(mode="json")
     elif args.examples is not None or args.avg_tokens is not None:
         flag_fields.add("dataset")
         ds = dict(base.get("dataset") or {})
