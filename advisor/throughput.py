@@ -114,7 +114,23 @@ class _Work:
     memory_s: float
 
 
+_WORK_CACHE: dict[tuple, _Work] = {}
+
+
 def _micro_batch_work(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int = 1, ep: int = 1) -> _Work:
+    """Cached per shape (the planner asks for the same shape at many GPU counts and strategies)."""
+    key = (m.hidden_size, m.num_layers, m.num_heads, m.num_kv_heads, m.head_dim, m.ffn_size, m.ffn_kind,
+           m.vocab_size, m.num_experts, m.experts_per_token, gpu.peak_bf16_dense_tflops, gpu.hbm_bandwidth_tb_per_s,
+           cfg.tp, cfg.pp, cfg.micro_batch_size, cfg.seq_len, cfg.activation_checkpointing, cfg.trainable, cp, ep)
+    work = _WORK_CACHE.get(key)
+    if work is None:
+        if len(_WORK_CACHE) > 50_000:
+            _WORK_CACHE.clear()
+        work = _WORK_CACHE[key] = _micro_batch_work_uncached(m, gpu, cfg, cp, ep)
+    return work
+
+
+def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int, ep: int) -> _Work:
     """cp > 1 (context parallel): this GPU holds seq_len / cp of each sequence; its queries still attend
     over the whole sequence (ring attention), so attention per local token keeps seq_len.
     ep > 1 (expert parallel): this GPU holds num_experts / ep experts and receives their tokens from the
