@@ -7,7 +7,6 @@ thread only collects the inputs and shows results. Training runs as a separate `
 from __future__ import annotations
 
 import gc
-import os
 import shlex
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from advisor.architecture import preset_names
 from advisor.errors import UserError
 from advisor.models import Plan, PlanRequest
 from advisor.planfile import approve, diff, read_plan, verify, write_plan
+from advisor.yamlio import atomic_write_text
 from advisor.tui.messages import PlanFailed, PlanReady
 from advisor.tui.planning import FieldErrors, make_plan
 from advisor.tui.runfolder import is_run_dir
@@ -47,9 +47,7 @@ def write_review(plan: Plan, path: Path) -> Path:
     from advisor.render import to_markdown
 
     md = path.with_suffix(".md")
-    tmp = md.with_name(f".{md.name}.tmp")
-    tmp.write_text(to_markdown(plan), encoding="utf-8")
-    os.replace(tmp, md)
+    atomic_write_text(md, to_markdown(plan))
     return md
 
 
@@ -306,7 +304,9 @@ class SftplanApp(App[None]):
         self.status.update(f"{text}[dim]  |  {hint}[/]" if hint else text, layout=False)  # one line (app.tcss)
 
     FOCUS_HINTS = {Input: "Tab: next field", Checkbox: "Space: tick", Select: "Enter: choose",
-                   DataTable: "Up/Down: a tier's detail"}
+                   DataTable: "Up/Down: a tier's detail, ^B/^T sort"}
+    FIELD_HINTS = {"model": "a preset, 8B or config.json; ^L lists presets", "have": "GPU:COUNT, ...",
+                   "budget_usd": "USD: 5000, 5k, $5,000", "dataset_file": "a JSONL file: measured"}
 
     def _focus_hint(self) -> str:
         """Where the focus is and what the keys do there (the footer lists the keys themselves)."""
@@ -316,8 +316,12 @@ class SftplanApp(App[None]):
         if w is None:
             return ""
         where = w.id or type(w).__name__
+        if where in self.FIELD_HINTS:
+            return f"in {TEXT_FIELDS[where][0]}: {self.FIELD_HINTS[where]}; Tab: next"
         if where in TEXT_FIELDS:
             where = TEXT_FIELDS[where][0]
+        elif where == "tiers":
+            where = "tier table"
         for kind, hint in self.FOCUS_HINTS.items():
             if isinstance(w, kind):
                 return f"in {where}: {hint}"

@@ -60,7 +60,9 @@ def short_reason(row: TierRow) -> str:
 _SHORTER = (  # applied one after another until the reason fits its column
     lambda s: s.replace(" usable", ""),
     # the row's cost and time are in their own columns: say only which limit they break
-    lambda s: re.sub(r"deadline [\d,.]+/([\d,.]+ h)", r"over \1", re.sub(r"budget \$[\d,.]+/(\$[\d,.]+)", r"over \1", s)),
+    lambda s: re.sub(r"over (\$[\d,.]+), over ([\d,.]+ h)", r"over \1 & \2",
+                     re.sub(r"deadline [\d,.]+/([\d,.]+ h)", r"over \1",
+                            re.sub(r"budget \$[\d,.]+/(\$[\d,.]+)", r"over \1", s))),
     lambda s: s.replace("GPU memory", "HBM").replace("host RAM", "RAM"),
     lambda s: re.sub(r"(\d[\d,]*)\.\d+", r"\1", s),  # 45.1 -> 45
     lambda s: s.replace(" GiB", "G"),
@@ -186,13 +188,11 @@ def decision_card(plan: Plan, stale: str = "", width: int = 0) -> Text:
     t.append("\nalt   ", style="dim")
     if lora:
         if rec is not None and est is not None:
-            ratio = f" ({est.cost_usd / la.cost_usd:.1f}x)" if la.cost_usd else ""
-            t.append(f"full SFT {rec.num_gpus} x {rec.gpu}, {_hours(est.hours)}, {_usd(est.cost_usd)}{ratio}", style="dim")
+            t.append(f"full SFT {rec.num_gpus} x {rec.gpu}, {_hours(est.hours)}, {_usd(est.cost_usd)}", style="dim")
         else:
             t.append("full SFT: nothing fits", style="dim")
     elif la.gpu:
-        ratio = f" (full SFT {la.full_sft_cost_ratio:.1f}x)" if la.full_sft_cost_ratio else ""
-        t.append(f"LoRA r{la.rank} {la.num_gpus} x {la.gpu}, {_hours(la.hours)}, {_usd(la.cost_usd)}{ratio}", style="dim")
+        t.append(f"LoRA r{la.rank} {la.num_gpus} x {la.gpu}, {_hours(la.hours)}, {_usd(la.cost_usd)}", style="dim")
     else:
         t.append(f"LoRA: {la.note or '-'}", style="dim")
     if plan.closest is not None and (not lora):
