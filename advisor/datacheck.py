@@ -435,9 +435,9 @@ def pii_scanner(spacy_model: str | None = None) -> Callable[[str], list[tuple[st
 def _nlp_analyzer(spacy_model: str):
     import importlib.util
 
-    if importlib.util.find_spec(spacy_model) is None:
-        raise UserError(f"--spacy-model {spacy_model}: not an installed spaCy model package "
-                        f"(python -m spacy download {spacy_model})")
+    if not Path(spacy_model).is_dir() and importlib.util.find_spec(spacy_model) is None:
+        raise UserError(f"--spacy-model {spacy_model}: neither an installed spaCy model package nor a saved "
+                        f"pipeline directory (python -m spacy download {spacy_model})")
     from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 

@@ -170,3 +170,17 @@ def test_cli_bad_input_exit_2_one_line(tmp_path, args, needle):
     out = _cli(*args)
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert out.stderr.count("\n") == 1 and needle in out.stderr and "Traceback" not in out.stderr
+
+
+def test_spacy_model_named_is_used(tmp_path):
+    """A named spaCy pipeline (here a saved blank one: no model can be downloaded in tests) is loaded and
+    PERSON/LOCATION join the checked kinds; without one the report says they were not checked."""
+    spacy = pytest.importorskip("spacy")
+    nlp = spacy.blank("en")
+    nlp.add_pipe("ner")
+    nlp.initialize()
+    nlp.to_disk(tmp_path / "pipe")
+    train = _write(tmp_path / "t.jsonl", [{"prompt": "John lives in Paris, mail john@example.com", "response": "ok"}])
+    r = check(train, spacy_model=str(tmp_path / "pipe"))
+    assert {"PERSON", "LOCATION"} <= set(r.settings["pii"]) and not any("spaCy" in n for n in r.notes)
+    assert [h.kind for h in r.pii] == ["EMAIL_ADDRESS"]  # the blank pipeline knows no names; the patterns still run
