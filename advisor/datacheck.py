@@ -10,9 +10,9 @@ and ``run`` (advisor/rows.py, the one row reader) and returns a ``CheckResult``;
   Massive Datasets*, ch. 3.4), each candidate pair confirmed by its MinHash-estimated Jaccard similarity
   against the threshold. The library is rensa (Rust MinHash, ~18x faster than datasketch here: see
   benchmarks/data_check.py, which measures both). Only the signatures are kept, never the texts.
-- PII: Microsoft Presidio's predefined pattern recognizers (no NLP model, so no spaCy load), run only on
-  rows a cheap necessary-condition regex lets through (an email needs an '@', a phone number 7 digits...).
-  Names and locations need a spaCy NER model: used only when the caller names an installed one.
+- PII (advisor/pii.py): Microsoft Presidio's predefined pattern recognizers (no NLP model, so no spaCy
+  model load), each run only where it can match (an email needs an '@', a phone number 7 digits...).
+  Names and locations need a spaCy NER model: used only when the caller names one.
 - Leakage: golden rows whose prompt, or prompt + answer, is an exact or near duplicate of a training row's.
 - Length: tokens per row (the model's tokenizer.json when given, else ``CHARS_PER_TOKEN`` from
   advisor/request.py) against ``max_seq_len``; the executor truncates longer rows (executor/data.py).
@@ -25,103 +25,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from advisor.errors import UserError
+from advisor.pii import NLP_ENTITIES, PII_MIN_SCORE, PII_RECOGNIZERS, pii_scanner  # noqa: F401 (re-exported)
 from advisor.rows import iter_jsonl, normalize_golden_row, normalize_row
 
 DEFAULT_NEAR_THRESHOLD = 0.8
 DEFAULT_SHINGLE_WORDS = 3
 DEFAULT_NUM_PERM = 128
 MINHASH_SEED = 1729  # fixed: the same file gives the same groups (the summary goes into a hashed plan)
-PII_MIN_SCORE = 0.4  # Presidio's phone recognizer scores 0.4 without context words; weaker hits are noise
-NLP_ENTITIES = ("PERSON", "LOCATION")
 FIRST_LINES = 5  # how many line numbers of each kind a summary keeps
-
-
-# Presidio predefined pattern recognizers used by default, each run only where it can match: a gate that
-# every match of the recognizer implies, and the text it runs on (Python's regex engine needs 50-200 us
-# per 1,000-character row per pattern, phonenumbers' matcher ~5 ms; most rows hold no candidate at all).
-# (class name, entity, digits, pad): with ``digits``, the recognizer runs on the text within ``pad``
-# characters of each cluster of digit runs (runs at most 3 characters apart) holding that many digits:
-# a phone number has >= 7 digits, a card >= 12, an SSN 9, an NHS number 10, an IPv4 address 4, an IBAN its
-# check digits and account digits. Without: the whole text, when the gate in ``_whole_text_gate`` passes.
-# benchmarks/data_check.py measures recall on planted entities.
-PII_RECOGNIZERS: tuple[tuple[str, str, int | None, int], ...] = (
-    ("EmailRecognizer", "EMAIL_ADDRESS", None, 0),
-    ("PhoneRecognizer", "PHONE_NUMBER", 7, 24),
-    ("CreditCardRecognizer", "CREDIT_CARD", 12, 24),
-    ("IbanRecognizer", "IBAN_CODE", 4, 48),
-    ("IpRecognizer", "IP_ADDRESS", 4, 24),  # IPv4; IPv6 through the whole-text gate below
-    ("UsSsnRecognizer", "US_SSN", 9, 16),
-    ("NhsRecognizer", "UK_NHS", 10, 16),
-    ("CryptoRecognizer", "CRYPTO", None, 0),
-    ("MacAddressRecognizer", "MAC_ADDRESS", None, 0),
-)
-_DIGIT_RUN = re.compile(r"\d+")
-_NON_DIGITS = bytes(i for i in range(256) if not 48 <= i <= 57)
-_LONG_TOKEN = re.compile(r"[0-9A-Za-z]{26}")
-_IPV6 = re.compile(r":[0-9A-Fa-f]{0,4}:")  # every IPv6 address has two colons at most 4 hex digits apart
-
-
-def _whole_text_gate(entity: str, text: str, digits: int) -> bool:
-    if entity == "EMAIL_ADDRESS":
-        return "@" in text
-    if entity == "IP_ADDRESS":
-        return _IPV6.search(text) is not None
-    if entity == "CRYPTO":  # bitcoin addresses: '1...', '3...' or 'bc1...', 26+ characters without a space
-        return digits > 0 and _LONG_TOKEN.search(text) is not None
-    if entity == "MAC_ADDRESS":  # six hex pairs joined by five ':' or '-'
-        return text.count(":") >= 5 or text.count("-") >= 5
-    return False
-
-
-def _digit_clusters(text: str) -> list[list[int]]:
-    """[start, end, digits] of runs of digits at most 3 characters apart."""
-    clusters: list[list[int]] = []
-    for m in _DIGIT_RUN.finditer(text):
-        lo, hi = m.span()
-        if clusters and lo - clusters[-1][1] <= 3:
-            clusters[-1][1] = hi
-            clusters[-1][2] += hi - lo
-        else:
-            clusters.append([lo, hi, hi - lo])
-    return clusters
-
-
-def _windows(text: str, clusters: list[list[int]], min_digits: int, pad: int) -> list[tuple[int, str]]:
-    """(offset, part) of ``text`` within ``pad`` characters of each cluster with ``min_digits``, merged."""
-    spans: list[list[int]] = []
-    for c0, c1, n in clusters:
-        if n < min_digits:
-            continue
-        lo, hi = max(0, c0 - pad), min(len(text), c1 + pad)
-        if spans and lo <= spans[-1][1]:
-            spans[-1][1] = hi
-        else:
-            spans.append([lo, hi])
-    return [(lo, text[lo:hi]) for lo, hi in spans]
-
-
-# phonenumbers finds a "valid" number in ISO dates (2019-11-21 parses in several regions): not reported
-_DATE = re.compile(r"(?:19|20)\d\d[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])")
-
-
-def _resolve(text: str, hits: list[tuple[str, float, int, int]]) -> list[tuple[str, float, int, int]]:
-    """A phone number that holds an ISO date, or that overlaps an entity of another kind (an IP address, a
-    card or an SSN, which the phone matcher also reads as digits), is dropped; one hit per span and kind."""
-    others = [(a, b) for k, _, a, b in hits if k != "PHONE_NUMBER"]
-    out, seen = [], set()
-    for kind, score, a, b in hits:
-        if kind == "PHONE_NUMBER" and (_DATE.search(text[a:b]) or any(a < y and x < b for x, y in others)):
-            continue
-        if (kind, a, b) not in seen:
-            seen.add((kind, a, b))
-            out.append((kind, score, a, b))
-    return out
 
 
 # --------------------------------------------------------------------------- results
@@ -380,70 +296,6 @@ def _groups(edges: dict[int, list[tuple[int, float]]]) -> list[NearGroup]:
             r = find(a)
             low[r] = min(low.get(r, 1.0), sim)
     return [NearGroup(sorted(m), round(low[r], 3)) for r, m in sorted(members.items())]
-
-
-# --------------------------------------------------------------------------- PII
-def pii_scanner(spacy_model: str | None = None) -> Callable[[str], list[tuple[str, float, int, int]]]:
-    """text -> [(entity kind, score, start, end)]. Presidio's pattern recognizers, instantiated directly (no
-    AnalyzerEngine, no NLP model); with ``spacy_model`` (an installed spaCy package) also PERSON and
-    LOCATION through Presidio's spaCy NLP engine."""
-    import logging
-
-    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
-    try:
-        from presidio_analyzer import predefined_recognizers as pr
-    except ImportError:
-        raise UserError("the PII check needs presidio-analyzer: pip install 'sftplan[data]'") from None
-    import tldextract
-
-    offline = tldextract.TLDExtract(suffix_list_urls=())  # the bundled suffix list: no download at run time
-
-    class _OfflineEmail(pr.EmailRecognizer):
-        def validate_result(self, pattern_text: str):  # same test as Presidio's, without the network
-            return offline(pattern_text).fqdn != ""
-
-    recognizers = []
-    for cls_name, entity, min_digits, pad in PII_RECOGNIZERS:
-        rec = _OfflineEmail() if cls_name == "EmailRecognizer" else getattr(pr, cls_name)()
-        recognizers.append((rec, entity, min_digits, pad))
-    nlp = None
-    if spacy_model:
-        nlp = _nlp_analyzer(spacy_model)
-
-    def scan(text: str) -> list[tuple[str, float]]:
-        found = []
-        digits = len(text.encode("utf-8", "ignore").translate(None, _NON_DIGITS))
-        clusters = []
-        if digits >= 4:  # ISO dates masked: no reported entity holds one (see _resolve), and they are common
-            clusters = _digit_clusters(_DATE.sub(lambda m: " " * len(m.group()), text) if digits >= 8 else text)
-        for rec, entity, min_digits, pad in recognizers:
-            parts = _windows(text, clusters, min_digits, pad) if min_digits is not None and digits >= min_digits else []
-            if _whole_text_gate(entity, text, digits):
-                parts = [(0, text)]
-            for offset, part in parts:
-                for r in rec.analyze(part, [entity], None):
-                    if r.score >= PII_MIN_SCORE:
-                        found.append((r.entity_type, r.score, offset + r.start, offset + r.end))
-        if nlp is not None:
-            found += [(r.entity_type, r.score, r.start, r.end)
-                      for r in nlp.analyze(text=text, entities=list(NLP_ENTITIES), language="en") if r.score >= PII_MIN_SCORE]
-        return _resolve(text, found)
-
-    return scan
-
-
-def _nlp_analyzer(spacy_model: str):
-    import importlib.util
-
-    if not Path(spacy_model).is_dir() and importlib.util.find_spec(spacy_model) is None:
-        raise UserError(f"--spacy-model {spacy_model}: neither an installed spaCy model package nor a saved "
-                        f"pipeline directory (python -m spacy download {spacy_model})")
-    from presidio_analyzer import AnalyzerEngine
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
-
-    engine = NlpEngineProvider(nlp_configuration={
-        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": spacy_model}]}).create_engine()
-    return AnalyzerEngine(nlp_engine=engine, supported_languages=["en"])
 
 
 # --------------------------------------------------------------------------- golden set

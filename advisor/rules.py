@@ -355,7 +355,8 @@ def rule_data_check(req: PlanRequest, hours: float | None, cost_usd: float | Non
             train_h = max(0.0, hours - overhead_hours)
             saved_h = train_h * share
             saved_usd = cost_usd * (saved_h / hours) if hours else 0.0
-            saving = f"; removing them would save ~{saved_h:.3g} h and ~${saved_usd:,.2f} of this plan"
+            usd = f"~${saved_usd:,.2f}" if saved_usd >= 0.01 else "under $0.01"
+            saving = f"; removing them would save ~{saved_h:.2g} h and {usd} of this plan"
         out.append(_f("data.duplicates", "warning",
                       f"{dups} of {dc.rows} rows ({share:.1%}) are duplicates ({dc.exact_duplicate_rows} exact, "
                       f"{dc.near_duplicate_rows} near; first: {', '.join(dc.duplicate_first)}){saving} "
