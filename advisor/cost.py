@@ -7,18 +7,23 @@ from advisor.specs import GpuSpec, ModelSpec
 from advisor.units import SECONDS_PER_HOUR
 
 
-def checkpoint_bytes(m: ModelSpec, precision: str = "bf16-mixed") -> int:
-    """One resumable checkpoint: bf16 weights (2 B/param) + optimizer states (fp32 master and Adam
-    moments, 12 B/param, for bf16-mixed; bf16 moments, 4 B/param, for bf16-pure)."""
-    optim = 12 if precision == "bf16-mixed" else 4
-    return (2 + optim) * param_count(m)
+def checkpoint_bytes_per_param(precision: str = "bf16-mixed", strategy: str = "fsdp") -> int:
+    """Bytes per parameter of one resumable checkpoint, as the executor writes it (the one formula:
+    the planner's disk figure and executor/preflight.py's disk check both use it).
+
+    bf16-mixed: Trainer under FSDP / DDP keeps the weights in fp32 and saves them (4 B/param, they are
+    the master weights) beside Adam's two fp32 moments (8): 12. DeepSpeed ZeRO saves its bf16 weights
+    (2) and its fp32 master weights (4) beside the moments (8): 14. bf16-pure: bf16 weights (2) and bf16
+    moments (4), no master copy: 6.
+    """
+    if precision == "bf16-pure":
+        return 2 + 4
+    return 2 + 4 + 8 if strategy.startswith("zero") else 4 + 8
 
 
-def run_hours(tokens_total: int, tokens_per_s_per_gpu: float, num_gpus: int) -> float:
-    """Wall-clock hours to train tokens_total at the estimated throughput."""
-    if tokens_per_s_per_gpu <= 0:
-        return float("inf")
-    return tokens_total / (tokens_per_s_per_gpu * num_gpus) / SECONDS_PER_HOUR
+def checkpoint_bytes(m: ModelSpec, precision: str = "bf16-mixed", strategy: str = "fsdp") -> int:
+    """One resumable checkpoint of ``m`` (``checkpoint_bytes_per_param`` x every parameter)."""
+    return checkpoint_bytes_per_param(precision, strategy) * param_count(m)
 
 
 def gpu_hours(hours: float, num_gpus: int) -> float:
@@ -35,11 +40,12 @@ STARTUP_S = 300.0  # launch, imports, process-group init, tokenizing the data: ~
 STORAGE_GB_PER_S_PER_NODE = 2.0  # reading weights / writing checkpoint shards, per node (NVMe or a parallel FS)
 
 
-def overhead_hours(m: ModelSpec, precision: str, trainable: str, epochs: int, num_nodes: int) -> float:
+def overhead_hours(m: ModelSpec, precision: str, trainable: str, epochs: int, num_nodes: int,
+                   strategy: str = "fsdp") -> float:
     """Start-up, loading the bf16 weights (every node reads them all) and one checkpoint per epoch
     (each node writes its shards; LoRA checkpoints are the adapters only, negligible)."""
     per_node = STORAGE_GB_PER_S_PER_NODE * 1e9
     load_s = 2 * param_count(m) / per_node
-    ckpt = checkpoint_bytes(m, precision) if trainable == "full" else 0
+    ckpt = checkpoint_bytes(m, precision, strategy) if trainable == "full" else 0
     save_s = epochs * ckpt / (per_node * max(1, num_nodes))
     return (STARTUP_S + load_s + save_s) / SECONDS_PER_HOUR

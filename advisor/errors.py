@@ -1,5 +1,9 @@
 """The one error a user sees: a single line naming the field or file (and line), exit code 2."""
 
+import re
+
+_INDEX = re.compile(r"\[\d+\]")
+
 
 class UserError(Exception):
     """Bad input. The CLI prints ``sftplan: <message>`` on one line and exits 2; no traceback.
@@ -28,3 +32,29 @@ def did_you_mean(name: str, choices: list[str]) -> str:
 
     close = difflib.get_close_matches(name.lower(), choices, n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def without_indexes(field: str) -> str:
+    """'have[0].gpu' -> 'have.gpu'."""
+    return _INDEX.sub("", field)
+
+
+def _key(field: str, table: dict) -> str | None:
+    """The key of a face's table (field -> flag, field -> widget) that answers for ``field``: list
+    indexes dropped, then ever shorter prefixes ('have[0].gpu' -> 'have.gpu' -> 'have')."""
+    key = without_indexes(field)
+    while key:
+        if key in table:
+            return key
+        key = key.rpartition(".")[0]
+    return None
+
+
+def covers(field: str, table: dict) -> bool:
+    return _key(field, table) is not None
+
+
+def lookup(field: str, table: dict):
+    """The table's entry for ``field``: None when it has none, or says the field has no flag / widget."""
+    key = _key(field, table)
+    return None if key is None else table[key]

@@ -13,7 +13,7 @@ Pruning (so the whole plan stays well under 50 ms):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from advisor.architecture import arch_key
 from advisor.cost import cost_usd, overhead_hours
@@ -21,8 +21,8 @@ from advisor.errors import UserError
 from advisor.estimate import estimate
 from advisor.models import PlanRequest, Recommended
 from advisor.specs import Estimate, GpuSpec, TrainConfig
+from advisor.units import GIB, SECONDS_PER_HOUR
 
-_GIB = 2**30
 MICRO_BATCHES = (1, 2, 4, 8, 16)
 SHARDED_MULTI = ("ddp", "fsdp", "zero2", "zero3")  # need at least 2 GPUs unless the count is pinned
 
@@ -32,9 +32,9 @@ class Cand:
     gpu: GpuSpec
     num_gpus: int
     strategy: str
-    mb: int
-    ga: int
-    ac: bool
+    micro_batch_size: int
+    grad_accum: int
+    activation_checkpointing: bool
     tp: int
     pp: int
     seq_len: int
@@ -52,15 +52,16 @@ class Cand:
         return max(1, self.num_gpus // (self.tp * self.pp))
 
     def key(self) -> tuple:
-        return (self.gpu.id, self.num_gpus, self.strategy, self.mb, self.ac, self.tp, self.pp)
+        return (self.gpu.id, self.num_gpus, self.strategy, self.micro_batch_size, self.activation_checkpointing,
+                self.tp, self.pp)
 
 
 def memory_binding(e: Estimate, gpu: GpuSpec) -> str:
     """'GPU memory 75.1/71.6 GiB usable at 10% headroom (tight: 4.5 GiB / 6% to spare of 79.6 GiB)': the limit, with the margin."""
-    need, usable = e.memory_per_gpu_bytes / _GIB, e.usable_bytes / _GIB
+    need, usable = e.memory_per_gpu_bytes / GIB, e.usable_bytes / GIB
     out = f"GPU memory {need:,.1f}/{usable:,.1f} GiB usable at {e.config.memory_headroom:.0%} headroom"
     if e.tight:
-        out += f" (tight: {e.headroom_bytes / _GIB:,.1f} GiB / {e.headroom_bytes / e.hbm_bytes:.0%} to spare of {gpu.hbm_gib:g} GiB)"
+        out += f" (tight: {e.headroom_bytes / GIB:,.1f} GiB / {e.headroom_bytes / e.hbm_bytes:.0%} to spare of {gpu.hbm_gib:g} GiB)"
     return out
 
 
@@ -79,18 +80,44 @@ def nodes_for(num_gpus: int, gpu: GpuSpec) -> int:
 
 def rec_of(c: Cand, precision: str) -> Recommended:
     return Recommended(gpu=c.gpu.id, num_gpus=c.num_gpus, num_nodes=c.num_nodes, strategy=c.strategy,
-                       micro_batch_size=c.mb, grad_accum=c.ga, activation_checkpointing=c.ac, tp=c.tp, pp=c.pp,
+                       micro_batch_size=c.micro_batch_size, grad_accum=c.grad_accum, activation_checkpointing=c.activation_checkpointing, tp=c.tp, pp=c.pp,
                        precision=precision)
 
 
-# (architecture, GPU object, configuration) -> (gpu, estimate); the GPU is held so its id() stays unique
-_SHARED: dict[tuple, tuple[GpuSpec, Estimate | None]] = {}
-_SHARED_MAX = 50_000
+class EstimateCache:
+    """Estimates kept across plans, keyed by everything they depend on: the architecture, the GPU tier's
+    values (not its identity: an edited catalog entry is a different key) and the configuration.
+
+    The caller owns it and passes it to ``planner.plan``: the TUI keeps one per session, so a keystroke
+    re-plans from cached estimates (estimates are pure; they are never mutated). A plan given none
+    searches cold. benchmarks/latency.py measures both (re-plan after an edit, target < 50 ms).
+    """
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self._estimates: dict[tuple, Estimate | None] = {}
+
+    def __len__(self) -> int:
+        return len(self._estimates)
+
+    def get(self, key: tuple) -> tuple[bool, Estimate | None]:
+        """(found, estimate); a cached None is an invalid configuration."""
+        if key in self._estimates:
+            return True, self._estimates[key]
+        return False, None
+
+    def put(self, key: tuple, e: Estimate | None) -> None:
+        if len(self._estimates) >= self.max_entries:
+            self._estimates.clear()
+        self._estimates[key] = e
+
+    def clear(self) -> None:
+        self._estimates.clear()
 
 
-def clear_shared_cache() -> None:
-    """Forget estimates kept across plans (benchmarks time a cold search with it)."""
-    _SHARED.clear()
+def _gpu_key(gpu: GpuSpec) -> tuple:
+    """The tier's values, as a cache key."""
+    return tuple(getattr(gpu, f.name) for f in fields(gpu))
 
 
 def _ok(e: Estimate | None) -> bool:
@@ -99,15 +126,16 @@ def _ok(e: Estimate | None) -> bool:
 
 class Search:
     def __init__(self, model, req: PlanRequest, seq_len: int, tokens_total: int, gbs_target: int,
-                 trainable: str, megatron: bool, epochs: int = 1):
+                 trainable: str, megatron: bool, epochs: int = 1, shared: EstimateCache | None = None):
         self.model, self.req, self.seq_len = model, req, seq_len
         self.tokens_total, self.gbs_target = tokens_total, gbs_target
         self.trainable, self.megatron = trainable, megatron
-        self.cache: dict[tuple, Estimate | None] = {}
+        self.cache: dict[tuple, Estimate | None] = {}  # this search's own estimates
+        self.shared = shared if shared is not None else EstimateCache()  # the caller's, across plans
+        self._gpu_keys: dict[str, tuple] = {}
         self.misses: dict[str, Miss] = {}  # GPU id -> why nothing fits there
-        self.calls = 0
         self.epochs = epochs
-        self._overhead: dict[int, float] = {}
+        self._overhead: dict[tuple[int, str], float] = {}  # (nodes, strategy) -> hours
         self.arch = (model.name, *arch_key(model), model.max_context)
 
     # ------------------------------------------------------------------ one estimate
@@ -120,13 +148,13 @@ class Search:
         key = (gpu.id, n, s, mb, ac, tp, pp, ga)
         if key in self.cache:
             return self.cache[key]
-        self.calls += 1
-        shared_key = (self.arch, id(gpu), n, s, mb, ac, tp, pp, ga, self.req.precision, self.seq_len, self.trainable,
+        gpu_key = self._gpu_keys.get(gpu.id)
+        if gpu_key is None:
+            gpu_key = self._gpu_keys[gpu.id] = _gpu_key(gpu)
+        shared_key = (self.arch, gpu_key, n, s, mb, ac, tp, pp, ga, self.req.precision, self.seq_len, self.trainable,
                       self.req.memory_headroom)
-        hit = _SHARED.get(shared_key)
-        if hit is not None and hit[0] is gpu:
-            e = hit[1]
-        else:
+        found, e = self.shared.get(shared_key)
+        if not found:
             try:
                 cfg = TrainConfig(num_gpus=n, strategy=s, precision=self.req.precision, seq_len=self.seq_len,
                                   micro_batch_size=mb, grad_accum=ga, activation_checkpointing=ac, tp=tp, pp=pp,
@@ -134,9 +162,7 @@ class Search:
                 e = estimate(self.model, gpu, cfg)
             except (UserError, ValueError, ZeroDivisionError):  # ValueError: an invalid TrainConfig
                 e = None
-            if len(_SHARED) >= _SHARED_MAX:
-                _SHARED.clear()
-            _SHARED[shared_key] = (gpu, e)
+            self.shared.put(shared_key, e)
         self.cache[key] = e
         return e
 
@@ -145,10 +171,10 @@ class Search:
         if not _ok(e):
             return None
         nodes = nodes_for(n, gpu)
-        if nodes not in self._overhead:
-            self._overhead[nodes] = overhead_hours(self.model, self.req.precision, self.trainable, self.epochs, nodes)
-        overhead = self._overhead[nodes]
-        hours = self.tokens_total / (e.tokens_per_s_per_gpu * n) / 3600 + overhead
+        if (nodes, s) not in self._overhead:
+            self._overhead[nodes, s] = overhead_hours(self.model, self.req.precision, self.trainable, self.epochs, nodes, s)
+        overhead = self._overhead[nodes, s]
+        hours = self.tokens_total / (e.tokens_per_s_per_gpu * n) / SECONDS_PER_HOUR + overhead
         return Cand(gpu, n, s, mb, self._ga(n, mb, tp, pp), ac, tp, pp, self.seq_len, e, hours,
                     cost_usd(hours, n, gpu), overhead)
 
@@ -267,7 +293,7 @@ class Search:
         if e is None:
             self.misses[gpu.id] = Miss(f"{s} on {n} GPU(s) is not a valid configuration", f"{s} on {n} GPU(s): invalid")
             return []
-        need_gib, usable_gib, host_gib = e.memory_per_gpu_bytes / _GIB, e.usable_bytes / _GIB, e.cpu_memory_per_node_bytes / _GIB
+        need_gib, usable_gib, host_gib = e.memory_per_gpu_bytes / GIB, e.usable_bytes / GIB, e.cpu_memory_per_node_bytes / GIB
         if e.memory_per_gpu_bytes > e.usable_bytes:
             why = f"{memory_binding(e, gpu)} with {s} on {n} GPUs (micro-batch 1, checkpointing on)"
             short = f"GPU memory {need_gib:,.1f}/{usable_gib:,.1f} GiB usable"

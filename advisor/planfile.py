@@ -34,6 +34,10 @@ _ADDED_WITHIN_1 = {("estimate", "overhead_hours"): 0.0, ("estimate", "hbm_gib"):
 # The same for keys of each item of a list: (section, list, key) -> the value a version-1 file reads back with.
 _ITEM_FIELDS_ADDED_IN_2 = {("evaluation", "deploy_suite", "task"): None, ("evaluation", "deploy_suite", "metric"): None,
                            ("evaluation", "deploy_suite", "higher_is_better"): True}
+# Fields added to schema 2 after plans were written with it: hashed (in every version) only when they differ
+# from the value a file written before them reads back with, so those approvals stay valid. A new field with
+# a default goes here (and a test keeps tests/tui/data/snapshot_plan.yaml hashing to its own sha).
+_ADDED_WITHIN_2 = {("request", "network_gbit_per_s_per_node"): None}
 
 
 def _version_1_content(data: dict) -> dict:
@@ -45,12 +49,7 @@ def _version_1_content(data: dict) -> dict:
     for row in data.get("tiers") or []:
         for key in _TIER_FIELDS_ADDED_IN_2:
             row.pop(key, None)
-    for (*sections, key), old in _ADDED_WITHIN_1.items():
-        part = data
-        for section in sections:
-            part = part.get(section) if isinstance(part, dict) else None
-        if isinstance(part, dict) and key in part and part[key] == old:
-            del part[key]
+    _drop_at_default(data, _ADDED_WITHIN_1)
     for (section, listname, key), old in _ITEM_FIELDS_ADDED_IN_2.items():
         for item in (data.get(section) or {}).get(listname) or []:
             if isinstance(item, dict) and item.get(key, old) == old:
@@ -58,10 +57,21 @@ def _version_1_content(data: dict) -> dict:
     return data
 
 
+def _drop_at_default(data: dict, added: dict[tuple, object]) -> None:
+    """Remove each field of ``added`` (a path) whose value is the one a file from before it reads back with."""
+    for (*sections, key), old in added.items():
+        part = data
+        for section in sections:
+            part = part.get(section) if isinstance(part, dict) else None
+        if isinstance(part, dict) and key in part and part[key] == old:
+            del part[key]
+
+
 def canonical_json(plan: Plan) -> str:
     data = plan.model_dump(mode="json", exclude=_UNHASHED)
     if plan.schema_version == 1:
         data = _version_1_content(data)
+    _drop_at_default(data, _ADDED_WITHIN_2)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -84,6 +94,25 @@ def write_plan(plan: Plan, path: str | Path) -> Plan:
         plan = with_hash(plan)
     atomic_write_text(path, to_yaml(plan))
     return plan
+
+
+def write_plan_files(plan: Plan, path: str | Path) -> Plan:
+    """plan.yaml at ``path`` and its Markdown review beside it (``path`` with .md), each written atomically
+    (whole or untouched), the YAML first: the review is derived from it. Returns the plan as written.
+    `sftplan plan -o`, `sftplan approve` and the TUI's save and approve all write through here."""
+    from advisor.render import to_markdown  # render imports this module
+
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, give a file name such as plan.yaml")
+    plan = write_plan(plan, path)
+    atomic_write_text(review_path(path), to_markdown(plan))
+    return plan
+
+
+def review_path(path: str | Path) -> Path:
+    """Where the Markdown review of the plan file ``path`` goes."""
+    return Path(path).with_suffix(".md")
 
 
 def read_plan(path: str | Path) -> Plan:

@@ -26,9 +26,9 @@ from advisor.models import (
     OVER_MAX_SEQ_LEN_RULE, Closest, Finding, Hyperparameters, LoraAlternative, ModelSummary, Plan, PlanEstimate, PlanRequest, Recommended, TierRow,
 )
 from advisor.planfile import with_hash
-from advisor.plan_search import Cand, Miss, Search, rec_of
+from advisor.plan_search import Cand, EstimateCache, Miss, Search, rec_of  # noqa: F401 - EstimateCache: public here
+from advisor.units import GIB
 
-_GIB = 2**30
 
 
 def _round_small(x: float, decimals: int = 3, sig: int = 3) -> float:
@@ -41,7 +41,8 @@ def _round_small(x: float, decimals: int = 3, sig: int = 3) -> float:
     return round(x, max(decimals, sig - 1 - math.floor(math.log10(abs(x)))))
 
 
-def plan(request: PlanRequest, catalog) -> Plan:
+def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None) -> Plan:
+    """The hashed plan. ``cache``: estimates kept across plans by the caller (the TUI keeps one per session)."""
     req = request
     model = resolve_model(req.model)
     params, active = param_count(model), active_param_count(model)
@@ -60,14 +61,15 @@ def plan(request: PlanRequest, catalog) -> Plan:
     frontier = params >= rules.FRONTIER_PARAMS
     megatron = frontier and req.nvidia_stack
 
+    cache = cache if cache is not None else EstimateCache()
     full = Search(model, req, seq_len, tokens_total, gbs_target, trainable="full", megatron=megatron,
-                  epochs=epochs)
+                  epochs=epochs, shared=cache)
     by_tier = {g.id: full.tier(g) for g in tiers}
     rows = [_tier_row(g, by_tier[g.id], req, full.misses) for g in tiers]
     rec, closest, f_constraints = _choose(by_tier, req, owned, megatron)
 
     lora = Search(model, req, seq_len, tokens_total, gbs_target, trainable="lora", megatron=False,
-                  epochs=epochs)
+                  epochs=epochs, shared=cache)
     lora_by_tier = {g.id: lora.tier(g, quick=True) for g in tiers}
     lora_pick, _, _ = _choose(lora_by_tier, req, owned, False)
     lora_pick = lora_pick or _cheapest([c for cs in lora_by_tier.values() for c in cs])
@@ -84,25 +86,23 @@ def plan(request: PlanRequest, catalog) -> Plan:
         findings.append(nm)
     findings += f_constraints
     if not fits_any:
-        findings.append(Finding(rule_id="fit.nothing-fits", verdict="no configuration",
-                                why=f"full SFT of {model.name} fits no tier within {req.max_gpus} GPUs", source=rules.S_MEMORY))
+        findings.append(rules.rule_nothing_fits(model.name, req.max_gpus))
 
     hp, f_hp = _hyperparameters(req, params, epochs, f_epochs, max_seq_len, batch_tokens_per_seq, chosen, gbs_target)
     findings += f_hp
-    ckpt, f_ck = rules.rule_checkpointing(checkpoint_bytes(model, req.precision))
+    ckpt_strategy = chosen.strategy if chosen is not None else "fsdp"
+    ckpt, f_ck = rules.rule_checkpointing(checkpoint_bytes(model, req.precision, ckpt_strategy))
     evaluation, f_ev = rules.rule_evaluation(req)
     evaluation = _priced_deploy(evaluation, chosen, params, active)
     findings += [f_ck, *f_ev]
     lora_alt = _lora_alternative(lora_pick, rec or chosen)
     if lora_alt.full_sft_cost_ratio:
-        findings.append(Finding(rule_id="method.lora-price", verdict=f"full SFT costs {lora_alt.full_sft_cost_ratio:.1f}x LoRA",
-                                why=f"LoRA r16+DoRA ${lora_alt.cost_usd:,.2f} vs full SFT ${(rec or chosen).cost_usd:,.2f} "
-                                    "(same estimator: frozen bf16 weights, adapters trained)", source=rules.S_LORA_DEFAULT))
+        findings.append(rules.rule_lora_price(lora_alt.full_sft_cost_ratio, lora_alt.cost_usd, (rec or chosen).cost_usd))
     findings += rules.rule_data_check(req, chosen.hours if chosen else None, chosen.cost_usd if chosen else None,
                                       chosen.overhead_hours if chosen else 0.0)
     warnings += [f.why for f in findings if f.verdict in ("warning", rules.BLOCKS_APPROVAL)]
-    if chosen is not None and not req.packing and chosen.mb > 1 and req.dataset.avg_tokens < seq_len // 2:
-        warnings.append(f"no packing: micro-batches of {chosen.mb} are padded to the longest example; consider --packing")
+    if chosen is not None and not req.packing and chosen.micro_batch_size > 1 and req.dataset.avg_tokens < seq_len // 2:
+        warnings.append(f"no packing: micro-batches of {chosen.micro_batch_size} are padded to the longest example; consider --packing")
     if model.source == "generic-size":
         warnings.append(f"{model.name}: a generic Llama-shaped architecture, not a real model's config")
 
@@ -200,8 +200,7 @@ def _choose(by_tier: dict[str, list[Cand]], req: PlanRequest, owned: dict[str, i
             if within:  # owned GPUs are already paid for: use them for speed
                 return _fastest(within), None, [_owned_finding(_fastest(within), owned)]
         elif pool:
-            findings.append(Finding(rule_id="constraints.have", verdict="renting",
-                                    why=f"full SFT fits none of the owned GPUs ({_owned_str(owned)})", source=rules.S_MEMORY))
+            findings.append(rules.rule_renting(_owned_str(owned)))
     ok = [c for c in pool if _meets(c, req)]
     if ok:
         best = _cheapest(ok)
@@ -211,8 +210,7 @@ def _choose(by_tier: dict[str, list[Cand]], req: PlanRequest, owned: dict[str, i
     if not pool:
         return None, None, findings
     close = _closest_of(pool, req)
-    return None, close, findings + [Finding(rule_id="constraints.unmet", verdict="no recommendation", why=close.why,
-                                            source="the request (--budget-usd / --deadline-hours)")]
+    return None, close, findings + [rules.rule_unmet(close.why)]
 
 
 def _owned_str(owned: dict[str, int]) -> str:
@@ -220,12 +218,7 @@ def _owned_str(owned: dict[str, int]) -> str:
 
 
 def _owned_finding(c: Cand, owned: dict[str, int]) -> Finding:
-    have = owned.get(c.gpu.id, 0)
-    if c.num_gpus <= have:
-        why = f"uses {c.num_gpus} of the {have} owned {c.gpu.id} GPUs (already paid for: the fastest fit on them)"
-    else:
-        why = f"needs {c.num_gpus} {c.gpu.id} GPUs; {have} owned, rent {c.num_gpus - have} more"
-    return Finding(rule_id="constraints.have", verdict=f"{c.gpu.id} x{c.num_gpus}", why=why, source="the request (--have)")
+    return rules.rule_owned(c.gpu.id, c.num_gpus, owned.get(c.gpu.id, 0))
 
 
 def _shortfall(c: Cand, req: PlanRequest) -> tuple[float, float, float]:
@@ -259,7 +252,7 @@ def _closest_cand(by_tier, req, owned) -> Cand | None:
 
 
 def _breakdown_gib(e) -> dict[str, float]:
-    return {k: round(v / _GIB, 2) for k, v in e.memory.to_dict().items()}
+    return {k: round(v / GIB, 2) for k, v in e.memory.to_dict().items()}
 
 
 def _unmet(c: Cand, req: PlanRequest) -> str | None:
@@ -280,7 +273,7 @@ def _tier_row(gpu, cands: list[Cand], req: PlanRequest, misses: dict[str, Miss])
                        why_not=miss.why_not if miss else "does not fit", hbm_gib=gpu.hbm_gib,
                        memory_breakdown_gib=_breakdown_gib(miss.est) if miss and miss.est else None,
                        binding_constraint=miss.binding_constraint if miss else "does not fit")
-    return TierRow(gpu=gpu.id, fits=True, config=rec_of(best, req.precision), memory_per_gpu_gib=round(best.est.memory_per_gpu_bytes / _GIB, 2),
+    return TierRow(gpu=gpu.id, fits=True, config=rec_of(best, req.precision), memory_per_gpu_gib=round(best.est.memory_per_gpu_bytes / GIB, 2),
                    hours=round(best.hours, 3), cost_usd=round(best.cost_usd, 2), usd_per_gpu_hour=gpu.usd_per_gpu_hour,
                    meets_constraints=_meets(best, req), memory_breakdown_gib=_breakdown_gib(best.est), hbm_gib=gpu.hbm_gib,
                    binding_constraint=_unmet(best, req))
@@ -290,7 +283,7 @@ def _tier_row(gpu, cands: list[Cand], req: PlanRequest, misses: dict[str, Miss])
 def _steps(c: Cand | None, gbs: int, req: PlanRequest, seq_tokens: int) -> tuple[int, int]:
     """(global batch sequences, steps per epoch), at least 1 step."""
     if c is not None:
-        gbs = c.mb * c.ga * c.dp
+        gbs = c.micro_batch_size * c.grad_accum * c.dp
     if req.packing:
         seqs = math.ceil(req.dataset.examples * min(req.dataset.avg_tokens, seq_tokens) / max(1, seq_tokens))
     else:
@@ -307,7 +300,7 @@ def _hyperparameters(req, params, epochs, f_epochs, seq_len, seq_tokens, c: Cand
     wd, f_wd = rules.rule_weight_decay(req.dataset.examples)
     findings += [f_w, f_wd]
     if c is not None:
-        findings.append(rules.rule_batch(c.mb, c.ga, c.dp, seq_tokens, c.ac))
+        findings.append(rules.rule_batch(c.micro_batch_size, c.grad_accum, c.dp, seq_tokens, c.activation_checkpointing))
     lr_rule = "hparams.learning-rate-override" if req.learning_rate else "hparams.learning-rate"
     hp = Hyperparameters(
         learning_rate=lr, warmup_ratio=warmup, weight_decay=wd, epochs=epochs, max_seq_len=seq_len,
@@ -325,14 +318,14 @@ def _plan_estimate(c: Cand, tokens_total: int, epochs: int, gbs_target: int, req
     seq_tokens = c.seq_len if req.packing else min(req.dataset.avg_tokens, c.seq_len)
     _, spe = _steps(c, gbs_target, req, seq_tokens)
     return PlanEstimate(
-        memory_per_gpu_gib=round(e.memory_per_gpu_bytes / _GIB, 2),
+        memory_per_gpu_gib=round(e.memory_per_gpu_bytes / GIB, 2),
         memory_breakdown_gib=_breakdown_gib(e),
-        cpu_memory_per_node_gib=round(e.cpu_memory_per_node_bytes / _GIB, 2),
+        cpu_memory_per_node_gib=round(e.cpu_memory_per_node_bytes / GIB, 2),
         hours=_round_small(c.hours), cost_usd=round(c.cost_usd, 2), tokens_total=tokens_total,
         overhead_hours=round(c.overhead_hours, 3),
         tokens_per_s_per_gpu=round(e.tokens_per_s_per_gpu, 1), step_time_s=_round_small(e.step_time_s), mfu=round(e.mfu, 3),
         steps_per_epoch=spe, total_steps=spe * epochs,
-        hbm_gib=round(e.hbm_bytes / _GIB, 2), memory_spare_gib=round(e.headroom_bytes / _GIB, 2),
+        hbm_gib=round(e.hbm_bytes / GIB, 2), memory_spare_gib=round(e.headroom_bytes / GIB, 2),
     )
 
 
@@ -341,7 +334,7 @@ def _lora_alternative(lc: Cand | None, full: Cand | None) -> LoraAlternative:
         return LoraAlternative(note="LoRA fits no tier either")
     ratio = round(full.cost_usd / lc.cost_usd, 2) if full is not None and lc.cost_usd > 0 else None
     return LoraAlternative(
-        gpu=lc.gpu.id, num_gpus=lc.num_gpus, strategy=lc.strategy, memory_per_gpu_gib=round(lc.est.memory_per_gpu_bytes / _GIB, 2),
+        gpu=lc.gpu.id, num_gpus=lc.num_gpus, strategy=lc.strategy, memory_per_gpu_gib=round(lc.est.memory_per_gpu_bytes / GIB, 2),
         hours=round(lc.hours, 3), cost_usd=round(lc.cost_usd, 2), full_sft_cost_ratio=ratio,
         note="rank 16 with DoRA; estimated as LoRA r16 (DoRA's small extra compute not modelled)",
     )

@@ -13,28 +13,14 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from advisor.fmt import count as _params
+from advisor.fmt import hours as _hours
+from advisor.fmt import secs as _secs
+from advisor.fmt import usd as _usd
 from advisor.models import Plan, Recommended
 from advisor.planfile import compute_sha256
 
 _KEY_PREFIXES = ("method.", "parallel.", "constraints.", "fit.")
-
-
-def _usd(x: float | None) -> str:
-    return "-" if x is None else f"${x:,.2f}" if x < 100 else f"${x:,.0f}"
-
-
-def _hours(x: float | None) -> str:
-    if x is None:
-        return "-"
-    return f"{x * 60:.1f} min" if x < 1 else f"{x:,.1f} h"
-
-
-def _secs(x: float) -> str:
-    return f"{x:,.2f} s" if x >= 1 else f"{x:.3g} s"
-
-
-def _params(n: int) -> str:
-    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,}"
 
 
 def config_str(c: Recommended | None) -> str:

@@ -7,7 +7,9 @@ default or names the paper it takes the number from. Rules judge; they never val
 
 from __future__ import annotations
 
+from advisor.fmt import count as _n
 from advisor.models import Checkpointing, DeployCheck, DeploySettings, Evaluation, Finding, PlanRequest
+from advisor.units import GIB
 
 # --------------------------------------------------------------------------- the guide's sentences
 S_PARALLEL = (
@@ -59,15 +61,6 @@ GLOBAL_BATCH_TOKENS_TARGET = 256 * 1024  # ~0.25M tokens per optimizer step: com
 
 def _f(rule_id: str, verdict: str, why: str, source: str, overridden: bool = False) -> Finding:
     return Finding(rule_id=rule_id, verdict=verdict, why=why, source=source, overridden=overridden)
-
-
-def _n(x: float) -> str:
-    """Human count: 5,000 / 8.0B / 1.2M."""
-    if x >= 1e9:
-        return f"{x / 1e9:.1f}B"
-    if x >= 1e6:
-        return f"{x / 1e6:.1f}M"
-    return f"{int(x):,}"
 
 
 # --------------------------------------------------------------------------- method
@@ -175,6 +168,37 @@ def rule_no_megatron(params: int, nvidia_stack: bool) -> Finding | None:
               S_PARALLEL)
 
 
+# --------------------------------------------------------------------------- fit and constraints
+def rule_nothing_fits(model_name: str, max_gpus: int) -> Finding:
+    return _f("fit.nothing-fits", "no configuration", f"full SFT of {model_name} fits no tier within {max_gpus} GPUs",
+              S_MEMORY)
+
+
+def rule_renting(owned: str) -> Finding:
+    """Owned GPUs were given, but full SFT fits none of them: the plan rents."""
+    return _f("constraints.have", "renting", f"full SFT fits none of the owned GPUs ({owned})", S_MEMORY)
+
+
+def rule_owned(gpu_id: str, num_gpus: int, have: int) -> Finding:
+    """The chosen configuration on an owned tier: within the owned count, or renting the rest."""
+    if num_gpus <= have:
+        why = f"uses {num_gpus} of the {have} owned {gpu_id} GPUs (already paid for: the fastest fit on them)"
+    else:
+        why = f"needs {num_gpus} {gpu_id} GPUs; {have} owned, rent {num_gpus - have} more"
+    return _f("constraints.have", f"{gpu_id} x{num_gpus}", why, "the request (--have)")
+
+
+def rule_unmet(why: str) -> Finding:
+    """Nothing meets the budget and deadline: no recommendation; ``why`` names the closest and its miss."""
+    return _f("constraints.unmet", "no recommendation", why, "the request (--budget-usd / --deadline-hours)")
+
+
+def rule_lora_price(ratio: float, lora_cost_usd: float, full_cost_usd: float) -> Finding:
+    return _f("method.lora-price", f"full SFT costs {ratio:.1f}x LoRA",
+              f"LoRA r16+DoRA ${lora_cost_usd:,.2f} vs full SFT ${full_cost_usd:,.2f} "
+              "(same estimator: frozen bf16 weights, adapters trained)", S_LORA_DEFAULT)
+
+
 # --------------------------------------------------------------------------- hyperparameters
 def lora_learning_rate(params: int) -> float:
     """The LoRA rate assumed for the model size (QLoRA's table; extrapolated outside 7B-65B)."""
@@ -244,7 +268,7 @@ def rule_batch(micro: int, grad_accum: int, dp: int, seq_tokens: int, ac: bool) 
 
 # --------------------------------------------------------------------------- checkpoints and evaluation
 def rule_checkpointing(bytes_per_checkpoint: int) -> tuple[Checkpointing, Finding]:
-    gib = bytes_per_checkpoint / 2**30
+    gib = bytes_per_checkpoint / GIB
     ck = Checkpointing(keep_last=3, disk_gib_per_checkpoint=round(gib, 2), disk_gib=round(gib * 3, 2))
     why = f"checkpoint every epoch, keep the last 3: {gib:,.1f} GiB each (weights + optimizer), {gib * 3:,.1f} GiB of disk"
     return ck, _f("checkpoint.every-epoch", "every epoch, keep 3", why, S_CHECKPOINT)

@@ -82,7 +82,10 @@ def _bool(obj: Any, name: str) -> None:
 def _choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
     v = getattr(obj, name)
     if v not in choices or not isinstance(v, str):
-        raise SpecError(name, f"must be one of {', '.join(choices)}; got {v!r}")
+        from advisor.errors import did_you_mean
+
+        hint = did_you_mean(v, list(choices)) if isinstance(v, str) else ""
+        raise SpecError(name, f"must be one of {', '.join(choices)}; got {v!r}{hint}")
 
 
 def _str_list(obj: Any, name: str) -> None:

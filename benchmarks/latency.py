@@ -71,7 +71,7 @@ def plan_seconds(runs: int = 5) -> dict[str, tuple[list[float], list[float]]] | 
     of the data size (what a TUI keystroke costs: estimates are reused across plans)."""
     try:
         from advisor import planner
-        from advisor.plan_search import clear_shared_cache
+        from advisor.plan_search import EstimateCache
     except ImportError:
         return None
     from advisor.catalog import load_catalog
@@ -83,14 +83,14 @@ def plan_seconds(runs: int = 5) -> dict[str, tuple[list[float], list[float]]] | 
         req = PlanRequest.model_validate(data)
         cold, warm = [], []
         for i in range(runs):
-            clear_shared_cache()
+            session = EstimateCache()  # what the TUI keeps per session; a fresh one is a cold search
             t0 = time.perf_counter()
-            planner.plan(req, catalog)
+            planner.plan(req, catalog, session)
             cold.append(time.perf_counter() - t0)
             edited = req.model_copy(update={"dataset": req.dataset.model_copy(
                 update={"examples": req.dataset.examples + 1000 * (i + 1)})})
             t0 = time.perf_counter()
-            planner.plan(edited, catalog)
+            planner.plan(edited, catalog, session)
             warm.append(time.perf_counter() - t0)
         out[label] = (cold, warm)
     return out

@@ -21,10 +21,7 @@ from advisor.errors import UserError
 from advisor.models import DataFile, Plan
 from advisor.planfile import verify
 
-GIB = 2**30
-# Bytes per parameter of one checkpoint (see measured_checkpoint_bytes).
-CKPT_BYTES_PER_PARAM = 4 + 8
-CKPT_BYTES_PER_PARAM_ZERO = 2 + 4 + 8
+from advisor.units import GIB
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                 "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 
@@ -296,12 +293,9 @@ def _safetensors_params(path: Path) -> int:
     return total
 
 
-def measured_checkpoint_bytes(model_dir: Path, strategy: str) -> int | None:
-    """One checkpoint of the model in ``model_dir``, from its safetensors headers' parameter count.
-
-    Trainer keeps fp32 weights under mixed precision and saves them (4 bytes/param) beside Adam's two
-    fp32 moments (8); DeepSpeed saves bf16 weights (2) + fp32 master weights (4) + the moments (8).
-    """
+def measured_checkpoint_bytes(model_dir: Path, strategy: str, precision: str = "bf16-mixed") -> int | None:
+    """One checkpoint of the model in ``model_dir``: its safetensors headers' parameter count times the
+    bytes per parameter the executor writes (advisor.cost.checkpoint_bytes_per_param, the one formula)."""
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
         return None
@@ -309,7 +303,9 @@ def measured_checkpoint_bytes(model_dir: Path, strategy: str) -> int | None:
         params = sum(_safetensors_params(f) for f in files)
     except (OSError, ValueError, KeyError, struct.error):
         return None
-    return params * (CKPT_BYTES_PER_PARAM_ZERO if strategy.startswith("zero") else CKPT_BYTES_PER_PARAM)
+    from advisor.cost import checkpoint_bytes_per_param
+
+    return params * checkpoint_bytes_per_param(precision, strategy)
 
 
 def _dir_bytes(path: Path) -> int:
@@ -322,7 +318,8 @@ def check_disk(plan: Plan, run_dir: Path) -> list[str]:
     per_ckpt = int(ck.disk_gib_per_checkpoint * GIB)
     source = "plan"
     model_dir = _model_dir(plan)
-    measured = measured_checkpoint_bytes(model_dir, plan.recommended.strategy) if model_dir else None
+    measured = (measured_checkpoint_bytes(model_dir, plan.recommended.strategy, plan.recommended.precision)
+                if model_dir else None)
     if measured is not None and measured > per_ckpt:
         per_ckpt, source = measured, f"measured from {model_dir}'s parameter count"
     existing = sum(_dir_bytes(p) for p in run_dir.glob("checkpoint-*")) if run_dir.is_dir() else 0

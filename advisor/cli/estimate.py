@@ -6,7 +6,7 @@ import argparse
 import json
 
 from advisor.errors import UserError
-from advisor.specs import PRECISIONS, STRATEGIES, TrainConfig
+from advisor.specs import STRATEGIES, TrainConfig
 
 
 def register(subparsers) -> None:
@@ -37,54 +37,35 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _positive(args: argparse.Namespace, *names: str) -> None:
-    for name in names:
-        value = getattr(args, name)
-        if value <= 0:
-            raise UserError(f"--{name.replace('_', '-')}: must be a positive integer, got {value}")
-
-
 def build(args: argparse.Namespace):
-    """Validate the flags and return (model, gpu, config) or raise a one-line UserError."""
+    """(model, gpu, config) from the flags. TrainConfig's own validation checks the numbers and their
+    combinations (a SpecError names its field; advisor/cli/fields.py maps it to the flag); only what
+    needs the catalog or the model is checked here."""
     from advisor.architecture import resolve_model
     from advisor.catalog import load_catalog
-    from advisor.errors import did_you_mean
 
-    _positive(args, "num_gpus", "seq_len", "micro_batch", "grad_accum", "tp", "pp", "loss_chunks")
-    strategy = args.strategy or ("single" if args.num_gpus == 1 and args.tp * args.pp == 1 else
-                                 "megatron" if args.tp * args.pp > 1 else "fsdp")
-    if strategy not in STRATEGIES:
-        raise UserError(f"--strategy: unknown '{strategy}'{did_you_mean(strategy, list(STRATEGIES))}; valid: {', '.join(STRATEGIES)}")
-    if not 0 <= args.memory_headroom <= 0.5:
-        raise UserError(f"--memory-headroom: must be between 0 and 0.5, got {args.memory_headroom:g}")
-    if args.precision not in PRECISIONS:
-        raise UserError(f"--precision: unknown '{args.precision}'; valid: {', '.join(PRECISIONS)}")
-    if args.num_gpus % (args.tp * args.pp):
-        raise UserError(f"--num-gpus: {args.num_gpus} is not a multiple of tp x pp = {args.tp * args.pp}")
-    if (args.tp > 1 or args.pp > 1) and strategy != "megatron":
-        raise UserError("--tp/--pp: tensor or pipeline parallelism needs --strategy megatron")
-    if strategy == "single" and args.num_gpus != 1:
-        raise UserError(f"--strategy: 'single' runs on 1 GPU, --num-gpus is {args.num_gpus}")
-    catalog = load_catalog()
-    gpu = catalog.gpu(args.gpu)
-    if args.network_gbps is not None:
-        if args.network_gbps <= 0:
-            raise UserError(f"--network-gbps: must be > 0, got {args.network_gbps:g}")
-        from advisor.throughput import with_network
-
-        gpu = with_network(gpu, args.network_gbps)
-    model = resolve_model(args.model)
-    if args.seq_len > model.max_context:
-        raise UserError(f"--seq-len: {args.seq_len} exceeds {model.name}'s context of {model.max_context} tokens")
-    limit = gpu.gpus_per_node * gpu.max_nodes
-    if args.num_gpus > limit:
-        raise UserError(f"--num-gpus: {gpu.id} scales to {limit} GPUs in this catalog, got {args.num_gpus}")
+    parallel = args.tp * args.pp if args.tp > 0 and args.pp > 0 else 1
+    strategy = args.strategy or ("single" if args.num_gpus == 1 and parallel == 1 else
+                                 "megatron" if parallel > 1 else "fsdp")
     cfg = TrainConfig(
         num_gpus=args.num_gpus, strategy=strategy, precision=args.precision, seq_len=args.seq_len,
         micro_batch_size=args.micro_batch, grad_accum=args.grad_accum,
         activation_checkpointing=args.activation_checkpointing, tp=args.tp, pp=args.pp, loss_chunks=args.loss_chunks,
         memory_headroom=args.memory_headroom,
     )
+    gpu = load_catalog().gpu(args.gpu)
+    if args.network_gbps is not None:
+        if not args.network_gbps > 0:
+            raise UserError(f"must be > 0, got {args.network_gbps:g}", field="network_gbps")
+        from advisor.throughput import with_network
+
+        gpu = with_network(gpu, args.network_gbps)
+    model = resolve_model(args.model)
+    if cfg.seq_len > model.max_context:
+        raise UserError(f"{cfg.seq_len} exceeds {model.name}'s context of {model.max_context} tokens", field="seq_len")
+    limit = gpu.gpus_per_node * gpu.max_nodes
+    if cfg.num_gpus > limit:
+        raise UserError(f"{gpu.id} scales to {limit} GPUs in this catalog, got {cfg.num_gpus}", field="num_gpus")
     return model, gpu, cfg
 
 

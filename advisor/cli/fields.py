@@ -8,9 +8,7 @@ raise and checks this table (and the TUI's) covers it.
 
 from __future__ import annotations
 
-import re
-
-from advisor.errors import UserError
+from advisor.errors import UserError, covers, lookup, without_indexes  # noqa: F401 - covers: for tests
 
 PLAN_FLAGS: dict[str, str | None] = {
     "model": "--model",
@@ -60,6 +58,7 @@ ESTIMATE_FLAGS = {
     "pp": "--pp",
     "loss_chunks": "--loss-chunks",
     "memory_headroom": "--memory-headroom",
+    "network_gbps": "--network-gbps",
 }
 
 FLAGS = {
@@ -68,29 +67,6 @@ FLAGS = {
     "tui": PLAN_FLAGS,
     "approve": {"approval.by": "--by"},
 }
-
-_INDEX = re.compile(r"\[\d+\]")
-
-
-def _key(field: str, table: dict[str, str | None]) -> str | None:
-    """The table key that answers for ``field``: indexes dropped, then ever shorter prefixes."""
-    key = _INDEX.sub("", field)
-    while key:
-        if key in table:
-            return key
-        key = key.rpartition(".")[0]
-    return None
-
-
-def covers(field: str, table: dict[str, str | None]) -> bool:
-    return _key(field, table) is not None
-
-
-def lookup(field: str, table: dict[str, str | None]) -> str | None:
-    """The table's entry for ``field`` (None when it has none, or says the field has no flag/widget)."""
-    key = _key(field, table)
-    return None if key is None else table[key]
-
 
 def flag_of(field: str, command: str | None) -> str | None:
     return lookup(field, FLAGS.get(command or "", {}))
@@ -102,7 +78,7 @@ def message(exc: UserError, command: str | None, request_file: str | None = None
     and the field instead; an error without a field is printed as it is."""
     if exc.field is None or exc.names_file:
         return str(exc)
-    top = _INDEX.sub("", exc.field).split(".")[0]
+    top = without_indexes(exc.field).split(".")[0]
     if request_file and top not in flag_fields:
         return f"{request_file}: {exc.field}: {exc.message}"
     flag = flag_of(exc.field, command)

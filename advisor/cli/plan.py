@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from advisor.errors import UserError
 
@@ -57,20 +56,15 @@ def _print(text: str) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from advisor.catalog import load_catalog
-    from advisor.planfile import write_plan
-    from advisor.planner import plan
-    from advisor.render import renderables, to_markdown
     from advisor.cli.request import build_request
-    from advisor.yamlio import atomic_write_text
+    from advisor.planfile import review_path, write_plan_files
+    from advisor.planner import plan
+    from advisor.render import renderables
 
     request = build_request(args)
     result = plan(request, load_catalog())
     if args.output:
-        out = Path(args.output)
-        if out.is_dir():
-            raise UserError(f"-o {out}: is a directory, give a file name such as plan.yaml")
-        result = write_plan(result, out)
-        atomic_write_text(out.with_suffix(".md"), to_markdown(result))
+        result = write_plan_files(result, args.output)
     if args.json:
         _print(json.dumps(result.model_dump(mode="json"), indent=2))
         return 0
@@ -79,7 +73,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     console = Console()
     console.print(renderables(result))
     if args.output:
-        console.print(f"wrote {args.output} and {Path(args.output).with_suffix('.md')}")
+        console.print(f"wrote {args.output} and {review_path(args.output)}")
     return 0
 
 
@@ -148,10 +142,10 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from advisor.planfile import approve, read_plan, write_plan
+    from advisor.planfile import approve, read_plan, write_plan_files
 
     p = approve(read_plan(args.plan), args.by)
-    write_plan(p, args.plan)
+    write_plan_files(p, args.plan)  # the review's approval line too
     _print(f"approved {args.plan} by {p.approval.by} at {p.approval.at} (plan_sha256 {p.plan_sha256[:12]})")
     return 0
 

@@ -27,9 +27,9 @@ from textual.widgets import Checkbox, Collapsible, DataTable, Footer, Header, In
 from advisor.architecture import preset_names
 from advisor.errors import UserError
 from advisor.models import Plan, PlanRequest
-from advisor.planfile import approve, diff, read_plan, verify, write_plan
-from advisor.yamlio import atomic_write_text
+from advisor.planfile import approve, diff, read_plan, review_path, verify, write_plan_files
 from advisor.tui.messages import PlanFailed, PlanReady
+from advisor.planner import EstimateCache
 from advisor.tui.planning import FieldErrors, make_plan
 from advisor.tui.runfolder import is_run_dir
 from advisor.tui.screens.dialogs import ConfirmScreen, PromptScreen, TextScreen, diff_text, help_text
@@ -42,19 +42,9 @@ from advisor.tui.widgets.plan_view import PlanView
 RUN_FLAGS = ("--allow-mismatch", "--dry-run")  # what the run prompt passes on to `sftplan run`
 
 
-def write_review(plan: Plan, path: Path) -> Path:
-    """plan.yaml's Markdown review beside it (advisor.render.to_markdown)."""
-    from advisor.render import to_markdown
-
-    md = path.with_suffix(".md")
-    atomic_write_text(md, to_markdown(plan))
-    return md
-
-
 def save_plan_files(plan: Plan, path: Path) -> tuple[Plan, Path]:
-    """plan.yaml and its plan.md review. (One place: the core's planfile is getting one function for both.)"""
-    saved = write_plan(plan, path)
-    return saved, write_review(saved, path)
+    """plan.yaml and its plan.md review, through the core's one writer (advisor.planfile.write_plan_files)."""
+    return write_plan_files(plan, path), review_path(path)
 
 
 def approval_at_risk(path: Path, plan: Plan) -> str:
@@ -162,6 +152,7 @@ class SftplanApp(App[None]):
         self.processes: list[subprocess.Popen] = []
         self._filling = False
         self._gc_frozen = False
+        self.estimates = EstimateCache()  # this session's estimates: a keystroke re-plans from them
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -208,7 +199,7 @@ class SftplanApp(App[None]):
     def _plan_worker(self, data: dict, generation: int) -> None:
         started = time.perf_counter()
         try:
-            result = make_plan(data)
+            result = make_plan(data, self.estimates)
         except FieldErrors as exc:
             self.post_message(PlanFailed(exc.errors, generation))
             return

@@ -12,9 +12,9 @@ from functools import lru_cache
 from typing import Any
 
 from advisor.catalog import load_catalog
-from advisor.cli.fields import lookup
-from advisor.errors import UserError
+from advisor.errors import UserError, lookup
 from advisor.models import DatasetSpec, Plan, PlanRequest
+from advisor.planner import EstimateCache
 from advisor.planner import plan as run_planner
 from advisor.request import measure_dataset, validate_request
 
@@ -98,10 +98,11 @@ def build_request(data: dict[str, Any]) -> PlanRequest:
         raise _field_errors(exc) from None
 
 
-def make_plan(data: dict[str, Any]) -> Plan:
-    """The plan for the inputs, or FieldErrors naming each bad field ('' = not tied to one widget)."""
+def make_plan(data: dict[str, Any], estimates: EstimateCache | None = None) -> Plan:
+    """The plan for the inputs, or FieldErrors naming each bad field ('' = not tied to one widget).
+    ``estimates``: the session's estimate cache (the app owns it)."""
     request = build_request(data)
     try:
-        return run_planner(request, load_catalog())
+        return run_planner(request, load_catalog(), estimates)
     except UserError as exc:
         raise _field_errors(exc) from None

@@ -142,9 +142,10 @@ def _version_1_file(tmp_path, by: str = "Ada"):
     import hashlib
     import json
 
-    from advisor.planfile import _version_1_content
+    from advisor.planfile import _ADDED_WITHIN_2, _drop_at_default, _version_1_content
 
     content = _version_1_content(hand_plan().model_dump(mode="json", exclude={"plan_sha256", "approval"}))
+    _drop_at_default(content, _ADDED_WITHIN_2)
     content["schema_version"] = 1
     assert "binding_constraint" not in content["tiers"][0] and "memory_headroom" not in content["request"]
     h = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

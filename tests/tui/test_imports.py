@@ -11,8 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 TUI = ROOT / "advisor" / "tui"
 PUBLIC = {"advisor.models", "advisor.planner", "advisor.planfile", "advisor.catalog", "advisor.architecture",
-          "advisor.render", "advisor.request", "advisor.errors",
-          "advisor.yamlio", "advisor.cli.fields"}  # the field-name lookup planning.py shares with the CLI (no argparse in it)
+          "advisor.render", "advisor.request", "advisor.errors", "advisor.fmt", "advisor.yamlio"}
 HEAVY = ("torch", "transformers", "deepspeed", "executor")
 
 

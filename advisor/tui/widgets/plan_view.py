@@ -14,17 +14,10 @@ from textual.reactive import reactive
 from textual.widgets import Collapsible, DataTable, Static
 
 from advisor.catalog import load_catalog
+from advisor.fmt import hours as _hours
+from advisor.fmt import usd as _usd
 from advisor.models import Plan, Recommended, TierRow
 from advisor.render import approval_line, config_str, decision_line
-
-
-def _usd(x: float | None) -> str:
-    return "-" if x is None else f"${x:,.2f}" if x < 100 else f"${x:,.0f}"
-
-
-def _hours(x: float | None) -> str:
-    return "-" if x is None else f"{x * 60:.0f} min" if x < 1 else f"{x:,.1f} h"
-
 
 _KEY_PREFIXES = ("method.", "parallel.", "constraints.", "fit.")
 MEMORY_COLORS = {"weights": "blue", "gradients": "magenta", "optimizer": "yellow", "activations": "green",
