@@ -41,6 +41,7 @@ PLAN_FLAGS: dict[str, str | None] = {
     "gate_tolerance": "--gate-tolerance",
     "min_golden_score": "--min-golden-score",
     "deploy_tasks": "--deploy-task", "deploy_include_path": "--deploy-include-path", "deploy_limit": "--deploy-limit",
+    "network_gbit_per_s_per_node": None,
 }
 
 # `sftplan estimate`: TrainConfig's fields and the two it resolves

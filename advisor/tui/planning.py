@@ -48,7 +48,7 @@ WIDGET_OF_FIELD: dict[str, str | None] = {
     "memory_headroom": "",
     "gate_tolerance": "",
     "min_golden_score": "",
-    "deploy_tasks": "", "deploy_include_path": "", "deploy_limit": "",
+    "deploy_tasks": "", "deploy_include_path": "", "deploy_limit": "", "network_gbit_per_s_per_node": "",
 }
 
 
