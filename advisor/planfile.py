@@ -29,15 +29,14 @@ _ADDED_WITHIN_1 = {("estimate", "overhead_hours"): 0.0, ("estimate", "hbm_gib"):
                    ("request", "deploy_include_path"): None, ("request", "deploy_limit"): None,
                    ("evaluation", "deploy"): None, ("evaluation", "deploy_hours"): None,
                    ("evaluation", "deploy_cost_usd"): None,
-                   ("request", "dataset", "over_max_seq_len"): "truncate-response", ("request", "dataset", "long_rows"): None,
-                   ("request", "data_check"): None}
+                   ("request", "dataset", "over_max_seq_len"): "truncate-response", ("request", "dataset", "long_rows"): None}
 # The same for keys of each item of a list: (section, list, key) -> the value a version-1 file reads back with.
 _ITEM_FIELDS_ADDED_IN_2 = {("evaluation", "deploy_suite", "task"): None, ("evaluation", "deploy_suite", "metric"): None,
                            ("evaluation", "deploy_suite", "higher_is_better"): True}
 # Fields added to schema 2 after plans were written with it: hashed (in every version) only when they differ
 # from the value a file written before them reads back with, so those approvals stay valid. A new field with
 # a default goes here (and a test keeps tests/tui/data/snapshot_plan.yaml hashing to its own sha).
-_ADDED_WITHIN_2 = {("request", "network_gbit_per_s_per_node"): None}
+_ADDED_WITHIN_2 = {("request", "network_gbit_per_s_per_node"): None, ("request", "data_check"): None}
 
 
 def _version_1_content(data: dict) -> dict:
