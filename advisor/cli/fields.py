@@ -42,6 +42,7 @@ PLAN_FLAGS: dict[str, str | None] = {
     "min_golden_score": "--min-golden-score",
     "deploy_tasks": "--deploy-task", "deploy_include_path": "--deploy-include-path", "deploy_limit": "--deploy-limit",
     "network_gbit_per_s_per_node": None,
+    "data_check": "--dataset",  # measured by plan --dataset (--pii, --no-data-check steer it)
 }
 
 # `sftplan estimate`: TrainConfig's fields and the two it resolves

@@ -49,6 +49,7 @@ WIDGET_OF_FIELD: dict[str, str | None] = {
     "gate_tolerance": "",
     "min_golden_score": "",
     "deploy_tasks": "", "deploy_include_path": "", "deploy_limit": "", "network_gbit_per_s_per_node": "",
+    "data_check": "dataset_file",
 }
 
 
