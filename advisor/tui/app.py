@@ -22,7 +22,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Checkbox, Collapsible, DataTable, Footer, Header, Input, Select, Static
+from textual.widgets import Checkbox, Collapsible, DataTable, Header, Input, Select, Static
 
 from advisor.architecture import preset_names
 from advisor.errors import UserError
@@ -36,6 +36,7 @@ from advisor.tui.screens.dialogs import ConfirmScreen, PromptScreen, TextScreen,
 from advisor.tui.screens.presets import PresetScreen
 from advisor.tui.screens.run import RunScreen
 from advisor.tui.widgets.inputs import DEFAULT_REQUEST, TEXT_FIELDS, InputsPanel, short_error
+from advisor.tui.widgets.footer import FocusFooter
 from advisor.tui.widgets.plan_view import PlanView
 
 
@@ -160,7 +161,7 @@ class SftplanApp(App[None]):
             yield InputsPanel(preset_names(), id="inputs")
             yield PlanView(id="plan")
         yield Static("", id="status")
-        yield Footer(compact=True)
+        yield FocusFooter(compact=True)
 
     def on_mount(self) -> None:
         self.watch(self.screen, "focused", self._focus_moved, init=False)
@@ -298,6 +299,22 @@ class SftplanApp(App[None]):
                    DataTable: "Up/Down: a tier's detail, ^B/^T sort"}
     FIELD_HINTS = {"model": "a preset, 8B or config.json; ^L lists presets", "have": "GPU:COUNT, ...",
                    "budget_usd": "USD: 5000, 5k, $5,000", "dataset_file": "a JSONL file: measured"}
+
+    def focus_place(self) -> str:
+        """Where the focus is, in a word or two, for the footer ('' in a dialog or the run view)."""
+        if len(self.screen_stack) != 1 or self.focused is None:
+            return ""
+        w = self.focused
+        if w.id in TEXT_FIELDS:
+            return TEXT_FIELDS[w.id][0]
+        if w.id and w.id.startswith("goal-"):
+            return f"goal {w.id[5:]}"
+        names = {"tiers": "tier table", "base": "base", "method": "method", "nvidia_stack": "NVIDIA"}
+        if w.id in names:
+            return names[w.id]
+        if type(w).__name__ == "CollapsibleTitle":
+            return "rule sources"
+        return w.id or type(w).__name__
 
     def _focus_hint(self) -> str:
         """Where the focus is and what the keys do there (the footer lists the keys themselves)."""

@@ -114,6 +114,13 @@ async def test_footer_shows_ctrl_keys_and_status_says_where_focus_is():
         for key in ("^s", "^q", "^y"):
             assert key in footer, footer
         assert "in model" in str(app.status.render())
+        def place() -> str:
+            labels = app.screen.query(".focus-place")
+            return str(labels.first().render()).strip() if labels else ""
+
+        await wait_for(pilot, lambda: place() == "model")
         app.plan_view.tiers.focus()
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: place() == "tier table")
         assert "tier" in str(app.status.render())
+        await pilot.press("tab")
+        await wait_for(pilot, lambda: place() == "rule sources")

@@ -12,7 +12,7 @@ from tuihelp import answer_prompt, wait_for, wait_for_plan
 
 from advisor.catalog import load_catalog
 from advisor.models import DatasetSpec, PlanRequest
-from advisor.planfile import approve, write_plan
+from advisor.planfile import approve, with_hash, write_plan
 from advisor.planner import plan
 from advisor.tui.app import SftplanApp
 from advisor.tui.cli import app_kwargs
@@ -27,7 +27,8 @@ def _plan():
 
 def make_run_dir(path, status="finished", epochs_done=2, plan=None):
     path.mkdir()
-    p = write_plan(approve(plan or _plan(), "Cy"), path / "plan.yaml")
+    # with_hash: a stored plan from before the request gained a field hashes differently today
+    p = write_plan(approve(with_hash(plan or _plan()), "Cy"), path / "plan.yaml")
     steps = p.estimate.steps_per_epoch
     (path / "run.json").write_text(json.dumps({"plan_sha256": p.plan_sha256, "status": status, "pid": 4242,
                                                "started_at": "2026-11-28T20:00:00Z", "launch": ["x"]}))
