@@ -184,3 +184,14 @@ def test_spacy_model_named_is_used(tmp_path):
     r = check(train, spacy_model=str(tmp_path / "pipe"))
     assert {"PERSON", "LOCATION"} <= set(r.settings["pii"]) and not any("spaCy" in n for n in r.notes)
     assert [h.kind for h in r.pii] == ["EMAIL_ADDRESS"]  # the blank pipeline knows no names; the patterns still run
+
+
+def test_cli_dedup_exact_only_and_near(planted, tmp_path):
+    train = planted[0]
+    out = _cli("dedup", str(train), "-o", str(tmp_path / "exact.jsonl"), "--exact-only")
+    assert out.returncode == 0, out.stderr
+    assert "removed 2" in out.stdout and len((tmp_path / "exact.jsonl").read_text(encoding="utf-8").splitlines()) == 38
+    out = _cli("dedup", str(train), "-o", str(tmp_path / "all.jsonl"))
+    assert out.returncode == 0 and "removed 3" in out.stdout, out.stderr
+    bad = _cli("dedup", str(train), "-o", str(train))
+    assert bad.returncode == 2 and "is the input file" in bad.stderr
