@@ -113,21 +113,21 @@ class DataCheck(_Model):
     plan was made: counts and the first file:line of each kind. Hashed with the plan."""
 
     skipped: bool = Field(default=False, description="the check was skipped (--no-data-check): nothing below was looked at")
-    rows: int = Field(default=0, ge=0)
+    rows: Int = Field(default=0, ge=0, description="rows checked")
     exact_duplicate_rows: int = Field(default=0, ge=0, description="rows beyond the first of each exact-duplicate group")
     near_duplicate_rows: int = Field(default=0, ge=0, description="rows beyond the first of each near-duplicate group")
     duplicate_first: list[str] = Field(default_factory=list, description="file:line of the first few duplicate rows")
-    pii_hits: int = Field(default=0, ge=0)
-    pii_kinds: list[str] = Field(default_factory=list)
+    pii_hits: Int = Field(default=0, ge=0, description="rows with personal data found")
+    pii_kinds: list[str] = Field(default_factory=list, description="kinds of personal data found (phone, email, ...)")
     pii_first: list[str] = Field(default_factory=list, description="file:line (kind in field) of the first few")
     pii_decision: PiiDecision | None = Field(default=None, description="--pii: redact (plan on a redacted copy) or accept")
     redacted_from: DataFile | None = Field(default=None, description="the original file when --pii redact wrote the copy planned on")
     leakage: int = Field(default=0, ge=0, description="golden rows whose prompt (+ answer) is in the training data")
-    leakage_first: list[str] = Field(default_factory=list)
-    too_long: int = Field(default=0, ge=0)
-    empty_answers: int = Field(default=0, ge=0)
+    leakage_first: list[str] = Field(default_factory=list, description="file:line of the first few leaked golden rows")
+    too_long: Int = Field(default=0, ge=0, description="rows longer than max_seq_len")
+    empty_answers: Int = Field(default=0, ge=0, description="rows whose answer is empty")
     settings: str = Field(default="", description="threshold, shingle size, token counting")
-    notes: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="what the check could not do, and why")
 
 
 class OwnedHardware(_Model):

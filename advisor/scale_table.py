@@ -1,6 +1,6 @@
 """The guide's by-scale table, built from the planner (not written by hand). Pure: data and text, no printing.
 
-The guide (../shared/SOURCES.md, "by-scale table": under 1k examples to over 1M, indicative cost,
+The guide (docs/SOURCES.md, "by-scale table": under 1k examples to over 1M, indicative cost,
 recommended method, hardware tier) gives one table; here each cell is ``advisor.planner.plan`` run on a
 request for that row's example count and that column's model, with the assumptions stated above it:
 tokens per example, epochs (the rules' choice unless given), goals, max_seq_len.

@@ -2,7 +2,7 @@
 
 Applied by train.py ONLY when no accelerator is present and the job has more than one process; the
 GPU path never goes through this module. Both shims were checked on accelerate 1.15 /
-transformers 5.24 / deepspeed 0.19 (../shared/ENVIRONMENT.md, "Distributed on CPU"); each one
+transformers 5.24 / deepspeed 0.19 (tests/executor/test_distributed.py runs them); each one
 wraps an accelerate method and falls through to the original for everything it does not handle.
 """
 

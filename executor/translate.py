@@ -24,7 +24,7 @@ DEEPSPEED_STRATEGIES = ("zero2", "zero3", "zero3-offload", "zero3-offload-all")
 SUPPORTED = ("single", "ddp", "fsdp") + DEEPSPEED_STRATEGIES
 # ZeRO-3 keeps parameters smaller than this whole on every rank. DeepSpeed's default ("auto" =
 # 10 x hidden) is right for real models; below this size the whole model would stay unpartitioned
-# (../shared/ENVIRONMENT.md), so small models are partitioned down to every tensor.
+# (seen on CPU with deepspeed 0.19; tests/executor/test_distributed.py shards the tiny model), so small models are partitioned down to every tensor.
 SMALL_MODEL_PARAMS = 50_000_000
 
 

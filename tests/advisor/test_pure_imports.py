@@ -65,3 +65,11 @@ def test_estimate_json_imports_neither_pydantic_nor_rich():
         "assert rc == 0, rc\n"
     )
     assert _loaded_after(code, ("pydantic", "rich", "torch", "textual")) == []
+
+
+def test_core_modules_import_no_argparse():
+    """The core (advisor/*.py, the faces' subpackages aside) never parses a command line."""
+    core = [f"advisor.{p.stem}" for p in sorted((REPO / "advisor").glob("*.py")) if p.stem not in ("__init__", "__main__")]
+    assert "advisor.planner" in core and "advisor.specs" in core
+    code = f"import importlib\nfor n in {core!r}: importlib.import_module(n)\n"
+    assert _loaded_after(code, ("argparse", *HEAVY)) == []

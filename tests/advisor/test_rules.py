@@ -7,7 +7,7 @@ import pytest
 from advisor import rules
 from advisor.models import DataFile, DatasetSpec, PlanRequest
 
-GUIDE = Path(__file__).resolve().parents[1] / "reference" / "SOURCES.md"  # a copy of ../shared/SOURCES.md
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "SOURCES.md"  # the guide, kept in the repo
 
 
 def req(examples=50_000, **kw) -> PlanRequest:
