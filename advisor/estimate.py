@@ -9,13 +9,19 @@ from advisor.throughput import model_flops_per_token, step_time
 from advisor.units import GIB, TFLOP
 
 
-def estimate(model: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> Estimate:
-    """Pure and fast (well under 1 ms): everything the planner and `sftplan estimate` show."""
+def estimate(model: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, calibration=None) -> Estimate:
+    """Pure and fast (well under 1 ms): everything the planner and `sftplan estimate` show.
+
+    ``calibration`` (advisor.calibration.Applied, the factors of this configuration's class fitted from
+    finished runs) scales tokens/s and the memory need; the raw figures stay in ``raw_*`` and the fit is
+    judged on the calibrated need."""
     notes: list[str] = []
     if cfg.seq_len > model.max_context:
         notes.append(f"seq_len {cfg.seq_len} exceeds the model's context {model.max_context}")
     mem = memory_breakdown(model, gpu, cfg)
-    need = mem.total
+    raw_need = need = mem.total
+    if calibration is not None and calibration.memory_factor is not None:
+        need = int(raw_need * calibration.memory_factor)
     hbm = int(gpu.hbm_gib * GIB)
     usable = int(hbm * (1.0 - cfg.memory_headroom))  # the safety margin: fragmentation, spikes, estimate error
     cpu_need = cpu_bytes_per_node(model, gpu, cfg)
@@ -32,7 +38,11 @@ def estimate(model: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> Estimate:
         notes.append(f"Megatron-LM does not run on {gpu.id}")
 
     st = step_time(model, gpu, cfg)
-    tokens_per_s_per_gpu = st.tokens_per_step / st.step_s / cfg.num_gpus
+    raw_tokens_per_s = tokens_per_s_per_gpu = st.tokens_per_step / st.step_s / cfg.num_gpus
+    step_s = st.step_s
+    if calibration is not None and calibration.throughput_factor is not None:
+        tokens_per_s_per_gpu = raw_tokens_per_s * calibration.throughput_factor
+        step_s = st.step_s / calibration.throughput_factor
     flops = model_flops_per_token(model, cfg)
     mfu = flops * tokens_per_s_per_gpu / (gpu.peak_bf16_dense_tflops * TFLOP)
     runnable = not notes or all(n.startswith("offload needs") for n in notes)
@@ -45,6 +55,8 @@ def estimate(model: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> Estimate:
         usable_bytes=usable, tight=usable < need <= hbm,
         cpu_memory_per_node_bytes=cpu_need, cpu_fits=cpu_fits,
         flops_per_token=flops, tokens_per_s_per_gpu=tokens_per_s_per_gpu, mfu=mfu,
-        step_time_s=st.step_s, compute_time_s=st.compute_s, comm_time_s=st.comm_s, offload_time_s=st.offload_s,
+        step_time_s=step_s, compute_time_s=st.compute_s, comm_time_s=st.comm_s, offload_time_s=st.offload_s,
         bottleneck=st.bottleneck, notes=notes,
+        raw_memory_per_gpu_bytes=raw_need, raw_tokens_per_s_per_gpu=raw_tokens_per_s,
+        calibration=calibration.note if calibration is not None else "",
     )

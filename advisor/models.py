@@ -355,6 +355,16 @@ class Approval(_Model):
                                   "(absent in schema-1 files)")
 
 
+class CalibrationUsed(_Model):
+    """The calibration file a plan was made with (`sftplan calibrate`) and what it changed."""
+
+    path: str = Field(description="the calibration file as given")
+    sha256: str = Field(description="its content hash (part of the approved content)")
+    applied: list[str] = Field(default_factory=list, description="the factors used, with their class and runs")
+    foreign_versions: list[str] = Field(default_factory=list,
+                                        description="software versions of its runs that differ from this install")
+
+
 class Plan(_Model):
     """plan.yaml: the request, the decision, the configuration and everything the run needs."""
 
@@ -373,5 +383,6 @@ class Plan(_Model):
     lora_alternative: LoraAlternative = Field(description="LoRA's cheapest configuration")
     warnings: list[str] = Field(default_factory=list, description="what a reviewer should read twice")
     catalog_sha256: str = Field(default="", description="sha256 of the hardware catalog used")
+    calibration: CalibrationUsed | None = Field(default=None, description="correction factors from finished runs, if given")
     plan_sha256: str = Field(default="", description="sha256 of the content (everything but itself and approval)")
     approval: Approval | None = Field(default=None, description="the approval stamp, once approved")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from advisor.architecture import arch_key
+from advisor.architecture import arch_key, param_count
 from advisor.cost import cost_usd, overhead_hours
 from advisor.errors import UserError
 from advisor.estimate import estimate
@@ -138,6 +138,17 @@ class Search:
         self._overhead: dict[tuple[int, str], float] = {}  # (nodes, strategy) -> hours
         self.arch = (model.name, *arch_key(model), model.max_context)
 
+    calibration = None  # advisor.calibration.Calibration: factors fitted from finished runs, or None
+
+    def factors(self, gpu: GpuSpec, strategy: str):
+        """The calibration's factors for this configuration's class (advisor.calibration.applied), or None."""
+        if self.calibration is None:
+            return None
+        from advisor.calibration import applied, class_key
+
+        return applied(self.calibration, class_key(gpu.id, strategy, self.req.precision, self.trainable,
+                                                   param_count(self.model)))
+
     # ------------------------------------------------------------------ one estimate
     def _ga(self, n: int, mb: int, tp: int, pp: int) -> int:
         dp = max(1, n // (tp * pp))
@@ -152,6 +163,7 @@ class Search:
         if gpu_key is None:
             gpu_key = self._gpu_keys[gpu.id] = _gpu_key(gpu)
         shared_key = (self.arch, gpu_key, n, s, mb, ac, tp, pp, ga, self.req.precision, self.seq_len, self.trainable,
+                      self.calibration.sha256 if self.calibration else None,
                       self.req.memory_headroom)
         found, e = self.shared.get(shared_key)
         if not found:
@@ -159,7 +171,7 @@ class Search:
                 cfg = TrainConfig(num_gpus=n, strategy=s, precision=self.req.precision, seq_len=self.seq_len,
                                   micro_batch_size=mb, grad_accum=ga, activation_checkpointing=ac, tp=tp, pp=pp,
                                   trainable=self.trainable, lora_rank=16, memory_headroom=self.req.memory_headroom)
-                e = estimate(self.model, gpu, cfg)
+                e = estimate(self.model, gpu, cfg, calibration=self.factors(gpu, s))
             except (UserError, ValueError, ZeroDivisionError):  # ValueError: an invalid TrainConfig
                 e = None
             self.shared.put(shared_key, e)

@@ -41,8 +41,10 @@ def _round_small(x: float, decimals: int = 3, sig: int = 3) -> float:
     return round(x, max(decimals, sig - 1 - math.floor(math.log10(abs(x)))))
 
 
-def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None) -> Plan:
-    """The hashed plan. ``cache``: estimates kept across plans by the caller (the TUI keeps one per session)."""
+def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, calibration=None) -> Plan:
+    """The hashed plan. ``cache``: estimates kept across plans by the caller (the TUI keeps one per session).
+    ``calibration`` (advisor.calibration.Calibration) corrects every estimate with the factors of its
+    configuration class, and the plan records which."""
     req = request
     model = resolve_model(req.model)
     params, active = param_count(model), active_param_count(model)
@@ -64,12 +66,14 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None) -> P
     cache = cache if cache is not None else EstimateCache()
     full = Search(model, req, seq_len, tokens_total, gbs_target, trainable="full", megatron=megatron,
                   epochs=epochs, shared=cache)
+    full.calibration = calibration
     by_tier = {g.id: full.tier(g) for g in tiers}
     rows = [_tier_row(g, by_tier[g.id], req, full.misses) for g in tiers]
     rec, closest, f_constraints = _choose(by_tier, req, owned, megatron)
 
     lora = Search(model, req, seq_len, tokens_total, gbs_target, trainable="lora", megatron=False,
                   epochs=epochs, shared=cache)
+    lora.calibration = calibration
     lora_by_tier = {g.id: lora.tier(g, quick=True) for g in tiers}
     lora_pick, _, _ = _choose(lora_by_tier, req, owned, False)
     lora_pick = lora_pick or _cheapest([c for cs in lora_by_tier.values() for c in cs])
@@ -115,8 +119,27 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None) -> P
         estimate=_plan_estimate(rec, tokens_total, epochs, gbs_target, req) if rec else None,
         closest=closest, tiers=rows, hyperparameters=hp, checkpointing=ckpt, evaluation=evaluation,
         lora_alternative=lora_alt, warnings=warnings, catalog_sha256=getattr(catalog, "sha256", ""),
+        calibration=_calibration_used(calibration, [c for c in (rec or chosen, lora_pick) if c is not None]),
     )
+    if out.calibration is not None:
+        cal_finding = rules.rule_calibration(out.calibration)
+        out.findings.append(cal_finding)
+        if cal_finding.verdict == "warning":
+            out.warnings.append(cal_finding.why)
     return with_hash(out)
+
+
+def _calibration_used(calibration, cands: list[Cand]):
+    """What the plan records of the calibration: its file, hash, the factors the chosen configurations used."""
+    if calibration is None:
+        return None
+    from advisor.calibration import foreign_versions, installed_versions
+    from advisor.models import CalibrationUsed
+
+    here = installed_versions()
+    foreign = sorted({v for c in calibration.classes.values() for v in foreign_versions(c, here)})
+    notes = sorted({c.est.calibration for c in cands if c.est.calibration})
+    return CalibrationUsed(path=calibration.path, sha256=calibration.sha256, applied=notes, foreign_versions=foreign)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -161,7 +184,9 @@ def _tiers(req: PlanRequest, catalog) -> list:
 
     if req.gpu:
         return [with_network(catalog.gpu(req.gpu, field="gpu"), req.network_gbit_per_s_per_node)]
-    return [with_network(catalog.gpus[k], req.network_gbit_per_s_per_node) for k in catalog.gpus]
+    # the host CPU tier is for runs on this machine (the demo, CPU tests): only when pinned with gpu: cpu
+    return [with_network(catalog.gpus[k], req.network_gbit_per_s_per_node) for k in catalog.gpus
+            if catalog.gpus[k].vendor != "cpu"]
 
 
 # --------------------------------------------------------------------------- choosing

@@ -386,3 +386,16 @@ def rule_data_check(req: PlanRequest, hours: float | None, cost_usd: float | Non
                       f"{dc.near_duplicate_rows} near; first: {', '.join(dc.duplicate_first)}){saving} "
                       "(sftplan data dedup TRAIN.jsonl -o DEDUP.jsonl keeps the first of each group)", S_DATA))
     return out
+
+
+CALIBRATION_SOURCE = "sftplan calibration: median measured/planned ratios of finished runs of the same configuration class"
+
+
+def rule_calibration(used) -> Finding:
+    """What a calibration did to the plan; a warning when its runs used other torch/transformers/deepspeed versions."""
+    what = "; ".join(used.applied) or "no factor matched the chosen configurations: raw estimates"
+    if used.foreign_versions:
+        return _f("estimate.calibration", "warning",
+                  f"calibration {used.path} comes from runs on other software versions ({'; '.join(used.foreign_versions)}): "
+                  f"its factors may not hold here. {what}", CALIBRATION_SOURCE)
+    return _f("estimate.calibration", "applied", what, CALIBRATION_SOURCE)

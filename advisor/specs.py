@@ -201,7 +201,7 @@ class GpuSpec(_Spec):
 
     id: str
     name: str
-    vendor: Literal["nvidia", "amd"]
+    vendor: Literal["nvidia", "amd", "cpu"]  # cpu: the host itself (the demo's and CPU tests' tier)
     hbm_gib: float  # usable device memory, GiB
     peak_bf16_dense_tflops: float  # dense (no 2:4 sparsity)
     hbm_bandwidth_tb_per_s: float
@@ -224,7 +224,7 @@ class GpuSpec(_Spec):
     def validate(self) -> None:
         for name in ("id", "name", "intra_node_link", "price_source", "price_as_of", "mfu_source", "notes"):
             _str(self, name)
-        _choice(self, "vendor", ("nvidia", "amd"))
+        _choice(self, "vendor", ("nvidia", "amd", "cpu"))
         for name in ("hbm_gib", "peak_bf16_dense_tflops", "hbm_bandwidth_tb_per_s", "intra_node_bandwidth_gb_per_s",
                      "pcie_bandwidth_gb_per_s", "host_ram_gib_per_node", "usd_per_gpu_hour"):
             _float(self, name, gt=0)
@@ -323,6 +323,9 @@ class Estimate(_Spec):
     notes: list[str] = field(default_factory=list)
     usable_bytes: int = 0  # hbm minus the safety margin (config.memory_headroom): what a fit may use
     tight: bool = False  # fits the GPU but inside the safety margin: never recommended
+    raw_memory_per_gpu_bytes: int = 0  # before calibration (advisor/calibration.py); = memory.total
+    raw_tokens_per_s_per_gpu: float = 0.0  # before calibration
+    calibration: str = ""  # which factors were applied and where they came from; '' = none given
 
     NESTED: ClassVar[dict[str, type]] = {"config": TrainConfig, "memory": MemoryBreakdown}
 
@@ -332,8 +335,10 @@ class Estimate(_Spec):
         _nested(self, "config", TrainConfig)
         _nested(self, "memory", MemoryBreakdown)
         for name in ("model_params", "active_params", "trainable_params", "memory_per_gpu_bytes", "hbm_bytes",
-                     "headroom_bytes", "cpu_memory_per_node_bytes", "usable_bytes"):
+                     "headroom_bytes", "cpu_memory_per_node_bytes", "usable_bytes", "raw_memory_per_gpu_bytes"):
             _int(self, name)
+        _float(self, "raw_tokens_per_s_per_gpu")
+        _str(self, "calibration")
         for name in ("fits", "cpu_fits", "tight"):
             _bool(self, name)
         for name in ("flops_per_token", "tokens_per_s_per_gpu", "mfu", "step_time_s", "compute_time_s", "comm_time_s",

@@ -112,6 +112,13 @@ def _close_attempt(run_dir: Path) -> list[dict]:
     return attempts
 
 
+def _versions() -> dict[str, str]:
+    """The training packages' versions (for `sftplan calibrate`: a factor holds for the software it was fit on)."""
+    from advisor.calibration import installed_versions
+
+    return installed_versions()
+
+
 def _device() -> str:
     from executor.preflight import visible_accelerators
 
@@ -185,7 +192,7 @@ def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool =
     _write_run(run_dir, plan_sha256=plan.plan_sha256, status="running", started_at=previous.get("started_at") or _now(),
                restarted_at=_now() if previous else None, finished_at=None, allow_mismatch=allow_mismatch, notes=notes,
                launch=argv, device=_device(), strategy=plan.recommended.strategy,
-               attempts=_attempts(run_dir, previous))
+               attempts=_attempts(run_dir, previous), versions=_versions())
     (run_dir / "train_result.json").unlink(missing_ok=True)
     try:
         rc = launch(argv, run_dir, echo=echo)

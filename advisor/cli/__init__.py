@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "advisor.cli.execute",  # run, promote, demo
     "advisor.cli.data",  # data check, data dedup, table
     "advisor.cli.evaluate",  # evaluate
+    "advisor.cli.calibrate",  # calibrate
     "advisor.tui.cli",  # tui
 )
 # Which module owns each command: `sftplan estimate` imports only its own module (start-up time).
@@ -28,6 +29,7 @@ COMMAND_OWNERS = {
     **dict.fromkeys(("plan", "render", "explain", "diff", "catalog", "approve", "verify"), "advisor.cli.plan"),
     **dict.fromkeys(("run", "promote", "demo"), "advisor.cli.execute"),
     "evaluate": "advisor.cli.evaluate",
+    "calibrate": "advisor.cli.calibrate",
     "tui": "advisor.tui.cli",
     **dict.fromkeys(("data", "table"), "advisor.cli.data"),
 }

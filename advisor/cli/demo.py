@@ -17,7 +17,7 @@ from pathlib import Path
 
 from advisor.errors import UserError
 
-DEMO_GPU = "a100-80gb"
+DEMO_GPU = "cpu"  # the host tier: the report compares the plan with this machine, like with like
 
 
 def _step(n: int, text: str) -> None:
@@ -64,10 +64,13 @@ def demo(out: str | Path = "sftplan-demo") -> int:
     if rc:
         return rc
 
-    _step(4, "run 3 epochs on the CPU (the plan names a GPU: --allow-mismatch, recorded in run.json)")
+    _write_request(plan, out / "request.yaml")
+    print(f"   the request it was planned from: {out / 'request.yaml'} (`sftplan plan --request` redoes it)")
+
+    _step(4, "run 3 epochs on the CPU (the plan's tier: this host)")
     from executor.run import run
 
-    rc = run(plan_path, run_dir, allow_mismatch=True)
+    rc = run(plan_path, run_dir)
     if rc:
         return rc
 
@@ -86,8 +89,9 @@ def demo(out: str | Path = "sftplan-demo") -> int:
     if rc:
         return rc
 
+    _plan_vs_measured(run_dir)
     print(f"\ndemo done in {time.time() - started:.0f} s. Artefacts:")
-    for label, path in (("approved plan", plan_path), ("run folder", run_dir),
+    for label, path in (("approved plan", plan_path), ("request", out / "request.yaml"), ("run folder", run_dir),
                         ("checkpoints", ", ".join(sorted(p.name for p in run_dir.glob("checkpoint-*")))),
                         ("gate report", run_dir / "gate.json"), ("deploy suite", run_dir / "deploy.json"),
                         ("plan vs reality", run_dir / "report.md"),
@@ -106,3 +110,20 @@ def _local_deploy_tasks(folder: Path, golden: Path) -> dict[str, str]:
 
     pairs = [(r["prompt"], r["expected"]) for r in map(json.loads, golden.read_text().splitlines()) if r]
     return write_local_tasks(folder, pairs, distractors=sorted({a for _, a in pairs} | {str(n) for n in range(19)}))
+
+
+def _write_request(plan, path: Path) -> None:
+    """The request the plan was made from, as a request YAML (the same schema `sftplan plan --request` reads)."""
+    from advisor.yamlio import atomic_write_text, dump_yaml
+
+    atomic_write_text(path, dump_yaml(plan.request.model_dump(mode="json", exclude_defaults=True)))
+
+
+def _plan_vs_measured(run_dir: Path) -> None:
+    """One line per figure of report.json: planned, measured, ratio (what `sftplan calibrate` learns from)."""
+    report = json.loads((run_dir / "report.json").read_text())
+    print("   plan vs measured (report.json; `sftplan calibrate RUN_DIR -o calibration.yaml` learns from it):")
+    for name, fig in report["figures"].items():
+        if isinstance(fig.get("planned"), (int, float)) and isinstance(fig.get("measured"), (int, float)):
+            ratio = f"x{fig['measured'] / fig['planned']:.2f}" if fig["planned"] else "-"
+            print(f"     {name:24} planned {fig['planned']:>12,.4g}  measured {fig['measured']:>12,.4g} {fig['unit']:8} {ratio}")

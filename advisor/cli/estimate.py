@@ -33,6 +33,8 @@ def register(subparsers) -> None:
                    help="fraction of GPU memory kept free; a fit must leave it (default 0.10, 0-0.5)")
     p.add_argument("--trace", action="store_true",
                    help="also trace one training step of the real model on fake tensors (train extra; no GPU, no weights)")
+    p.add_argument("--calibration", metavar="YAML", default=None,
+                   help="correction factors from finished runs (`sftplan calibrate`; default: $SFTPLAN_CALIBRATION)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -100,6 +102,9 @@ def to_json(est, model, gpu) -> dict:
         "active_params": est.active_params,
         "flops_per_token": est.flops_per_token,
         "notes": est.notes,
+        "raw_memory_per_gpu_gib": round(est.raw_memory_per_gpu_bytes / GIB, 3),
+        "raw_tokens_per_s_per_gpu": round(est.raw_tokens_per_s_per_gpu, 1),
+        "calibration": est.calibration or None,
     }
 
 
@@ -107,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from advisor.estimate import estimate
 
     model, gpu, cfg = build(args)
-    est = estimate(model, gpu, cfg)
+    est = estimate(model, gpu, cfg, calibration=_calibration(args, model, gpu, cfg))
     data = to_json(est, model, gpu)
     if getattr(args, "trace", False):
         data["trace"] = _trace(model, est)
@@ -118,6 +123,20 @@ def run(args: argparse.Namespace) -> int:
     if "trace" in data:
         _print_trace(data["trace"])
     return 0
+
+
+def _calibration(args: argparse.Namespace, model, gpu, cfg):
+    """The factors of this configuration's class from --calibration (or $SFTPLAN_CALIBRATION), or None."""
+    import os
+
+    path = getattr(args, "calibration", None) or os.environ.get("SFTPLAN_CALIBRATION")
+    if not path:
+        return None
+    from advisor import calibration
+    from advisor.architecture import param_count
+
+    key = calibration.class_key(gpu.id, cfg.strategy, cfg.precision, cfg.trainable, param_count(model))
+    return calibration.applied(calibration.load(path), key)
 
 
 def _trace(model, est) -> dict:
@@ -215,5 +234,8 @@ def _print_table(d: dict, model) -> None:
         f"{d['tokens_per_s_per_gpu']:,.0f} tokens/s per GPU, MFU {d['mfu']:.1%}, step {d['step_time_s']:.2f} s "
         f"(bound by {d['bottleneck']})"
     )
+    if d.get("calibration"):
+        console.print(f"{d['calibration']}; raw estimate {d['raw_memory_per_gpu_gib']:.2f} GiB, "
+                      f"{d['raw_tokens_per_s_per_gpu']:,.0f} tokens/s per GPU")
     for note in d["notes"]:
         console.print(f"note: {note}")

@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_request_arguments(p)
     p.add_argument("-o", "--output", metavar="PLAN_YAML", help="write the plan (and PLAN.md beside it)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON on stdout")
+    p.add_argument("--calibration", metavar="YAML",
+                   help="correction factors from finished runs (`sftplan calibrate`; default: $SFTPLAN_CALIBRATION)")
     p.set_defaults(func=cmd_plan)
 
     p = subparsers.add_parser("render", help="a plan as Markdown for review")
@@ -38,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("catalog", help="GPU tiers with prices and their dates")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--measure", choices=["cpu"], help="measure this host's matmul throughput (the cpu tier's peak)")
     p.set_defaults(func=cmd_catalog)
 
     p = subparsers.add_parser("approve", help="stamp a plan as approved (by, at, plan_sha256)")
@@ -54,6 +57,18 @@ def _print(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def _calibration(args: argparse.Namespace):
+    """--calibration FILE (or $SFTPLAN_CALIBRATION): advisor.calibration.Calibration, or None."""
+    import os
+
+    path = getattr(args, "calibration", None) or os.environ.get("SFTPLAN_CALIBRATION")
+    if not path:
+        return None
+    from advisor.calibration import load
+
+    return load(path)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from advisor.catalog import load_catalog
     from advisor.cli.request import build_request
@@ -62,7 +77,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from advisor.render import renderables
 
     request = build_request(args)
-    result = plan(request, load_catalog())
+    result = plan(request, load_catalog(), calibration=_calibration(args))
     if args.output:
         result = write_plan_files(result, args.output)
     if args.json:
@@ -123,6 +138,8 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     from advisor.catalog import load_catalog
 
     cat = load_catalog()
+    if args.measure:
+        return _measure_cpu(cat, args.json)
     gpus = [cat.gpus[k] for k in cat.gpus]
     if args.json:
         _print(json.dumps({"sha256": cat.sha256, "gpus": [g.to_dict() for g in gpus]}, indent=2))
@@ -138,6 +155,30 @@ def cmd_catalog(args: argparse.Namespace) -> int:
         t.add_row(g.id, f"{g.hbm_gib:g}", f"{g.peak_bf16_dense_tflops:g}", str(g.gpus_per_node), str(g.max_nodes),
                   f"{g.usd_per_gpu_hour:.2f}", g.price_as_of, f"{g.name}; {g.price_source}")
     Console().print(t)
+    return 0
+
+
+def _measure_cpu(cat, as_json: bool) -> int:
+    """Matmul TFLOPS of this host (float32: what a CPU run trains in; bfloat16 beside it) vs the catalog's cpu tier."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise UserError("catalog --measure needs torch: pip install 'sftplan[train]'")
+    from executor.cpu_measure import measure
+
+    got = measure()
+    tier = cat.gpus.get("cpu")
+    got["catalog_peak_tflops"] = tier.peak_bf16_dense_tflops if tier else None
+    if as_json:
+        _print(json.dumps(got, indent=2))
+        return 0
+    _print(f"this host: {got['cores']} cores ({got['threads']} torch threads), torch {got['torch']}\n"
+           f"  float32 matmul  {got['float32_tflops']:.4f} TFLOPS  (a CPU run trains in float32)\n"
+           f"  bfloat16 matmul {got['bfloat16_tflops']:.4f} TFLOPS\n"
+           f"catalog cpu tier peak: {got['catalog_peak_tflops']} TFLOPS"
+           + ("" if tier is None else f" ({tier.notes.split(';')[0][:80]}...)") +
+           "\nto plan for this host, set peak_bf16_dense_tflops of the cpu tier in data/hardware_catalog.yaml to the "
+           "float32 figure; `sftplan calibrate` then corrects its efficiency from a real run")
     return 0
 
 

@@ -1,0 +1,44 @@
+"""`sftplan calibrate RUN_DIR... -o calibration.yaml`: correction factors from finished runs (advisor/calibration.py).
+
+A run folder that cannot be read (no report, another plan's report, a run still going or failed) is
+skipped with one line naming it; the others still count. Exit 2 when none is usable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from advisor.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("calibrate", help="fit throughput and memory correction factors from finished runs")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("-o", "--output", metavar="YAML", required=True, help="the calibration file to write")
+    p.set_defaults(func=cmd_calibrate)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from advisor import calibration
+    from advisor.yamlio import atomic_write_text
+
+    samples = []
+    for run_dir in args.run_dirs:
+        try:
+            samples.append(calibration.read_run(run_dir))
+        except UserError as exc:
+            sys.stderr.write(f"sftplan: skipped {run_dir}: {exc}\n")
+    if not samples:
+        raise UserError("no usable run folder given (each needs report.json and plan.yaml of a finished or stopped run)")
+    classes = calibration.fit(samples)
+    atomic_write_text(args.output, calibration.to_yaml(classes, samples))
+    for key, c in classes.items():
+        parts = []
+        for label, f in (("tokens/s", c.throughput), ("memory", c.memory)):
+            if f is not None:
+                parts.append(f"{label} x{f.value:g} ({f.runs} run{'s' if f.runs > 1 else ''}, spread {f.spread:.0%}"
+                             f"{', weak' if f.weak else ''})")
+        print(f"{key}: {'; '.join(parts) or 'no figures'}")
+    print(f"wrote {args.output} ({len(samples)} run(s), {len(classes)} class(es))")
+    return 0

@@ -1,0 +1,148 @@
+"""sftplan calibrate: synthetic run folders with a known bias calibrate to it; factors only correct their own
+class; a bad or foreign report is one line and skipped; a memory factor below 1 needs 3 runs; the plan records
+the calibration and applying it changes the estimate by the factor."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from advisor import calibration
+from advisor.architecture import resolve_model
+from advisor.catalog import load_catalog
+from advisor.estimate import estimate
+from advisor.specs import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(tmp: Path, name: str, *, gpu="a100-80gb", strategy="fsdp", params=8_000_000_000, method="full-sft",
+         tokens=(1000.0, 800.0), memory=(40.0, 44.0), status="finished", how="accelerator max allocated",
+         versions=None) -> Path:
+    """A run folder as `sftplan run` leaves it: plan.yaml (the fields calibrate reads) and report.json."""
+    d = tmp / name
+    d.mkdir()
+    sha = f"{hash(name) & 0xFFFFFFFF:08x}" * 8
+    plan = {"plan_sha256": sha, "method": method, "model": {"params": params},
+            "recommended": {"gpu": gpu, "strategy": strategy, "precision": "bf16-mixed"}}
+    (d / "plan.yaml").write_text(yaml.safe_dump(plan))
+    report = {"plan_sha256": sha, "status": status, "gpu": gpu, "figures": {
+        "tokens_per_s_per_gpu": {"planned": tokens[0], "measured": tokens[1], "unit": "tokens/s"},
+        "peak_memory_per_gpu_gib": {"planned": memory[0], "measured": memory[1], "unit": "GiB", "how": how}}}
+    (d / "report.json").write_text(json.dumps(report))
+    (d / "run.json").write_text(json.dumps({"versions": versions or {"torch": "2.13.0", "transformers": "5.24.0"}}))
+    return d
+
+
+def _calibrate(*dirs: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "advisor", "calibrate", *map(str, dirs), "-o", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_known_bias_is_recovered_within_3_percent(tmp_path):
+    # 20% slower than planned and 10% more memory, with run-to-run noise of a few percent
+    runs = [_run(tmp_path, f"r{i}", tokens=(1000.0, 800.0 * f), memory=(40.0, 44.0 * g))
+            for i, (f, g) in enumerate(((1.0, 1.0), (0.97, 1.02), (1.03, 0.99), (1.01, 1.01)))]
+    out = tmp_path / "cal.yaml"
+    proc = _calibrate(*runs, out=out)
+    assert proc.returncode == 0, proc.stderr
+    cal = calibration.load(out)
+    c = cal.match("a100-80gb/fsdp/bf16-mixed/full/1-10B")
+    assert c.throughput.value == pytest.approx(0.8, rel=0.03) and c.throughput.runs == 4 and not c.throughput.weak
+    assert c.memory.value == pytest.approx(1.1, rel=0.03) and c.memory_kind == "accelerator max allocated"
+    assert c.versions == ["torch 2.13.0, transformers 5.24.0"] and len(c.plan_sha256s) == 4
+
+
+def test_one_bad_run_does_not_move_the_median(tmp_path):
+    runs = [_run(tmp_path, f"r{i}", tokens=(1000.0, 800.0)) for i in range(3)]
+    runs.append(_run(tmp_path, "outlier", tokens=(1000.0, 100.0)))  # a run that hit a slow node
+    out = tmp_path / "cal.yaml"
+    assert _calibrate(*runs, out=out).returncode == 0
+    assert calibration.load(out).match("a100-80gb/fsdp/bf16-mixed/full/1-10B").throughput.value == pytest.approx(0.8)
+
+
+def test_mixed_classes_only_correct_their_own(tmp_path):
+    a = _run(tmp_path, "fsdp8b", tokens=(1000.0, 800.0))
+    b = _run(tmp_path, "lora8b", method="lora", tokens=(1000.0, 1500.0))
+    c = _run(tmp_path, "h100", gpu="h100-sxm", tokens=(1000.0, 600.0))
+    out = tmp_path / "cal.yaml"
+    assert _calibrate(a, b, c, out=out).returncode == 0
+    cal = calibration.load(out)
+    assert cal.match("a100-80gb/fsdp/bf16-mixed/full/1-10B").throughput.value == pytest.approx(0.8)
+    assert cal.match("a100-80gb/fsdp/bf16-mixed/lora/1-10B").throughput.value == pytest.approx(1.5)
+    assert cal.match("h100-sxm/fsdp/bf16-mixed/full/1-10B").throughput.value == pytest.approx(0.6)
+    assert cal.match("a100-80gb/fsdp/bf16-mixed/full/10-100B") is None  # another size band: raw estimate
+    one = cal.match("h100-sxm/fsdp/bf16-mixed/full/1-10B").throughput
+    assert one.weak and one.runs == 1
+
+
+def test_corrupt_foreign_or_unfinished_reports_are_skipped_in_one_line(tmp_path):
+    good = _run(tmp_path, "good")
+    corrupt = _run(tmp_path, "corrupt")
+    (corrupt / "report.json").write_text("{not json")
+    foreign = _run(tmp_path, "foreign")
+    report = json.loads((foreign / "report.json").read_text())
+    (foreign / "report.json").write_text(json.dumps({**report, "plan_sha256": "0" * 64}))
+    running = _run(tmp_path, "running", status="running")
+    out = tmp_path / "cal.yaml"
+    proc = _calibrate(good, corrupt, foreign, running, tmp_path / "missing", out=out)
+    assert proc.returncode == 0, proc.stderr
+    skipped = [ln for ln in proc.stderr.splitlines() if "skipped" in ln]
+    assert len(skipped) == 4 and "Traceback" not in proc.stderr
+    assert any("another plan" in ln for ln in skipped) and any("not finished" in ln for ln in skipped)
+    assert calibration.load(out).match("a100-80gb/fsdp/bf16-mixed/full/1-10B").throughput.runs == 1
+    proc = _calibrate(corrupt, out=tmp_path / "none.yaml")
+    assert proc.returncode == 2 and "no usable run folder" in proc.stderr
+
+
+def test_a_shrinking_memory_factor_needs_three_runs(tmp_path):
+    runs = [_run(tmp_path, f"r{i}", memory=(40.0, 30.0)) for i in range(2)]
+    out = tmp_path / "cal.yaml"
+    assert _calibrate(*runs, out=out).returncode == 0
+    key = "a100-80gb/fsdp/bf16-mixed/full/1-10B"
+    got = calibration.applied(calibration.load(out), key)
+    assert got.memory_factor is None and "not applied" in got.note
+    runs.append(_run(tmp_path, "r2", memory=(40.0, 30.0)))
+    assert _calibrate(*runs, out=out).returncode == 0
+    assert calibration.applied(calibration.load(out), key).memory_factor == pytest.approx(0.75)
+
+
+def test_applied_factors_change_the_estimate_and_only_its_class(tmp_path):
+    out = tmp_path / "cal.yaml"
+    runs = [_run(tmp_path, f"r{i}", tokens=(1000.0, 800.0), memory=(40.0, 44.0)) for i in range(2)]
+    assert _calibrate(*runs, out=out).returncode == 0
+    cal = calibration.load(out)
+    model, gpu = resolve_model("llama-3.1-8b"), load_catalog().gpu("a100-80gb")
+    cfg = TrainConfig(num_gpus=8, strategy="fsdp", seq_len=2048, micro_batch_size=1)
+    raw = estimate(model, gpu, cfg)
+    key = calibration.class_key(gpu.id, cfg.strategy, cfg.precision, cfg.trainable, raw.model_params)
+    cal_est = estimate(model, gpu, cfg, calibration=calibration.applied(cal, key))
+    assert cal_est.tokens_per_s_per_gpu == pytest.approx(raw.tokens_per_s_per_gpu * 0.8)
+    assert cal_est.memory_per_gpu_bytes == pytest.approx(raw.memory_per_gpu_bytes * 1.1, rel=1e-6)
+    assert cal_est.raw_tokens_per_s_per_gpu == pytest.approx(raw.tokens_per_s_per_gpu) and "calibrated" in cal_est.calibration
+    other = calibration.applied(cal, calibration.class_key("h100-sxm", "fsdp", "bf16-mixed", "full", raw.model_params))
+    assert other.throughput_factor is None and "raw estimate" in other.note
+
+
+def test_plan_records_the_calibration(tmp_path):
+    out = tmp_path / "cal.yaml"
+    runs = [_run(tmp_path, f"r{i}", gpu="h100-sxm", tokens=(1000.0, 700.0), versions={"torch": "2.1.0"})
+            for i in range(2)]
+    assert _calibrate(*runs, out=out).returncode == 0
+    args = ["plan", "--model", "llama-3.1-8b", "--examples", "50000", "--avg-tokens", "1024", "--goal", "lora-below-bar",
+            "--gpu", "h100-sxm", "--json"]
+    raw = json.loads(subprocess.run([sys.executable, "-m", "advisor", *args], cwd=ROOT, capture_output=True, text=True,
+                                    timeout=120).stdout)
+    proc = subprocess.run([sys.executable, "-m", "advisor", *args, "--calibration", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    calib = json.loads(proc.stdout)
+    assert raw["calibration"] is None and calib["calibration"]["sha256"] == calibration.load(out).sha256
+    assert calib["estimate"]["tokens_per_s_per_gpu"] < raw["estimate"]["tokens_per_s_per_gpu"]
+    assert calib["plan_sha256"] != raw["plan_sha256"]
+    assert any("other software versions" in w and "torch 2.1.0" in w for w in calib["warnings"])
