@@ -153,7 +153,9 @@ def test_plan_prices_lora_beside_full_sft():
 
 def test_every_tier_has_a_row_and_every_finding_a_source():
     p = plan(req(goals=["deep-retask"]), CAT)
-    assert [t.gpu for t in p.tiers] == list(CAT.gpus)
+    # every GPU tier; the host cpu tier only when pinned (it is for runs on this machine, priced near 0)
+    assert [t.gpu for t in p.tiers] == [g for g in CAT.gpus if CAT.gpus[g].vendor != "cpu"]
+    assert "cpu" in CAT.gpus and [t.gpu for t in plan(req(goals=["deep-retask"], gpu="cpu"), CAT).tiers] == ["cpu"]
     for t in p.tiers:
         assert t.fits or t.why_not
     assert all(f.source and f.why for f in p.findings)
