@@ -26,8 +26,10 @@ def test_demo_end_to_end(tmp_path):
     assert any(f.rule_id.startswith("method") and f.overridden for f in plan.findings)
     run = out / "run"
     info = json.loads((run / "run.json").read_text())
-    assert info["status"] == "finished" and info["allow_mismatch"] is True
-    assert any(n.startswith("allow-mismatch") for n in info["notes"])
+    assert info["status"] == "finished" and info["allow_mismatch"] is False  # planned for the cpu tier: no mismatch
+    assert plan.recommended.gpu == "cpu" and (out / "request.yaml").is_file()
+    report = json.loads((run / "report.json").read_text())
+    assert report["gpu"] == "cpu" and "plan vs measured" in proc.stdout
     gate = json.loads((run / "gate.json").read_text())
     assert [e["epoch"] for e in gate["epochs"]] == [1, 2, 3] and all(e["passed"] for e in gate["epochs"])
     assert gate["epochs"][-1]["score"]["loss"] < gate["baseline"]["loss"] * 0.6  # it learned
