@@ -202,7 +202,7 @@ class Search:
     def tier(self, gpu: GpuSpec, quick: bool = False) -> list[Cand]:
         counts = self.counts(gpu)
         if not counts:
-            self.misses[gpu.id] = Miss(f"--max-gpus {self.req.max_gpus} allows no GPU count",
+            self.misses[gpu.id] = Miss(f"max_gpus {self.req.max_gpus} allows no GPU count on this tier",
                                        f"GPU count: max_gpus {self.req.max_gpus}")
             return []
         if self.req.strategy:
