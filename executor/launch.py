@@ -2,9 +2,11 @@
 
 One process: ``python -m executor.train --run-dir RUN_DIR``. One node: ``torchrun --standalone --nproc_per_node N -m executor.train --run-dir RUN_DIR`` (single,
 ddp, fsdp) or ``deepspeed --num_gpus N --master_port P --module executor.train --run-dir RUN_DIR``
-(zero2/zero3 variants). Several nodes: one ``node-<i>.sh`` per node and an ``sbatch.sh`` that runs
-``srun torchrun`` with a c10d rendezvous on the first node (torchrun starts DeepSpeed runs too:
-accelerate reads the DeepSpeed JSON from the TrainingArguments).
+(zero2/zero3 variants). Several nodes: one ``node-<i>.sh`` per node and an ``sbatch.sh`` (``srun``, one task per node) that
+start ``python -m executor.node`` on each node: it checks shared storage and the node's devices, then
+runs torchrun with the static rendezvous (``--node_rank`` from the script / ``$SLURM_NODEID``,
+``--master_addr`` the first node), so node 0 is rank 0 (torchrun starts DeepSpeed runs too: accelerate
+reads the DeepSpeed JSON from the TrainingArguments).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def free_port() -> int:
 
 
 def single_node_argv(plan, run_dir: str | Path, *, master_port: int | None = None) -> list[str]:
-    """argv for a one-node run of the plan (checked by preflight.check_plan)."""
+    """argv for a one-node run of the plan."""
     strategy = plan.recommended.strategy
     n = plan.recommended.num_gpus
     run_dir = str(run_dir)
@@ -52,13 +54,27 @@ def single_node_argv(plan, run_dir: str | Path, *, master_port: int | None = Non
     return [_tool("torchrun"), "--standalone", "--nnodes", "1", "--nproc_per_node", str(n), *ENTRY, "--run-dir", run_dir]
 
 
-def node_argv(plan, run_dir: str | Path, node_rank: int | str, master_addr: str, *, rdzv_id: str) -> list[str]:
-    """argv of one node of a multi-node run: torchrun with a c10d rendezvous on the first node."""
+def node_argv(plan, run_dir: str | Path, node_rank: int | str, master_addr: str, *,
+              master_port: int | str = RDZV_PORT) -> list[str]:
+    """torchrun for one node of a multi-node run, static rendezvous: ``--node_rank`` is this node's rank
+    (under c10d torchrun ignores it and ranks nodes in arrival order), node 0 hosts the store at
+    master_addr:master_port."""
     rec = plan.recommended
     per_node = rec.num_gpus // rec.num_nodes
     return [_tool("torchrun"), "--nnodes", str(rec.num_nodes), "--nproc_per_node", str(per_node),
-            "--node_rank", str(node_rank), "--rdzv_backend", "c10d", "--rdzv_endpoint", f"{master_addr}:{RDZV_PORT}",
-            "--rdzv_id", rdzv_id, *ENTRY, "--run-dir", str(run_dir)]
+            "--node_rank", str(node_rank), "--master_addr", master_addr, "--master_port", str(master_port),
+            "--max_restarts", "0", *ENTRY, "--run-dir", str(run_dir)]
+
+
+def node_runner_argv(plan, run_dir: str | Path, node_rank: str, master_addr: str, master_port: str,
+                     attempt: str | None = None) -> list[str]:
+    """``python -m executor.node ...``: the node-side checks (shared storage, devices) and lifecycle, then torchrun."""
+    from executor.node import marker_text
+
+    argv = [sys.executable, "-m", "executor.node", "--run-dir", str(run_dir), "--node-rank", node_rank,
+            "--master-addr", master_addr, "--master-port", master_port,
+            "--marker", marker_text(plan.plan_sha256, run_dir).strip()]
+    return argv + (["--attempt", attempt] if attempt else [])
 
 
 def shell_join(argv: list[str]) -> str:
@@ -73,23 +89,59 @@ def _script(lines: list[str], run_dir: str | Path) -> str:
     return "\n".join(head + lines) + "\n"
 
 
+CPUS_PER_GPU = 8   # data loading + the launcher; lower it where a node has fewer cores per GPU
+TIME_MARGIN = 1.25  # --time: the plan's hours x 1.25 + 30 min (start-up, eval, checkpoints), in whole 15 min
+NCCL_NOTES = [
+    "# NCCL (GPU collectives). WARN prints what fails without flooding the log; INFO to debug a hang.",
+    'export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"',
+    "# The network interface NCCL and the rendezvous use is cluster-specific, so it is left to you:",
+    "# export NCCL_SOCKET_IFNAME=ib0        # e.g. ib0 / eth0 / ens (see `ip -br addr` on a compute node)",
+    "# export GLOO_SOCKET_IFNAME=ib0        # the same for the CPU side (gloo)",
+    "# export NCCL_IB_HCA=mlx5              # InfiniBand adapters, where there are several",
+    "# A lost node aborts the collectives after the process-group timeout instead of hanging forever:",
+    'export TORCH_NCCL_ASYNC_ERROR_HANDLING="${TORCH_NCCL_ASYNC_ERROR_HANDLING:-1}"',
+]
+STORAGE_NOTE = ["# Shared storage: the run folder must be on a file system every node mounts at the same path",
+                "# (checkpoints, gate.json and the logs of all nodes go there). Each node checks it before training:",
+                "# config/shared-storage.marker must read as written by `sftplan run`, and every node must see the",
+                "# others' check-ins in nodes/ (executor/node.py); the Python environment must be there too."]
+
+
+def slurm_time(hours: float) -> str:
+    """--time for sbatch: the plan's hours x TIME_MARGIN + 30 min, rounded up to 15 minutes (D-HH:MM:SS)."""
+    import math
+
+    minutes = max(15, math.ceil((hours * TIME_MARGIN * 60 + 30) / 15) * 15)
+    days, rest = divmod(minutes, 24 * 60)
+    return f"{days}-{rest // 60:02d}:{rest % 60:02d}:00"
+
+
 def sbatch_script(plan, run_dir: str | Path) -> str:
     rec = plan.recommended
     per_node = rec.num_gpus // rec.num_nodes
-    cmd = shell_join(node_argv(plan, run_dir, "$SLURM_NODEID", "$HEAD_NODE", rdzv_id="$SLURM_JOB_ID"))
+    hours = plan.estimate.hours if plan.estimate and plan.estimate.hours else 1.0
+    cmd = shell_join(node_runner_argv(plan, run_dir, "$SLURM_NODEID", "$MASTER_ADDR", "$MASTER_PORT",
+                                      attempt="$SLURM_JOB_ID"))
     return "\n".join([
         "#!/usr/bin/env bash",
         f"#SBATCH --job-name=sftplan-{plan.plan_sha256[:12]}",
         f"#SBATCH --nodes={rec.num_nodes}",
-        "#SBATCH --ntasks-per-node=1",
+        "#SBATCH --ntasks-per-node=1            # one launcher (torchrun) per node; it starts the GPU workers",
         f"#SBATCH --gpus-per-node={per_node}",
+        f"#SBATCH --cpus-per-task={per_node * CPUS_PER_GPU}           # {CPUS_PER_GPU} per GPU; lower it to fit your nodes",
+        f"#SBATCH --time={slurm_time(hours)}            # plan: {hours:.2f} h, x {TIME_MARGIN} + 30 min",
         "#SBATCH --exclusive",
         f"#SBATCH --output={run_dir}/slurm-%j.txt",
-        "# one torchrun per node (srun), rendezvous on the first node of the allocation",
+        *STORAGE_NOTE,
         "set -euo pipefail",
         f"export PYTHONPATH={shlex.quote(str(project_root()))}${{PYTHONPATH:+:$PYTHONPATH}}",
-        'export HEAD_NODE=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
-        f"srun --kill-on-bad-exit=1 bash -c '{cmd}'",
+        f"cd {shlex.quote(str(project_root()))}",
+        *NCCL_NOTES,
+        "# Rendezvous: the first node of the allocation is rank 0 (SLURM_NODEID 0) and hosts it (static rendezvous).",
+        'export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+        f'export MASTER_PORT="${{MASTER_PORT:-{RDZV_PORT}}}"',
+        "# Devices are checked on each compute node (not here on the login node), then torchrun starts.",
+        f"srun --kill-on-bad-exit=1 --ntasks-per-node=1 bash -c '{cmd}'",
     ]) + "\n"
 
 
@@ -101,11 +153,17 @@ def launch_files(plan, run_dir: str | Path) -> dict[str, str]:
         argv = single_node_argv(plan, run_dir, master_port=RDZV_PORT)
         files["launch.sh"] = _script([shlex.join(argv) + ' "$@"'], run_dir)
         return files
+    from executor.node import MARKER, marker_text
+
     for i in range(rec.num_nodes):
-        argv = node_argv(plan, run_dir, i, "$MASTER_ADDR", rdzv_id=plan.plan_sha256[:12])
-        files[f"node-{i}.sh"] = _script([": \"${MASTER_ADDR:?set MASTER_ADDR to the address of node 0}\"",
-                                         shell_join(argv)], run_dir)
+        argv = node_runner_argv(plan, run_dir, str(i), "$MASTER_ADDR", "$MASTER_PORT")
+        files[f"node-{i}.sh"] = _script([f"# node {i} of {rec.num_nodes}: start node-<i>.sh on every node (node 0 is rank 0)",
+                                         *STORAGE_NOTE, *NCCL_NOTES,
+                                         ": \"${MASTER_ADDR:?set MASTER_ADDR to the address of node 0}\"",
+                                         f'MASTER_PORT="${{MASTER_PORT:-{RDZV_PORT}}}"',
+                                         "exec " + shell_join(argv) + ' "$@"'], run_dir)
     files["sbatch.sh"] = sbatch_script(plan, run_dir)
+    files[MARKER] = marker_text(plan.plan_sha256, run_dir)
     files["launch.sh"] = _script([f"# {rec.num_nodes} nodes: submit with SLURM, or run node-<i>.sh on node i",
                                   f"sbatch {shlex.quote(str(Path(run_dir) / 'config' / 'sbatch.sh'))}"], run_dir)
     return files

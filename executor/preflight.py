@@ -205,45 +205,141 @@ def check_data(plan: Plan, plan_path: str | Path) -> list[str]:
 # --------------------------------------------------------------------------- accelerators
 
 
-def visible_accelerators() -> tuple[list[str], str]:
-    """(device names, how they were found). nvidia-smi -L if present, else CUDA_VISIBLE_DEVICES, else none.
+def _visible_filter() -> list[str] | None:
+    """Device indexes/UUIDs the process may use (CUDA_VISIBLE_DEVICES, or ROCm's HIP_/ROCR_VISIBLE_DEVICES), or None."""
+    for var in ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"):
+        value = os.environ.get(var)
+        if value is not None:
+            return [d.strip() for d in value.split(",") if d.strip() and d.strip() != "-1"]
+    return None
 
-    A name is '' when only the count is known (CUDA_VISIBLE_DEVICES without nvidia-smi).
+
+def _tool_output(argv: list[str]) -> str | None:
+    if not shutil.which(argv[0]):
+        return None
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _nvidia(wanted: list[str] | None) -> list[str] | None:
+    out = _tool_output(["nvidia-smi", "-L"])
+    if out is None:
+        return None
+    devices = []  # "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-...)"
+    for line in out.splitlines():
+        if not line.startswith("GPU "):
+            continue
+        index, _, rest = line[4:].partition(":")
+        name, _, uuid = rest.strip().partition(" (UUID: ")
+        if wanted is None or index.strip() in wanted or uuid.rstrip(")") in wanted:
+            devices.append(name.strip())
+    return devices
+
+
+def _names_by_index(found: dict[int, str], wanted: list[str] | None) -> list[str]:
+    return [name for i, name in sorted(found.items()) if wanted is None or str(i) in wanted]
+
+
+def _amd_smi(wanted: list[str] | None) -> list[str] | None:
+    """`amd-smi static --asic --json` (ROCm 6+): a list of {"gpu": i, "asic": {"market_name": ...}}."""
+    out = _tool_output(["amd-smi", "static", "--asic", "--json"])
+    if out is None:
+        return None
+    try:
+        data = json.loads(out)
+    except ValueError:
+        return None
+    entries = data if isinstance(data, list) else data.get("gpu_data", []) if isinstance(data, dict) else []
+    found = {}
+    for n, entry in enumerate(entries):
+        if isinstance(entry, dict):
+            asic = entry.get("asic") if isinstance(entry.get("asic"), dict) else entry
+            found[int(entry.get("gpu", n))] = str(asic.get("market_name") or asic.get("MARKET_NAME") or "")
+    return _names_by_index(found, wanted)
+
+
+def _rocm_smi(wanted: list[str] | None) -> list[str] | None:
+    """`rocm-smi --showproductname --json`: {"card0": {"Card Series": "AMD Instinct MI300X OAM", ...}, ...}."""
+    out = _tool_output(["rocm-smi", "--showproductname", "--json"])
+    if out is None:
+        return None
+    try:
+        data = json.loads(out)
+    except ValueError:
+        return None
+    found = {}
+    for card, info in data.items() if isinstance(data, dict) else []:
+        if not (isinstance(info, dict) and card.lower().startswith("card") and card[4:].isdigit()):
+            continue
+        name = next((str(v) for k, v in info.items() if k.lower() in ("card series", "card model", "market name")), "")
+        found[int(card[4:])] = name
+    return _names_by_index(found, wanted)
+
+
+def _torch_names() -> list[str] | None:
+    """Device names from torch (CUDA or ROCm builds alike) in a subprocess, so this process stays light."""
+    import sys
+
+    code = ("import torch\nif torch.cuda.is_available():\n"
+            "    print('\\n'.join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())))")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    names = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    return names if out.returncode == 0 and names else None
+
+
+def visible_accelerators() -> tuple[list[str], str]:
+    """(device names, how they were found), for every vendor the catalog holds.
+
+    NVIDIA: ``nvidia-smi -L``. AMD: ``amd-smi static --asic --json``, else ``rocm-smi --showproductname
+    --json``. Either filtered by CUDA_VISIBLE_DEVICES (or HIP_/ROCR_VISIBLE_DEVICES). Without those
+    tools: torch's device names (``torch.cuda.get_device_name``, CUDA and ROCm builds) when a device node
+    exists (/dev/nvidia0, /dev/kfd), else the count in CUDA_VISIBLE_DEVICES with unknown names ('').
     """
-    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
-    wanted = None if cvd is None else [d.strip() for d in cvd.split(",") if d.strip() and d.strip() != "-1"]
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=True).stdout
-        except (OSError, subprocess.SubprocessError):
-            out = None
-        if out is not None:
-            devices = []  # "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-...)"
-            for line in out.splitlines():
-                if not line.startswith("GPU "):
-                    continue
-                index, _, rest = line[4:].partition(":")
-                name, _, uuid = rest.strip().partition(" (UUID: ")
-                if wanted is None or index.strip() in wanted or uuid.rstrip(")") in wanted:
-                    devices.append(name.strip())
-            return devices, "nvidia-smi -L" + (" filtered by CUDA_VISIBLE_DEVICES" if wanted is not None else "")
+    wanted = _visible_filter()
+    suffix = " filtered by the *_VISIBLE_DEVICES variable" if wanted is not None else ""
+    for how, probe in (("nvidia-smi -L", _nvidia), ("amd-smi static", _amd_smi), ("rocm-smi --showproductname", _rocm_smi)):
+        devices = probe(wanted)
+        if devices:
+            return devices, how + suffix
+    if any(Path(p).exists() for p in ("/dev/nvidia0", "/dev/kfd")):
+        names = _torch_names()
+        if names:
+            return names, "torch.cuda.get_device_name"
     if wanted:
         return [""] * len(wanted), "CUDA_VISIBLE_DEVICES"
-    return [], "no nvidia-smi and no CUDA_VISIBLE_DEVICES"
+    return [], "no nvidia-smi, amd-smi or rocm-smi and no *_VISIBLE_DEVICES"
+
+
+def _words(name: str) -> list[str]:
+    import re
+
+    return re.findall(r"[a-z0-9]+", name.lower())
 
 
 def _type_matches(gpu_id: str, name: str) -> bool:
-    """Does a device name (nvidia-smi) fit a catalog tier id ('h100-sxm', 'a100-80gb')?
+    """Does a device name (nvidia-smi / amd-smi / rocm-smi / torch) fit a catalog tier id ('h100-sxm', 'mi300x')?
 
-    The tier's first token (the chip: h100, a100, l40s...) must appear in the name; a memory token
-    (40gb, 80gb) in the id must too when the name states a memory size.
+    The tier's chip token (h100, a100, l4, mi300x...) must be a whole word of the name (so 'l4' does
+    not match an L40S); a memory token (40gb, 80gb) must be one too when the name states a size; a
+    'pcie' tier needs 'PCIe' in the name, an 'sxm' tier a name without it.
     """
-    flat = name.lower().replace(" ", "").replace("-", "")
+    words = _words(name)
     tokens = gpu_id.lower().split("-")
-    if tokens[0] not in flat:
+    if tokens[0] not in words:
         return False
     mem = [t for t in tokens if t.endswith("gb") and t[:-2].isdigit()]
-    return not mem or "gb" not in flat or any(t in flat for t in mem)
+    if mem and any(w.endswith("gb") and w[:-2].isdigit() for w in words) and not any(t in words for t in mem):
+        return False
+    if "pcie" in tokens and "pcie" not in words:
+        return False
+    if "sxm" in tokens and "pcie" in words:
+        return False
+    return True
 
 
 def check_devices(plan: Plan, allow_mismatch: bool) -> list[str]:
@@ -348,7 +444,11 @@ def run_preflight(plan_path: str | Path, plan: Plan | CheckedPlan, run_dir: str 
     notes = check_run_dir(run_dir, plan)
     check_run_plan_copy(run_dir, plan)
     notes += check_data(plan, plan_path)
-    notes += check_devices(plan, allow_mismatch)
+    if plan.recommended.num_nodes > 1:  # submitted from a login node: the devices are the compute nodes'
+        notes.append("devices: checked on each node when its node script starts (executor/node.py), not on the "
+                     "machine that writes the scripts")
+    else:
+        notes += check_devices(plan, allow_mismatch)
     notes += check_disk(plan, run_dir)
     return notes
 

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -125,39 +126,92 @@ def _device() -> str:
     return "cuda" if visible_accelerators()[0] else "cpu"
 
 
-def launch(argv: list[str], run_dir: Path, *, echo=True) -> int:
-    """Start the launcher, tee its output to RUN_DIR/log.txt; Ctrl-C stops it cleanly (process group)."""
-    from executor.launch import project_root
+class Launched:
+    """How a launcher ended: exit code, the stop signal ``sftplan run`` received (if any), the last one-line
+    error a worker printed (``sftplan: ...``), and whether the log could not be written (disk full)."""
 
+    def __init__(self):
+        self.rc: int | None = None
+        self.signal: str | None = None
+        self.error: str | None = None
+        self.log_lost: str | None = None
+        self.orphans_killed: list[int] = []
+
+
+def launch(argv: list[str], run_dir: Path, *, echo=True, lock=None, log_path: Path | None = None,
+           record=None) -> Launched:
+    """Start the launcher, tee its output to the log; SIGINT/SIGTERM/SIGHUP stop the workers at a safe point.
+
+    The launcher runs in its own session and gets SIGTERM if this process dies (executor/lifecycle.py);
+    this process is a child subreaper, so workers a killed launcher leaves behind are reaped here. The
+    run lock's descriptor is passed to the launcher: the folder stays locked while it lives."""
+    from executor.launch import project_root
+    from executor.lifecycle import STOP_GRACE_S, Stopper, become_subreaper, die_with_parent, reap_orphans
+
+    log_path = log_path or run_dir / "log.txt"
+    record = record or (lambda **f: _write_run(run_dir, **f))
     env = dict(os.environ)
     env["PYTHONPATH"] = str(project_root()) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions"))
-    with open(run_dir / "log.txt", "a", encoding="utf-8") as log:
-        log.write(f"\n=== {_now()} {' '.join(argv)}\n")
-        log.flush()
-        proc = subprocess.Popen(argv, cwd=project_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1, start_new_session=True)
-        _write_run(run_dir, pid=proc.pid)
+    env["SFTPLAN_RUNNER_PID"] = str(os.getpid())
+    out = Launched()
+    become_subreaper()
+    log = open(log_path, "a", encoding="utf-8")
+
+    def write_log(text: str) -> None:
+        nonlocal log
+        if log is None:
+            return
         try:
-            for line in proc.stdout:
-                log.write(line)
-                if echo:
+            log.write(text)
+            log.flush()
+        except OSError as exc:  # a full disk: keep the run going, keep echoing, say so once
+            out.log_lost = f"log {log_path} not written from here on ({exc.strerror or exc})"
+            sys.stderr.write(f"sftplan: {out.log_lost}\n")
+            try:
+                log.close()
+            except OSError:
+                pass
+            log = None
+
+    write_log(f"\n=== {_now()} {' '.join(argv)}\n")
+    proc = subprocess.Popen(argv, cwd=project_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1, start_new_session=True, preexec_fn=die_with_parent,
+                            pass_fds=(lock.fd,) if lock is not None and lock.fd is not None else ())
+    try:
+        record(pid=proc.pid, pgid=proc.pid, runner_pid=os.getpid(), node=socket.gethostname())
+    except OSError:
+        pass
+    say = (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush())) if echo else (lambda m: None)
+    with Stopper(proc.pid, say=lambda m: (say(m), write_log(m + "\n"))) as stopper:
+        for line in proc.stdout:
+            write_log(line)
+            if line.startswith("sftplan: "):
+                out.error = line[len("sftplan: "):].strip()
+            if echo:
+                try:
                     sys.stdout.write(line)
                     sys.stdout.flush()
-            return proc.wait()
-        except KeyboardInterrupt:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
-            raise
+                except OSError:  # a closed terminal (SIGHUP): the log and run.json still record the run
+                    echo = False
+        out.rc = proc.wait()
+        out.orphans_killed = reap_orphans(STOP_GRACE_S)
+        out.signal = stopper.received
+    if log is not None:
+        try:
+            log.close()
+        except OSError:
+            pass
+    return out
 
 
 def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool = False, allow_mismatch: bool = False,
         echo: bool = True) -> int:
-    """The whole `sftplan run`. Returns the exit code (0 finished or stopped cleanly, 1 training failed)."""
-    from executor.launch import single_node_argv
-    from executor.preflight import check_plan, require_train_packages, run_preflight
+    """The whole `sftplan run`. Returns the exit code (0 finished or stopped cleanly, 1 training failed,
+    128 + the signal number when SIGTERM/SIGHUP/SIGINT stopped it at a safe point)."""
+    from executor.preflight import check_plan, check_run_dir, require_train_packages, run_preflight
 
     plan_path = Path(plan_path)
     if not plan_path.is_file():
@@ -165,10 +219,28 @@ def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool =
     checked = check_plan(read_plan(plan_path))  # the one place a plan is refused
     plan = checked.plan
     run_dir = Path(out) if out else default_run_dir(plan_path, plan)
-    notes = run_preflight(plan_path, checked, run_dir, allow_mismatch=allow_mismatch)
+    if dry_run:  # writes the files and prints the command anywhere: disk, devices and data are run-time checks
+        notes = check_run_dir(run_dir, checked) + ["dry run: disk, device and dataset checks are left to the run"]
+    else:
+        notes = run_preflight(plan_path, checked, run_dir, allow_mismatch=allow_mismatch)
     if not dry_run and plan.recommended.num_nodes == 1:  # this command launches training here
         require_train_packages(plan.recommended.strategy)
     run_dir.mkdir(parents=True, exist_ok=True)
+    from executor.lifecycle import RunLock
+
+    lock = RunLock(run_dir).acquire()  # held until this process (and the launcher it starts) ends
+    try:
+        return _run_locked(checked, plan_path, run_dir, notes, lock, dry_run=dry_run, allow_mismatch=allow_mismatch,
+                           echo=echo)
+    finally:
+        lock.release()
+
+
+def _run_locked(checked, plan_path: Path, run_dir: Path, notes: list[str], lock, *, dry_run: bool, allow_mismatch: bool,
+                echo: bool) -> int:
+    from executor.launch import single_node_argv
+
+    plan = checked.plan
     written = write_config(checked, plan_path, run_dir)
     multi = plan.recommended.num_nodes > 1
     argv = None if multi else single_node_argv(plan, run_dir.resolve())
@@ -179,7 +251,9 @@ def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool =
         say(f"wrote {path}")
     if multi:
         say(f"{plan.recommended.num_nodes} nodes: submit `sbatch {run_dir / 'config' / 'sbatch.sh'}`, or run "
-            f"config/node-<i>.sh on node i with MASTER_ADDR set; this command does not start other machines")
+            f"config/node-<i>.sh on node i with MASTER_ADDR set to node 0's address; this command does not start "
+            f"other machines. {run_dir} must be on storage shared by every node (each node checks it, and its own "
+            f"devices, before training); node 0 writes run.json, log.txt and report.md here, node i in node-<i>/")
         return 0
     if dry_run:
         for name in ("training_args.json", "deepspeed.json", "fsdp.json", "launch.sh"):
@@ -194,19 +268,64 @@ def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool =
                launch=argv, device=_device(), strategy=plan.recommended.strategy,
                attempts=_attempts(run_dir, previous), versions=_versions())
     (run_dir / "train_result.json").unlink(missing_ok=True)
+    done = launch(argv, run_dir, echo=echo, lock=lock)
+    return finish(plan, run_dir, done, notes, say=say)
+
+
+def _read_result(run_dir: Path) -> dict:
     try:
-        rc = launch(argv, run_dir, echo=echo)
-    except KeyboardInterrupt:
-        _write_run(run_dir, status="stopped", finished_at=_now(), pid=None, attempts=_close_attempt(run_dir))
-        raise
-    result_path = run_dir / "train_result.json"
-    result = json.loads(result_path.read_text()) if result_path.is_file() else {}
-    status = "failed" if rc != 0 or not result else ("stopped" if result.get("stopped") else "finished")
-    _write_run(run_dir, status=status, finished_at=_now(), exit_code=rc, pid=None,
-               notes=notes + result.get("notes", []), attempts=_close_attempt(run_dir))
+        result = json.loads((run_dir / "train_result.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return result if isinstance(result, dict) else {}
+
+
+def status_of(done: "Launched", result: dict) -> str:
+    """finished: the launcher exited 0 with a result that did not stop early; stopped: a result saying it
+    stopped (STOP, or a signal that reached a safe point); failed: anything else."""
+    if result.get("stopped") and (done.rc == 0 or done.signal):
+        return "stopped"
+    if done.rc == 0 and result:
+        return "finished"
+    return "failed"
+
+
+def finish(plan, run_dir: Path, done: "Launched", notes: list[str], *, say, record=None, report_dir: Path | None = None,
+           result_dir: Path | None = None) -> int:
+    """Record how the launch ended (run.json) and write the report, even on a full disk; the exit code."""
+    record = record or (lambda **f: _write_run(run_dir, **f))
+    result = _read_result(result_dir or run_dir)
+    status = status_of(done, result)
+    extra = list(result.get("notes", []))
+    if done.signal:
+        extra.append(f"{done.signal} received: " + ("the workers stopped at a safe point" if status == "stopped"
+                                                    else "the workers did not reach a safe point"))
+    if done.orphans_killed:
+        extra.append(f"killed {len(done.orphans_killed)} worker(s) left running after the launcher ended")
+    if done.log_lost:
+        extra.append(done.log_lost)
+    error = done.error if status == "failed" else None
+    if status == "failed" and not error:
+        error = (f"the launcher ended with exit code {done.rc}" if done.rc else "training ended without a result")
+    problems = []
+    try:
+        record(status=status, finished_at=_now(), exit_code=done.rc, pid=None, signal=done.signal, error=error,
+               notes=notes + extra, attempts=_close_attempt(run_dir))
+    except OSError as exc:
+        problems.append(f"run.json not updated ({exc.strerror or exc})")
     from executor.report import write_report
 
-    write_report(run_dir, plan)
-    say(f"run {status}: {run_dir} (gate {run_dir / 'gate.json'}, report {run_dir / 'report.md'}, log "
-        f"{run_dir / 'log.txt'})")
-    return 0 if status in ("finished", "stopped") else 1
+    try:
+        write_report(report_dir or run_dir, plan)
+    except OSError as exc:
+        problems.append(f"report not written ({exc.strerror or exc})")
+    where = report_dir or run_dir
+    say(f"run {status}: {where} (gate {run_dir / 'gate.json'}, report {where / 'report.md'}, log {where / 'log.txt'})"
+        + (f": {error}" if error else ""))
+    for p in problems:
+        say(f"sftplan: {p}")
+    if status == "failed":
+        return 1
+    if done.signal:
+        return 128 + int(getattr(signal, done.signal))
+    return 0

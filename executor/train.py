@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     from advisor.errors import UserError
 
     args = parse_args(argv)
+    from executor.lifecycle import worker_start
+
+    worker_start()  # SIGTERM/SIGHUP/SIGINT and the launcher's death: stop at the next step, on every rank
     try:
         return train(Path(args.run_dir).resolve())
     except UserError as exc:
@@ -182,20 +185,28 @@ def train(run_dir: Path) -> int:
     notes += enc.notes
     log(f"data: {enc.rows} rows, {enc.tokens} tokens ({enc.label_tokens} trained on), {len(dataset)} sequences")
     model = setup_model(plan, inputs["model"], bf16=training_args.bf16)
-    trainer = setup_trainer(run_dir, plan, model, training_args, dataset, collator, tokenizer, golden)
+    from executor.lifecycle import signal_stop_callback
+
+    signal_stop = signal_stop_callback()
+    trainer = setup_trainer(run_dir, plan, model, training_args, dataset, collator, tokenizer, golden,
+                            extra_callbacks=[signal_stop])
     if resume:
         log(f"resuming from {resume.name} (latest complete checkpoint)")
     started = time.time()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     stopped = trainer.state.global_step < trainer.state.max_steps
-    log(("stopped at the epoch boundary (STOP)" if stopped else "finished") +
+    if signal_stop.stopped_by:
+        notes.append(f"stopped by {signal_stop.stopped_by} at step {trainer.state.global_step}")
+    log((f"stopped ({signal_stop.stopped_by})" if signal_stop.stopped_by else
+         "stopped at the epoch boundary (STOP)" if stopped else "finished") +
         f" at step {trainer.state.global_step} in {time.time() - started:.1f} s")
     write_result(run_dir, trainer, stopped=stopped, resumed_from=resume, notes=notes)
     barrier()
     return 0
 
 
-def setup_trainer(run_dir: Path, plan, model, training_args, dataset, collator, tokenizer, golden):
+def setup_trainer(run_dir: Path, plan, model, training_args, dataset, collator, tokenizer, golden, *,
+                  extra_callbacks: list | None = None):
     from transformers import PrinterCallback, Trainer
 
     from executor.train_callbacks import GateCallback, MetricsCallback, ShardReportCallback, StopCallback
@@ -204,11 +215,14 @@ def setup_trainer(run_dir: Path, plan, model, training_args, dataset, collator, 
                       processing_class=tokenizer,
                       callbacks=[ShardReportCallback(run_dir, plan.recommended.strategy),
                                  GateCallback(run_dir, plan, tokenizer, golden),
-                                 MetricsCallback(run_dir, collator, peak_memory), StopCallback(run_dir)])
+                                 MetricsCallback(run_dir, collator, peak_memory), StopCallback(run_dir),
+                                 *(extra_callbacks or [])])
     trainer.remove_callback(PrinterCallback)  # MetricsCallback prints the progress line
     return trainer
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    sys.exit(main())
+    from executor.lifecycle import guarded
+
+    sys.exit(guarded(main, lambda: Path(parse_args(None).run_dir).resolve()))
