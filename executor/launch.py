@@ -107,6 +107,19 @@ STORAGE_NOTE = ["# Shared storage: the run folder must be on a file system every
                 "# others' check-ins in nodes/ (executor/node.py); the Python environment must be there too."]
 
 
+def cpus_per_node(gpu: str, gpus_per_node: int) -> tuple[int, str]:
+    """--cpus-per-task (one task per node): the catalog's host cores for the tier, else CPUS_PER_GPU per GPU."""
+    try:
+        from advisor.catalog import load_catalog
+
+        cores = int(getattr(load_catalog().gpus.get(gpu), "host_cpu_cores_per_node", 0) or 0)
+    except Exception:  # noqa: BLE001 - a missing/broken catalog falls back to the rule of thumb
+        cores = 0
+    if cores > 0:
+        return cores, f"the {gpu} node's host cores (catalog)"
+    return gpus_per_node * CPUS_PER_GPU, f"{CPUS_PER_GPU} per GPU"
+
+
 def slurm_time(hours: float) -> str:
     """--time for sbatch: the plan's hours x TIME_MARGIN + 30 min, rounded up to 15 minutes (D-HH:MM:SS)."""
     import math
@@ -120,6 +133,7 @@ def sbatch_script(plan, run_dir: str | Path) -> str:
     rec = plan.recommended
     per_node = rec.num_gpus // rec.num_nodes
     hours = plan.estimate.hours if plan.estimate and plan.estimate.hours else 1.0
+    cpus, cpus_how = cpus_per_node(rec.gpu, per_node)
     cmd = shell_join(node_runner_argv(plan, run_dir, "$SLURM_NODEID", "$MASTER_ADDR", "$MASTER_PORT",
                                       attempt="$SLURM_JOB_ID"))
     return "\n".join([
@@ -128,7 +142,7 @@ def sbatch_script(plan, run_dir: str | Path) -> str:
         f"#SBATCH --nodes={rec.num_nodes}",
         "#SBATCH --ntasks-per-node=1            # one launcher (torchrun) per node; it starts the GPU workers",
         f"#SBATCH --gpus-per-node={per_node}",
-        f"#SBATCH --cpus-per-task={per_node * CPUS_PER_GPU}           # {CPUS_PER_GPU} per GPU; lower it to fit your nodes",
+        f"#SBATCH --cpus-per-task={cpus}           # {cpus_how}; lower it to fit your nodes",
         f"#SBATCH --time={slurm_time(hours)}            # plan: {hours:.2f} h, x {TIME_MARGIN} + 30 min",
         "#SBATCH --exclusive",
         f"#SBATCH --output={run_dir}/slurm-%j.txt",

@@ -135,7 +135,7 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _is_worker(pid: int) -> bool:
+def is_worker(pid: int) -> bool:
     """A process started by a launcher for one rank (its environment holds LOCAL_RANK)."""
     try:
         env = Path(f"/proc/{pid}/environ").read_bytes()
@@ -147,7 +147,7 @@ def _is_worker(pid: int) -> bool:
 
 def workers(launcher_pid: int) -> list[int]:
     """The worker processes of a launched run: ranks under torchrun/deepspeed, else the launched process."""
-    ranks = [p for p in descendants(launcher_pid) if _is_worker(p)]
+    ranks = [p for p in descendants(launcher_pid) if is_worker(p)]
     return ranks or [launcher_pid]
 
 

@@ -15,6 +15,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -126,6 +128,29 @@ def _device() -> str:
     return "cuda" if visible_accelerators()[0] else "cpu"
 
 
+LAUNCHER_GRACE_S = float(os.environ.get("SFTPLAN_LAUNCHER_GRACE_S", "30"))
+
+
+def _watch_launcher(proc, out: "Launched") -> None:
+    """A launcher whose workers have all ended but which lives on (torchrun's exit barrier waits up to 300 s
+    for the agent of a node that is gone) is ended after LAUNCHER_GRACE_S: the run's outcome is the workers'."""
+    from executor.lifecycle import descendants, is_worker, signal_tree
+
+    seen, gone_since = False, None
+    while proc.poll() is None:
+        alive = [p for p in descendants(proc.pid) if is_worker(p)]
+        if alive:
+            seen, gone_since = True, None
+        elif seen:
+            gone_since = gone_since or time.monotonic()
+            if time.monotonic() - gone_since > LAUNCHER_GRACE_S:
+                out.launcher_ended = (f"the launcher outlived its workers by {LAUNCHER_GRACE_S:.0f} s (waiting for a "
+                                      "peer node that is gone?): ended it")
+                signal_tree(proc.pid, signal.SIGTERM)
+                return
+        time.sleep(1.0)
+
+
 class Launched:
     """How a launcher ended: exit code, the stop signal ``sftplan run`` received (if any), the last one-line
     error a worker printed (``sftplan: ...``), and whether the log could not be written (disk full)."""
@@ -136,6 +161,7 @@ class Launched:
         self.error: str | None = None
         self.log_lost: str | None = None
         self.orphans_killed: list[int] = []
+        self.launcher_ended: str | None = None
 
 
 def launch(argv: list[str], run_dir: Path, *, echo=True, lock=None, log_path: Path | None = None,
@@ -185,6 +211,8 @@ def launch(argv: list[str], run_dir: Path, *, echo=True, lock=None, log_path: Pa
     except OSError:
         pass
     say = (lambda m: (sys.stderr.write(m + "\n"), sys.stderr.flush())) if echo else (lambda m: None)
+    watcher = threading.Thread(target=_watch_launcher, args=(proc, out), daemon=True)
+    watcher.start()
     with Stopper(proc.pid, say=lambda m: (say(m), write_log(m + "\n"))) as stopper:
         for line in proc.stdout:
             write_log(line)
@@ -283,9 +311,10 @@ def _read_result(run_dir: Path) -> dict:
 def status_of(done: "Launched", result: dict) -> str:
     """finished: the launcher exited 0 with a result that did not stop early; stopped: a result saying it
     stopped (STOP, or a signal that reached a safe point); failed: anything else."""
-    if result.get("stopped") and (done.rc == 0 or done.signal):
+    ok = done.rc == 0 or bool(done.launcher_ended)  # workers done, launcher ended by us: the workers' outcome
+    if result.get("stopped") and (ok or done.signal):
         return "stopped"
-    if done.rc == 0 and result:
+    if ok and result:
         return "finished"
     return "failed"
 
@@ -302,6 +331,8 @@ def finish(plan, run_dir: Path, done: "Launched", notes: list[str], *, say, reco
                                                     else "the workers did not reach a safe point"))
     if done.orphans_killed:
         extra.append(f"killed {len(done.orphans_killed)} worker(s) left running after the launcher ended")
+    if done.launcher_ended:
+        extra.append(done.launcher_ended)
     if done.log_lost:
         extra.append(done.log_lost)
     error = done.error if status == "failed" else None

@@ -38,7 +38,7 @@ def test_single_node_launchers(assets):
 
 
 def test_multi_node_scripts(assets, tmp_path):
-    from executor.launch import launch_files, slurm_time
+    from executor.launch import cpus_per_node, launch_files, slurm_time
 
     plan = _nodes(tiny_plan(assets, strategy="zero3", num_gpus=2), 2, 16)
     files = launch_files(plan, "/runs/r")
@@ -49,7 +49,7 @@ def test_multi_node_scripts(assets, tmp_path):
     assert f"--marker {files['shared-storage.marker'].strip()}" in node1
     sb = files["sbatch.sh"]
     for line in ("#SBATCH --nodes=2", "#SBATCH --gpus-per-node=8", "#SBATCH --ntasks-per-node=1",
-                 "#SBATCH --cpus-per-task=64", f"#SBATCH --time={slurm_time(plan.estimate.hours)}"):
+                 f"#SBATCH --cpus-per-task={cpus_per_node('cpu', 8)[0]}", f"#SBATCH --time={slurm_time(plan.estimate.hours)}"):
         assert line in sb, line
     assert '--node-rank "$SLURM_NODEID"' in sb and '--master-addr "$MASTER_ADDR"' in sb and "scontrol show hostnames" in sb
     assert 'export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"' in sb and "# export NCCL_SOCKET_IFNAME=" in sb
@@ -70,6 +70,14 @@ def test_static_rendezvous_makes_node_rank_the_rank():
     assert "--rdzv_backend" not in argv and "c10d" not in argv
     joined = " ".join(argv)
     assert "--nnodes 2 --nproc_per_node 8 --node_rank 1 --master_addr head --master_port 29555" in joined
+
+
+def test_cpus_per_task_from_the_catalog():
+    from executor.launch import cpus_per_node
+
+    assert cpus_per_node("cpu", 8) == (64, "8 per GPU")
+    cores, how = cpus_per_node("h100-sxm", 8)
+    assert cores > 0 and "catalog" in how
 
 
 def test_slurm_time_has_a_margin():

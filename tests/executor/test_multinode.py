@@ -77,7 +77,11 @@ def test_a_killed_node_ends_the_other_with_one_line_in_bounded_time(assets, tmp_
         assert node0.poll() is None and node1.poll() is None, "a node ended before training"
         assert time.time() < deadline
         time.sleep(0.05)
-    os.killpg(node1.pid, signal.SIGKILL)  # node 1 goes away: launcher and worker, no clean-up
+    # node 1 goes away (a machine that dies): its runner, its torchrun and its worker (in a session of its own)
+    worker1 = [pid for pid in _workers(run_dir) if b"\0RANK=1\0" in b"\0" + _environ(pid)]
+    assert len(worker1) == 1
+    os.killpg(node1.pid, signal.SIGKILL)
+    os.kill(worker1[0], signal.SIGKILL)
     t0 = time.time()
     out = node0.communicate(timeout=180)[0]
     node1.wait(timeout=30)
@@ -86,6 +90,41 @@ def test_a_killed_node_ends_the_other_with_one_line_in_bounded_time(assets, tmp_
     assert info["status"] == "failed" and "lost contact with another rank" in info["error"], info.get("error")
     assert (run_dir / "report.md").is_file()
     assert out.strip().splitlines()[-1].startswith("run failed:")
+
+
+def _environ(pid):
+    try:
+        return open(f"/proc/{pid}/environ", "rb").read()
+    except OSError:
+        return b""
+
+
+def _workers(run_dir):
+    from test_lifecycle import trainers_of
+
+    return trainers_of(run_dir)
+
+
+def test_a_killed_launcher_on_one_node_stops_both_at_a_safe_point(assets, tmp_path):
+    """Only node 1's runner and torchrun are killed: its worker is told (PDEATHSIG), every rank stops at the same
+    step, and node 0 ends "stopped" without waiting out torchrun's 300 s exit barrier for the vanished agent."""
+    from executor.launch import free_port
+
+    run_dir = tmp_path / "run"
+    scripts = write_scripts(two_node_plan(assets, tmp_path, epochs=20), run_dir)
+    port = free_port()
+    node0, node1 = start_node(scripts[0], port), start_node(scripts[1], port)
+    deadline = time.time() + 300
+    while not (run_dir / "metrics.jsonl").is_file():
+        assert node0.poll() is None and node1.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(node1.pid, signal.SIGKILL)
+    t0 = time.time()
+    out = node0.communicate(timeout=240)[0]
+    assert time.time() - t0 < 240 and node0.returncode == 0, out[-3000:]
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "stopped" and (run_dir / "report.md").is_file()
+    assert not _workers(run_dir)
 
 
 def test_a_run_folder_the_nodes_do_not_share_is_refused(assets, tmp_path):
