@@ -285,6 +285,40 @@ class Bench:
         finally:
             subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
+    def node_dies_case(self):
+        """2 "nodes" on localhost through config/node-<i>.sh; node 1 dies (all its processes): node 0 ends with one line."""
+        from advisor.planfile import approve, with_hash, write_plan
+        from executor.launch import free_port
+
+        plan = self._tiny_plan(self.assets, strategy="ddp", num_gpus=2, epochs=20, micro_batch_size=2)
+        plan = with_hash(plan.model_copy(update={"recommended": plan.recommended.model_copy(update={"num_nodes": 2})}))
+        plan_path = self.fresh("nodes-plan.yaml")
+        write_plan(approve(plan, by="fault-matrix"), plan_path)
+        run_dir = self.fresh("nodes")
+        if sftplan("run", plan_path, "--out", run_dir).returncode != 0:
+            return False, "scripts not written"
+        env = dict(ENV, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), SFTPLAN_NODE_WAIT_S="120")
+        nodes = [subprocess.Popen(["bash", str(run_dir / "config" / f"node-{i}.sh")], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, start_new_session=True) for i in (0, 1)]
+        if not wait_until((run_dir / "metrics.jsonl").is_file, nodes[0]):
+            for p in nodes:
+                os.killpg(p.pid, signal.SIGKILL)
+            return False, "training not reached"
+        rank1 = [p for p in trainers_of(run_dir) if b"\0RANK=1\0" in b"\0" + Path(f"/proc/{p}/environ").read_bytes()]
+        os.killpg(nodes[1].pid, signal.SIGKILL)
+        for pid in rank1:
+            os.kill(pid, signal.SIGKILL)
+        t0 = time.time()
+        try:
+            nodes[0].communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            os.killpg(nodes[0].pid, signal.SIGKILL)
+            return False, "node 0 still running 180 s after node 1 died"
+        nodes[1].wait()
+        info = json.loads((run_dir / "run.json").read_text())
+        ok = info.get("status") == "failed" and "lost contact" in (info.get("error") or "") and not trainers_of(run_dir)
+        return ok, f"node 0 ended in {time.time() - t0:.0f} s, status {info.get('status')}, error {info.get('error')}"
+
     # ---- corruptions
     def finished_run(self):
         if not hasattr(self, "_finished"):
@@ -411,6 +445,7 @@ def main(argv=None) -> int:
             m.case("signals", "SIGKILL of the recorded launcher pid (ddp x 2)", b.kill_recorded_pid)
         if "lifecycle" in groups:
             m.case("lifecycle", "two runs at the same instant", b.lock_case)
+            m.case("lifecycle", "a node dies mid-run (2 nodes on localhost)", b.node_dies_case)
             got = b.disk_full_case()
             if got is None:
                 print("  [skipped ] lifecycle: disk full (needs root to mount a small tmpfs)")

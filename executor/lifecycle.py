@@ -39,7 +39,6 @@ from pathlib import Path
 
 from advisor.errors import UserError
 
-LOCK_FILE = "run.lock"
 STOP_GRACE_S = float(os.environ.get("SFTPLAN_STOP_GRACE_S", "120"))
 KILL_AFTER_S = 30.0
 _PR_SET_PDEATHSIG = 1
@@ -54,7 +53,9 @@ class RunLock:
     """An exclusive, non-blocking flock on RUN_DIR/run.lock. The file holds the holder's pid."""
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / LOCK_FILE
+        from executor import names
+
+        self.path = Path(run_dir) / names.RUN_LOCK
         self.fd: int | None = None
 
     def acquire(self) -> "RunLock":

@@ -35,6 +35,10 @@ REPORT_JSON = "report.json"
 STOP = "STOP"
 LOG = "log.txt"
 PROMOTED = "promoted"
+RUN_LOCK = "run.lock"                # flock'ed for the life of a run (executor/lifecycle.py)
+NODE_PREFIX = "node-"                # multi-node: RUN_DIR/node-<i>/ holds node i's run.json, log.txt, report.md
+NODES = "nodes"                      # multi-node: RUN_DIR/nodes/node-<i>.json check-ins (shared-storage check)
+SHARED_MARKER = "shared-storage.marker"  # RUN_DIR/config/: written by the submitter, checked on every node
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE = "COMPLETE"
 

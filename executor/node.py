@@ -31,14 +31,16 @@ import sys
 import time
 from pathlib import Path
 
-MARKER = "shared-storage.marker"
-NODES_DIR = "nodes"
+from executor import names
+
+MARKER = names.SHARED_MARKER
+NODES_DIR = names.NODES
 WAIT_S = float(os.environ.get("SFTPLAN_NODE_WAIT_S", "300"))
 
 
 def node_dir(run_dir: Path, node_rank: int) -> Path:
     """Where a node's run.json, log.txt and report.md go: the run folder itself for node 0."""
-    return run_dir if node_rank == 0 else run_dir / f"node-{node_rank}"
+    return run_dir if node_rank == 0 else run_dir / f"{names.NODE_PREFIX}{node_rank}"
 
 
 def marker_text(plan_sha256: str, run_dir: str | Path) -> str:

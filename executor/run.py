@@ -147,6 +147,10 @@ def _watch_launcher(proc, out: "Launched") -> None:
                 out.launcher_ended = (f"the launcher outlived its workers by {LAUNCHER_GRACE_S:.0f} s (waiting for a "
                                       "peer node that is gone?): ended it")
                 signal_tree(proc.pid, signal.SIGTERM)
+                try:  # torchrun in its exit barrier does not act on SIGTERM; its workers are done, so SIGKILL is safe
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    signal_tree(proc.pid, signal.SIGKILL)
                 return
         time.sleep(1.0)
 

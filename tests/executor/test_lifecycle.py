@@ -160,3 +160,25 @@ def test_disk_full_during_the_run_is_one_line_and_recorded(assets, tmp_path):
         assert (run_dir / "report.md").is_file()
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_prompt_longer_than_max_seq_len_is_one_line_by_file_line(assets, tmp_path):
+    """issue 11.4: the plan's rule, applied by the run: a prompt that fills max_seq_len refuses the run before it
+    trains, naming file:line (never a traceback numbered by row index)."""
+    from tinyplan import tiny_assets as _assets  # noqa: F401
+
+    data = tmp_path / "assets"
+    shutil.copytree(assets, data)
+    train = data / "train.jsonl"
+    with open(train, "a") as fh:
+        fh.write("\n" + json.dumps({"prompt": "reverse cat dog " * 100, "response": "x"}) + "\n")
+    line = len(train.read_text().split("\n")) - 1
+    plan_path = approved_plan_file(tmp_path, tiny_plan(data, epochs=1, micro_batch_size=MICRO))
+    run_dir = tmp_path / "run"
+    proc = sftplan("run", str(plan_path), "--out", str(run_dir))
+    assert proc.returncode == 1
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "failed" and "1 rows have no answer token within max_seq_len 96" in info["error"]
+    assert info["error"].endswith(f"train.jsonl:{line}"), info["error"]
+    assert "Traceback" not in (run_dir / "log.txt").read_text()
+    assert not list(run_dir.glob("checkpoint-*"))
