@@ -243,7 +243,9 @@ def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool =
         echo: bool = True) -> int:
     """The whole `sftplan run`. Returns the exit code (0 finished or stopped cleanly, 1 training failed,
     128 + the signal number when SIGTERM/SIGHUP/SIGINT stopped it at a safe point)."""
-    from executor.preflight import check_plan, check_run_dir, require_train_packages, run_preflight
+    from executor.preflight import (
+        check_plan, check_run_dir, check_run_plan_copy, require_train_packages, run_preflight,
+    )
 
     plan_path = Path(plan_path)
     if not plan_path.is_file():
@@ -252,7 +254,8 @@ def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool =
     plan = checked.plan
     run_dir = Path(out) if out else default_run_dir(plan_path, plan)
     if dry_run:  # writes the files and prints the command anywhere: disk, devices and data are run-time checks
-        notes = check_run_dir(run_dir, checked) + ["dry run: disk, device and dataset checks are left to the run"]
+        notes = check_run_dir(run_dir, plan) + ["dry run: disk, device and dataset checks are left to the run"]
+        check_run_plan_copy(run_dir, plan)
     else:
         notes = run_preflight(plan_path, checked, run_dir, allow_mismatch=allow_mismatch)
     if not dry_run and plan.recommended.num_nodes == 1:  # this command launches training here

@@ -91,3 +91,26 @@ def test_every_catalog_tier_has_a_matching_device_name():
     catalog = load_catalog()
     for gpu_id, spec in catalog.gpus.items():
         assert _type_matches(gpu_id, spec.name), (gpu_id, spec.name)
+
+
+def test_dry_run_works_anywhere(tools, tmp_path):
+    """issue 11.5: --dry-run checks no disk, device or dataset (run-time checks): a login node with no GPU and
+    no copy of the data still gets the config files and the launch command."""
+    import subprocess
+    import sys
+
+    from advisor.planfile import approve, write_plan
+    from tinyplan import ROOT
+
+    plan = approve(make_plan(tmp_path, gpu="mi300x", num_gpus=8, disk_gib=1e6), "Ada")  # 3 PB of checkpoints
+    write_plan(plan, tmp_path / "plan.yaml")
+    (tmp_path / "train.jsonl").unlink()
+    proc = subprocess.run([sys.executable, "-m", "advisor", "run", str(tmp_path / "plan.yaml"), "--out",
+                           str(tmp_path / "R"), "--dry-run"], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0, proc.stderr
+    assert "dry run: nothing trained" in proc.stdout and (tmp_path / "R" / "config" / "launch.sh").is_file()
+    real = subprocess.run([sys.executable, "-m", "advisor", "run", str(tmp_path / "plan.yaml"), "--out",
+                           str(tmp_path / "R")], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert real.returncode == 2 and "no such file" in real.stderr  # the real run checks them
