@@ -75,7 +75,7 @@ def test_static_rendezvous_makes_node_rank_the_rank():
 def test_cpus_per_task_from_the_catalog():
     from executor.launch import cpus_per_node
 
-    assert cpus_per_node("cpu", 8) == (64, "8 per GPU")
+    assert cpus_per_node("no-such-tier", 8) == (64, "8 per GPU")
     cores, how = cpus_per_node("h100-sxm", 8)
     assert cores > 0 and "catalog" in how
 
