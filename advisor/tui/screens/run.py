@@ -168,7 +168,7 @@ class RunScreen(Screen[None]):
             self.notify(f"nothing to stop: the run has {self.state.status}", severity="warning")
             return
         if not self.run_dir.is_dir():
-            self.notify(f"{self.run_dir}: the run folder is gone", severity="error")
+            self.notify(f"{self.run_dir}: no such run folder (not created yet, or removed)", severity="error")
             return
 
         def answered(yes: bool | None) -> None:
