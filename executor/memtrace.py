@@ -38,7 +38,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-GIB = 2**30
+from advisor.units import GIB
+
 TRACED_STRATEGIES = ("single", "ddp", "fsdp")
 STATE_ONLY_STRATEGIES = ("zero2", "zero3", "zero3-offload", "zero3-offload-all")
 NOT_TRACED = ("CUDA context, cuBLAS/NCCL workspaces and allocator fragmentation (reserved vs allocated) "

@@ -24,9 +24,8 @@ from pathlib import Path
 
 from advisor.errors import UserError
 from advisor.models import Plan
+from advisor.units import GIB
 from advisor.yamlio import atomic_write_text
-
-GIB = 2**30
 
 
 def _read_metrics(run_dir: Path) -> list[dict]:
