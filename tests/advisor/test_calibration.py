@@ -146,3 +146,11 @@ def test_plan_records_the_calibration(tmp_path):
     assert calib["estimate"]["tokens_per_s_per_gpu"] < raw["estimate"]["tokens_per_s_per_gpu"]
     assert calib["plan_sha256"] != raw["plan_sha256"]
     assert any("other software versions" in w and "torch 2.1.0" in w for w in calib["warnings"])
+
+
+def test_factors_are_bounded(tmp_path):
+    garbage = _run(tmp_path, "garbage", tokens=(1000.0, 0.001), memory=(40.0, 4000.0))
+    out = tmp_path / "cal.yaml"
+    assert _calibrate(garbage, out=out).returncode == 0
+    c = calibration.load(out).match("a100-80gb/fsdp/bf16-mixed/full/1-10B")
+    assert c.throughput.value == calibration.FACTOR_MIN and c.memory.value == calibration.FACTOR_MAX and c.throughput.weak
