@@ -44,3 +44,60 @@ def verify_run_plan(run_dir: Path):
         raise UserError(f"{path} is plan {checked.sha256[:12]}, but this run folder was configured for plan "
                         f"{str(inputs.get('plan_sha256'))[:12]} ({names.CONFIG}/{names.INPUTS}); refusing to train")
     return checked, inputs
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _data_files(plan) -> list[tuple[str, object, str, str]]:
+    """(inputs key, DataFile, file name in RUN_DIR/data, what) for the training and golden files."""
+    from executor.preflight import golden_file
+
+    return [("train", plan.request.dataset.file, names.TRAIN_DATA, "dataset"),
+            ("golden", golden_file(plan), names.GOLDEN_DATA, "golden set")]
+
+
+def stage_data(plan, plan_path: Path, run_dir: Path) -> dict[str, Path]:
+    """Copy the approved training and golden files into RUN_DIR/data/ (read-only) and check the copies' sha256
+    against the plan: the run trains on those bytes whatever happens to the originals afterwards. A copy that
+    already verifies (a resume) is kept. A copy, not a hard link: a link shares the original's inode, so an
+    in-place overwrite of the original would reach it."""
+    import os
+    import shutil
+
+    from executor.preflight import resolve_data_path
+
+    out: dict[str, Path] = {}
+    folder = run_dir / names.DATA
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, df, name, what in _data_files(plan):
+        dst = folder / name
+        if not (dst.is_file() and names.sha256_file(dst) == df.sha256):
+            src = resolve_data_path(df.path, plan_path)
+            tmp = folder / f".{name}.tmp"
+            shutil.copyfile(src, tmp)
+            got = names.sha256_file(tmp)
+            if got != df.sha256:
+                tmp.unlink()
+                raise UserError(f"{what} {src} changed while the run was starting (sha256 {got[:12]}, approved "
+                                f"{df.sha256[:12]}); re-plan and re-approve")
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, dst)
+        out[key] = dst.resolve()
+    return out
+
+
+def verify_data(plan, inputs: dict) -> dict[str, Path]:
+    """The trainer's check, on every rank: the files it is about to read hold the approved bytes."""
+    out = {}
+    for key, df, _, what in _data_files(plan):
+        path = Path(inputs[key])
+        try:
+            got = names.sha256_file(path)
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read the {what} ({exc.__class__.__name__})") from None
+        if got != df.sha256:
+            raise UserError(f"{path}: the {what} is not the approved bytes (sha256 {got[:12]}, approved "
+                            f"{df.sha256[:12]}); refusing to train on it")
+        out[key] = path
+    return out

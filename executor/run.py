@@ -45,8 +45,9 @@ def write_config(checked, plan_path: Path, run_dir: Path) -> dict[str, Path]:
     on the node, where the device is).
     """
     from executor import names
+    from executor.integrity import stage_data
     from executor.launch import launch_files
-    from executor.preflight import golden_file, resolve_data_path, visible_accelerators
+    from executor.preflight import visible_accelerators
     from executor.translate import deepspeed_config, fsdp_config, training_arguments
 
     plan = checked.plan
@@ -72,11 +73,12 @@ def write_config(checked, plan_path: Path, run_dir: Path) -> dict[str, Path]:
     put(names.TRAINING_ARGS, json.dumps(args, indent=2) + "\n")
     model = plan.request.model_path or plan.request.model
     model_dir = Path(model).expanduser()
+    data = stage_data(plan, plan_path, run_dir)  # the approved bytes, copied into RUN_DIR/data/
     inputs = {
         "plan_sha256": plan.plan_sha256,
         "model": str(model_dir.resolve()) if model_dir.is_dir() else model,
-        "train": str(resolve_data_path(plan.request.dataset.file.path, plan_path).resolve()),
-        "golden": str(resolve_data_path(golden_file(plan).path, plan_path).resolve()),
+        "train": str(data["train"]),
+        "golden": str(data["golden"]),
     }
     put(names.INPUTS, json.dumps(inputs, indent=2) + "\n")
     for name, text in launch_files(plan, run_dir.resolve()).items():

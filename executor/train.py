@@ -168,10 +168,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(run_dir: Path) -> int:
-    from executor.integrity import verify_run_plan
+    from executor.integrity import verify_data, verify_run_plan
 
     checked, inputs = verify_run_plan(run_dir)  # every rank, every node: the approved plan or nothing
     plan = checked.plan
+    data = verify_data(plan, inputs)  # ... and the approved data bytes
     accelerator, notes = setup_distributed()
     training_args = setup_training_args(plan, run_dir, accelerator=accelerator)  # inits the process group
     if training_args.process_index == 0:
@@ -181,7 +182,7 @@ def train(run_dir: Path) -> int:
     barrier()
     resume = latest_complete_checkpoint(run_dir)
     tokenizer = setup_tokenizer(inputs["model"])
-    dataset, collator, enc, golden = setup_data(plan, tokenizer, inputs["train"], inputs["golden"], training_args.seed)
+    dataset, collator, enc, golden = setup_data(plan, tokenizer, data["train"], data["golden"], training_args.seed)
     notes += enc.notes
     log(f"data: {enc.rows} rows, {enc.tokens} tokens ({enc.label_tokens} trained on), {len(dataset)} sequences")
     model = setup_model(plan, inputs["model"], bf16=training_args.bf16)

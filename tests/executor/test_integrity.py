@@ -61,3 +61,18 @@ def test_node_script_verifies_the_plan_it_trains_on(assets, tmp_path):
     proc = subprocess.run(["bash", str(run_dir / "config" / "launch.sh")], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2 and "configured for plan" in _one_line(proc.stderr)
+
+
+def test_trainer_refuses_data_that_is_not_the_approved_bytes(assets, tmp_path):
+    plan_path = approved_plan_file(tmp_path, tiny_plan(assets))
+    run_dir = tmp_path / "R"
+    assert sftplan("run", str(plan_path), "--out", str(run_dir), "--dry-run").returncode == 0
+    inputs = json.loads((run_dir / "config" / "inputs.json").read_text())
+    staged = run_dir / "data" / "train.jsonl"
+    assert inputs["train"] == str(staged.resolve()) and staged.read_bytes() == (assets / "train.jsonl").read_bytes()
+    staged.chmod(0o644)
+    staged.write_text(staged.read_text().replace('"3"', '"4"', 1) if '"3"' in staged.read_text()
+                      else staged.read_text() + '{"prompt": "add 1 1", "response": "2"}\n')
+    proc = subprocess.run(["bash", str(run_dir / "config" / "launch.sh")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "is not the approved bytes" in _one_line(proc.stderr)
