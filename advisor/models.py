@@ -148,6 +148,17 @@ class DeployTask(_Model):
     required: bool = Field(default=True, description="a failure blocks promotion")
 
 
+class ModelFiles(_Model):
+    """The base model the approval covers (advisor/modelfiles.py computes it where the request is built)."""
+
+    source: Literal["local", "hub"] = Field(description="local: a directory hashed file by file; hub: a hub id, "
+                                                        "not verifiable without a download")
+    sha256: dict[str, str] = Field(default_factory=dict, description="local: file name -> sha256 of config, "
+                                   "tokenizer files, chat template, weights index and every weight shard")
+    revision: str | None = Field(default=None, description="hub: the revision of model_path ('id@rev'); None = "
+                                 "unpinned")
+
+
 class PlanRequest(_Model):
     """Everything a planning session asks. CLI flags, request YAML and the TUI all build this."""
 
@@ -181,6 +192,8 @@ class PlanRequest(_Model):
     deploy_tasks: list[DeployTask] = Field(default_factory=list, description="local lm-eval tasks added to the deploy suite")
     deploy_include_path: str | None = Field(default=None, description="folder of lm-eval task YAMLs for deploy_tasks")
     deploy_limit: Int | None = Field(default=None, gt=0, description="examples per deploy task (a quick look)")
+    model_files: ModelFiles | None = Field(default=None, description="the base model's files by sha256 (a local "
+                                           "model_path) or its hub revision; the executor verifies them")
 
 
 # --------------------------------------------------------------------------- plan

@@ -25,7 +25,7 @@ from advisor.yamlio import atomic_write_text, dump_yaml, load_model_yaml
 _UNHASHED = {"plan_sha256", "approval"}
 _TIER_FIELDS_ADDED_IN_2 = ("memory_breakdown_gib", "hbm_gib", "binding_constraint")
 _ADDED_WITHIN_1 = {("calibration",): None, ("estimate", "overhead_hours"): 0.0, ("estimate", "hbm_gib"): 0.0, ("estimate", "memory_spare_gib"): 0.0,
-                   ("request", "memory_headroom"): 0.10, ("request", "deploy_tasks"): [],
+                   ("request", "memory_headroom"): 0.10, ("request", "deploy_tasks"): [], ("request", "model_files"): None,
                    ("request", "deploy_include_path"): None, ("request", "deploy_limit"): None,
                    ("evaluation", "deploy"): None, ("evaluation", "deploy_hours"): None,
                    ("evaluation", "deploy_cost_usd"): None,

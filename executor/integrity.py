@@ -101,3 +101,119 @@ def verify_data(plan, inputs: dict) -> dict[str, Path]:
                             f"{df.sha256[:12]}); refusing to train on it")
         out[key] = path
     return out
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def set_aside_damaged(run_dir: Path) -> tuple[list[str], list[dict]]:
+    """Rank 0, before a resume: verify every complete checkpoint (newest first) against its COMPLETE hashes; each
+    one that fails is renamed ``damaged-checkpoint-<step>`` (kept for inspection, never resumed from, out of
+    Trainer's rotation) and named in a note. Returns (notes, [{"checkpoint", "reason"}])."""
+    notes, damaged = [], []
+    done = [p for p in names.checkpoints(run_dir) if names.has_marker(p)]
+    for ckpt in reversed(done):
+        why = names.check_complete(ckpt)
+        if not why:
+            break  # the newest that verifies is where the run resumes; older ones are checked when promoted
+        aside = ckpt.with_name(names.DAMAGED_PREFIX + ckpt.name)
+        if aside.exists():
+            import shutil
+
+            shutil.rmtree(aside, ignore_errors=True)
+        ckpt.rename(aside)
+        damaged.append({"checkpoint": ckpt.name, "reason": why})
+    if damaged:
+        left = [p for p in names.checkpoints(run_dir) if names.has_marker(p)]
+        target = f"resuming from {left[-1].name}, the newest that verifies" if left else \
+            "no complete checkpoint verifies: training from the base model"
+        for d in damaged:
+            notes.append(f"checkpoint {d['checkpoint']} is damaged: {d['reason']}; set aside as "
+                         f"{names.DAMAGED_PREFIX}{d['checkpoint']}; {target}")
+    return notes, damaged
+
+
+# --------------------------------------------------------------------------- base model
+
+
+def verify_model(plan, inputs: dict) -> tuple[str, str | None, list[str]]:
+    """(what from_pretrained loads, hub revision or None, notes) after checking the base model on this rank:
+    a local directory must hold exactly the files the approval recorded (sha256 each); a hub id is loaded at its
+    recorded revision and said to be unverified."""
+    from advisor.modelfiles import check_model_dir
+
+    record = plan.request.model_files
+    target = str(inputs["model"])
+    folder = Path(target).expanduser()
+    if folder.is_dir():
+        if record is None or record.source != "local":
+            raise UserError(f"the approved plan records no sha256 of the base model's files ({folder}): it was "
+                            "planned before they were recorded; re-plan and re-approve")
+        why = check_model_dir(record, folder)
+        if why:
+            raise UserError(f"base model {why}; refusing to train on a model that is not the approved one")
+        return str(folder), None, [f"base model {folder}: {len(record.sha256)} files verified by sha256"]
+    repo, _, pinned = target.partition("@")
+    revision = (record.revision if record is not None else None) or pinned or None
+    return repo, revision, [f"base model {repo} is a hub id (revision {revision or 'unpinned'}): its files are "
+                            "not verified"]
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+def _baseline_sha256(plan_sha256: str, score: dict) -> str:
+    import hashlib
+
+    text = json.dumps({"plan_sha256": plan_sha256, "score": score}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_baseline(run_dir: Path, plan, score: dict) -> dict:
+    """Rank 0, once, on the base model: RUN_DIR/baseline.json {"plan_sha256", "model_files", "score", "sha256"}."""
+    from advisor.yamlio import atomic_write_text
+
+    score = {k: float(score[k]) for k in ("loss", "exact_match", "contains")}
+    record = plan.request.model_files
+    data = {"plan_sha256": plan.plan_sha256, "model_files": record.model_dump(mode="json") if record else None,
+            "score": score, "sha256": _baseline_sha256(plan.plan_sha256, score)}
+    atomic_write_text(run_dir / names.BASELINE, json.dumps(data, indent=2) + "\n")
+    return data
+
+
+def read_baseline(run_dir: Path, plan) -> dict | None:
+    """The base model's golden score recorded in baseline.json, None when there is none; one line naming the file
+    when it is damaged or belongs to another plan."""
+    path = run_dir / names.BASELINE
+    if not path.exists():
+        return None
+    data = read_json_file(path, "golden baseline")
+    score = data.get("score")
+    try:
+        ok = (isinstance(score, dict) and data.get("sha256") == _baseline_sha256(str(data.get("plan_sha256")), score))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UserError(f"{path}: damaged (its content does not match its sha256); the base model's golden baseline "
+                        "cannot be trusted: start a new run folder")
+    if data.get("plan_sha256") != plan.plan_sha256:
+        raise UserError(f"{path}: the baseline of plan {str(data.get('plan_sha256'))[:12]}, not of this plan "
+                        f"{plan.plan_sha256[:12]}")
+    return score
+
+
+def check_run_files(run_dir: Path, plan) -> list[str]:
+    """Preflight of a run folder being resumed: gate.json and baseline.json readable, and a baseline recorded on
+    the base model whenever a complete checkpoint exists (a resumed model can never be its own baseline)."""
+    from executor.evalgate import read_gate
+
+    if not run_dir.is_dir():
+        return []
+    read_gate(run_dir)  # a malformed gate.json is one line naming it
+    baseline = read_baseline(run_dir, plan)
+    done = [p.name for p in names.checkpoints(run_dir) if names.has_marker(p)]
+    if done and baseline is None:
+        raise UserError(f"{run_dir / names.BASELINE}: missing, and the run folder holds complete checkpoints "
+                        f"({', '.join(done[-2:])}): the golden baseline belongs to the base model and cannot be "
+                        "re-scored on a resumed checkpoint; start a new run folder")
+    return []

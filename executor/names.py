@@ -40,6 +40,7 @@ NODE_PREFIX = "node-"                # multi-node: RUN_DIR/node-<i>/ holds node 
 NODES = "nodes"                      # multi-node: RUN_DIR/nodes/node-<i>.json check-ins (shared-storage check)
 SHARED_MARKER = "shared-storage.marker"  # RUN_DIR/config/: written by the submitter, checked on every node
 CHECKPOINT_PREFIX = "checkpoint-"
+DAMAGED_PREFIX = "damaged-"          # damaged-checkpoint-<step>: failed its COMPLETE hashes, set aside, never resumed
 COMPLETE = "COMPLETE"
 
 

@@ -202,6 +202,13 @@ def check_data(plan: Plan, plan_path: str | Path) -> list[str]:
             f"golden set {golden_path}: {len(golden)} rows, sha256 {gf.sha256[:12]} as approved"]
 
 
+def check_model(plan: Plan) -> list[str]:
+    """The base model is the approved one (its files' sha256, when a local directory); the trainer checks again."""
+    from executor.integrity import verify_model
+
+    return verify_model(plan, {"model": plan.request.model_path or plan.request.model})[2]
+
+
 # --------------------------------------------------------------------------- accelerators
 
 
@@ -443,7 +450,11 @@ def run_preflight(plan_path: str | Path, plan: Plan | CheckedPlan, run_dir: str 
     plan = (plan if isinstance(plan, CheckedPlan) else check_plan(plan)).plan
     notes = check_run_dir(run_dir, plan)
     check_run_plan_copy(run_dir, plan)
+    from executor.integrity import check_run_files
+
+    notes += check_run_files(run_dir, plan)
     notes += check_data(plan, plan_path)
+    notes += check_model(plan)
     if plan.recommended.num_nodes > 1:  # submitted from a login node: the devices are the compute nodes'
         notes.append("devices: checked on each node when its node script starts (executor/node.py), not on the "
                      "machine that writes the scripts")

@@ -153,6 +153,16 @@ def _measured_check(measured: dict | None, name: str) -> dict | None:
     return next((c for c in measured["checks"] if c["name"] == name and c["verdict"] not in ("eval gate", "manual")), None)
 
 
+def remove_leftovers(out: Path) -> list[Path]:
+    """Full copies a killed promote left beside ``out`` (``.NAME.*.tmp`` being written, ``.NAME.old-*`` being
+    replaced): removed before this promote writes its own."""
+    gone = [p for pattern in (f".{out.name}.*.tmp", f".{out.name}.old-*") for p in out.parent.glob(pattern)
+            if p.is_dir()]
+    for p in gone:
+        shutil.rmtree(p, ignore_errors=True)
+    return gone
+
+
 def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
             deploy_results: str | Path | None = None) -> Path:
     """Export the best passing epoch to ``out_dir`` (default ``RUN_DIR/promoted``); returns its path."""
@@ -177,10 +187,11 @@ def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
         measured = read_deploy(run_dir, plan, best["checkpoint"])
         results = measured_drops(measured) if measured else None
 
-    out = Path(out_dir) if out_dir is not None else run_dir / "promoted"
+    out = Path(out_dir) if out_dir is not None else run_dir / names.PROMOTED
     if out.exists() and not (out / "PROMOTED.md").is_file():
         raise UserError(f"{out}: exists and is not an earlier promotion (no PROMOTED.md); choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         for pattern in _MODEL_GLOBS + _TOKENIZER_GLOBS:

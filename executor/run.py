@@ -323,7 +323,7 @@ def status_of(done: "Launched", result: dict) -> str:
     ok = done.rc == 0 or bool(done.launcher_ended)  # workers done, launcher ended by us: the workers' outcome
     if result.get("stopped") and (ok or done.signal):
         return "stopped"
-    if ok and result:
+    if ok and result and not result.get("failed"):  # "failed": a non-finite loss stopped the trainer (train.py)
         return "finished"
     return "failed"
 
@@ -344,7 +344,7 @@ def finish(plan, run_dir: Path, done: "Launched", notes: list[str], *, say, reco
         extra.append(done.launcher_ended)
     if done.log_lost:
         extra.append(done.log_lost)
-    error = done.error if status == "failed" else None
+    error = (done.error or result.get("failed")) if status == "failed" else None
     if status == "failed" and not error:
         error = (f"the launcher ended with exit code {done.rc}" if done.rc else "training ended without a result")
     problems = []

@@ -5,16 +5,21 @@ Started by the launcher that `sftplan run` writes into RUN_DIR/config/launch.sh,
     torchrun --nproc_per_node 2 -m executor.train --run-dir RUN_DIR
     deepspeed --num_gpus 2 --module executor.train --run-dir RUN_DIR
 
-Reads RUN_DIR/plan.yaml (the approved copy) and RUN_DIR/config/inputs.json (absolute paths of the
-model, training data and golden set), then, in order: distributed setup, TrainingArguments (before
-the model, so ZeRO-3 can partition it while loading), tokenizer, data, model, Trainer + callbacks,
-train (resuming from the latest COMPLETE checkpoint), and the result file. Per epoch, after Trainer
+Every rank first verifies what it is about to use (executor/integrity.py): RUN_DIR/plan.yaml (hash,
+approval, the plan config/inputs.json was written for), the training and golden files (the approved
+bytes copied into RUN_DIR/data/), the base model's files (sha256 recorded in the plan); any mismatch
+is one line on stderr and exit code 2. Then, in order: distributed setup, TrainingArguments (before
+the model, so ZeRO-3 can partition it while loading; rank 0 writes the kwargs to
+config/training_args.json), resume point (rank 0 sets aside checkpoints whose COMPLETE hashes fail),
+tokenizer, data, model, Trainer + callbacks, train, and the result file. A non-finite loss or gradient
+norm ends the run at that step (train_result.json "failed", exit code 3). Per epoch, after Trainer
 has written ``checkpoint-<step>`` (callbacks in executor/train_callbacks.py):
 
 1. under FSDP's sharded state dict the full weights are gathered and rank 0 writes
    model.safetensors, config.json and the tokenizer (ZeRO-3 writes its own gathered 16-bit weights);
 2. every rank scores the golden set, rank 0 records the epoch's gate verdict in gate.json;
-3. rank 0 writes ``COMPLETE`` last. A checkpoint without it is never resumed from.
+3. rank 0 writes ``COMPLETE`` last, with every file's sha256. A checkpoint without it, or whose files
+   no longer match it, is never resumed from.
 """
 
 from __future__ import annotations
@@ -62,6 +67,17 @@ def remove_incomplete_checkpoints(run_dir: Path) -> list[str]:
     return notes
 
 
+def resume_notes(run_dir: Path, damaged: list[dict]) -> list[str]:
+    """Rank 0: complete checkpoints that fail their COMPLETE hashes are set aside and said (log + run.json notes)."""
+    from executor.integrity import set_aside_damaged
+
+    notes, found = set_aside_damaged(run_dir)
+    damaged += found
+    for note in notes:
+        log(note)
+    return notes
+
+
 def setup_distributed() -> tuple[bool, list[str]]:
     """(accelerator present, notes). On a CPU-only multi-process job, install the cpu_dist shims."""
     import torch
@@ -97,10 +113,10 @@ def setup_training_args(plan, run_dir: Path, *, accelerator: bool):
     return TrainingArguments(**kwargs)
 
 
-def setup_tokenizer(model_dir: str):
+def setup_tokenizer(model_dir: str, revision: str | None):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, revision=revision)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -119,12 +135,12 @@ def setup_data(plan, tokenizer, train_path: str, golden_path: str, seed: int):
     return dataset, collator, enc, load_golden(golden_path)
 
 
-def setup_model(plan, model_dir: str, *, bf16: bool):
+def setup_model(plan, model_dir: str, revision: str | None, *, bf16: bool):
     import torch
     from transformers import AutoModelForCausalLM
 
     pure = bf16 and plan.recommended.precision == "bf16-pure"
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if pure else torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, revision=revision, dtype=torch.bfloat16 if pure else torch.float32)
     model.config.use_cache = False  # a KV cache in training turns off the packed-sequence mask (data.py)
     return model
 
@@ -140,12 +156,23 @@ def peak_memory() -> tuple[int, str]:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "process RSS"
 
 
-def write_result(run_dir: Path, trainer, *, stopped: bool, resumed_from: Path | None, notes: list[str]) -> None:
+def stop_non_finite(run_dir: Path, trainer, why: str, **result) -> int:
+    """A non-finite loss / gradient norm: one line, train_result.json says "failed", nothing of this step saved."""
+    last = latest_complete_checkpoint(run_dir)
+    line = f"{why}; run stopped, the last complete checkpoint ({last.name if last else 'none'}) is intact"
+    print(f"sftplan: {line}", file=sys.stderr, flush=True)
+    write_result(run_dir, trainer, stopped=False, failed=line, **{**result, "notes": result["notes"] + [line]})
+    return 3
+
+
+def write_result(run_dir: Path, trainer, *, stopped: bool, resumed_from: Path | None, notes: list[str],
+                 damaged: list[dict], failed: str | None = None) -> None:
     if not trainer.is_world_process_zero():
         return
     state = trainer.state
     result = {"global_step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
               "stopped": stopped, "resumed_from": resumed_from.name if resumed_from else None, "notes": notes,
+              "damaged_checkpoints": damaged, "failed": failed,
               "latest_complete": (latest_complete_checkpoint(run_dir) or Path("")).name or None}
     tmp = run_dir / f".{names.RESULT}.tmp"
     tmp.write_text(json.dumps(result, indent=2) + "\n")
@@ -168,56 +195,68 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(run_dir: Path) -> int:
-    from executor.integrity import verify_data, verify_run_plan
+    from executor.integrity import verify_data, verify_model, verify_run_plan
 
     checked, inputs = verify_run_plan(run_dir)  # every rank, every node: the approved plan or nothing
     plan = checked.plan
     data = verify_data(plan, inputs)  # ... and the approved data bytes
+    model_id, revision, model_notes = verify_model(plan, inputs)  # ... and the approved base model
     accelerator, notes = setup_distributed()
+    notes += model_notes
+    log(model_notes[0])
     training_args = setup_training_args(plan, run_dir, accelerator=accelerator)  # inits the process group
+    damaged: list[dict] = []
     if training_args.process_index == 0:
         notes += remove_incomplete_checkpoints(run_dir)
+        notes += resume_notes(run_dir, damaged)
     from executor.train_callbacks import barrier
 
     barrier()
-    resume = latest_complete_checkpoint(run_dir)
-    tokenizer = setup_tokenizer(inputs["model"])
+    resume = latest_complete_checkpoint(run_dir)  # complete and verified (rank 0 set the damaged ones aside)
+    tokenizer = setup_tokenizer(model_id, revision)
     dataset, collator, enc, golden = setup_data(plan, tokenizer, data["train"], data["golden"], training_args.seed)
     notes += enc.notes
     log(f"data: {enc.rows} rows, {enc.tokens} tokens ({enc.label_tokens} trained on), {len(dataset)} sequences")
-    model = setup_model(plan, inputs["model"], bf16=training_args.bf16)
+    model = setup_model(plan, model_id, revision, bf16=training_args.bf16)
     from executor.lifecycle import signal_stop_callback
 
     signal_stop = signal_stop_callback()
     trainer = setup_trainer(run_dir, plan, model, training_args, dataset, collator, tokenizer, golden,
-                            extra_callbacks=[signal_stop])
+                            resumed=resume is not None, extra_callbacks=[signal_stop])
     if resume:
         log(f"resuming from {resume.name} (latest complete checkpoint)")
     started = time.time()
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    from executor.train_callbacks import NonFiniteTraining
+
+    try:
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except NonFiniteTraining as exc:
+        return stop_non_finite(run_dir, trainer, str(exc), resumed_from=resume, notes=notes, damaged=damaged)
     stopped = trainer.state.global_step < trainer.state.max_steps
     if signal_stop.stopped_by:
         notes.append(f"stopped by {signal_stop.stopped_by} at step {trainer.state.global_step}")
     log((f"stopped ({signal_stop.stopped_by})" if signal_stop.stopped_by else
          "stopped at the epoch boundary (STOP)" if stopped else "finished") +
         f" at step {trainer.state.global_step} in {time.time() - started:.1f} s")
-    write_result(run_dir, trainer, stopped=stopped, resumed_from=resume, notes=notes)
+    write_result(run_dir, trainer, stopped=stopped, resumed_from=resume, notes=notes, damaged=damaged)
     barrier()
     return 0
 
 
-def setup_trainer(run_dir: Path, plan, model, training_args, dataset, collator, tokenizer, golden, *,
+def setup_trainer(run_dir: Path, plan, model, training_args, dataset, collator, tokenizer, golden, *, resumed: bool,
                   extra_callbacks: list | None = None):
     from transformers import PrinterCallback, Trainer
 
-    from executor.train_callbacks import GateCallback, MetricsCallback, ShardReportCallback, StopCallback
+    from executor.train_callbacks import (
+        GateCallback, MetricsCallback, NonFiniteCallback, ShardReportCallback, StopCallback,
+    )
 
     trainer = Trainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
                       processing_class=tokenizer,
                       callbacks=[ShardReportCallback(run_dir, plan.recommended.strategy),
-                                 GateCallback(run_dir, plan, tokenizer, golden),
-                                 MetricsCallback(run_dir, collator, peak_memory), StopCallback(run_dir),
-                                 *(extra_callbacks or [])])
+                                 GateCallback(run_dir, plan, tokenizer, golden, resumed=resumed),
+                                 MetricsCallback(run_dir, collator, peak_memory), NonFiniteCallback(),
+                                 StopCallback(run_dir), *(extra_callbacks or [])])
     trainer.remove_callback(PrinterCallback)  # MetricsCallback prints the progress line
     return trainer
 

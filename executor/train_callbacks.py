@@ -152,8 +152,9 @@ class GateCallback(TrainerCallback):
     best_model_checkpoint), so `sftplan promote` can always export it.
     """
 
-    def __init__(self, run_dir: Path, plan, tokenizer, golden):
+    def __init__(self, run_dir: Path, plan, tokenizer, golden, *, resumed: bool):
         self.run_dir, self.plan, self.tokenizer, self.golden = run_dir, plan, tokenizer, golden
+        self.resumed = resumed
 
     def _score(self, model) -> dict:
         from executor.evalgate import score_golden
@@ -162,14 +163,23 @@ class GateCallback(TrainerCallback):
                             synced_gpus=world_size() > 1)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        """The baseline belongs to the base model: scored once, before any training, into baseline.json (with the
+        plan's hash, which covers the base model's file hashes); a resume takes it from there, never re-scores."""
+        from advisor.errors import UserError
         from executor.evalgate import read_gate, record_baseline
+        from executor.integrity import read_baseline, write_baseline
 
-        if read_gate(self.run_dir).get("baseline") is not None:  # resumed: the model is no longer the base
-            return
-        score = self._score(model)
-        if is_rank0():
-            record_baseline(self.run_dir, score, self.plan.evaluation)
-            print(f"[sftplan] golden baseline: {_fmt(score)}", flush=True)
+        baseline = read_baseline(self.run_dir, self.plan)
+        if baseline is None:
+            if self.resumed:
+                raise UserError(f"{self.run_dir / names.BASELINE}: missing on a resumed run: the golden baseline "
+                                "belongs to the base model and cannot be re-scored on a resumed checkpoint")
+            baseline = self._score(model)
+            if is_rank0():
+                write_baseline(self.run_dir, self.plan, baseline)
+                print(f"[sftplan] golden baseline: {_fmt(baseline)}", flush=True)
+        if is_rank0() and read_gate(self.run_dir).get("baseline") != baseline:
+            record_baseline(self.run_dir, baseline, self.plan.evaluation, replace=True)
 
     def _write_full_weights(self, ckpt: Path, model) -> None:
         """FSDP sharded state dict: gather the full weights (all ranks) and save them from rank 0."""
@@ -206,6 +216,24 @@ class GateCallback(TrainerCallback):
                 raise RuntimeError(f"{ckpt}: no model.safetensors after saving; refusing to mark it complete")
             names.write_complete(ckpt, step=state.global_step, epoch=state.epoch)  # every file's sha256, last
         barrier()
+
+
+class NonFiniteTraining(Exception):
+    """A non-finite training loss or gradient norm: the run stops at once, before this step could be saved."""
+
+
+class NonFiniteCallback(TrainerCallback):
+    """Every logged step (logging_steps=1): loss and grad_norm must be finite, else NonFiniteTraining is raised on
+    every rank alike (Trainer logs the loss averaged over ranks and the global gradient norm), before any checkpoint
+    of this step is written: the last complete checkpoint stays the newest."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        import math
+
+        for key, what in (("loss", "training loss"), ("grad_norm", "gradient norm")):
+            value = (logs or {}).get(key)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                raise NonFiniteTraining(f"non-finite {what} at step {state.global_step}: {value}")
 
 
 class StopCallback(TrainerCallback):

@@ -106,6 +106,7 @@ def training_arguments(plan: Plan, run_dir: str, *, bf16: bool, accelerator: boo
         "eval_strategy": "no",  # the golden set is scored by the eval-gate callback
         "logging_strategy": "steps",
         "logging_steps": 1,
+        "logging_nan_inf_filter": False,  # the logged loss is the real one: a NaN stops the run (train_callbacks.py)
         "report_to": "none",
         "disable_tqdm": True,  # rank 0 shows its own progress line
         "remove_unused_columns": False,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import UserError
+from advisor.modelfiles import model_files
 from advisor.models import GOALS, STRATEGIES, DatasetSpec, PlanRequest
 from advisor.request import data_file, measure_dataset, validate_request
 from advisor.yamlio import load_model_yaml
@@ -109,6 +110,8 @@ def build_request(args: argparse.Namespace) -> PlanRequest:
         raise UserError("--model is required (or a --request file with 'model')")
     if base.get("model_path") is None and Path(str(base["model"])).is_dir():
         base["model_path"] = str(base["model"])
+    record = model_files(str(base["model"]), base.get("model_path"))  # the base model the approval covers
+    base["model_files"] = record.model_dump(mode="json") if record else None
     if getattr(args, "dataset", None):
         if args.examples is not None or args.avg_tokens is not None:
             raise UserError("--dataset measures the data: give it without --examples/--avg-tokens")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from advisor.catalog import load_catalog
 from advisor.errors import UserError, lookup
+from advisor.modelfiles import model_file_names, model_files
 from advisor.models import DatasetSpec, Plan, PlanRequest
 from advisor.planner import EstimateCache
 from advisor.planner import plan as run_planner
@@ -87,11 +89,27 @@ def measure(path: str, model: str) -> DatasetSpec:
     return _measure(path, st.st_mtime_ns, st.st_size, model)
 
 
+@lru_cache(maxsize=8)
+def _model_files(model: str, model_path: str | None, stamp: tuple) -> dict | None:
+    record = model_files(model, model_path)
+    return record.model_dump(mode="json") if record else None
+
+
+def model_files_cached(model: str, model_path: str | None) -> dict | None:
+    """modelfiles.model_files, cached while no model file changed (name, mtime, size): no re-hash per keystroke."""
+    folder = Path(model_path or model).expanduser()
+    stamp: tuple = ()
+    if model and folder.is_dir():
+        stamp = tuple((n, (st := (folder / n).stat()).st_mtime_ns, st.st_size) for n in model_file_names(folder))
+    return _model_files(model, model_path, stamp)
+
+
 def build_request(data: dict[str, Any]) -> PlanRequest:
     """The same PlanRequest the CLI builds (advisor.request.validate_request), from the inputs' data."""
     data = dict(data)
     path = data.pop("dataset_file", None)
     try:
+        data["model_files"] = model_files_cached(str(data.get("model") or ""), data.get("model_path"))
         if path:
             data["dataset"] = measure(path, str(data.get("model") or "")).model_dump(mode="json")
         return validate_request(data)

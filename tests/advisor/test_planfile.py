@@ -179,3 +179,33 @@ def test_rewriting_the_approver_or_the_time_fails_verify(tmp_path):
         assert "approval stamp was edited" in verify(read_plan(path))
     no_stamp = p.model_copy(update={"approval": p.approval.model_copy(update={"stamp_sha256": None})})
     assert "approval stamp" in verify(no_stamp)
+
+
+def test_base_model_files_are_in_the_approval(tmp_path):
+    """plan --model DIR records the sha256 of the model's files in the request, hashed with the plan: a swapped
+    weight file is a different plan."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({
+        "model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 320, "max_position_embeddings": 512}))
+    (model / "model.safetensors").write_bytes(b"weights")
+    (model / "chat_template.jinja").write_text("{{ messages }}")
+    out = tmp_path / "plan.yaml"
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "advisor", "plan", "--model", str(model), "--examples", "1000",
+                           "--avg-tokens", "100", "-o", str(out)], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stderr
+    plan = read_plan(out)
+    files = plan.request.model_files
+    assert files.source == "local" and set(files.sha256) == {"config.json", "model.safetensors", "chat_template.jinja"}
+    swapped = plan.model_copy(update={"request": plan.request.model_copy(update={
+        "model_files": files.model_copy(update={"sha256": {**files.sha256, "model.safetensors": "0" * 64}})})})
+    assert compute_sha256(swapped) != compute_sha256(plan)

@@ -76,3 +76,129 @@ def test_trainer_refuses_data_that_is_not_the_approved_bytes(assets, tmp_path):
     proc = subprocess.run(["bash", str(run_dir / "config" / "launch.sh")], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2 and "is not the approved bytes" in _one_line(proc.stderr)
+
+
+def _poke(path, at=None, data=b"\xff" * 4096):
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.seek(size // 2 if at is None else at)
+        fh.write(data)
+
+
+def _copy_model(assets, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(assets / "model", model)
+    return model
+
+
+def _plan_on(assets, model, **kw):
+    from advisor.modelfiles import model_files
+    from advisor.planfile import with_hash
+
+    plan = tiny_plan(assets, **kw)
+    request = plan.request.model_copy(update={"model": str(model), "model_path": str(model),
+                                              "model_files": model_files(str(model), str(model))})
+    return with_hash(plan.model_copy(update={"request": request}))
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "tokenizer_config.json"])
+def test_a_swapped_base_model_file_is_refused(assets, tmp_path, name):
+    """Weights or chat template changed after approval: sftplan run and the node script refuse, naming the file."""
+    model = _copy_model(assets, tmp_path)
+    plan_path = approved_plan_file(tmp_path, _plan_on(assets, model))
+    run_dir = tmp_path / "R"
+    assert sftplan("run", str(plan_path), "--out", str(run_dir), "--dry-run").returncode == 0
+    if name == "model.safetensors":
+        _poke(model / name)
+    else:
+        cfg = json.loads((model / name).read_text())
+        cfg["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+        (model / name).write_text(json.dumps(cfg))
+    proc = sftplan("run", str(plan_path), "--out", str(run_dir))
+    assert proc.returncode == 2 and f"{name}: changed since approval" in _one_line(proc.stderr)
+    proc = subprocess.run(["bash", str(run_dir / "config" / "launch.sh")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and f"{name}: changed since approval" in _one_line(proc.stderr)
+
+
+def test_model_files_record_local_hashes_and_hub_revisions(assets):
+    from advisor.modelfiles import model_files
+
+    from executor.integrity import verify_model
+
+    local = model_files(str(assets / "model"), str(assets / "model"))
+    assert local.source == "local"
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(local.sha256)
+    hub = model_files("meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B@5206a32")
+    assert hub.source == "hub" and hub.revision == "5206a32" and not hub.sha256
+    assert model_files("llama-3.1-8b", None) is None  # a preset id plans only
+    plan = tiny_plan(assets).model_copy(update={"request": tiny_plan(assets).request.model_copy(
+        update={"model_files": hub})})
+    repo, revision, notes = verify_model(plan, {"model": "meta-llama/Llama-3.1-8B@5206a32"})
+    assert (repo, revision) == ("meta-llama/Llama-3.1-8B", "5206a32") and "not verified" in notes[0]
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth",
+                                  "trainer_state.json"])
+def test_complete_marker_names_a_truncated_file(tmp_path, name):
+    from executor.names import check_complete, write_complete
+
+    ckpt = tmp_path / "checkpoint-8"
+    ckpt.mkdir()
+    for n in ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"):
+        (ckpt / n).write_bytes(bytes(range(256)) * 40)
+    write_complete(ckpt, step=8, epoch=2.0)
+    assert check_complete(ckpt) == ""
+    with open(ckpt / name, "r+b") as fh:
+        fh.truncate(100)
+    why = check_complete(ckpt)
+    assert why.startswith(f"{ckpt / name}: damaged") and "\n" not in why
+
+
+def _dry_run_folder(assets, tmp_path):
+    plan_path = approved_plan_file(tmp_path, tiny_plan(assets))
+    run_dir = tmp_path / "R"
+    assert sftplan("run", str(plan_path), "--out", str(run_dir), "--dry-run").returncode == 0
+    return plan_path, run_dir
+
+
+@pytest.mark.parametrize("name", ["gate.json", "run.json", "baseline.json"])
+def test_a_malformed_run_file_is_named_in_one_line(assets, tmp_path, name):
+    plan_path, run_dir = _dry_run_folder(assets, tmp_path)
+    (run_dir / name).write_text('{"baseline": {"loss": 1.2, "exa')  # truncated mid-write
+    proc = sftplan("run", str(plan_path), "--out", str(run_dir))
+    assert proc.returncode == 2 and name in _one_line(proc.stderr)
+    if name == "gate.json":
+        proc = sftplan("promote", str(run_dir))
+        assert proc.returncode == 2 and name in _one_line(proc.stderr)
+
+
+def test_a_resume_without_the_base_models_baseline_is_refused(assets, tmp_path):
+    from executor.names import write_complete
+
+    plan_path, run_dir = _dry_run_folder(assets, tmp_path)
+    ckpt = run_dir / "checkpoint-4"
+    ckpt.mkdir()
+    (ckpt / "model.safetensors").write_bytes(b"x" * 64)
+    write_complete(ckpt, step=4, epoch=1.0)
+    (run_dir / "gate.json").write_text(json.dumps({"baseline": None, "epochs": [], "thresholds": {}}))
+    proc = sftplan("run", str(plan_path), "--out", str(run_dir))
+    assert proc.returncode == 2
+    line = _one_line(proc.stderr)
+    assert "baseline.json: missing" in line and "cannot be re-scored on a resumed checkpoint" in line
+
+
+def test_non_finite_loss_or_gradient_norm_raises_at_once():
+    from transformers import TrainerControl, TrainerState
+
+    from executor.train_callbacks import NonFiniteCallback, NonFiniteTraining
+
+    cb, state = NonFiniteCallback(), TrainerState()
+    state.global_step = 7
+    cb.on_log(None, state, TrainerControl(), logs={"loss": 2.5, "grad_norm": 1.0})
+    with pytest.raises(NonFiniteTraining, match="non-finite training loss at step 7: nan"):
+        cb.on_log(None, state, TrainerControl(), logs={"loss": float("nan"), "grad_norm": 1.0})
+    with pytest.raises(NonFiniteTraining, match="non-finite gradient norm at step 7: inf"):
+        cb.on_log(None, state, TrainerControl(), logs={"loss": 2.5, "grad_norm": float("inf")})

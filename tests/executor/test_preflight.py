@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from advisor.errors import UserError
+from advisor.modelfiles import model_files
 from advisor.models import (
     Checkpointing, DataFile, DatasetSpec, Evaluation, Hyperparameters, LoraAlternative, ModelSummary, Plan, PlanEstimate,
     PlanRequest, Recommended,
@@ -36,6 +37,7 @@ def make_plan(tmp_path: Path, *, method="full-sft", gpu="h100-sxm", num_gpus=2, 
                       activation_checkpointing=False)
     return with_hash(Plan(
         request=PlanRequest(model="tiny", model_path=model_path, golden=golden,
+                            model_files=model_files("tiny", model_path) if model_path else None,
                             dataset=DatasetSpec(examples=len(GOOD_ROWS), avg_tokens=10, file=data)),
         model=ModelSummary(name="tiny", family="llama", source="config.json", params=1000, active_params=1000),
         method=method, findings=[], recommended=rec if recommended else None,

@@ -148,3 +148,33 @@ def test_promote_refuses_a_rotated_away_checkpoint(run_dir):
     shutil.rmtree(run_dir / "checkpoint-8")
     with pytest.raises(UserError, match="checkpoint-8 is missing"):
         promote(run_dir)
+
+
+def _overwrite_4k(path, at=None):
+    """A real byte edit: 4 KiB of 0xFF inside the file (past the safetensors header)."""
+    size = path.stat().st_size
+    at = size // 2 if at is None else at
+    with open(path, "r+b") as fh:
+        fh.seek(min(at, max(size - 4096, 0)))
+        fh.write(b"\xff" * min(4096, size))
+
+
+def test_promote_refuses_a_damaged_checkpoint_in_one_line(run_dir, tmp_path):
+    _overwrite_4k(run_dir / "checkpoint-8" / "model.safetensors")
+    with pytest.raises(UserError, match=r"checkpoint-8/model.safetensors: damaged \(sha256") as err:
+        promote(run_dir, tmp_path / "out")
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+
+
+def test_promote_removes_what_a_killed_promote_left(run_dir):
+    """A promote killed while copying leaves .promoted.<rand>.tmp; killed while swapping, .promoted.old-<rand>:
+    the next promote removes both (the names are what promote itself creates)."""
+    first = promote(run_dir)
+    tmp = run_dir / ".promoted.k1ll3d.tmp"
+    old = run_dir / ".promoted.old-.promoted.x.tmp"
+    for leftover in (tmp, old):
+        leftover.mkdir()
+        (leftover / "model.safetensors").write_bytes(b"\0" * 1024)
+    assert promote(run_dir) == first and (first / "PROMOTED.md").is_file()
+    assert not tmp.exists() and not old.exists()
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".promoted")) == []

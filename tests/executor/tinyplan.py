@@ -12,6 +12,7 @@ from advisor.models import (
     Checkpointing, DataFile, DatasetSpec, Evaluation, Hyperparameters, LoraAlternative, ModelSummary, Plan, PlanEstimate,
     PlanRequest, Recommended,
 )
+from advisor.modelfiles import model_files
 from advisor.planfile import approve, with_hash, write_plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +54,7 @@ def tiny_plan(assets: Path, *, strategy: str = "single", num_gpus: int = 1, epoc
     steps = -(-data.rows // (micro_batch_size * num_gpus * grad_accum))
     return with_hash(Plan(
         request=PlanRequest(model=model, model_path=model, golden=golden, packing=packing, method="full-sft",
+                            model_files=model_files(model, model),
                             dataset=DatasetSpec(examples=data.rows, avg_tokens=30, file=data)),
         model=ModelSummary(name="tiny", family="llama", source="config.json", params=120_000, active_params=120_000),
         method=method, findings=[], recommended=rec,
