@@ -74,6 +74,14 @@ def test_stop_at_epoch_boundary_then_promote(assets, tmp_path):
     assert args["bf16"] is False and args["use_cpu"] is True and args["num_train_epochs"] == 3
     assert "epoch 1.00/3" in out and "ETA" in out and "loss" in out  # rank 0 progress
 
+    copy = run_dir / "plan.yaml"  # edited after the stop: the rerun refuses it instead of training 1 epoch at lr 0.3
+    copy.write_text(copy.read_text().replace("\n  epochs: 3\n", "\n  epochs: 1\n")
+                    .replace("\n  learning_rate: 0.003\n", "\n  learning_rate: 0.3\n"))
+    proc2 = sftplan("run", str(plan_path), "--out", str(run_dir), "--allow-mismatch")
+    assert proc2.returncode == 2 and "is not the approved plan" in proc2.stderr
+    assert len(list(run_dir.glob("checkpoint-*"))) == 1
+    copy.write_text(plan_path.read_text())
+
     proc = sftplan("promote", str(run_dir), "--out", str(tmp_path / "promoted"))
     assert proc.returncode == 0, proc.stderr
     promoted = tmp_path / "promoted"
