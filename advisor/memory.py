@@ -1,18 +1,19 @@
 """Bytes per GPU, component by component. Pure functions of (model, config, GPU); integers out.
 
 Sources:
-- Model states: ZeRO (Rajbhandari et al. 2020), mixed-precision AdamW = 2 (bf16 weights) + 2 (bf16
-  grads) + 12 (fp32 master, momentum, variance) = 16 bytes/param; stage 2 shards grads and optimizer,
-  stage 3 / FSDP full shard shards all three. Pure bf16 (torchtune, litgpt "bf16-true"): AdamW
-  moments in bf16 = 2 + 2 + 4 = 8 bytes/param.
+- The executor's path, traced on fake tensors (executor/memtrace.py; benchmarks/memory_trace.py compares
+  this module with the traces per component group): what each transformers family's code saves for
+  backward, the dtype policy (fp32 weights + autocast for bf16-mixed, bf16 for bf16-pure, fp32 shards
+  under accelerate's FSDP2), Trainer's fused AdamW and gradients set to None every step.
+- Model states: ZeRO (Rajbhandari et al. 2020): DeepSpeed bf16 = 2 (bf16 weights) + 2 (bf16 grads) +
+  12 (fp32 master, momentum, variance) bytes/param; stage 2 shards grads and optimizer, stage 3 all three.
 - Activations: Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer
-  Models"), 34 s b h bytes per layer without the 5 a s^2 b term (flash attention keeps no s x s
-  scores), generalised to GQA, head_dim and gated MLPs, without dropout masks (fine-tuning runs with
-  dropout 0). With full activation checkpointing a layer keeps only its 2 s b h input, plus one
-  layer's full activations during recompute.
-- Logits: b s V for the bf16 logits, an fp32 upcast for the loss and its fp32 gradient (HF's loss).
-- FSDP / ZeRO-3 gather one unit at a time and prefetch the next: 2 units of bf16 params + grads.
-  DeepSpeed's estimate_zero3_model_states_mem_needs counts 4 bytes x largest layer for the same.
+  Models") counted term by term on the real code (flash attention keeps no s x s scores; eager
+  attention, which transformers runs for Gemma 2 and MPT, does), without dropout masks (dropout 0).
+- The peak is a moment, not a sum (transient_moments): loss, start of backward, recompute, optimizer step.
+- FSDP / ZeRO-3 gather one unit at a time and prefetch the next; FSDP2 keeps the root unit (embedding,
+  output head) gathered through the step. DeepSpeed's estimate_zero3_model_states_mem_needs counts
+  4 bytes x largest layer for the same.
 - CPU offload (ZeRO-Offload, Ren et al. 2021): fp32 master + moments + fp32 grads = 16 bytes/param
   on the host, x1.5 pinned/buffer factor as DeepSpeed's own estimator uses.
 """
@@ -43,89 +44,246 @@ def optimizer_bytes_per_param(cfg: TrainConfig) -> int:
     return 12 if cfg.precision == "bf16-mixed" else 4
 
 
-def activation_bytes_per_token_per_layer(m: ModelSpec) -> int:
-    """Korthikanti et al. 2022 Table 2 without the 5as/h term and without dropout masks, generalised:
-    norms 2 x 2h; attention 2h (QKV input) + 2q (Q) + 4kv (K, V) + 2q (attention output = o_proj input);
-    MLP 2h (input) + 2f + 2f (plain: GELU input and output) or + 6f (gated: gate, up, act*up)."""
-    h = m.hidden_size
+# --------------------------------------------------------------------------- what the executor's path holds
+#
+# Checked against traced steps of the real transformers models (executor/memtrace.py,
+# benchmarks/memory_trace.py). The executor loads fp32 weights for bf16-mixed and bf16 for bf16-pure;
+# accelerate runs the forward under autocast(bf16); FSDP2 through accelerate upcasts the sharded
+# weights to fp32 and gathers them in bf16 (so FSDP holds 16 bytes/param sharded whatever the
+# precision, and computes like bf16-pure); DeepSpeed keeps bf16 weights + fp32 master and moments.
+
+
+def _autocast_fp32_weights(cfg: TrainConfig) -> bool:
+    """fp32 weights under autocast: the residual stream, norms and rotary run in fp32 and autocast
+    makes a bf16 copy of every matmul weight (kept by the autograd graph)."""
+    return cfg.precision == "bf16-mixed" and cfg.strategy in ("single", "ddp") and cfg.trainable == "full"
+
+
+def matmul_params_per_layer(m: ModelSpec) -> int:
+    """Weights autocast casts in one decoder layer (every matmul weight: attention and every expert)."""
+    from advisor.architecture import attention_params, mlp_params_per_expert
+
+    router = m.hidden_size * m.num_experts if m.num_experts > 1 else 0
+    return attention_params(m) + m.num_experts * mlp_params_per_expert(m) + router
+
+
+def layer_activation_bytes_per_token(m: ModelSpec, mixed: bool) -> int:
+    """What the autograd graph of one decoder layer keeps per token, as the transformers code saves it.
+
+    Attention with the flash / memory-efficient kernels: q and k after rotary, v, the output (bf16)
+    and the fp32 logsumexp. RMSNorm (Llama-style) keeps its fp32 upcast input, the normalised tensor
+    and (bf16-pure) its bf16 output; Gemma's RMSNorm computes the weight in fp32 too. Under autocast
+    with fp32 weights (``mixed``) the residual stream is fp32 and every consumer linear casts the
+    norm's fp32 output to bf16 for itself (autocast caches only leaf tensors). Gated MLP: gate, act,
+    up and the product (8 f bytes), plain MLP: the up projection and the activation (4 f). Fused
+    projections (Phi-3 qkv/gate_up, GPT-NeoX and MPT qkv) keep their whole output alive through the
+    views. Eager attention (Gemma 2: soft-capping; MPT: ALiBi) is counted in ``eager_scores_bytes``.
+    """
+    h, f, fam = m.hidden_size, m.ffn_size, m.family
     q = m.num_heads * m.head_dim_effective
     kv = m.num_kv_heads * m.head_dim_effective
-    norms = 2 * BF16 * h
-    attn = BF16 * (h + 2 * q + 2 * kv)
-    mlp_one = BF16 * (h + (3 if m.ffn_kind == "gated" else 2) * m.ffn_size)
-    mlp = BF16 * h + m.experts_per_token * (mlp_one - BF16 * h)
+    lse = FP32 * m.num_heads
+    layer_norm = fam in ("gpt_neox", "mpt")
+    fused = fam in ("phi3", "gpt_neox", "mpt")
+    gemma_norm = fam in ("gemma", "gemma2")
+
+    def pre_norm(consumers: int) -> int:
+        if layer_norm:  # torch LayerNorm keeps its input (+ mean/rstd); autocast runs it in fp32
+            return (FP32 * h + BF16 * h * consumers) if mixed else (BF16 * h + BF16 * h)
+        if mixed:  # fp32 input + fp32 normalised; each consumer casts the fp32 output
+            return FP32 * h + FP32 * h + BF16 * h * consumers
+        return FP32 * h + (FP32 if gemma_norm else BF16) * h + BF16 * h
+
+    attn_in = 1 if fused else 3
+    if fam == "gpt_neox":  # parallel residual: both LayerNorms read the same (saved once) input
+        norms = (FP32 * h + 2 * BF16 * h) if mixed else (BF16 * h + 2 * BF16 * h)
+    else:
+        norms = pre_norm(attn_in) + pre_norm(1 if fused else 2)
+    if fam == "gemma2":  # post-attention and post-feedforward norms: fp32 upcast + normalised, both kept
+        norms += 2 * (FP32 * h + FP32 * h)
+    if fam == "mpt":  # ALiBi eager attention: fused qkv output (kept by the q, k, v views), the output
+        attn = BF16 * (q + 2 * kv) + BF16 * q
+    elif fam == "gemma2":  # eager: q, k and v repeated to every head, the output
+        attn = BF16 * (3 * q) + BF16 * q
+    elif fused:  # the fused qkv output stays alive through v's view; rotary makes new q and k
+        attn = BF16 * (q + 2 * kv) + BF16 * (q + kv) + BF16 * q + lse
+    else:
+        attn = BF16 * (q + kv) + BF16 * kv + BF16 * q + lse
+    if m.ffn_kind == "gated":
+        expert = 4 * BF16 * f
+    else:
+        expert = 2 * BF16 * f
+    if m.num_experts > 1:  # each routed copy: gathered input, the expert's MLP, its output x routing weight
+        mlp = m.experts_per_token * (BF16 * h + expert + BF16 * h) + (BF16 * h if mixed else 0)
+    else:
+        mlp = expert
     return norms + attn + mlp
 
 
+def eager_scores_bytes_per_sequence(m: ModelSpec, seq_len: int) -> int:
+    """b x heads x s x s tensors one layer keeps with eager attention (per sequence): Gemma 2 (tanh
+    output, fp32 softmax, its bf16 cast: 8 bytes), MPT (fp32 softmax and its bf16 cast: 6 bytes)."""
+    per = {"gemma2": 8, "mpt": 6}.get(m.family, 0)
+    return per * m.num_heads * seq_len * seq_len
+
+
+def _scores(m: ModelSpec, cfg: TrainConfig) -> int:
+    """Eager attention's s x s tensors of one layer for the micro-batch (none on a flash-attention stack)."""
+    if cfg.attention == "flash":
+        return 0
+    return eager_scores_bytes_per_sequence(m, cfg.seq_len) * cfg.micro_batch_size
+
+
+def layer_input_bytes_per_token(m: ModelSpec, mixed: bool) -> int:
+    """With activation checkpointing a layer keeps only its input: the residual stream (fp32 under
+    autocast with fp32 weights)."""
+    return (FP32 if mixed else BF16) * m.hidden_size
+
+
 def activation_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
-    """Activations per GPU for one micro-batch. Megatron splits them by tp (sequence parallel) and pp."""
-    tokens = cfg.micro_batch_size * cfg.seq_len
-    per_layer = activation_bytes_per_token_per_layer(m) * tokens
-    layers_here = m.num_layers / cfg.pp
-    if cfg.activation_checkpointing:
-        act = layers_here * BF16 * m.hidden_size * tokens + per_layer
-    else:
-        act = layers_here * per_layer
+    """Saved activations of every layer for one micro-batch (the moment backward starts)."""
     if cfg.strategy == "megatron":
-        # 1F1B keeps up to pp micro-batches in flight on the first stage: pp * (L/pp) layers' worth.
-        act = act * min(cfg.pp, max(cfg.grad_accum, 1)) / cfg.tp
-    return int(act)
+        return _megatron_activation_bytes(m, cfg)
+    mixed = _autocast_fp32_weights(cfg)
+    tokens = cfg.micro_batch_size * cfg.seq_len
+    if cfg.activation_checkpointing:
+        return m.num_layers * layer_input_bytes_per_token(m, mixed) * tokens
+    per_layer = layer_activation_bytes_per_token(m, mixed) * tokens + _scores(m, cfg)
+    return m.num_layers * per_layer
+
+
+def recompute_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
+    """With checkpointing: one layer's full activations while it is recomputed in backward."""
+    if not cfg.activation_checkpointing:
+        return 0
+    mixed = _autocast_fp32_weights(cfg)
+    return layer_activation_bytes_per_token(m, mixed) * cfg.micro_batch_size * cfg.seq_len + _scores(m, cfg)
+
+
+def autocast_copy_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
+    """Autocast's bf16 copy of every matmul weight (decoder layers and the output head), made when the
+    weights are fp32 (bf16-mixed on one GPU or DDP). Without checkpointing the graph keeps them until
+    each layer's backward; with it they live in autocast's cache until the forward (and loss) ends."""
+    if not _autocast_fp32_weights(cfg):
+        return 0
+    return BF16 * (m.num_layers * matmul_params_per_layer(m) + m.vocab_size * m.hidden_size)
+
+
+def _loss_bytes_per_entry(m: ModelSpec, cfg: TrainConfig) -> tuple[float, float]:
+    """(forward, backward) bytes per logit entry of transformers' loss: forward = bf16 logits + fp32
+    upcast + fp32 log-softmax; backward = saved log-softmax + its gradient + the input gradient (fp32).
+    Gemma 2's final soft-capping keeps its tanh output (bf16). Chunked cross-entropy upcasts one chunk."""
+    c = cfg.loss_chunks
+    cap = BF16 if m.family == "gemma2" else 0
+    return BF16 + cap + (FP32 + FP32) / c, cap + 3 * FP32 / c
 
 
 def logits_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
-    """bf16 logits + fp32 upcast for the loss + fp32 gradient of the logits: 10 bytes per vocab entry.
-    Chunked cross-entropy (torchtune) upcasts one of ``loss_chunks`` chunks at a time."""
+    """The loss buffers at their largest (backward of the log-softmax)."""
     tokens = cfg.micro_batch_size * cfg.seq_len
-    return int(tokens * m.vocab_size * (BF16 + (FP32 + FP32) / cfg.loss_chunks) / cfg.tp)
+    fwd, bwd = _loss_bytes_per_entry(m, cfg)
+    return int(tokens * m.vocab_size * max(fwd, bwd) / cfg.tp)
 
 
 def gathered_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
-    """Unsharded working set of FSDP / ZeRO-3: the largest unit (a decoder layer or the embedding /
-    output head) with its bf16 params and grads before the reduce-scatter, plus the next layer's
-    bf16 params being prefetched."""
+    """Unsharded working set of FSDP / ZeRO-3, bf16: the root unit (embedding, untied output head and
+    final norm: FSDP2 keeps the root gathered through forward and backward) with its gradient, plus
+    two decoder layers in flight (the one computing and the one prefetched), params and grads."""
     if cfg.strategy not in ("fsdp", "zero3", "zero3-offload", "zero3-offload-all"):
         return 0
-    unit = max(layer_params(m), m.vocab_size * m.hidden_size)
-    return unit * (BF16 + BF16) + layer_params(m) * BF16
+    from advisor.architecture import embedding_params
+
+    root = embedding_params(m) + m.hidden_size
+    return BF16 * 2 * root + BF16 * 2 * 2 * layer_params(m)
+
+
+def _megatron_activation_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
+    """Megatron-LM (not traced): Korthikanti et al. 2022, split by tp (sequence parallel) and pp; 1F1B
+    keeps up to pp micro-batches in flight on the first stage."""
+    tokens = cfg.micro_batch_size * cfg.seq_len
+    per_layer = layer_activation_bytes_per_token(m, False) * tokens
+    layers_here = m.num_layers / cfg.pp
+    act = layers_here * BF16 * m.hidden_size * tokens + per_layer if cfg.activation_checkpointing else layers_here * per_layer
+    return int(act * min(cfg.pp, max(cfg.grad_accum, 1)) / cfg.tp)
+
+
+def model_state_bytes(m: ModelSpec, cfg: TrainConfig) -> tuple[int, int, int]:
+    """(weights, gradients, optimizer) bytes per GPU on the executor's path."""
+    n = param_count(m)
+    dp = data_parallel_size(cfg)
+    split = cfg.tp * cfg.pp
+    s = cfg.strategy
+    if cfg.trainable == "lora":
+        trainable = lora_trainable_params(m, cfg.lora_rank)
+        weights_full, grads_full, optim_full = BF16 * n / split, FP32 * trainable, 12 * trainable
+    elif s in ("single", "ddp"):  # the loaded dtype: fp32 (mixed) or bf16 (pure); Adam's moments like it
+        per = FP32 if cfg.precision == "bf16-mixed" else BF16
+        weights_full, grads_full, optim_full = per * n, per * n, 2 * per * n
+    elif s == "fsdp":  # accelerate upcasts FSDP2's sharded parameters to fp32, whatever the precision
+        weights_full, grads_full, optim_full = FP32 * n, FP32 * n, 2 * FP32 * n
+    else:  # DeepSpeed bf16 / Megatron: bf16 weights and grads, fp32 master + moments (ZeRO paper's 2+2+12)
+        weights_full = BF16 * n / split
+        grads_full = (FP32 if s == "megatron" else BF16) * n / split
+        optim_full = optimizer_bytes_per_param(cfg) * n / split
+    if s in ("single", "ddp"):
+        return int(weights_full), int(grads_full), int(optim_full)
+    if s == "zero2":
+        return int(weights_full), int(grads_full / dp), int(optim_full / dp)
+    if s in ("fsdp", "zero3"):
+        return int(weights_full / dp), int(grads_full / dp), int(optim_full / dp)
+    if s == "zero3-offload":
+        return int(weights_full / dp), int(grads_full / dp), 0
+    if s == "zero3-offload-all":
+        return 0, int(grads_full / dp), 0
+    return int(weights_full), int(grads_full), int(optim_full / dp)  # megatron, distributed optimizer
+
+
+def transient_moments(m: ModelSpec, cfg: TrainConfig) -> dict[str, tuple[int, int, bool]]:
+    """Moments of one step: name -> (activation bytes, loss-buffer bytes, gradients present).
+
+    The peak is a moment, not a sum: with gradients set to None every step, the loss (end of the
+    forward) and the start of backward hold every activation and the logits but no gradients (unless
+    earlier micro-batches of the same step left theirs), the end of backward holds every gradient and
+    little else, and the optimizer step holds the model states only (fused AdamW: no temporaries)."""
+    tokens = cfg.micro_batch_size * cfg.seq_len
+    acts = activation_bytes(m, cfg)
+    copies = autocast_copy_bytes(m, cfg)
+    fwd, bwd = _loss_bytes_per_entry(m, cfg)
+    entries = tokens * m.vocab_size / cfg.tp
+    accumulating = cfg.grad_accum > 1
+    moments = {
+        "loss": (acts + copies, int(entries * fwd), accumulating),
+        "backward start": (acts + (0 if cfg.activation_checkpointing else copies), int(entries * bwd), accumulating),
+        "optimizer step": (0, 0, True),
+    }
+    if cfg.activation_checkpointing:  # the last layer recomputed (its weights' bf16 copies made again)
+        layer_copy = BF16 * matmul_params_per_layer(m) if copies else 0
+        moments["recompute"] = (acts + recompute_bytes(m, cfg) + layer_copy, 0, accumulating)
+    return moments
+
+
+def transient_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
+    """Activations + logits + loss buffers at their largest moment (benchmarks/memory_trace.py's group)."""
+    return max(a + lg for a, lg, _ in transient_moments(m, cfg).values())
 
 
 def memory_breakdown(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> MemoryBreakdown:
-    n = param_count(m)
-    dp = data_parallel_size(cfg)
-    model_split = cfg.tp * cfg.pp
-    weights_full = BF16 * n / model_split
-    if cfg.trainable == "lora":
-        trainable = lora_trainable_params(m, cfg.lora_rank)
-        grads_full = FP32 * trainable
-        optim_full = 12 * trainable
-    else:
-        grads_full = BF16 * n / model_split
-        optim_full = optimizer_bytes_per_param(cfg) * n / model_split
-
-    s = cfg.strategy
-    if s in ("single", "ddp"):
-        weights, grads, optim = weights_full, grads_full, optim_full
-    elif s == "zero2":
-        weights, grads, optim = weights_full, grads_full / dp, optim_full / dp
-    elif s in ("fsdp", "zero3"):
-        weights, grads, optim = weights_full / dp, grads_full / dp, optim_full / dp
-    elif s == "zero3-offload":
-        weights, grads, optim = weights_full / dp, grads_full / dp, 0
-    elif s == "zero3-offload-all":
-        weights, grads, optim = 0, grads_full / dp, 0
-    else:  # megatron with the distributed optimizer: fp32 main grads, optimizer sharded over dp
-        weights = weights_full
-        grads = FP32 * n / model_split if cfg.trainable == "full" else grads_full
-        optim = optim_full / dp
-
-    acts = activation_bytes(m, cfg)
-    logits = logits_bytes(m, cfg)
+    """Bytes per GPU at the step's peak moment, by component (components that never coexist with the
+    peak are not added: see transient_moments). Gradients are counted whenever the peak holds them."""
+    weights, grads, optim = model_state_bytes(m, cfg)
     gathered = gathered_bytes(m, cfg)
+    best = None
+    for name, (acts, logits, with_grads) in transient_moments(m, cfg).items():
+        g = grads if with_grads else 0
+        total = weights + optim + g + acts + logits + (gathered if name != "optimizer step" else 0)
+        if best is None or total > best[0]:
+            best = (total, g, acts, logits, gathered if name != "optimizer step" else 0)
+    _, g, acts, logits, gath = best
     # Model states are allocated once; the caching allocator's slack grows with the transient buffers.
-    overhead = CUDA_CONTEXT_BYTES + FRAGMENTATION * (acts + logits + gathered)
+    overhead = CUDA_CONTEXT_BYTES + FRAGMENTATION * (acts + logits + gath)
     return MemoryBreakdown(
-        weights=int(weights), gradients=int(grads), optimizer=int(optim), activations=int(acts),
-        logits=int(logits), gathered_layer=int(gathered), overhead=int(overhead),
+        weights=int(weights), gradients=int(g), optimizer=int(optim), activations=int(acts),
+        logits=int(logits), gathered_layer=int(gath), overhead=int(overhead),
     )
 
 

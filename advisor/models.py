@@ -187,6 +187,7 @@ class PlanRequest(_Model):
     learning_rate: Float | None = Field(default=None, gt=0, le=1, description="override the rules' learning rate")
     packing: bool = Field(default=False, description="pack examples into full sequences")
     memory_headroom: Float = Field(default=0.10, ge=0, le=0.5, description="fraction of GPU memory kept free: a configuration is recommended only when its estimate leaves it")
+    memory_check_steps: Int = Field(default=3, ge=1, description="optimizer steps after which a run compares its measured peak memory with the estimate")
     gate_tolerance: Float = Field(default=0.02, ge=0, le=1, description="allowed relative golden-loss rise / score drop")
     min_golden_score: Float | None = Field(default=None, ge=0, le=1, description="the least golden score an epoch must reach")
     deploy_tasks: list[DeployTask] = Field(default_factory=list, description="local lm-eval tasks added to the deploy suite")

@@ -36,7 +36,8 @@ _ITEM_FIELDS_ADDED_IN_2 = {("evaluation", "deploy_suite", "task"): None, ("evalu
 # Fields added to schema 2 after plans were written with it: hashed (in every version) only when they differ
 # from the value a file written before them reads back with, so those approvals stay valid. A new field with
 # a default goes here (and a test keeps tests/tui/data/snapshot_plan.yaml hashing to its own sha).
-_ADDED_WITHIN_2 = {("request", "network_gbit_per_s_per_node"): None, ("request", "data_check"): None}
+_ADDED_WITHIN_2 = {("request", "network_gbit_per_s_per_node"): None, ("request", "data_check"): None,
+                   ("request", "memory_check_steps"): 3}
 
 
 def _version_1_content(data: dict) -> dict:

@@ -256,6 +256,7 @@ class TrainConfig(_Spec):
     lora_rank: int = 16
     loss_chunks: int = 1  # 1 = full-vocab logits (HF loss); >1 = chunked cross-entropy
     memory_headroom: float = 0.10  # fraction of the GPU's memory kept free
+    attention: Literal["auto", "flash"] = "auto"  # auto: what transformers runs per family (eager for Gemma 2, MPT)
 
     def validate(self) -> None:
         for name in ("num_gpus", "seq_len", "micro_batch_size", "grad_accum", "tp", "pp", "lora_rank", "loss_chunks"):

@@ -175,6 +175,9 @@ def _register_flash_like():
 
     def flash_like(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+        if torch.is_autocast_enabled("cpu"):  # SDPA is on autocast's lower-precision list: q, k, v go in as bf16
+            dtype = torch.get_autocast_dtype("cpu")
+            query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
         return _Flash.apply(query, key, value, scale), None
 
     AttentionInterface.register("sftplan_kernel_saves", flash_like)
@@ -234,15 +237,20 @@ def _fake_process_group(world_size: int):
     _PG_WORLD[:] = [world_size]
 
 
+PHASES = ("fwd", "bwd", "opt")  # forward + loss, backward, optimizer step: the peak moment of each is extrapolated
+PHASE_NAMES = {"fwd": "forward + loss", "bwd": "backward", "opt": "optimizer step"}
+
+
 class _Maxes:
     """Each group's maximum over time, and the highest total of each phase (forward+backward, optimizer)
     with its make-up, updated after every op (MemTracker keeps only the one peak moment)."""
 
     def __init__(self):
         self.model_states = self.transient = self.gathered = 0
-        self.phase = "fwbw"
-        self.phase_peak: dict[str, int] = {"fwbw": 0, "opt": 0}
-        self.phase_snap: dict[str, dict[str, int]] = {"fwbw": {}, "opt": {}}
+        self.phase = "fwd"
+        self.phase_peak: dict[str, int] = {ph: 0 for ph in PHASES}
+        self.phase_transient: dict[str, int] = {ph: 0 for ph in PHASES}
+        self.phase_snap: dict[str, dict[str, int]] = {ph: {} for ph in PHASES}
 
     def update(self, snap: dict) -> None:
         states = trans = gathered = 0
@@ -259,6 +267,7 @@ class _Maxes:
         self.model_states = max(self.model_states, states)
         self.transient = max(self.transient, trans)
         self.gathered = max(self.gathered, gathered)
+        self.phase_transient[self.phase] = max(self.phase_transient[self.phase], trans)
         total = states + trans + gathered
         if total > self.phase_peak[self.phase]:
             self.phase_peak[self.phase] = total
@@ -329,22 +338,26 @@ def _trace_once(spec, *, num_layers: int, precision: str, strategy: str, world_s
                     tracker._peak_mem_snap.clear()
                     counting[0] = True
                 for _ in range(min(grad_accum, 2)):
+                    maxes.phase = "fwd"
                     with torch.autocast("cpu", dtype=torch.bfloat16):  # accelerate's autocast around forward
                         out = model(input_ids=ids, labels=ids)
                     logits32 = out.logits.float()  # accelerate's convert_outputs_to_fp32
                     loss = out.loss
                     del out, logits32
+                    maxes.phase = "bwd"
                     loss.backward()
                     del loss
                 maxes.phase = "opt"
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=False)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-                maxes.phase = "fwbw"
-    return {"peak_fwbw": maxes.phase_peak["fwbw"], "peak_opt": maxes.phase_peak["opt"],
-            "snap_fwbw": maxes.phase_snap["fwbw"], "snap_opt": maxes.phase_snap["opt"],
-            "model_states_max": maxes.model_states, "transient_max": maxes.transient, "gathered_max": maxes.gathered,
-            "attention": attn}
+    out = {"model_states_max": maxes.model_states, "transient_max": maxes.transient, "gathered_max": maxes.gathered,
+           "attention": attn}
+    for ph in PHASES:
+        out[f"peak_{ph}"] = maxes.phase_peak[ph]
+        out[f"transient_{ph}"] = maxes.phase_transient[ph]
+        out[f"snap_{ph}"] = maxes.phase_snap[ph]
+    return out
 
 
 def trace(spec, *, precision: str = "bf16-mixed", strategy: str = "single", world_size: int = 1, seq_len: int = 2048,
@@ -372,10 +385,13 @@ def trace(spec, *, precision: str = "bf16-mixed", strategy: str = "single", worl
     def ext(x, y):
         return int(round(x + (y - x) * scale))
 
-    r = {k: ext(a[k], b[k]) for k in ("model_states_max", "transient_max", "gathered_max")}
-    phases = {ph: ext(a[f"peak_{ph}"], b[f"peak_{ph}"]) for ph in ("fwbw", "opt")}
+    # Each phase's own peak is extrapolated (the moment that peaks can change with depth: at 1-2 layers
+    # the loss's backward may dominate, at full depth the forward's autocast copies of every layer).
+    r = {k: ext(a[k], b[k]) for k in ("model_states_max", "gathered_max")}
+    r["transient_max"] = max(ext(a[f"transient_{ph}"], b[f"transient_{ph}"]) for ph in PHASES)
+    phases = {ph: ext(a[f"peak_{ph}"], b[f"peak_{ph}"]) for ph in PHASES}
     phase = max(phases, key=phases.get)
-    r["peak"], r["peak_phase"] = phases[phase], "optimizer step" if phase == "opt" else "forward/backward"
+    r["peak"], r["peak_phase"] = phases[phase], PHASE_NAMES[phase]
     sa, sb = a[f"snap_{phase}"], b[f"snap_{phase}"]
     by_cat = {c: ext(sa.get(c, 0), sb.get(c, 0)) for c in set(sa) | set(sb)}
     # The make-up extrapolates only when both depths peak at the same moment (no negative part).

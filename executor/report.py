@@ -167,7 +167,21 @@ def build_report(run_dir: str | Path, plan: Plan, *, now: datetime | None = None
         "peak_memory_kind": kind,
         "allow_mismatch": bool(run.get("allow_mismatch", False)),
         "figures": figures,
+        **_memory_guard(run_dir),
     }
+
+
+def _memory_guard(run_dir: Path) -> dict:
+    """The OOM guard's files (executor/oom_guard.py): per-rank peak after the first steps, and oom.json."""
+    from executor import oom_guard
+
+    ranks = []
+    for path in sorted((Path(run_dir) / oom_guard.MEMORY_DIR).glob("rank-*.json")):
+        try:
+            ranks.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return {"memory_check": ranks, "oom": oom_guard.read_oom(run_dir)}
 
 
 def _fmt(value: float | None, unit: str) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from advisor.errors import UserError
 from advisor.planfile import read_plan
 from advisor.yamlio import atomic_write_text
+from executor import oom_guard
 
 
 def _stamp(when: datetime) -> str:
@@ -305,6 +306,7 @@ def _run_locked(checked, plan_path: Path, run_dir: Path, notes: list[str], lock,
                launch=argv, device=_device(), strategy=plan.recommended.strategy,
                attempts=_attempts(run_dir, previous), versions=_versions())
     (run_dir / "train_result.json").unlink(missing_ok=True)
+    (run_dir / oom_guard.OOM_FILE).unlink(missing_ok=True)
     done = launch(argv, run_dir, echo=echo, lock=lock)
     return finish(plan, run_dir, done, notes, say=say)
 
@@ -334,6 +336,9 @@ def finish(plan, run_dir: Path, done: "Launched", notes: list[str], *, say, reco
     record = record or (lambda **f: _write_run(run_dir, **f))
     result = _read_result(result_dir or run_dir)
     status = status_of(done, result)
+    oom = oom_guard.read_oom(result_dir or run_dir)  # a rank ran out of memory (executor/oom_guard.py): exit 3
+    if oom:
+        status = "oom"
     extra = list(result.get("notes", []))
     if done.signal:
         extra.append(f"{done.signal} received: " + ("the workers stopped at a safe point" if status == "stopped"
@@ -344,7 +349,8 @@ def finish(plan, run_dir: Path, done: "Launched", notes: list[str], *, say, reco
         extra.append(done.launcher_ended)
     if done.log_lost:
         extra.append(done.log_lost)
-    error = (done.error or result.get("failed")) if status == "failed" else None
+    error = (done.error or result.get("failed")) if status == "failed" else (
+        oom.get("message", "out of memory") if oom else None)
     if status == "failed" and not error:
         error = (f"the launcher ended with exit code {done.rc}" if done.rc else "training ended without a result")
     problems = []
@@ -364,6 +370,9 @@ def finish(plan, run_dir: Path, done: "Launched", notes: list[str], *, say, reco
         + (f": {error}" if error else ""))
     for p in problems:
         say(f"sftplan: {p}")
+    if oom:
+        print(f"sftplan: {error}", file=sys.stderr, flush=True)
+        return oom_guard.OOM_EXIT_CODE
     if status == "failed":
         return 1
     if done.signal:

@@ -226,10 +226,12 @@ def train(run_dir: Path) -> int:
     if resume:
         log(f"resuming from {resume.name} (latest complete checkpoint)")
     started = time.time()
+    from executor import oom_guard
     from executor.train_callbacks import NonFiniteTraining
 
     try:
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        with oom_guard.guard(run_dir, plan, trainer):  # out of memory: one line, oom.json, exit code 3
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except NonFiniteTraining as exc:
         return stop_non_finite(run_dir, trainer, str(exc), resumed_from=resume, notes=notes, damaged=damaged)
     stopped = trainer.state.global_step < trainer.state.max_steps
@@ -247,6 +249,7 @@ def setup_trainer(run_dir: Path, plan, model, training_args, dataset, collator, 
                   extra_callbacks: list | None = None):
     from transformers import PrinterCallback, Trainer
 
+    from executor import oom_guard
     from executor.train_callbacks import (
         GateCallback, MetricsCallback, NonFiniteCallback, ShardReportCallback, StopCallback,
     )
@@ -256,7 +259,8 @@ def setup_trainer(run_dir: Path, plan, model, training_args, dataset, collator, 
                       callbacks=[ShardReportCallback(run_dir, plan.recommended.strategy),
                                  GateCallback(run_dir, plan, tokenizer, golden, resumed=resumed),
                                  MetricsCallback(run_dir, collator, peak_memory), NonFiniteCallback(),
-                                 StopCallback(run_dir), *(extra_callbacks or [])])
+                                 StopCallback(run_dir), oom_guard.memory_check_callback(run_dir, plan),
+                                 *(extra_callbacks or [])])
     trainer.remove_callback(PrinterCallback)  # MetricsCallback prints the progress line
     return trainer
 

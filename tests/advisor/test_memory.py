@@ -6,7 +6,9 @@ import pytest
 from advisor.architecture import param_count
 from advisor.catalog import load_catalog
 from advisor.estimate import estimate
-from advisor.memory import cpu_bytes_per_node, memory_breakdown
+from advisor.memory import (
+    activation_bytes, autocast_copy_bytes, cpu_bytes_per_node, logits_bytes, memory_breakdown, model_state_bytes,
+)
 from advisor.models import ModelSpec, TrainConfig
 from advisor.units import GIB
 
@@ -31,24 +33,28 @@ def test_toy_is_about_1b():
     assert 0.9e9 < N < 1.2e9
 
 
-@pytest.mark.parametrize("strategy,gpus,w,g,o", [
-    ("single", 1, 2, 2, 12),
-    ("ddp", 4, 2, 2, 12),
-    ("zero2", 4, 2, 2 / 4, 12 / 4),
-    ("fsdp", 4, 2 / 4, 2 / 4, 12 / 4),
-    ("zero3", 8, 2 / 8, 2 / 8, 12 / 8),
-    ("zero3-offload", 8, 2 / 8, 2 / 8, 0),
+@pytest.mark.parametrize("strategy,gpus,precision,w,g,o", [
+    ("single", 1, "bf16-mixed", 4, 4, 8),  # the executor loads fp32 weights; Adam's moments like them
+    ("ddp", 4, "bf16-mixed", 4, 4, 8),
+    ("single", 1, "bf16-pure", 2, 2, 4),
+    ("fsdp", 4, "bf16-mixed", 4 / 4, 4 / 4, 8 / 4),
+    ("fsdp", 4, "bf16-pure", 4 / 4, 4 / 4, 8 / 4),  # accelerate's FSDP2 upcasts the shards to fp32
+    ("zero2", 4, "bf16-mixed", 2, 2 / 4, 12 / 4),  # DeepSpeed bf16: 2 + 2 + 12
+    ("zero3", 8, "bf16-mixed", 2 / 8, 2 / 8, 12 / 8),
+    ("zero3-offload", 8, "bf16-mixed", 2 / 8, 2 / 8, 0),
 ])
-def test_model_states_bytes_per_param(strategy, gpus, w, g, o):
-    mem = memory_breakdown(TOY, H100, cfg(num_gpus=gpus, strategy=strategy))
-    assert approx(mem.weights, w * N)
-    assert approx(mem.gradients, g * N)
-    assert approx(mem.optimizer, o * N)
+def test_model_states_bytes_per_param(strategy, gpus, precision, w, g, o):
+    weights, grads, optim = model_state_bytes(TOY, cfg(num_gpus=gpus, strategy=strategy, precision=precision))
+    assert approx(weights, w * N) and approx(grads, g * N) and approx(optim, o * N)
 
 
-def test_bf16_pure_is_2_2_4():
-    mem = memory_breakdown(TOY, H100, cfg(precision="bf16-pure"))
-    assert (approx(mem.weights, 2 * N), approx(mem.gradients, 2 * N), approx(mem.optimizer, 4 * N)) == (True,) * 3
+def test_the_peak_is_a_moment_gradients_coexist_with_activations_only_when_accumulating():
+    one = memory_breakdown(TOY, H100, cfg(seq_len=4096, micro_batch_size=4, activation_checkpointing=False))
+    assert one.gradients == 0 and one.activations > 0  # backward starts with no gradients (set to None)
+    acc = memory_breakdown(TOY, H100, cfg(seq_len=4096, micro_batch_size=4, activation_checkpointing=False, grad_accum=4))
+    assert acc.gradients > 0 and acc.total > one.total
+    tiny = memory_breakdown(TOY, H100, cfg(seq_len=128))  # the optimizer step is the peak: states only
+    assert tiny.activations == 0 and tiny.gradients > 0
 
 
 def test_offload_host_ram_16_bytes_x1_5_per_node():
@@ -60,24 +66,32 @@ def test_offload_host_ram_16_bytes_x1_5_per_node():
 
 
 def test_activation_checkpointing_lowers_activations():
-    on = memory_breakdown(TOY, H100, cfg(seq_len=4096, activation_checkpointing=True)).activations
-    off = memory_breakdown(TOY, H100, cfg(seq_len=4096, activation_checkpointing=False)).activations
-    assert 0 < on < off / 3
+    for precision in ("bf16-pure", "bf16-mixed"):
+        on = activation_bytes(TOY, cfg(seq_len=4096, activation_checkpointing=True, precision=precision))
+        off = activation_bytes(TOY, cfg(seq_len=4096, activation_checkpointing=False, precision=precision))
+        assert 0 < on < off / 3
+
+
+def test_autocast_copies_only_with_fp32_weights_on_one_replica():
+    mixed = autocast_copy_bytes(TOY, cfg())
+    assert mixed > 1.9 * N * 0.9  # a bf16 copy of (almost) every weight
+    assert autocast_copy_bytes(TOY, cfg(precision="bf16-pure")) == 0
+    assert autocast_copy_bytes(TOY, cfg(num_gpus=4, strategy="fsdp")) == 0  # FSDP gathers bf16 weights
 
 
 def test_activations_scale_with_tokens():
-    a = memory_breakdown(TOY, H100, cfg(micro_batch_size=1)).activations
-    b = memory_breakdown(TOY, H100, cfg(micro_batch_size=4)).activations
+    a = activation_bytes(TOY, cfg(micro_batch_size=1))
+    b = activation_bytes(TOY, cfg(micro_batch_size=4))
     assert approx(b, 4 * a) or abs(b - 4 * a) <= 4
 
 
 def test_logits_scale_with_vocab_and_shrink_with_chunks():
     big_vocab = dataclasses.replace(TOY, vocab_size=128000)
-    small = memory_breakdown(TOY, H100, cfg()).logits
-    big = memory_breakdown(big_vocab, H100, cfg()).logits
+    small = logits_bytes(TOY, cfg())
+    big = logits_bytes(big_vocab, cfg())
     assert abs(big / small - 4.0) < 0.01
-    assert approx(small, 1024 * 32000 * 10)  # bf16 logits + fp32 upcast + fp32 grad
-    chunked = memory_breakdown(TOY, H100, cfg(loss_chunks=8)).logits
+    assert approx(small, 1024 * 32000 * 12)  # log-softmax backward: saved output + its grad + input grad, fp32
+    chunked = logits_bytes(TOY, cfg(loss_chunks=8))
     assert chunked < small / 3
 
 
