@@ -266,6 +266,7 @@ class TrainConfig(_Spec):
         _bool(self, "activation_checkpointing")
         _choice(self, "trainable", ("full", "lora"))
         _float(self, "memory_headroom", ge=0, le=0.5)
+        _choice(self, "attention", ("auto", "flash"))
         if self.num_gpus % (self.tp * self.pp):
             raise SpecError("num_gpus", f"must be a multiple of tp x pp ({self.tp * self.pp}), got {self.num_gpus}")
         if (self.tp > 1 or self.pp > 1) and self.strategy != "megatron":

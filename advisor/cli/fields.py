@@ -38,6 +38,7 @@ PLAN_FLAGS: dict[str, str | None] = {
     "learning_rate": "--learning-rate",
     "packing": "--packing",
     "memory_headroom": "--memory-headroom",
+    "memory_check_steps": None,  # request YAML only (the OOM guard's check after the first steps)
     "gate_tolerance": "--gate-tolerance",
     "min_golden_score": "--min-golden-score",
     "deploy_tasks": "--deploy-task", "deploy_include_path": "--deploy-include-path", "deploy_limit": "--deploy-limit",
@@ -60,6 +61,7 @@ ESTIMATE_FLAGS = {
     "pp": "--pp",
     "loss_chunks": "--loss-chunks",
     "memory_headroom": "--memory-headroom",
+    "attention": None,  # benchmarks only: "flash" models a flash-attention stack for every family
     "network_gbps": "--network-gbps",
 }
 

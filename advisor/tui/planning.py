@@ -48,6 +48,7 @@ WIDGET_OF_FIELD: dict[str, str | None] = {
     "learning_rate": "",
     "packing": "",
     "memory_headroom": "",
+    "memory_check_steps": "",
     "gate_tolerance": "",
     "min_golden_score": "",
     "deploy_tasks": "", "deploy_include_path": "", "deploy_limit": "", "network_gbit_per_s_per_node": "",
