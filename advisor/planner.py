@@ -2,14 +2,14 @@
 
 The search is pruned so that it stays well under 50 ms: the parallelism rule picks the strategies
 per tier (single/DDP when the model fits one GPU, else FSDP, ZeRO-3 offload only when nothing fits
-sharded, Megatron only at frontier scale with --nvidia-stack); the smallest GPU count that fits is
+sharded, Megatron only at frontier scale with nvidia_stack); the smallest GPU count that fits is
 found first, the micro-batch and checkpointing are chosen there and reused for larger counts.
 Estimates are cached per configuration. The search itself lives in advisor/plan_search.py.
 
 Choosing: per tier, the cheapest configuration that meets the deadline, else the fastest. Overall:
-with owned hardware (--have) the owned tiers come first: the fastest fit within the owned count (those
+with owned hardware (have) the owned tiers come first: the fastest fit within the owned count (those
 GPUs are already paid for), else the cheapest on that tier beyond it (rent the rest); otherwise the
-cheapest that meets budget and deadline. At frontier scale with --nvidia-stack, Megatron comes first.
+cheapest that meets budget and deadline. At frontier scale with nvidia_stack, Megatron comes first.
 Cost is always priced at the catalog's on-demand rate, owned GPUs included (their opportunity cost).
 When nothing meets the constraints, `closest` names the option with the smallest relative shortfall.
 """
@@ -106,7 +106,7 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
                                       chosen.overhead_hours if chosen else 0.0)
     warnings += [f.why for f in findings if f.verdict in ("warning", rules.BLOCKS_APPROVAL)]
     if chosen is not None and not req.packing and chosen.micro_batch_size > 1 and req.dataset.avg_tokens < seq_len // 2:
-        warnings.append(f"no packing: micro-batches of {chosen.micro_batch_size} are padded to the longest example; consider --packing")
+        warnings.append(f"no packing: micro-batches of {chosen.micro_batch_size} are padded to the longest example; consider packing")
     if model.source == "generic-size":
         warnings.append(f"{model.name}: a generic Llama-shaped architecture, not a real model's config")
 

@@ -116,7 +116,7 @@ def rule_default_lora() -> Finding:
 
 
 def decide_method(req: PlanRequest, full_sft_cost_usd: float | None) -> tuple[str, list[Finding]]:
-    """Auto method from the rules; a forced --method is honoured and marks the rules it overrides."""
+    """Auto method from the rules; a forced method is honoured and marks the rules it overrides."""
     lora = [f for f in (rule_under_10k(req), rule_lora_cleared_bar(req), rule_fast_iteration(req)) if f]
     full = rule_full_sft_reasons(req)
     volume = rule_data_volume(req)
@@ -137,7 +137,7 @@ def decide_method(req: PlanRequest, full_sft_cost_usd: float | None) -> tuple[st
     for f in findings:
         against = f.verdict in ("lora", "full-sft") and f.verdict != forced
         out.append(f.model_copy(update={"overridden": True}) if against else f)
-    out.append(_f("method.forced", forced, f"--method {forced} given; the rules chose {auto}", "the request (--method)"))
+    out.append(_f("method.forced", forced, f"method {forced} requested; the rules chose {auto}", "the request (method)"))
     return forced, out
 
 
@@ -164,7 +164,7 @@ def rule_no_megatron(params: int, nvidia_stack: bool) -> Finding | None:
     if params < FRONTIER_PARAMS or nvidia_stack:
         return None
     return _f("parallel.no-megatron", "fsdp",
-              f"{_n(params)} is frontier scale, but --nvidia-stack was not given: multi-node FSDP, not Megatron-LM",
+              f"{_n(params)} is frontier scale, but nvidia_stack is not set: multi-node FSDP, not Megatron-LM",
               S_PARALLEL)
 
 
@@ -185,12 +185,12 @@ def rule_owned(gpu_id: str, num_gpus: int, have: int) -> Finding:
         why = f"uses {num_gpus} of the {have} owned {gpu_id} GPUs (already paid for: the fastest fit on them)"
     else:
         why = f"needs {num_gpus} {gpu_id} GPUs; {have} owned, rent {num_gpus - have} more"
-    return _f("constraints.have", f"{gpu_id} x{num_gpus}", why, "the request (--have)")
+    return _f("constraints.have", f"{gpu_id} x{num_gpus}", why, "the request (have)")
 
 
 def rule_unmet(why: str) -> Finding:
     """Nothing meets the budget and deadline: no recommendation; ``why`` names the closest and its miss."""
-    return _f("constraints.unmet", "no recommendation", why, "the request (--budget-usd / --deadline-hours)")
+    return _f("constraints.unmet", "no recommendation", why, "the request (budget_usd / deadline_hours)")
 
 
 def rule_lora_price(ratio: float, lora_cost_usd: float, full_cost_usd: float) -> Finding:
@@ -225,17 +225,17 @@ def rule_learning_rate(params: int, base: str, override: float | None) -> tuple[
     findings.insert(0, _f("hparams.learning-rate", f"{lr:.1e}", why, S_HPARAMS, overridden=override is not None))
     if override is not None:
         findings.append(_f("hparams.learning-rate-override", f"{override:.1e}",
-                           f"--learning-rate {override:g} overrides the rules' {lr:.1e}", "the request (--learning-rate)"))
+                           f"learning_rate {override:g} overrides the rules' {lr:.1e}", "the request (learning_rate)"))
         if override > lr * 3:
             findings.append(_f("hparams.lr-too-high", "warning",
-                               f"--learning-rate {override:g} is {override / lr:.0f}x the rules' rate", S_HPARAMS))
+                               f"learning_rate {override:g} is {override / lr:.0f}x the rules' rate", S_HPARAMS))
         lr = override
     return lr, findings
 
 
 def rule_epochs(examples: int, given: int | None) -> tuple[int, Finding]:
     if given is not None:
-        return given, _f("hparams.epochs", str(given), f"--epochs {given} given", "the request (--epochs)")
+        return given, _f("hparams.epochs", str(given), f"epochs {given} requested", "the request (epochs)")
     epochs = 3 if examples < 100_000 else 2 if examples < 1_000_000 else 1
     why = f"{examples:,} examples: 3 epochs under 100k, 2 under 1M, 1 from 1M (more data, fewer passes)"
     return epochs, _f("hparams.epochs", str(epochs), why, S_HOUSE)
@@ -320,7 +320,7 @@ def rule_evaluation(req: PlanRequest) -> tuple[Evaluation, list[Finding]]:
     settings = DeploySettings(limit=req.deploy_limit, include_path=req.deploy_include_path)
     ev = Evaluation(golden=req.golden, tolerance=req.gate_tolerance, min_golden_score=req.min_golden_score,
                     deploy_suite=suite, deploy=settings)
-    golden = req.golden.path if req.golden else "the golden set (none given yet: pass --golden)"
+    golden = req.golden.path if req.golden else "the golden set (none given yet: add one to the request)"
     findings = [
         _f("eval.golden-each-epoch", "after every epoch",
            f"score {golden} after each epoch; stop if it regresses more than {req.gate_tolerance:.0%}", S_CHECKPOINT),
@@ -332,7 +332,7 @@ def rule_evaluation(req: PlanRequest) -> tuple[Evaluation, list[Finding]]:
     if missing:
         findings.append(missing)
     if req.golden is None:
-        findings.append(_f("eval.no-golden", "warning", "no --golden file: the epoch gate has nothing to score", S_CHECKPOINT))
+        findings.append(_f("eval.no-golden", "warning", "no golden set: the epoch gate has nothing to score", S_CHECKPOINT))
     return ev, findings
 
 
