@@ -37,7 +37,7 @@ _ITEM_FIELDS_ADDED_IN_2 = {("evaluation", "deploy_suite", "task"): None, ("evalu
 # from the value a file written before them reads back with, so those approvals stay valid. A new field with
 # a default goes here (and a test keeps tests/tui/data/snapshot_plan.yaml hashing to its own sha).
 _ADDED_WITHIN_2 = {("request", "network_gbit_per_s_per_node"): None, ("request", "data_check"): None,
-                   ("request", "memory_check_steps"): 3}
+                   ("request", "memory_check_steps"): 3, ("request", "model_files"): None, ("calibration",): None}
 
 
 def _version_1_content(data: dict) -> dict:

@@ -13,6 +13,7 @@ from advisor.errors import UserError, covers, lookup, without_indexes  # noqa: F
 PLAN_FLAGS: dict[str, str | None] = {
     "model": "--model",
     "model_path": "--model-path",
+    "model_files": "--model-path",  # hashed from --model-path (or a --model directory) when the plan is made
     "dataset": "--examples/--avg-tokens",
     "dataset.examples": "--examples",
     "dataset.avg_tokens": "--avg-tokens",

@@ -24,6 +24,7 @@ from advisor.request import measure_dataset, validate_request
 WIDGET_OF_FIELD: dict[str, str | None] = {
     "model": "model",
     "model_path": "",
+    "model_files": "",  # hashed from the model directory / model_path, no widget of its own
     "dataset": "dataset_file",
     "dataset.examples": "examples",
     "dataset.avg_tokens": "avg_tokens",
