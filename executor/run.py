@@ -2,8 +2,14 @@
 
 Nothing heavy is imported here: preflight is pure, the training itself runs in the launcher's
 processes (executor/train.py). ``--dry-run`` writes and prints the config files and the launch
-command and trains nothing. A multi-node plan writes one script per node and an sbatch script and
-says how to submit them (this command does not start other machines).
+command and trains nothing (it checks no disk, device or data: those are run-time checks). A
+multi-node plan writes one script per node and an sbatch script and says how to submit them (this
+command does not start other machines; each node runs executor/node.py).
+
+Every way a run ends is recorded in run.json and the report (executor/lifecycle.py): the run folder
+is flock'ed for the life of the run; SIGINT, SIGTERM and SIGHUP stop the workers at a safe step
+(status "stopped", exit 128 + the signal); a launcher killed by anyone takes its workers with it, and
+a killed `sftplan run` takes its launcher; a full disk or a lost peer is one line and status "failed".
 """
 
 from __future__ import annotations
