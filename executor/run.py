@@ -44,7 +44,7 @@ def default_run_dir(plan_path: Path, plan) -> Path:
     return plan_path.parent / f"run-{plan.plan_sha256[:12]}"
 
 
-def write_config(checked, plan_path: Path, run_dir: Path) -> dict[str, Path]:
+def write_config(checked, plan_path: Path, run_dir: Path, *, stage: bool = True) -> dict[str, Path]:
     """Copy the plan and write config/ (training args, DeepSpeed/FSDP JSON, inputs, launch scripts).
 
     ``checked``: the preflight's CheckedPlan. training_args.json holds the kwargs train.py would pass
@@ -80,7 +80,14 @@ def write_config(checked, plan_path: Path, run_dir: Path) -> dict[str, Path]:
     put(names.TRAINING_ARGS, json.dumps(args, indent=2) + "\n")
     model = plan.request.model_path or plan.request.model
     model_dir = Path(model).expanduser()
-    data = stage_data(plan, plan_path, run_dir)  # the approved bytes, copied into RUN_DIR/data/
+    try:
+        data = stage_data(plan, plan_path, run_dir)  # the approved bytes, copied into RUN_DIR/data/
+    except (UserError, OSError):
+        if stage:
+            raise
+        # --dry-run checks no data (a login node may not hold it): name where a run stages it
+        data = {"train": (run_dir / names.DATA / names.TRAIN_DATA).resolve(),
+                "golden": (run_dir / names.DATA / names.GOLDEN_DATA).resolve()}
     inputs = {
         "plan_sha256": plan.plan_sha256,
         "model": str(model_dir.resolve()) if model_dir.is_dir() else model,
@@ -285,7 +292,7 @@ def _run_locked(checked, plan_path: Path, run_dir: Path, notes: list[str], lock,
     from executor.launch import single_node_argv
 
     plan = checked.plan
-    written = write_config(checked, plan_path, run_dir)
+    written = write_config(checked, plan_path, run_dir, stage=not dry_run)
     multi = plan.recommended.num_nodes > 1
     argv = None if multi else single_node_argv(plan, run_dir.resolve())
     say = print if echo else (lambda *a, **k: None)
