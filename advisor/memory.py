@@ -187,14 +187,28 @@ def logits_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
 
 def gathered_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
     """Unsharded working set of FSDP / ZeRO-3, bf16: the root unit (embedding, untied output head and
-    final norm: FSDP2 keeps the root gathered through forward and backward) with its gradient, plus
-    two decoder layers in flight (the one computing and the one prefetched), params and grads."""
+    final norm: FSDP2 keeps the root gathered through forward and backward) with its unsharded
+    gradient, plus two decoder layers' parameters in flight (the one computing and the one prefetched)."""
     if cfg.strategy not in ("fsdp", "zero3", "zero3-offload", "zero3-offload-all"):
         return 0
+    return BF16 * 2 * _root_params(m) + BF16 * 2 * layer_params(m)
+
+
+def _root_params(m: ModelSpec) -> int:
     from advisor.architecture import embedding_params
 
-    root = embedding_params(m) + m.hidden_size
-    return BF16 * 2 * root + BF16 * 2 * 2 * layer_params(m)
+    return embedding_params(m) + m.hidden_size
+
+
+def gathered_bytes_at(m: ModelSpec, cfg: TrainConfig, moment: str) -> int:
+    """The gathered set present at a moment: at the loss and the start of backward the root's bf16
+    parameters and one layer's (no unsharded gradient yet); later in backward all of gathered_bytes."""
+    full = gathered_bytes(m, cfg)
+    if not full or moment == "optimizer step":
+        return 0
+    if moment in ("loss", "backward start"):
+        return BF16 * (_root_params(m) + layer_params(m))
+    return full
 
 
 def _megatron_activation_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
@@ -271,13 +285,13 @@ def memory_breakdown(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> MemoryBrea
     """Bytes per GPU at the step's peak moment, by component (components that never coexist with the
     peak are not added: see transient_moments). Gradients are counted whenever the peak holds them."""
     weights, grads, optim = model_state_bytes(m, cfg)
-    gathered = gathered_bytes(m, cfg)
     best = None
     for name, (acts, logits, with_grads) in transient_moments(m, cfg).items():
         g = grads if with_grads else 0
-        total = weights + optim + g + acts + logits + (gathered if name != "optimizer step" else 0)
+        gathered = gathered_bytes_at(m, cfg, name)
+        total = weights + optim + g + acts + logits + gathered
         if best is None or total > best[0]:
-            best = (total, g, acts, logits, gathered if name != "optimizer step" else 0)
+            best = (total, g, acts, logits, gathered)
     _, g, acts, logits, gath = best
     # Model states are allocated once; the caching allocator's slack grows with the transient buffers.
     overhead = CUDA_CONTEXT_BYTES + FRAGMENTATION * (acts + logits + gath)

@@ -104,7 +104,7 @@ def score(rows: list[dict], cache: dict) -> dict[str, list[float]]:
                 continue
             e = (a[g] - t[g]) / t[g]
             errs[g].append(e)
-            if abs(e) > abs(worst.get(g, (0.0, ""))[0]):
+            if g not in worst or abs(e) > abs(worst[g][0]):
                 worst[g] = (e, key_of(row))
         row["analytic"], row["traced"] = a, t
     return errs, worst

@@ -105,7 +105,7 @@ def _preset_hf_config(spec, num_layers: int):
         return T.Gemma2Config(**common, attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
                               query_pre_attn_scalar=spec.head_dim_effective, sliding_window=4096)
     if fam == "phi3":
-        return T.Phi3Config(**common)
+        return T.Phi3Config(**common, pad_token_id=None)  # its default pad id 32000 may lie outside a small vocab
     if fam == "stablelm":
         common.pop("head_dim", None)
         return T.StableLmConfig(**common)
@@ -114,8 +114,9 @@ def _preset_hf_config(spec, num_layers: int):
         common.pop("head_dim", None)
         return T.GPTNeoXConfig(**common, rotary_pct=0.25, use_parallel_residual=True)
     if fam == "mpt":
-        return T.MptConfig(d_model=h, n_heads=heads, n_layers=num_layers, expansion_ratio=spec.ffn_size / h,
-                           vocab_size=spec.vocab_size, max_seq_len=spec.max_context, use_cache=False)
+        return T.MptConfig(d_model=h, n_heads=heads, n_layers=num_layers, expansion_ratio=spec.ffn_size // h,
+                           vocab_size=spec.vocab_size, max_seq_len=spec.max_context, use_cache=False,
+                           tie_word_embeddings=spec.tied_embeddings)
     raise ValueError(f"family {fam!r} cannot be traced")
 
 
@@ -213,12 +214,14 @@ def _build(spec, num_layers: int, precision: str, strategy: str):
 
 
 def _decoder_layers(model):
-    import torch
-
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.ModuleList) and len(mod) and "Layer" in type(mod[0]).__name__ or (
-                isinstance(mod, torch.nn.ModuleList) and len(mod) and "Block" in type(mod[0]).__name__):
-            return list(mod)
+    """The decoder layers (what translate.py's transformer_layer_cls_to_wrap names): model.model.layers,
+    gpt_neox.layers or transformer.blocks."""
+    for base in ("model", "gpt_neox", "transformer"):
+        inner = getattr(model, base, None)
+        for name in ("layers", "blocks"):
+            layers = getattr(inner, name, None) if inner is not None else None
+            if layers is not None and len(layers):
+                return list(layers)
     raise ValueError("no decoder layers found")
 
 
