@@ -347,6 +347,32 @@ class LoraAlternative(_Model):
     note: str = Field(default="", description="what the estimate assumes")
 
 
+class LoraSettings(_Model):
+    """The adapter a LoRA plan trains (peft LoraConfig): each value's rule is in chosen_by."""
+
+    rank: Int = Field(default=16, gt=0, description="LoRA rank r")
+    alpha: Int = Field(default=32, gt=0, description="LoRA alpha (the adapter's output is scaled by alpha / r)")
+    dropout: Float = Field(default=0.05, ge=0, lt=1, description="dropout on the adapter's input")
+    dora: bool = Field(default=True, description="weight-decomposed LoRA (DoRA)")
+    target_modules: list[str] = Field(default_factory=list, description="module names; empty = all linear layers")
+    trainable_params: Int | None = Field(default=None, ge=0, description="adapter parameters")
+    chosen_by: dict[str, str] = Field(default_factory=dict, description="field -> rule id")
+
+
+class FullSftAlternative(_Model):
+    """Full SFT priced beside a LoRA plan (the mirror of lora_alternative)."""
+
+    gpu: str | None = Field(default=None, description="GPU tier id")
+    num_gpus: Int | None = Field(default=None, description="GPUs in all")
+    strategy: Strategy | None = Field(default=None, description="parallelism strategy")
+    memory_per_gpu_gib: Float | None = Field(default=None, description="peak memory per GPU")
+    hours: Float | None = Field(default=None, description="wall-clock hours")
+    cost_usd: Float | None = Field(default=None, description="on-demand dollars")
+    learning_rate: Float | None = Field(default=None, description="the full-SFT learning rate")
+    cost_ratio: Float | None = Field(default=None, description="full SFT cost / LoRA cost")
+    note: str = Field(default="", description="what the estimate assumes")
+
+
 class ModelSummary(_Model):
     """The model as resolved."""
 
@@ -387,7 +413,7 @@ class Plan(_Model):
     model: ModelSummary = Field(description="the model as resolved")
     method: Method = Field(description="full-sft or lora")
     findings: list[Finding] = Field(description="every rule's judgement")
-    recommended: Recommended | None = Field(default=None, description="the full-SFT configuration `sftplan run` executes")
+    recommended: Recommended | None = Field(default=None, description="the configuration `sftplan run` executes (LoRA's when the method is lora)")
     estimate: PlanEstimate | None = Field(default=None, description="the estimator's figures for it")
     closest: Closest | None = Field(default=None, description="when nothing meets the constraints: the nearest miss")
     tiers: list[TierRow] = Field(description="every GPU tier's best configuration or why none fits")
@@ -395,6 +421,9 @@ class Plan(_Model):
     checkpointing: Checkpointing = Field(description="checkpoint schedule and disk")
     evaluation: Evaluation = Field(description="the golden eval and the deploy gate")
     lora_alternative: LoraAlternative = Field(description="LoRA's cheapest configuration")
+    lora: LoraSettings | None = Field(default=None, description="the adapter a LoRA plan trains (peft LoraConfig)")
+    full_sft_alternative: FullSftAlternative | None = Field(
+        default=None, description="full SFT priced beside a LoRA plan (the mirror of lora_alternative)")
     warnings: list[str] = Field(default_factory=list, description="what a reviewer should read twice")
     catalog_sha256: str = Field(default="", description="sha256 of the hardware catalog used")
     calibration: CalibrationUsed | None = Field(default=None, description="correction factors from finished runs, if given")

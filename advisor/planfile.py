@@ -37,7 +37,8 @@ _ITEM_FIELDS_ADDED_IN_2 = {("evaluation", "deploy_suite", "task"): None, ("evalu
 # from the value a file written before them reads back with, so those approvals stay valid. A new field with
 # a default goes here (and a test keeps tests/tui/data/snapshot_plan.yaml hashing to its own sha).
 _ADDED_WITHIN_2 = {("request", "network_gbit_per_s_per_node"): None, ("request", "data_check"): None,
-                   ("request", "memory_check_steps"): 3, ("request", "model_files"): None, ("calibration",): None}
+                   ("request", "memory_check_steps"): 3, ("request", "model_files"): None, ("calibration",): None,
+                   ("lora",): None, ("full_sft_alternative",): None}  # a LoRA plan's blocks (issue 13)
 
 
 def _version_1_content(data: dict) -> dict:
@@ -184,8 +185,8 @@ def diff(a: Plan, b: Plan) -> list[tuple[str, object, object]]:
     fb: dict = {}
     _flatten(a.model_dump(mode="json", exclude=_UNHASHED), "", fa)
     _flatten(b.model_dump(mode="json", exclude=_UNHASHED), "", fb)
-    order = ("method", "recommended", "estimate", "closest", "hyperparameters", "findings", "tiers",
-             "lora_alternative", "checkpointing", "evaluation", "warnings", "request", "model")
+    order = ("method", "recommended", "estimate", "closest", "hyperparameters", "lora", "findings", "tiers",
+             "lora_alternative", "full_sft_alternative", "checkpointing", "evaluation", "warnings", "request", "model")
 
     def rank(path: str) -> tuple[int, str]:
         head = path.split(".")[0].split("[")[0]

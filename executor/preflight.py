@@ -31,7 +31,7 @@ _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I1
 
 @dataclass(frozen=True)
 class CheckedPlan:
-    """A plan that passed ``check_plan``: approved, intact, full SFT, a supported strategy. The executor's
+    """A plan that passed ``check_plan``: approved, intact, full SFT or LoRA, a supported strategy. The executor's
     later steps (translate, launch, train) take this and check nothing again."""
 
     plan: Plan
@@ -46,9 +46,8 @@ def check_plan(plan: Plan) -> CheckedPlan:
     """The one place that refuses a plan the executor cannot run (one line each)."""
     from executor.translate import SUPPORTED
 
-    if plan.method != "full-sft":
-        raise UserError(f"plan's method is {plan.method}: this executor runs full SFT only "
-                        "(re-plan with --method full-sft)")
+    if plan.method not in ("full-sft", "lora"):  # lora: trained through peft (executor/lora.py)
+        raise UserError(f"plan's method is {plan.method}: this executor runs full-sft and lora plans")
     if plan.recommended is None:
         raise UserError("plan has no recommended configuration (nothing fit the constraints): nothing to run")
     strategy = plan.recommended.strategy
@@ -464,18 +463,18 @@ def run_preflight(plan_path: str | Path, plan: Plan | CheckedPlan, run_dir: str 
     return notes
 
 
-def missing_train_packages(strategy: str) -> list[str]:
+def missing_train_packages(strategy: str, method: str = "full-sft") -> list[str]:
     """The `train` extra's packages this run imports that are not installed (found without importing them)."""
     import importlib.util
 
-    needed = ["torch", "transformers", "accelerate", "safetensors", "tokenizers"]
+    needed = ["torch", "transformers", "accelerate", "safetensors", "tokenizers"] + (["peft"] if method == "lora" else [])
     if strategy.startswith("zero"):
         needed.append("deepspeed")
     return [name for name in needed if importlib.util.find_spec(name) is None]
 
 
-def require_train_packages(strategy: str, what: str = "sftplan run") -> None:
-    missing = missing_train_packages(strategy)
+def require_train_packages(strategy: str, what: str = "sftplan run", method: str = "full-sft") -> None:
+    missing = missing_train_packages(strategy, method)
     if missing:
         raise UserError(f"{what} trains, which needs the train extra: pip install 'sftplan[train]' "
                         f"(missing: {', '.join(missing)}); planning commands work without it")

@@ -164,8 +164,10 @@ def remove_leftovers(out: Path) -> list[Path]:
 
 
 def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
-            deploy_results: str | Path | None = None) -> Path:
-    """Export the best passing epoch to ``out_dir`` (default ``RUN_DIR/promoted``); returns its path."""
+            deploy_results: str | Path | None = None, merge: bool = False) -> Path:
+    """Export the best passing epoch to ``out_dir`` (default ``RUN_DIR/promoted``); returns its path.
+
+    A LoRA run exports the adapter (executor/lora.py export_adapter); ``merge`` adds merged weights."""
     run_dir = Path(run_dir)
     if not (run_dir / "plan.yaml").is_file():
         raise UserError(f"{run_dir}: not a run folder (no plan.yaml)")
@@ -193,8 +195,15 @@ def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    if merge and plan.method != "lora":
+        raise UserError(f"--merge: {run_dir} is a {plan.method} run; only a LoRA adapter has something to merge")
     try:
-        for pattern in _MODEL_GLOBS + _TOKENIZER_GLOBS:
+        if plan.method == "lora":
+            from executor.lora import base_model_dir, export_adapter
+
+            export_adapter(ckpt, tmp, base_dir=base_model_dir(run_dir, plan), merge=merge,
+                           tokenizer_globs=_TOKENIZER_GLOBS)
+        for pattern in (() if plan.method == "lora" else _MODEL_GLOBS + _TOKENIZER_GLOBS):
             for f in ckpt.glob(pattern):
                 if f.is_file():
                     shutil.copy2(f, tmp / f.name)

@@ -275,7 +275,7 @@ def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool =
     else:
         notes = run_preflight(plan_path, checked, run_dir, allow_mismatch=allow_mismatch)
     if not dry_run and plan.recommended.num_nodes == 1:  # this command launches training here
-        require_train_packages(plan.recommended.strategy)
+        require_train_packages(plan.recommended.strategy, method=plan.method)
     run_dir.mkdir(parents=True, exist_ok=True)
     from executor.lifecycle import RunLock
 

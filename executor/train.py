@@ -140,8 +140,14 @@ def setup_model(plan, model_dir: str, revision: str | None, *, bf16: bool):
     from transformers import AutoModelForCausalLM
 
     pure = bf16 and plan.recommended.precision == "bf16-pure"
+    if plan.method == "lora":  # frozen weights in bf16 where the device has it; peft keeps the adapter in fp32
+        pure = bf16
     model = AutoModelForCausalLM.from_pretrained(model_dir, revision=revision, dtype=torch.bfloat16 if pure else torch.float32)
     model.config.use_cache = False  # a KV cache in training turns off the packed-sequence mask (data.py)
+    if plan.method == "lora":
+        from executor.lora import wrap
+
+        model = wrap(model, plan)
     return model
 
 
@@ -250,13 +256,14 @@ def setup_trainer(run_dir: Path, plan, model, training_args, dataset, collator, 
     from transformers import PrinterCallback, Trainer
 
     from executor import oom_guard
+    from executor.lora import lora_callbacks
     from executor.train_callbacks import (
         GateCallback, MetricsCallback, NonFiniteCallback, ShardReportCallback, StopCallback,
     )
 
     trainer = Trainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator,
                       processing_class=tokenizer,
-                      callbacks=[ShardReportCallback(run_dir, plan.recommended.strategy),
+                      callbacks=[*lora_callbacks(plan, run_dir), ShardReportCallback(run_dir, plan.recommended.strategy),
                                  GateCallback(run_dir, plan, tokenizer, golden, resumed=resumed),
                                  MetricsCallback(run_dir, collator, peak_memory), NonFiniteCallback(),
                                  StopCallback(run_dir), oom_guard.memory_check_callback(run_dir, plan),

@@ -11,7 +11,7 @@ from advisor.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("run", help="run an approved plan as a real full SFT (FSDP / DeepSpeed ZeRO-3)")
+    p = subparsers.add_parser("run", help="run an approved plan: full SFT or LoRA/DoRA (peft), FSDP / DeepSpeed ZeRO-3")
     p.add_argument("plan", help="the approved plan.yaml")
     p.add_argument("--out", metavar="RUN_DIR", help="run folder (default: run-<plan sha> beside the plan); "
                                                     "a folder with this plan's checkpoints resumes")
@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from advisor.cli.evaluate import add_evaluate_arguments
 
     add_evaluate_arguments(p)
+    p.add_argument("--merge", action="store_true", help="LoRA run: also write base + adapter merged weights (OUT/merged)")
     p.set_defaults(func=cmd_promote)
 
     p = subparsers.add_parser("demo", help="tiny model on the CPU: plan, approve, run 3 epochs, gate, promote")
@@ -51,7 +52,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         if args.deploy_results:
             raise UserError("--evaluate and --deploy-results: give one source of deploy results")
         run_evaluate(args, args.run_dir)
-    out = promote(args.run_dir, args.out, deploy_results=args.deploy_results)
+    out = promote(args.run_dir, args.out, deploy_results=args.deploy_results, merge=args.merge)
     print(f"promoted: {out} (see {out / 'PROMOTED.md'})")
     return 0
 

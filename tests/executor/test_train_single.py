@@ -22,10 +22,6 @@ def assets(tmp_path_factory):
 def test_refusals_and_dry_run(assets, tmp_path):
     from advisor.planfile import with_hash, write_plan
 
-    lora = approved_plan_file(tmp_path, tiny_plan(assets, method="lora"), "lora.yaml")
-    proc = sftplan("run", str(lora))
-    assert proc.returncode == 2 and "lora" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-
     unapproved = tmp_path / "unapproved.yaml"
     write_plan(with_hash(tiny_plan(assets)), unapproved)
     proc = sftplan("run", str(unapproved))

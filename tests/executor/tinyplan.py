@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from advisor.models import (
-    Checkpointing, DataFile, DatasetSpec, Evaluation, Hyperparameters, LoraAlternative, ModelSummary, Plan, PlanEstimate,
+    Checkpointing, DataFile, DatasetSpec, Evaluation, Hyperparameters, LoraAlternative, LoraSettings, ModelSummary, Plan, PlanEstimate,
     PlanRequest, Recommended,
 )
 from advisor.modelfiles import model_files
@@ -46,14 +46,14 @@ def _file(path: Path) -> DataFile:
 def tiny_plan(assets: Path, *, strategy: str = "single", num_gpus: int = 1, epochs: int = 2,
               learning_rate: float = 3e-3, micro_batch_size: int = 4, grad_accum: int = 1, packing: bool = False,
               max_seq_len: int = 96, tolerance: float = 0.02, min_golden_score: float | None = None,
-              method: str = "full-sft") -> Plan:
+              method: str = "full-sft", lora: LoraSettings | None = None) -> Plan:
     data, golden = _file(assets / "train.jsonl"), _file(assets / "golden.jsonl")
     model = str(assets / "model")
     rec = Recommended(gpu="cpu", num_gpus=num_gpus, num_nodes=1, strategy=strategy, micro_batch_size=micro_batch_size,
                       grad_accum=grad_accum, activation_checkpointing=False)
     steps = -(-data.rows // (micro_batch_size * num_gpus * grad_accum))
     return with_hash(Plan(
-        request=PlanRequest(model=model, model_path=model, golden=golden, packing=packing, method="full-sft",
+        request=PlanRequest(model=model, model_path=model, golden=golden, packing=packing, method=method,
                             model_files=model_files(model, model),
                             dataset=DatasetSpec(examples=data.rows, avg_tokens=30, file=data)),
         model=ModelSummary(name="tiny", family="llama", source="config.json", params=120_000, active_params=120_000),
@@ -69,6 +69,8 @@ def tiny_plan(assets: Path, *, strategy: str = "single", num_gpus: int = 1, epoc
         checkpointing=Checkpointing(keep_last=3, disk_gib_per_checkpoint=0.001, disk_gib=0.003),
         evaluation=Evaluation(golden=golden, tolerance=tolerance, min_golden_score=min_golden_score, max_new_tokens=8),
         lora_alternative=LoraAlternative(),
+        lora=(lora or LoraSettings(target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                   "down_proj"])) if method == "lora" else None,
     ))
 
 

@@ -1,0 +1,270 @@
+"""LoRA / DoRA through peft: the adapter executor/train.py trains when the approved plan's method is lora.
+
+The plan's ``lora`` block (advisor/models.py LoraSettings, chosen by advisor/lora_plan.py) says rank,
+alpha, dropout, DoRA and the target modules; a LoRA plan without the block (an older plan) takes the
+same defaults here. Only the adapter trains: ``get_peft_model`` freezes every base weight.
+
+Strategies (checked on this machine, peft 0.21 / transformers 5.24 / accelerate 1.15, see
+../shared/ENVIRONMENT.md):
+
+- single / ddp: the PeftModel goes to Trainer as is.
+- fsdp (FSDP2): the adapter is attached before Trainer shards the model, so ``fully_shard`` shards
+  frozen base weights and adapter weights alike (DTensors); FSDP2 handles units that mix frozen and
+  trainable parameters (FSDP1 needed use_orig_params; Trainer also installs peft's
+  ``fsdp_auto_wrap_policy`` through ``update_fsdp_plugin_peft``). DoRA reads its base weight inside
+  the decoder layer's forward, where FSDP has unsharded the whole layer.
+- zero3: the base model is loaded under ZeRO-3's ``zero.Init`` (partitioned while loading), the
+  adapter is added after (peft gathers the base weights for DoRA's magnitude init), and DeepSpeed
+  partitions the new adapter parameters when the engine starts. DoRA's forward reads the base
+  weight outside the base layer's own forward, where ZeRO-3 has already released it; ``dora_zero3``
+  gathers it there (see ``patch_dora_for_zero3``).
+
+Checkpoints: Trainer saves a PeftModel as adapter_config.json + adapter_model.safetensors (no base
+weights) beside the optimizer and trainer state, and resumes through ``load_adapter``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+# All linear projections of each family's decoder layer (attention and MLP), by the module names of
+# its transformers implementation. A family not listed gets peft's "all-linear" (every nn.Linear but
+# the output head).
+TARGET_MODULES: dict[str, list[str]] = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gemma": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "gemma2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "mixtral": ["q_proj", "k_proj", "v_proj", "o_proj", "w1", "w2", "w3"],
+    "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+    "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+}
+ALL_LINEAR = "all-linear"
+DEFAULT_RANK, DEFAULT_ALPHA, DEFAULT_DROPOUT, DEFAULT_DORA = 16, 32, 0.05, True
+
+
+def target_modules(family: str) -> list[str] | str:
+    return list(TARGET_MODULES.get(family, [])) or ALL_LINEAR
+
+
+def is_lora(plan) -> bool:
+    return plan.method == "lora"
+
+
+def settings(plan) -> dict:
+    """rank, alpha, dropout, dora, target_modules for the plan (its ``lora`` block, else the defaults)."""
+    block = getattr(plan, "lora", None)
+    if block is not None:
+        targets = list(block.target_modules) or target_modules(plan.model.family)
+        return {"rank": block.rank, "alpha": block.alpha, "dropout": block.dropout, "dora": block.dora,
+                "target_modules": targets}
+    alt = plan.lora_alternative
+    return {"rank": alt.rank or DEFAULT_RANK, "alpha": 2 * (alt.rank or DEFAULT_RANK), "dropout": DEFAULT_DROPOUT,
+            "dora": alt.dora, "target_modules": target_modules(plan.model.family)}
+
+
+def lora_config(plan):
+    from peft import LoraConfig, TaskType
+
+    s = settings(plan)
+    return LoraConfig(task_type=TaskType.CAUSAL_LM, r=s["rank"], lora_alpha=s["alpha"], lora_dropout=s["dropout"],
+                      use_dora=s["dora"], target_modules=s["target_modules"], bias="none")
+
+
+def wrap(model, plan):
+    """The base model with the plan's adapter attached; only adapter parameters require gradients."""
+    from peft import get_peft_model
+
+    if plan.recommended.activation_checkpointing:
+        # checkpointed blocks whose inputs (frozen embeddings) need no grad would get no gradient at all
+        model.enable_input_require_grads()
+    if plan.recommended.strategy.startswith("zero3") and os.environ.get("SFTPLAN_DORA_PATCH"):
+        patch_dora_for_zero3()
+    return get_peft_model(model, lora_config(plan))
+
+
+_ZERO3_PATCHED = False
+
+
+def patch_dora_for_zero3() -> None:
+    """Gather the base weight where DoRA's forward reads it (ZeRO-3 only).
+
+    ZeRO-3 gathers a module's parameters just for that module's own forward. peft's lora.Linear runs
+    ``base_layer(x)`` (gathered, then released) and then DoRA computes the column norm of
+    ``base_layer.weight`` outside it, where the weight is an empty partition. Wrapping DoRA's forward
+    in ``deepspeed.zero.GatheredParameters`` (no modifier rank: read only) gathers it for that read.
+    """
+    global _ZERO3_PATCHED
+    if _ZERO3_PATCHED:
+        return
+    import deepspeed
+    from peft.tuners.lora import dora
+
+    original = dora.DoraLinearLayer.forward
+
+    def forward(self, x, *, lora_A, lora_B, scaling, base_layer, base_result=None, adapter_name="default"):
+        weight = base_layer.weight
+        if not hasattr(weight, "ds_id"):
+            return original(self, x, lora_A=lora_A, lora_B=lora_B, scaling=scaling, base_layer=base_layer,
+                            base_result=base_result, adapter_name=adapter_name)
+        with deepspeed.zero.GatheredParameters([weight]):
+            return original(self, x, lora_A=lora_A, lora_B=lora_B, scaling=scaling, base_layer=base_layer,
+                            base_result=base_result, adapter_name=adapter_name)
+
+    dora.DoraLinearLayer.forward = forward
+    _ZERO3_PATCHED = True
+
+
+def is_adapter_param(name: str) -> bool:
+    return "lora_" in name
+
+
+# --------------------------------------------------------------------------- what trains, what is sharded
+
+
+def _local_numel(p) -> tuple[int, int]:
+    if hasattr(p, "ds_tensor"):
+        return p.ds_tensor.numel(), p.ds_numel
+    if hasattr(p, "to_local"):
+        return p.to_local().numel(), p.numel()
+    return p.numel(), p.numel()
+
+
+def _has_grad(p) -> bool:
+    if hasattr(p, "ds_id"):  # ZeRO-3 keeps the gradient in its partitioned buffers, not p.grad
+        from deepspeed.utils import safe_get_local_grad
+
+        return safe_get_local_grad(p) is not None
+    return p.grad is not None
+
+
+def param_report(model) -> dict:
+    """Adapter vs frozen parameter elements this rank holds locally (and in full)."""
+    out = {"adapter_local_numel": 0, "adapter_full_numel": 0, "frozen_local_numel": 0, "frozen_full_numel": 0,
+           "trainable_not_adapter": []}
+    for name, p in model.named_parameters():
+        local, full = _local_numel(p)
+        kind = "adapter" if is_adapter_param(name) else "frozen"
+        out[f"{kind}_local_numel"] += local
+        out[f"{kind}_full_numel"] += full
+        if p.requires_grad and kind == "frozen":
+            out["trainable_not_adapter"].append(name)
+    return out
+
+
+def grad_report(model) -> dict:
+    """After a backward: which parameters hold a gradient (adapter ones only, for a LoRA run; lora_A's is
+    still zero at the first step, since lora_B starts at zero)."""
+    with_grad = [name for name, p in model.named_parameters() if p.requires_grad and _has_grad(p)]
+    frozen_with_grad = [name for name, p in model.named_parameters() if not p.requires_grad and p.grad is not None]
+    return {"params_with_grad": len(with_grad), "non_adapter_with_grad": [n for n in with_grad if not is_adapter_param(n)]
+            + frozen_with_grad, "adapter_with_grad": sum(1 for n in with_grad if is_adapter_param(n))}
+
+
+def lora_callbacks(plan, run_dir: Path) -> list:
+    """For a LoRA plan, a TrainerCallback writing RUN_DIR/shards/lora-rank-<r>.json: adapter vs frozen
+    parameters this rank holds at the start, and which hold gradients at the first optimizer step.
+    It goes first in the callback list: after the golden baseline's forward, FSDP2 keeps the root
+    module's parameters unsharded until the first backward, which would read as unsharded weights."""
+    if not is_lora(plan):
+        return []
+    from transformers import TrainerCallback
+
+    class LoraReportCallback(TrainerCallback):
+        def __init__(self):
+            self.report: dict = {}
+            self.model = None
+
+        def _write(self):
+            out = run_dir / "shards"
+            out.mkdir(exist_ok=True)
+            r = int(os.environ.get("RANK", "0"))
+            tmp = out / f".lora-rank-{r}.json.tmp"
+            tmp.write_text(json.dumps(dict(self.report, rank=r)) + "\n")
+            os.replace(tmp, out / f"lora-rank-{r}.json")
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.model = model
+            self.report = param_report(model)
+            self._write()
+
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            if "grads" not in self.report:
+                self.report["grads"] = grad_report(model or self.model)
+                self._write()
+
+    return [LoraReportCallback()]
+
+
+# --------------------------------------------------------------------------- export
+
+
+def adapter_files(ckpt: Path) -> list[Path]:
+    return [ckpt / ADAPTER_CONFIG, ckpt / ADAPTER_WEIGHTS]
+
+
+def is_adapter_checkpoint(ckpt: Path) -> bool:
+    return all(f.is_file() for f in adapter_files(ckpt))
+
+
+MERGED_DIR = "merged"
+
+
+def base_model_dir(run_dir: Path, plan) -> str:
+    """The base model the run trained on: config/inputs.json's absolute path, else the plan's."""
+    inputs = run_dir / "config" / "inputs.json"
+    if inputs.is_file():
+        return json.loads(inputs.read_text())["model"]
+    return plan.request.model_path or plan.request.model
+
+
+def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path) -> Path:
+    """base + adapter merged into plain weights (peft ``merge_and_unload``), saved as safetensors in ``out_dir``.
+
+    Merged in fp32 and saved in the base checkpoint's own dtype, so the file is the base model's size."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    dtype = getattr(AutoConfig.from_pretrained(str(base_dir)), "dtype", None) or torch.float32
+    base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    if isinstance(dtype, torch.dtype) and dtype != torch.float32:
+        merged = merged.to(dtype)
+    out = Path(out_dir)
+    merged.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def export_adapter(ckpt: Path, dest: Path, *, base_dir: str, merge: bool, tokenizer_globs) -> list[str]:
+    """Copy the checkpoint's adapter into ``dest`` (and, with ``merge``, merged weights into dest/merged).
+
+    adapter_config.json names the base model (``base_model_name_or_path``, the folder it trained on), so
+    ``AutoModelForCausalLM.from_pretrained(dest)`` or ``PeftModel.from_pretrained(base, dest)`` loads it.
+    Returns the files written, relative to ``dest``."""
+    import shutil
+
+    if not is_adapter_checkpoint(ckpt):
+        from advisor.errors import UserError
+
+        raise UserError(f"{ckpt}: a LoRA run's checkpoint without {ADAPTER_CONFIG} + {ADAPTER_WEIGHTS}")
+    written = []
+    for f in adapter_files(ckpt):
+        shutil.copy2(f, dest / f.name)
+        written.append(f.name)
+    tokenizer_files = [f for pattern in tokenizer_globs for f in ckpt.glob(pattern) if f.is_file()]
+    for f in tokenizer_files:
+        shutil.copy2(f, dest / f.name)
+        written.append(f.name)
+    if merge:
+        merged = merge_adapter(base_dir, ckpt, dest / MERGED_DIR)
+        for f in tokenizer_files:
+            shutil.copy2(f, merged / f.name)
+        written += [f"{MERGED_DIR}/{p.name}" for p in sorted(merged.iterdir())]
+    return written
