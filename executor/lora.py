@@ -15,9 +15,9 @@ Strategies (checked on this machine, peft 0.21 / transformers 5.24 / accelerate 
   the decoder layer's forward, where FSDP has unsharded the whole layer.
 - zero3: the base model is loaded under ZeRO-3's ``zero.Init`` (partitioned while loading), the
   adapter is added after (peft gathers the base weights for DoRA's magnitude init), and DeepSpeed
-  partitions the new adapter parameters when the engine starts. DoRA's forward reads the base
-  weight outside the base layer's own forward, where ZeRO-3 has already released it; ``dora_zero3``
-  gathers it there (see ``patch_dora_for_zero3``).
+  partitions the new adapter parameters when the engine starts. DoRA's forward reads the base weight
+  right after the base layer's forward; ZeRO-3 still holds it gathered there (checked: wrapping that
+  read in ``GatheredParameters`` fails with "still active in submodules"), so no shim is needed.
 
 Checkpoints: Trainer saves a PeftModel as adapter_config.json + adapter_model.safetensors (no base
 weights) beside the optimizer and trainer state, and resumes through ``load_adapter``.
@@ -84,41 +84,7 @@ def wrap(model, plan):
     if plan.recommended.activation_checkpointing:
         # checkpointed blocks whose inputs (frozen embeddings) need no grad would get no gradient at all
         model.enable_input_require_grads()
-    if plan.recommended.strategy.startswith("zero3") and os.environ.get("SFTPLAN_DORA_PATCH"):
-        patch_dora_for_zero3()
     return get_peft_model(model, lora_config(plan))
-
-
-_ZERO3_PATCHED = False
-
-
-def patch_dora_for_zero3() -> None:
-    """Gather the base weight where DoRA's forward reads it (ZeRO-3 only).
-
-    ZeRO-3 gathers a module's parameters just for that module's own forward. peft's lora.Linear runs
-    ``base_layer(x)`` (gathered, then released) and then DoRA computes the column norm of
-    ``base_layer.weight`` outside it, where the weight is an empty partition. Wrapping DoRA's forward
-    in ``deepspeed.zero.GatheredParameters`` (no modifier rank: read only) gathers it for that read.
-    """
-    global _ZERO3_PATCHED
-    if _ZERO3_PATCHED:
-        return
-    import deepspeed
-    from peft.tuners.lora import dora
-
-    original = dora.DoraLinearLayer.forward
-
-    def forward(self, x, *, lora_A, lora_B, scaling, base_layer, base_result=None, adapter_name="default"):
-        weight = base_layer.weight
-        if not hasattr(weight, "ds_id"):
-            return original(self, x, lora_A=lora_A, lora_B=lora_B, scaling=scaling, base_layer=base_layer,
-                            base_result=base_result, adapter_name=adapter_name)
-        with deepspeed.zero.GatheredParameters([weight]):
-            return original(self, x, lora_A=lora_A, lora_B=lora_B, scaling=scaling, base_layer=base_layer,
-                            base_result=base_result, adapter_name=adapter_name)
-
-    dora.DoraLinearLayer.forward = forward
-    _ZERO3_PATCHED = True
 
 
 def is_adapter_param(name: str) -> bool:
