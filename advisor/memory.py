@@ -148,7 +148,12 @@ def activation_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
     tokens = cfg.micro_batch_size * cfg.seq_len
     if cfg.activation_checkpointing:
         return m.num_layers * layer_input_bytes_per_token(m, mixed) * tokens
-    per_layer = layer_activation_bytes_per_token(m, mixed) * tokens + _scores(m, cfg)
+    per_token = layer_activation_bytes_per_token(m, mixed)
+    if cfg.trainable == "lora":  # what the adapters keep for backward (DoRA, dropout on): advisor/lora_plan.py
+        from advisor.lora_plan import lora_activation_bytes_per_token_per_layer
+
+        per_token += lora_activation_bytes_per_token_per_layer(m, cfg.lora_rank)
+    per_layer = per_token * tokens + _scores(m, cfg)
     return m.num_layers * per_layer
 
 

@@ -75,8 +75,8 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
                   epochs=epochs, shared=cache)
     lora.calibration = calibration
     lora_by_tier = {g.id: lora.tier(g, quick=True) for g in tiers}
-    lora_pick, _, _ = _choose(lora_by_tier, req, owned, False)
-    lora_pick = lora_pick or _cheapest([c for cs in lora_by_tier.values() for c in cs])
+    lora_rec, lora_closest, lora_constraints = _choose(lora_by_tier, req, owned, False)
+    lora_pick = lora_rec or _cheapest([c for cs in lora_by_tier.values() for c in cs])
 
     fits_any = [c for cs in by_tier.values() for c in cs]
     full_cost = rec.cost_usd if rec else (min(c.cost_usd for c in fits_any) if fits_any else None)
@@ -126,6 +126,9 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
         out.findings.append(cal_finding)
         if cal_finding.verdict == "warning":
             out.warnings.append(cal_finding.why)
+    if method == "lora":
+        out = _as_lora_plan(out, req, model, params, epochs, f_epochs, max_seq_len, batch_tokens_per_seq, gbs_target,
+                            tokens_total, lora_rec, lora_closest, lora_constraints, lora_pick, rec or chosen)
     return with_hash(out)
 
 
@@ -140,6 +143,37 @@ def _calibration_used(calibration, cands: list[Cand]):
     foreign = sorted({v for c in calibration.classes.values() for v in foreign_versions(c, here)})
     notes = sorted({c.est.calibration for c in cands if c.est.calibration})
     return CalibrationUsed(path=calibration.path, sha256=calibration.sha256, applied=notes, foreign_versions=foreign)
+
+
+def _as_lora_plan(out: Plan, req, model, params, epochs, f_epochs, max_seq_len, seq_tokens, gbs_target, tokens_total,
+                  lora_rec, lora_closest, lora_constraints, lora_pick, full_cand) -> Plan:
+    """A LoRA plan's recommended configuration, estimate, hyperparameters, checkpoints and adapter are the
+    LoRA ones (advisor/lora_plan.py); full SFT is priced beside it. The full-SFT findings that describe
+    the configuration (parallelism, constraints, batch, learning rate, checkpoints) are replaced."""
+    from advisor.lora_plan import lora_plan_updates
+
+    hp, f_hp = _hyperparameters(req, params, epochs, f_epochs, max_seq_len, seq_tokens, lora_pick, gbs_target)
+    parallel = rules.rule_parallelism(lora_pick.strategy, lora_pick.num_gpus, lora_pick.num_nodes, params,
+                                      lora_pick.gpu.gpus_per_node) if lora_pick else None
+    updates, f_lora = lora_plan_updates(
+        req=req, model=model, params=params, lora_rec=rec_of(lora_rec, req.precision) if lora_rec else None,
+        lora_est=_plan_estimate(lora_rec, tokens_total, epochs, gbs_target, req) if lora_rec else None,
+        hp=hp, hp_findings=f_hp, parallel_finding=parallel, full_cand=full_cand,
+        full_lr=out.hyperparameters.learning_rate)
+    replaced = ("parallel.", "constraints.", "hparams.", "checkpoint.", "method.lora-price")
+    findings = [f for f in out.findings if not f.rule_id.startswith(replaced)]
+    findings += [f for f in (*lora_constraints, *f_lora) if f is not None]
+    if full_cand is not None and updates["full_sft_alternative"].cost_ratio:
+        alt = updates["full_sft_alternative"]
+        findings.append(Finding(rule_id="method.full-sft-price", verdict=f"full SFT costs {alt.cost_ratio:.1f}x LoRA",
+                                why=f"full SFT {alt.gpu} x{alt.num_gpus} {alt.strategy} ${alt.cost_usd:,.2f} vs LoRA "
+                                    f"${updates['estimate'].cost_usd:,.2f} (same estimator)", source=rules.S_LORA_DEFAULT))
+    closest = None
+    if lora_rec is None and lora_closest is not None:
+        closest = lora_closest
+    warnings = [w for w in out.warnings if w not in {f.why for f in out.findings if f.verdict == "warning"}]
+    warnings += [f.why for f in findings if f.verdict == "warning"]
+    return out.model_copy(update=dict(updates, findings=findings, closest=closest, warnings=warnings))
 
 
 # --------------------------------------------------------------------------- inputs

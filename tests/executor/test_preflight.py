@@ -200,10 +200,11 @@ def test_foreign_run_folder_refused(tmp_path, gpus):
         run_preflight(path, plan, run)
 
 
-def test_lora_and_unplanned_refused(tmp_path):
+def test_lora_passes_unplanned_refused(tmp_path):
+    from executor.preflight import check_plan
+
     path, plan = approved(tmp_path, method="lora")
-    with pytest.raises(UserError, match="method is lora"):
-        run_preflight(path, plan, tmp_path / "run")
+    check_plan(plan)  # LoRA plans run (executor/lora.py); the same approval checks apply
     path, plan = approved(tmp_path, recommended=False)
     with pytest.raises(UserError, match="no recommended configuration"):
         run_preflight(path, plan, tmp_path / "run")

@@ -81,8 +81,7 @@ def test_refusals_in_one_place(assets):
 
     from executor.preflight import CheckedPlan, check_plan
 
-    with pytest.raises(UserError, match="full SFT only"):
-        check_plan(approve(tiny_plan(assets, method="lora"), by="t"))
+    assert check_plan(approve(tiny_plan(assets, method="lora"), by="t")).strategy == "single"  # LoRA runs (peft)
     with pytest.raises(UserError, match="megatron"):
         check_plan(approve(with_hash(_with(tiny_plan(assets), strategy="megatron")), by="t"))
     with pytest.raises(UserError, match="not approved"):
