@@ -128,7 +128,8 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
             out.warnings.append(cal_finding.why)
     if method == "lora":
         out = _as_lora_plan(out, req, model, params, epochs, f_epochs, max_seq_len, batch_tokens_per_seq, gbs_target,
-                            tokens_total, lora_rec, lora_closest, lora_constraints, lora_pick, rec or chosen)
+                            tokens_total, lora_rec, lora_closest, lora_constraints, lora_pick, rec or chosen,
+                            [_tier_row(g, lora_by_tier[g.id], req, lora.why_not) for g in tiers])
     return with_hash(out)
 
 
@@ -146,10 +147,11 @@ def _calibration_used(calibration, cands: list[Cand]):
 
 
 def _as_lora_plan(out: Plan, req, model, params, epochs, f_epochs, max_seq_len, seq_tokens, gbs_target, tokens_total,
-                  lora_rec, lora_closest, lora_constraints, lora_pick, full_cand) -> Plan:
+                  lora_rec, lora_closest, lora_constraints, lora_pick, full_cand, lora_rows) -> Plan:
     """A LoRA plan's recommended configuration, estimate, hyperparameters, checkpoints and adapter are the
-    LoRA ones (advisor/lora_plan.py); full SFT is priced beside it. The full-SFT findings that describe
-    the configuration (parallelism, constraints, batch, learning rate, checkpoints) are replaced."""
+    LoRA ones (advisor/lora_plan.py), and so are the tiers; full SFT is priced beside it. The full-SFT
+    findings that describe the configuration (parallelism, constraints, batch, learning rate,
+    checkpoints) are replaced."""
     from advisor.lora_plan import lora_plan_updates
 
     hp, f_hp = _hyperparameters(req, params, epochs, f_epochs, max_seq_len, seq_tokens, lora_pick, gbs_target)
@@ -173,7 +175,7 @@ def _as_lora_plan(out: Plan, req, model, params, epochs, f_epochs, max_seq_len, 
         closest = lora_closest
     warnings = [w for w in out.warnings if w not in {f.why for f in out.findings if f.verdict == "warning"}]
     warnings += [f.why for f in findings if f.verdict == "warning"]
-    return out.model_copy(update=dict(updates, findings=findings, closest=closest, warnings=warnings))
+    return out.model_copy(update=dict(updates, findings=findings, closest=closest, warnings=warnings, tiers=lora_rows))
 
 
 # --------------------------------------------------------------------------- inputs

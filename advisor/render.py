@@ -60,6 +60,8 @@ def _lora_over(plan: Plan) -> str:
 
 def decision_line(plan: Plan) -> str:
     method = "full SFT" if plan.method == "full-sft" else "LoRA r16 + DoRA"
+    if plan.method == "lora" and plan.lora is not None:  # the plan's configuration is the LoRA one (issue 13)
+        return _lora_decision(plan, f"LoRA r{plan.lora.rank}{' + DoRA' if plan.lora.dora else ''}")
     if plan.method == "lora":
         la = plan.lora_alternative
         where = f" on {la.num_gpus} x {la.gpu} ({la.strategy}), {_hours(la.hours)}, {_usd(la.cost_usd)}" if la.gpu else ""
@@ -70,6 +72,38 @@ def decision_line(plan: Plan) -> str:
     if plan.closest:
         return f"{method}: no configuration meets the constraints. {plan.closest.why}"
     return f"{method}: no configuration fits"
+
+
+def _lora_decision(plan: Plan, method: str) -> str:
+    fa = plan.full_sft_alternative
+    alt = (f"; full SFT would be {fa.num_gpus} x {fa.gpu} ({fa.strategy}), {_hours(fa.hours)}, {_usd(fa.cost_usd)}"
+           if fa is not None and fa.gpu else "")
+    if plan.recommended and plan.estimate:
+        return (f"{method} on {config_str(plan.recommended)}: {_hours(plan.estimate.hours)}, "
+                f"{_usd(plan.estimate.cost_usd)}{alt}")
+    la = plan.lora_alternative  # nothing meets the constraints: the cheapest LoRA option, and by how much it misses
+    where = f" on {la.num_gpus} x {la.gpu} ({la.strategy}), {_hours(la.hours)}, {_usd(la.cost_usd)}" if la.gpu else ""
+    return f"{method}{where}{_lora_over(plan)}{alt}" if where else f"{method}: no configuration fits{alt}"
+
+
+def _lora_md(plan: Plan) -> list[str]:
+    """The adapter a LoRA plan trains, and full SFT priced beside it."""
+    lo, fa = plan.lora, plan.full_sft_alternative
+    L = ["## Adapter (LoRA)", ""]
+    L += _md_table(["field", "value", "chosen by"], [
+        ["rank", f"{lo.rank}{' + DoRA' if lo.dora else ''}", lo.chosen_by.get("rank", "-")],
+        ["alpha", str(lo.alpha), lo.chosen_by.get("alpha", "-")],
+        ["dropout", f"{lo.dropout:g}", lo.chosen_by.get("dropout", "-")],
+        ["target modules", ", ".join(lo.target_modules) or "all linear layers", lo.chosen_by.get("target_modules", "-")],
+        ["trainable parameters", f"{lo.trainable_params:,}" if lo.trainable_params else "-", "lora.rank"]])
+    L += ["## Full SFT alternative", ""]
+    if fa is not None and fa.gpu:
+        ratio = f"; {fa.cost_ratio:.1f}x this plan's cost" if fa.cost_ratio else ""
+        L += [f"{fa.num_gpus} x {fa.gpu} ({fa.strategy}), {fa.memory_per_gpu_gib:.1f} GiB/GPU, {_hours(fa.hours)}, "
+              f"{_usd(fa.cost_usd)}{ratio}, learning rate {fa.learning_rate:.1e}. {fa.note}", ""]
+    else:
+        L += [(fa.note if fa is not None else "") or "-", ""]
+    return L
 
 
 def _key_findings(plan: Plan):
@@ -115,7 +149,8 @@ def to_markdown(plan: Plan) -> str:
     L += ["## Why", ""]
     for f in _key_findings(plan):
         L.append(f"- **{f.rule_id}** -> {f.verdict}{' (overridden)' if f.overridden else ''}: {f.why}")
-    L += ["", "## Recommended configuration (full SFT, what `sftplan run` executes)", ""]
+    what = f"LoRA r{plan.lora.rank}" if plan.method == "lora" and plan.lora else "full SFT"
+    L += ["", f"## Recommended configuration ({what}, what `sftplan run` executes)", ""]
     if plan.recommended and plan.estimate:
         r, e = plan.recommended, plan.estimate
         L += _md_table(["field", "value"], [
@@ -160,13 +195,15 @@ def to_markdown(plan: Plan) -> str:
         L += [f"Deploy suite (`sftplan evaluate`, base and tuned model, forward passes only{limit}): "
               f"{_hours(ev.deploy_hours)}, {_usd(ev.deploy_cost_usd)} on the recommended GPUs (indicative; "
               "assumptions in advisor/evalcost.py; local tasks are not priced).", ""]
-    L += ["## LoRA alternative", ""]
-    if la.gpu:
+    if plan.method == "lora" and plan.lora is not None:
+        L += _lora_md(plan)
+    elif la.gpu:
+        L += ["## LoRA alternative", ""]
         ratio = f"; full SFT costs {la.full_sft_cost_ratio:.1f}x this" if la.full_sft_cost_ratio else ""
         L += [f"LoRA rank {la.rank}{' + DoRA' if la.dora else ''}: {la.num_gpus} x {la.gpu} ({la.strategy}), "
               f"{la.memory_per_gpu_gib:.1f} GiB/GPU, {_hours(la.hours)}, {_usd(la.cost_usd)}{ratio}. {la.note}", ""]
     else:
-        L += [la.note or "-", ""]
+        L += ["## LoRA alternative", "", la.note or "-", ""]
     L += ["## Warnings", ""] + ([f"- {w}" for w in plan.warnings] or ["- none"]) + [""]
     L += ["## All findings", ""] + explain_lines(plan)
     return "\n".join(L).rstrip() + "\n"
@@ -209,6 +246,11 @@ def renderables(plan: Plan) -> Group:
     tail = [Text(f"Memory per GPU: {memory_line(plan.estimate, plan.request.memory_headroom)}")] if plan.estimate else []
     tail += [Text(f"Checkpoints: every epoch, keep {plan.checkpointing.keep_last}, {plan.checkpointing.disk_gib:,.1f} GiB"),
             Text(f"LoRA alternative: {la.num_gpus} x {la.gpu}, {_hours(la.hours)}, {_usd(la.cost_usd)}" if la.gpu else "LoRA alternative: -")]
+    if plan.method == "lora" and plan.lora is not None:
+        fa, lo = plan.full_sft_alternative, plan.lora
+        tail[-1] = Text(f"Adapter: r{lo.rank}{' + DoRA' if lo.dora else ''}, alpha {lo.alpha}, dropout {lo.dropout:g}, "
+                       f"{', '.join(lo.target_modules) or 'all linear'}; full SFT alternative: "
+                       + (f"{fa.num_gpus} x {fa.gpu}, {_hours(fa.hours)}, {_usd(fa.cost_usd)}" if fa and fa.gpu else "-"))
     tail += [Text(f"warning: {w}", style="yellow") for w in plan.warnings]
     tail.append(Text(f"Approval: {approval_line(plan)}", style="bold"))
     return Group(head, why, tiers, hps, *tail)

@@ -97,7 +97,7 @@ def test_405b_is_multi_node_and_megatron_only_with_the_nvidia_stack():
 def test_lora_goals_choose_lora_whatever_the_data_size(goal):
     p = plan(req(examples=2_000_000, goals=[goal, "deep-retask"]), CAT)
     assert p.method == "lora" and f"method.{goal}" in ids(p)
-    assert p.recommended is not None  # recommended still holds the full-SFT configuration
+    assert p.recommended is not None and p.lora is not None  # the LoRA configuration (issue 13)
 
 
 def test_instruct_base_gets_a_lower_rate_and_the_alignment_warning():
