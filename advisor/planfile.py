@@ -47,6 +47,9 @@ def _version_1_content(data: dict) -> dict:
     Version 2 added three tier-row fields. Fields added within version 1 were hashed only when they
     differ from the value a file written before them reads back with (``_ADDED_WITHIN_1``).
     """
+    for key in _ABSENT_WHEN_NONE:
+        if key in data and data[key] is None:
+            del data[key]
     for row in data.get("tiers") or []:
         for key in _TIER_FIELDS_ADDED_IN_2:
             row.pop(key, None)

@@ -97,7 +97,6 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
     ckpt_strategy = chosen.strategy if chosen is not None else "fsdp"
     ckpt, f_ck = rules.rule_checkpointing(checkpoint_bytes(model, req.precision, ckpt_strategy))
     evaluation, f_ev = rules.rule_evaluation(req)
-    evaluation = _priced_deploy(evaluation, chosen, params, active)
     findings += [f_ck, *f_ev]
     lora_alt = _lora_alternative(lora_pick, rec or chosen)
     if lora_alt.full_sft_cost_ratio:
@@ -117,7 +116,8 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
         method=method, findings=findings,
         recommended=rec_of(rec, req.precision) if rec else None,
         estimate=_plan_estimate(rec, tokens_total, epochs, gbs_target, req) if rec else None,
-        closest=closest, tiers=rows, hyperparameters=hp, checkpointing=ckpt, evaluation=evaluation,
+        closest=closest, tiers=rows, hyperparameters=hp, checkpointing=ckpt,
+        evaluation=_priced_deploy(evaluation, chosen, params, active),
         lora_alternative=lora_alt, warnings=warnings, catalog_sha256=getattr(catalog, "sha256", ""),
         calibration=_calibration_used(calibration, [c for c in (rec or chosen, lora_pick) if c is not None]),
     )
@@ -129,7 +129,8 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
     if method == "lora":
         out = _as_lora_plan(out, req, model, params, epochs, f_epochs, max_seq_len, batch_tokens_per_seq, gbs_target,
                             tokens_total, lora_rec, lora_closest, lora_constraints, lora_pick, rec or chosen,
-                            [_tier_row(g, lora_by_tier[g.id], req, lora.why_not) for g in tiers])
+                            [_tier_row(g, lora_by_tier[g.id], req, lora.misses) for g in tiers])
+        out = out.model_copy(update={"evaluation": _priced_deploy(evaluation, lora_pick, params, active)})
     return with_hash(out)
 
 

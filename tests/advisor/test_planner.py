@@ -255,7 +255,7 @@ def test_tier_rows_carry_breakdown_capacity_and_binding_constraint():
 
     cat = load_catalog()
     p = plan(PlanRequest(model="llama-3.1-70b", dataset={"examples": 50_000, "avg_tokens": 1024}, deadline_hours=2,
-                         max_gpus=8), cat)
+                         max_gpus=8, goals=["deep-retask"]), cat)  # full SFT: a LoRA plan's tiers are LoRA's
     for row in p.tiers:
         assert row.hbm_gib == cat.gpu(row.gpu).hbm_gib
         if row.fits:
