@@ -20,6 +20,7 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/sftplan demo --out demo-out
+	$(BIN)/sftplan demo --method lora --out demo-out/lora
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

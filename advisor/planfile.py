@@ -36,9 +36,10 @@ _ITEM_FIELDS_ADDED_IN_2 = {("evaluation", "deploy_suite", "task"): None, ("evalu
 # Fields added to schema 2 after plans were written with it: hashed (in every version) only when they differ
 # from the value a file written before them reads back with, so those approvals stay valid. A new field with
 # a default goes here (and a test keeps tests/tui/data/snapshot_plan.yaml hashing to its own sha).
+_LORA_BLOCKS = {("lora",): None, ("full_sft_alternative",): None}  # a LoRA plan's blocks (issue 13): hashed when set
 _ADDED_WITHIN_2 = {("request", "network_gbit_per_s_per_node"): None, ("request", "data_check"): None,
                    ("request", "memory_check_steps"): 3, ("request", "model_files"): None, ("calibration",): None,
-                   ("lora",): None, ("full_sft_alternative",): None}  # a LoRA plan's blocks (issue 13)
+                   **_LORA_BLOCKS}
 
 
 def _version_1_content(data: dict) -> dict:
@@ -47,9 +48,7 @@ def _version_1_content(data: dict) -> dict:
     Version 2 added three tier-row fields. Fields added within version 1 were hashed only when they
     differ from the value a file written before them reads back with (``_ADDED_WITHIN_1``).
     """
-    for key in _ABSENT_WHEN_NONE:
-        if key in data and data[key] is None:
-            del data[key]
+    _drop_at_default(data, _LORA_BLOCKS)
     for row in data.get("tiers") or []:
         for key in _TIER_FIELDS_ADDED_IN_2:
             row.pop(key, None)

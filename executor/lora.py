@@ -29,22 +29,14 @@ import json
 import os
 from pathlib import Path
 
+from advisor.lora_plan import TARGET_MODULES
+
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
-# All linear projections of each family's decoder layer (attention and MLP), by the module names of
-# its transformers implementation. A family not listed gets peft's "all-linear" (every nn.Linear but
-# the output head).
-TARGET_MODULES: dict[str, list[str]] = {
-    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "gemma": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "gemma2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    "mixtral": ["q_proj", "k_proj", "v_proj", "o_proj", "w1", "w2", "w3"],
-    "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
-    "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
-}
+# All linear projections of each family's decoder layer: the planner's table (advisor/lora_plan.py), so
+# the plan and the run name the same modules. A family not listed gets peft's "all-linear" (every
+# nn.Linear but the output head).
 ALL_LINEAR = "all-linear"
 DEFAULT_RANK, DEFAULT_ALPHA, DEFAULT_DROPOUT, DEFAULT_DORA = 16, 32, 0.05, True
 
@@ -77,10 +69,16 @@ def lora_config(plan):
                       use_dora=s["dora"], target_modules=s["target_modules"], bias="none")
 
 
-def wrap(model, plan):
-    """The base model with the plan's adapter attached; only adapter parameters require gradients."""
-    from peft import get_peft_model
+def wrap(model, plan, *, seed: int = 42):
+    """The base model with the plan's adapter attached; only adapter parameters require gradients.
 
+    Seeded first: lora_A is drawn at random (Kaiming), before Trainer seeds anything, so without it two
+    runs of one plan (and two ranks of one run, each keeping its own shard) would start from different
+    adapters."""
+    from peft import get_peft_model
+    from transformers import set_seed
+
+    set_seed(seed)
     if plan.recommended.activation_checkpointing:
         # checkpointed blocks whose inputs (frozen embeddings) need no grad would get no gradient at all
         model.enable_input_require_grads()

@@ -135,7 +135,7 @@ def setup_data(plan, tokenizer, train_path: str, golden_path: str, seed: int):
     return dataset, collator, enc, load_golden(golden_path)
 
 
-def setup_model(plan, model_dir: str, revision: str | None, *, bf16: bool):
+def setup_model(plan, model_dir: str, revision: str | None, *, bf16: bool, seed: int = 42):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -147,7 +147,7 @@ def setup_model(plan, model_dir: str, revision: str | None, *, bf16: bool):
     if plan.method == "lora":
         from executor.lora import wrap
 
-        model = wrap(model, plan)
+        model = wrap(model, plan, seed=seed)
     return model
 
 
@@ -223,7 +223,7 @@ def train(run_dir: Path) -> int:
     dataset, collator, enc, golden = setup_data(plan, tokenizer, data["train"], data["golden"], training_args.seed)
     notes += enc.notes
     log(f"data: {enc.rows} rows, {enc.tokens} tokens ({enc.label_tokens} trained on), {len(dataset)} sequences")
-    model = setup_model(plan, model_id, revision, bf16=training_args.bf16)
+    model = setup_model(plan, model_id, revision, bf16=training_args.bf16, seed=training_args.seed)
     from executor.lifecycle import signal_stop_callback
 
     signal_stop = signal_stop_callback()

@@ -1,4 +1,4 @@
-"""`sftplan demo [--out DIR]`: the whole product on the embedded tiny model, on the CPU, in minutes.
+"""`sftplan demo [--method lora] [--out DIR]`: the whole product on the embedded tiny model, on the CPU, in minutes.
 
 1. ``make_tiny``: a tiny random Llama, a locally trained tokenizer, train.jsonl and golden.jsonl;
 2. ``sftplan plan`` with ``--method full-sft`` forced (the rules would pick LoRA for so few rows; the
@@ -7,6 +7,10 @@
    names a GPU and this is a CPU, recorded in run.json); 5. the gate verdicts; 6. ``sftplan promote
    --evaluate``: the deploy suite through lm-evaluation-harness (two local tasks over the golden prompts run;
    the hub's tasks cannot run offline and are listed as still required), then the export.
+
+``--method lora``: the same story with the method the rules choose by themselves for so few rows (LoRA
+r16 + DoRA through peft); the run checkpoints the adapter, and promote exports it with ``--merge``
+(adapter + merged weights).
 """
 
 from __future__ import annotations
@@ -24,7 +28,11 @@ def _step(n: int, text: str) -> None:
     print(f"\n== {n}. {text}", flush=True)
 
 
-def demo(out: str | Path = "sftplan-demo") -> int:
+LORA_ROWS = 600  # under 10k: the rules choose LoRA; fewer rows than the full-SFT demo keep both under a minute
+LORA_LEARNING_RATE = "1e-2"  # a random tiny model: the adapter needs a large rate to learn in 3 epochs
+
+
+def demo(out: str | Path = "sftplan-demo", method: str = "full-sft") -> int:
     from advisor.cli import main as sftplan
 
     out = Path(out).resolve()
@@ -33,21 +41,25 @@ def demo(out: str | Path = "sftplan-demo") -> int:
         raise UserError(f"{out}: holds an earlier demo; choose another --out or remove it")
     from executor.preflight import require_train_packages
 
-    require_train_packages("fsdp", "sftplan demo")
+    require_train_packages("fsdp", "sftplan demo", method=method)
+    lora = method == "lora"
     started = time.time()
 
     _step(1, "tiny model, tokenizer and data (generated, nothing downloaded)")
     from executor.tiny import make_tiny
 
-    assets = make_tiny(out / "tiny", n_train=1200, n_golden=16)
+    assets = make_tiny(out / "tiny", n_train=LORA_ROWS if lora else 1200, n_golden=16)
     for name, path in assets.items():
         print(f"   {name}: {path}")
 
     tasks = _local_deploy_tasks(out / "deploy-tasks", assets["golden"])
-    _step(2, "plan (full SFT forced; the findings show the override)")
+    _step(2, "plan (the rules choose LoRA for so few rows)" if lora
+          else "plan (full SFT forced; the findings show the override)")
+    forced = [] if lora else ["--method", "full-sft"]
     rc = sftplan(["plan", "--model", str(assets["model"]), "--dataset", str(assets["train"]),
-                  "--golden", str(assets["golden"]), "--method", "full-sft", "--gpu", DEMO_GPU, "--num-gpus", "1",
-                  "--strategy", "single", "--learning-rate", "3e-3", "--epochs", "3", "--max-seq-len", "128",
+                  "--golden", str(assets["golden"]), *forced, "--gpu", DEMO_GPU, "--num-gpus", "1",
+                  "--strategy", "single", "--learning-rate", LORA_LEARNING_RATE if lora else "3e-3", "--epochs", "3",
+                  "--max-seq-len", "128",
                   *[a for name, metric in tasks.items() for a in ("--deploy-task", f"{name}={name}:{metric}:100")],
                   "--deploy-include-path", str(out / "deploy-tasks"), "-o", str(plan_path)])
     if rc:
@@ -56,8 +68,10 @@ def demo(out: str | Path = "sftplan-demo") -> int:
 
     plan = read_plan(plan_path)
     for f in plan.findings:
-        if f.rule_id.startswith("method"):
+        if f.rule_id.startswith(("method", "lora.")):
             print(f"   finding {f.rule_id}: {f.verdict}{' (overridden)' if f.overridden else ''} - {f.why}")
+    if lora and plan.method != "lora":
+        raise UserError(f"demo --method lora: the rules chose {plan.method} for {LORA_ROWS} rows")
 
     _step(3, "approve")
     rc = sftplan(["approve", str(plan_path), "--by", "sftplan-demo"])
@@ -84,8 +98,9 @@ def demo(out: str | Path = "sftplan-demo") -> int:
               f"contains {s['contains']:.3f} -> {'PASS' if e['passed'] else 'FAIL ' + '; '.join(e['reasons'])}")
 
     _step(6, "deploy suite through lm-evaluation-harness (local tasks; the hub's MMLU-Pro, IFEval and CrowS-Pairs "
-             "cannot run offline and stay required), then promote the best passing epoch")
-    rc = sftplan(["promote", str(run_dir), "--out", str(promoted), "--evaluate"])
+             "cannot run offline and stay required), then promote the best passing epoch"
+             + (": the adapter, and merged weights (--merge)" if lora else ""))
+    rc = sftplan(["promote", str(run_dir), "--out", str(promoted), "--evaluate", *(["--merge"] if lora else [])])
     if rc:
         return rc
 
@@ -96,7 +111,8 @@ def demo(out: str | Path = "sftplan-demo") -> int:
                         ("gate report", run_dir / "gate.json"), ("deploy suite", run_dir / "deploy.json"),
                         ("plan vs reality", run_dir / "report.md"),
                         ("metrics", run_dir / "metrics.jsonl"), ("launch log", run_dir / "log.txt"),
-                        ("promoted model", promoted)):
+                        ("promoted adapter" if lora else "promoted model", promoted),
+                        *([("merged weights", promoted / "merged")] if lora else [])):
         print(f"   {label:16} {path}")
     return 0
 

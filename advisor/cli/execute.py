@@ -32,8 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--merge", action="store_true", help="LoRA run: also write base + adapter merged weights (OUT/merged)")
     p.set_defaults(func=cmd_promote)
 
-    p = subparsers.add_parser("demo", help="tiny model on the CPU: plan, approve, run 3 epochs, gate, promote")
+    p = subparsers.add_parser("demo", help="tiny model on the CPU: plan, approve, run 3 epochs, gate, promote (full SFT or --method lora)")
     p.add_argument("--out", metavar="DIR", default="sftplan-demo", help="folder for everything (default: sftplan-demo)")
+    p.add_argument("--method", choices=["full-sft", "lora"], default="full-sft",
+                   help="full-sft (forced over the rules) or lora (what the rules choose for the demo's data)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -60,4 +62,4 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from advisor.cli.demo import demo
 
-    return demo(args.out)
+    return demo(args.out, method=args.method)

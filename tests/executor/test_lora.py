@@ -150,11 +150,39 @@ def test_two_process_lora_shards_frozen_weights(tmp_path, strategy, launcher, ki
     assert again[1]["score"]["loss"] == pytest.approx(second["score"]["loss"], rel=1e-5)
 
 
-def test_lora_sigkill_then_resume_matches_uninterrupted(tmp_path):
+def _kill_mid_epoch_two(plan_path, run_dir, steps_per_epoch):
+    """As tests/executor/test_resume.py: SIGKILL the launcher's process group (and `sftplan run`) a few
+    steps into epoch 2, with this process as the subreaper so the orphans are reaped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
     import test_resume as r
 
-    assets = tiny_assets(tmp_path, n_train=r.ROWS, n_golden=4)
-    plan_path = approved_plan_file(tmp_path, tiny_plan(assets, epochs=2, micro_batch_size=r.MICRO, method="lora",
+    r._become_subreaper()
+    outer = subprocess.Popen([sys.executable, "-m", "advisor", "run", str(plan_path), "--out", str(run_dir)],
+                             cwd=r.ROOT, env=dict(os.environ, PYTHONPATH=str(r.ROOT)), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    try:
+        while r._last_step(run_dir) <= steps_per_epoch + 2:
+            assert outer.poll() is None, "the run ended before it could be killed"
+            assert time.time() < deadline, "the run did not reach epoch 2"
+            time.sleep(0.01)
+        os.killpg(json.loads((run_dir / "run.json").read_text())["pid"], signal.SIGKILL)
+        os.killpg(outer.pid, signal.SIGKILL)
+    finally:
+        outer.wait(timeout=60)
+        r._reap_all()
+
+
+def test_lora_sigkill_then_resume_matches_uninterrupted(tmp_path):
+    rows, micro = 64, 4
+    steps_per_epoch = rows // micro
+    assets = tiny_assets(tmp_path, n_train=rows, n_golden=4)
+    plan_path = approved_plan_file(tmp_path, tiny_plan(assets, epochs=2, micro_batch_size=micro, method="lora",
                                                        learning_rate=LORA_LR))
     ref = tmp_path / "reference"
     proc = sftplan("run", str(plan_path), "--out", str(ref))
@@ -162,10 +190,11 @@ def test_lora_sigkill_then_resume_matches_uninterrupted(tmp_path):
     ref_gate = json.loads((ref / "gate.json").read_text())
 
     run = tmp_path / "killed"
-    r._kill_mid_epoch_two(plan_path, run)
-    first = run / f"checkpoint-{r.STEPS_PER_EPOCH}"
+    _kill_mid_epoch_two(plan_path, run, steps_per_epoch)
+    first = run / f"checkpoint-{steps_per_epoch}"
     assert (first / "COMPLETE").is_file() and (first / "adapter_model.safetensors").is_file()
     assert [e["epoch"] for e in json.loads((run / "gate.json").read_text())["epochs"]] == [1]
+    assert not (run / f"checkpoint-{2 * steps_per_epoch}" / "COMPLETE").exists()
 
     proc = sftplan("run", str(plan_path), "--out", str(run))
     assert proc.returncode == 0, proc.stderr[-3000:]
