@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from advisor.architecture import lora_trainable_params
 from advisor.models import Finding, FullSftAlternative, LoraSettings
-from advisor.rules import S_CHECKPOINT, S_HOUSE, S_LORA_DEFAULT, S_QLORA_LR, lora_learning_rate
+from advisor.rules import S_CHECKPOINT, S_HOUSE, S_LORA_DEFAULT, S_QLORA_LR, _n, lora_learning_rate
 
 S_QLORA_ALL_LINEAR = (
     "QLoRA (Dettmers et al., 2023), section 4: LoRA on all linear transformer block layers is required to "
@@ -61,7 +61,7 @@ def lora_settings(model, params: int) -> tuple[LoraSettings, list[Finding]]:
            f"({trainable / params:.2%} of {params:,})", S_LORA_DEFAULT),
         _f("lora.alpha", str(RANK * ALPHA_PER_RANK), f"alpha {RANK * ALPHA_PER_RANK} = {ALPHA_PER_RANK} x rank "
            f"(adapter output scaled by alpha/r = {ALPHA_PER_RANK})", S_HOUSE),
-        _f("lora.dropout", str(dropout), f"{params / 1e9:.1f}B parameters: LoRA dropout {dropout}", S_QLORA_DROPOUT),
+        _f("lora.dropout", str(dropout), f"{_n(params)} parameters: LoRA dropout {dropout}", S_QLORA_DROPOUT),
         _f("lora.target-modules", "all linear projections",
            f"{model.family}: {named} (attention and MLP)", S_QLORA_ALL_LINEAR),
     ]
@@ -76,7 +76,7 @@ def rule_lora_learning_rate(params: int, override: float | None) -> tuple[float,
     lr = lora_learning_rate(params)
     outside = "" if 6.5e9 <= params <= 70e9 else " (the table covers 7B-65B: extrapolated)"
     findings = [_f("hparams.learning-rate", f"{lr:.0e}",
-                   f"LoRA learning rate for {params / 1e9:.1f}B parameters: {lr:.0e}{outside}", S_QLORA_LR)]
+                   f"LoRA learning rate for {_n(params)} parameters: {lr:.0e}{outside}", S_QLORA_LR)]
     if override is not None:
         findings.append(_f("hparams.learning-rate-override", f"{override:.1e}",
                            f"--learning-rate {override:g} overrides the rules' {lr:.0e}", "the request (--learning-rate)"))

@@ -4,8 +4,8 @@ The plan's ``lora`` block (advisor/models.py LoraSettings, chosen by advisor/lor
 alpha, dropout, DoRA and the target modules; a LoRA plan without the block (an older plan) takes the
 same defaults here. Only the adapter trains: ``get_peft_model`` freezes every base weight.
 
-Strategies (checked on this machine, peft 0.21 / transformers 5.24 / accelerate 1.15, see
-../shared/ENVIRONMENT.md):
+Strategies (checked on CPU with gloo, peft 0.21 / transformers 5.24 / accelerate 1.15, through the
+executor/cpu_dist.py shims):
 
 - single / ddp: the PeftModel goes to Trainer as is.
 - fsdp (FSDP2): the adapter is attached before Trainer shards the model, so ``fully_shard`` shards
