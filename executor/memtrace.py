@@ -23,7 +23,9 @@ path the executor takes (executor/train.py, translate.py, accelerate under Train
 Not traced: CUDA context, cuBLAS workspaces, NCCL buffers, the caching allocator's fragmentation
 (reserved vs allocated); DeepSpeed ZeRO (zero2/zero3: the model-state shard per rank is counted from
 the built model's parameters, activations are those of a single GPU); padded batches (the mask SDPA
-materialises); Megatron. Tracing runs on fake CPU tensors (sizes are exact; CPU autocast stands in
+materialises); Megatron; Mixtral under bf16-mixed on one GPU / DDP (transformers' grouped_mm experts
+kernel takes bf16 weights only, and the executor loads fp32 ones: the trace fails, and so may that run).
+Tracing runs on fake CPU tensors (sizes are exact; CPU autocast stands in
 for CUDA autocast with the same cast rules for matmuls).
 
 Tracing cost is per op, not per FLOP: ``trace()`` traces ``depth`` decoder layers and a second,

@@ -160,9 +160,13 @@ def _trace(model, est) -> dict:
         return out
     if cfg.strategy not in memtrace.TRACED_STRATEGIES:
         raise UserError(f"--trace: strategy '{cfg.strategy}' is not traced (traced: single, ddp, fsdp; zero*: model states)")
-    r = memtrace.trace(model, precision=cfg.precision, strategy=cfg.strategy, world_size=cfg.num_gpus,
-                       seq_len=cfg.seq_len, micro_batch_size=cfg.micro_batch_size,
-                       activation_checkpointing=cfg.activation_checkpointing, grad_accum=cfg.grad_accum)
+    try:
+        r = memtrace.trace(model, precision=cfg.precision, strategy=cfg.strategy, world_size=cfg.num_gpus,
+                           seq_len=cfg.seq_len, micro_batch_size=cfg.micro_batch_size,
+                           activation_checkpointing=cfg.activation_checkpointing, grad_accum=cfg.grad_accum)
+    except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:  # a model the fake-tensor run cannot take
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(f"--trace: {model.name} could not be traced with {cfg.precision} / {cfg.strategy}: {first}") from None
     out["traced_gib"] = {"model_states": round(r.model_states_max / GIB, 3), "transient": round(r.transient_max / GIB, 3),
                          "gathered": round(r.gathered_max / GIB, 3), "peak": round(r.peak / GIB, 3)}
     out["peak_phase"] = r.peak_phase
