@@ -275,9 +275,14 @@ def transient_moments(m: ModelSpec, cfg: TrainConfig) -> dict[str, tuple[int, in
         "backward start": (acts + (0 if cfg.activation_checkpointing else copies), int(entries * bwd), accumulating),
         "optimizer step": (0, 0, True),
     }
+    layer_copy = BF16 * matmul_params_per_layer(m) if copies else 0
+    scores_grad = _scores(m, cfg)  # eager attention's backward: the s x s gradients beside the saved scores
     if cfg.activation_checkpointing:  # the last layer recomputed (its weights' bf16 copies made again)
-        layer_copy = BF16 * matmul_params_per_layer(m) if copies else 0
-        moments["recompute"] = (acts + recompute_bytes(m, cfg) + layer_copy, 0, accumulating)
+        moments["recompute"] = (acts + recompute_bytes(m, cfg) + layer_copy + scores_grad, 0, accumulating)
+    # The end of backward: (almost) every gradient, the first layer's activations (recomputed, or the last
+    # left of the saved ones) and, under FSDP, the whole gathered set.
+    first_layer = recompute_bytes(m, cfg) if cfg.activation_checkpointing else acts // max(m.num_layers, 1)
+    moments["backward end"] = (first_layer + layer_copy + scores_grad, 0, True)
     return moments
 
 

@@ -53,8 +53,8 @@ def test_the_peak_is_a_moment_gradients_coexist_with_activations_only_when_accum
     assert one.gradients == 0 and one.activations > 0  # backward starts with no gradients (set to None)
     acc = memory_breakdown(TOY, H100, cfg(seq_len=4096, micro_batch_size=4, activation_checkpointing=False, grad_accum=4))
     assert acc.gradients > 0 and acc.total > one.total
-    tiny = memory_breakdown(TOY, H100, cfg(seq_len=128))  # the optimizer step is the peak: states only
-    assert tiny.activations == 0 and tiny.gradients > 0
+    tiny = memory_breakdown(TOY, H100, cfg(seq_len=128))  # the end of backward: every gradient, no logits
+    assert tiny.logits == 0 and tiny.gradients > 0
 
 
 def test_offload_host_ram_16_bytes_x1_5_per_node():
