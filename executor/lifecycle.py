@@ -331,7 +331,7 @@ def peer_lost(exc: BaseException) -> bool:
 
 
 def guarded(main, run_dir_of=None) -> int:
-    """Run a worker's ``main``: a refusal is one line and exit 2; a full disk is one line and exit 3 (rank 0
+    """Run a worker's ``main``: a refusal is one line and exit 2; a full disk is one line and exit 5 (rank 0
     removes the checkpoint it was writing, so the last complete one is what a rerun resumes from)."""
     from advisor.errors import UserError
 
@@ -361,4 +361,4 @@ def guarded(main, run_dir_of=None) -> int:
         print(f"sftplan: no space left on device under {run_dir or 'the run folder'}"
               + (f" (removed the incomplete {', '.join(removed)})" if removed else "")
               + "; the last complete checkpoint is kept: free space and rerun to resume", file=sys.stderr, flush=True)
-        return 3
+        return 5  # not 3: the OOM guard's code
