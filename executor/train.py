@@ -129,7 +129,10 @@ def setup_data(plan, tokenizer, train_path: str, golden_path: str, seed: int):
 
     at = read_rows_at(train_path)
     dataset, collator, enc = build_train_data(tokenizer, [m for _, m in at], max_seq_len=plan.hyperparameters.max_seq_len,
-                                              packing=plan.request.packing, seed=seed, source=str(train_path),
+                                              packing=plan.request.packing, seed=seed,
+                                              # rows are named by the approved file (the staged copy is byte-identical)
+                                              source=plan.request.dataset.file.path if plan.request.dataset.file
+                                              else str(train_path),
                                               lines=[line for line, _ in at],
                                               over_max_seq_len=plan.request.dataset.over_max_seq_len)
     return dataset, collator, enc, load_golden(golden_path)

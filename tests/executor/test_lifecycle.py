@@ -179,6 +179,6 @@ def test_prompt_longer_than_max_seq_len_is_one_line_by_file_line(assets, tmp_pat
     assert proc.returncode == 1
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "failed" and "1 rows have no answer token within max_seq_len 96" in info["error"]
-    assert info["error"].endswith(f"train.jsonl:{line}"), info["error"]
+    assert info["error"].endswith(f"{train}:{line}"), info["error"]  # the approved file, not the staged copy
     assert "Traceback" not in (run_dir / "log.txt").read_text()
     assert not list(run_dir.glob("checkpoint-*"))
