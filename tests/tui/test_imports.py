@@ -11,7 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 TUI = ROOT / "advisor" / "tui"
 PUBLIC = {"advisor.models", "advisor.planner", "advisor.planfile", "advisor.catalog", "advisor.architecture",
-          "advisor.render", "advisor.request", "advisor.errors", "advisor.fmt", "advisor.yamlio"}
+          "advisor.render", "advisor.request", "advisor.errors", "advisor.fmt", "advisor.yamlio",
+          "advisor.modelfiles"}  # pure: the base model's files for the approval, as the CLI records them
 HEAVY = ("torch", "transformers", "deepspeed", "executor")
 
 
