@@ -23,6 +23,9 @@ def screen_name(app) -> str:
 
 
 async def set_field(pilot, field: str, text: str) -> None:
+    # the app ignores input changes until it has filled its inputs from the opened plan (one refresh after
+    # mount); a value set before then is taken as part of that fill and never re-planned
+    await wait_for(pilot, lambda: not pilot.app._filling)
     pilot.app.query_one(f"#{field}", Input).value = text
 
 
