@@ -90,7 +90,9 @@ def test_cmd_tui_returns_the_apps_exit_code(monkeypatch):
 
 # ---------------------------------------------------------------- 2 and 4. the star moves, and shows what runs
 async def test_owned_gpus_move_the_highlight_and_the_starred_row_shows_the_recommended_config():
-    app = SftplanApp()
+    # full SFT: a LoRA plan of this 8B fits one GPU on every tier, so its owned config and the tier's cheapest agree
+    from advisor.tui.widgets.inputs import DEFAULT_REQUEST
+    app = SftplanApp(request={**DEFAULT_REQUEST, "method": "full-sft"})
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for_plan(pilot)
         table = app.plan_view.tiers
