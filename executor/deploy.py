@@ -79,6 +79,8 @@ def _unavailable_line(task: str, exc: BaseException) -> str:
         why = f"it needs the package '{exc.name}' (pip install it)"
     elif isinstance(exc, KeyError):
         why = "lm-eval knows no task of that name"
+    elif isinstance(exc, ValueError) and "--task-data" in str(exc):
+        return f"{task}: {exc}"
     elif isinstance(exc, FileNotFoundError):
         why = f"a file it reads is missing ({exc.filename})"
     else:
@@ -93,11 +95,32 @@ def _task_manager(include_paths: list[str]):
     return TaskManager(include_path=include_paths or None)
 
 
-def _task_spec(task: str, task_data: dict[str, str]) -> str | dict:
-    """A task name, or a config that points the registered task at a local copy of its data."""
-    if task in task_data:
-        return {"task": task, "dataset_path": str(Path(task_data[task]).expanduser().resolve())}
-    return task
+_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def _task_spec(task: str, task_data: dict[str, str], tm=None):
+    """A task name, or (``--task-data TASK=PATH``) the registered task built with its data pointed at PATH:
+    a file (JSONL, JSON, parquet, CSV) becomes the task's test split, a folder (e.g. a clone of the task's
+    hub dataset) its dataset path. Built through the TaskManager's factory so the rest of the task's own
+    config (prompts, metrics, generation settings) is kept; lm-eval's dict specs would start from nothing."""
+    if task not in task_data:
+        return task
+    path = Path(task_data[task]).expanduser().resolve()
+    entry = tm.task_index.get(task) if tm is not None else None
+    if entry is None:
+        raise KeyError(task)
+    if str(getattr(entry.kind, "name", entry.kind)).upper() != "TASK":
+        raise ValueError(f"'{task}' is a group of tasks; --task-data points one task at its data: give each subtask "
+                         "(or a folder of task YAMLs with --include-path)")
+    if path.is_dir():
+        overrides = {"dataset_path": str(path)}
+    else:
+        builder = _BUILDERS.get(path.suffix.lower())
+        if builder is None:
+            raise ValueError(f"{path.name}: give a .jsonl, .json, .parquet or .csv file, or a dataset folder")
+        split = (entry.cfg or {}).get("test_split") or "test"
+        overrides = {"dataset_path": builder, "dataset_name": None, "dataset_kwargs": {"data_files": {split: str(path)}}}
+    return tm._factory.build(entry, overrides=overrides, registry=tm.task_index)  # noqa: SLF001 - see docstring
 
 
 def _load_tasks(checks: list[DeployCheck], tm, task_data: dict[str, str]) -> tuple[dict, dict[str, str]]:
@@ -107,10 +130,13 @@ def _load_tasks(checks: list[DeployCheck], tm, task_data: dict[str, str]) -> tup
     for check in checks:
         if check.task in loaded or check.task in missing:
             continue
-        spec = _task_spec(check.task, task_data)
         try:
-            tm.load_task_or_group([spec])
-            loaded[check.task] = spec
+            spec = _task_spec(check.task, task_data, tm)
+            if isinstance(spec, str):
+                tm.load_task_or_group([spec])
+                loaded[check.task] = spec
+            else:  # a built Task holds its requests: build a fresh one for each model scored
+                loaded[check.task] = lambda task=check.task: _task_spec(task, task_data, tm)
         except Exception as exc:  # noqa: BLE001 - each failure is one line, the other tasks still run
             missing[check.task] = _unavailable_line(check.task, exc)
     return loaded, missing
@@ -139,7 +165,7 @@ def _score(lm, spec, tm, metric: str, settings: DeploySettings, limit: int | Non
     import lm_eval
 
     seed = settings.seed
-    out = lm_eval.simple_evaluate(model=lm, tasks=[spec], task_manager=tm, limit=limit, log_samples=False,
+    out = lm_eval.simple_evaluate(model=lm, tasks=[spec() if callable(spec) else spec], task_manager=tm, limit=limit, log_samples=False,
                                   random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
                                   fewshot_random_seed=seed, bootstrap_iters=0, verbosity="ERROR")
     results = out["results"]

@@ -147,3 +147,20 @@ def test_bad_input_is_one_line(suite, tmp_path):
         assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     proc = sftplan("evaluate", str(tmp_path / "missing"))
     assert proc.returncode == 2 and "not a run folder" in proc.stderr
+
+
+def test_task_data_points_a_task_at_a_local_copy(suite, tmp_path):
+    """--task-data TASK=FILE keeps the task's own config (prompt, metric, generation) and reads FILE instead."""
+    assets, tasks = suite
+    rows = (tasks / "local_gen.jsonl").read_text().splitlines()[:2]
+    local = tmp_path / "two_rows.jsonl"
+    local.write_text("\n".join(rows) + "\n")
+    run = _run_dir(tmp_path, assets, tasks, tuned_seed=None)
+    proc = sftplan("evaluate", str(run), "--task-data", f"sftplan_local_gen={local}")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    report = json.loads((run / "deploy.json").read_text())
+    gen = _checks(run)["local gen"]
+    assert report["task_data"] == {"sftplan_local_gen": str(local)} and gen["base"] == 1.0 and gen["verdict"] == "passed"
+    proc = sftplan("evaluate", str(run), "--task-data", f"mmlu_pro={local}")
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("deploy: mmlu_pro")]
+    assert len(line) == 1 and "group of tasks" in line[0] and "Traceback" not in proc.stderr
