@@ -20,7 +20,8 @@ NAMES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_c
 WEIGHT_GLOBS = ("*.safetensors", "*.bin")
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks (the one file hasher: model files, data copies, checkpoints)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -38,7 +39,7 @@ def model_file_names(model_dir: Path) -> list[str]:
 
 def hash_model_dir(model_dir: Path) -> dict[str, str]:
     """File name -> sha256 of every file ``model_file_names`` lists."""
-    return {name: _sha256(model_dir / name) for name in model_file_names(model_dir)}
+    return {name: sha256_file(model_dir / name) for name in model_file_names(model_dir)}
 
 
 def model_files(model: str, model_path: str | None) -> ModelFiles | None:
@@ -61,7 +62,7 @@ def check_model_dir(record: ModelFiles, model_dir: Path) -> str:
         path = model_dir / name
         if not path.is_file():
             return f"{path}: missing (the approved base model has it)"
-        got = _sha256(path)
+        got = sha256_file(path)
         if got != record.sha256[name]:
             return f"{path}: changed since approval (sha256 {got[:12]}, approved {record.sha256[name][:12]})"
     extra = [n for n in now if n not in record.sha256]

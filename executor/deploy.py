@@ -33,7 +33,6 @@ from pathlib import Path
 
 from advisor.errors import UserError
 from advisor.models import DeployCheck, DeploySettings, Plan
-from advisor.planfile import read_plan, verify
 from advisor.yamlio import atomic_write_text
 
 DEPLOY_FILE = "deploy.json"
@@ -203,13 +202,10 @@ def _epoch_to_promote(run_dir: Path, epoch: float | None) -> dict:
 def evaluate(run_dir: str | Path, *, epoch: float | None = None, limit: int | None = None,
              task_data: dict[str, str] | None = None, include_path: str | None = None, echo=print) -> dict:
     """Run the plan's deploy suite on the base model and the epoch to promote; write and return deploy.json."""
+    from executor.promote import run_plan
+
     run_dir = Path(run_dir)
-    if not (run_dir / "plan.yaml").is_file():
-        raise UserError(f"{run_dir}: not a run folder (no plan.yaml)")
-    plan = read_plan(run_dir / "plan.yaml")
-    why = verify(plan)
-    if why:
-        raise UserError(f"{run_dir / 'plan.yaml'}: {why}")
+    plan = run_plan(run_dir)
     settings = plan.evaluation.deploy or DeploySettings()
     limit = limit if limit is not None else settings.limit
     best = _epoch_to_promote(run_dir, epoch)

@@ -8,10 +8,11 @@ last, atomically), ``check_complete`` re-hashes them and names the first file th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
+
+from advisor.modelfiles import sha256_file  # noqa: F401 - the one file hasher, re-exported for the executor
 
 PLAN = "plan.yaml"
 RUN_JSON = "run.json"
@@ -70,12 +71,6 @@ def checkpoints(run_dir: Path) -> list[Path]:
 # --------------------------------------------------------------------------- COMPLETE
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _files(ckpt: Path) -> list[Path]:

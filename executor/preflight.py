@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from advisor.errors import UserError
+from advisor.modelfiles import sha256_file
 from advisor.models import DataFile, Plan
 from advisor.planfile import verify
 
@@ -155,22 +156,12 @@ def resolve_data_path(path: str, plan_path: str | Path) -> Path:
     return beside if beside.exists() else p
 
 
-def _sha256_file(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_data_file(df: DataFile, what: str, plan_path: str | Path) -> Path:
     """The file's resolved path; refuses a missing file or one whose content changed since approval."""
     p = resolve_data_path(df.path, plan_path)
     if not p.is_file():
         raise UserError(f"{what} {df.path}: no such file (the approved plan names it)")
-    actual = _sha256_file(p)
+    actual = sha256_file(p)
     if actual != df.sha256:
         raise UserError(f"{what} {p} changed since approval (sha256 {actual[:12]}, approved {df.sha256[:12]}); "
                         "re-plan and re-approve")

@@ -163,18 +163,24 @@ def remove_leftovers(out: Path) -> list[Path]:
     return gone
 
 
-def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
-            deploy_results: str | Path | None = None, merge: bool = False) -> Path:
-    """Export the best passing epoch to ``out_dir`` (default ``RUN_DIR/promoted``); returns its path.
-
-    A LoRA run exports the adapter (executor/lora.py export_adapter); ``merge`` adds merged weights."""
-    run_dir = Path(run_dir)
+def run_plan(run_dir: Path) -> Plan:
+    """The run folder's plan, approved and intact (promote and evaluate act only on those); else one line."""
     if not (run_dir / "plan.yaml").is_file():
         raise UserError(f"{run_dir}: not a run folder (no plan.yaml)")
     plan = read_plan(run_dir / "plan.yaml")
     why = verify(plan)
     if why:
         raise UserError(f"{run_dir / 'plan.yaml'}: {why}")
+    return plan
+
+
+def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
+            deploy_results: str | Path | None = None, merge: bool = False) -> Path:
+    """Export the best passing epoch to ``out_dir`` (default ``RUN_DIR/promoted``); returns its path.
+
+    A LoRA run exports the adapter (executor/lora.py export_adapter); ``merge`` adds merged weights."""
+    run_dir = Path(run_dir)
+    plan = run_plan(run_dir)
     gate = read_gate(run_dir)
     best = best_passing_epoch(run_dir)
     if best is None:
