@@ -246,6 +246,9 @@ class SftplanApp(App[None]):
             gc.freeze()
 
     def on_unmount(self) -> None:
+        if self._errors_timer is not None:  # a pending error display must not fire into a closing app
+            self._errors_timer.stop()
+            self._errors_timer = None
         if self._gc_frozen:
             gc.unfreeze()  # the app is gone: let a host process (tests, an embedding) collect it again
 
@@ -271,6 +274,12 @@ class SftplanApp(App[None]):
 
     def _display_errors(self) -> None:
         self._errors_timer = None
+        stack = self.screen_stack
+        if not stack or not self.is_running:
+            return  # the app is closing
+        if stack[-1] is not stack[0]:  # a dialog or the run view is on top: show them once it closes
+            self._errors_timer = self.set_timer(self.ERROR_DELAY_S, self._display_errors)
+            return
         self.inputs.show_errors(self.errors)
         self.plan_view.set_stale(self._invalid_summary())
         self._update_status()
