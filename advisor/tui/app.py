@@ -21,6 +21,7 @@ from textual import getters, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Checkbox, Collapsible, DataTable, Header, Input, Select, Static
 
@@ -280,8 +281,12 @@ class SftplanApp(App[None]):
         if stack[-1] is not stack[0]:  # a dialog or the run view is on top: show them once it closes
             self._errors_timer = self.set_timer(self.ERROR_DELAY_S, self._display_errors)
             return
-        self.inputs.show_errors(self.errors)
-        self.plan_view.set_stale(self._invalid_summary())
+        try:
+            inputs, view = self.inputs, self.plan_view
+        except NoMatches:  # the widgets are being removed: the app is closing
+            return
+        inputs.show_errors(self.errors)
+        view.set_stale(self._invalid_summary())
         self._update_status()
 
     def _invalid_summary(self) -> str:
