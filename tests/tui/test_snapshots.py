@@ -31,7 +31,8 @@ def no_latency_figure(monkeypatch):
 async def settled(pilot) -> None:
     """The plan is shown and painted (the tier table sizes its columns after its rows land)."""
     await wait_for_plan(pilot)
-    await pilot.pause(0.2)
+    await wait_for(pilot, lambda: not pilot.app.workers)  # no re-plan still in flight (seen once in a full run)
+    await pilot.pause(0.3)
     await pilot.wait_for_scheduled_animations()
     await pilot.pause(0.1)
 
