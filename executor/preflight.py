@@ -239,14 +239,21 @@ def _names_by_index(found: dict[int, str], wanted: list[str] | None) -> list[str
     return [name for i, name in sorted(found.items()) if wanted is None or str(i) in wanted]
 
 
+def _tool_json(argv: list[str]) -> tuple[bool, object]:
+    """(True, parsed JSON) of a device tool's output; (False, None) when it is absent or printed no JSON."""
+    out = _tool_output(argv)
+    if out is None:
+        return False, None
+    try:
+        return True, json.loads(out)
+    except ValueError:
+        return False, None
+
+
 def _amd_smi(wanted: list[str] | None) -> list[str] | None:
     """`amd-smi static --asic --json` (ROCm 6+): a list of {"gpu": i, "asic": {"market_name": ...}}."""
-    out = _tool_output(["amd-smi", "static", "--asic", "--json"])
-    if out is None:
-        return None
-    try:
-        data = json.loads(out)
-    except ValueError:
+    ok, data = _tool_json(["amd-smi", "static", "--asic", "--json"])
+    if not ok:
         return None
     entries = data if isinstance(data, list) else data.get("gpu_data", []) if isinstance(data, dict) else []
     found = {}
@@ -259,12 +266,8 @@ def _amd_smi(wanted: list[str] | None) -> list[str] | None:
 
 def _rocm_smi(wanted: list[str] | None) -> list[str] | None:
     """`rocm-smi --showproductname --json`: {"card0": {"Card Series": "AMD Instinct MI300X OAM", ...}, ...}."""
-    out = _tool_output(["rocm-smi", "--showproductname", "--json"])
-    if out is None:
-        return None
-    try:
-        data = json.loads(out)
-    except ValueError:
+    ok, data = _tool_json(["rocm-smi", "--showproductname", "--json"])
+    if not ok:
         return None
     found = {}
     for card, info in data.items() if isinstance(data, dict) else []:
