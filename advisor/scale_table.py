@@ -120,14 +120,43 @@ def _hours(h: float) -> str:
     return f"{h:,.0f} h" if h >= 10 else f"{h:.2g} h" if h < 1 else f"{h:.1f} h"
 
 
-def cell_text(c: Cell) -> str:
+def cell_lines(c: Cell) -> list[str]:
+    """A cell in two short lines (method, tier x count / hours, cost): the TUI's view stacks them."""
     if c.gpu is None:
-        return f"{c.method}: {c.note}"
+        return [f"{c.method}: {c.note}"]
     miss = "" if c.meets_constraints else " (misses budget/deadline)"
-    return f"{c.method}, {c.gpu} x{c.num_gpus}, {_hours(c.hours)}, {_money(c.cost_usd)}{miss}"
+    return [f"{c.method}, {c.gpu} x{c.num_gpus}", f"{_hours(c.hours)}, {_money(c.cost_usd)}{miss}"]
 
 
-def _assumption_lines(t: ScaleTable) -> list[str]:
+def cell_text(c: Cell) -> str:
+    """A cell on one line (the text and Markdown tables)."""
+    return ", ".join(cell_lines(c))
+
+
+def parse_models(text: str) -> list[str]:
+    """'1b,8b,70b,405b' -> the columns; each entry a preset id, a size (8B, 350M) or a config.json / model
+    directory, checked here so that a bad one is named by its place in the list."""
+    from advisor.architecture import preset_names, resolve_model
+    from advisor.errors import did_you_mean
+
+    models = [m.strip() for m in str(text).split(",")]
+    if models == [""]:
+        raise UserError("no model given: a comma-separated list such as 1b,8b,70b,405b", field="models")
+    for i, m in enumerate(models, 1):
+        if not m:
+            raise UserError(f"entry {i} is empty (a comma too many?)", field="models")
+        try:
+            resolve_model(m)
+        except UserError as exc:
+            reason = exc.message
+            if reason.startswith("unknown model"):  # the core's message lists every preset: too long for one line
+                hint = did_you_mean(m, preset_names())
+                reason = f"unknown model{hint}" if hint else "unknown model; a preset, a size such as 8B, or a config.json"
+            raise UserError(f"entry {i} {m!r}: {reason}", field="models") from None
+    return models
+
+
+def assumption_lines(t: ScaleTable) -> list[str]:
     a = t.assumptions
     lines = [f"tokens per example: {a['tokens_per_example']}", f"epochs: {a['epochs']}", f"goals: {a['goals'] if isinstance(a['goals'], str) else ', '.join(a['goals'])}",
              f"max_seq_len: {a['max_seq_len']}",
@@ -139,7 +168,7 @@ def _assumption_lines(t: ScaleTable) -> list[str]:
 
 
 def to_markdown(t: ScaleTable) -> str:
-    out = ["# By-scale table (from the planner)", ""] + [f"- {x}" for x in _assumption_lines(t)] + [""]
+    out = ["# By-scale table (from the planner)", ""] + [f"- {x}" for x in assumption_lines(t)] + [""]
     out.append("| examples | " + " | ".join(t.model_names) + " |")
     out.append("|---|" + "---|" * len(t.models))
     for (label, _), row in zip(t.rows, t.cells):
@@ -148,7 +177,7 @@ def to_markdown(t: ScaleTable) -> str:
 
 
 def to_text(t: ScaleTable) -> str:
-    out = ["By-scale table (from the planner)"] + [f"  {x}" for x in _assumption_lines(t)] + [""]
+    out = ["By-scale table (from the planner)"] + [f"  {x}" for x in assumption_lines(t)] + [""]
     head = ["examples"] + t.model_names
     body = [[label] + [cell_text(c) for c in row] for (label, _), row in zip(t.rows, t.cells)]
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]

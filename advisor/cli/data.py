@@ -153,11 +153,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from advisor.catalog import load_catalog
     from advisor.errors import UserError
-    from advisor.scale_table import DEFAULT_MODELS, build, to_markdown, to_text
+    from advisor.scale_table import DEFAULT_MODELS, build, parse_models, to_markdown, to_text
 
-    models = [m.strip() for m in args.models.split(",")] if args.models else list(DEFAULT_MODELS)
-    if not all(models):
-        raise UserError(f"--models {args.models!r}: an empty model name")
+    models = list(DEFAULT_MODELS)
+    if args.models is not None:
+        try:
+            models = parse_models(args.models)
+        except UserError as exc:
+            raise UserError(f"--models {args.models!r}: {exc.message}") from None
     t = build(load_catalog(), models=models, avg_tokens=args.avg_tokens, epochs=args.epochs, goals=args.goals,
               max_seq_len=args.max_seq_len, budget_usd=args.budget_usd, deadline_hours=args.deadline_hours)
     if args.format == "json":

@@ -36,6 +36,7 @@ from advisor.tui.runfolder import is_run_dir
 from advisor.tui.screens.dialogs import ConfirmScreen, PromptScreen, TextScreen, diff_text, help_text
 from advisor.tui.screens.presets import PresetScreen
 from advisor.tui.screens.run import RunScreen
+from advisor.tui.screens.table import ScaleTableScreen
 from advisor.tui.widgets.inputs import DEFAULT_REQUEST, TEXT_FIELDS, InputsPanel, short_error
 from advisor.tui.widgets.footer import FocusFooter
 from advisor.tui.widgets.plan_view import PlanView
@@ -110,6 +111,7 @@ class SftplanApp(App[None]):
         ("sort('cost')", "f7", "ctrl+b", "by $", "Sort the tier table by cost (again: plan order)"),
         ("sort('time')", "f8", "ctrl+t", "by time", "Sort the tier table by time (again: plan order)"),
         ("presets", "f9", "ctrl+l", "models", "Pick a model preset from a searchable list"),
+        ("table", "f10", "ctrl+n", "table", "By-scale table: the planner's method, tier, hours, cost by examples x model size"),
     ]
     BINDINGS = [
         *(Binding(f"{fkey},{ctrl}", action, label, key_display=f"{ctrl.replace('ctrl+', '^')}", priority=True)
@@ -117,12 +119,12 @@ class SftplanApp(App[None]):
         Binding("ctrl+q", "quit", "quit", key_display="^q", priority=True),
         Binding("ctrl+p", "command_palette", "commands", key_display="^p", show=False, priority=True),
     ]
-    PLAN_SCREEN_ONLY = {"save", "approve", "diff", "run", "attach", "sort", "presets"}
+    PLAN_SCREEN_ONLY = {"save", "approve", "diff", "run", "attach", "sort", "presets", "table"}
     HELP = [*((f"{fkey.upper()} / Ctrl+{ctrl[-1].upper()}", text) for _, fkey, ctrl, _, text in KEYS),
             ("Ctrl+P", "command palette: every action above, and the theme switcher"),
             ("s", "in the run view: stop at the next epoch boundary (asks first)"),
             ("Enter", "on 'rule sources': show / hide where each rule comes from"),
-            ("Escape", "close a dialog / leave the run view (back to the plan)"),
+            ("Escape", "close a dialog / leave the run view or the table (back to the plan)"),
             ("Ctrl+Q", "quit (asks first when the plan on screen is not saved)")]
 
     inputs = getters.query_one("#inputs", InputsPanel)
@@ -391,6 +393,9 @@ class SftplanApp(App[None]):
                 self.inputs.model_input.value = name  # Input.Changed -> a new plan
 
         self.push_screen(PresetScreen(preset_names()), picked)
+
+    def action_table(self) -> None:
+        self.push_screen(ScaleTableScreen())
 
     def action_sort(self, mode: str) -> None:
         view = self.plan_view

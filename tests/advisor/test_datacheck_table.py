@@ -67,3 +67,21 @@ def test_cli_json_and_models():
 def test_cli_bad_model_one_line():
     out = _cli("--models", "no-such-model-zz")
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+
+
+def test_parse_models_names_the_bad_entry():
+    from advisor.errors import UserError
+    from advisor.scale_table import parse_models
+
+    assert parse_models(" 1b, llama-3.1-8b ,70B") == ["1b", "llama-3.1-8b", "70B"]
+    for text, wanted in (("1b,llama-3.1-8", "entry 2 'llama-3.1-8': unknown model (did you mean 'llama-3.1-8b'?)"),
+                         ("1b,,8b", "entry 2 is empty"), ("", "no model given"), ("0b", "entry 1 '0b': ")):
+        with pytest.raises(UserError) as err:
+            parse_models(text)
+        assert err.value.field == "models" and err.value.message.startswith(wanted), err.value.message
+        assert "\n" not in str(err.value) and len(str(err.value)) < 120  # one short line, not the preset list
+
+
+def test_cli_bad_entry_names_flag_and_entry():
+    out = _cli("--models", "1b,,8b")
+    assert out.returncode == 2 and out.stderr == "sftplan: --models '1b,,8b': entry 2 is empty (a comma too many?)\n"
