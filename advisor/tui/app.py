@@ -33,6 +33,7 @@ from advisor.tui.messages import PlanFailed, PlanReady
 from advisor.planner import EstimateCache
 from advisor.tui.planning import FieldErrors, make_plan
 from advisor.tui.runfolder import is_run_dir
+from advisor.tui.screens.datacheck import DataCheckScreen
 from advisor.tui.screens.dialogs import ConfirmScreen, PromptScreen, TextScreen, diff_text, help_text
 from advisor.tui.screens.presets import PresetScreen
 from advisor.tui.screens.run import RunScreen
@@ -94,13 +95,19 @@ def run_folder_problem(answer: str) -> str:
     return ""
 
 
+def key_names(fkey: str, ctrl: str | None) -> str:
+    """'F2 / Ctrl+S' (or 'F12' for a key without a Ctrl alias), as help and the palette name it."""
+    return f"{fkey.upper()} / Ctrl+{ctrl[-1].upper()}" if ctrl else fkey.upper()
+
+
 class SftplanApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "sftplan"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     SHOW_LATENCY = True  # the "updated in N ms" figure; snapshot tests turn it off (it varies run to run)
     # (action, F-key, Ctrl alias, footer label, help / palette text). The Ctrl aliases avoid the keys
-    # the text inputs use (a, e, d, k, u, w, x, c, v) and the terminal's own (h, i, j, m, z).
+    # the text inputs use (a, e, d, k, u, w, x, c, v) and the terminal's own (h, i, j, m, z); with those
+    # and the ones below taken no letter is left, so the data check has F12 alone (and the palette).
     KEYS = [
         ("help", "f1", "ctrl+g", "help", "Help: every key"),
         ("save", "f2", "ctrl+s", "save", "Save the plan (plan.yaml + plan.md review)"),
@@ -112,15 +119,17 @@ class SftplanApp(App[None]):
         ("sort('time')", "f8", "ctrl+t", "by time", "Sort the tier table by time (again: plan order)"),
         ("presets", "f9", "ctrl+l", "models", "Pick a model preset from a searchable list"),
         ("table", "f10", "ctrl+n", "table", "By-scale table: the planner's method, tier, hours, cost by examples x model size"),
+        ("datacheck", "f12", None, "check data", "Check the data file: duplicates, PII, golden leakage, length"),
     ]
     BINDINGS = [
-        *(Binding(f"{fkey},{ctrl}", action, label, key_display=f"{ctrl.replace('ctrl+', '^')}", priority=True)
+        *(Binding(f"{fkey},{ctrl}" if ctrl else fkey, action, label,
+                  key_display=ctrl.replace("ctrl+", "^") if ctrl else fkey.upper(), priority=True)
           for action, fkey, ctrl, label, _ in KEYS),
         Binding("ctrl+q", "quit", "quit", key_display="^q", priority=True),
         Binding("ctrl+p", "command_palette", "commands", key_display="^p", show=False, priority=True),
     ]
-    PLAN_SCREEN_ONLY = {"save", "approve", "diff", "run", "attach", "sort", "presets", "table"}
-    HELP = [*((f"{fkey.upper()} / Ctrl+{ctrl[-1].upper()}", text) for _, fkey, ctrl, _, text in KEYS),
+    PLAN_SCREEN_ONLY = {"save", "approve", "diff", "run", "attach", "sort", "presets", "table", "datacheck"}
+    HELP = [*((key_names(fkey, ctrl), text) for _, fkey, ctrl, _, text in KEYS),
             ("Ctrl+P", "command palette: every action above, and the theme switcher"),
             ("s", "in the run view: stop at the next epoch boundary (asks first)"),
             ("Enter", "on 'rule sources': show / hide where each rule comes from"),
@@ -370,7 +379,7 @@ class SftplanApp(App[None]):
         if screen is not self.screen_stack[0]:  # asked from the run view or a dialog: the plan's keys are off
             return
         for action, fkey, ctrl, _, text in self.KEYS:
-            yield SystemCommand(text.split(" (")[0], f"{text} [{fkey.upper()} / Ctrl+{ctrl[-1].upper()}]",
+            yield SystemCommand(text.split(" (")[0], f"{text} [{key_names(fkey, ctrl)}]",
                                 partial(self.run_action, action))
 
     async def action_quit(self) -> None:
@@ -396,6 +405,19 @@ class SftplanApp(App[None]):
 
     def action_table(self) -> None:
         self.push_screen(ScaleTableScreen())
+
+    def action_datacheck(self) -> None:
+        """The data check of the form's data file (and the request's golden set), in a panel."""
+        path = self.query_one("#dataset_file", Input).value.strip()
+        if not path:
+            self.notify("no data file in the form: type a JSONL path in 'data' first", severity="warning")
+            return
+        data, errors = self.inputs.to_model()
+        golden = data.get("golden")
+        golden = golden.get("path") if isinstance(golden, dict) else getattr(golden, "path", golden)
+        max_seq_len = data.get("max_seq_len") if "max_seq_len" not in errors else None
+        self.push_screen(DataCheckScreen(path, golden=golden or None, max_seq_len=max_seq_len or 2048,
+                                         model=data.get("model") or None))
 
     def action_sort(self, mode: str) -> None:
         view = self.plan_view

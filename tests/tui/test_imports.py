@@ -13,7 +13,8 @@ TUI = ROOT / "advisor" / "tui"
 PUBLIC = {"advisor.models", "advisor.planner", "advisor.planfile", "advisor.catalog", "advisor.architecture",
           "advisor.render", "advisor.request", "advisor.errors", "advisor.fmt", "advisor.yamlio",
           "advisor.modelfiles",  # pure: the base model's files for the approval, as the CLI records them
-          "advisor.scale_table"}  # pure: the by-scale table (`sftplan table`), the TUI's table view shows it
+          "advisor.scale_table",  # pure: the by-scale table (`sftplan table`), the TUI's table view shows it
+          "advisor.datacheck"}  # pure: the data check (`sftplan data check`), the TUI runs it in a worker (F12)
 HEAVY = ("torch", "transformers", "deepspeed", "executor")
 
 
@@ -24,7 +25,7 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_app_imports_nothing_heavy():
-    mods = _modules_after("import advisor.tui.app, advisor.tui.cli, advisor.tui.screens.run, advisor.tui.screens.table")
+    mods = _modules_after("import advisor.tui.app, advisor.tui.cli, advisor.tui.screens.run, advisor.tui.screens.table, advisor.tui.screens.datacheck")
     assert "textual" in mods  # sanity: the app really was imported
     bad = sorted(m for m in mods if m.split(".")[0] in HEAVY)
     assert not bad, f"the TUI imported {bad}"
