@@ -14,6 +14,8 @@ Sources:
 - FSDP / ZeRO-3 gather one unit at a time and prefetch the next; FSDP2 keeps the root unit (embedding,
   output head) gathered through the step. DeepSpeed's estimate_zero3_model_states_mem_needs counts
   4 bytes x largest layer for the same.
+- What no tensor shows (CUDA context, cuBLAS workspaces, NCCL buffers, allocator fragmentation): each a
+  published figure per tier and strategy, data/memory_overheads.yaml via advisor/memory_overheads.py.
 - CPU offload (ZeRO-Offload, Ren et al. 2021): fp32 master + moments + fp32 grads = 16 bytes/param
   on the host, x1.5 pinned/buffer factor as DeepSpeed's own estimator uses.
 """
@@ -21,13 +23,11 @@ Sources:
 from __future__ import annotations
 
 from advisor.architecture import layer_params, lora_trainable_params, param_count
+from advisor.memory_overheads import overhead_bytes
 from advisor.specs import GpuSpec, MemoryBreakdown, ModelSpec, TrainConfig
-from advisor.units import GIB
 
 BF16 = 2
 FP32 = 4
-CUDA_CONTEXT_BYTES = int(0.75 * GIB)  # CUDA context + cuBLAS/NCCL workspaces, measured ~0.5-1 GiB
-FRAGMENTATION = 0.05  # caching-allocator slack on top of the transient allocations
 OFFLOAD_BUFFER_FACTOR = 1.5  # DeepSpeed estimate_zero3_model_states_mem_needs additional_buffer_factor
 
 
@@ -303,11 +303,12 @@ def memory_breakdown(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> MemoryBrea
         if best is None or total > best[0]:
             best = (total, g, acts, logits, gathered)
     _, g, acts, logits, gath = best
-    # Model states are allocated once; the caching allocator's slack grows with the transient buffers.
-    overhead = CUDA_CONTEXT_BYTES + FRAGMENTATION * (acts + logits + gath)
+    # What no tensor shows, each from a published figure per tier and strategy (data/memory_overheads.yaml);
+    # model states are allocated once, the caching allocator's slack grows with the transient buffers.
+    extra = overhead_bytes(gpu, cfg, int(acts + logits + gath))
     return MemoryBreakdown(
         weights=int(weights), gradients=int(g), optimizer=int(optim), activations=int(acts),
-        logits=int(logits), gathered_layer=int(gath), overhead=int(overhead),
+        logits=int(logits), gathered_layer=int(gath), **extra,
     )
 
 

@@ -125,6 +125,41 @@ def memory_line(e, memory_headroom: float) -> str:
             f"{e.memory_spare_gib / e.hbm_gib:.0%} to spare ({memory_headroom:.0%} headroom required)")
 
 
+def memory_sources(plan: Plan) -> dict[str, str]:
+    """component -> the published figure it comes from (data/memory_overheads.yaml), for the recommended
+    configuration; {} when the tier is not in this catalog."""
+    r = plan.recommended
+    if r is None:
+        return {}
+    try:
+        from advisor.catalog import load_catalog
+        from advisor.memory_overheads import overhead_sources
+
+        gpu = load_catalog().gpus.get(r.gpu)
+        return overhead_sources(gpu, r) if gpu is not None else {}
+    except Exception:  # noqa: BLE001 - a missing data file leaves the figures out, never the plan
+        return {}
+
+
+def _memory_md(plan: Plan) -> list[str]:
+    """plan.md's memory table: every component on its own line, the non-tensor ones with their figure."""
+    e = plan.estimate
+    breakdown = dict(e.memory_breakdown_gib or {})
+    if not breakdown:
+        return []
+    src = memory_sources(plan)
+    rows = [[k.replace("_", " "), f"{v:.2f}", src.get(k, "the executor's path (advisor/memory.py)" if k in _TENSOR_PARTS else "")]
+            for k, v in breakdown.items()]
+    rows.append(["total", f"{e.memory_per_gpu_gib:.2f}", memory_line(e, plan.request.memory_headroom)])
+    out = ["## Memory per GPU", ""] + _md_table(["component", "GiB", "from"], rows)
+    if src.get("assumed"):
+        out += [f"Overhead figures assumed for this tier: {src['assumed']}.", ""]
+    return out
+
+
+_TENSOR_PARTS = ("weights", "gradients", "optimizer", "activations", "logits", "gathered_layer")
+
+
 def tier_rows(plan: Plan) -> list[list[str]]:
     rows = []
     for t in plan.tiers:
@@ -166,6 +201,7 @@ def to_markdown(plan: Plan) -> str:
             ["cost", _usd(e.cost_usd) + _owned_note(plan)], ["tokens", f"{e.tokens_total:,}"],
             ["throughput", f"{e.tokens_per_s_per_gpu:,.0f} tokens/s/GPU, MFU {e.mfu:.0%}"],
             ["steps", f"{e.steps_per_epoch:,} per epoch, {e.total_steps:,} total, {_secs(e.step_time_s)} each"]])
+        L += _memory_md(plan)
     elif plan.closest:
         c = plan.closest
         L += [f"None meets the constraints. Closest: {config_str(c.config)} - {_hours(c.hours)}, {_usd(c.cost_usd)}; "

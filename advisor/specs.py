@@ -285,11 +285,21 @@ class MemoryBreakdown(_Spec):
     activations: int = 0
     logits: int = 0
     gathered_layer: int = 0
-    overhead: int = 0
+    # What no traced tensor shows, each from a published figure (advisor/memory_overheads.py)
+    cuda_context: int = 0
+    cublas_workspace: int = 0
+    nccl_buffers: int = 0
+    fragmentation: int = 0
 
     def validate(self) -> None:
-        for name in ("weights", "gradients", "optimizer", "activations", "logits", "gathered_layer", "overhead"):
+        for name in ("weights", "gradients", "optimizer", "activations", "logits", "gathered_layer",
+                     "cuda_context", "cublas_workspace", "nccl_buffers", "fragmentation"):
             _int(self, name)
+
+    @property
+    def overhead(self) -> int:
+        """The four non-tensor components together."""
+        return self.cuda_context + self.cublas_workspace + self.nccl_buffers + self.fragmentation
 
     @property
     def total(self) -> int:

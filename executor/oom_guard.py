@@ -11,6 +11,8 @@
   one line on stderr (the step, the plan's estimate, the measured peak so far, the nearest configuration
   the planner says fits) and RUN_DIR/oom.json; train.py exits with code 3 and `sftplan run` records
   status "oom". Checkpoints are not touched: the last complete one stays the resume point.
+- ``allocator_defaults()``: train.py turns on the caching allocator's expandable segments unless the user
+  set PYTORCH_(CUDA_)ALLOC_CONF: the estimate's fragmentation figure assumes them.
 """
 
 from __future__ import annotations
@@ -36,6 +38,22 @@ def _atomic_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+ALLOC_CONF_VARS = ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_HIP_ALLOC_CONF")
+EXPANDABLE = "expandable_segments:True"
+
+
+def allocator_defaults(environ=os.environ) -> str:
+    """Expandable segments for PyTorch's caching allocator unless the user configured it: the estimate's
+    fragmentation figure assumes them (data/memory_overheads.yaml frag-expandable; the default allocator
+    reserved +51% in torchtune#1185). Call before the first CUDA allocation (the allocator reads the
+    variable once). Returns the line train.py logs."""
+    for name in ALLOC_CONF_VARS:
+        if environ.get(name):
+            return f"allocator: {name}={environ[name]} (yours; the estimate assumes {EXPANDABLE})"
+    environ["PYTORCH_CUDA_ALLOC_CONF"] = EXPANDABLE
+    return f"allocator: PYTORCH_CUDA_ALLOC_CONF={EXPANDABLE} (the estimate's fragmentation figure assumes it)"
 
 
 def device_peak() -> dict | None:

@@ -193,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     from advisor.errors import UserError
 
     args = parse_args(argv)
+    from executor.oom_guard import allocator_defaults
+
+    log(allocator_defaults())  # before any CUDA allocation: the allocator reads it once
     from executor.lifecycle import worker_start
 
     worker_start()  # SIGTERM/SIGHUP/SIGINT and the launcher's death: stop at the next step, on every rank

@@ -73,6 +73,7 @@ def build(args: argparse.Namespace):
 
 def to_json(est, model, gpu) -> dict:
     from advisor.memory import num_nodes
+    from advisor.memory_overheads import overhead_sources
     from advisor.units import GIB
 
     return {
@@ -91,6 +92,7 @@ def to_json(est, model, gpu) -> dict:
         "usable_gib": round(est.usable_bytes / GIB, 3),
         "tight": est.tight,
         "memory_breakdown_gib": {k: round(v / GIB, 3) for k, v in est.memory.to_dict().items()},
+        "memory_sources": overhead_sources(gpu, est.config),
         "cpu_memory_per_node_gib": round(est.cpu_memory_per_node_bytes / GIB, 3),
         "host_ram_gib_per_node": gpu.host_ram_gib_per_node,
         "cpu_fits": est.cpu_fits,
@@ -217,11 +219,16 @@ def _print_table(d: dict, model) -> None:
     table = Table(title="memory per GPU (GiB)", show_header=True)
     table.add_column("component")
     table.add_column("GiB", justify="right")
+    sources = d.get("memory_sources") or {}
+    table.add_column("figure (data/memory_overheads.yaml)")
     for k, v in d["memory_breakdown_gib"].items():
-        table.add_row(k.replace("_", " "), f"{v:.2f}")
-    table.add_row("[bold]total[/]", f"[bold]{d['memory_per_gpu_gib']:.2f}[/]")
-    table.add_row("GPU capacity", f"{d['hbm_gib']:.1f}")
+        src = sources.get(k, "")
+        table.add_row(k.replace("_", " "), f"{v:.2f}", src.split(" (", 1)[0] + (": " + src.split("): ", 1)[1] if "): " in src else ""))
+    table.add_row("[bold]total[/]", f"[bold]{d['memory_per_gpu_gib']:.2f}[/]", "")
+    table.add_row("GPU capacity", f"{d['hbm_gib']:.1f}", "")
     console.print(table)
+    if sources.get("assumed"):
+        console.print(f"overhead figures assumed: {sources['assumed']}")
     spare = f"{d['headroom_gib']:.1f} GiB / {d['headroom_fraction']:.0%} to spare"
     margin = f"{d['memory_headroom']:.0%} headroom required, {d['usable_gib']:.1f} GiB usable"
     if d["fits"]:
