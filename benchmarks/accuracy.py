@@ -64,6 +64,24 @@ def row_config(row: dict) -> TrainConfig:
     )
 
 
+# What each source's peak memory is (benchmarks/published_memory.py compares at the same levels): litgpt
+# prints torch.cuda.max_memory_allocated; torchtune's table is "Peak Memory Active" (live blocks). Neither
+# holds the CUDA context, NCCL buffers or the allocator's reserve, so those are not compared.
+NOT_IN_ALLOCATED = ("cuda_context", "nccl_buffers", "fragmentation")
+
+
+def measured_memory_kind(row: dict) -> str:
+    source = str(row.get("source", ""))
+    return "allocated" if ("litgpt" in source or "torchtune" in source) else "device"
+
+
+def estimate_at_level_bytes(est, kind: str) -> int:
+    """The estimate at the level a measurement holds (allocated: without the context, NCCL, fragmentation)."""
+    if kind == "allocated":
+        return est.memory_per_gpu_bytes - sum(getattr(est.memory, k) for k in NOT_IN_ALLOCATED)
+    return est.memory_per_gpu_bytes
+
+
 def measured_memory_gib(measured: dict) -> float | None:
     if "peak_memory_gib" in measured:
         return float(measured["peak_memory_gib"])
@@ -82,7 +100,8 @@ def compare(row: dict) -> dict:
     measured = row.get("measured", {})
     mem = measured_memory_gib(measured)
     if mem is not None:
-        out["memory"] = (est.memory_per_gpu_bytes / GIB, mem, est.memory_per_gpu_bytes / GIB / mem - 1)
+        at = estimate_at_level_bytes(est, measured_memory_kind(row)) / GIB
+        out["memory"] = (at, mem, at / mem - 1)
     if "tokens_per_s_per_gpu" in measured:
         m = float(measured["tokens_per_s_per_gpu"])
         out["throughput"] = (est.tokens_per_s_per_gpu, m, est.tokens_per_s_per_gpu / m - 1)
@@ -136,7 +155,8 @@ def main(argv: list[str]) -> int:
         if "memory" in r:
             e, m, err = r["memory"]
             mem_err.append(abs(err))
-            print(f"  memory/GPU    est {e:8.2f} GiB  measured {m:8.2f} GiB  error {err:+.1%}")
+            print(f"  memory/GPU    est {e:8.2f} GiB  measured {m:8.2f} GiB  error {err:+.1%} "
+                  f"({measured_memory_kind(row)}; more rows: benchmarks/published_memory.py)")
         if "throughput" in r:
             e, m, err = r["throughput"]
             tput_err.append(abs(err))
