@@ -21,7 +21,9 @@ from advisor.render import approval_line, config_str, decision_line
 
 _KEY_PREFIXES = ("method.", "parallel.", "constraints.", "fit.")
 MEMORY_COLORS = {"weights": "blue", "gradients": "magenta", "optimizer": "yellow", "activations": "green",
-                 "logits": "cyan", "gathered_layer": "red", "overhead": "bright_black"}
+                 "logits": "cyan", "gathered_layer": "red", "overhead": "bright_black",  # plans before the split
+                 "cuda_context": "bright_black", "cublas_workspace": "grey50", "nccl_buffers": "bright_blue",
+                 "fragmentation": "grey39"}
 # The reason column comes last: it takes the width the others leave, so every column stays on screen.
 COLUMNS = ("tier", "cost", "time", "GiB", "meets", "config/why")
 STRATEGY_SHORT = {"zero3-offload": "z3-off", "megatron": "megatron", "fsdp": "fsdp", "zero3": "zero3",
