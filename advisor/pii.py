@@ -1,7 +1,9 @@
 """PII in training text: Microsoft Presidio's predefined pattern recognizers, run where they can match.
 
-Pure (no printing); presidio-analyzer is imported when a scanner is made (it pulls spaCy and, through
-it, torch: seconds), not when this module is. Used by advisor/datacheck.py (the check and --pii redact).
+Pure (no printing); presidio-analyzer is imported (it pulls spaCy and, through it, transformers and
+torch: 5-15 s) the first time a scanner meets a text that one of its recognizers has to look at (the
+gates below): a file in which no text passes a gate is checked without it, with the same findings (none:
+every recognizer only ever runs on what its gate passes). Used by advisor/datacheck.py (the check and --pii redact).
 No NLP model is loaded unless the caller names one: the pattern recognizers need none. Names and
 locations (PERSON, LOCATION) need a spaCy NER model, used only when named (an installed package or a
 saved pipeline directory).
@@ -104,10 +106,8 @@ def _resolve(text: str, hits: list[tuple[str, float, int, int]]) -> list[tuple[s
     return out
 
 
-def pii_scanner(spacy_model: str | None = None) -> Callable[[str], list[tuple[str, float, int, int]]]:
-    """text -> [(entity kind, score, start, end)]. Presidio's pattern recognizers, instantiated directly (no
-    AnalyzerEngine, no NLP model); with ``spacy_model`` (an installed spaCy package) also PERSON and
-    LOCATION through Presidio's spaCy NLP engine."""
+def _pattern_recognizers() -> list:
+    """Presidio's predefined pattern recognizers of PII_RECOGNIZERS, in its order (imports Presidio: seconds)."""
     import logging
 
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
@@ -123,10 +123,19 @@ def pii_scanner(spacy_model: str | None = None) -> Callable[[str], list[tuple[st
         def validate_result(self, pattern_text: str):  # same test as Presidio's, without the network
             return offline(pattern_text).fqdn != ""
 
-    recognizers = []
-    for cls_name, entity, min_digits, pad in PII_RECOGNIZERS:
-        rec = _OfflineEmail() if cls_name == "EmailRecognizer" else getattr(pr, cls_name)()
-        recognizers.append((rec, entity, min_digits, pad))
+    return [_OfflineEmail() if cls_name == "EmailRecognizer" else getattr(pr, cls_name)()
+            for cls_name, _, _, _ in PII_RECOGNIZERS]
+
+
+def pii_scanner(spacy_model: str | None = None) -> Callable[[str], list[tuple[str, float, int, int]]]:
+    """text -> [(entity kind, score, start, end)]. Presidio's pattern recognizers, instantiated directly (no
+    AnalyzerEngine, no NLP model), on the first text a gate passes; with ``spacy_model`` (an installed
+    spaCy package) also PERSON and LOCATION through Presidio's spaCy NLP engine, on every text (loaded now)."""
+    import importlib.util
+
+    if importlib.util.find_spec("presidio_analyzer") is None:  # said now, not after a long file's first candidate
+        raise UserError("the PII check needs presidio-analyzer: pip install 'sftplan[data]'")
+    recognizers: list = []  # built on first need
     nlp = None
     if spacy_model:
         nlp = _nlp_analyzer(spacy_model)
@@ -137,10 +146,13 @@ def pii_scanner(spacy_model: str | None = None) -> Callable[[str], list[tuple[st
         clusters = []
         if digits >= 4:  # ISO dates masked: no reported entity holds one (see _resolve), and they are common
             clusters = _digit_clusters(_DATE.sub(lambda m: " " * len(m.group()), text) if digits >= 8 else text)
-        for rec, entity, min_digits, pad in recognizers:
+        for i, (_, entity, min_digits, pad) in enumerate(PII_RECOGNIZERS):
             parts = _windows(text, clusters, min_digits, pad) if min_digits is not None and digits >= min_digits else []
             if _whole_text_gate(entity, text, digits):
                 parts = [(0, text)]
+            if parts and not recognizers:
+                recognizers.extend(_pattern_recognizers())
+            rec = recognizers[i] if parts else None
             for offset, part in parts:
                 for r in rec.analyze(part, [entity], None):
                     if r.score >= PII_MIN_SCORE:

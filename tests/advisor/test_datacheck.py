@@ -195,3 +195,16 @@ def test_cli_dedup_exact_only_and_near(planted, tmp_path):
     assert out.returncode == 0 and "removed 3" in out.stdout, out.stderr
     bad = _cli("dedup", str(train), "-o", str(train))
     assert bad.returncode == 2 and "is the input file" in bad.stderr
+
+
+def test_presidio_is_loaded_only_when_a_text_passes_a_recognizers_gate(tmp_path):
+    """Presidio's import (it pulls spaCy, transformers and torch: 5-15 s) waits for the first text one of its
+    recognizers has to look at; a file with none is checked without it, and a candidate still loads it."""
+    clean = _write(tmp_path / "clean.jsonl", [{"prompt": "no numbers here, nor addresses", "response": "fine then"}] * 3)
+    code = (f"import sys; from advisor.datacheck import check; r = check({str(clean)!r}); "
+            "print(len(r.pii), len(r.settings['pii']), 'presidio_analyzer' in sys.modules); "
+            "from advisor.pii import pii_scanner; s = pii_scanner(); print(s('see you'), 'presidio_analyzer' in sys.modules); "
+            "print([k for k, *_ in s('write to jane.roe@example.org')], 'presidio_analyzer' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["0 9 False", "[] False", "['EMAIL_ADDRESS'] True"], out.stdout
