@@ -136,7 +136,7 @@ def lora_plan_updates(*, req, model, params: int, lora_rec, lora_est, hp, hp_fin
                        "Instruct base: the adapter can still erode alignment; watch IFEval and HarmBench",
                        "Two orders of magnitude lower than LoRA. Cosine with 1% to 3% warmup. Weight decay 0.05 to "
                        "0.1. Aggressive LR destroys alignment on Instruct bases."))
-    hp = hp.model_copy(update={"learning_rate": lr, "chosen_by": dict(
+    hp = hp.replace(**{"learning_rate": lr, "chosen_by": dict(
         hp.chosen_by, learning_rate="hparams.learning-rate-override" if req.learning_rate else "hparams.learning-rate")})
     ck, f_ck = rule_lora_checkpointing(model)
     alt = None

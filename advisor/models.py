@@ -1,20 +1,27 @@
-"""The one schema: pydantic v2 models shared by the CLI, request YAML, plan files, the TUI and the executor.
+"""The one schema: the request and plan models shared by the CLI, request YAML, plan files, the TUI and the executor.
 
-Flat models, ``extra="forbid"``, units in every quantity's name. Judgement ("won't fit", "prefer
-LoRA") is a rule's Finding, never a validator here; validators only reject impossible input.
-The estimator's five types (ModelSpec, GpuSpec, TrainConfig, MemoryBreakdown, Estimate) are plain
-dataclasses in specs.py, re-exported here; no model below has a field of those types.
+Plain dataclasses, the same system as the estimator's five types in specs.py (re-exported here): each
+class has a ``validate()`` written out by hand with specs.py's checkers, run on construction; a broken
+rule raises ``SpecError`` (a UserError) on its field path (``have[0].gpu``). ``from_dict`` builds from a
+mapping and refuses unknown and missing keys; a nested mapping becomes its model; ``to_dict`` is the
+plain data plan.yaml and the hash are made from; ``replace`` is a validated copy. An int is an int and
+not a bool; a float also takes an int and stores a float, never inf or nan; a choice is one of its
+values; ranges as stated. Each field's one-line description is its ``metadata["description"]``
+(advisor/schema_doc.py makes docs/CONTRACTS.md from them). ``fields_set``: the fields the caller gave
+(the rest took their defaults).
+
+Flat models, units in every quantity's name. Judgement ("won't fit", "prefer LoRA") is a rule's
+Finding, never a check here; the checks only reject impossible input.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import dataclasses
+import typing
+from dataclasses import MISSING, dataclass
+from typing import Any, Literal
 
-from typing import Annotated
-
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-
-# The estimator's types are plain dataclasses (no pydantic on `sftplan estimate`'s path); re-exported here.
+# The estimator's types, and the checkers every validate() below is written with.
 from advisor.specs import (  # noqa: F401
     PRECISIONS,
     STRATEGIES,
@@ -26,29 +33,27 @@ from advisor.specs import (  # noqa: F401
     SpecError,
     Strategy,
     TrainConfig,
+    _bool,
+    _check,
+    _choice,
+    _choice_list,
+    _float,
+    _float_dict,
+    _int,
+    _nested,
+    _nested_list,
+    _Spec,
+    _str,
+    _str_dict,
+    _str_list,
 )
 
 SCHEMA_VERSION = 2  # 2: tier rows carry breakdown/capacity/binding constraint; the approval stamp is hashed
 
 Goal = Literal["lora-below-bar", "new-tokenizer", "deep-retask", "hard-reasoning", "fast-iteration", "lora-cleared-bar"]
-GOALS: tuple[str, ...] = Goal.__args__  # type: ignore[attr-defined]
+GOALS: tuple[str, ...] = typing.get_args(Goal)
 Method = Literal["full-sft", "lora"]
-
-
-class _Model(BaseModel):
-    # schemas built on first use; inf/nan are never a valid quantity
-    model_config = ConfigDict(extra="forbid", frozen=False, defer_build=True, allow_inf_nan=False)
-
-
-def _not_bool(value):
-    """YAML's `true` is not a count: pydantic would read it as 1."""
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not true/false")
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_not_bool)]
-Float = Annotated[float, BeforeValidator(_not_bool)]
+METHODS: tuple[str, ...] = typing.get_args(Method)
 
 # Sane ranges a request is held to (one line naming the field beyond them).
 MAX_EXAMPLES = 10**10
@@ -59,18 +64,63 @@ MAX_BUDGET_USD = 1e9
 MAX_DEADLINE_HOURS = 1e5
 
 
+def _schema_version(plan: Any) -> SpecError | None:
+    v = plan.schema_version
+    return None if type(v) is int and v in (1, 2) else SpecError("schema_version", f"must be 1 or 2, got {v!r}")
+
+
+def _f(description: str, default: Any = MISSING, factory: Any = MISSING) -> Any:
+    """A field with its one-line description (and its default or default factory)."""
+    return dataclasses.field(default=default, default_factory=factory, metadata={"description": description})
+
+
+class _Model(_Spec):
+    """The request and plan models: a dataclass that also records which fields the caller gave."""
+
+    fields_set: frozenset[str]  # not a field: set by the __init__ that _model wraps
+
+    def replace(self, **changes: Any):
+        """A validated copy with ``changes``; the fields given are the original's plus the changed ones."""
+        new = dataclasses.replace(self, **changes)
+        new.fields_set = self.fields_set | changes.keys()
+        return new
+
+
+def _model(cls):
+    """``@dataclass(kw_only=True)``, with ``fields_set`` = the keywords the object was built with."""
+    cls = dataclass(kw_only=True)(cls)
+    init = cls.__init__
+
+    def __init__(self, **given: Any) -> None:
+        init(self, **given)
+        self.fields_set = frozenset(given)
+
+    __init__.__doc__ = init.__doc__
+    cls.__init__ = __init__
+    return cls
+
+
 # --------------------------------------------------------------------------- request
 
 
+@_model
 class DataFile(_Model):
     """A data file the approver approves: path and content hash."""
 
-    path: str = Field(description="the file as given (relative to where sftplan ran)")
-    sha256: str = Field(description="sha256 of the file's bytes")
-    rows: Int = Field(ge=0, description="JSONL rows, every one checked")
+    path: str = _f("the file as given (relative to where sftplan ran)")
+    sha256: str = _f("sha256 of the file's bytes")
+    rows: int = _f("JSONL rows, every one checked")
+
+    def validate(self) -> None:
+        _check(
+            _str(self, "path"),
+            _str(self, "sha256"),
+            _int(self, "rows", ge=0),
+        )
 
 
 OverMaxSeqLen = Literal["truncate-response", "refuse"]
+OVER_MAX_SEQ_LEN: tuple[str, ...] = typing.get_args(OverMaxSeqLen)
 OVER_MAX_SEQ_LEN_RULE = {
     "truncate-response": "a row longer than max_seq_len is cut at max_seq_len (its response loses its end) while at "
                          "least one answer token remains; a row whose prompt alone fills max_seq_len is refused "
@@ -79,353 +129,678 @@ OVER_MAX_SEQ_LEN_RULE = {
 }
 
 
+@_model
 class LongRows(_Model):
     """Rows over max_seq_len as counted when the plan measured the data (`sftplan run` counts exactly, with the
     chat template, and applies the same rule, DatasetSpec.over_max_seq_len)."""
 
-    max_seq_len: Int = Field(gt=0, description="the limit the rows were counted against")
-    truncated: Int = Field(default=0, ge=0, description="rows the rule truncates")
-    refused: Int = Field(default=0, ge=0, description="rows the rule refuses")
-    first: list[str] = Field(default_factory=list, description="file:line of the first few such rows")
-    counted_by: str = Field(default="", description="how the tokens were counted")
+    max_seq_len: int = _f("the limit the rows were counted against")
+    truncated: int = _f("rows the rule truncates", default=0)
+    refused: int = _f("rows the rule refuses", default=0)
+    first: list[str] = _f("file:line of the first few such rows", factory=list)
+    counted_by: str = _f("how the tokens were counted", default="")
+
+    def validate(self) -> None:
+        _check(
+            _int(self, "max_seq_len", gt=0),
+            _int(self, "truncated", ge=0),
+            _int(self, "refused", ge=0),
+            _str_list(self, "first"),
+            _str(self, "counted_by"),
+        )
 
 
+@_model
 class DatasetSpec(_Model):
     """The training data: its size, and when a file was measured, its hash and token lengths."""
 
-    examples: Int = Field(gt=0, le=MAX_EXAMPLES, description="number of training examples")
-    avg_tokens: Int = Field(default=512, gt=0, le=MAX_TOKENS, description="mean tokens per example (prompt + response)")
-    file: DataFile | None = Field(default=None, description="the measured JSONL file, when one was given")
-    token_p50: Int | None = Field(default=None, description="median tokens per example (measured files)")
-    token_p95: Int | None = Field(default=None, description="95th-percentile tokens per example (measured files)")
-    token_max: Int | None = Field(default=None, description="longest example in tokens (measured files)")
-    token_count_method: str = Field(default="given", description="'given', the tokenizer used, or the approximation")
-    over_max_seq_len: OverMaxSeqLen = Field(default="truncate-response",
-                                            description="what happens to a row longer than max_seq_len")
-    long_rows: LongRows | None = Field(default=None, description="rows over max_seq_len, when a file was measured")
+    examples: int = _f("number of training examples")
+    avg_tokens: int = _f("mean tokens per example (prompt + response)", default=512)
+    file: DataFile | None = _f("the measured JSONL file, when one was given", default=None)
+    token_p50: int | None = _f("median tokens per example (measured files)", default=None)
+    token_p95: int | None = _f("95th-percentile tokens per example (measured files)", default=None)
+    token_max: int | None = _f("longest example in tokens (measured files)", default=None)
+    token_count_method: str = _f("'given', the tokenizer used, or the approximation", default="given")
+    over_max_seq_len: OverMaxSeqLen = _f("what happens to a row longer than max_seq_len", default="truncate-response")
+    long_rows: LongRows | None = _f("rows over max_seq_len, when a file was measured", default=None)
+
+    def validate(self) -> None:
+        _check(
+            _int(self, "examples", gt=0, le=MAX_EXAMPLES),
+            _int(self, "avg_tokens", gt=0, le=MAX_TOKENS),
+            _nested(self, "file", DataFile, optional=True),
+            _int(self, "token_p50", optional=True),
+            _int(self, "token_p95", optional=True),
+            _int(self, "token_max", optional=True),
+            _str(self, "token_count_method"),
+            _choice(self, "over_max_seq_len", OVER_MAX_SEQ_LEN),
+            _nested(self, "long_rows", LongRows, optional=True),
+        )
 
 
 PiiDecision = Literal["redact", "accept"]
+PII_DECISIONS: tuple[str, ...] = typing.get_args(PiiDecision)
 
 
+@_model
 class DataCheck(_Model):
     """What the data check (advisor/datacheck.py, `sftplan data check`) found in the training data when the
     plan was made: counts and the first file:line of each kind. Hashed with the plan."""
 
-    skipped: bool = Field(default=False, description="the check was skipped (--no-data-check): nothing below was looked at")
-    rows: Int = Field(default=0, ge=0, description="rows checked")
-    exact_duplicate_rows: int = Field(default=0, ge=0, description="rows beyond the first of each exact-duplicate group")
-    near_duplicate_rows: int = Field(default=0, ge=0, description="rows beyond the first of each near-duplicate group")
-    duplicate_first: list[str] = Field(default_factory=list, description="file:line of the first few duplicate rows")
-    pii_hits: Int = Field(default=0, ge=0, description="rows with personal data found")
-    pii_kinds: list[str] = Field(default_factory=list, description="kinds of personal data found (phone, email, ...)")
-    pii_first: list[str] = Field(default_factory=list, description="file:line (kind in field) of the first few")
-    pii_decision: PiiDecision | None = Field(default=None, description="--pii: redact (plan on a redacted copy) or accept")
-    redacted_from: DataFile | None = Field(default=None, description="the original file when --pii redact wrote the copy planned on")
-    leakage: int = Field(default=0, ge=0, description="golden rows whose prompt (+ answer) is in the training data")
-    leakage_first: list[str] = Field(default_factory=list, description="file:line of the first few leaked golden rows")
-    too_long: Int = Field(default=0, ge=0, description="rows longer than max_seq_len")
-    empty_answers: Int = Field(default=0, ge=0, description="rows whose answer is empty")
-    settings: str = Field(default="", description="threshold, shingle size, token counting")
-    notes: list[str] = Field(default_factory=list, description="what the check could not do, and why")
+    skipped: bool = _f("the check was skipped (--no-data-check): nothing below was looked at", default=False)
+    rows: int = _f("rows checked", default=0)
+    exact_duplicate_rows: int = _f("rows beyond the first of each exact-duplicate group", default=0)
+    near_duplicate_rows: int = _f("rows beyond the first of each near-duplicate group", default=0)
+    duplicate_first: list[str] = _f("file:line of the first few duplicate rows", factory=list)
+    pii_hits: int = _f("rows with personal data found", default=0)
+    pii_kinds: list[str] = _f("kinds of personal data found (phone, email, ...)", factory=list)
+    pii_first: list[str] = _f("file:line (kind in field) of the first few", factory=list)
+    pii_decision: PiiDecision | None = _f("--pii: redact (plan on a redacted copy) or accept", default=None)
+    redacted_from: DataFile | None = _f("the original file when --pii redact wrote the copy planned on", default=None)
+    leakage: int = _f("golden rows whose prompt (+ answer) is in the training data", default=0)
+    leakage_first: list[str] = _f("file:line of the first few leaked golden rows", factory=list)
+    too_long: int = _f("rows longer than max_seq_len", default=0)
+    empty_answers: int = _f("rows whose answer is empty", default=0)
+    settings: str = _f("threshold, shingle size, token counting", default="")
+    notes: list[str] = _f("what the check could not do, and why", factory=list)
+
+    def validate(self) -> None:
+        _check(
+            _bool(self, "skipped"),
+            _int(self, "rows", ge=0),
+            _int(self, "exact_duplicate_rows", ge=0),
+            _int(self, "near_duplicate_rows", ge=0),
+            _str_list(self, "duplicate_first"),
+            _int(self, "pii_hits", ge=0),
+            _str_list(self, "pii_kinds"),
+            _str_list(self, "pii_first"),
+            _choice(self, "pii_decision", PII_DECISIONS, optional=True),
+            _nested(self, "redacted_from", DataFile, optional=True),
+            _int(self, "leakage", ge=0),
+            _str_list(self, "leakage_first"),
+            _int(self, "too_long", ge=0),
+            _int(self, "empty_answers", ge=0),
+            _str(self, "settings"),
+            _str_list(self, "notes"),
+        )
 
 
+@_model
 class OwnedHardware(_Model):
     """GPUs the team already has (already paid for: used first)."""
 
-    gpu: str = Field(description="GPU tier id from the catalog")
-    count: Int = Field(gt=0, le=MAX_GPUS, description="how many")
+    gpu: str = _f("GPU tier id from the catalog")
+    count: int = _f("how many")
+
+    def validate(self) -> None:
+        _check(
+            _str(self, "gpu"),
+            _int(self, "count", gt=0, le=MAX_GPUS),
+        )
 
 
+@_model
 class DeployTask(_Model):
     """A deploy check the request adds: a local lm-eval task (name in a task YAML under include_path)."""
 
-    name: str = Field(min_length=1, description="the check's name in the plan and PROMOTED.md")
-    task: str = Field(min_length=1, description="lm-eval task name")
-    metric: str = Field(min_length=1, description="lm-eval metric key, e.g. 'acc,none'")
-    max_regression: Float = Field(ge=0, le=100, description="allowed drop vs the base model, in points")
-    higher_is_better: bool = Field(default=True, description="the metric improves upward")
-    required: bool = Field(default=True, description="a failure blocks promotion")
+    name: str = _f("the check's name in the plan and PROMOTED.md")
+    task: str = _f("lm-eval task name")
+    metric: str = _f("lm-eval metric key, e.g. 'acc,none'")
+    max_regression: float = _f("allowed drop vs the base model, in points")
+    higher_is_better: bool = _f("the metric improves upward", default=True)
+    required: bool = _f("a failure blocks promotion", default=True)
+
+    def validate(self) -> None:
+        _check(
+            _str(self, "name", min_length=1),
+            _str(self, "task", min_length=1),
+            _str(self, "metric", min_length=1),
+            _float(self, "max_regression", ge=0, le=100),
+            _bool(self, "higher_is_better"),
+            _bool(self, "required"),
+        )
 
 
+@_model
 class ModelFiles(_Model):
     """The base model the approval covers (advisor/modelfiles.py computes it where the request is built)."""
 
-    source: Literal["local", "hub"] = Field(description="local: a directory hashed file by file; hub: a hub id, "
+    source: Literal["local", "hub"] = _f("local: a directory hashed file by file; hub: a hub id, "
                                                         "not verifiable without a download")
-    sha256: dict[str, str] = Field(default_factory=dict, description="local: file name -> sha256 of config, "
-                                   "tokenizer files, chat template, weights index and every weight shard")
-    revision: str | None = Field(default=None, description="hub: the revision of model_path ('id@rev'); None = "
-                                 "unpinned")
+    sha256: dict[str, str] = _f("local: file name -> sha256 of config, "
+                                   "tokenizer files, chat template, weights index and every weight shard", factory=dict)
+    revision: str | None = _f("hub: the revision of model_path ('id@rev'); None = "
+                                 "unpinned", default=None)
+
+    def validate(self) -> None:
+        _check(
+            _choice(self, "source", ("local", "hub")),
+            _str_dict(self, "sha256"),
+            _str(self, "revision", optional=True),
+        )
 
 
+@_model
 class PlanRequest(_Model):
     """Everything a planning session asks. CLI flags, request YAML and the TUI all build this."""
 
-    model: str = Field(description="preset id, a bare size ('8B'), a config.json or a model directory")
-    model_path: str | None = Field(default=None, description="weights for the executor: local HF dir or hub id")
-    dataset: DatasetSpec = Field(description="the training data")
-    golden: DataFile | None = Field(default=None, description="golden eval set (prompt+expected or messages)")
-    data_check: DataCheck | None = Field(default=None, description="the data check's summary (plan --dataset runs it)")
-    max_seq_len: Int = Field(default=2048, gt=0, le=MAX_TOKENS, description="longest training sequence in tokens")
-    epochs: Int | None = Field(default=None, gt=0, le=MAX_EPOCHS, description="None = chosen by the rules")
-    base: Literal["base", "instruct"] = Field(default="base", description="a base model or an instruct-tuned one")
-    goals: list[Goal] = Field(default_factory=list, description="why fine-tune: the goals the method rules weigh")
-    budget_usd: Float | None = Field(default=None, gt=0, le=MAX_BUDGET_USD, description="the most the run may cost")
-    deadline_hours: Float | None = Field(default=None, gt=0, le=MAX_DEADLINE_HOURS,
-                                         description="the longest the run may take, wall clock")
-    have: list[OwnedHardware] = Field(default_factory=list, description="GPUs already owned")
-    nvidia_stack: bool = Field(default=False, description="the team already runs NVIDIA's stack (Megatron at frontier scale)")
-    max_gpus: Int = Field(default=128, gt=0, le=MAX_GPUS, description="the most GPUs the search may use")
-    network_gbit_per_s_per_node: Float | None = Field(
-        default=None, gt=0, le=1e6, description="the cluster's network per node (all NICs, Gbit/s); default: the catalog tier's")
-    method: Literal["auto", "full-sft", "lora"] = Field(default="auto", description="auto = chosen by the rules")
-    precision: Precision = Field(default="bf16-mixed", description="bf16-mixed (fp32 master weights) or bf16-pure")
-    gpu: str | None = Field(default=None, description="pin the search to one GPU tier")
-    num_gpus: Int | None = Field(default=None, gt=0, le=MAX_GPUS, description="pin the GPU count")
-    strategy: Strategy | None = Field(default=None, description="pin the strategy")
-    learning_rate: Float | None = Field(default=None, gt=0, le=1, description="override the rules' learning rate")
-    packing: bool = Field(default=False, description="pack examples into full sequences")
-    memory_headroom: Float = Field(default=0.10, ge=0, le=0.5, description="fraction of GPU memory kept free: a configuration is recommended only when its estimate leaves it")
-    memory_check_steps: Int = Field(default=3, ge=1, description="optimizer steps after which a run compares its measured peak memory with the estimate")
-    gate_tolerance: Float = Field(default=0.02, ge=0, le=1, description="allowed relative golden-loss rise / score drop")
-    min_golden_score: Float | None = Field(default=None, ge=0, le=1, description="the least golden score an epoch must reach")
-    deploy_tasks: list[DeployTask] = Field(default_factory=list, description="local lm-eval tasks added to the deploy suite")
-    deploy_include_path: str | None = Field(default=None, description="folder of lm-eval task YAMLs for deploy_tasks")
-    deploy_limit: Int | None = Field(default=None, gt=0, description="examples per deploy task (a quick look)")
-    model_files: ModelFiles | None = Field(default=None, description="the base model's files by sha256 (a local "
-                                           "model_path) or its hub revision; the executor verifies them")
+    model: str = _f("preset id, a bare size ('8B'), a config.json or a model directory")
+    model_path: str | None = _f("weights for the executor: local HF dir or hub id", default=None)
+    dataset: DatasetSpec = _f("the training data")
+    golden: DataFile | None = _f("golden eval set (prompt+expected or messages)", default=None)
+    data_check: DataCheck | None = _f("the data check's summary (plan --dataset runs it)", default=None)
+    max_seq_len: int = _f("longest training sequence in tokens", default=2048)
+    epochs: int | None = _f("None = chosen by the rules", default=None)
+    base: Literal["base", "instruct"] = _f("a base model or an instruct-tuned one", default="base")
+    goals: list[Goal] = _f("why fine-tune: the goals the method rules weigh", factory=list)
+    budget_usd: float | None = _f("the most the run may cost", default=None)
+    deadline_hours: float | None = _f("the longest the run may take, wall clock", default=None)
+    have: list[OwnedHardware] = _f("GPUs already owned", factory=list)
+    nvidia_stack: bool = _f("the team already runs NVIDIA's stack (Megatron at frontier scale)", default=False)
+    max_gpus: int = _f("the most GPUs the search may use", default=128)
+    network_gbit_per_s_per_node: float | None = _f("the cluster's network per node (all NICs, Gbit/s); default: the catalog tier's", default=None)
+    method: Literal["auto", "full-sft", "lora"] = _f("auto = chosen by the rules", default="auto")
+    precision: Precision = _f("bf16-mixed (fp32 master weights) or bf16-pure", default="bf16-mixed")
+    gpu: str | None = _f("pin the search to one GPU tier", default=None)
+    num_gpus: int | None = _f("pin the GPU count", default=None)
+    strategy: Strategy | None = _f("pin the strategy", default=None)
+    learning_rate: float | None = _f("override the rules' learning rate", default=None)
+    packing: bool = _f("pack examples into full sequences", default=False)
+    memory_headroom: float = _f("fraction of GPU memory kept free: a configuration is recommended only when its estimate leaves it", default=0.10)
+    memory_check_steps: int = _f("optimizer steps after which a run compares its measured peak memory with the estimate", default=3)
+    gate_tolerance: float = _f("allowed relative golden-loss rise / score drop", default=0.02)
+    min_golden_score: float | None = _f("the least golden score an epoch must reach", default=None)
+    deploy_tasks: list[DeployTask] = _f("local lm-eval tasks added to the deploy suite", factory=list)
+    deploy_include_path: str | None = _f("folder of lm-eval task YAMLs for deploy_tasks", default=None)
+    deploy_limit: int | None = _f("examples per deploy task (a quick look)", default=None)
+    model_files: ModelFiles | None = _f("the base model's files by sha256 (a local "
+                                           "model_path) or its hub revision; the executor verifies them", default=None)
+
+    def validate(self) -> None:
+        _check(
+            _str(self, "model"),
+            _str(self, "model_path", optional=True),
+            _nested(self, "dataset", DatasetSpec),
+            _nested(self, "golden", DataFile, optional=True),
+            _nested(self, "data_check", DataCheck, optional=True),
+            _int(self, "max_seq_len", gt=0, le=MAX_TOKENS),
+            _int(self, "epochs", gt=0, le=MAX_EPOCHS, optional=True),
+            _choice(self, "base", ("base", "instruct")),
+            _choice_list(self, "goals", GOALS),
+            _float(self, "budget_usd", gt=0, le=MAX_BUDGET_USD, optional=True),
+            _float(self, "deadline_hours", gt=0, le=MAX_DEADLINE_HOURS, optional=True),
+            _nested_list(self, "have", OwnedHardware),
+            _bool(self, "nvidia_stack"),
+            _int(self, "max_gpus", gt=0, le=MAX_GPUS),
+            _float(self, "network_gbit_per_s_per_node", gt=0, le=1e6, optional=True),
+            _choice(self, "method", ("auto", "full-sft", "lora")),
+            _choice(self, "precision", PRECISIONS),
+            _str(self, "gpu", optional=True),
+            _int(self, "num_gpus", gt=0, le=MAX_GPUS, optional=True),
+            _choice(self, "strategy", STRATEGIES, optional=True),
+            _float(self, "learning_rate", gt=0, le=1, optional=True),
+            _bool(self, "packing"),
+            _float(self, "memory_headroom", ge=0, le=0.5),
+            _int(self, "memory_check_steps", ge=1),
+            _float(self, "gate_tolerance", ge=0, le=1),
+            _float(self, "min_golden_score", ge=0, le=1, optional=True),
+            _nested_list(self, "deploy_tasks", DeployTask),
+            _str(self, "deploy_include_path", optional=True),
+            _int(self, "deploy_limit", gt=0, optional=True),
+            _nested(self, "model_files", ModelFiles, optional=True),
+        )
 
 
 # --------------------------------------------------------------------------- plan
 
 
+@_model
 class Finding(_Model):
     """One rule's judgement, with its reason and its source."""
 
-    rule_id: str = Field(description="the rule that made it, e.g. method.data-volume")
-    verdict: str = Field(description="what the rule concluded")
-    why: str = Field(description="the reason, with the numbers that triggered it")
-    source: str = Field(description="the guide's sentence (docs/SOURCES.md), or the formula's paper")
-    overridden: bool = Field(default=False, description="the request overrode this rule's verdict")
+    rule_id: str = _f("the rule that made it, e.g. method.data-volume")
+    verdict: str = _f("what the rule concluded")
+    why: str = _f("the reason, with the numbers that triggered it")
+    source: str = _f("the guide's sentence (docs/SOURCES.md), or the formula's paper")
+    overridden: bool = _f("the request overrode this rule's verdict", default=False)
+
+    def validate(self) -> None:
+        _check(
+            _str(self, "rule_id"),
+            _str(self, "verdict"),
+            _str(self, "why"),
+            _str(self, "source"),
+            _bool(self, "overridden"),
+        )
 
 
+@_model
 class Recommended(_Model):
     """A training configuration on one GPU tier."""
 
-    gpu: str = Field(description="GPU tier id")
-    num_gpus: Int = Field(gt=0, description="GPUs in all")
-    num_nodes: Int = Field(gt=0, description="nodes they span")
-    strategy: Strategy = Field(description="parallelism strategy")
-    micro_batch_size: Int = Field(gt=0, description="sequences per GPU per forward pass")
-    grad_accum: Int = Field(gt=0, description="micro-batches per optimizer step")
-    activation_checkpointing: bool = Field(description="recompute activations in the backward pass")
-    tp: Int = Field(default=1, description="tensor-parallel size (megatron)")
-    pp: Int = Field(default=1, description="pipeline-parallel size (megatron)")
-    precision: Precision = Field(default="bf16-mixed", description="training precision")
+    gpu: str = _f("GPU tier id")
+    num_gpus: int = _f("GPUs in all")
+    num_nodes: int = _f("nodes they span")
+    strategy: Strategy = _f("parallelism strategy")
+    micro_batch_size: int = _f("sequences per GPU per forward pass")
+    grad_accum: int = _f("micro-batches per optimizer step")
+    activation_checkpointing: bool = _f("recompute activations in the backward pass")
+    tp: int = _f("tensor-parallel size (megatron)", default=1)
+    pp: int = _f("pipeline-parallel size (megatron)", default=1)
+    precision: Precision = _f("training precision", default="bf16-mixed")
+
+    def validate(self) -> None:
+        _check(
+            _str(self, "gpu"),
+            _int(self, "num_gpus", gt=0),
+            _int(self, "num_nodes", gt=0),
+            _choice(self, "strategy", STRATEGIES),
+            _int(self, "micro_batch_size", gt=0),
+            _int(self, "grad_accum", gt=0),
+            _bool(self, "activation_checkpointing"),
+            _int(self, "tp"),
+            _int(self, "pp"),
+            _choice(self, "precision", PRECISIONS),
+        )
 
 
+@_model
 class PlanEstimate(_Model):
     """The estimator's figures for the recommended configuration."""
 
-    memory_per_gpu_gib: Float = Field(description="peak memory per GPU")
-    memory_breakdown_gib: dict[str, Float] = Field(description="memory per GPU by component")
-    cpu_memory_per_node_gib: Float = Field(description="host RAM per node (offload)")
-    hours: Float = Field(description="wall-clock hours, overhead included")
-    cost_usd: Float = Field(description="on-demand dollars for those hours")
-    overhead_hours: Float = Field(default=0.0, description="part of hours: start-up, weight load, checkpoint writes")
-    tokens_total: Int = Field(description="tokens trained, all epochs")
-    tokens_per_s_per_gpu: Float = Field(description="estimated throughput per GPU")
-    step_time_s: Float = Field(description="seconds per optimizer step")
-    mfu: Float = Field(description="model FLOPs utilisation")
-    steps_per_epoch: Int = Field(description="optimizer steps per epoch")
-    total_steps: Int = Field(description="optimizer steps in all")
-    hbm_gib: Float = Field(default=0.0, description="GPU memory of the tier")
-    memory_spare_gib: Float = Field(default=0.0, description="hbm_gib minus memory_per_gpu_gib")
+    memory_per_gpu_gib: float = _f("peak memory per GPU")
+    memory_breakdown_gib: dict[str, float] = _f("memory per GPU by component")
+    cpu_memory_per_node_gib: float = _f("host RAM per node (offload)")
+    hours: float = _f("wall-clock hours, overhead included")
+    cost_usd: float = _f("on-demand dollars for those hours")
+    overhead_hours: float = _f("part of hours: start-up, weight load, checkpoint writes", default=0.0)
+    tokens_total: int = _f("tokens trained, all epochs")
+    tokens_per_s_per_gpu: float = _f("estimated throughput per GPU")
+    step_time_s: float = _f("seconds per optimizer step")
+    mfu: float = _f("model FLOPs utilisation")
+    steps_per_epoch: int = _f("optimizer steps per epoch")
+    total_steps: int = _f("optimizer steps in all")
+    hbm_gib: float = _f("GPU memory of the tier", default=0.0)
+    memory_spare_gib: float = _f("hbm_gib minus memory_per_gpu_gib", default=0.0)
+
+    def validate(self) -> None:
+        _check(
+            _float(self, "memory_per_gpu_gib"),
+            _float_dict(self, "memory_breakdown_gib"),
+            _float(self, "cpu_memory_per_node_gib"),
+            _float(self, "hours"),
+            _float(self, "cost_usd"),
+            _float(self, "overhead_hours"),
+            _int(self, "tokens_total"),
+            _float(self, "tokens_per_s_per_gpu"),
+            _float(self, "step_time_s"),
+            _float(self, "mfu"),
+            _int(self, "steps_per_epoch"),
+            _int(self, "total_steps"),
+            _float(self, "hbm_gib"),
+            _float(self, "memory_spare_gib"),
+        )
 
 
+@_model
 class TierRow(_Model):
     """One GPU tier's best configuration (or why none fits): everything the faces show for the row."""
 
-    gpu: str = Field(description="GPU tier id")
-    fits: bool = Field(description="some configuration fits on this tier")
-    config: Recommended | None = Field(default=None, description="the tier's best configuration")
-    memory_per_gpu_gib: Float | None = Field(default=None, description="its memory per GPU")
-    hours: Float | None = Field(default=None, description="its wall-clock hours")
-    cost_usd: Float | None = Field(default=None, description="its on-demand dollars")
-    usd_per_gpu_hour: Float = Field(description="the tier's catalog price")
-    meets_constraints: bool = Field(default=False, description="within the budget and deadline")
-    why_not: str | None = Field(default=None, description="why nothing fits, with the numbers")
-    memory_breakdown_gib: dict[str, Float] | None = Field(
-        default=None, description="memory per GPU by component for the row's config (the failed attempt when it does not fit)")
-    hbm_gib: Float | None = Field(default=None, description="the GPU's memory")
-    binding_constraint: str | None = Field(
-        default=None, description="short reason the row does not fit or misses the constraints, e.g. 'GPU memory 95.1/79.6 GiB'")
+    gpu: str = _f("GPU tier id")
+    fits: bool = _f("some configuration fits on this tier")
+    config: Recommended | None = _f("the tier's best configuration", default=None)
+    memory_per_gpu_gib: float | None = _f("its memory per GPU", default=None)
+    hours: float | None = _f("its wall-clock hours", default=None)
+    cost_usd: float | None = _f("its on-demand dollars", default=None)
+    usd_per_gpu_hour: float = _f("the tier's catalog price")
+    meets_constraints: bool = _f("within the budget and deadline", default=False)
+    why_not: str | None = _f("why nothing fits, with the numbers", default=None)
+    memory_breakdown_gib: dict[str, float] | None = _f("memory per GPU by component for the row's config (the failed attempt when it does not fit)", default=None)
+    hbm_gib: float | None = _f("the GPU's memory", default=None)
+    binding_constraint: str | None = _f("short reason the row does not fit or misses the constraints, e.g. 'GPU memory 95.1/79.6 GiB'", default=None)
+
+    def validate(self) -> None:
+        _check(
+            _str(self, "gpu"),
+            _bool(self, "fits"),
+            _nested(self, "config", Recommended, optional=True),
+            _float(self, "memory_per_gpu_gib", optional=True),
+            _float(self, "hours", optional=True),
+            _float(self, "cost_usd", optional=True),
+            _float(self, "usd_per_gpu_hour"),
+            _bool(self, "meets_constraints"),
+            _str(self, "why_not", optional=True),
+            _float_dict(self, "memory_breakdown_gib", optional=True),
+            _float(self, "hbm_gib", optional=True),
+            _str(self, "binding_constraint", optional=True),
+        )
 
 
+@_model
 class Closest(_Model):
     """When nothing meets budget/deadline: the nearest option and by how much it misses."""
 
-    config: Recommended = Field(description="the nearest configuration")
-    hours: Float = Field(description="its wall-clock hours")
-    cost_usd: Float = Field(description="its on-demand dollars")
-    shortfall_usd: Float = Field(default=0.0, description="dollars over the budget")
-    shortfall_hours: Float = Field(default=0.0, description="hours past the deadline")
-    why: str = Field(description="the miss in words")
+    config: Recommended = _f("the nearest configuration")
+    hours: float = _f("its wall-clock hours")
+    cost_usd: float = _f("its on-demand dollars")
+    shortfall_usd: float = _f("dollars over the budget", default=0.0)
+    shortfall_hours: float = _f("hours past the deadline", default=0.0)
+    why: str = _f("the miss in words")
+
+    def validate(self) -> None:
+        _check(
+            _nested(self, "config", Recommended),
+            _float(self, "hours"),
+            _float(self, "cost_usd"),
+            _float(self, "shortfall_usd"),
+            _float(self, "shortfall_hours"),
+            _str(self, "why"),
+        )
 
 
+@_model
 class Hyperparameters(_Model):
     """What the trainer is given, each value with the rule that chose it."""
 
-    learning_rate: Float = Field(gt=0, description="peak learning rate")
-    lr_scheduler: Literal["cosine"] = Field(default="cosine", description="learning-rate schedule")
-    warmup_ratio: Float = Field(ge=0, lt=1, description="fraction of steps warming up")
-    weight_decay: Float = Field(ge=0, description="AdamW weight decay")
-    epochs: Int = Field(gt=0, description="passes over the data")
-    max_seq_len: Int = Field(gt=0, description="longest training sequence in tokens")
-    global_batch_size: Int = Field(gt=0, description="sequences per optimizer step")
-    global_batch_tokens: Int = Field(gt=0, description="about how many tokens per optimizer step")
-    chosen_by: dict[str, str] = Field(default_factory=dict, description="field -> rule id")
+    learning_rate: float = _f("peak learning rate")
+    lr_scheduler: Literal["cosine"] = _f("learning-rate schedule", default="cosine")
+    warmup_ratio: float = _f("fraction of steps warming up")
+    weight_decay: float = _f("AdamW weight decay")
+    epochs: int = _f("passes over the data")
+    max_seq_len: int = _f("longest training sequence in tokens")
+    global_batch_size: int = _f("sequences per optimizer step")
+    global_batch_tokens: int = _f("about how many tokens per optimizer step")
+    chosen_by: dict[str, str] = _f("field -> rule id", factory=dict)
+
+    def validate(self) -> None:
+        _check(
+            _float(self, "learning_rate", gt=0),
+            _choice(self, "lr_scheduler", ("cosine",)),
+            _float(self, "warmup_ratio", ge=0, lt=1),
+            _float(self, "weight_decay", ge=0),
+            _int(self, "epochs", gt=0),
+            _int(self, "max_seq_len", gt=0),
+            _int(self, "global_batch_size", gt=0),
+            _int(self, "global_batch_tokens", gt=0),
+            _str_dict(self, "chosen_by"),
+        )
 
 
+@_model
 class Checkpointing(_Model):
     """When checkpoints are written and how much disk they take."""
 
-    every: Literal["epoch"] = Field(default="epoch", description="one checkpoint per epoch")
-    keep_last: Int = Field(default=3, ge=3, description="checkpoints kept")
-    disk_gib_per_checkpoint: Float = Field(description="one checkpoint: weights + optimizer states")
-    disk_gib: Float = Field(description="keep_last checkpoints together")
+    every: Literal["epoch"] = _f("one checkpoint per epoch", default="epoch")
+    keep_last: int = _f("checkpoints kept", default=3)
+    disk_gib_per_checkpoint: float = _f("one checkpoint: weights + optimizer states")
+    disk_gib: float = _f("keep_last checkpoints together")
+
+    def validate(self) -> None:
+        _check(
+            _choice(self, "every", ("epoch",)),
+            _int(self, "keep_last", ge=3),
+            _float(self, "disk_gib_per_checkpoint"),
+            _float(self, "disk_gib"),
+        )
 
 
+@_model
 class DeployCheck(_Model):
     """One benchmark of the deploy gate."""
 
-    name: str = Field(description="benchmark name")
-    max_regression: Float = Field(description="allowed absolute drop vs the base model, in points")
-    required: bool = Field(default=True, description="a failure blocks promotion")
-    task: str | None = Field(default=None, description="lm-evaluation-harness task that runs this check; None: none can")
-    metric: str | None = Field(default=None, description="the lm-eval metric key compared, e.g. 'acc,none'")
-    higher_is_better: bool = Field(default=True, description="False for metrics where a rise is the regression")
+    name: str = _f("benchmark name")
+    max_regression: float = _f("allowed absolute drop vs the base model, in points")
+    required: bool = _f("a failure blocks promotion", default=True)
+    task: str | None = _f("lm-evaluation-harness task that runs this check; None: none can", default=None)
+    metric: str | None = _f("the lm-eval metric key compared, e.g. 'acc,none'", default=None)
+    higher_is_better: bool = _f("False for metrics where a rise is the regression", default=True)
+
+    def validate(self) -> None:
+        _check(
+            _str(self, "name"),
+            _float(self, "max_regression"),
+            _bool(self, "required"),
+            _str(self, "task", optional=True),
+            _str(self, "metric", optional=True),
+            _bool(self, "higher_is_better"),
+        )
 
 
+@_model
 class DeploySettings(_Model):
     """How the deploy suite is run by `sftplan evaluate` (same settings for the base and the tuned model)."""
 
-    batch_size: Int = Field(default=8, gt=0, le=4096, description="lm-eval batch size")
-    limit: Int | None = Field(default=None, gt=0, description="examples per task; None = the whole task")
-    limited_can_clear: bool = Field(default=False, description="may a --limit run clear a required check")
-    seed: Int = Field(default=1234, ge=0, description="lm-eval random / numpy / torch / few-shot seed")
-    include_path: str | None = Field(default=None, description="folder of extra lm-eval task YAMLs")
+    batch_size: int = _f("lm-eval batch size", default=8)
+    limit: int | None = _f("examples per task; None = the whole task", default=None)
+    limited_can_clear: bool = _f("may a --limit run clear a required check", default=False)
+    seed: int = _f("lm-eval random / numpy / torch / few-shot seed", default=1234)
+    include_path: str | None = _f("folder of extra lm-eval task YAMLs", default=None)
+
+    def validate(self) -> None:
+        _check(
+            _int(self, "batch_size", gt=0, le=4096),
+            _int(self, "limit", gt=0, optional=True),
+            _bool(self, "limited_can_clear"),
+            _int(self, "seed", ge=0),
+            _str(self, "include_path", optional=True),
+        )
 
 
+@_model
 class Evaluation(_Model):
     """The golden eval after each epoch and the deploy gate."""
 
-    golden: DataFile | None = Field(default=None, description="the golden set")
-    after_every: Literal["epoch"] = Field(default="epoch", description="when it is scored")
-    tolerance: Float = Field(ge=0, description="allowed relative golden-loss rise / score drop")
-    min_golden_score: Float | None = Field(default=None, description="the least golden score an epoch must reach")
-    max_new_tokens: Int = Field(default=32, gt=0, description="tokens generated per golden prompt")
-    deploy_suite: list[DeployCheck] = Field(default_factory=list, description="benchmarks gating deployment")
-    deploy: DeploySettings | None = Field(default=None, description="how `sftplan evaluate` runs the suite")
-    deploy_hours: Float | None = Field(default=None, description="estimated hours of the suite (base + tuned, forward only)")
-    deploy_cost_usd: Float | None = Field(default=None, description="that time on the plan's GPUs, on-demand")
+    golden: DataFile | None = _f("the golden set", default=None)
+    after_every: Literal["epoch"] = _f("when it is scored", default="epoch")
+    tolerance: float = _f("allowed relative golden-loss rise / score drop")
+    min_golden_score: float | None = _f("the least golden score an epoch must reach", default=None)
+    max_new_tokens: int = _f("tokens generated per golden prompt", default=32)
+    deploy_suite: list[DeployCheck] = _f("benchmarks gating deployment", factory=list)
+    deploy: DeploySettings | None = _f("how `sftplan evaluate` runs the suite", default=None)
+    deploy_hours: float | None = _f("estimated hours of the suite (base + tuned, forward only)", default=None)
+    deploy_cost_usd: float | None = _f("that time on the plan's GPUs, on-demand", default=None)
+
+    def validate(self) -> None:
+        _check(
+            _nested(self, "golden", DataFile, optional=True),
+            _choice(self, "after_every", ("epoch",)),
+            _float(self, "tolerance", ge=0),
+            _float(self, "min_golden_score", optional=True),
+            _int(self, "max_new_tokens", gt=0),
+            _nested_list(self, "deploy_suite", DeployCheck),
+            _nested(self, "deploy", DeploySettings, optional=True),
+            _float(self, "deploy_hours", optional=True),
+            _float(self, "deploy_cost_usd", optional=True),
+        )
 
 
+@_model
 class LoraAlternative(_Model):
     """LoRA's cheapest configuration, for comparison (or the plan when the method is lora)."""
 
-    rank: Int = Field(default=16, description="LoRA rank")
-    dora: bool = Field(default=True, description="weight-decomposed LoRA (DoRA)")
-    gpu: str | None = Field(default=None, description="GPU tier id")
-    num_gpus: Int | None = Field(default=None, description="GPUs in all")
-    strategy: Strategy | None = Field(default=None, description="parallelism strategy")
-    memory_per_gpu_gib: Float | None = Field(default=None, description="peak memory per GPU")
-    hours: Float | None = Field(default=None, description="wall-clock hours")
-    cost_usd: Float | None = Field(default=None, description="on-demand dollars")
-    full_sft_cost_ratio: Float | None = Field(default=None, description="full SFT cost / LoRA cost")
-    note: str = Field(default="", description="what the estimate assumes")
+    rank: int = _f("LoRA rank", default=16)
+    dora: bool = _f("weight-decomposed LoRA (DoRA)", default=True)
+    gpu: str | None = _f("GPU tier id", default=None)
+    num_gpus: int | None = _f("GPUs in all", default=None)
+    strategy: Strategy | None = _f("parallelism strategy", default=None)
+    memory_per_gpu_gib: float | None = _f("peak memory per GPU", default=None)
+    hours: float | None = _f("wall-clock hours", default=None)
+    cost_usd: float | None = _f("on-demand dollars", default=None)
+    full_sft_cost_ratio: float | None = _f("full SFT cost / LoRA cost", default=None)
+    note: str = _f("what the estimate assumes", default="")
+
+    def validate(self) -> None:
+        _check(
+            _int(self, "rank"),
+            _bool(self, "dora"),
+            _str(self, "gpu", optional=True),
+            _int(self, "num_gpus", optional=True),
+            _choice(self, "strategy", STRATEGIES, optional=True),
+            _float(self, "memory_per_gpu_gib", optional=True),
+            _float(self, "hours", optional=True),
+            _float(self, "cost_usd", optional=True),
+            _float(self, "full_sft_cost_ratio", optional=True),
+            _str(self, "note"),
+        )
 
 
+@_model
 class LoraSettings(_Model):
     """The adapter a LoRA plan trains (peft LoraConfig): each value's rule is in chosen_by."""
 
-    rank: Int = Field(default=16, gt=0, description="LoRA rank r")
-    alpha: Int = Field(default=32, gt=0, description="LoRA alpha (the adapter's output is scaled by alpha / r)")
-    dropout: Float = Field(default=0.05, ge=0, lt=1, description="dropout on the adapter's input")
-    dora: bool = Field(default=True, description="weight-decomposed LoRA (DoRA)")
-    target_modules: list[str] = Field(default_factory=list, description="module names; empty = all linear layers")
-    trainable_params: Int | None = Field(default=None, ge=0, description="adapter parameters")
-    chosen_by: dict[str, str] = Field(default_factory=dict, description="field -> rule id")
+    rank: int = _f("LoRA rank r", default=16)
+    alpha: int = _f("LoRA alpha (the adapter's output is scaled by alpha / r)", default=32)
+    dropout: float = _f("dropout on the adapter's input", default=0.05)
+    dora: bool = _f("weight-decomposed LoRA (DoRA)", default=True)
+    target_modules: list[str] = _f("module names; empty = all linear layers", factory=list)
+    trainable_params: int | None = _f("adapter parameters", default=None)
+    chosen_by: dict[str, str] = _f("field -> rule id", factory=dict)
+
+    def validate(self) -> None:
+        _check(
+            _int(self, "rank", gt=0),
+            _int(self, "alpha", gt=0),
+            _float(self, "dropout", ge=0, lt=1),
+            _bool(self, "dora"),
+            _str_list(self, "target_modules"),
+            _int(self, "trainable_params", ge=0, optional=True),
+            _str_dict(self, "chosen_by"),
+        )
 
 
+@_model
 class FullSftAlternative(_Model):
     """Full SFT priced beside a LoRA plan (the mirror of lora_alternative)."""
 
-    gpu: str | None = Field(default=None, description="GPU tier id")
-    num_gpus: Int | None = Field(default=None, description="GPUs in all")
-    strategy: Strategy | None = Field(default=None, description="parallelism strategy")
-    memory_per_gpu_gib: Float | None = Field(default=None, description="peak memory per GPU")
-    hours: Float | None = Field(default=None, description="wall-clock hours")
-    cost_usd: Float | None = Field(default=None, description="on-demand dollars")
-    learning_rate: Float | None = Field(default=None, description="the full-SFT learning rate")
-    cost_ratio: Float | None = Field(default=None, description="full SFT cost / LoRA cost")
-    note: str = Field(default="", description="what the estimate assumes")
+    gpu: str | None = _f("GPU tier id", default=None)
+    num_gpus: int | None = _f("GPUs in all", default=None)
+    strategy: Strategy | None = _f("parallelism strategy", default=None)
+    memory_per_gpu_gib: float | None = _f("peak memory per GPU", default=None)
+    hours: float | None = _f("wall-clock hours", default=None)
+    cost_usd: float | None = _f("on-demand dollars", default=None)
+    learning_rate: float | None = _f("the full-SFT learning rate", default=None)
+    cost_ratio: float | None = _f("full SFT cost / LoRA cost", default=None)
+    note: str = _f("what the estimate assumes", default="")
+
+    def validate(self) -> None:
+        _check(
+            _str(self, "gpu", optional=True),
+            _int(self, "num_gpus", optional=True),
+            _choice(self, "strategy", STRATEGIES, optional=True),
+            _float(self, "memory_per_gpu_gib", optional=True),
+            _float(self, "hours", optional=True),
+            _float(self, "cost_usd", optional=True),
+            _float(self, "learning_rate", optional=True),
+            _float(self, "cost_ratio", optional=True),
+            _str(self, "note"),
+        )
 
 
+@_model
 class ModelSummary(_Model):
     """The model as resolved."""
 
-    name: str = Field(description="preset id, size label or config.json path")
-    family: str = Field(description="architecture family (llama, qwen2, ...)")
-    source: Literal["preset", "config.json", "generic-size"] = Field(description="where the architecture came from")
-    params: Int = Field(description="every parameter")
-    active_params: Int = Field(description="parameters that touch one token (MoE)")
-    note: str = Field(default="", description="caveat, e.g. a generic architecture")
+    name: str = _f("preset id, size label or config.json path")
+    family: str = _f("architecture family (llama, qwen2, ...)")
+    source: Literal["preset", "config.json", "generic-size"] = _f("where the architecture came from")
+    params: int = _f("every parameter")
+    active_params: int = _f("parameters that touch one token (MoE)")
+    note: str = _f("caveat, e.g. a generic architecture", default="")
+
+    def validate(self) -> None:
+        _check(
+            _str(self, "name"),
+            _str(self, "family"),
+            _choice(self, "source", ("preset", "config.json", "generic-size")),
+            _int(self, "params"),
+            _int(self, "active_params"),
+            _str(self, "note"),
+        )
 
 
+@_model
 class Approval(_Model):
     """Who approved the plan, when, and the hashes that make both tamper-evident."""
 
-    by: str = Field(min_length=1, description="the approver's name")
-    at: str = Field(description="ISO-8601 UTC")
-    plan_sha256: str = Field(description="the content hash that was approved")
-    stamp_sha256: str | None = Field(
-        default=None, description="sha256 of plan_sha256, by and at together: rewriting the name or time breaks it "
-                                  "(absent in schema-1 files)")
+    by: str = _f("the approver's name")
+    at: str = _f("ISO-8601 UTC")
+    plan_sha256: str = _f("the content hash that was approved")
+    stamp_sha256: str | None = _f("sha256 of plan_sha256, by and at together: rewriting the name or time breaks it "
+                                  "(absent in schema-1 files)", default=None)
+
+    def validate(self) -> None:
+        _check(
+            _str(self, "by", min_length=1),
+            _str(self, "at"),
+            _str(self, "plan_sha256"),
+            _str(self, "stamp_sha256", optional=True),
+        )
 
 
+@_model
 class CalibrationUsed(_Model):
     """The calibration file a plan was made with (`sftplan calibrate`) and what it changed."""
 
-    path: str = Field(description="the calibration file as given")
-    sha256: str = Field(description="its content hash (part of the approved content)")
-    applied: list[str] = Field(default_factory=list, description="the factors used, with their class and runs")
-    foreign_versions: list[str] = Field(default_factory=list,
-                                        description="software versions of its runs that differ from this install")
+    path: str = _f("the calibration file as given")
+    sha256: str = _f("its content hash (part of the approved content)")
+    applied: list[str] = _f("the factors used, with their class and runs", factory=list)
+    foreign_versions: list[str] = _f("software versions of its runs that differ from this install", factory=list)
+
+    def validate(self) -> None:
+        _check(
+            _str(self, "path"),
+            _str(self, "sha256"),
+            _str_list(self, "applied"),
+            _str_list(self, "foreign_versions"),
+        )
 
 
+@_model
 class Plan(_Model):
     """plan.yaml: the request, the decision, the configuration and everything the run needs."""
 
-    schema_version: Literal[1, 2] = Field(default=SCHEMA_VERSION, description="2 now; 1 files are read and verified")
-    request: PlanRequest = Field(description="what was asked")
-    model: ModelSummary = Field(description="the model as resolved")
-    method: Method = Field(description="full-sft or lora")
-    findings: list[Finding] = Field(description="every rule's judgement")
-    recommended: Recommended | None = Field(default=None, description="the configuration `sftplan run` executes (LoRA's when the method is lora)")
-    estimate: PlanEstimate | None = Field(default=None, description="the estimator's figures for it")
-    closest: Closest | None = Field(default=None, description="when nothing meets the constraints: the nearest miss")
-    tiers: list[TierRow] = Field(description="every GPU tier's best configuration or why none fits")
-    hyperparameters: Hyperparameters = Field(description="what the trainer is given")
-    checkpointing: Checkpointing = Field(description="checkpoint schedule and disk")
-    evaluation: Evaluation = Field(description="the golden eval and the deploy gate")
-    lora_alternative: LoraAlternative = Field(description="LoRA's cheapest configuration")
-    lora: LoraSettings | None = Field(default=None, description="the adapter a LoRA plan trains (peft LoraConfig)")
-    full_sft_alternative: FullSftAlternative | None = Field(
-        default=None, description="full SFT priced beside a LoRA plan (the mirror of lora_alternative)")
-    warnings: list[str] = Field(default_factory=list, description="what a reviewer should read twice")
-    catalog_sha256: str = Field(default="", description="sha256 of the hardware catalog used")
-    calibration: CalibrationUsed | None = Field(default=None, description="correction factors from finished runs, if given")
-    plan_sha256: str = Field(default="", description="sha256 of the content (everything but itself and approval)")
-    approval: Approval | None = Field(default=None, description="the approval stamp, once approved")
+    schema_version: Literal[1, 2] = _f("2 now; 1 files are read and verified", default=SCHEMA_VERSION)
+    request: PlanRequest = _f("what was asked")
+    model: ModelSummary = _f("the model as resolved")
+    method: Method = _f("full-sft or lora")
+    findings: list[Finding] = _f("every rule's judgement")
+    recommended: Recommended | None = _f("the configuration `sftplan run` executes (LoRA's when the method is lora)", default=None)
+    estimate: PlanEstimate | None = _f("the estimator's figures for it", default=None)
+    closest: Closest | None = _f("when nothing meets the constraints: the nearest miss", default=None)
+    tiers: list[TierRow] = _f("every GPU tier's best configuration or why none fits")
+    hyperparameters: Hyperparameters = _f("what the trainer is given")
+    checkpointing: Checkpointing = _f("checkpoint schedule and disk")
+    evaluation: Evaluation = _f("the golden eval and the deploy gate")
+    lora_alternative: LoraAlternative = _f("LoRA's cheapest configuration")
+    lora: LoraSettings | None = _f("the adapter a LoRA plan trains (peft LoraConfig)", default=None)
+    full_sft_alternative: FullSftAlternative | None = _f("full SFT priced beside a LoRA plan (the mirror of lora_alternative)", default=None)
+    warnings: list[str] = _f("what a reviewer should read twice", factory=list)
+    catalog_sha256: str = _f("sha256 of the hardware catalog used", default="")
+    calibration: CalibrationUsed | None = _f("correction factors from finished runs, if given", default=None)
+    plan_sha256: str = _f("sha256 of the content (everything but itself and approval)", default="")
+    approval: Approval | None = _f("the approval stamp, once approved", default=None)
+
+    def validate(self) -> None:
+        _check(
+            _schema_version(self),
+            _nested(self, "request", PlanRequest),
+            _nested(self, "model", ModelSummary),
+            _choice(self, "method", METHODS),
+            _nested_list(self, "findings", Finding),
+            _nested(self, "recommended", Recommended, optional=True),
+            _nested(self, "estimate", PlanEstimate, optional=True),
+            _nested(self, "closest", Closest, optional=True),
+            _nested_list(self, "tiers", TierRow),
+            _nested(self, "hyperparameters", Hyperparameters),
+            _nested(self, "checkpointing", Checkpointing),
+            _nested(self, "evaluation", Evaluation),
+            _nested(self, "lora_alternative", LoraAlternative),
+            _nested(self, "lora", LoraSettings, optional=True),
+            _nested(self, "full_sft_alternative", FullSftAlternative, optional=True),
+            _str_list(self, "warnings"),
+            _str(self, "catalog_sha256"),
+            _nested(self, "calibration", CalibrationUsed, optional=True),
+            _str(self, "plan_sha256"),
+            _nested(self, "approval", Approval, optional=True),
+        )
+

@@ -70,8 +70,13 @@ def _drop_at_default(data: dict, added: dict[tuple, object]) -> None:
             del part[key]
 
 
+def _hashed_fields(plan: Plan) -> dict:
+    """The plan as plain data without the fields the hash leaves out (itself and the approval)."""
+    return {k: v for k, v in plan.to_dict().items() if k not in _UNHASHED}
+
+
 def canonical_json(plan: Plan) -> str:
-    data = plan.model_dump(mode="json", exclude=_UNHASHED)
+    data = _hashed_fields(plan)
     if plan.schema_version == 1:
         data = _version_1_content(data)
     _drop_at_default(data, _ADDED_WITHIN_2)
@@ -84,11 +89,11 @@ def compute_sha256(plan: Plan) -> str:
 
 def with_hash(plan: Plan) -> Plan:
     """The plan with ``plan_sha256`` set to the hash of its content."""
-    return plan.model_copy(update={"plan_sha256": compute_sha256(plan)})
+    return plan.replace(**{"plan_sha256": compute_sha256(plan)})
 
 
 def to_yaml(plan: Plan) -> str:
-    return dump_yaml(plan.model_dump(mode="json", exclude_none=False))
+    return dump_yaml(plan.to_dict())
 
 
 def write_plan(plan: Plan, path: str | Path) -> Plan:
@@ -137,11 +142,11 @@ def approve(plan: Plan, by: str, at: datetime | None = None) -> Plan:
     blockers = [f.why for f in plan.findings if f.verdict == "blocks approval"]
     if blockers:
         raise UserError(f"not approvable: {blockers[0]}")
-    plan = plan.model_copy(update={"schema_version": SCHEMA_VERSION})
+    plan = plan.replace(**{"schema_version": SCHEMA_VERSION})
     actual = compute_sha256(plan)
     when = (at or datetime.now(timezone.utc)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     stamp = Approval(by=by.strip(), at=when, plan_sha256=actual, stamp_sha256=stamp_sha256(actual, by.strip(), when))
-    return plan.model_copy(update={"plan_sha256": actual, "approval": stamp})
+    return plan.replace(**{"plan_sha256": actual, "approval": stamp})
 
 
 def verify(plan: Plan) -> str:
@@ -185,8 +190,8 @@ def diff(a: Plan, b: Plan) -> list[tuple[str, object, object]]:
     """
     fa: dict = {}
     fb: dict = {}
-    _flatten(a.model_dump(mode="json", exclude=_UNHASHED), "", fa)
-    _flatten(b.model_dump(mode="json", exclude=_UNHASHED), "", fb)
+    _flatten(_hashed_fields(a), "", fa)
+    _flatten(_hashed_fields(b), "", fb)
     order = ("method", "recommended", "estimate", "closest", "hyperparameters", "lora", "findings", "tiers",
              "lora_alternative", "full_sft_alternative", "checkpointing", "evaluation", "warnings", "request", "model")
 

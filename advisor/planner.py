@@ -130,7 +130,7 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
         out = _as_lora_plan(out, req, model, params, epochs, f_epochs, max_seq_len, batch_tokens_per_seq, gbs_target,
                             tokens_total, lora_rec, lora_closest, lora_constraints, lora_pick, rec or chosen,
                             [_tier_row(g, lora_by_tier[g.id], req, lora.misses) for g in tiers])
-        out = out.model_copy(update={"evaluation": _priced_deploy(evaluation, lora_pick, params, active)})
+        out = out.replace(**{"evaluation": _priced_deploy(evaluation, lora_pick, params, active)})
     return with_hash(out)
 
 
@@ -176,7 +176,7 @@ def _as_lora_plan(out: Plan, req, model, params, epochs, f_epochs, max_seq_len, 
         closest = lora_closest
     warnings = [w for w in out.warnings if w not in {f.why for f in out.findings if f.verdict == "warning"}]
     warnings += [f.why for f in findings if f.verdict == "warning"]
-    return out.model_copy(update=dict(updates, findings=findings, closest=closest, warnings=warnings, tiers=lora_rows))
+    return out.replace(**dict(updates, findings=findings, closest=closest, warnings=warnings, tiers=lora_rows))
 
 
 # --------------------------------------------------------------------------- inputs
@@ -188,7 +188,7 @@ def _seq_len(req: PlanRequest, model, warnings: list[str]) -> tuple[int, int]:
     """
     seq = req.max_seq_len
     if seq > model.max_context:
-        if "max_seq_len" in req.model_fields_set:
+        if "max_seq_len" in req.fields_set:
             raise UserError(f"{seq} exceeds {model.name}'s context of {model.max_context} tokens", field="max_seq_len")
         warnings.append(f"max_seq_len lowered from {seq} to the model's context {model.max_context}")
         seq = model.max_context
@@ -411,5 +411,5 @@ def _priced_deploy(evaluation, c: Cand | None, params: int, active: int):
 
     dc = deploy_cost([d.task for d in evaluation.deploy_suite], params=params, active_params=active, gpu=c.gpu,
                      num_gpus=c.num_gpus, limit=evaluation.deploy.limit if evaluation.deploy else None)
-    return evaluation.model_copy(update={"deploy_hours": _round_small(dc.hours),
+    return evaluation.replace(**{"deploy_hours": _round_small(dc.hours),
                                          "deploy_cost_usd": round(cost_usd(dc.hours, c.num_gpus, c.gpu), 2)})

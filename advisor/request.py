@@ -16,7 +16,7 @@ from typing import Any
 from advisor.errors import UserError
 from advisor.models import DataFile, DatasetSpec, LongRows, PlanRequest
 from advisor.rows import normalize_golden_row, normalize_row, read_jsonl
-from advisor.yamlio import load_model_yaml, user_error
+from advisor.yamlio import load_model_yaml
 
 CHARS_PER_TOKEN = 4.0  # rule of thumb for English text with Llama/GPT-style BPE vocabularies
 _MAX_TOKENIZED_ROWS = 20_000  # percentiles from a prefix sample; rows are still all counted
@@ -27,16 +27,9 @@ def load_request_yaml(path: str | Path) -> PlanRequest:
 
 
 def validate_request(data: dict[str, Any]) -> PlanRequest:
-    """A PlanRequest from a mapping (CLI flags, the TUI's inputs); a problem is a UserError on its field.
-
-    The error's ``problems`` lists every (field, message) pydantic found.
-    """
-    from pydantic import ValidationError
-
-    try:
-        return PlanRequest.model_validate(data)
-    except ValidationError as exc:
-        raise user_error(exc) from None
+    """A PlanRequest from a mapping (CLI flags, the TUI's inputs); the first problem is a SpecError (a
+    UserError) on its field path (``have[0].count``)."""
+    return PlanRequest.from_dict(data)
 
 
 def _on_field(field: str, read, *args, **kwargs):

@@ -136,7 +136,7 @@ def decide_method(req: PlanRequest, full_sft_cost_usd: float | None) -> tuple[st
     out = []
     for f in findings:
         against = f.verdict in ("lora", "full-sft") and f.verdict != forced
-        out.append(f.model_copy(update={"overridden": True}) if against else f)
+        out.append(f.replace(**{"overridden": True}) if against else f)
     out.append(_f("method.forced", forced, f"method {forced} requested; the rules chose {auto}", "the request (method)"))
     return forced, out
 

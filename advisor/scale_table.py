@@ -66,8 +66,6 @@ def build(catalog, *, models: list[str] | None = None, avg_tokens: int = DEFAULT
     """One plan per (row, model)."""
     from advisor.planner import plan
 
-    from pydantic import ValidationError
-
     models = list(models or DEFAULT_MODELS)
     t0 = time.perf_counter()
     cells: list[list[Cell]] = []
@@ -75,13 +73,10 @@ def build(catalog, *, models: list[str] | None = None, avg_tokens: int = DEFAULT
     for label, n in ROWS:
         row = []
         for m in models:
-            try:
-                req = PlanRequest(model=m, dataset={"examples": n, "avg_tokens": avg_tokens}, epochs=epochs,
-                                  goals=list(goals or []), max_seq_len=max_seq_len, budget_usd=budget_usd,
-                                  deadline_hours=deadline_hours)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                raise UserError(f"{'.'.join(str(x) for x in first.get('loc', ())) or 'request'}: {first['msg']}") from None
+            # a bad value raises SpecError, a UserError naming its field (dataset.avg_tokens)
+            req = PlanRequest(model=m, dataset={"examples": n, "avg_tokens": avg_tokens}, epochs=epochs,
+                              goals=list(goals or []), max_seq_len=max_seq_len, budget_usd=budget_usd,
+                              deadline_hours=deadline_hours)
             p = plan(req, catalog)
             if len(names) < len(models):
                 names.append(p.model.name)

@@ -1,16 +1,16 @@
 """The plan file's reference, generated from the models' one-line field descriptions (docs/CONTRACTS.md).
 
 ``plan_reference()`` walks Plan and every model nested in it, one table per model: field, type,
-default, description. benchmarks/gen_contracts.py writes it into docs/CONTRACTS.md between the
-markers below; tests/advisor/test_contracts_doc.py fails when the file is stale.
+default, description (each field's ``metadata["description"]``, advisor/models.py). benchmarks/gen_contracts.py
+writes it into docs/CONTRACTS.md between the markers below; tests/advisor/test_contracts_doc.py fails when
+the file is stale.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import types
 import typing
-
-from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
 
 from advisor.models import Plan
 
@@ -21,11 +21,9 @@ END = "<!-- end of plan-reference -->"
 def _type_name(tp) -> str:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin is typing.Annotated:
-        return _type_name(args[0])
     if origin is typing.Literal:
         return " \\| ".join(repr(a) for a in args)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return " \\| ".join(_type_name(a) for a in args)
     if origin is list:
         return f"list[{_type_name(args[0])}]"
@@ -36,37 +34,52 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _models(tp, seen: list[type[BaseModel]]) -> None:
-    """Every BaseModel reachable from ``tp``, in first-seen order."""
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
+def field_types(model: type) -> dict[str, typing.Any]:
+    """Field name -> its annotation as a type (the module is written with string annotations)."""
+    hints = typing.get_type_hints(model)
+    return {f.name: hints[f.name] for f in dataclasses.fields(model)}
+
+
+def is_model(tp) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _models(tp, seen: list[type]) -> None:
+    """Every model reachable from ``tp``, in first-seen order."""
+    if is_model(tp):
         if tp in seen:
             return
         seen.append(tp)
-        for info in tp.model_fields.values():
-            _models(info.annotation, seen)
+        for annotation in field_types(tp).values():
+            _models(annotation, seen)
         return
     for arg in typing.get_args(tp):
         _models(arg, seen)
 
 
-def _default(info) -> str:
-    if info.default_factory is not None:
-        return f"`{info.default_factory()!r}`"
-    if info.default is PydanticUndefined:
+def _default(f: dataclasses.Field) -> str:
+    if f.default_factory is not dataclasses.MISSING:
+        return f"`{f.default_factory()!r}`"
+    if f.default is dataclasses.MISSING:
         return "required"
-    return f"`{info.default!r}`"
+    return f"`{f.default!r}`"
+
+
+def _description(f: dataclasses.Field) -> str:
+    return f.metadata.get("description", "")
 
 
 def plan_reference() -> str:
     """Markdown: one table per model of plan.yaml, starting with Plan."""
-    seen: list[type[BaseModel]] = []
+    seen: list[type] = []
     _models(Plan, seen)
     out = [BEGIN, ""]
     for model in seen:
         doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
         out += [f"### {model.__name__}", "", doc, "", "| field | type | default | description |", "|---|---|---|---|"]
-        for name, info in model.model_fields.items():
-            out.append(f"| `{name}` | {_type_name(info.annotation)} | {_default(info)} | {info.description or ''} |")
+        types_of = field_types(model)
+        for f in dataclasses.fields(model):
+            out.append(f"| `{f.name}` | {_type_name(types_of[f.name])} | {_default(f)} | {_description(f)} |")
         out.append("")
     out.append(END)
     return "\n".join(out) + "\n"
@@ -74,6 +87,6 @@ def plan_reference() -> str:
 
 def undocumented_fields() -> list[str]:
     """'Model.field' for every field of the plan's models without a description."""
-    seen: list[type[BaseModel]] = []
+    seen: list[type] = []
     _models(Plan, seen)
-    return [f"{m.__name__}.{n}" for m in seen for n, info in m.model_fields.items() if not info.description]
+    return [f"{m.__name__}.{f.name}" for m in seen for f in dataclasses.fields(m) if not _description(f)]

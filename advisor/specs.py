@@ -1,18 +1,20 @@
-"""The estimator's five types as plain dataclasses: ModelSpec, GpuSpec, TrainConfig, MemoryBreakdown, Estimate.
+"""The estimator's five types as plain dataclasses (ModelSpec, GpuSpec, TrainConfig, MemoryBreakdown,
+Estimate), and the checkers every schema's ``validate()`` is written with (these and advisor/models.py).
 
-`sftplan estimate` must start in well under half a second; importing pydantic and building its schemas
-cost more than the whole estimate, so these types are dataclasses, each with a ``validate()`` written
-out by hand (called on construction): an int is an int and not a bool, a float also takes an int and
-stores it as a float and is finite, a choice is one of its values, bounds as stated, then the class's
-cross-field rules. A broken rule raises ``SpecError`` (a UserError and a ValueError) on its field.
-``from_dict`` rejects unknown and missing keys; ``to_dict`` is the ``model_dump`` equivalent. The
-classes are mutable like the pydantic models; nothing validates an assignment.
+`sftplan estimate` must start in well under half a second (benchmarks/latency.py), so no schema
+library: each type is a dataclass with a ``validate()`` written out by hand (called on construction):
+an int is an int and not a bool, a float also takes an int and stores it as a float and is finite, a
+choice is one of its values, bounds as stated, then the class's cross-field rules. Broken rules raise
+one ``SpecError`` (a UserError and a ValueError) on the first field, every problem in ``.problems``.
+``from_dict`` rejects unknown and missing keys; ``to_dict`` gives plain data; ``replace`` a validated
+copy. The objects are mutable; nothing validates an assignment.
 """
 
 from __future__ import annotations
 
 import math
 import typing
+import dataclasses
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
@@ -25,84 +27,210 @@ PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 
 
 class SpecError(UserError, ValueError):
-    """A value that breaks a rule of one of these types: ``'<field>: <reason>'``."""
+    """Values that break the rules of a schema type: ``'<field>: <reason>'`` for the first, and every
+    (field path, reason) found in ``problems`` (the TUI marks each field); the message counts the rest."""
 
-    def __init__(self, field_name: str, reason: str):
-        super().__init__(reason, field=field_name)
-        self.reason = reason
+    def __init__(self, field_name: str, reason: str, problems: list[tuple[str, str]] | None = None):
+        self.problems = problems or [(field_name, reason)]
+        more = len(self.problems) - 1
+        shown = reason + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")
+        super().__init__(shown, field=field_name)
+        self.reason = shown
 
     def under(self, prefix: str) -> SpecError:
-        """The same error for a nested field (``config.num_gpus``)."""
-        return SpecError(f"{prefix}.{self.field}", self.reason)
+        """The same errors for a nested field (``config.num_gpus``, ``have[0].count``)."""
+        problems = [(prefix if f == "(top level)" else f"{prefix}.{f}", r) for f, r in self.problems]
+        return SpecError(problems[0][0], problems[0][1], problems)
 
 
 # --------------------------------------------------------------------------- the checks validate() is written with
-def _int(obj: Any, name: str, gt: int | None = None, ge: int | None = None, optional: bool = False) -> None:
+# Shared by these five types and the request/plan models (advisor/models.py): one validation system. Each
+# checker returns the SpecError of its field (or None); validate() passes them all to _check, which raises
+# one SpecError holding every problem, the first one named.
+def _check(*results: SpecError | None) -> None:
+    problems = [p for e in results if e is not None for p in e.problems]
+    if problems:
+        raise SpecError(problems[0][0], problems[0][1], problems)
+
+
+def _int(obj: Any, name: str, gt: int | None = None, ge: int | None = None, le: int | None = None,
+         optional: bool = False) -> SpecError | None:
     v = getattr(obj, name)
     if v is None and optional:
-        return
+        return None
     if type(v) is not int and (not isinstance(v, int) or isinstance(v, bool)):
-        raise SpecError(name, f"must be an integer, got {v!r}")
+        return SpecError(name, f"must be an integer, got {v!r}")
     if gt is not None and not v > gt:
-        raise SpecError(name, f"must be > {gt}, got {v!r}")
+        return SpecError(name, f"must be > {gt}, got {v!r}")
     if ge is not None and not v >= ge:
-        raise SpecError(name, f"must be >= {ge}, got {v!r}")
-
-
-def _float(obj: Any, name: str, gt: float | None = None, ge: float | None = None, le: float | None = None) -> None:
-    v = given = getattr(obj, name)
-    if type(v) is not float:
-        if isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-            setattr(obj, name, v)
-        elif not isinstance(v, float):
-            raise SpecError(name, f"must be a number, got {given!r}")
-    if not math.isfinite(v):
-        raise SpecError(name, f"must be a finite number, got {given!r}")
-    if gt is not None and not v > gt:
-        raise SpecError(name, f"must be > {gt}, got {given!r}")
-    if ge is not None and not v >= ge:
-        raise SpecError(name, f"must be >= {ge}, got {given!r}")
+        return SpecError(name, f"must be >= {ge}, got {v!r}")
     if le is not None and not v <= le:
-        raise SpecError(name, f"must be <= {le}, got {given!r}")
+        return SpecError(name, f"must be <= {le}, got {v!r}")
+    return None
 
 
-def _str(obj: Any, name: str) -> None:
+def _number(name: str, v: Any, gt: float | None, ge: float | None, le: float | None,
+            lt: float | None) -> float | SpecError:
+    """``v`` as a float (an int is taken and stored as a float; a bool, inf or nan is not), within the bounds."""
+    given = v
+    if type(v) is not float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return SpecError(name, f"must be a number, got {given!r}")
+        v = float(v)  # an int, or a float subclass (numpy's): stored as a plain float
+    if not math.isfinite(v):
+        return SpecError(name, f"must be a finite number, got {given!r}")
+    if gt is not None and not v > gt:
+        return SpecError(name, f"must be > {gt}, got {given!r}")
+    if ge is not None and not v >= ge:
+        return SpecError(name, f"must be >= {ge}, got {given!r}")
+    if le is not None and not v <= le:
+        return SpecError(name, f"must be <= {le}, got {given!r}")
+    if lt is not None and not v < lt:
+        return SpecError(name, f"must be < {lt}, got {given!r}")
+    return v
+
+
+def _float(obj: Any, name: str, gt: float | None = None, ge: float | None = None, le: float | None = None,
+           lt: float | None = None, optional: bool = False) -> SpecError | None:
     v = getattr(obj, name)
+    if v is None and optional:
+        return None
+    number = _number(name, v, gt, ge, le, lt)
+    if isinstance(number, SpecError):
+        return number
+    if number is not v:
+        setattr(obj, name, number)
+    return None
+
+
+def _str(obj: Any, name: str, min_length: int = 0, optional: bool = False) -> SpecError | None:
+    v = getattr(obj, name)
+    if v is None and optional:
+        return None
     if not isinstance(v, str):
-        raise SpecError(name, f"must be a string, got {v!r}")
+        return SpecError(name, f"must be a string, got {v!r}")
+    if len(v) < min_length:
+        return SpecError(name, f"must not be empty, got {v!r}")
+    return None
 
 
-def _bool(obj: Any, name: str) -> None:
+def _bool(obj: Any, name: str) -> SpecError | None:
     v = getattr(obj, name)
     if type(v) is not bool:
-        raise SpecError(name, f"must be true or false, got {v!r}")
+        return SpecError(name, f"must be true or false, got {v!r}")
+    return None
 
 
-def _choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
-    v = getattr(obj, name)
+def _is_choice(name: str, v: Any, choices: tuple[str, ...]) -> SpecError | None:
     if v not in choices or not isinstance(v, str):
         from advisor.errors import did_you_mean
 
         hint = did_you_mean(v, list(choices)) if isinstance(v, str) else ""
-        raise SpecError(name, f"must be one of {', '.join(choices)}; got {v!r}{hint}")
+        return SpecError(name, f"must be one of {', '.join(choices)}; got {v!r}{hint}")
+    return None
 
 
-def _str_list(obj: Any, name: str) -> None:
+def _choice(obj: Any, name: str, choices: tuple[str, ...], optional: bool = False) -> SpecError | None:
     v = getattr(obj, name)
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise SpecError(name, f"must be a list of strings, got {v!r}")
+    if v is None and optional:
+        return None
+    return _is_choice(name, v, choices)
+
+
+def _all(errors: list[SpecError | None]) -> SpecError | None:
+    """One SpecError holding every problem of ``errors`` (None when there is none)."""
+    problems = [p for e in errors if e is not None for p in e.problems]
+    return SpecError(problems[0][0], problems[0][1], problems) if problems else None
+
+
+def _str_list(obj: Any, name: str) -> SpecError | None:
+    v = getattr(obj, name)
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
+        return SpecError(name, f"must be a list of strings, got {v!r}")
     setattr(obj, name, list(v))  # the object owns its list
+    return None
 
 
-def _nested(obj: Any, name: str, kind: type) -> None:
+def _choice_list(obj: Any, name: str, choices: tuple[str, ...]) -> SpecError | None:
     v = getattr(obj, name)
-    if not isinstance(v, kind):
-        raise SpecError(name, f"must be a {kind.__name__}, got {v!r}")
+    if not isinstance(v, (list, tuple)):
+        return SpecError(name, f"must be a list, got {v!r}")
+    setattr(obj, name, list(v))
+    return _all([_is_choice(f"{name}[{i}]", x, choices) for i, x in enumerate(v)])
+
+
+def _str_dict(obj: Any, name: str) -> SpecError | None:
+    v = getattr(obj, name)
+    if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()):
+        return SpecError(name, f"must be a mapping of strings to strings, got {v!r}")
+    setattr(obj, name, dict(v))
+    return None
+
+
+def _float_dict(obj: Any, name: str, optional: bool = False) -> SpecError | None:
+    v = getattr(obj, name)
+    if v is None and optional:
+        return None
+    if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+        return SpecError(name, f"must be a mapping of names to numbers, got {v!r}")
+    numbers = {k: _number(f"{name}.{k}", x, None, None, None, None) for k, x in v.items()}
+    errors = [x for x in numbers.values() if isinstance(x, SpecError)]
+    if errors:
+        return _all(errors)
+    setattr(obj, name, numbers)
+    return None
+
+
+def _build(name: str, v: Any, kind: type) -> Any:
+    """``v`` as a ``kind``: an instance as it is, a mapping through ``kind.from_dict``; or the SpecError
+    (under ``name``)."""
+    if isinstance(v, kind):
+        return v
+    if isinstance(v, dict):
+        try:
+            return kind.from_dict(v)
+        except SpecError as exc:
+            return exc.under(name)
+    return SpecError(name, f"must be a mapping ({kind.__name__}), got {v!r}")
+
+
+def _nested(obj: Any, name: str, kind: type, optional: bool = False) -> SpecError | None:
+    v = getattr(obj, name)
+    if v is None and optional:
+        return None
+    built = _build(name, v, kind)
+    if isinstance(built, SpecError):
+        return built
+    if built is not v:
+        setattr(obj, name, built)
+    return None
+
+
+def _nested_list(obj: Any, name: str, kind: type) -> SpecError | None:
+    v = getattr(obj, name)
+    if not isinstance(v, (list, tuple)):
+        return SpecError(name, f"must be a list, got {v!r}")
+    built = [_build(f"{name}[{i}]", x, kind) for i, x in enumerate(v)]
+    errors = [x for x in built if isinstance(x, SpecError)]
+    if errors:
+        return _all(errors)
+    setattr(obj, name, built)
+    return None
+
+
+def _plain(v: Any) -> Any:
+    """A value as plain data: schema objects as dicts, lists and dicts copied (what YAML and JSON hold)."""
+    if isinstance(v, _Spec):
+        return v.to_dict()
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
 
 
 class _Spec:
-    """from_dict / to_dict shared by the five types; each class writes its own ``validate()``."""
+    """from_dict / to_dict / replace shared by every schema type; each class writes its own ``validate()``."""
 
     __slots__ = ()
     NESTED: ClassVar[dict[str, type]] = {}  # field -> spec type, built from a nested mapping by from_dict
@@ -119,12 +247,9 @@ class _Spec:
         if not isinstance(data, dict):
             raise SpecError("(top level)", f"expected a mapping, got {type(data).__name__}")
         names = [f.name for f in fields(cls)]
-        for key in data:
-            if key not in names:
-                raise SpecError(str(key), f"unknown field (valid: {', '.join(names)})")
-        for f in fields(cls):
-            if f.default is MISSING and f.default_factory is MISSING and f.name not in data:
-                raise SpecError(f.name, "required field is missing")
+        _check(*(SpecError(str(key), f"unknown field (valid: {', '.join(names)})") for key in data if key not in names),
+               *(SpecError(f.name, "required field is missing") for f in fields(cls)
+                 if f.default is MISSING and f.default_factory is MISSING and f.name not in data))
         kwargs = dict(data)
         for name, kind in cls.NESTED.items():
             if isinstance(kwargs.get(name), dict):
@@ -134,17 +259,24 @@ class _Spec:
                     raise exc.under(name) from None
         return cls(**kwargs)
 
-    def to_dict(self) -> dict:
-        """Every field by name, nested specs as dicts, lists copied (pydantic's ``model_dump()``)."""
+    def to_dict(self, exclude_defaults: bool = False) -> dict:
+        """Every field by name as plain data (nested types as dicts, lists copied); with ``exclude_defaults``,
+        only the fields (at every level) whose value differs from the field's default."""
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, _Spec):
-                v = v.to_dict()
-            elif isinstance(v, list):
-                v = list(v)
-            out[f.name] = v
+            if exclude_defaults:
+                if (f.default is not MISSING and v == f.default) or (
+                        f.default_factory is not MISSING and v == f.default_factory()):
+                    continue
+                out[f.name] = v.to_dict(exclude_defaults=True) if isinstance(v, _Spec) else _plain(v)
+            else:
+                out[f.name] = _plain(v)
         return out
+
+    def replace(self, **changes: Any):
+        """A copy with ``changes``, validated like a new object (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
 
 
 # --------------------------------------------------------------------------- catalog entries
@@ -172,17 +304,19 @@ class ModelSpec(_Spec):
     published_params: int | None = None  # vendor's published count, for tests
 
     def validate(self) -> None:
-        _str(self, "name")
-        _str(self, "family")
-        _choice(self, "source", ("preset", "config.json", "generic-size"))
-        for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_size", "vocab_size", "max_context"):
-            _int(self, name, gt=0)
-        _int(self, "head_dim", gt=0, optional=True)
-        _choice(self, "ffn_kind", ("gated", "mlp"))
-        _bool(self, "tied_embeddings")
-        _int(self, "num_experts", ge=1)
-        _int(self, "experts_per_token", ge=1)
-        _int(self, "published_params", optional=True)
+        _check(
+            _str(self, "name"),
+            _str(self, "family"),
+            _choice(self, "source", ("preset", "config.json", "generic-size")),
+            *(_int(self, name, gt=0) for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_size",
+                                                   "vocab_size", "max_context")),
+            _int(self, "head_dim", gt=0, optional=True),
+            _choice(self, "ffn_kind", ("gated", "mlp")),
+            _bool(self, "tied_embeddings"),
+            _int(self, "num_experts", ge=1),
+            _int(self, "experts_per_token", ge=1),
+            _int(self, "published_params", optional=True),
+        )
         if self.num_heads % self.num_kv_heads:
             raise SpecError("num_heads",
                             f"must be a multiple of num_kv_heads ({self.num_kv_heads}), got {self.num_heads}")
@@ -222,18 +356,20 @@ class GpuSpec(_Spec):
     notes: str = ""
 
     def validate(self) -> None:
-        for name in ("id", "name", "intra_node_link", "price_source", "price_as_of", "mfu_source", "notes"):
-            _str(self, name)
-        _choice(self, "vendor", ("nvidia", "amd", "cpu"))
-        for name in ("hbm_gib", "peak_bf16_dense_tflops", "hbm_bandwidth_tb_per_s", "intra_node_bandwidth_gb_per_s",
-                     "pcie_bandwidth_gb_per_s", "host_ram_gib_per_node", "usd_per_gpu_hour"):
-            _float(self, name, gt=0)
-        _float(self, "inter_node_bandwidth_gbit_per_s", ge=0)
-        _float(self, "mfu", gt=0, le=1)
-        _int(self, "gpus_per_node", gt=0)
-        _int(self, "max_nodes", ge=1)
-        _int(self, "host_cpu_cores_per_node", gt=0)
-        _bool(self, "megatron_supported")
+        _check(
+            *(_str(self, name) for name in ("id", "name", "intra_node_link", "price_source", "price_as_of", "mfu_source",
+                                            "notes")),
+            _choice(self, "vendor", ("nvidia", "amd", "cpu")),
+            *(_float(self, name, gt=0) for name in ("hbm_gib", "peak_bf16_dense_tflops", "hbm_bandwidth_tb_per_s",
+                                                     "intra_node_bandwidth_gb_per_s", "pcie_bandwidth_gb_per_s",
+                                                     "host_ram_gib_per_node", "usd_per_gpu_hour")),
+            _float(self, "inter_node_bandwidth_gbit_per_s", ge=0),
+            _float(self, "mfu", gt=0, le=1),
+            _int(self, "gpus_per_node", gt=0),
+            _int(self, "max_nodes", ge=1),
+            _int(self, "host_cpu_cores_per_node", gt=0),
+            _bool(self, "megatron_supported"),
+        )
 
 
 # --------------------------------------------------------------------------- estimator in/out
@@ -259,14 +395,16 @@ class TrainConfig(_Spec):
     attention: Literal["auto", "flash"] = "auto"  # auto: what transformers runs per family (eager for Gemma 2, MPT)
 
     def validate(self) -> None:
-        for name in ("num_gpus", "seq_len", "micro_batch_size", "grad_accum", "tp", "pp", "lora_rank", "loss_chunks"):
-            _int(self, name, gt=0)
-        _choice(self, "strategy", STRATEGIES)
-        _choice(self, "precision", PRECISIONS)
-        _bool(self, "activation_checkpointing")
-        _choice(self, "trainable", ("full", "lora"))
-        _float(self, "memory_headroom", ge=0, le=0.5)
-        _choice(self, "attention", ("auto", "flash"))
+        _check(
+            *(_int(self, name, gt=0) for name in ("num_gpus", "seq_len", "micro_batch_size", "grad_accum", "tp", "pp",
+                                                   "lora_rank", "loss_chunks")),
+            _choice(self, "strategy", STRATEGIES),
+            _choice(self, "precision", PRECISIONS),
+            _bool(self, "activation_checkpointing"),
+            _choice(self, "trainable", ("full", "lora")),
+            _float(self, "memory_headroom", ge=0, le=0.5),
+            _choice(self, "attention", ("auto", "flash")),
+        )
         if self.num_gpus % (self.tp * self.pp):
             raise SpecError("num_gpus", f"must be a multiple of tp x pp ({self.tp * self.pp}), got {self.num_gpus}")
         if (self.tp > 1 or self.pp > 1) and self.strategy != "megatron":
@@ -292,9 +430,9 @@ class MemoryBreakdown(_Spec):
     fragmentation: int = 0
 
     def validate(self) -> None:
-        for name in ("weights", "gradients", "optimizer", "activations", "logits", "gathered_layer",
-                     "cuda_context", "cublas_workspace", "nccl_buffers", "fragmentation"):
-            _int(self, name)
+        _check(*(_int(self, name) for name in ("weights", "gradients", "optimizer", "activations", "logits",
+                                                "gathered_layer", "cuda_context", "cublas_workspace", "nccl_buffers",
+                                                "fragmentation")))
 
     @property
     def overhead(self) -> int:
@@ -342,19 +480,19 @@ class Estimate(_Spec):
     NESTED: ClassVar[dict[str, type]] = {"config": TrainConfig, "memory": MemoryBreakdown}
 
     def validate(self) -> None:
-        _str(self, "model_name")
-        _str(self, "gpu")
-        _nested(self, "config", TrainConfig)
-        _nested(self, "memory", MemoryBreakdown)
-        for name in ("model_params", "active_params", "trainable_params", "memory_per_gpu_bytes", "hbm_bytes",
-                     "headroom_bytes", "cpu_memory_per_node_bytes", "usable_bytes", "raw_memory_per_gpu_bytes"):
-            _int(self, name)
-        _float(self, "raw_tokens_per_s_per_gpu")
-        _str(self, "calibration")
-        for name in ("fits", "cpu_fits", "tight"):
-            _bool(self, name)
-        for name in ("flops_per_token", "tokens_per_s_per_gpu", "mfu", "step_time_s", "compute_time_s", "comm_time_s",
-                     "offload_time_s"):
-            _float(self, name)
-        _choice(self, "bottleneck", ("compute", "communication", "offload"))
-        _str_list(self, "notes")
+        _check(
+            _str(self, "model_name"),
+            _str(self, "gpu"),
+            _nested(self, "config", TrainConfig),
+            _nested(self, "memory", MemoryBreakdown),
+            *(_int(self, name) for name in ("model_params", "active_params", "trainable_params", "memory_per_gpu_bytes",
+                                            "hbm_bytes", "headroom_bytes", "cpu_memory_per_node_bytes", "usable_bytes",
+                                            "raw_memory_per_gpu_bytes")),
+            _float(self, "raw_tokens_per_s_per_gpu"),
+            _str(self, "calibration"),
+            *(_bool(self, name) for name in ("fits", "cpu_fits", "tight")),
+            *(_float(self, name) for name in ("flops_per_token", "tokens_per_s_per_gpu", "mfu", "step_time_s",
+                                              "compute_time_s", "comm_time_s", "offload_time_s")),
+            _choice(self, "bottleneck", ("compute", "communication", "offload")),
+            _str_list(self, "notes"),
+        )

@@ -1,25 +1,23 @@
 """Safe YAML in and out: atomic writes, and validation errors that name the file, line and field.
 
-pydantic (and tempfile) are imported only inside the functions that need them: the catalog loader
-uses this module on `sftplan estimate`'s path, which must start fast and without pydantic.
+tempfile is imported only where a file is written: the catalog loader uses this module on
+`sftplan estimate`'s path, which must start fast.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+import re
+from typing import Any, TypeVar
 
 import yaml
 
 from advisor.errors import UserError
+from advisor.specs import SpecError
 
-if TYPE_CHECKING:
-    from pydantic import BaseModel, ValidationError
-
-    from advisor.specs import SpecError
-
-M = TypeVar("M", bound="BaseModel")
+M = TypeVar("M")
+_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -46,7 +44,7 @@ def dump_yaml(data: Any) -> str:
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """1-based line of the node at ``loc`` (a pydantic error location) in a composed YAML tree."""
+    """1-based line of the node at ``loc`` (('have', 0, 'gpu')) in a composed YAML tree."""
     node, line = root, (root.start_mark.line + 1 if root is not None else None)
     for key in loc:
         if isinstance(node, yaml.MappingNode):
@@ -75,26 +73,11 @@ def field_path(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def validation_errors(err: ValidationError) -> list[tuple[str, str]]:
-    """(field path, message) for each problem pydantic found, in its order; a scalar input is quoted back."""
-    out = []
-    for e in err.errors():
-        msg, given = e["msg"].removeprefix("Value error, "), e.get("input")
-        if isinstance(given, (bool, int, float, str)) and not isinstance(given, str) or (isinstance(given, str) and len(given) < 60):
-            msg += f", got {given!r}"
-        out.append((field_path(tuple(e.get("loc", ()))), msg))
-    return out
-
-
-def user_error(err: ValidationError) -> UserError:
-    """The first problem as a UserError on its field (+ how many more): the one validation-error formatter."""
-    problems = validation_errors(err)
-    field, message = problems[0]
-    more = len(problems) - 1
-    extra = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
-    exc = UserError(message + extra, field=None if field == "(top level)" else field)
-    exc.problems = problems  # every (field, message): the TUI marks each field
-    return exc
+def field_loc(field: str) -> tuple[Any, ...]:
+    """'have[0].gpu' -> ('have', 0, 'gpu'): the inverse of field_path."""
+    if field == "(top level)":
+        return ()
+    return tuple(int(index) if index else name for name, index in _PART.findall(field))
 
 
 def format_error(source: str, root: yaml.Node | None, loc: tuple[Any, ...], message: str) -> str:
@@ -102,21 +85,30 @@ def format_error(source: str, root: yaml.Node | None, loc: tuple[Any, ...], mess
     return f"{_where(source, root, loc)}: {field_path(loc)}: {message}"
 
 
-def format_validation_error(err: ValidationError, source: str, root: yaml.Node | None = None) -> str:
-    """A pydantic error, first problem (+ how many more), through format_error."""
-    return format_error(source, root, tuple(err.errors()[0].get("loc", ())), user_error(err).message)
-
-
 def format_spec_error(err: SpecError, source: str, root: yaml.Node | None = None, loc: tuple[Any, ...] = ()) -> str:
     """A SpecError raised while building the value at ``loc`` (its path in the composed YAML tree ``root``,
-    e.g. ('gpus', 2)), through format_error."""
-    if err.field != "(top level)":
-        loc = (*loc, *err.field.split("."))
-    return format_error(source, root, loc, err.reason)
+    e.g. ('gpus', 2)), through format_error: the one formatter of a schema error in a file."""
+    return format_error(source, root, (*loc, *field_loc(err.field)), err.reason)
 
 
 def load_model_yaml(path: str | Path, model: type[M]) -> M:
-    """Read ``path`` with safe YAML and validate it as ``model``; any problem is a one-line UserError."""
+    """Read ``path`` with safe YAML and validate it as ``model`` (``from_dict``); any problem is a one-line
+    UserError naming the file, the line and the field."""
+    data, root = load_yaml_mapping(path)
+    return from_mapping(model, data, str(path), root)
+
+
+def from_mapping(model: type[M], data: dict, source: str, root: yaml.Node | None) -> M:
+    """``model.from_dict(data)`` for the mapping read from ``source`` (composed as ``root``); a SpecError
+    becomes a one-line UserError naming the file, the line and the field."""
+    try:
+        return model.from_dict(data)
+    except SpecError as exc:
+        raise UserError(format_spec_error(exc, source, root)) from None
+
+
+def load_yaml_mapping(path: str | Path) -> tuple[dict, yaml.Node | None]:
+    """(the mapping in ``path``, its composed YAML tree for line numbers); a problem is a one-line UserError."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -134,9 +126,4 @@ def load_model_yaml(path: str | Path, model: type[M]) -> M:
         raise UserError(f"{path}{line}: {problem}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
-    from pydantic import ValidationError
-
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise UserError(format_validation_error(exc, str(path), root)) from None
+    return data, root

@@ -109,7 +109,7 @@ def plain_run(plan_path: Path, assets: dict, out: Path) -> dict:
     cfg = {"model": str(assets["model"]), "train": str(assets["train"]), "max_seq_len": p.hyperparameters.max_seq_len,
            "mb": p.recommended.micro_batch_size, "ga": p.recommended.grad_accum, "lr": p.hyperparameters.learning_rate,
            "epochs": p.hyperparameters.epochs, "out": str(out),
-           "lora": p.lora.model_dump() if p.method == "lora" and p.lora is not None else None}
+           "lora": p.lora.to_dict() if p.method == "lora" and p.lora is not None else None}
     t0 = time.time()
     res = json.loads(sh([sys.executable, "-c", PLAIN, json.dumps(cfg)]).stdout.strip().splitlines()[-1])
     res["wall_s"] = time.time() - t0

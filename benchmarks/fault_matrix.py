@@ -291,7 +291,7 @@ class Bench:
         from executor.launch import free_port
 
         plan = self._tiny_plan(self.assets, strategy="ddp", num_gpus=2, epochs=20, micro_batch_size=2)
-        plan = with_hash(plan.model_copy(update={"recommended": plan.recommended.model_copy(update={"num_nodes": 2})}))
+        plan = with_hash(plan.replace(**{"recommended": plan.recommended.replace(**{"num_nodes": 2})}))
         plan_path = self.fresh("nodes-plan.yaml")
         write_plan(approve(plan, by="fault-matrix"), plan_path)
         run_dir = self.fresh("nodes")

@@ -7,7 +7,7 @@
 # Nothing is downloaded: the model is a Qwen2.5-0.5B-shaped Llama (hidden 896, 24 layers, 14 heads / 2 KV
 # heads, MLP 4864, vocab 151936, tied embeddings: ~494M parameters) with random weights, the tokenizer
 # and data are generated (executor/tiny.py), rows are long (reverse/copy tasks of ~100 words) and packed
-# into 1024-token sequences. Needs torch with CUDA, transformers >= 5, accelerate, pydantic, pyyaml, rich
+# into 1024-token sequences. Needs torch with CUDA, transformers >= 5, accelerate, pyyaml, rich
 # (the script says which are missing; carry those as wheels). The plan pins 1 x h200, strategy single.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ rm -rf "$W" && mkdir -p "$W"
 
 $PY - <<'EOF'
 import importlib, sys
-missing = [m for m in ("torch", "transformers", "accelerate", "pydantic", "yaml", "rich", "tokenizers", "safetensors")
+missing = [m for m in ("torch", "transformers", "accelerate", "yaml", "rich", "tokenizers", "safetensors")
            if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"gpu_check: missing Python packages: {', '.join(missing)}")

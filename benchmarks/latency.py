@@ -80,15 +80,15 @@ def plan_seconds(runs: int = 5) -> dict[str, tuple[list[float], list[float]]] | 
     catalog = load_catalog()
     out = {}
     for label, data in PLAN_REQUESTS.items():
-        req = PlanRequest.model_validate(data)
+        req = PlanRequest.from_dict(data)
         cold, warm = [], []
         for i in range(runs):
             session = EstimateCache()  # what the TUI keeps per session; a fresh one is a cold search
             t0 = time.perf_counter()
             planner.plan(req, catalog, session)
             cold.append(time.perf_counter() - t0)
-            edited = req.model_copy(update={"dataset": req.dataset.model_copy(
-                update={"examples": req.dataset.examples + 1000 * (i + 1)})})
+            edited = req.replace(**{"dataset": req.dataset.replace(
+                **{"examples": req.dataset.examples + 1000 * (i + 1)})})
             t0 = time.perf_counter()
             planner.plan(edited, catalog, session)
             warm.append(time.perf_counter() - t0)

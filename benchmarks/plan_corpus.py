@@ -68,7 +68,7 @@ def _plan_of(data: dict):
     from advisor.models import PlanRequest
     from advisor.planner import plan
 
-    return plan(PlanRequest.model_validate(data), load_catalog())
+    return plan(PlanRequest.from_dict(data), load_catalog())
 
 
 def write_corpus(out: Path) -> int:

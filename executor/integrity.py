@@ -175,7 +175,7 @@ def write_baseline(run_dir: Path, plan, score: dict) -> dict:
 
     score = {k: float(score[k]) for k in ("loss", "exact_match", "contains")}
     record = plan.request.model_files
-    data = {"plan_sha256": plan.plan_sha256, "model_files": record.model_dump(mode="json") if record else None,
+    data = {"plan_sha256": plan.plan_sha256, "model_files": record.to_dict() if record else None,
             "score": score, "sha256": _baseline_sha256(plan.plan_sha256, score)}
     atomic_write_text(run_dir / names.BASELINE, json.dumps(data, indent=2) + "\n")
     return data

@@ -200,15 +200,15 @@ def plan_data_check(args: argparse.Namespace, dataset: str, max_seq_len: int, go
     from advisor.models import DataCheck
 
     if getattr(args, "no_data_check", None):
-        return dataset, DataCheck(skipped=True).model_dump(mode="json")
+        return dataset, DataCheck(skipped=True).to_dict()
     decision = getattr(args, "pii", None)
     ns = argparse.Namespace(golden=golden, max_seq_len=max_seq_len, model=str(getattr(args, "model", "") or ""),
                             spacy_model=getattr(args, "spacy_model", None))
     result = run_check(ns, dataset)
     if not (result.pii and decision == "redact"):
-        return dataset, DataCheck(**summary(result, decision=decision if result.pii else None)).model_dump(mode="json")
+        return dataset, DataCheck(**summary(result, decision=decision if result.pii else None)).to_dict()
     src = Path(dataset)
     out = Path(getattr(args, "pii_out", None) or src.with_name(src.stem + ".redacted.jsonl"))
     redact(src, out, spacy_model=ns.spacy_model)
     again = run_check(ns, str(out))
-    return str(out), DataCheck(**summary(again, decision="redact", redacted_from=original)).model_dump(mode="json")
+    return str(out), DataCheck(**summary(again, decision="redact", redacted_from=original)).to_dict()

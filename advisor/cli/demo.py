@@ -132,7 +132,7 @@ def _write_request(plan, path: Path) -> None:
     """The request the plan was made from, as a request YAML (the same schema `sftplan plan --request` reads)."""
     from advisor.yamlio import atomic_write_text, dump_yaml
 
-    atomic_write_text(path, dump_yaml(plan.request.model_dump(mode="json", exclude_defaults=True)))
+    atomic_write_text(path, dump_yaml(plan.request.to_dict(exclude_defaults=True)))
 
 
 def _plan_vs_measured(run_dir: Path) -> None:

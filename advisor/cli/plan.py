@@ -81,7 +81,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.output:
         result = write_plan_files(result, args.output)
     if args.json:
-        _print(json.dumps(result.model_dump(mode="json"), indent=2))
+        _print(json.dumps(result.to_dict(), indent=2))
         return 0
     from rich.console import Console
 

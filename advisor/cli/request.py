@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from advisor.errors import UserError
 from advisor.modelfiles import model_files
 from advisor.models import GOALS, STRATEGIES, DatasetSpec, PlanRequest
 from advisor.request import data_file, measure_dataset, validate_request
-from advisor.yamlio import load_model_yaml
+from advisor.yamlio import from_mapping, load_yaml_mapping
 
 
 def add_request_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,6 +80,11 @@ def parse_deploy_tasks(items: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def _default(model: type, name: str) -> Any:
+    """The schema's default of ``model.name``."""
+    return next(f.default for f in dataclasses.fields(model) if f.name == name)
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -94,7 +100,8 @@ def build_request(args: argparse.Namespace) -> PlanRequest:
     flag_fields: set[str] = set()
     args.flag_fields = flag_fields
     if getattr(args, "request", None):
-        base = load_model_yaml(args.request, PlanRequest).model_dump(mode="json", exclude_unset=True)
+        base, root = load_yaml_mapping(args.request)
+        from_mapping(PlanRequest, base, args.request, root)  # a bad value is refused naming the file and line
     for name in _SIMPLE:
         value = getattr(args, name, None)
         if value is not None:
@@ -111,22 +118,21 @@ def build_request(args: argparse.Namespace) -> PlanRequest:
     if base.get("model_path") is None and Path(str(base["model"])).is_dir():
         base["model_path"] = str(base["model"])
     record = model_files(str(base["model"]), base.get("model_path"))  # the base model the approval covers
-    base["model_files"] = record.model_dump(mode="json") if record else None
+    base["model_files"] = record.to_dict() if record else None
     if getattr(args, "dataset", None):
         if args.examples is not None or args.avg_tokens is not None:
             raise UserError("--dataset measures the data: give it without --examples/--avg-tokens")
         flag_fields.add("dataset")
-        dataset_defaults = DatasetSpec.model_fields
-        rule = (base.get("dataset") or {}).get("over_max_seq_len", dataset_defaults["over_max_seq_len"].default)
-        max_seq_len = base.get("max_seq_len") or PlanRequest.model_fields["max_seq_len"].default
-        base["dataset"] = measure_dataset(args.dataset, str(base["model"]), int(max_seq_len), rule).model_dump(mode="json")
+        rule = (base.get("dataset") or {}).get("over_max_seq_len", _default(DatasetSpec, "over_max_seq_len"))
+        max_seq_len = base.get("max_seq_len") or _default(PlanRequest, "max_seq_len")
+        base["dataset"] = measure_dataset(args.dataset, str(base["model"]), int(max_seq_len), rule).to_dict()
         from advisor.cli.data import plan_data_check
 
         golden = getattr(args, "golden", None) or (base.get("golden") or {}).get("path")
         path, base["data_check"] = plan_data_check(args, args.dataset, int(max_seq_len), golden, base["dataset"]["file"])
         flag_fields.add("data_check")
         if path != args.dataset:  # --pii redact: plan on the redacted copy
-            base["dataset"] = measure_dataset(path, str(base["model"]), int(max_seq_len), rule).model_dump(mode="json")
+            base["dataset"] = measure_dataset(path, str(base["model"]), int(max_seq_len), rule).to_dict()
     elif args.examples is not None or args.avg_tokens is not None:
         flag_fields.add("dataset")
         ds = dict(base.get("dataset") or {})
@@ -140,5 +146,5 @@ def build_request(args: argparse.Namespace) -> PlanRequest:
         raise UserError("give the data: --dataset FILE.jsonl, or --examples N [--avg-tokens T]")
     if getattr(args, "golden", None):
         flag_fields.add("golden")
-        base["golden"] = data_file(args.golden).model_dump(mode="json")
+        base["golden"] = data_file(args.golden).to_dict()
     return validate_request(base)

@@ -250,7 +250,7 @@ class SftplanApp(App[None]):
 
     def _freeze_startup_objects(self) -> None:
         """Once the first plan is on screen, move everything built at start-up (widgets, styles, catalog,
-        pydantic schemas) out of the garbage collector's reach. Without it a full collection walks all of
+        rule tables) out of the garbage collector's reach. Without it a full collection walks all of
         them every few edits, and that edit takes 200+ ms instead of ~90 (benchmarks/tui_latency.py)."""
         if not self._gc_frozen:
             self._gc_frozen = True

@@ -94,7 +94,7 @@ def measure(path: str, model: str) -> DatasetSpec:
 @lru_cache(maxsize=8)
 def _model_files(model: str, model_path: str | None, stamp: tuple) -> dict | None:
     record = model_files(model, model_path)
-    return record.model_dump(mode="json") if record else None
+    return record.to_dict() if record else None
 
 
 def model_files_cached(model: str, model_path: str | None) -> dict | None:
@@ -113,7 +113,7 @@ def build_request(data: dict[str, Any]) -> PlanRequest:
     try:
         data["model_files"] = model_files_cached(str(data.get("model") or ""), data.get("model_path"))
         if path:
-            data["dataset"] = measure(path, str(data.get("model") or "")).model_dump(mode="json")
+            data["dataset"] = measure(path, str(data.get("model") or "")).to_dict()
         return validate_request(data)
     except UserError as exc:
         raise _field_errors(exc) from None

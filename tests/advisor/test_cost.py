@@ -18,7 +18,7 @@ def test_overhead_counts_startup_load_and_one_checkpoint_per_epoch():
 
 
 def test_plan_hours_include_the_overhead_and_cost_follows_hours():
-    req = PlanRequest.model_validate({"model": "llama-3.1-8b", "dataset": {"examples": 50_000, "avg_tokens": 1024},
+    req = PlanRequest.from_dict({"model": "llama-3.1-8b", "dataset": {"examples": 50_000, "avg_tokens": 1024},
                                       "goals": ["lora-below-bar"], "have": [{"gpu": "h100-sxm", "count": 8}]})
     p = plan(req, load_catalog())
     e, r = p.estimate, p.recommended

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import BaseModel
 
 from advisor.catalog import load_catalog
 from advisor.cli.fields import ESTIMATE_FLAGS, PLAN_FLAGS, covers, message
@@ -18,6 +17,7 @@ from advisor.errors import UserError
 from advisor.models import PlanRequest, TrainConfig
 from advisor.planner import plan
 from advisor.request import validate_request
+from advisor.schema_doc import field_types, is_model
 from advisor.tui.planning import WIDGET_OF_FIELD, FieldErrors, make_plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,14 +72,14 @@ def test_every_planner_error_names_its_field_and_no_flag(changes, field):
         assert covers(field, WIDGET_OF_FIELD), f"no widget entry for {field}"
 
 
-def _fields(model: type[BaseModel], prefix: str = ""):
-    for name, info in model.model_fields.items():
+def _fields(model: type, prefix: str = ""):
+    for name, annotation in field_types(model).items():
         path = f"{prefix}{name}"
         yield path
-        for arg in [info.annotation, *getattr(info.annotation, "__args__", ())]:
+        for arg in [annotation, *getattr(annotation, "__args__", ())]:
             inner = getattr(arg, "__args__", (arg,))
             for t in inner:
-                if isinstance(t, type) and issubclass(t, BaseModel):
+                if is_model(t):
                     yield from _fields(t, f"{path}.")
 
 

@@ -12,20 +12,20 @@ REQ = {"model": "llama-3.1-8b", "dataset": {"examples": 50_000, "avg_tokens": 10
 
 def test_warm_plan_equals_cold_plan():
     cat = load_catalog()
-    req = PlanRequest.model_validate(REQ)
+    req = PlanRequest.from_dict(REQ)
     session = EstimateCache()
     cold = plan(req, cat, session)
     assert len(session) > 0
     warm = plan(req, cat, session)
     assert warm.plan_sha256 == cold.plan_sha256
-    edited = PlanRequest.model_validate({**REQ, "dataset": {"examples": 60_000, "avg_tokens": 1024}})
+    edited = PlanRequest.from_dict({**REQ, "dataset": {"examples": 60_000, "avg_tokens": 1024}})
     after_edit = plan(edited, cat, session)
     assert plan(edited, cat).plan_sha256 == after_edit.plan_sha256  # no cache: a cold search
 
 
 def test_a_different_gpu_object_is_not_served_a_cached_estimate():
     cat = load_catalog()
-    req = PlanRequest.model_validate(REQ)
+    req = PlanRequest.from_dict(REQ)
     session = EstimateCache()
     plan(req, cat, session)
     changed = copy.deepcopy(cat)

@@ -83,7 +83,7 @@ def test_editing_one_number_after_approval_is_caught(tmp_path, old, new):
 
 
 def test_approve_refuses_a_plan_edited_before_approval():
-    p = hand_plan().model_copy(update={"method": "lora"})
+    p = hand_plan().replace(**{"method": "lora"})
     with pytest.raises(UserError, match="edited"):
         approve(p, "Ada")
     with pytest.raises(UserError):
@@ -121,7 +121,7 @@ def test_a_plan_approved_before_overhead_hours_existed_still_verifies(tmp_path):
     assert "overhead_hours: 0.0\n" in text
     path.write_text(text.replace("  overhead_hours: 0.0\n", ""))  # what a file from before the field looks like
     assert verify(read_plan(path)) == ""
-    edited = old.model_copy(update={"estimate": old.estimate.model_copy(update={"overhead_hours": 0.2})})
+    edited = old.replace(**{"estimate": old.estimate.replace(**{"overhead_hours": 0.2})})
     assert "edited" in verify(edited)  # once set, the field is hashed like any other
 
 
@@ -144,7 +144,7 @@ def _version_1_file(tmp_path, by: str = "Ada"):
 
     from advisor.planfile import _ADDED_WITHIN_2, _drop_at_default, _version_1_content
 
-    content = _version_1_content(hand_plan().model_dump(mode="json", exclude={"plan_sha256", "approval"}))
+    content = _version_1_content({k: v for k, v in hand_plan().to_dict().items() if k not in ("plan_sha256", "approval")})
     _drop_at_default(content, _ADDED_WITHIN_2)
     content["schema_version"] = 1
     assert "binding_constraint" not in content["tiers"][0] and "memory_headroom" not in content["request"]
@@ -161,7 +161,7 @@ def test_a_version_1_approval_still_verifies_by_its_own_rule(tmp_path):
     old = read_plan(_version_1_file(tmp_path))
     assert old.schema_version == 1 and verify(old) == ""
     assert "not covered" in approval_note(old)
-    edited = old.model_copy(update={"hyperparameters": old.hyperparameters.model_copy(update={"epochs": 1})})
+    edited = old.replace(**{"hyperparameters": old.hyperparameters.replace(**{"epochs": 1})})
     assert "edited" in verify(edited)
     again = approve(old, "Grace")  # re-approving writes schema 2, with the stamp hashed
     assert again.schema_version == 2 and verify(again) == "" and approval_note(again) == ""
@@ -177,7 +177,7 @@ def test_rewriting_the_approver_or_the_time_fails_verify(tmp_path):
         assert old in text
         path.write_text(text.replace(old, new))
         assert "approval stamp was edited" in verify(read_plan(path))
-    no_stamp = p.model_copy(update={"approval": p.approval.model_copy(update={"stamp_sha256": None})})
+    no_stamp = p.replace(**{"approval": p.approval.replace(**{"stamp_sha256": None})})
     assert "approval stamp" in verify(no_stamp)
 
 
@@ -206,6 +206,6 @@ def test_base_model_files_are_in_the_approval(tmp_path):
     plan = read_plan(out)
     files = plan.request.model_files
     assert files.source == "local" and set(files.sha256) == {"config.json", "model.safetensors", "chat_template.jinja"}
-    swapped = plan.model_copy(update={"request": plan.request.model_copy(update={
-        "model_files": files.model_copy(update={"sha256": {**files.sha256, "model.safetensors": "0" * 64}})})})
+    swapped = plan.replace(**{"request": plan.request.replace(**{
+        "model_files": files.replace(**{"sha256": {**files.sha256, "model.safetensors": "0" * 64}})})})
     assert compute_sha256(swapped) != compute_sha256(plan)

@@ -45,6 +45,14 @@ def test_core_imports_no_heavy_package():
     assert _loaded_after(code, HEAVY) == []
 
 
+def test_no_module_imports_pydantic():
+    """One validation system, hand-written (advisor/specs.py, models.py): no module of the package, the
+    faces and the executor included, loads pydantic."""
+    names = _modules() + ["advisor.tui.app", "advisor.tui.planning", "executor.run", "executor.preflight"]
+    code = f"import importlib\nfor n in {names!r}: importlib.import_module(n)\n"
+    assert _loaded_after(code, ("pydantic",)) == []
+
+
 def test_estimate_cli_imports_no_heavy_package():
     code = (
         "import runpy, sys\n"

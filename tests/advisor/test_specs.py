@@ -1,4 +1,4 @@
-"""The estimator's dataclasses (advisor/specs.py) keep the rules the pydantic models had: types, bounds,
+"""The estimator's dataclasses (advisor/specs.py) keep their rules: types, bounds,
 choices, cross-field checks and unknown keys, each failure a ValueError naming the field."""
 import dataclasses
 import json

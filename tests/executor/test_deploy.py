@@ -58,9 +58,9 @@ def _run_dir(tmp_path, assets, tasks, *, tuned_seed: int | None, limit: int | No
              DeployCheck(name="MMLU-Pro", max_regression=2.0, task="mmlu_pro", metric="exact_match,custom-extract"),
              DeployCheck(name="HarmBench", max_regression=1.0),
              DeployCheck(name="golden set", max_regression=0.0)]
-    ev = plan.evaluation.model_copy(update={"deploy_suite": suite,
+    ev = plan.evaluation.replace(**{"deploy_suite": suite,
                                             "deploy": DeploySettings(include_path=str(tasks), limit=limit, batch_size=4)})
-    plan = approve(plan.model_copy(update={"evaluation": ev, "plan_sha256": ""}), "tester")
+    plan = approve(plan.replace(**{"evaluation": ev, "plan_sha256": ""}), "tester")
     run = tmp_path / "run"
     (run / "config").mkdir(parents=True)
     write_plan(plan, run / "plan.yaml")

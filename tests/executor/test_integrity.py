@@ -98,9 +98,9 @@ def _plan_on(assets, model, **kw):
     from advisor.planfile import with_hash
 
     plan = tiny_plan(assets, **kw)
-    request = plan.request.model_copy(update={"model": str(model), "model_path": str(model),
+    request = plan.request.replace(**{"model": str(model), "model_path": str(model),
                                               "model_files": model_files(str(model), str(model))})
-    return with_hash(plan.model_copy(update={"request": request}))
+    return with_hash(plan.replace(**{"request": request}))
 
 
 @pytest.mark.parametrize("name", ["model.safetensors", "tokenizer_config.json"])
@@ -134,8 +134,8 @@ def test_model_files_record_local_hashes_and_hub_revisions(assets):
     hub = model_files("meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B@5206a32")
     assert hub.source == "hub" and hub.revision == "5206a32" and not hub.sha256
     assert model_files("llama-3.1-8b", None) is None  # a preset id plans only
-    plan = tiny_plan(assets).model_copy(update={"request": tiny_plan(assets).request.model_copy(
-        update={"model_files": hub})})
+    plan = tiny_plan(assets).replace(**{"request": tiny_plan(assets).request.replace(
+        **{"model_files": hub})})
     repo, revision, notes = verify_model(plan, {"model": "meta-llama/Llama-3.1-8B@5206a32"})
     assert (repo, revision) == ("meta-llama/Llama-3.1-8B", "5206a32") and "not verified" in notes[0]
 

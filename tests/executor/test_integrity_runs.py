@@ -32,9 +32,9 @@ def test_overwriting_the_data_after_preflight_changes_nothing(assets, tmp_path):
     for name in ("train.jsonl", "golden.jsonl"):
         (data / name).write_bytes((assets / name).read_bytes())
     plan = tiny_plan(assets, epochs=1)
-    plan = plan.model_copy(update={"request": plan.request.model_copy(update={
-        "dataset": plan.request.dataset.model_copy(update={"file": plan.request.dataset.file.model_copy(
-            update={"path": str(data / "train.jsonl")})})})})
+    plan = plan.replace(**{"request": plan.request.replace(**{
+        "dataset": plan.request.dataset.replace(**{"file": plan.request.dataset.file.replace(
+            **{"path": str(data / "train.jsonl")})})})})
     from advisor.planfile import with_hash
 
     plan_path = approved_plan_file(tmp_path, with_hash(plan))
@@ -131,7 +131,7 @@ def test_non_finite_loss_stops_the_run_at_once(assets, tmp_path):
     shutil.copytree(assets / "model", model)
     _poison(model)
     plan = tiny_plan(assets, epochs=2)
-    plan = with_hash(plan.model_copy(update={"request": plan.request.model_copy(update={
+    plan = with_hash(plan.replace(**{"request": plan.request.replace(**{
         "model": str(model), "model_path": str(model), "model_files": model_files(str(model), str(model))})}))
     run_dir = tmp_path / "run"
     proc = sftplan("run", str(approved_plan_file(tmp_path, plan)), "--out", str(run_dir))

@@ -20,7 +20,7 @@ def data_files_only_tmp():
 
 
 def _nodes(plan, nodes, gpus):
-    return plan.model_copy(update={"recommended": plan.recommended.model_copy(update={"num_nodes": nodes,
+    return plan.replace(**{"recommended": plan.recommended.replace(**{"num_nodes": nodes,
                                                                                       "num_gpus": gpus})})
 
 

@@ -26,7 +26,7 @@ def two_node_plan(assets, tmp_path, epochs):
     from advisor.planfile import with_hash
 
     plan = tiny_plan(assets, strategy="ddp", num_gpus=2, epochs=epochs, micro_batch_size=2)
-    plan = with_hash(plan.model_copy(update={"recommended": plan.recommended.model_copy(update={"num_nodes": 2})}))
+    plan = with_hash(plan.replace(**{"recommended": plan.recommended.replace(**{"num_nodes": 2})}))
     return approved_plan_file(tmp_path, plan)
 
 

@@ -96,7 +96,7 @@ def test_unapproved_refused(tmp_path, gpus):
 def test_edited_after_approval_refused(tmp_path, gpus):
     gpus("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3")
     _, plan = approved(tmp_path)
-    edited = plan.model_copy(update={"hyperparameters": plan.hyperparameters.model_copy(update={"learning_rate": 1.0})})
+    edited = plan.replace(**{"hyperparameters": plan.hyperparameters.replace(**{"learning_rate": 1.0})})
     with pytest.raises(UserError, match="edited after approval"):
         run_preflight(tmp_path / "plan.yaml", edited, tmp_path / "run")
 

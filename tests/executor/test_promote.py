@@ -134,7 +134,7 @@ def test_promote_refuses_an_edited_plan_and_a_foreign_out_folder(run_dir, tmp_pa
 
 
 def test_a_plan_without_a_deploy_suite_still_lists_the_standard_one(run_dir, tmp_path):
-    plan = _plan().model_copy(update={"approval": None, "plan_sha256": "",
+    plan = _plan().replace(**{"approval": None, "plan_sha256": "",
                                       "evaluation": Evaluation(tolerance=0.02)})
     write_plan(approve(plan, "Ada"), run_dir / "plan.yaml")
     md = (promote(run_dir) / "PROMOTED.md").read_text()

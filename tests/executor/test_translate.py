@@ -16,7 +16,7 @@ def assets(tmp_path_factory):
 
 
 def _with(plan, **rec):
-    return plan.model_copy(update={"recommended": plan.recommended.model_copy(update=rec)})
+    return plan.replace(**{"recommended": plan.recommended.replace(**rec)})
 
 
 def test_training_arguments_from_plan(assets):
@@ -68,7 +68,7 @@ def test_deepspeed_dicts(assets):
     assert both["offload_param"]["device"] == "cpu"
     assert deepspeed_config(tiny_plan(assets, strategy="zero2", num_gpus=2))["zero_optimization"]["stage"] == 2
     big = tiny_plan(assets, strategy="zero3", num_gpus=2)
-    big = big.model_copy(update={"model": big.model.model_copy(update={"params": 8_000_000_000})})
+    big = big.replace(**{"model": big.model.replace(**{"params": 8_000_000_000})})
     assert deepspeed_config(big)["zero_optimization"]["stage3_param_persistence_threshold"] == "auto"
     assert deepspeed_config(tiny_plan(assets, strategy="fsdp", num_gpus=2)) is None
     assert fsdp_config(tiny_plan(assets, strategy="zero3", num_gpus=2)) is None

@@ -79,7 +79,7 @@ async def test_open_plan_keeps_approval_and_diffs(tmp_path):
 
     req = PlanRequest(model="llama-3.2-1b", dataset=DatasetSpec(examples=20_000, avg_tokens=512))
     path = write_plan(approve(plan(req, load_catalog()), "Bo"), tmp_path / "a.yaml")
-    other = write_plan(plan(req.model_copy(update={"model": "llama-3.2-3b"}), load_catalog()), tmp_path / "b.yaml")
+    other = write_plan(plan(req.replace(**{"model": "llama-3.2-3b"}), load_catalog()), tmp_path / "b.yaml")
     app = SftplanApp(plan=read_plan(tmp_path / "a.yaml"), plan_path=tmp_path / "a.yaml")
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause(0.3)

@@ -120,7 +120,7 @@ class InputsPanel(VerticalScroll):
 
     def from_model(self, request: PlanRequest | dict) -> None:
         """Fill the widgets from a request (a PlanRequest or its dict)."""
-        data = request.model_dump(mode="json") if isinstance(request, PlanRequest) else dict(request)
+        data = request.to_dict() if isinstance(request, PlanRequest) else dict(request)
         ds = data.get("dataset") or {}
         values = {
             "model": data.get("model"), "examples": ds.get("examples"), "avg_tokens": ds.get("avg_tokens"),
