@@ -35,7 +35,8 @@ _ITEM_FIELDS_ADDED_IN_2 = {("evaluation", "deploy_suite", "task"): None, ("evalu
                            ("evaluation", "deploy_suite", "higher_is_better"): True}
 # Fields added to schema 2 after plans were written with it: hashed (in every version) only when they differ
 # from the value a file written before them reads back with, so those approvals stay valid. A new field with
-# a default goes here (and a test keeps tests/tui/data/snapshot_plan.yaml hashing to its own sha).
+# a default goes here (test_planfile.test_committed_plan_fixtures_hash_to_their_own_sha keeps the committed plans,
+# tests/tui/data/snapshot_plan*.yaml, hashing to their own sha).
 _LORA_BLOCKS = {("lora",): None, ("full_sft_alternative",): None}  # a LoRA plan's blocks (issue 13): hashed when set
 _ADDED_WITHIN_2 = {("request", "network_gbit_per_s_per_node"): None, ("request", "data_check"): None,
                    ("request", "memory_check_steps"): 3, ("request", "model_files"): None, ("calibration",): None,

@@ -209,3 +209,22 @@ def test_base_model_files_are_in_the_approval(tmp_path):
     swapped = plan.replace(**{"request": plan.request.replace(**{
         "model_files": files.replace(**{"sha256": {**files.sha256, "model.safetensors": "0" * 64}})})})
     assert compute_sha256(swapped) != compute_sha256(plan)
+
+
+def _committed_plans() -> list:
+    """Every plan file committed under tests/ (a YAML with a top-level plan_sha256)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    return sorted(p for p in root.rglob("*.yaml") if any(line.startswith("plan_sha256:") for line in
+                                                          p.read_text(encoding="utf-8").splitlines()))
+
+
+def test_committed_plan_fixtures_hash_to_their_own_sha():
+    """The TUI's snapshot plans (and any other plan fixture) still verify their content with today's code: a
+    change to the canonical serialisation, or a new field not in planfile._ADDED_WITHIN_2, fails here."""
+    plans = _committed_plans()
+    assert any(p.name == "snapshot_plan.yaml" for p in plans) and len(plans) >= 2
+    for path in plans:
+        plan = read_plan(path)
+        assert plan.plan_sha256 == compute_sha256(plan), f"{path}: plan_sha256 no longer matches its content"
