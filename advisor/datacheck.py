@@ -5,11 +5,8 @@ and ``run`` (advisor/rows.py, the one row reader) and returns a ``CheckResult``;
 
 - Exact duplicates: the whole conversation (role + content of every message) lower-cased with runs of
   whitespace collapsed, hashed (BLAKE2b-128); groups of line numbers, the first line first.
-- Near duplicates: MinHash (Broder 1997, "On the resemblance and containment of documents") over word
-  shingles of that normalised text, candidates from LSH banding (Leskovec, Rajaraman, Ullman, *Mining of
-  Massive Datasets*, ch. 3.4), each candidate pair confirmed by its MinHash-estimated Jaccard similarity
-  against the threshold. The library is rensa (Rust MinHash, ~18x faster than datasketch here: see
-  benchmarks/data_check.py, which measures both). Only the signatures are kept, never the texts.
+- Near duplicates (advisor/neardup.py): MinHash over word shingles of that normalised text, LSH
+  candidates, each pair confirmed by its estimated Jaccard similarity against the threshold.
 - PII (advisor/pii.py): Microsoft Presidio's predefined pattern recognizers (no NLP model, so no spaCy
   model load), each run only where it can match (an email needs an '@', a phone number 7 digits...).
   Names and locations need a spaCy NER model: used only when the caller names one.
@@ -30,23 +27,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from advisor.errors import UserError
+from advisor.neardup import MINHASH_SEED, MinHasher, NearGroup, lsh_bands, near_groups, shingles  # noqa: F401 (re-exported)
 from advisor.pii import NLP_ENTITIES, PII_MIN_SCORE, PII_RECOGNIZERS, pii_scanner  # noqa: F401 (re-exported)
 from advisor.rows import iter_jsonl, normalize_golden_row, normalize_row
 
 DEFAULT_NEAR_THRESHOLD = 0.8
 DEFAULT_SHINGLE_WORDS = 3
 DEFAULT_NUM_PERM = 128
-MINHASH_SEED = 1729  # fixed: the same file gives the same groups (the summary goes into a hashed plan)
 FIRST_LINES = 5  # how many line numbers of each kind a summary keeps
 
 
 # --------------------------------------------------------------------------- results
-@dataclass(frozen=True)
-class NearGroup:
-    lines: list[int]
-    similarity: float  # the lowest MinHash-estimated Jaccard similarity among the group's confirmed pairs
-
-
 @dataclass(frozen=True)
 class PiiHit:
     line: int
@@ -220,84 +211,6 @@ def _digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
-def shingles(text: str, k: int) -> list[str]:
-    """The word k-grams of ``text`` (repeats kept: MinHash takes a minimum, so they change nothing)."""
-    words = text.split()
-    if len(words) <= k:
-        return [" ".join(words)]
-    return list(map(" ".join, zip(*(words[i:] for i in range(k)))))
-
-
-# --------------------------------------------------------------------------- near duplicates
-def lsh_bands(threshold: float, num_perm: int) -> int:
-    """The LSH band count: the fewest bands (most rows per band, fewest false candidates) whose
-    probability of making a pair at exactly ``threshold`` a candidate, 1 - (1 - s^r)^b, is >= 0.99
-    (Mining of Massive Datasets, 3.4.2). False candidates cost only a similarity check."""
-    bands = 1
-    while bands <= num_perm:
-        if num_perm % bands == 0:
-            r = num_perm // bands
-            if 1 - (1 - threshold ** r) ** bands >= 0.99:
-                return bands
-        bands *= 2
-    return num_perm
-
-
-class _MinHasher:
-    def __init__(self, threshold: float, shingle_words: int, num_perm: int):
-        from rensa import RMinHash, RMinHashLSH  # lazy: only the data check needs it
-
-        self._new = lambda: RMinHash(num_perm=num_perm, seed=MINHASH_SEED)
-        self._lsh = RMinHashLSH(threshold=threshold, num_perm=num_perm, num_bands=lsh_bands(threshold, num_perm))
-        self.threshold, self.k = threshold, shingle_words
-        self.sigs: dict[int, Any] = {}
-
-    def signature(self, text: str):
-        m = self._new()
-        m.update(shingles(text, self.k))
-        return m
-
-    def matches(self, sig) -> list[tuple[int, float]]:
-        """(key, estimated Jaccard) of stored signatures at or above the threshold."""
-        out = []
-        for key in self._lsh.query(sig):
-            sim = sig.jaccard(self.sigs[key])
-            if sim >= self.threshold:
-                out.append((key, sim))
-        return out
-
-    def add(self, key: int, sig) -> None:
-        self._lsh.insert(key, sig)
-        self.sigs[key] = sig
-
-
-def _groups(edges: dict[int, list[tuple[int, float]]]) -> list[NearGroup]:
-    """Union-find over confirmed pairs: groups sorted by first line, the group similarity its weakest pair."""
-    parent: dict[int, int] = {}
-
-    def find(x: int) -> int:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, pairs in edges.items():
-        for b, _ in pairs:
-            ra, rb = find(a), find(b)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-    members: dict[int, list[int]] = {}
-    for x in list(parent):
-        members.setdefault(find(x), []).append(x)
-    low: dict[int, float] = {}
-    for a, pairs in edges.items():
-        for _, sim in pairs:
-            r = find(a)
-            low[r] = min(low.get(r, 1.0), sim)
-    return [NearGroup(sorted(m), round(low[r], 3)) for r, m in sorted(members.items())]
-
-
 # --------------------------------------------------------------------------- golden set
 @dataclass
 class _Golden:
@@ -361,15 +274,15 @@ def check(path: str | Path, *, golden: str | Path | None = None, max_seq_len: in
     g_prompt_mh = g_full_mh = None
     if golden:
         golden_rows = _read_golden(golden)
-        g_prompt_mh = _MinHasher(near_threshold, shingle_words, num_perm)
-        g_full_mh = _MinHasher(near_threshold, shingle_words, num_perm)
+        g_prompt_mh = MinHasher(near_threshold, shingle_words, num_perm)
+        g_full_mh = MinHasher(near_threshold, shingle_words, num_perm)
         for g in golden_rows:
             g_prompt.setdefault(_digest(g.prompt), []).append(g.line)
             g_full.setdefault(_digest(g.full), []).append(g.line)
             g_prompt_mh.add(g.line, g_prompt_mh.signature(g.prompt))
             g_full_mh.add(g.line, g_full_mh.signature(g.full))
 
-    near = _MinHasher(near_threshold, shingle_words, num_perm)
+    near = MinHasher(near_threshold, shingle_words, num_perm)
     exact: dict[bytes, list[int]] = {}
     edges: dict[int, list[tuple[int, float]]] = {}
     hits: list[PiiHit] = []
@@ -443,7 +356,7 @@ def check(path: str | Path, *, golden: str | Path | None = None, max_seq_len: in
     return CheckResult(
         path=str(path), rows=rows,
         exact_duplicates=[g for g in exact.values() if len(g) > 1],
-        near_duplicates=_groups(edges), pii=hits,
+        near_duplicates=near_groups(edges), pii=hits,
         leakage=sorted(leaks.values(), key=lambda x: (x.golden_line, x.train_line)),
         too_long=too_long, empty_answers=empty, settings=settings, notes=notes,
         golden=str(golden) if golden else None, golden_rows=len(golden_rows), tokens_total=tokens_total)
