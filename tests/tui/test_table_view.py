@@ -104,6 +104,9 @@ async def test_bad_entries_are_one_line_errors_and_escape_returns():
 
         await _submit(pilot, screen, "tokens", "lots")
         assert screen.error.startswith("tokens: 'lots'") and screen.tokens_input.has_class("-invalid")
+        await _submit(pilot, screen, "tokens", "20000000")  # a number, refused by the request's own check
+        assert screen.error.startswith("tokens: must be <=") and screen.tokens_input.has_class("-invalid")
+        assert not screen.models_input.has_class("-invalid")
 
         await pilot.press("escape")
         await wait_for(pilot, lambda: len(app.screen_stack) == 1)

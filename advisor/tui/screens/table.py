@@ -119,8 +119,9 @@ class ScaleTableScreen(Screen[None]):
             from advisor.catalog import load_catalog  # cached: the planning session's own catalog
 
             table = build(self.catalog or load_catalog(), models=models, avg_tokens=tokens)
-        except UserError as exc:
-            self.post_message(TableFailed(str(exc) if exc.field == "models" else f"models: {exc}", generation))
+        except UserError as exc:  # named by this view's input: a model entry, or the tokens per example
+            label = {"models": "models", "model": "models", "dataset.avg_tokens": "tokens"}.get(exc.field or "")
+            self.post_message(TableFailed(f"{label}: {exc.message}" if label else str(exc), generation))
             return
         except Exception as exc:  # noqa: BLE001 - shown on the error line; the view keeps going
             self.post_message(TableFailed(f"{type(exc).__name__}: {exc}", generation))
