@@ -4,8 +4,18 @@ A run folder's ``report.json`` holds, for each figure, what the plan estimated a
 ``plan.yaml`` holds the configuration. ``fit`` groups runs by configuration class, (tier, strategy,
 precision, trainable, model-size band), and per class fits
 
-- a throughput factor: the median of measured / planned tokens/s per GPU (the tier's real efficiency on
-  that class, relative to the estimator's);
+- throughput. With runs of one shape (micro-batch x accumulation x sequence length): a factor, the median
+  of measured / planned tokens/s per GPU (the tier's real efficiency on that class, relative to the
+  estimator's). With two or more shapes whose fixed share of the step differs (a step is
+  fixed overhead + FLOPs / rate: advisor/step_overhead.py, advisor/throughput.py), the two parts apart:
+  least squares on measured step time = a x planned overhead + b x planned rest, relative residuals,
+  Huber-reweighted (a run that hit a slow node weighs less), plus the median ratio of real tokens per step
+  to planned ones (the chat template's tokens and padding the dataset count leaves out). One factor cannot
+  carry across shapes when a fixed cost dominates small steps; the two-part fit can. Each class records
+  which kind of fit it got;
+On the cpu tier (a host other jobs share) runs are read at their uncontended speed (the fastest tenth of
+their steps, report.json's ``measured_uncontended``), the speed the estimator models; elsewhere the median.
+
 - a memory factor: the median of measured / planned peak memory per GPU, kept apart by what was
   measured (accelerator max allocated, or process RSS on a CPU run).
 
@@ -56,14 +66,31 @@ class RunSample:
     memory_ratio: float | None  # measured / planned peak memory per GPU
     memory_kind: str
     versions: dict[str, str] = field(default_factory=dict)
+    shape: str = ""  # 'micro_batch x grad_accum x seq_len' the run trained at
+    planned_step_s: float | None = None  # the raw estimator's step time
+    planned_overhead_s: float = 0.0  # its fixed part (0: a plan from before the overhead term)
+    measured_step_s: float | None = None
+    tokens_per_step_ratio: float | None = None  # real tokens per step / planned
+
+
+FIT_FACTOR, FIT_FIXED_RATE = "factor", "fixed+rate"
+SHARED_HOST_TIERS = ("cpu",)  # tiers whose runs share their cores with other jobs: fitted on uncontended steps
+OVERHEAD_FACTOR_MAX = 1000.0  # the GPU tiers' fixed term is ~0.3 ms: a real host's can be 1000x it
+MIN_FIXED_SHARE_RATIO = 1.25  # the runs' overhead / rest ratios must differ this much to tell the parts apart
 
 
 @dataclass(frozen=True)
 class Factor:
-    value: float
+    value: float  # FIT_FACTOR: measured / planned tokens/s; FIT_FIXED_RATE: the same median, shown only
     runs: int
     spread: float  # (max - min) / median of the runs' ratios; 0 with one run
     weak: bool
+    fit: str = FIT_FACTOR
+    overhead_factor: float | None = None  # FIT_FIXED_RATE: measured fixed time / planned
+    compute_factor: float | None = None  # FIT_FIXED_RATE: measured rest of the step / planned (1 / efficiency)
+    tokens_factor: float | None = None  # FIT_FIXED_RATE: real tokens per step / planned
+    shapes: int = 1
+    residual: float = 0.0  # FIT_FIXED_RATE: the fit's rms relative step-time error over its runs
 
 
 @dataclass(frozen=True)
@@ -128,10 +155,30 @@ def read_run(run_dir: str | Path) -> RunSample:
             run_info = {}
     versions = run_info.get("versions") if isinstance(run_info.get("versions"), dict) else {}
     mem = figures.get("peak_memory_per_gpu_gib")
+    est = plan.get("estimate") if isinstance(plan.get("estimate"), dict) else {}
+    tokens, step = figures.get("tokens_per_s_per_gpu"), figures.get("step_time_s")
+    # the raw estimator's figures (a plan made with a calibration keeps them apart)
+    raw_tokens = _positive(est.get("raw_tokens_per_s_per_gpu")) or _positive((tokens or {}).get("planned"))
+    raw_step = _positive(est.get("raw_step_time_s")) or _positive((step or {}).get("planned"))
+    # a shared host (the cpu tier) is measured uncontended, as the estimator models it (executor/report.py)
+    which = "measured_uncontended" if str(rec["gpu"]) in SHARED_HOST_TIERS else "measured"
+    measured_tokens = _positive((tokens or {}).get(which)) or _positive((tokens or {}).get("measured"))
+    measured_step = _positive((step or {}).get(which)) or _positive((step or {}).get("measured"))
+    tokens_ratio = measured_tokens / raw_tokens if measured_tokens and raw_tokens else None
+    per_step = (measured_tokens * measured_step / (raw_tokens * raw_step)
+                if measured_tokens and measured_step and raw_tokens and raw_step else None)
+    shape = "x".join(str(rec.get(k, "?")) for k in ("micro_batch_size", "grad_accum")) + "x" + str(
+        (plan.get("request") or {}).get("max_seq_len", "?") if isinstance(plan.get("request"), dict) else "?")
     return RunSample(run_dir=str(run_dir), plan_sha256=str(report.get("plan_sha256")), key=key,
-                     tokens_ratio=_ratio(figures.get("tokens_per_s_per_gpu")), memory_ratio=_ratio(mem),
+                     tokens_ratio=tokens_ratio, memory_ratio=_ratio(mem),
                      memory_kind=str((mem or {}).get("how") or report.get("peak_memory_kind") or "unknown"),
-                     versions={k: str(v) for k, v in versions.items()})
+                     versions={k: str(v) for k, v in versions.items()}, shape=shape, planned_step_s=raw_step,
+                     planned_overhead_s=_positive(est.get("step_overhead_s")) or 0.0, measured_step_s=measured_step,
+                     tokens_per_step_ratio=per_step)
+
+
+def _positive(v: object) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
 
 
 # --------------------------------------------------------------------------- fitting
@@ -146,6 +193,66 @@ def _factor(ratios: list[float]) -> Factor | None:
                   weak=len(ratios) < 2)
 
 
+def _solve_2x2(rows: list[tuple[float, float, float]], w: list[float]) -> tuple[float, float] | None:
+    """Weighted least squares of y = a x1 + b x2 (rows of (x1, x2, y)); None when singular."""
+    s11 = sum(wi * x1 * x1 for wi, (x1, _, _) in zip(w, rows))
+    s12 = sum(wi * x1 * x2 for wi, (x1, x2, _) in zip(w, rows))
+    s22 = sum(wi * x2 * x2 for wi, (_, x2, _) in zip(w, rows))
+    s1y = sum(wi * x1 * y for wi, (x1, _, y) in zip(w, rows))
+    s2y = sum(wi * x2 * y for wi, (_, x2, y) in zip(w, rows))
+    det = s11 * s22 - s12 * s12
+    if det <= 1e-12 * max(s11 * s22, 1e-300):
+        return None
+    return (s1y * s22 - s2y * s12) / det, (s2y * s11 - s1y * s12) / det
+
+
+def fit_fixed_rate(runs: list[tuple[float, float, float]]) -> tuple[float, float, float] | None:
+    """(overhead factor a, compute factor b, rms relative residual) of measured = a x overhead + b x rest
+    over runs of (planned overhead s, planned rest s, measured step s); None when the runs cannot tell the
+    two apart (one shape, or the same overhead share in all). Relative residuals (each equation divided by
+    its measurement), then Huber reweighting (k = 1.345 robust scales, scale = 1.4826 MAD, at least 2%)."""
+    ok = [(o, c, m) for o, c, m in runs if o > 0 and c > 0 and m > 0]
+    shares = [o / c for o, c, _ in ok]
+    if len(ok) < 2 or max(shares) < MIN_FIXED_SHARE_RATIO * min(shares):
+        return None
+    rows = [(o / m, c / m, 1.0) for o, c, m in ok]
+    w = [1.0] * len(rows)
+    ab = None
+    for _ in range(10):
+        ab = _solve_2x2(rows, w)
+        if ab is None:
+            return None
+        res = [ab[0] * x1 + ab[1] * x2 - 1.0 for x1, x2, _ in rows]
+        scale = max(0.02, 1.4826 * statistics.median(abs(r) for r in res))
+        w = [1.0 if abs(r) <= 1.345 * scale else 1.345 * scale / abs(r) for r in res]
+    a, b = ab
+    if b <= 0:
+        return None
+    if a < 0:  # no fixed time at all: the rest carries the step
+        a, b = 0.0, sum(c * m for o, c, m in ok) / sum(c * c for o, c, m in ok)
+    res = [(a * o + b * c - m) / m for o, c, m in ok]
+    return a, b, (sum(r * r for r in res) / len(res)) ** 0.5
+
+
+def _throughput(mine: list[RunSample]) -> Factor | None:
+    """The class's throughput correction: the two-part fit when its runs allow one, else the factor."""
+    base = _factor([s.tokens_ratio for s in mine if s.tokens_ratio is not None])
+    timed = [s for s in mine if s.planned_step_s and s.measured_step_s and s.tokens_per_step_ratio]
+    if base is None or len({s.shape for s in timed}) < 2:
+        return base
+    got = fit_fixed_rate([(s.planned_overhead_s, s.planned_step_s - s.planned_overhead_s, s.measured_step_s)
+                          for s in timed if s.planned_step_s > s.planned_overhead_s])
+    if got is None:
+        return base
+    a, b, residual = got
+    tokens = statistics.median(s.tokens_per_step_ratio for s in timed)
+    return Factor(value=base.value, runs=len(timed), spread=base.spread, weak=False, fit=FIT_FIXED_RATE,
+                  overhead_factor=round(min(OVERHEAD_FACTOR_MAX, a), 4),
+                  compute_factor=round(min(FACTOR_MAX, max(FACTOR_MIN, b)), 4),
+                  tokens_factor=round(min(FACTOR_MAX, max(FACTOR_MIN, tokens)), 4),
+                  shapes=len({s.shape for s in timed}), residual=round(residual, 4))
+
+
 def _version_label(v: dict[str, str]) -> str:
     return ", ".join(f"{k} {v[k]}" for k in VERSION_PACKAGES if k in v) or "unknown"
 
@@ -158,7 +265,7 @@ def fit(samples: list[RunSample]) -> dict[str, ClassFactors]:
         kind = kinds[0] if kinds else "unknown"
         classes[key] = ClassFactors(
             key=key,
-            throughput=_factor([s.tokens_ratio for s in mine if s.tokens_ratio is not None]),
+            throughput=_throughput(mine),
             memory=_factor([s.memory_ratio for s in mine if s.memory_ratio is not None and s.memory_kind == kind]),
             memory_kind=kind, versions=sorted({_version_label(s.versions) for s in mine}),
             plan_sha256s=sorted({s.plan_sha256 for s in mine}))
@@ -167,14 +274,23 @@ def fit(samples: list[RunSample]) -> dict[str, ClassFactors]:
 
 def to_yaml(classes: dict[str, ClassFactors], samples: list[RunSample]) -> str:
     def factor(f: Factor | None):
-        return None if f is None else {"factor": f.value, "runs": f.runs, "spread": f.spread, "weak": f.weak}
+        if f is None:
+            return None
+        out = {"factor": f.value, "runs": f.runs, "spread": f.spread, "weak": f.weak, "fit": f.fit}
+        if f.fit == FIT_FIXED_RATE:
+            out.update(overhead_factor=f.overhead_factor, compute_factor=f.compute_factor,
+                       tokens_factor=f.tokens_factor, shapes=f.shapes, residual=f.residual)
+        return out
 
     data = {
         "schema": SCHEMA,
         "classes": {k: {"throughput": factor(c.throughput), "memory": factor(c.memory), "memory_kind": c.memory_kind,
                         "versions": c.versions, "plan_sha256s": c.plan_sha256s} for k, c in classes.items()},
-        "runs": [{"run_dir": s.run_dir, "plan_sha256": s.plan_sha256, "class": s.key, "tokens_ratio": s.tokens_ratio,
-                  "memory_ratio": s.memory_ratio, "memory_kind": s.memory_kind, "versions": s.versions}
+        "runs": [{"run_dir": s.run_dir, "plan_sha256": s.plan_sha256, "class": s.key, "shape": s.shape,
+                  "tokens_ratio": s.tokens_ratio, "memory_ratio": s.memory_ratio, "memory_kind": s.memory_kind,
+                  "planned_step_s": s.planned_step_s, "planned_overhead_s": s.planned_overhead_s,
+                  "measured_step_s": s.measured_step_s, "tokens_per_step_ratio": s.tokens_per_step_ratio,
+                  "versions": s.versions}
                  for s in samples],
     }
     return yaml.safe_dump(data, sort_keys=False, width=120)
@@ -200,10 +316,25 @@ def load(path: str | Path) -> Calibration:
             value, runs = float(d["factor"]), int(d["runs"])
             if not FACTOR_MIN <= value <= FACTOR_MAX or runs < 1:
                 raise ValueError
-            return Factor(value=value, runs=runs, spread=float(d.get("spread", 0.0)), weak=bool(d.get("weak", runs < 2)))
-        except (TypeError, KeyError, ValueError):
+            f = Factor(value=value, runs=runs, spread=float(d.get("spread", 0.0)), weak=bool(d.get("weak", runs < 2)),
+                       fit=str(d.get("fit", FIT_FACTOR)))
+        except (TypeError, KeyError, ValueError, AttributeError):
             raise UserError(f"{path}: classes.{name}: factor must be within [{FACTOR_MIN}, {FACTOR_MAX}] with runs >= 1",
                             names_file=True) from None
+        if f.fit == FIT_FACTOR:
+            return f
+        try:
+            a, b, t = float(d["overhead_factor"]), float(d["compute_factor"]), float(d["tokens_factor"])
+            if f.fit != FIT_FIXED_RATE or not (0 <= a <= OVERHEAD_FACTOR_MAX and FACTOR_MIN <= b <= FACTOR_MAX
+                                               and FACTOR_MIN <= t <= FACTOR_MAX):
+                raise ValueError
+        except (TypeError, KeyError, ValueError):
+            raise UserError(f"{path}: classes.{name}: fit must be '{FIT_FACTOR}', or '{FIT_FIXED_RATE}' with "
+                            f"overhead_factor in [0, {OVERHEAD_FACTOR_MAX:g}], compute_factor and tokens_factor in "
+                            f"[{FACTOR_MIN}, {FACTOR_MAX}]", names_file=True) from None
+        return Factor(value=f.value, runs=f.runs, spread=f.spread, weak=f.weak, fit=FIT_FIXED_RATE, overhead_factor=a,
+                      compute_factor=b, tokens_factor=t, shapes=int(d.get("shapes", 2)),
+                      residual=float(d.get("residual", 0.0)))
 
     classes = {}
     for key, c in data["classes"].items():
@@ -228,6 +359,18 @@ class Applied:
     throughput_factor: float | None
     memory_factor: float | None
     note: str
+    throughput: Factor | None = None  # the fit behind throughput_factor (its kind and parts)
+
+    def correct_throughput(self, raw_step_s: float, raw_fixed_s: float, raw_tokens_per_s: float) -> tuple[float, float]:
+        """(step time s, tokens/s per GPU) after this class's throughput fit (unchanged without one)."""
+        f = self.throughput
+        if f is not None and f.fit == FIT_FIXED_RATE:
+            step = f.overhead_factor * raw_fixed_s + f.compute_factor * max(0.0, raw_step_s - raw_fixed_s)
+            if step > 0:
+                return step, raw_tokens_per_s * raw_step_s / step * f.tokens_factor
+        if self.throughput_factor is None:
+            return raw_step_s, raw_tokens_per_s
+        return raw_step_s / self.throughput_factor, raw_tokens_per_s * self.throughput_factor
 
 
 def memory_factor_used(c: ClassFactors) -> float | None:
@@ -250,9 +393,13 @@ def applied(cal: Calibration | None, key: str) -> Applied | None:
     tf = c.throughput.value if c.throughput else None
     mf = memory_factor_used(c)
     parts = []
-    if c.throughput:
-        parts.append(f"tokens/s x{tf:g} ({c.throughput.runs} run{'s' if c.throughput.runs > 1 else ''}"
-                     f"{', weak' if c.throughput.weak else ''})")
+    t = c.throughput
+    if t and t.fit == FIT_FIXED_RATE:
+        parts.append(f"step = fixed overhead x{t.overhead_factor:g} + compute x{t.compute_factor:g}, tokens per step "
+                     f"x{t.tokens_factor:g} (fixed+rate fit over {t.runs} runs of {t.shapes} shapes, "
+                     f"residual {t.residual:.0%})")
+    elif t:
+        parts.append(f"tokens/s x{tf:g} (factor, {t.runs} run{'s' if t.runs > 1 else ''}{', weak' if t.weak else ''})")
     if c.memory:
         if mf is None:
             parts.append(f"memory factor {c.memory.value:g} not applied (below 1 on {c.memory.runs} run(s); "
@@ -260,7 +407,8 @@ def applied(cal: Calibration | None, key: str) -> Applied | None:
         else:
             parts.append(f"memory x{mf:g} ({c.memory.runs} run{'s' if c.memory.runs > 1 else ''}, {c.memory_kind}"
                          f"{', weak' if c.memory.weak else ''})")
-    return Applied(key=key, throughput_factor=tf, memory_factor=mf, note=f"calibrated ({key}): " + "; ".join(parts))
+    return Applied(key=key, throughput_factor=tf, memory_factor=mf, note=f"calibrated ({key}): " + "; ".join(parts),
+                   throughput=c.throughput)
 
 
 def installed_versions() -> dict[str, str]:

@@ -13,8 +13,8 @@ def estimate(model: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, calibration=None)
     """Pure and fast (well under 1 ms): everything the planner and `sftplan estimate` show.
 
     ``calibration`` (advisor.calibration.Applied, the factors of this configuration's class fitted from
-    finished runs) scales tokens/s and the memory need; the raw figures stay in ``raw_*`` and the fit is
-    judged on the calibrated need."""
+    finished runs) corrects the step time (a factor, or the fixed overhead and the compute part apart) and
+    scales the memory need; the raw figures stay in ``raw_*`` and the fit is judged on the calibrated need."""
     notes: list[str] = []
     if cfg.seq_len > model.max_context:
         notes.append(f"seq_len {cfg.seq_len} exceeds the model's context {model.max_context}")
@@ -40,9 +40,8 @@ def estimate(model: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, calibration=None)
     st = step_time(model, gpu, cfg)
     raw_tokens_per_s = tokens_per_s_per_gpu = st.tokens_per_step / st.step_s / cfg.num_gpus
     step_s = st.step_s
-    if calibration is not None and calibration.throughput_factor is not None:
-        tokens_per_s_per_gpu = raw_tokens_per_s * calibration.throughput_factor
-        step_s = st.step_s / calibration.throughput_factor
+    if calibration is not None:
+        step_s, tokens_per_s_per_gpu = calibration.correct_throughput(st.step_s, st.fixed_s, raw_tokens_per_s)
     flops = model_flops_per_token(model, cfg)
     mfu = flops * tokens_per_s_per_gpu / (gpu.peak_bf16_dense_tflops * TFLOP)
     runnable = not notes or all(n.startswith("offload needs") for n in notes)
@@ -59,4 +58,5 @@ def estimate(model: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, calibration=None)
         bottleneck=st.bottleneck, notes=notes,
         raw_memory_per_gpu_bytes=raw_need, raw_tokens_per_s_per_gpu=raw_tokens_per_s,
         calibration=calibration.note if calibration is not None else "",
+        raw_step_time_s=st.step_s, step_overhead_s=st.fixed_s,
     )

@@ -422,6 +422,9 @@ class PlanEstimate(_Model):
     total_steps: int = _f("optimizer steps in all")
     hbm_gib: float = _f("GPU memory of the tier", default=0.0)
     memory_spare_gib: float = _f("hbm_gib minus memory_per_gpu_gib", default=0.0)
+    step_overhead_s: float = _f("fixed part of the raw step time: per-step and per-micro-batch overhead", default=0.0)
+    raw_step_time_s: float | None = _f("step time before calibration (None: not calibrated)", default=None)
+    raw_tokens_per_s_per_gpu: float | None = _f("throughput before calibration (None: not calibrated)", default=None)
 
     def validate(self) -> None:
         _check(
@@ -439,6 +442,9 @@ class PlanEstimate(_Model):
             _int(self, "total_steps"),
             _float(self, "hbm_gib"),
             _float(self, "memory_spare_gib"),
+            _float(self, "step_overhead_s", ge=0),
+            _float(self, "raw_step_time_s", optional=True),
+            _float(self, "raw_tokens_per_s_per_gpu", optional=True),
         )
 
 

@@ -40,6 +40,8 @@ _ITEM_FIELDS_ADDED_IN_2 = {("evaluation", "deploy_suite", "task"): None, ("evalu
 _LORA_BLOCKS = {("lora",): None, ("full_sft_alternative",): None}  # a LoRA plan's blocks (issue 13): hashed when set
 _ADDED_WITHIN_2 = {("request", "network_gbit_per_s_per_node"): None, ("request", "data_check"): None,
                    ("request", "memory_check_steps"): 3, ("request", "model_files"): None, ("calibration",): None,
+                   ("estimate", "step_overhead_s"): 0.0, ("estimate", "raw_step_time_s"): None,
+                   ("estimate", "raw_tokens_per_s_per_gpu"): None,
                    **_LORA_BLOCKS}
 
 

@@ -388,6 +388,9 @@ def _plan_estimate(c: Cand, tokens_total: int, epochs: int, gbs_target: int, req
         tokens_per_s_per_gpu=round(e.tokens_per_s_per_gpu, 1), step_time_s=_round_small(e.step_time_s), mfu=round(e.mfu, 3),
         steps_per_epoch=spe, total_steps=spe * epochs,
         hbm_gib=round(e.hbm_bytes / GIB, 2), memory_spare_gib=round(e.headroom_bytes / GIB, 2),
+        step_overhead_s=_round_small(e.step_overhead_s),
+        raw_step_time_s=_round_small(e.raw_step_time_s) if e.calibration else None,
+        raw_tokens_per_s_per_gpu=round(e.raw_tokens_per_s_per_gpu, 1) if e.calibration else None,
     )
 
 

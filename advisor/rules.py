@@ -388,7 +388,8 @@ def rule_data_check(req: PlanRequest, hours: float | None, cost_usd: float | Non
     return out
 
 
-CALIBRATION_SOURCE = "sftplan calibration: median measured/planned ratios of finished runs of the same configuration class"
+CALIBRATION_SOURCE = ("sftplan calibration: finished runs of the same configuration class; one shape: the median "
+                      "measured/planned ratio, two or more: the step's fixed overhead and compute fitted apart")
 
 
 def rule_calibration(used) -> Finding:

@@ -354,6 +354,10 @@ class GpuSpec(_Spec):
     megatron_supported: bool = True
     host_cpu_cores_per_node: int = 48  # physical cores (vCPUs / 2): the host optimizer's rate
     notes: str = ""
+    # fixed seconds per optimizer step / per micro-batch that FLOPs do not count (advisor/step_overhead.py);
+    # None: that module's default for the vendor (GPUs: the kernel-launch floor; cpu: measured)
+    step_overhead_s: float | None = None
+    micro_batch_overhead_s: float | None = None
 
     def validate(self) -> None:
         _check(
@@ -369,6 +373,8 @@ class GpuSpec(_Spec):
             _int(self, "max_nodes", ge=1),
             _int(self, "host_cpu_cores_per_node", gt=0),
             _bool(self, "megatron_supported"),
+            _float(self, "step_overhead_s", ge=0, optional=True),
+            _float(self, "micro_batch_overhead_s", ge=0, optional=True),
         )
 
 
@@ -476,6 +482,8 @@ class Estimate(_Spec):
     raw_memory_per_gpu_bytes: int = 0  # before calibration (advisor/calibration.py); = memory.total
     raw_tokens_per_s_per_gpu: float = 0.0  # before calibration
     calibration: str = ""  # which factors were applied and where they came from; '' = none given
+    raw_step_time_s: float = 0.0  # before calibration
+    step_overhead_s: float = 0.0  # the fixed part of raw_step_time_s (advisor/step_overhead.py)
 
     NESTED: ClassVar[dict[str, type]] = {"config": TrainConfig, "memory": MemoryBreakdown}
 
@@ -490,6 +498,8 @@ class Estimate(_Spec):
                                             "raw_memory_per_gpu_bytes")),
             _float(self, "raw_tokens_per_s_per_gpu"),
             _str(self, "calibration"),
+            _float(self, "raw_step_time_s"),
+            _float(self, "step_overhead_s"),
             *(_bool(self, name) for name in ("fits", "cpu_fits", "tight")),
             *(_float(self, name) for name in ("flops_per_token", "tokens_per_s_per_gpu", "mfu", "step_time_s",
                                               "compute_time_s", "comm_time_s", "offload_time_s")),

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from advisor.architecture import active_param_count, lora_trainable_params, param_count
 from advisor.memory import data_parallel_size, num_nodes
 from advisor.specs import GpuSpec, ModelSpec, TrainConfig
+from advisor.step_overhead import fixed_step_overhead_s
 from advisor.units import GB, TFLOP, gbit_per_s_to_bytes_per_s
 
 # Reference shape of the catalog's `mfu` (llm-foundry's MPT-7B row: d_model 4096, 32 layers, 4x GELU
@@ -283,6 +284,7 @@ class StepTime:
     bottleneck: str
     tp_comm_s: float = 0.0
     bubble_s: float = 0.0
+    fixed_s: float = 0.0  # part of step_s: per-step and per-micro-batch overhead (advisor/step_overhead.py)
 
 
 def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float | None = None,
@@ -391,7 +393,8 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
 
     busy = max(compute, comm, overlapped_pcie)
     busy += (1 - COMM_OVERLAP_EFFICIENCY) * min(compute, comm)
-    step = busy + offload
+    fixed = fixed_step_overhead_s(m, gpu, cfg, micro)
+    step = busy + offload + fixed
     if offload > busy:
         bottleneck = "offload"
     elif overlapped_pcie > max(compute, comm):
@@ -401,4 +404,4 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     else:
         bottleneck = "compute"
     return StepTime(compute, comm, offload + max(0.0, overlapped_pcie - max(compute, comm)), step,
-                    tokens_per_step, bottleneck, tp_comm * cfg.grad_accum, bubble)
+                    tokens_per_step, bottleneck, tp_comm * cfg.grad_accum, bubble, fixed)

@@ -1,18 +1,33 @@
-"""`sftplan catalog --measure cpu`: this host's matmul throughput for the dtypes the executor uses on a CPU.
+"""`sftplan catalog --measure cpu`: this host's figures for the catalog's ``cpu`` tier. Takes seconds.
 
-A run without an accelerator trains in float32 (train.py turns bf16 on only where a GPU supports it), so
-float32 is the figure the catalog's ``cpu`` tier keeps as its peak; bfloat16 is printed beside it. The
-measurement: square matmuls (``torch.mm``) of a few sizes on all of this process's threads, the best of
-several repeats after a warm-up; TFLOPS = 2 n^3 / seconds. Takes a few seconds.
+1. Matmul throughput for the dtypes the executor uses on a CPU. A run without an accelerator trains in
+   float32 (train.py turns bf16 on only where a GPU supports it), so float32 is the figure the tier keeps
+   as its peak; bfloat16 is printed beside it. Square ``torch.mm`` of a few sizes on all of this process's
+   threads, the best of many short repeats after a warm-up (other jobs on the cores only ever make a
+   repeat slower, so the best one is the machine's): TFLOPS = 2 n^3 / seconds.
+2. The fixed time of a training step (advisor/step_overhead.py): transformers' Trainer, as the executor
+   runs it (logging every step, gradient clipping, torch AdamW), on a tiny Llama, 4 micro-batches a step,
+   at a small and a larger micro-batch; a callback stamps every micro-batch's end. Step time = fixed per
+   step + accumulation x (fixed per micro-batch + FLOPs / rate): a middle micro-batch of a step is one
+   micro-batch alone, the first and last add the step's own work (logging; optimizer, clipping,
+   scheduler); the two shapes' micro-batches give the tiny model's rate, and with it the fixed part of a
+   micro-batch. Each interval is the best of several (the same reason as above).
+The load average before and after is part of the answer: a loaded machine measures slow.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
+from contextlib import contextmanager
 
 SIZES = (512, 1024, 2048)
-REPEATS = 5
+REPEATS = 12
+# (micro-batch, sequence length, accumulation) of the overhead measurement; steps timed per shape
+SHAPES = ((1, 16, 4), (8, 128, 4))
+STEPS = 8
+WARMUP_STEPS = 2
 
 
 def matmul_tflops(dtype_name: str, sizes: tuple[int, ...] = SIZES, repeats: int = REPEATS) -> float:
@@ -24,7 +39,7 @@ def matmul_tflops(dtype_name: str, sizes: tuple[int, ...] = SIZES, repeats: int 
     for n in sizes:
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         torch.mm(a, b)  # warm-up
-        for _ in range(repeats):
+        for _ in range(repeats if n <= 1024 else max(3, repeats // 3)):
             t0 = time.perf_counter()
             torch.mm(a, b)
             dt = time.perf_counter() - t0
@@ -32,9 +47,101 @@ def matmul_tflops(dtype_name: str, sizes: tuple[int, ...] = SIZES, repeats: int 
     return best
 
 
-def measure() -> dict:
+def _best_intervals_s(model, micro: int, seq: int, accum: int, workdir: str) -> tuple[float, float, float]:
+    """Trainer on ``model`` at this shape: the fastest (first, middle, last) micro-batch interval of a step,
+    over STEPS steps after the warm-up. A middle one is a micro-batch alone (data, forward, backward);
+    the first adds the previous step's logging, the last the optimizer step, clipping and scheduler."""
     import torch
+    from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, TrainingArguments
 
-    return {"cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "float32_tflops": round(matmul_tflops("float32"), 4), "bfloat16_tflops": round(matmul_tflops("bfloat16"), 4),
-            "torch": torch.__version__}
+    class Clock(TrainerCallback):
+        def __init__(self):
+            self.marks: list[tuple[str, float]] = []
+
+        def on_substep_end(self, args, state, control, **kwargs):
+            self.marks.append(("micro", time.perf_counter()))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.marks.append(("step", time.perf_counter()))
+
+    g = torch.Generator().manual_seed(0)
+    rows = [{"input_ids": ids, "labels": ids} for ids in
+            torch.randint(0, model.config.vocab_size, ((STEPS + WARMUP_STEPS + 1) * micro * accum, seq), generator=g)]
+    args = TrainingArguments(output_dir=workdir, per_device_train_batch_size=micro, gradient_accumulation_steps=accum,
+                             max_steps=STEPS + WARMUP_STEPS + 1, learning_rate=1e-3, logging_steps=1,
+                             save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+                             dataloader_num_workers=0, max_grad_norm=1.0, optim="adamw_torch")
+    clock = Clock()
+    trainer = Trainer(model=model, args=args, train_dataset=rows, callbacks=[clock])
+    for quiet in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(quiet)
+    trainer.train()
+    first, middle, last = [], [], []
+    ends = [i for i, (kind, _) in enumerate(clock.marks) if kind == "step"]
+    for a, b in zip(ends[WARMUP_STEPS:], ends[WARMUP_STEPS + 1:]):  # one step: marks a (previous end) .. b
+        times = [t for _, t in clock.marks[a:b + 1]]
+        gaps = [y - x for x, y in zip(times, times[1:])]
+        if len(gaps) == accum:
+            first.append(gaps[0])
+            middle.extend(gaps[1:-1])
+            last.append(gaps[-1])
+    return min(first), min(middle), min(last)
+
+
+def step_overheads() -> dict:
+    """Fixed seconds per optimizer step and per micro-batch of Trainer on this host, and the tiny model's
+    FLOP rate (advisor/step_overhead.py's CPU terms)."""
+    import tempfile
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from executor.tiny import MODEL_SHAPE
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(**MODEL_SHAPE, vocab_size=320)
+    model = LlamaForCausalLM(cfg)
+    params = sum(p.numel() for p in model.parameters())
+
+    def flops(micro: int, seq: int) -> float:  # 6N per token + attention 12 L h s (advisor/throughput.py's count)
+        return micro * seq * (6 * params + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq)
+
+    with tempfile.TemporaryDirectory(prefix="sftplan-measure-") as tmp:
+        (m1, s1, a1), (m2, s2, a2) = SHAPES
+        f1, mid1, l1 = _best_intervals_s(model, m1, s1, a1, tmp)
+        _, mid2, _ = _best_intervals_s(model, m2, s2, a2, tmp)
+    per_step = max(0.0, (f1 - mid1) + (l1 - mid1))  # logging before, optimizer after: beyond a micro-batch
+    rate = (flops(m2, s2) - flops(m1, s1)) / max(mid2 - mid1, 1e-9)  # the tiny model's FLOP/s
+    per_micro = max(0.0, mid1 - flops(m1, s1) / rate)
+    return {"step_overhead_s": round(per_step, 4), "micro_batch_overhead_s": round(per_micro, 4),
+            "tiny_model_tflops": round(rate / 1e12, 5),
+            "micro_batch_s": {f"micro {m1} x seq {s1}": round(mid1, 4), f"micro {m2} x seq {s2}": round(mid2, 4)}}
+
+
+@contextmanager
+def _stdout_to_stderr():
+    """Libraries' log lines (DeepSpeed's accelerator warning, imported by Trainer) go to stderr: stdout
+    carries only the answer (`--json`). At the descriptor level: their handlers hold sys.stdout itself."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def measure(overheads: bool = True) -> dict:
+    with _stdout_to_stderr():
+        import torch
+
+        load_before = os.getloadavg()[0]
+        got = {"cores": os.cpu_count(), "threads": torch.get_num_threads(),
+               "float32_tflops": round(matmul_tflops("float32"), 4),
+               "bfloat16_tflops": round(matmul_tflops("bfloat16"), 4), "torch": torch.__version__}
+        if overheads:
+            got.update(step_overheads())
+        got["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    return got

@@ -1,6 +1,7 @@
 """`sftplan calibrate RUN_DIR... -o calibration.yaml`: correction factors from finished runs (advisor/calibration.py).
 
-A run folder that cannot be read (no report, another plan's report, a run still going or failed) is
+Runs of one class at two or more shapes get the step time's fixed overhead and compute fitted apart
+("fixed+rate"); one shape, a factor. A run folder that cannot be read (no report, another plan's report, a run still going or failed) is
 skipped with one line naming it; the others still count. Exit 2 when none is usable.
 """
 
@@ -36,7 +37,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for key, c in classes.items():
         parts = []
         for label, f in (("tokens/s", c.throughput), ("memory", c.memory)):
-            if f is not None:
+            if f is not None and f.fit == calibration.FIT_FIXED_RATE:
+                parts.append(f"step time = fixed overhead x{f.overhead_factor:g} + compute x{f.compute_factor:g}, "
+                             f"tokens per step x{f.tokens_factor:g} (fixed+rate fit, {f.runs} runs of {f.shapes} shapes, "
+                             f"residual {f.residual:.0%})")
+            elif f is not None:
                 parts.append(f"{label} x{f.value:g} ({f.runs} run{'s' if f.runs > 1 else ''}, spread {f.spread:.0%}"
                              f"{', weak' if f.weak else ''})")
         print(f"{key}: {'; '.join(parts) or 'no figures'}")

@@ -142,8 +142,9 @@ class SftplanApp(App[None]):
 
     def __init__(self, request: PlanRequest | dict | None = None, plan: Plan | None = None,
                  plan_path: str | Path | None = None, run_dir: str | Path | None = None,
-                 run_command: list[str] | None = None) -> None:
+                 run_command: list[str] | None = None, calibration=None) -> None:
         super().__init__()
+        self.calibration = calibration  # advisor.calibration.Calibration every plan of the session applies
         self.attach_dir = Path(run_dir) if run_dir else None
         if plan is None and self.attach_dir is not None and (self.attach_dir / "plan.yaml").is_file():
             try:  # attached to a run: behind the run view is the run's own plan, not a default one
@@ -212,7 +213,7 @@ class SftplanApp(App[None]):
     def _plan_worker(self, data: dict, generation: int) -> None:
         started = time.perf_counter()
         try:
-            result = make_plan(data, self.estimates)
+            result = make_plan(data, self.estimates, self.calibration)
         except FieldErrors as exc:
             self.post_message(PlanFailed(exc.errors, generation))
             return

@@ -16,7 +16,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("tui", help="interactive planning session: inputs, live plan, save, approve, run")
     p.add_argument("target", nargs="?", metavar="request.yaml | plan.yaml | RUN_DIR",
                    help="start from a request or a plan file, or attach to a run folder (default: a sample scenario)")
+    p.add_argument("--calibration", metavar="YAML", default=None,
+                   help="plan with correction factors from finished runs (`sftplan calibrate`; default: $SFTPLAN_CALIBRATION)")
     p.set_defaults(func=cmd_tui)
+
+
+def load_calibration(path: str | None):
+    """--calibration FILE (or $SFTPLAN_CALIBRATION): advisor.calibration.Calibration, or None; a bad file is
+    a UserError (one line, exit 2) before the screen opens."""
+    import os
+
+    path = path or os.environ.get("SFTPLAN_CALIBRATION")
+    if not path:
+        return None
+    from advisor.calibration import load
+
+    return load(path)
 
 
 def app_kwargs(target: str | None) -> dict:
@@ -49,9 +64,10 @@ def app_kwargs(target: str | None) -> dict:
 
 def cmd_tui(args: argparse.Namespace) -> int:
     kwargs = app_kwargs(args.target)
+    calibration = load_calibration(getattr(args, "calibration", None))
     from advisor.tui.app import SftplanApp  # lazy: textual only when the TUI runs
 
-    app = SftplanApp(**kwargs)
+    app = SftplanApp(**kwargs, calibration=calibration)
     app.run()
     # Textual restores the terminal and prints the traceback of an unhandled exception, then sets 1
     return app.return_code or 0

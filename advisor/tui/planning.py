@@ -119,11 +119,12 @@ def build_request(data: dict[str, Any]) -> PlanRequest:
         raise _field_errors(exc) from None
 
 
-def make_plan(data: dict[str, Any], estimates: EstimateCache | None = None) -> Plan:
+def make_plan(data: dict[str, Any], estimates: EstimateCache | None = None, calibration=None) -> Plan:
     """The plan for the inputs, or FieldErrors naming each bad field ('' = not tied to one widget).
-    ``estimates``: the session's estimate cache (the app owns it)."""
+    ``estimates``: the session's estimate cache (the app owns it); ``calibration``: the session's
+    advisor.calibration.Calibration (`sftplan tui --calibration FILE`), or None."""
     request = build_request(data)
     try:
-        return run_planner(request, load_catalog(), estimates)
+        return run_planner(request, load_catalog(), estimates, calibration=calibration)
     except UserError as exc:
         raise _field_errors(exc) from None

@@ -4,6 +4,7 @@ tier's detail, why (rule sources collapsed), hyperparameters and the full-SFT / 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -179,6 +180,8 @@ def decision_card(plan: Plan, stale: str = "", width: int = 0) -> Text:
             t.append(f"{mem:.1f}/{capacity:.0f} GiB per GPU, ")
             t.append(f"{free:.1f} free ({pct:.0%})",
                      style="bold red" if free < 0 else "yellow" if pct < 0.1 else "green")
+    if plan.calibration is not None:
+        t += calibration_line(plan)
     # the other method, priced
     t.append("\nalt   ", style="dim")
     if lora:
@@ -194,6 +197,24 @@ def decision_card(plan: Plan, stale: str = "", width: int = 0) -> Text:
         t.append(f"\nclosest: {plan.closest.why}", style="yellow")
     for w in plan.warnings:
         t.append("\n" + (clip(f"! {w}", width) if width > 0 else f"! {w}"), style="yellow")
+    return t
+
+
+def calibration_line(plan: Plan) -> Text:
+    """The card's line for a plan made with a calibration: calibrated vs raw throughput and step time (as
+    `sftplan plan --calibration` and `estimate` print them), or that no factor matched."""
+    est, cal = plan.estimate, plan.calibration
+    t = Text("\ncalib ", style="bold")
+    name = Path(cal.path).name
+    if est is None or est.raw_tokens_per_s_per_gpu is None or not cal.applied or all(
+            "raw estimate" in a for a in cal.applied):
+        t.append(f"{name}: no factor for this configuration, raw estimate", style="dim")
+        return t
+    t.append(f"{est.tokens_per_s_per_gpu:,.0f} tok/s/GPU (raw {est.raw_tokens_per_s_per_gpu:,.0f}), "
+             f"step {est.step_time_s:.3g} s (raw {est.raw_step_time_s:.3g})", style="cyan")
+    t.append(f"  {name}", style="dim")
+    if cal.foreign_versions:
+        t.append(" other versions", style="yellow")
     return t
 
 
