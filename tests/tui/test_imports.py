@@ -14,7 +14,8 @@ PUBLIC = {"advisor.models", "advisor.planner", "advisor.planfile", "advisor.cata
           "advisor.render", "advisor.request", "advisor.errors", "advisor.fmt", "advisor.yamlio",
           "advisor.modelfiles",  # pure: the base model's files for the approval, as the CLI records them
           "advisor.scale_table",  # pure: the by-scale table (`sftplan table`), the TUI's table view shows it
-          "advisor.datacheck"}  # pure: the data check (`sftplan data check`), the TUI runs it in a worker (F12)
+          "advisor.datacheck",  # pure: the data check (`sftplan data check`), the TUI runs it in a worker (F12)
+          "advisor.calibration"}  # pure: `sftplan tui --calibration FILE` loads it (advisor/tui/cli.py)
 HEAVY = ("torch", "transformers", "deepspeed", "executor")
 
 
