@@ -3,8 +3,14 @@
 ``evaluate(run_dir)`` scores every check of ``plan.evaluation.deploy_suite`` that names an lm-eval task,
 on the base model and on the best passing epoch's checkpoint, with the same settings (batch size, limit,
 seeds from the plan), through lm-eval's Python API and its Hugging Face backend (``HFLM``; a LoRA
-checkpoint is loaded as base + adapter through its ``peft=`` argument). It writes ``RUN_DIR/deploy.json``
-atomically; ``sftplan promote`` reads it and refuses a required check that regressed beyond its allowed drop.
+checkpoint is loaded as base + adapter through its ``peft=`` argument, recorded as ``"adapter": true``).
+It writes ``RUN_DIR/deploy.json`` atomically; ``sftplan promote`` reads it and refuses a required check that
+regressed beyond its allowed drop.
+
+- A LoRA adapter that trained a few steps can score exactly as the base on a coarse metric (accuracy over a
+  few prompts): peft starts lora_B at zero, so the adapted model is close to the base. That is not the adapter
+  being ignored: tests/executor/test_lora_deploy.py checks that this loader's log-likelihoods move with the
+  adapter's weights (and equal the base's for an untouched adapter).
 
 - A drop is in points: ``100 x (base - tuned)`` for a metric where higher is better, ``100 x (tuned - base)``
   where a rise is the regression (CrowS-Pairs' pct_stereotype).
@@ -149,13 +155,18 @@ def _device() -> tuple[str, str]:
     return "cpu", "float32"
 
 
+def is_adapter_checkpoint(path: Path) -> bool:
+    """A LoRA checkpoint (peft's adapter_config.json): scored as the base model + this adapter."""
+    return (Path(path) / "adapter_config.json").is_file()
+
+
 def _lm(model_path: Path, base_path: str, settings: DeploySettings):
     """lm-eval's HF model: a full checkpoint, or the base model + this checkpoint's LoRA adapter."""
     from lm_eval.models.huggingface import HFLM
 
     device, dtype = _device()
     kwargs = {"pretrained": str(model_path), "dtype": dtype, "device": device, "batch_size": settings.batch_size}
-    if (model_path / "adapter_config.json").is_file():
+    if is_adapter_checkpoint(model_path):
         kwargs.update(pretrained=base_path, peft=str(model_path))
     return HFLM(**kwargs)
 
@@ -235,9 +246,10 @@ def evaluate(run_dir: str | Path, *, epoch: float | None = None, limit: int | No
     for line in missing.values():
         echo(f"deploy: {line}")
     lms = {}
+    adapter = is_adapter_checkpoint(ckpt)
     if loaded:
         echo(f"deploy: scoring {', '.join(loaded)} on the base model ({base_model}) and {ckpt.name}"
-             + (f", {limit} examples per task" if limit else ""))
+             + (" (base + its LoRA adapter)" if adapter else "") + (f", {limit} examples per task" if limit else ""))
         lms = {"base": _lm(Path(base_model), base_model, settings), "tuned": _lm(ckpt, base_model, settings)}
     for check in plan.evaluation.deploy_suite:
         r = CheckResult(name=check.name, task=check.task, metric=check.metric, required=check.required,
@@ -257,7 +269,7 @@ def evaluate(run_dir: str | Path, *, epoch: float | None = None, limit: int | No
                  f"drop {r.drop_points:g} pts (allowed {check.max_regression:g}): {r.verdict}")
         results.append(r)
     report = {"plan_sha256": plan.plan_sha256, "epoch": best["epoch"], "checkpoint": best["checkpoint"],
-              "base_model": base_model, "limit": limit, "limited_can_clear": settings.limited_can_clear,
+              "base_model": base_model, "adapter": adapter, "limit": limit, "limited_can_clear": settings.limited_can_clear,
               "seed": settings.seed, "batch_size": settings.batch_size, "lm_eval_version": _lm_eval_version(),
               "task_data": task_data, "include_paths": includes,
               "finished_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
