@@ -40,6 +40,7 @@ from pathlib import Path
 from advisor.errors import UserError
 from advisor.models import DeployCheck, DeploySettings, Plan
 from advisor.yamlio import atomic_write_text
+from executor.lora import is_adapter_checkpoint
 
 DEPLOY_FILE = "deploy.json"
 
@@ -153,11 +154,6 @@ def _device() -> tuple[str, str]:
     if torch.cuda.is_available():
         return "cuda:0", "bfloat16"
     return "cpu", "float32"
-
-
-def is_adapter_checkpoint(path: Path) -> bool:
-    """A LoRA checkpoint (peft's adapter_config.json): scored as the base model + this adapter."""
-    return (Path(path) / "adapter_config.json").is_file()
 
 
 def _lm(model_path: Path, base_path: str, settings: DeploySettings):

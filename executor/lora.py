@@ -131,9 +131,26 @@ def grad_report(model) -> dict:
             + frozen_with_grad, "adapter_with_grad": sum(1 for n in with_grad if is_adapter_param(n))}
 
 
+def adapter_checksum(model) -> list[float]:
+    """Sum and sum of squares of the adapter elements this rank holds: under ddp every rank holds the same
+    adapter after training (gradients are all-reduced), so the ranks' checksums match."""
+    import torch
+
+    total = squares = 0.0
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if is_adapter_param(name):
+                t = p.ds_tensor if hasattr(p, "ds_tensor") else p.to_local() if hasattr(p, "to_local") else p
+                t = t.detach().double()
+                total += float(t.sum())
+                squares += float((t * t).sum())
+    return [total, squares]
+
+
 def lora_callbacks(plan, run_dir: Path) -> list:
     """For a LoRA plan, a TrainerCallback writing RUN_DIR/shards/lora-rank-<r>.json: adapter vs frozen
-    parameters this rank holds at the start, and which hold gradients at the first optimizer step.
+    parameters this rank holds at the start, which hold gradients at the first optimizer step, and the
+    checksum of its adapter elements at the end.
     It goes first in the callback list: after the golden baseline's forward, FSDP2 keeps the root
     module's parameters unsharded until the first backward, which would read as unsharded weights."""
     if not is_lora(plan):
@@ -162,6 +179,10 @@ def lora_callbacks(plan, run_dir: Path) -> list:
             if "grads" not in self.report:
                 self.report["grads"] = grad_report(model or self.model)
                 self._write()
+
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            self.report["adapter_local_checksum"] = adapter_checksum(model or self.model)
+            self._write()
 
     return [LoraReportCallback()]
 

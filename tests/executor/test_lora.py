@@ -3,8 +3,8 @@
 Single process: the golden loss falls, only adapter parameters get gradients, every checkpoint holds
 the adapter (not the base weights) with optimizer and trainer state; `sftplan promote` exports the
 adapter and, with --merge, merged weights that score and generate exactly as base + adapter.
-2 processes: FSDP (torchrun) and ZeRO-3 (deepspeed) shard the frozen weights and train only the
-adapter. SIGKILL mid-epoch and resume reaches the uninterrupted run's golden losses. A LoRA plan
+2 processes: DDP and FSDP (torchrun), ZeRO-3 (deepspeed) train only the adapter; FSDP and ZeRO-3 shard the
+frozen weights. SIGKILL mid-epoch and resume reaches the uninterrupted run's golden losses. A LoRA plan
 edited after approval is refused.
 """
 
@@ -111,10 +111,13 @@ def test_lora_dry_run_writes_configs(assets, tmp_path):
     assert "deepspeed" in proc.stdout and (tmp_path / "dry" / "config" / "deepspeed.json").is_file()
 
 
-@pytest.mark.parametrize("strategy, launcher, kind", [("fsdp", "torchrun", "dtensor"),
+@pytest.mark.parametrize("strategy, launcher, kind", [("ddp", "torchrun", "tensor"),
+                                                      ("fsdp", "torchrun", "dtensor"),
                                                       ("zero3", "deepspeed", "zero3-partition")])
 def test_two_process_lora_shards_frozen_weights(tmp_path, strategy, launcher, kind):
-    rows = 32 if strategy == "fsdp" else 16  # ZeRO-3 gathers every module per token on gloo: keep it short
+    """ddp replicates the frozen base on each rank (and syncs only adapter gradients); fsdp and zero3 shard it.
+    ZeRO-3 gathers every module per token on gloo, and ddp adds nothing past one epoch: both kept short."""
+    rows = 32 if strategy == "fsdp" else 16
     assets = tiny_assets(tmp_path, n_train=rows, n_golden=4 if strategy == "fsdp" else 2)
     epochs = 2 if strategy == "fsdp" else 1
     plan_path = approved_plan_file(tmp_path, tiny_plan(assets, strategy=strategy, num_gpus=2, epochs=epochs,
@@ -127,10 +130,15 @@ def test_two_process_lora_shards_frozen_weights(tmp_path, strategy, launcher, ki
     assert info["status"] == "finished" and launcher in info["launch"][0]
     shards = [json.loads((run_dir / "shards" / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert all(s["param_kinds"] == [kind] and s["world_size"] == 2 for s in shards), shards
-    for rep in _lora_reports(run_dir, 2):
+    reports = _lora_reports(run_dir, 2)
+    if strategy == "ddp":  # the ranks saw different rows, yet hold one adapter: its gradients were all-reduced
+        assert reports[0]["adapter_local_checksum"] == pytest.approx(reports[1]["adapter_local_checksum"], rel=1e-6)
+    for rep in reports:
         _assert_only_adapter_trains(rep)
-        # the frozen base weights are sharded: each rank holds about half of them
-        assert rep["frozen_local_numel"] <= rep["frozen_full_numel"] * 0.55, rep
+        if strategy == "ddp":  # each rank holds the whole model
+            assert rep["frozen_local_numel"] == rep["frozen_full_numel"], rep
+        else:  # the frozen base weights are sharded: each rank holds about half of them
+            assert rep["frozen_local_numel"] <= rep["frozen_full_numel"] * 0.55, rep
     gate = json.loads((run_dir / "gate.json").read_text())
     assert len(gate["epochs"]) == epochs and all(e["passed"] for e in gate["epochs"])
     assert gate["epochs"][-1]["score"]["loss"] < gate["baseline"]["loss"]
