@@ -424,7 +424,8 @@ def redact(src: str | Path, dst: str | Path, *, spacy_model: str | None = None) 
         from presidio_anonymizer import AnonymizerEngine
         from presidio_anonymizer.entities import RecognizerResult
     except ImportError:
-        raise UserError("--pii redact needs presidio-anonymizer: pip install 'sftplan[data]'") from None
+        raise UserError("redact needs presidio-anonymizer: pip install 'sftplan[data]'",
+                        field="data_check.pii_decision") from None
     engine = AnonymizerEngine()
     scan = pii_scanner(spacy_model)
     bad: list[str] = []

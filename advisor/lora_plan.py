@@ -79,7 +79,7 @@ def rule_lora_learning_rate(params: int, override: float | None) -> tuple[float,
                    f"LoRA learning rate for {_n(params)} parameters: {lr:.0e}{outside}", S_QLORA_LR)]
     if override is not None:
         findings.append(_f("hparams.learning-rate-override", f"{override:.1e}",
-                           f"--learning-rate {override:g} overrides the rules' {lr:.0e}", "the request (--learning-rate)"))
+                           f"learning_rate {override:g} overrides the rules' {lr:.0e}", "the request (learning_rate)"))
         lr = override
     return lr, findings
 

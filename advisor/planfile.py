@@ -20,6 +20,7 @@ from pathlib import Path
 
 from advisor.errors import UserError
 from advisor.models import SCHEMA_VERSION, Approval, Plan
+from advisor.rules import FIELD_OF_FINDING
 from advisor.yamlio import atomic_write_text, dump_yaml, load_model_yaml
 
 _UNHASHED = {"plan_sha256", "approval"}
@@ -142,9 +143,9 @@ def approve(plan: Plan, by: str, at: datetime | None = None) -> Plan:
         raise UserError("the approver's name is empty", field="approval.by")
     if plan.plan_sha256 and plan.plan_sha256 != compute_sha256(plan):
         raise UserError("plan was edited after it was written (plan_sha256 does not match); re-run `sftplan plan`")
-    blockers = [f.why for f in plan.findings if f.verdict == "blocks approval"]
-    if blockers:
-        raise UserError(f"not approvable: {blockers[0]}")
+    blockers = [f for f in plan.findings if f.verdict == "blocks approval"]
+    if blockers:  # on the request field that would lift it, when there is one (the CLI names its flag)
+        raise UserError(f"not approvable: {blockers[0].why}", field=FIELD_OF_FINDING.get(blockers[0].rule_id))
     plan = plan.replace(**{"schema_version": SCHEMA_VERSION})
     actual = compute_sha256(plan)
     when = (at or datetime.now(timezone.utc)).replace(microsecond=0).isoformat().replace("+00:00", "Z")

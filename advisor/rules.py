@@ -342,6 +342,11 @@ S_DATA = ("Sourcing, PII redaction (Presidio), synthetic data (Distilabel, Nemot
 BLOCKS_APPROVAL = "blocks approval"
 
 
+# The request field a finding asks the user to set, by rule id: the faces say how (the CLI's flag comes from
+# advisor/cli/fields.py, the TUI's widget from WIDGET_OF_FIELD); the finding's text names the field, never a flag.
+FIELD_OF_FINDING = {"data.pii": "data_check.pii_decision", "data.check-skipped": "data_check.skipped"}
+
+
 def rule_data_check(req: PlanRequest, hours: float | None, cost_usd: float | None,
                     overhead_hours: float = 0.0) -> list[Finding]:
     """Findings from the data check's summary: PII without a decision blocks approval; golden leakage
@@ -350,18 +355,19 @@ def rule_data_check(req: PlanRequest, hours: float | None, cost_usd: float | Non
     if dc is None:
         return []
     if dc.skipped:
-        return [_f("data.check-skipped", "warning", "the data check was skipped (--no-data-check): duplicates, PII and "
+        return [_f("data.check-skipped", "warning", "the data check was skipped (data_check.skipped): duplicates, PII and "
                    "golden leakage were not looked for (sftplan data check TRAIN.jsonl)", S_DATA)]
     out = []
     where = "; ".join(dc.pii_first) + (" ..." if dc.pii_hits > len(dc.pii_first) else "")
     if dc.pii_hits and dc.pii_decision is None:
         out.append(_f("data.pii", BLOCKS_APPROVAL,
                       f"{dc.pii_hits} PII hit(s) ({', '.join(dc.pii_kinds)}) in the training data: {where}. The plan is not "
-                      "approvable until the request says how: --pii redact (plan on a redacted copy) or --pii accept",
+                      "approvable until the request says how (data_check.pii_decision): redact (plan on a redacted copy) or "
+                      "accept",
                       S_DATA))
     elif dc.pii_decision == "accept" and dc.pii_hits:
         out.append(_f("data.pii", "accepted", f"{dc.pii_hits} PII hit(s) ({', '.join(dc.pii_kinds)}) kept by decision "
-                      f"(--pii accept): {where}", S_DATA))
+                      f"(data_check.pii_decision accept): {where}", S_DATA))
     elif dc.pii_decision == "redact" and dc.redacted_from is not None:
         out.append(_f("data.pii", "redacted", f"PII replaced by <KIND> placeholders (presidio-anonymizer) in a copy of "
                       f"{dc.redacted_from.path}; the plan trains on the copy"

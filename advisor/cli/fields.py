@@ -9,6 +9,7 @@ raise and checks this table (and the TUI's) covers it.
 from __future__ import annotations
 
 from advisor.errors import UserError, covers, lookup, without_indexes  # noqa: F401 - covers: for tests
+from advisor.rules import FIELD_OF_FINDING
 
 PLAN_FLAGS: dict[str, str | None] = {
     "model": "--model",
@@ -44,7 +45,9 @@ PLAN_FLAGS: dict[str, str | None] = {
     "min_golden_score": "--min-golden-score",
     "deploy_tasks": "--deploy-task", "deploy_include_path": "--deploy-include-path", "deploy_limit": "--deploy-limit",
     "network_gbit_per_s_per_node": None,
-    "data_check": "--dataset",  # measured by plan --dataset (--pii, --no-data-check steer it)
+    "data_check": "--dataset",  # measured by plan --dataset
+    "data_check.pii_decision": "--pii",  # redact | accept
+    "data_check.skipped": "--no-data-check",
 }
 
 # `sftplan estimate`: TrainConfig's fields and the two it resolves
@@ -70,11 +73,25 @@ FLAGS = {
     "plan": PLAN_FLAGS,
     "estimate": ESTIMATE_FLAGS,
     "tui": PLAN_FLAGS,
-    "approve": {"approval.by": "--by"},
+    # a blocking finding's field is set when the plan is made: its `sftplan plan` flag
+    "approve": {"approval.by": "--by", "data_check.pii_decision": "--pii (sftplan plan)",
+                "data_check.skipped": "--no-data-check (sftplan plan)"},
 }
 
 def flag_of(field: str, command: str | None) -> str | None:
     return lookup(field, FLAGS.get(command or "", {}))
+
+
+def finding_hints(findings, command: str | None) -> list[str]:
+    """'<rule id>: <field> is <flag>' for each finding that names a request field the user sets
+    (rules.FIELD_OF_FINDING): the finding says the field, the CLI says its flag."""
+    out = []
+    for f in findings:
+        field = FIELD_OF_FINDING.get(f.rule_id)
+        flag = flag_of(field, command) if field else None
+        if flag:
+            out.append(f"{f.rule_id}: {field} is {flag} on the command line")
+    return out
 
 
 def message(exc: UserError, command: str | None, request_file: str | None = None,

@@ -7,15 +7,29 @@ Exit codes: 0 done; 1 `verify` found the plan not approved or edited after appro
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import sys
 
+from advisor.calibration import load as load_calibration
+from advisor.catalog import load_catalog
+from advisor.cli.fields import finding_hints
+from advisor.cli.request import add_request_arguments, build_request
 from advisor.errors import UserError
+from advisor.planfile import (
+    approval_note,
+    approve,
+    diff,
+    read_plan,
+    review_path,
+    verify,
+    write_plan_files,
+)
+from advisor.planner import plan
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from advisor.cli.request import add_request_arguments
-
     p = subparsers.add_parser("plan", help="plan full SFT: method, hardware, cost, hyperparameters, eval gate")
     add_request_arguments(p)
     p.add_argument("-o", "--output", metavar="PLAN_YAML", help="write the plan (and PLAN.md beside it)")
@@ -53,29 +67,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_verify)
 
 
+# _DRAW_ONLY: rich (and advisor.render, which draws with it) is imported where a plan or table is drawn, not at
+# the top: `sftplan verify` (a CI gate), `plan --json` and `diff` never draw, and rich's import is about a third
+# of their start-up (benchmarks/latency.py prints `sftplan verify` start to exit).
+
+
 def _print(text: str) -> None:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 def _calibration(args: argparse.Namespace):
     """--calibration FILE (or $SFTPLAN_CALIBRATION): advisor.calibration.Calibration, or None."""
-    import os
-
     path = getattr(args, "calibration", None) or os.environ.get("SFTPLAN_CALIBRATION")
     if not path:
         return None
-    from advisor.calibration import load
-
-    return load(path)
+    return load_calibration(path)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from advisor.catalog import load_catalog
-    from advisor.cli.request import build_request
-    from advisor.planfile import review_path, write_plan_files
-    from advisor.planner import plan
-    from advisor.render import renderables
-
     request = build_request(args)
     result = plan(request, load_catalog(), calibration=_calibration(args))
     if args.output:
@@ -83,18 +92,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         _print(json.dumps(result.to_dict(), indent=2))
         return 0
-    from rich.console import Console
+    from rich.console import Console  # only to draw: see _DRAW_ONLY
+
+    from advisor.render import renderables
 
     console = Console()
     console.print(renderables(result))
+    for hint in finding_hints(result.findings, args.command):
+        console.print(hint)
     if args.output:
         console.print(f"wrote {args.output} and {review_path(args.output)}")
     return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from advisor.planfile import read_plan
-    from advisor.render import to_markdown, to_text
+    from advisor.render import to_markdown, to_text  # only to draw: see _DRAW_ONLY
 
     p = read_plan(args.plan)
     _print(to_markdown(p) if args.format == "md" else to_text(p))
@@ -102,8 +114,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from advisor.planfile import read_plan
-    from advisor.render import to_explain_text
+    from advisor.render import to_explain_text  # only to draw: see _DRAW_ONLY
 
     _print(to_explain_text(read_plan(args.plan)))
     return 0
@@ -115,8 +126,6 @@ def _short(v: object) -> str:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from advisor.planfile import diff, read_plan
-
     a, b = read_plan(args.a), read_plan(args.b)
     changes = diff(a, b)
     if not changes:
@@ -135,8 +144,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
-    from advisor.catalog import load_catalog
-
     cat = load_catalog()
     if args.measure:
         return _measure_cpu(cat, args.json)
@@ -144,7 +151,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     if args.json:
         _print(json.dumps({"sha256": cat.sha256, "gpus": [g.to_dict() for g in gpus]}, indent=2))
         return 0
-    from rich.console import Console
+    from rich.console import Console  # only to draw: see _DRAW_ONLY
     from rich.table import Table
 
     t = Table(title=f"GPU tiers (catalog {cat.sha256[:12]})")
@@ -160,11 +167,9 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 def _measure_cpu(cat, as_json: bool) -> int:
     """Matmul TFLOPS of this host (float32: what a CPU run trains in; bfloat16 beside it) vs the catalog's cpu tier."""
-    import importlib.util
-
     if importlib.util.find_spec("torch") is None:
         raise UserError("catalog --measure needs torch: pip install 'sftplan[train]'")
-    from executor.cpu_measure import measure
+    from executor.cpu_measure import measure  # here: the executor needs the train extra, only --measure uses it
 
     got = measure()
     tier = cat.gpus.get("cpu")
@@ -190,8 +195,6 @@ def _measure_cpu(cat, as_json: bool) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from advisor.planfile import approve, read_plan, write_plan_files
-
     p = approve(read_plan(args.plan), args.by)
     write_plan_files(p, args.plan)  # the review's approval line too
     _print(f"approved {args.plan} by {p.approval.by} at {p.approval.at} (plan_sha256 {p.plan_sha256[:12]})")
@@ -199,8 +202,6 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from advisor.planfile import approval_note, read_plan, verify
-
     p = read_plan(args.plan)
     problem = verify(p)
     if problem:

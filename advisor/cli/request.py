@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from advisor.cli.data import add_plan_arguments, plan_data_check
 from advisor.errors import UserError
 from advisor.modelfiles import model_files
 from advisor.models import GOALS, STRATEGIES, DatasetSpec, PlanRequest
@@ -46,8 +47,6 @@ def add_request_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deploy-include-path", metavar="DIR", help="folder of lm-eval task YAMLs for --deploy-task")
     p.add_argument("--deploy-limit", type=int, help="examples per deploy task (a quick look; cannot clear a check)")
     p.add_argument("--min-golden-score", type=float)
-    from advisor.cli.data import add_plan_arguments
-
     add_plan_arguments(p)  # --no-data-check, --pii redact|accept: the data check of --dataset
 
 
@@ -126,8 +125,6 @@ def build_request(args: argparse.Namespace) -> PlanRequest:
         rule = (base.get("dataset") or {}).get("over_max_seq_len", _default(DatasetSpec, "over_max_seq_len"))
         max_seq_len = base.get("max_seq_len") or _default(PlanRequest, "max_seq_len")
         base["dataset"] = measure_dataset(args.dataset, str(base["model"]), int(max_seq_len), rule).to_dict()
-        from advisor.cli.data import plan_data_check
-
         golden = getattr(args, "golden", None) or (base.get("golden") or {}).get("path")
         path, base["data_check"] = plan_data_check(args, args.dataset, int(max_seq_len), golden, base["dataset"]["file"])
         flag_fields.add("data_check")

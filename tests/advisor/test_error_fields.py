@@ -12,11 +12,12 @@ import pytest
 import yaml
 
 from advisor.catalog import load_catalog
-from advisor.cli.fields import ESTIMATE_FLAGS, PLAN_FLAGS, covers, message
+from advisor.cli.fields import ESTIMATE_FLAGS, PLAN_FLAGS, covers, finding_hints, flag_of, message
 from advisor.errors import UserError
 from advisor.models import PlanRequest, TrainConfig
 from advisor.planner import plan
 from advisor.request import validate_request
+from advisor.rules import FIELD_OF_FINDING
 from advisor.schema_doc import field_types, is_model
 from advisor.tui.planning import WIDGET_OF_FIELD, FieldErrors, make_plan
 
@@ -97,7 +98,7 @@ def test_core_planner_modules_raise_only_errors_with_a_field():
         for call in re.findall(r"UserError\((.*?)\)\s*(?:from|$)", text, flags=re.S | re.M):
             assert "field=" in call, f"advisor/{name}: UserError without field: {call[:80]}"
     planner_path = ("architecture", "catalog", "planner", "plan_search", "rules", "planfile", "request", "yamlio",
-                    "estimate", "cost", "memory", "throughput", "specs", "models", "rows")
+                    "estimate", "cost", "memory", "throughput", "specs", "models", "rows", "lora_plan")
     for path in (REPO / "advisor" / f"{m}.py" for m in planner_path):
         for line in path.read_text().splitlines():
             if "UserError(" in line:
@@ -149,3 +150,50 @@ def test_bad_numbers_in_a_request_file_name_file_line_and_field(tmp_path):
                              capture_output=True, text=True)
         assert out.returncode == 2 and out.stderr.startswith(f"sftplan: {req}:3: {field}: "), out.stderr
         assert len(out.stderr.strip().splitlines()) == 1
+
+
+_FLAG = re.compile(r"(^|[\s(])--[a-z]")
+
+
+def _names_a_flag(text: str) -> bool:
+    """A CLI flag outside a backticked command (`sftplan promote --deploy-results` is a command to run)."""
+    return bool(_FLAG.search(re.sub(r"`[^`]*`", "", text)))
+
+
+# (request changes): requests whose plans carry every finding that names a request field the user sets
+FINDING_REQUESTS = [
+    {"data_check": {"skipped": True}},
+    {"data_check": {"rows": 10, "pii_hits": 2, "pii_kinds": ["EMAIL_ADDRESS"], "pii_first": ["t.jsonl:3 (email)"]}},
+    {"data_check": {"rows": 10, "pii_hits": 2, "pii_kinds": ["EMAIL_ADDRESS"], "pii_first": ["t.jsonl:3 (email)"],
+                    "pii_decision": "accept"}},
+    {"method": "lora", "learning_rate": 1e-4},
+    {"method": "full-sft", "learning_rate": 1e-5},
+]
+
+
+def test_findings_name_fields_not_flags_and_the_cli_maps_them():
+    """Core messages name no flag, findings included: a finding that asks for a request field names the field
+    (rules.FIELD_OF_FINDING), and both faces' tables map it (the CLI prints the flag beside the plan)."""
+    seen = set()
+    for changes in FINDING_REQUESTS:
+        p = plan(validate_request({**OK, **changes}), load_catalog())
+        for f in p.findings:
+            for text in (f.verdict, f.why, f.source):
+                assert not _names_a_flag(text), f"{f.rule_id}: {text}"
+            if f.rule_id in FIELD_OF_FINDING:
+                seen.add(f.rule_id)
+                assert FIELD_OF_FINDING[f.rule_id] in f.why, f.why
+                assert finding_hints([f], "plan") == [f"{f.rule_id}: {FIELD_OF_FINDING[f.rule_id]} is "
+                                                      f"{flag_of(FIELD_OF_FINDING[f.rule_id], 'plan')} on the command line"]
+                assert covers(FIELD_OF_FINDING[f.rule_id], WIDGET_OF_FIELD)
+    assert seen == set(FIELD_OF_FINDING)
+    assert flag_of("data_check.pii_decision", "plan") == "--pii" and flag_of("data_check.skipped", "plan") == "--no-data-check"
+
+
+def test_cli_prints_the_flag_of_a_finding_that_asks_for_a_field(tmp_path):
+    req = tmp_path / "req.yaml"
+    req.write_text(yaml.safe_dump({**OK, **FINDING_REQUESTS[1]}))
+    out = subprocess.run([sys.executable, "-m", "advisor", "plan", "--request", str(req)], cwd=REPO,
+                         capture_output=True, text=True, env={**__import__("os").environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    assert "data.pii: data_check.pii_decision is --pii on the command line" in out.stdout
