@@ -266,11 +266,10 @@ class ModelFiles(_Model):
     """The base model the approval covers (advisor/modelfiles.py computes it where the request is built)."""
 
     source: Literal["local", "hub"] = _f("local: a directory hashed file by file; hub: a hub id, "
-                                                        "not verifiable without a download")
-    sha256: dict[str, str] = _f("local: file name -> sha256 of config, "
-                                   "tokenizer files, chat template, weights index and every weight shard", factory=dict)
-    revision: str | None = _f("hub: the revision of model_path ('id@rev'); None = "
-                                 "unpinned", default=None)
+                                         "not verifiable without a download")
+    sha256: dict[str, str] = _f("local: file name -> sha256 of config, tokenizer files, chat template, weights "
+                                "index and every weight shard", factory=dict)
+    revision: str | None = _f("hub: the revision of model_path ('id@rev'); None = unpinned", default=None)
 
     def validate(self) -> None:
         _check(
@@ -298,7 +297,8 @@ class PlanRequest(_Model):
     have: list[OwnedHardware] = _f("GPUs already owned", factory=list)
     nvidia_stack: bool = _f("the team already runs NVIDIA's stack (Megatron at frontier scale)", default=False)
     max_gpus: int = _f("the most GPUs the search may use", default=128)
-    network_gbit_per_s_per_node: float | None = _f("the cluster's network per node (all NICs, Gbit/s); default: the catalog tier's", default=None)
+    network_gbit_per_s_per_node: float | None = _f(
+        "the cluster's network per node (all NICs, Gbit/s); default: the catalog tier's", default=None)
     method: Literal["auto", "full-sft", "lora"] = _f("auto = chosen by the rules", default="auto")
     precision: Precision = _f("bf16-mixed (fp32 master weights) or bf16-pure", default="bf16-mixed")
     gpu: str | None = _f("pin the search to one GPU tier", default=None)
@@ -306,15 +306,17 @@ class PlanRequest(_Model):
     strategy: Strategy | None = _f("pin the strategy", default=None)
     learning_rate: float | None = _f("override the rules' learning rate", default=None)
     packing: bool = _f("pack examples into full sequences", default=False)
-    memory_headroom: float = _f("fraction of GPU memory kept free: a configuration is recommended only when its estimate leaves it", default=0.10)
-    memory_check_steps: int = _f("optimizer steps after which a run compares its measured peak memory with the estimate", default=3)
+    memory_headroom: float = _f(
+        "fraction of GPU memory kept free: a configuration is recommended only when its estimate leaves it", default=0.10)
+    memory_check_steps: int = _f(
+        "optimizer steps after which a run compares its measured peak memory with the estimate", default=3)
     gate_tolerance: float = _f("allowed relative golden-loss rise / score drop", default=0.02)
     min_golden_score: float | None = _f("the least golden score an epoch must reach", default=None)
     deploy_tasks: list[DeployTask] = _f("local lm-eval tasks added to the deploy suite", factory=list)
     deploy_include_path: str | None = _f("folder of lm-eval task YAMLs for deploy_tasks", default=None)
     deploy_limit: int | None = _f("examples per deploy task (a quick look)", default=None)
-    model_files: ModelFiles | None = _f("the base model's files by sha256 (a local "
-                                           "model_path) or its hub revision; the executor verifies them", default=None)
+    model_files: ModelFiles | None = _f("the base model's files by sha256 (a local model_path) or its hub revision; "
+                                        "the executor verifies them", default=None)
 
     def validate(self) -> None:
         _check(
@@ -461,9 +463,11 @@ class TierRow(_Model):
     usd_per_gpu_hour: float = _f("the tier's catalog price")
     meets_constraints: bool = _f("within the budget and deadline", default=False)
     why_not: str | None = _f("why nothing fits, with the numbers", default=None)
-    memory_breakdown_gib: dict[str, float] | None = _f("memory per GPU by component for the row's config (the failed attempt when it does not fit)", default=None)
+    memory_breakdown_gib: dict[str, float] | None = _f(
+        "memory per GPU by component for the row's config (the failed attempt when it does not fit)", default=None)
     hbm_gib: float | None = _f("the GPU's memory", default=None)
-    binding_constraint: str | None = _f("short reason the row does not fit or misses the constraints, e.g. 'GPU memory 95.1/79.6 GiB'", default=None)
+    binding_constraint: str | None = _f(
+        "short reason the row does not fit or misses the constraints, e.g. 'GPU memory 95.1/79.6 GiB'", default=None)
 
     def validate(self) -> None:
         _check(
@@ -770,7 +774,8 @@ class Plan(_Model):
     model: ModelSummary = _f("the model as resolved")
     method: Method = _f("full-sft or lora")
     findings: list[Finding] = _f("every rule's judgement")
-    recommended: Recommended | None = _f("the configuration `sftplan run` executes (LoRA's when the method is lora)", default=None)
+    recommended: Recommended | None = _f(
+        "the configuration `sftplan run` executes (LoRA's when the method is lora)", default=None)
     estimate: PlanEstimate | None = _f("the estimator's figures for it", default=None)
     closest: Closest | None = _f("when nothing meets the constraints: the nearest miss", default=None)
     tiers: list[TierRow] = _f("every GPU tier's best configuration or why none fits")
@@ -779,7 +784,8 @@ class Plan(_Model):
     evaluation: Evaluation = _f("the golden eval and the deploy gate")
     lora_alternative: LoraAlternative = _f("LoRA's cheapest configuration")
     lora: LoraSettings | None = _f("the adapter a LoRA plan trains (peft LoraConfig)", default=None)
-    full_sft_alternative: FullSftAlternative | None = _f("full SFT priced beside a LoRA plan (the mirror of lora_alternative)", default=None)
+    full_sft_alternative: FullSftAlternative | None = _f(
+        "full SFT priced beside a LoRA plan (the mirror of lora_alternative)", default=None)
     warnings: list[str] = _f("what a reviewer should read twice", factory=list)
     catalog_sha256: str = _f("sha256 of the hardware catalog used", default="")
     calibration: CalibrationUsed | None = _f("correction factors from finished runs, if given", default=None)
