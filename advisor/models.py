@@ -624,6 +624,13 @@ class Evaluation(_Model):
         )
 
 
+def _priced_option(option: Any) -> tuple[SpecError | None, ...]:
+    """The checks of the priced configuration LoraAlternative and FullSftAlternative both carry."""
+    return (_str(option, "gpu", optional=True), _int(option, "num_gpus", optional=True),
+            _choice(option, "strategy", STRATEGIES, optional=True), _float(option, "memory_per_gpu_gib", optional=True),
+            _float(option, "hours", optional=True), _float(option, "cost_usd", optional=True))
+
+
 @_model
 class LoraAlternative(_Model):
     """LoRA's cheapest configuration, for comparison (or the plan when the method is lora)."""
@@ -643,12 +650,7 @@ class LoraAlternative(_Model):
         _check(
             _int(self, "rank"),
             _bool(self, "dora"),
-            _str(self, "gpu", optional=True),
-            _int(self, "num_gpus", optional=True),
-            _choice(self, "strategy", STRATEGIES, optional=True),
-            _float(self, "memory_per_gpu_gib", optional=True),
-            _float(self, "hours", optional=True),
-            _float(self, "cost_usd", optional=True),
+            *_priced_option(self),
             _float(self, "full_sft_cost_ratio", optional=True),
             _str(self, "note"),
         )
@@ -694,12 +696,7 @@ class FullSftAlternative(_Model):
 
     def validate(self) -> None:
         _check(
-            _str(self, "gpu", optional=True),
-            _int(self, "num_gpus", optional=True),
-            _choice(self, "strategy", STRATEGIES, optional=True),
-            _float(self, "memory_per_gpu_gib", optional=True),
-            _float(self, "hours", optional=True),
-            _float(self, "cost_usd", optional=True),
+            *_priced_option(self),
             _float(self, "learning_rate", optional=True),
             _float(self, "cost_ratio", optional=True),
             _str(self, "note"),
