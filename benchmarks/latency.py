@@ -2,7 +2,7 @@
 (when advisor.planner is importable) one planner.plan() of a default request.
 
 Targets (issue 2, section 7; issue 10): `sftplan estimate` start to exit under 0.3 s without torch imported;
-estimate under 1 ms. `sftplan verify` is timed beside it (what a CI gate pays; rich is not imported on it).
+estimate under 1 ms. `sftplan verify` (what a CI gate pays; rich is not imported on it) and `sftplan plan --json` are timed beside it.
 Usage: .venv/bin/python benchmarks/latency.py
 """
 
@@ -22,6 +22,7 @@ ARGS = ["estimate", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--num-gpus"
         "--seq-len", "4096", "--micro-batch", "2", "--json"]
 
 
+PLAN_ARGS = ["plan", "--model", "llama-3.1-8b", "--examples", "50000", "--avg-tokens", "1024", "--json"]
 VERIFY_PLAN = REPO / "tests" / "tui" / "data" / "snapshot_plan.yaml"  # unapproved: verify exits 1
 
 
@@ -107,6 +108,9 @@ def main() -> int:
     verify = cli_seconds(args=["verify", str(VERIFY_PLAN)], check=False)
     print(f"sftplan verify PLAN (reads and hashes a plan, draws nothing), process start -> exit: median "
           f"{statistics.median(verify):.3f} s, min {min(verify):.3f} s over {len(verify)} runs")
+    planned = cli_seconds(args=PLAN_ARGS)
+    print(f"sftplan {' '.join(PLAN_ARGS)}, process start -> exit: median {statistics.median(planned):.3f} s, "
+          f"min {min(planned):.3f} s over {len(planned)} runs")
     print(f"torch imported by `sftplan estimate`: {torch_imported_by_cli()}")
     per = estimate_seconds()
     print(f"estimate() in process: {per * 1e6:.0f} us per call (target < 1000 us)")
