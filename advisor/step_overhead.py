@@ -30,9 +30,9 @@ LAUNCH_S_GPU = 5e-6
 KERNELS_PER_LAYER = 130  # forward + backward of one decoder layer, eager PyTorch
 KERNELS_OUTSIDE_LAYERS = 55  # embedding, final norm, LM head, loss, forward + backward
 OPTIMIZER_STEP_LAUNCHES = 60  # foreach AdamW + clip_grad_norm_ per optimizer step
-# A cpu entry without measured figures (run `sftplan catalog --measure cpu`): this host, 2026-12-02
-CPU_DEFAULT_STEP_OVERHEAD_S = 0.05
-CPU_DEFAULT_MICRO_BATCH_OVERHEAD_S = 0.05
+# A cpu entry without measured figures (run `sftplan catalog --measure cpu`): this host's, 2026-12-02
+CPU_DEFAULT_STEP_OVERHEAD_S = 0.0017
+CPU_DEFAULT_MICRO_BATCH_OVERHEAD_S = 0.0017
 
 
 def micro_batch_launch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> float:

@@ -14,8 +14,9 @@ Target (issue 15): C's calibrated (A + B) tokens/s error is smaller than the raw
 
 Measured figure: this host's cores are shared with other jobs, which slow a run's median step by 2-10x
 at random; the estimator (and so the calibration, see advisor/calibration.py) models the host
-uncontended: report.json's ``measured_uncontended`` (the fastest tenth of the steps). The median is
-printed beside it. The load average during each run is printed too.
+uncontended. The runs train on one thread (OMP_NUM_THREADS=1), so report.json's ``measured_uncontended``
+is the median of the steps' process CPU time, which the neighbours do not stretch. The wall-clock median
+is printed beside it, and the load average during each run.
 """
 
 from __future__ import annotations
@@ -33,8 +34,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# One intra-op thread: on a host shared with other jobs two threads stall on each other at every operator
+# (measured on this 2-core box at load average 5: 5-17x slower than one), and a single-threaded process's
+# CPU time per step is its uncontended step time (executor/report.py's measured_uncontended).
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def sftplan(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "advisor", *args], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "advisor", *args], cwd=ROOT, capture_output=True, text=True, env=ENV)
     if proc.returncode != 0:
         sys.exit(f"sftplan {' '.join(args[:2])} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     return proc

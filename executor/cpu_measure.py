@@ -11,7 +11,9 @@
    step + accumulation x (fixed per micro-batch + FLOPs / rate): a middle micro-batch of a step is one
    micro-batch alone, the first and last add the step's own work (logging; optimizer, clipping,
    scheduler); the two shapes' micro-batches give the tiny model's rate, and with it the fixed part of a
-   micro-batch. Each interval is the best of several (the same reason as above).
+   micro-batch. Each interval is the best of several (the same reason as above); with one torch thread
+   (OMP_NUM_THREADS=1, how runs on a shared host should train: see benchmarks/calibration_loop.py) the
+   intervals are the process's CPU time, which other jobs on the cores do not stretch.
 The load average before and after is part of the answer: a loaded machine measures slow.
 """
 
@@ -59,10 +61,13 @@ def _best_intervals_s(model, micro: int, seq: int, accum: int, workdir: str) -> 
             self.marks: list[tuple[str, float]] = []
 
         def on_substep_end(self, args, state, control, **kwargs):
-            self.marks.append(("micro", time.perf_counter()))
+            self.marks.append(("micro", now()))
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.marks.append(("step", time.perf_counter()))
+            self.marks.append(("step", now()))
+
+    # one thread: the process's CPU time is the work itself, whatever else runs on the cores
+    now = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
 
     g = torch.Generator().manual_seed(0)
     rows = [{"input_ids": ids, "labels": ids} for ids in

@@ -63,23 +63,33 @@ def _median(rows: list[dict], key: str) -> float | None:
     return statistics.median(vals) if vals else None
 
 
-FASTEST_FRACTION = 0.10  # uncontended: the fastest tenth of the logged steps (at least 3)
+FASTEST_FRACTION = 0.10  # without CPU times: the fastest tenth of the logged steps (at least 3)
 
 
-def _uncontended(rows: list[dict]) -> tuple[float | None, float | None]:
-    """(tokens/s, step time) of the fastest tenth of the logged steps, medians of each over them (the first
-    step left out as warm-up): the machine's speed when nothing else competed for it. On a shared host
-    (the cpu tier: other jobs on the same cores) the median step is as slow as the neighbours make it; the
-    estimator models the uncontended host."""
+def _uncontended(rows: list[dict]) -> tuple[float | None, float | None, str]:
+    """(tokens/s, step time, how) of the run as if nothing else competed for its cores (the first step left
+    out as warm-up). On a shared host (the cpu tier: other jobs on the same cores) the median step is as
+    slow as the neighbours make it; the estimator models the host uncontended. A single-threaded process's
+    CPU time per step (``cpu_time_s``, ``torch_threads`` 1) is exactly that: the medians of it and of the
+    tokens each step trained over it. With more threads CPU time counts the threads' spinning, so the
+    fastest tenth of the steps' wall times stands in."""
     timed = [r for r in rows if all(isinstance(r.get(k), (int, float)) and r[k] > 0
                                     for k in ("step_time_s", "tokens_per_s_per_gpu"))]
     if len(timed) > 3:
         timed = timed[1:]
     if len(timed) < 3:
-        return None, None
+        return None, None, ""
+    cpu = [r for r in timed if r.get("torch_threads") == 1 and isinstance(r.get("cpu_time_s"), (int, float))
+           and r["cpu_time_s"] > 0]
+    if len(cpu) == len(timed):
+        return (statistics.median(float(r["tokens_per_s_per_gpu"]) * float(r["step_time_s"]) / float(r["cpu_time_s"])
+                                  for r in cpu),
+                statistics.median(float(r["cpu_time_s"]) for r in cpu),
+                "median of logged steps' process CPU time (one thread: the step without the neighbours' load)")
     fastest = sorted(timed, key=lambda r: r["step_time_s"])[:max(3, round(len(timed) * FASTEST_FRACTION))]
     return (statistics.median(float(r["tokens_per_s_per_gpu"]) for r in fastest),
-            statistics.median(float(r["step_time_s"]) for r in fastest))
+            statistics.median(float(r["step_time_s"]) for r in fastest),
+            f"median of the fastest {FASTEST_FRACTION:.0%} of logged steps (uncontended)")
 
 
 def _parse_time(text: object) -> datetime | None:
@@ -174,9 +184,8 @@ def build_report(run_dir: str | Path, plan: Plan, *, now: datetime | None = None
                          f"elapsed x {num_gpus} GPU(s) x ${price if price is not None else '?'}/GPU-hour "
                          f"({price_source}); plan: whole run"),
     }
-    best_tokens, best_step = _uncontended(rows)
+    best_tokens, best_step, how = _uncontended(rows)
     if best_step is not None:
-        how = f"median of the fastest {FASTEST_FRACTION:.0%} of logged steps (uncontended)"
         figures["tokens_per_s_per_gpu"].update(measured_uncontended=best_tokens, how_uncontended=how)
         figures["step_time_s"].update(measured_uncontended=best_step, how_uncontended=how)
     last_step = max((int(r["step"]) for r in rows if isinstance(r.get("step"), (int, float))), default=0)

@@ -87,6 +87,13 @@ class ShardReportCallback(TrainerCallback):
              "full_param_numel": full, "param_kinds": sorted(kinds)}) + "\n")
 
 
+def _torch_threads() -> int:
+    """Intra-op threads of this process (with 1, its CPU time per step is the step's uncontended time)."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 class MetricsCallback(TrainerCallback):
     """Rank 0 appends one metrics.jsonl row per logged step and prints a progress line.
 
@@ -98,6 +105,7 @@ class MetricsCallback(TrainerCallback):
         self.tokens = 0  # real tokens of the micro-batches this rank has trained on
         self.started = time.time()
         self.last_time = self.last_tokens = None
+        self.last_cpu = 0.0
         self.step_times: list[float] = []
         from rich.console import Console
 
@@ -111,6 +119,7 @@ class MetricsCallback(TrainerCallback):
 
     def _restart_clock(self, state) -> None:
         self.last_time, self.last_tokens, self.last_step = time.time(), self.tokens, state.global_step
+        self.last_cpu = time.process_time()  # this process's CPU seconds: a step's cost without the neighbours' load
 
     def _consumed(self) -> None:  # one micro-batch trained on: its count is the oldest queued
         if self.collator.batch_tokens:
@@ -125,16 +134,19 @@ class MetricsCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return
-        now, tokens = time.time(), self.tokens  # this rank's real (non-pad) tokens
+        now, tokens, cpu = time.time(), self.tokens, time.process_time()  # this rank's real (non-pad) tokens
         steps = max(state.global_step - self.last_step, 1)
         step_time = (now - self.last_time) / steps
+        cpu_time = (cpu - self.last_cpu) / steps
+        self.last_cpu = cpu
         tps = (tokens - self.last_tokens) / max(now - self.last_time, 1e-9)
         self.last_time, self.last_tokens, self.last_step = now, tokens, state.global_step
         self.step_times.append(step_time)
         peak, kind = self.peak_memory()
         row = {"epoch": round(float(state.epoch or 0), 4), "step": state.global_step, "loss": float(logs["loss"]),
                "learning_rate": float(logs.get("learning_rate", 0.0)), "tokens_per_s_per_gpu": round(tps, 2),
-               "step_time_s": round(step_time, 5), "peak_memory_bytes": peak, "peak_memory_kind": kind,
+               "step_time_s": round(step_time, 5), "cpu_time_s": round(cpu_time, 5), "torch_threads": _torch_threads(),
+               "peak_memory_bytes": peak, "peak_memory_kind": kind,
                "elapsed_s": round(now - self.started, 3)}
         _append_jsonl(self.run_dir / names.METRICS, row)
         recent = sorted(self.step_times[-20:])[len(self.step_times[-20:]) // 2]
