@@ -191,12 +191,20 @@ def logits_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
 
 
 def gathered_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
-    """Unsharded working set of FSDP / ZeRO-3, bf16: the root unit (embedding, untied output head and
-    final norm: FSDP2 keeps the root gathered through forward and backward) with its unsharded
-    gradient, plus two decoder layers' parameters in flight (the one computing and the one prefetched)."""
+    """Unsharded working set of FSDP / ZeRO-3, bf16, at its largest moment of the step: either the end
+    of backward (the root unit: embedding, untied output head and final norm, which FSDP2 keeps gathered
+    through the step, with its unsharded gradient, plus two decoder layers in flight), or, FSDP2, the
+    backward of a middle layer: its unsharded parameters and gradients, its reduce-scatter buffer and the
+    next layer's prefetched all-gather (four layer-sized buffers) beside the root's parameters. The
+    traced step (executor/memtrace.py at 3-6 layers) shows both: Llama 3.1 8B's root-dominated set
+    (4.73 GiB = 2 roots + 2 layers), Mixtral's expert-dominated one (11.3 GiB = root + 4 layers)."""
     if cfg.strategy not in ("fsdp", "zero3", "zero3-offload", "zero3-offload-all"):
         return 0
-    return BF16 * 2 * _root_params(m) + BF16 * 2 * layer_params(m)
+    root, layer = _root_params(m), layer_params(m)
+    end_of_backward = BF16 * 2 * root + BF16 * 2 * layer
+    if cfg.strategy != "fsdp":  # DeepSpeed (not traced): the end-of-backward set
+        return end_of_backward
+    return max(end_of_backward, BF16 * root + BF16 * 4 * layer)
 
 
 def _root_params(m: ModelSpec) -> int:

@@ -9,6 +9,7 @@ buffers + temporaries), gathered layer (FSDP), and the peak (one moment).
     python benchmarks/memory_trace.py                      # trace the grid (minutes), write the cache, print
     python benchmarks/memory_trace.py --from-cache          # re-score the cached traces (instant: formula work)
     python benchmarks/memory_trace.py --families llama,mpt --quick
+    python benchmarks/memory_trace.py --families mixtral --strategies fsdp --retrace   # trace these again
 
 Traces are cached in benchmarks/data/memory_trace_cache.json keyed by configuration; `--retrace` ignores it.
 """
@@ -145,14 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--families", default=",".join(FAMILIES), help="comma-separated families")
     p.add_argument("--quick", action="store_true", help="only the (1024, 8) shape")
     p.add_argument("--from-cache", action="store_true", help="do not trace: score the cached traces only")
-    p.add_argument("--retrace", action="store_true", help="ignore the cache")
+    p.add_argument("--retrace", action="store_true", help="trace the selected configurations again (others stay cached)")
+    p.add_argument("--strategies", default="single,fsdp", help="comma-separated: single, fsdp")
     p.add_argument("--cache", default=str(CACHE))
     p.add_argument("-v", "--verbose", action="store_true", help="one line per configuration")
     args = p.parse_args(argv)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
-    rows = grid(families, args.quick)
+    strategies = {s.strip() for s in args.strategies.split(",") if s.strip()}
+    rows = [r for r in grid(families, args.quick) if r["strategy"] in strategies]
     cache_path = Path(args.cache)
-    cache = {} if args.retrace or not cache_path.is_file() else json.loads(cache_path.read_text())
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    if args.retrace:
+        for row in rows:
+            cache.pop(key_of(row), None)
     if not args.from_cache:
         started = time.time()
         for i, row in enumerate(rows):

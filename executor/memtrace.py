@@ -246,6 +246,14 @@ PHASES = ("fwd", "bwd", "opt")  # forward + loss, backward, optimizer step: the 
 PHASE_NAMES = {"fwd": "forward + loss", "bwd": "backward", "opt": "optimizer step"}
 
 
+FSDP_MIN_DEPTH = 3  # traced: Mixtral's gathered set grows from 1 to 3 layers, then stays (11.3 GiB at 3, 4 and 6)
+
+
+def _is_gathered(name: str) -> bool:
+    """FSDPMemTracker's categories of the unsharded working set."""
+    return "unsharded" in name or "all_gather" in name or "reduce" in name
+
+
 class _Maxes:
     """Each group's maximum over time, and the highest total of each phase (forward+backward, optimizer)
     with its make-up, updated after every op (MemTracker keeps only the one peak moment)."""
@@ -263,7 +271,7 @@ class _Maxes:
             name = str(key).split(".")[-1].lower()
             if name == "total":
                 continue
-            if "unsharded" in name or "all_gather" in name or "reduce" in name:
+            if _is_gathered(name):
                 gathered += v
             elif "param" in name or "grad" in name or "opt" in name or "buf" in name:
                 states += v
@@ -377,6 +385,8 @@ def trace(spec, *, precision: str = "bf16-mixed", strategy: str = "single", worl
               grad_accum=grad_accum)
     full = spec.num_layers
     notes = [NOT_TRACED]
+    if strategy == "fsdp" and depth is not None:  # FSDP's gathered working set fills up by the third layer
+        depth = max(depth, FSDP_MIN_DEPTH)
     if strategy == "ddp":
         notes.append("ddp: traced as one replica (DDP's gradient buckets, ~25 MiB each, are not traced)")
     if depth is None or 2 * depth >= full:
@@ -392,13 +402,21 @@ def trace(spec, *, precision: str = "bf16-mixed", strategy: str = "single", worl
 
     # Each phase's own peak is extrapolated (the moment that peaks can change with depth: at 1-2 layers
     # the loss's backward may dominate, at full depth the forward's autocast copies of every layer).
-    r = {k: ext(a[k], b[k]) for k in ("model_states_max", "gathered_max")}
+    # FSDP's gathered set (unsharded parameters and gradients, all-gather and reduce-scatter buffers) is a
+    # working set of a few units in flight, not a per-layer cost: it is read at the deeper trace, never
+    # extrapolated (extrapolating it from 1 and 2 layers charged Mixtral every layer's experts: 75 GiB).
+    r = {"model_states_max": ext(a["model_states_max"], b["model_states_max"]), "gathered_max": b["gathered_max"]}
     r["transient_max"] = max(ext(a[f"transient_{ph}"], b[f"transient_{ph}"]) for ph in PHASES)
-    phases = {ph: ext(a[f"peak_{ph}"], b[f"peak_{ph}"]) for ph in PHASES}
+
+    def gathered_at(x, ph):
+        return sum(v for c, v in x[f"snap_{ph}"].items() if _is_gathered(c))
+
+    phases = {ph: ext(a[f"peak_{ph}"] - gathered_at(a, ph), b[f"peak_{ph}"] - gathered_at(b, ph)) + gathered_at(b, ph)
+              for ph in PHASES}
     phase = max(phases, key=phases.get)
     r["peak"], r["peak_phase"] = phases[phase], PHASE_NAMES[phase]
     sa, sb = a[f"snap_{phase}"], b[f"snap_{phase}"]
-    by_cat = {c: ext(sa.get(c, 0), sb.get(c, 0)) for c in set(sa) | set(sb)}
+    by_cat = {c: (sb.get(c, 0) if _is_gathered(c) else ext(sa.get(c, 0), sb.get(c, 0))) for c in set(sa) | set(sb)}
     # The make-up extrapolates only when both depths peak at the same moment (no negative part).
     r["peak_by_category"] = {c: v for c, v in by_cat.items() if v} if min(by_cat.values(), default=0) >= 0 else {}
     if not r["peak_by_category"]:
