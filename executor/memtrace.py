@@ -246,7 +246,13 @@ PHASES = ("fwd", "bwd", "opt")  # forward + loss, backward, optimizer step: the 
 PHASE_NAMES = {"fwd": "forward + loss", "bwd": "backward", "opt": "optimizer step"}
 
 
-FSDP_MIN_DEPTH = 3  # traced: Mixtral's gathered set grows from 1 to 3 layers, then stays (11.3 GiB at 3, 4 and 6)
+# The smallest depth the per-layer extrapolation starts from: below it the peak moment's make-up still
+# changes with depth, and a one-off step extrapolates as if every layer had it.
+# MPT at 8k with checkpointing: +4.5 GiB from 1 to 2 layers (the previous layer's returned bf16 attention
+# weights beside the next layer's scores), +0.5 GiB per layer after (its autocast weight copies + input).
+MIN_DEPTH = 2
+# FSDP: Mixtral's gathered set grows from 1 to 3 layers, then stays (11.3 GiB at 3, 4 and 6).
+FSDP_MIN_DEPTH = 3
 
 
 def _is_gathered(name: str) -> bool:
@@ -385,8 +391,8 @@ def trace(spec, *, precision: str = "bf16-mixed", strategy: str = "single", worl
               grad_accum=grad_accum)
     full = spec.num_layers
     notes = [NOT_TRACED]
-    if strategy == "fsdp" and depth is not None:  # FSDP's gathered working set fills up by the third layer
-        depth = max(depth, FSDP_MIN_DEPTH)
+    if depth is not None:  # extrapolate from depths where every per-step effect has settled (see MIN_DEPTH)
+        depth = max(depth, FSDP_MIN_DEPTH if strategy == "fsdp" else MIN_DEPTH)
     if strategy == "ddp":
         notes.append("ddp: traced as one replica (DDP's gradient buckets, ~25 MiB each, are not traced)")
     if depth is None or 2 * depth >= full:
