@@ -30,7 +30,10 @@ for CUDA autocast with the same cast rules for matmuls).
 
 Tracing cost is per op, not per FLOP: ``trace()`` traces ``depth`` decoder layers and a second,
 deeper model, and extrapolates every figure linearly to the real depth (``extrapolated=True``);
-benchmarks/memory_trace.py checks that against full-depth traces.
+benchmarks/memory_trace.py checks that against full-depth traces. The shallower depth is at least 2
+(3 under FSDP): below it one-off effects (MPT's returned attention weights, FSDP's prefetch filling up)
+change the peak's make-up and would be extrapolated as per-layer costs. FSDP's gathered set is read at
+the deeper trace, never extrapolated.
 """
 
 from __future__ import annotations
