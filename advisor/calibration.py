@@ -13,11 +13,12 @@ precision, trainable, model-size band), and per class fits
   to planned ones (the chat template's tokens and padding the dataset count leaves out). One factor cannot
   carry across shapes when a fixed cost dominates small steps; the two-part fit can. Each class records
   which kind of fit it got;
-On the cpu tier (a host other jobs share) runs are read at their uncontended speed (the fastest tenth of
-their steps, report.json's ``measured_uncontended``), the speed the estimator models; elsewhere the median.
-
 - a memory factor: the median of measured / planned peak memory per GPU, kept apart by what was
   measured (accelerator max allocated, or process RSS on a CPU run).
+
+On the cpu tier (a host other jobs share) runs are read at their uncontended speed, the speed the
+estimator models (report.json's ``measured_uncontended``: a one-thread run's CPU time per step, else the
+fastest tenth of its steps); elsewhere the median.
 
 The median, not the mean, so one bad run cannot move a factor far; every factor is clamped to
 [FACTOR_MIN, FACTOR_MAX] and marked ``weak`` when it rests on one run. ``apply`` corrects an estimate with

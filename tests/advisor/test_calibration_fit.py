@@ -5,6 +5,7 @@ fit carries to a third shape, where one factor cannot; the fixed term is in the 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -140,11 +141,25 @@ def test_the_fixed_term_is_in_the_estimate_and_small_on_gpus():
 @pytest.mark.slow
 def test_catalog_measure_cpu_reports_peak_overheads_and_load():
     pytest.importorskip("torch")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # how the cpu entry was measured (CPU time, load-proof)
     proc = subprocess.run([sys.executable, "-m", "advisor", "catalog", "--measure", "cpu", "--json"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout)
     assert got["float32_tflops"] > 0 and got["tiny_model_tflops"] > 0
     assert got["step_overhead_s"] >= 0 and got["micro_batch_overhead_s"] >= 0
     assert got["step_overhead_s"] + got["micro_batch_overhead_s"] > 0  # a Trainer step is never free
-    assert len(got["load_average_1min"]) == 2 and got["catalog_step_overhead_s"] == load_catalog().gpu("cpu").step_overhead_s
+    assert got["threads"] == 1 and len(got["load_average_1min"]) == 2 and got["catalog_step_overhead_s"] == load_catalog().gpu("cpu").step_overhead_s
+
+
+def test_one_slow_run_barely_moves_the_two_part_fit(tmp_path):
+    runs = _two_shapes(tmp_path)
+    runs.append(_run(tmp_path, "m1", micro=8, accum=2, seq=128, overhead_s=0.15, rest_s=0.5, noise=1.0))
+    runs.append(_run(tmp_path, "m2", micro=8, accum=2, seq=128, overhead_s=0.15, rest_s=0.5, noise=1.01))
+    runs.append(_run(tmp_path, "slow", micro=8, accum=2, seq=128, overhead_s=0.15, rest_s=0.5, noise=2.0))  # a slow node
+    out = tmp_path / "cal.yaml"
+    assert _calibrate(*runs, out=out).returncode == 0
+    t = calibration.load(out).match(KEY).throughput
+    assert t.fit == calibration.FIT_FIXED_RATE and t.shapes == 3 and t.runs == 7
+    assert t.overhead_factor == pytest.approx(OVERHEAD_X, rel=0.03)
+    assert t.compute_factor == pytest.approx(COMPUTE_X, rel=0.03)
