@@ -36,6 +36,12 @@ def estimate(model: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, calibration=None)
         notes.append(f"{gpu.id} has no multi-node fabric in this catalog")
     if cfg.strategy == "megatron" and not gpu.megatron_supported:
         notes.append(f"Megatron-LM does not run on {gpu.id}")
+    if cfg.strategy == "fsdp-tp":  # transformers' tp_plan splits attention heads and keeps TP inside a node
+        if model.num_kv_heads % cfg.tp or model.num_heads % cfg.tp:
+            notes.append(f"tp {cfg.tp} does not divide the model's {model.num_heads} attention / "
+                         f"{model.num_kv_heads} key-value heads")
+        if cfg.tp > gpu.gpus_per_node:
+            notes.append(f"tp {cfg.tp} exceeds the {gpu.gpus_per_node} GPUs of a {gpu.id} node")
 
     st = step_time(model, gpu, cfg)
     raw_tokens_per_s = tokens_per_s_per_gpu = st.tokens_per_step / st.step_s / cfg.num_gpus

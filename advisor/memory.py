@@ -39,6 +39,26 @@ def num_nodes(cfg: TrainConfig, gpu: GpuSpec) -> int:
     return -(-cfg.num_gpus // gpu.gpus_per_node)
 
 
+FSDP_LIKE = ("fsdp", "hsdp", "fsdp-tp")  # FSDP2 through accelerate / transformers: sharded fp32 states
+
+
+def shard_group_size(cfg: TrainConfig, gpus_per_node: int | None) -> int:
+    """Ranks one copy of the model states is sharded over: HSDP shards inside a node and replicates across
+    nodes (transformers' DistributedConfig: dp_replicate_size = nodes, fsdp_size x tp_size = GPUs per node);
+    fsdp-tp shards each tensor-parallel slice over the data-parallel ranks (num_gpus / tp); the others over
+    every data-parallel rank."""
+    dp = data_parallel_size(cfg)
+    if cfg.strategy == "hsdp" and gpus_per_node:
+        return max(1, min(dp, gpus_per_node))
+    return dp
+
+
+def _vocab_split(cfg: TrainConfig) -> int:
+    """Megatron splits the logits over tp; transformers' tp_plan gathers the LM head's output
+    (``colwise_gather_output``), so fsdp-tp holds the full vocabulary on every rank."""
+    return cfg.tp if cfg.strategy == "megatron" else 1
+
+
 def optimizer_bytes_per_param(cfg: TrainConfig) -> int:
     """fp32 master + Adam m, v (bf16-mixed) or bf16 m, v (bf16-pure)."""
     return 12 if cfg.precision == "bf16-mixed" else 4
@@ -153,8 +173,12 @@ def activation_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
         from advisor.lora_plan import lora_activation_bytes_per_token_per_layer
 
         per_token += lora_activation_bytes_per_token_per_layer(m, cfg.lora_rank)
-    per_layer = per_token * tokens + _scores(m, cfg)
-    return m.num_layers * per_layer
+    if cfg.strategy == "fsdp-tp":  # the residual stream / norm inputs stay whole (no sequence parallel); the
+        # attention and MLP insides are split by the column / row-parallel layers (PyTorch TP tutorial, Megatron)
+        whole = layer_input_bytes_per_token(m, mixed)
+        per_token = whole + max(0, per_token - whole) / cfg.tp
+    per_layer = per_token * tokens + _scores(m, cfg) / (cfg.tp if cfg.strategy == "fsdp-tp" else 1)
+    return int(m.num_layers * per_layer)
 
 
 def recompute_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
@@ -187,7 +211,7 @@ def logits_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
     """The loss buffers at their largest (backward of the log-softmax)."""
     tokens = cfg.micro_batch_size * cfg.seq_len
     fwd, bwd = _loss_bytes_per_entry(m, cfg)
-    return int(tokens * m.vocab_size * max(fwd, bwd) / cfg.tp)
+    return int(tokens * m.vocab_size * max(fwd, bwd) / _vocab_split(cfg))
 
 
 def gathered_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
@@ -197,14 +221,16 @@ def gathered_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
     backward of a middle layer: its unsharded parameters and gradients, its reduce-scatter buffer and the
     next layer's prefetched all-gather (four layer-sized buffers) beside the root's parameters. The
     traced step (executor/memtrace.py at 3-6 layers) shows both: Llama 3.1 8B's root-dominated set
-    (4.73 GiB = 2 roots + 2 layers), Mixtral's expert-dominated one (11.3 GiB = root + 4 layers)."""
-    if cfg.strategy not in ("fsdp", "zero3", "zero3-offload", "zero3-offload-all"):
+    (4.73 GiB = 2 roots + 2 layers), Mixtral's expert-dominated one (11.3 GiB = root + 4 layers).
+    hsdp is FSDP2 on a 2-D mesh (the same set); fsdp-tp gathers only this rank's tensor-parallel slice."""
+    if cfg.strategy not in ("fsdp", "hsdp", "fsdp-tp", "zero3", "zero3-offload", "zero3-offload-all"):
         return 0
     root, layer = _root_params(m), layer_params(m)
     end_of_backward = BF16 * 2 * root + BF16 * 2 * layer
-    if cfg.strategy != "fsdp":  # DeepSpeed (not traced): the end-of-backward set
+    if cfg.strategy not in FSDP_LIKE:  # DeepSpeed (not traced): the end-of-backward set
         return end_of_backward
-    return max(end_of_backward, BF16 * root + BF16 * 4 * layer)
+    tp = cfg.tp if cfg.strategy == "fsdp-tp" else 1
+    return max(end_of_backward, BF16 * root + BF16 * 4 * layer) // tp
 
 
 def _root_params(m: ModelSpec) -> int:
@@ -220,7 +246,7 @@ def gathered_bytes_at(m: ModelSpec, cfg: TrainConfig, moment: str) -> int:
     if not full or moment == "optimizer step":
         return 0
     if moment in ("loss", "backward start"):
-        return BF16 * (_root_params(m) + layer_params(m))
+        return BF16 * (_root_params(m) + layer_params(m)) // (cfg.tp if cfg.strategy == "fsdp-tp" else 1)
     return full
 
 
@@ -234,10 +260,11 @@ def _megatron_activation_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
     return int(act * min(cfg.pp, max(cfg.grad_accum, 1)) / cfg.tp)
 
 
-def model_state_bytes(m: ModelSpec, cfg: TrainConfig) -> tuple[int, int, int]:
-    """(weights, gradients, optimizer) bytes per GPU on the executor's path."""
+def model_state_bytes(m: ModelSpec, cfg: TrainConfig, gpus_per_node: int | None = None) -> tuple[int, int, int]:
+    """(weights, gradients, optimizer) bytes per GPU on the executor's path. ``gpus_per_node``: HSDP's
+    shard group (without it HSDP counts as one group over every rank)."""
     n = param_count(m)
-    dp = data_parallel_size(cfg)
+    dp = shard_group_size(cfg, gpus_per_node)
     split = cfg.tp * cfg.pp
     s = cfg.strategy
     if cfg.trainable == "lora":
@@ -246,8 +273,10 @@ def model_state_bytes(m: ModelSpec, cfg: TrainConfig) -> tuple[int, int, int]:
     elif s in ("single", "ddp"):  # the loaded dtype: fp32 (mixed) or bf16 (pure); Adam's moments like it
         per = FP32 if cfg.precision == "bf16-mixed" else BF16
         weights_full, grads_full, optim_full = per * n, per * n, 2 * per * n
-    elif s == "fsdp":  # accelerate upcasts FSDP2's sharded parameters to fp32, whatever the precision
+    elif s in ("fsdp", "hsdp"):  # accelerate upcasts FSDP2's sharded parameters to fp32, whatever the precision
         weights_full, grads_full, optim_full = FP32 * n, FP32 * n, 2 * FP32 * n
+    elif s == "fsdp-tp":  # the loaded fp32 weights, tp-sliced, then FSDP-sharded over the data-parallel ranks
+        weights_full, grads_full, optim_full = FP32 * n / split, FP32 * n / split, 2 * FP32 * n / split
     else:  # DeepSpeed bf16 / Megatron: bf16 weights and grads, fp32 master + moments (ZeRO paper's 2+2+12)
         weights_full = BF16 * n / split
         grads_full = (FP32 if s == "megatron" else BF16) * n / split
@@ -256,7 +285,7 @@ def model_state_bytes(m: ModelSpec, cfg: TrainConfig) -> tuple[int, int, int]:
         return int(weights_full), int(grads_full), int(optim_full)
     if s == "zero2":
         return int(weights_full), int(grads_full / dp), int(optim_full / dp)
-    if s in ("fsdp", "zero3"):
+    if s in ("fsdp", "hsdp", "fsdp-tp", "zero3"):
         return int(weights_full / dp), int(grads_full / dp), int(optim_full / dp)
     if s == "zero3-offload":
         return int(weights_full / dp), int(grads_full / dp), 0
@@ -276,7 +305,7 @@ def transient_moments(m: ModelSpec, cfg: TrainConfig) -> dict[str, tuple[int, in
     acts = activation_bytes(m, cfg)
     copies = autocast_copy_bytes(m, cfg)
     fwd, bwd = _loss_bytes_per_entry(m, cfg)
-    entries = tokens * m.vocab_size / cfg.tp
+    entries = tokens * m.vocab_size / _vocab_split(cfg)
     accumulating = cfg.grad_accum > 1
     moments = {
         "loss": (acts + copies, int(entries * fwd), accumulating),
@@ -302,7 +331,7 @@ def transient_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
 def memory_breakdown(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> MemoryBreakdown:
     """Bytes per GPU at the step's peak moment, by component (components that never coexist with the
     peak are not added: see transient_moments). Gradients are counted whenever the peak holds them."""
-    weights, grads, optim = model_state_bytes(m, cfg)
+    weights, grads, optim = model_state_bytes(m, cfg, gpu.gpus_per_node)
     best = None
     for name, (acts, logits, with_grads) in transient_moments(m, cfg).items():
         g = grads if with_grads else 0

@@ -24,7 +24,7 @@ from advisor.specs import Estimate, GpuSpec, TrainConfig
 from advisor.units import GIB, SECONDS_PER_HOUR
 
 MICRO_BATCHES = (1, 2, 4, 8, 16)
-SHARDED_MULTI = ("ddp", "fsdp", "zero2", "zero3")  # need at least 2 GPUs unless the count is pinned
+SHARDED_MULTI = ("ddp", "fsdp", "hsdp", "zero2", "zero3")  # need at least 2 GPUs unless the count is pinned
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,18 @@ class Search:
                 out += self._strategy(gpu, "ddp", counts, quick)
             return out
         out += self._strategy(gpu, "fsdp", counts, quick)
-        if not any(c.strategy == "fsdp" for c in out):
+        # HSDP on several nodes: the all-gathers stay on NVLink (rules.rule_parallelism says when it won)
+        multi_node = [c for c in counts if c > gpu.gpus_per_node]
+        layouts = self.trainable == "full"  # the executor runs hsdp / fsdp-tp for full SFT (LoRA: fsdp, zero3)
+        if layouts and multi_node and gpu.inter_node_bandwidth_gbit_per_s > 0:
+            out += self._strategy(gpu, "hsdp", multi_node, quick)
+        # FSDP x TP: on several nodes it shrinks the data-parallel traffic that crosses the network (each rank
+        # gathers its tp slice over num_gpus / tp ranks); where nothing fits fully sharded, it also splits
+        # what FSDP cannot (the layer being gathered, the insides of a layer), before the optimizer goes to host RAM
+        fsdp_fits = any(c.strategy == "fsdp" for c in out)
+        if layouts:
+            out += self._fsdp_tp(gpu, multi_node if fsdp_fits else counts, quick)
+        if not any(c.strategy in ("fsdp", "fsdp-tp") for c in out):
             out += self._strategy(gpu, "zero3-offload", counts, quick)
         return out or self._record(gpu, "zero3-offload", counts)
 
@@ -275,6 +286,8 @@ class Search:
     def _strategy(self, gpu: GpuSpec, s: str, counts: list[int], quick: bool) -> list[Cand]:
         if s == "megatron":
             return self._megatron(gpu, counts, quick)
+        if s == "fsdp-tp":
+            return self._fsdp_tp(gpu, counts, quick)
         valid = self._valid(s, counts)
         first = self._first_fit(gpu, s, valid)
         if first is None:
@@ -297,11 +310,33 @@ class Search:
                 break
         return out
 
+    def tp_sizes(self, gpu: GpuSpec) -> list[int]:
+        """Tensor-parallel sizes transformers' tp_plan can take here: inside a node, dividing the heads."""
+        m = self.model
+        return [tp for tp in (2, 4, 8) if tp <= gpu.gpus_per_node and not m.num_heads % tp and not m.num_kv_heads % tp]
+
+    def _fsdp_tp(self, gpu: GpuSpec, counts: list[int], quick: bool) -> list[Cand]:
+        """FSDP x TP: per GPU count, the smallest tp at which micro-batch 1 with checkpointing fits."""
+        out: list[Cand] = []
+        choice: dict[int, tuple[int, bool]] = {}
+        for n in counts:
+            for tp in self.tp_sizes(gpu):
+                if n % tp or n < 2 * tp and not self.req.num_gpus or not _ok(self.est(gpu, n, "fsdp-tp", 1, True, tp)):
+                    continue
+                if tp not in choice:
+                    choice[tp] = self._pick_micro(gpu, "fsdp-tp", n, tp)
+                out += self._sweep(gpu, "fsdp-tp", [n], choice[tp][0], choice[tp][1], False, tp)
+                break
+            if quick and out:
+                break
+        return out
+
     def _record(self, gpu: GpuSpec, s: str, counts: list[int]) -> list[Cand]:
         """Why nothing fits on this tier, with the numbers, for the tiers table."""
         valid = self._valid(s, counts) or counts
         n = valid[-1]
-        e = self.est(gpu, n, s, 1, True)
+        tp = max(self.tp_sizes(gpu), default=2) if s == "fsdp-tp" else 1
+        e = self.est(gpu, n, s, 1, True, tp)
         if e is None:
             self.misses[gpu.id] = Miss(f"{s} on {n} GPU(s) is not a valid configuration", f"{s} on {n} GPU(s): invalid")
             return []

@@ -84,7 +84,8 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
 
     chosen = rec or _closest_cand(by_tier, req, owned)
     if chosen is not None:
-        findings.append(rules.rule_parallelism(chosen.strategy, chosen.num_gpus, chosen.num_nodes, params, chosen.gpu.gpus_per_node))
+        findings.append(rules.rule_parallelism(chosen.strategy, chosen.num_gpus, chosen.num_nodes, params, chosen.gpu.gpus_per_node,
+                                               chosen.tp))
     nm = rules.rule_no_megatron(params, req.nvidia_stack)
     if nm:
         findings.append(nm)
@@ -157,7 +158,7 @@ def _as_lora_plan(out: Plan, req, model, params, epochs, f_epochs, max_seq_len, 
 
     hp, f_hp = _hyperparameters(req, params, epochs, f_epochs, max_seq_len, seq_tokens, lora_pick, gbs_target)
     parallel = rules.rule_parallelism(lora_pick.strategy, lora_pick.num_gpus, lora_pick.num_nodes, params,
-                                      lora_pick.gpu.gpus_per_node) if lora_pick else None
+                                      lora_pick.gpu.gpus_per_node, lora_pick.tp) if lora_pick else None
     updates, f_lora = lora_plan_updates(
         req=req, model=model, params=params, lora_rec=rec_of(lora_rec, req.precision) if lora_rec else None,
         lora_est=_plan_estimate(lora_rec, tokens_total, epochs, gbs_target, req) if lora_rec else None,

@@ -50,6 +50,19 @@ S_GATE = (
 )
 S_QLORA_LR = "QLoRA (Dettmers et al., 2023), Table 9: LoRA learning rate 2e-4 for 7B-13B, 1e-4 for 33B-65B"
 S_HOUSE = "sftplan house default (the guide gives no number for this)"
+# transformers' DistributedConfig docstring (transformers 5.24, distributed/configuration_utils.py), on dp_replicate_size
+S_HSDP = (
+    "We suggest it for multi-node training: plain FSDP all-gathers parameters and reduce-scatters gradients across "
+    "all devices at every step, so this traffic goes over the slower inter-node links. Set `dp_replicate_size` to the "
+    "number of nodes and `fsdp_size * tp_size` to the number of devices per node: the sharding traffic then stays on "
+    "the fast intra-node links, and only the gradient all-reduce crosses nodes. The cost is more memory per device, "
+    "since parameters are sharded within a node."
+)
+S_FSDP_TP = (
+    "PyTorch tutorial 'Large Scale Transformer model training with Tensor Parallel (TP)' (Liang, Liu): Tensor "
+    "Parallel inside a node with Fully Sharded Data Parallel across; Megatron-LM's column/row-parallel layers "
+    "(Shoeybi et al. 2019) split each layer's weights and activations, which FSDP alone does not"
+)
 S_MEMORY = "sftplan memory estimate (ZeRO, Rajbhandari et al. 2020; activations per Korthikanti et al. 2022)"
 
 MIN_FULL_SFT_EXAMPLES = 10_000
@@ -142,8 +155,20 @@ def decide_method(req: PlanRequest, full_sft_cost_usd: float | None) -> tuple[st
 
 
 # --------------------------------------------------------------------------- parallelism
-def rule_parallelism(strategy: str, num_gpus: int, num_nodes: int, params: int, gpus_per_node: int) -> Finding:
+def rule_parallelism(strategy: str, num_gpus: int, num_nodes: int, params: int, gpus_per_node: int,
+                     tp: int = 1) -> Finding:
     size = _n(params)
+    if strategy == "hsdp":
+        return _f("parallel.hsdp", "hsdp",
+                  f"{size} sharded inside each of {num_nodes} nodes ({num_gpus // max(1, num_nodes)} GPUs) and replicated "
+                  "across them: the parameter all-gathers stay on the node's links, only gradients cross the network "
+                  "(the cheapest layout the estimate found that fits)", S_HSDP)
+    if strategy == "fsdp-tp":
+        return _f("parallel.fsdp-tp", "fsdp-tp",
+                  f"{size}: tensor parallel {tp} inside a node splits every layer's weights and activations, FSDP shards "
+                  f"over the {num_gpus // max(1, tp)} data-parallel ranks, so the parameter traffic (and what a "
+                  "gathered layer holds) shrinks by the tp size (the cheapest layout the estimate found that fits)",
+                  S_FSDP_TP)
     if strategy == "single":
         return _f("parallel.single-gpu", "single", f"{size} parameters fit one GPU", S_MEMORY)
     if strategy == "ddp":

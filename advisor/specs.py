@@ -20,7 +20,8 @@ from typing import Any, ClassVar, Literal
 
 from advisor.errors import UserError
 
-Strategy = Literal["single", "ddp", "fsdp", "zero2", "zero3", "zero3-offload", "zero3-offload-all", "megatron"]
+Strategy = Literal["single", "ddp", "fsdp", "zero2", "zero3", "zero3-offload", "zero3-offload-all", "megatron", "hsdp",
+                   "fsdp-tp"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 Precision = Literal["bf16-mixed", "bf16-pure"]
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
@@ -413,8 +414,12 @@ class TrainConfig(_Spec):
         )
         if self.num_gpus % (self.tp * self.pp):
             raise SpecError("num_gpus", f"must be a multiple of tp x pp ({self.tp * self.pp}), got {self.num_gpus}")
-        if (self.tp > 1 or self.pp > 1) and self.strategy != "megatron":
-            raise SpecError("tp" if self.tp > 1 else "pp", "above 1 needs strategy 'megatron'")
+        if self.pp > 1 and self.strategy != "megatron":
+            raise SpecError("pp", "above 1 needs strategy 'megatron'")
+        if self.tp > 1 and self.strategy not in ("megatron", "fsdp-tp"):
+            raise SpecError("tp", "above 1 needs strategy 'megatron' or 'fsdp-tp'")
+        if self.strategy == "fsdp-tp" and self.tp < 2:
+            raise SpecError("tp", f"strategy 'fsdp-tp' needs tp of 2 or more, got {self.tp}")
         if self.strategy == "single" and self.num_gpus != 1:
             raise SpecError("strategy", f"'single' needs num_gpus 1, got {self.num_gpus}")
 

@@ -76,8 +76,10 @@ CPU_ADAM_BYTES_PER_PARAM = 30  # read/write fp32 param, m, v; read the fp32 grad
 # Host memory bandwidth of a 2-socket GPU server: 2 sockets x 8 channels x DDR4-3200 (25.6 GB/s per
 # channel, JEDEC) = 410 GB/s peak, ~70% of it sustained (STREAM triad): ~290 GB/s.
 HOST_MEMORY_BANDWIDTH_GB_PER_S = 290.0
-SHARDED_STRATEGIES = ("fsdp", "zero3", "zero3-offload", "zero3-offload-all")
-DEFAULT_TP_OVERLAP = {"megatron": 0.5}  # Megatron-Core --tp-comm-overlap with sequence parallel (NeMo's Hopper recipes)
+SHARDED_STRATEGIES = ("fsdp", "hsdp", "zero3", "zero3-offload", "zero3-offload-all")
+# Megatron-Core --tp-comm-overlap with sequence parallel (NeMo's Hopper recipes); transformers' tp_plan
+# (fsdp-tp) is plain PyTorch TP: its all-reduces are exposed
+DEFAULT_TP_OVERLAP = {"megatron": 0.5, "fsdp-tp": 0.0}
 
 
 def model_flops_per_token(m: ModelSpec, cfg: TrainConfig) -> float:
@@ -302,19 +304,27 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     holds seq_len / cp of every sequence and passes K / V around a ring, overlapped with attention.
     ep: expert parallel degree of an MoE model (inside the data-parallel ranks): larger expert GEMMs,
     plus the token all-to-alls (dispatch and combine, forward and backward), exposed like TP's.
+    The strategies named for these layouts: "hsdp" is FSDP with shard_group = the GPUs of a node (unless
+    given); "fsdp-tp" is the tp layout with dp_sharded (FSDP over the data-parallel ranks, plain TP).
     """
+    s = cfg.strategy
+    overlap_default = DEFAULT_TP_OVERLAP.get(s, 0.0)
+    if s == "hsdp":
+        shard_group = shard_group or min(gpu.gpus_per_node, cfg.num_gpus)
+        s = "fsdp"
+    elif s == "fsdp-tp":
+        dp_sharded, s = True, "megatron"
     if cfg.num_gpus % (cfg.tp * cfg.pp * cp):
         raise ValueError(f"num_gpus {cfg.num_gpus} is not a multiple of tp x pp x cp = {cfg.tp * cfg.pp * cp}")
     dp = data_parallel_size(cfg) // cp
     tokens_per_gpu_step = cfg.micro_batch_size * cfg.seq_len * cfg.grad_accum
     tokens_per_step = tokens_per_gpu_step * dp
     micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency, cp, ep)
-    s = cfg.strategy
     if ep > 1 and m.num_experts > 1:  # all-to-all of every routed token copy, 4 per layer (+2 with recompute)
         routed = cfg.micro_batch_size * cfg.seq_len / cp * m.experts_per_token * m.hidden_size * 2
         a2a_link = (gpu.intra_node_bandwidth_gb_per_s * GB if ep * cfg.tp <= gpu.gpus_per_node
                     else group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // cfg.tp)))
-        overlap = DEFAULT_TP_OVERLAP.get(s, 0.0) if tp_overlap is None else tp_overlap
+        overlap = overlap_default if tp_overlap is None else tp_overlap
         a2a = (4 + (2 if cfg.activation_checkpointing else 0)) * routed * (ep - 1) / ep / (a2a_link * TP_LINK_EFFICIENCY)
         micro += a2a * (m.num_layers / cfg.pp) * (1 - overlap)
     if cp > 1:  # ring attention: each layer passes the local K and V cp - 1 times (x3 with backward)
@@ -327,7 +337,7 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     # tensor parallel: exposed all-reduce traffic per layer, on NVLink (TP groups stay inside a node)
     tp_comm = 0.0
     if cfg.tp > 1:
-        overlap = DEFAULT_TP_OVERLAP.get(s, 0.0) if tp_overlap is None else tp_overlap
+        overlap = overlap_default if tp_overlap is None else tp_overlap
         act_bytes = cfg.micro_batch_size * cfg.seq_len * m.hidden_size * 2
         collectives = 4 + (2 if cfg.activation_checkpointing else 0)
         nvlink = gpu.intra_node_bandwidth_gb_per_s * GB * TP_LINK_EFFICIENCY

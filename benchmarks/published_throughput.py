@@ -10,8 +10,8 @@ marked `in_targets: false` in the data file is printed and summarised on its own
 How a row becomes an estimator input (stated here, not tuned per row):
 - strategy: fsdp -> fsdp; single -> single; megatron -> megatron; fsdp-offload (FSDP CPUOffload with
   parameters, gradients and optimizer on the host) -> zero3-offload-all; fsdp-tp (FSDP over the data
-  parallel ranks x tensor parallel inside a node) -> megatron with the row's tp: the estimator's tensor
-  parallel physics and an FSDP data-parallel axis (step_time's dp_sharded).
+  parallel ranks x tensor parallel inside a node) -> fsdp-tp with the row's tp: the estimator's tensor
+  parallel physics and an FSDP data-parallel axis.
 - expert parallel (ep, MoE rows): step_time's ep.
 - context parallel (cp): step_time's cp (ring attention; num_gpus = dp x tp x pp x cp).
 - interleaved pipeline (the row's vp): passed to the estimator as pp_interleave (bubble / v).
@@ -51,7 +51,7 @@ from advisor.throughput import model_flops_per_token, step_time  # noqa: E402
 
 ROWS = REPO / "benchmarks" / "data" / "published_rows.yaml"
 STRATEGY = {"fsdp": "fsdp", "single": "single", "megatron": "megatron", "fsdp-offload": "zero3-offload-all",
-            "fsdp-tp": "megatron"}
+            "fsdp-tp": "fsdp-tp"}
 AC_OFF_BY_DEFAULT = {"megatron-bridge", "nemo-automodel", "nemo-automodel-2601", "llama3-paper", "megascale"}
 NETWORK_GBIT_PER_NODE: dict[str, float] = {}  # no source states a node's whole network (MegaScale: 200G per NIC, NICs per node not given)
 
@@ -114,8 +114,6 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None):
         extra["cp"] = row["cp"]
     if row.get("ep", 1) > 1:
         extra["ep"] = row["ep"]
-    if row["strategy"] == "fsdp-tp":
-        extra["dp_sharded"] = True  # the data-parallel axis is FSDP
     if row["strategy"] == "fsdp-tp" or row["source"].startswith("nemo-automodel"):
         extra["tp_overlap"] = 0.5 if row.get("async_tp") else 0.0  # PyTorch TP: exposed; async TP: about half hidden
     if row.get("vp", 1) > 1:

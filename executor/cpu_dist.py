@@ -62,8 +62,33 @@ def apply() -> list[str]:
             PartialState._shared_state["distributed_type"] = self.distributed_type
 
     AcceleratorState.__init__ = __init__
+
+    # 4. ParallelismConfig (hsdp, fsdp-tp). accelerate accepts a ParallelismConfig only on FSDP2, DeepSpeed or
+    #    a GPU-like multi-device type; a model tensor-parallel-sharded by transformers at load time runs
+    #    without accelerate's FSDP plugin, so on CPU its type is MULTI_CPU and the config is refused ("only
+    #    compatible DistributedType.FSDP ... or Multi{Device}"). The DTensor collectives themselves run on
+    #    gloo: validate a MULTI_CPU state as the multi-device state it stands in for.
+    from accelerate.parallelism_config import ParallelismConfig
+
+    original_validate = ParallelismConfig._validate_accelerator
+
+    class _AsMultiDevice:
+        multi_device = True
+
+        def __init__(self, accelerator):
+            self._accelerator = accelerator
+
+        def __getattr__(self, name):
+            return getattr(self._accelerator, name)
+
+    def _validate_accelerator(self, accelerator):
+        if accelerator.distributed_type == DistributedType.MULTI_CPU:
+            return original_validate(self, _AsMultiDevice(accelerator))
+        return original_validate(self, accelerator)
+
+    ParallelismConfig._validate_accelerator = _validate_accelerator
     notes = ["cpu_dist: no accelerator, multi-process job: accelerate patched to use gloo (MULTI_CPU) and to "
-             "keep FSDP / DeepSpeed on CPU (executor/cpu_dist.py)"]
+             "keep FSDP / DeepSpeed / ParallelismConfig on CPU (executor/cpu_dist.py)"]
 
     # 3. DeepSpeed's CPU backend JIT-compiles its shared-memory all-reduce op (shm_comm, 31-35 s with
     #    gcc) when its communication backend starts. The op serves only inference_all_reduce (tensor-

@@ -54,6 +54,8 @@ def check_plan(plan: Plan) -> CheckedPlan:
     strategy = plan.recommended.strategy
     if strategy not in SUPPORTED:
         raise UserError(f"strategy '{strategy}' is not supported by the executor (supported: {', '.join(SUPPORTED)})")
+    if plan.method == "lora" and strategy in ("hsdp", "fsdp-tp"):
+        raise UserError(f"strategy '{strategy}' runs full-sft plans only; a LoRA plan runs on single, ddp, fsdp or zero3")
     why = verify(plan)
     if why:
         raise UserError(why)

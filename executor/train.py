@@ -110,6 +110,10 @@ def setup_training_args(plan, run_dir: Path, *, accelerator: bool):
     kwargs = training_kwargs(plan, run_dir, accelerator=accelerator)
     if rank() == 0:
         atomic_write_text(run_dir / names.CONFIG / names.TRAINING_ARGS, json.dumps(kwargs, indent=2) + "\n")
+    if kwargs.get("parallelism_config") is not None:  # hsdp / fsdp-tp: the JSON's dict becomes accelerate's object
+        from accelerate import ParallelismConfig
+
+        kwargs["parallelism_config"] = ParallelismConfig(**kwargs["parallelism_config"])
     return TrainingArguments(**kwargs)
 
 
@@ -145,7 +149,16 @@ def setup_model(plan, model_dir: str, revision: str | None, *, bf16: bool, seed:
     pure = bf16 and plan.recommended.precision == "bf16-pure"
     if plan.method == "lora":  # frozen weights in bf16 where the device has it; peft keeps the adapter in fp32
         pure = bf16
-    model = AutoModelForCausalLM.from_pretrained(model_dir, revision=revision, dtype=torch.bfloat16 if pure else torch.float32)
+    from executor.translate import distributed_config
+
+    load: dict = {}
+    dist = distributed_config(plan)
+    if dist is not None:  # fsdp-tp: sharded while loading (the model's tp_plan x FSDP2), on the launcher's ranks
+        from transformers.distributed import DistributedConfig
+
+        load["distributed_config"] = DistributedConfig(**dist)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, revision=revision, dtype=torch.bfloat16 if pure else torch.float32,
+                                                 **load)
     model.config.use_cache = False  # a KV cache in training turns off the packed-sequence mask (data.py)
     if plan.method == "lora":
         from executor.lora import wrap
@@ -225,6 +238,12 @@ def train(run_dir: Path) -> int:
 
     barrier()
     resume = latest_complete_checkpoint(run_dir)  # complete and verified (rank 0 set the damaged ones aside)
+    if resume is not None and plan.recommended.strategy == "fsdp-tp":
+        from advisor.errors import UserError
+
+        raise UserError(f"{resume.name}: an fsdp-tp run cannot resume (transformers keeps no optimizer state for a "
+                        "model sharded at load time; its checkpoints hold the model only): start a new run folder, "
+                        "or promote / evaluate this checkpoint")
     tokenizer = setup_tokenizer(model_id, revision)
     dataset, collator, enc, golden = setup_data(plan, tokenizer, data["train"], data["golden"], training_args.seed)
     notes += enc.notes

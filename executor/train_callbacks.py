@@ -66,7 +66,11 @@ class ShardReportCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         local = full = 0
         kinds = set()
+        layout: dict = {}  # the first DTensor parameter's mesh and placements (hsdp: Replicate + Shard; fsdp-tp: 2-D)
         for p in model.parameters():
+            if hasattr(p, "to_local") and not layout:
+                layout = {"mesh_dim_names": list(p.device_mesh.mesh_dim_names or ()),
+                          "mesh_shape": list(p.device_mesh.mesh.shape), "placements": [str(x) for x in p.placements]}
             if hasattr(p, "ds_tensor"):
                 local += p.ds_tensor.numel()
                 full += p.ds_numel
@@ -84,7 +88,7 @@ class ShardReportCallback(TrainerCallback):
         r = int(os.environ.get("RANK", "0"))
         (out / f"rank-{r}.json").write_text(json.dumps(
             {"rank": r, "world_size": world_size(), "strategy": self.strategy, "local_param_numel": local,
-             "full_param_numel": full, "param_kinds": sorted(kinds)}) + "\n")
+             "full_param_numel": full, "param_kinds": sorted(kinds), "dtensor_layout": layout}) + "\n")
 
 
 def _torch_threads() -> int:
@@ -196,6 +200,11 @@ class GateCallback(TrainerCallback):
     def _write_full_weights(self, ckpt: Path, model) -> None:
         """FSDP sharded state dict: gather the full weights (all ranks) and save them from rank 0."""
         if not any(hasattr(p, "to_local") for p in model.parameters()):
+            return
+        if getattr(model, "is_distributed_loading_by_transformers", False):
+            # fsdp-tp: sharded at load time, Trainer's save_pretrained already gathered the full weights on every
+            # rank and wrote them once; a second save_pretrained on rank 0 alone would wait forever in its
+            # closing barrier (transformers' barrier_after_gathered_checkpoint_save)
             return
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 

@@ -21,7 +21,11 @@ DECODER_LAYER = {
     "phi3": "Phi3DecoderLayer", "gpt_neox": "GPTNeoXLayer",
 }
 DEEPSPEED_STRATEGIES = ("zero2", "zero3", "zero3-offload", "zero3-offload-all")
-SUPPORTED = ("single", "ddp", "fsdp") + DEEPSPEED_STRATEGIES
+# Through accelerate's ParallelismConfig (TrainingArguments.parallelism_config): hsdp = FSDP2 over a 2-D mesh
+# (dp_replicate x dp_shard); fsdp-tp = the model sharded at load time by transformers' DistributedConfig
+# (tp_size x fsdp_size: the model's own tp_plan, FSDP2 over the data-parallel ranks).
+PARALLELISM_STRATEGIES = ("hsdp", "fsdp-tp")
+SUPPORTED = ("single", "ddp", "fsdp") + DEEPSPEED_STRATEGIES + PARALLELISM_STRATEGIES
 # ZeRO-3 keeps parameters smaller than this whole on every rank. DeepSpeed's default ("auto" =
 # 10 x hidden) is right for real models; below this size the whole model would stay unpartitioned
 # (seen on CPU with deepspeed 0.19; tests/executor/test_distributed.py shards the tiny model), so small models are partitioned down to every tensor.
@@ -67,7 +71,7 @@ def fsdp_config(plan: Plan) -> dict | None:
     empty and receive the weights by broadcast (one copy in host RAM per node, not one per rank); on the
     CPU test it gives the same baseline golden loss as every rank reading the file.
     """
-    if plan.recommended.strategy != "fsdp":
+    if plan.recommended.strategy not in ("fsdp", "hsdp"):
         return None
     cfg: dict = {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "state_dict_type": "SHARDED_STATE_DICT",
                  "reshard_after_forward": True, "activation_checkpointing": plan.recommended.activation_checkpointing,
@@ -76,6 +80,32 @@ def fsdp_config(plan: Plan) -> dict | None:
     if layer:
         cfg["transformer_layer_cls_to_wrap"] = [layer]
     return cfg
+
+
+def parallelism_config(plan: Plan) -> dict | None:
+    """accelerate ``ParallelismConfig(**this)`` for hsdp / fsdp-tp plans, else None (train.py builds the object).
+
+    hsdp: parameters sharded over the GPUs of a node (dp_shard_size) and replicated across the nodes
+    (dp_replicate_size): the all-gathers and reduce-scatters stay inside a node, gradients are all-reduced
+    across nodes. fsdp-tp: tp_size GPUs of a node split every layer (the model's tp_plan), FSDP shards over
+    the num_gpus / tp data-parallel ranks.
+    """
+    rec = plan.recommended
+    if rec.strategy == "hsdp":
+        return {"dp_replicate_size": rec.num_nodes, "dp_shard_size": rec.num_gpus // rec.num_nodes}
+    if rec.strategy == "fsdp-tp":
+        return {"dp_shard_size": rec.num_gpus // rec.tp, "tp_size": rec.tp}
+    return None
+
+
+def distributed_config(plan: Plan) -> dict | None:
+    """transformers ``DistributedConfig(**this)`` for ``from_pretrained`` (fsdp-tp only, else None): the model is
+    tensor-parallel-sharded by its own ``base_model_tp_plan`` and FSDP2-sharded over the data-parallel ranks
+    while it loads. Trainer then finds the model's tp size and builds the matching ParallelismConfig."""
+    rec = plan.recommended
+    if rec.strategy != "fsdp-tp":
+        return None
+    return {"tp_size": rec.tp, "fsdp_size": rec.num_gpus // rec.tp}
 
 
 def training_arguments(plan: Plan, run_dir: str, *, bf16: bool, accelerator: bool, seed: int = 42,
@@ -116,6 +146,13 @@ def training_arguments(plan: Plan, run_dir: str, *, bf16: bool, accelerator: boo
     }
     if fsdp is not None:
         kwargs.update(fsdp=True, fsdp_config=fsdp)
+    pc = parallelism_config(plan)
+    if pc is not None:
+        kwargs["parallelism_config"] = pc  # a dict here (JSON); train.py passes ParallelismConfig(**it)
+    if rec.strategy == "fsdp-tp":
+        # transformers keeps no optimizer state for a model sharded at load time: checkpoints hold the model
+        # only (Trainer refuses anything else), so an fsdp-tp run cannot resume mid-run (train.py says so)
+        kwargs["save_only_model"] = True
     if ds is not None:
         kwargs["deepspeed"] = deepspeed_path or ds
     if not accelerator:
