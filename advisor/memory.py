@@ -173,10 +173,11 @@ def activation_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
         from advisor.lora_plan import lora_activation_bytes_per_token_per_layer
 
         per_token += lora_activation_bytes_per_token_per_layer(m, cfg.lora_rank)
-    if cfg.strategy == "fsdp-tp":  # the residual stream / norm inputs stay whole (no sequence parallel); the
-        # attention and MLP insides are split by the column / row-parallel layers (PyTorch TP tutorial, Megatron)
-        whole = layer_input_bytes_per_token(m, mixed)
-        per_token = whole + max(0, per_token - whole) / cfg.tp
+    if cfg.strategy == "fsdp-tp":  # Korthikanti et al. 2022 (tensor parallel without sequence parallel): what
+        # the norms and the column-parallel linears read stays whole on every rank (2 norm inputs, 2 norm outputs:
+        # their 10sbh term, with no dropout masks in these models); the attention / MLP insides are split by tp
+        whole = min(per_token, 4 * layer_input_bytes_per_token(m, mixed))
+        per_token = whole + (per_token - whole) / cfg.tp
     per_layer = per_token * tokens + _scores(m, cfg) / (cfg.tp if cfg.strategy == "fsdp-tp" else 1)
     return int(m.num_layers * per_layer)
 

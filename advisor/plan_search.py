@@ -146,8 +146,20 @@ class Search:
             return None
         from advisor.calibration import applied, class_key
 
-        return applied(self.calibration, class_key(gpu.id, strategy, self.req.precision, self.trainable,
-                                                   param_count(self.model)))
+        def factors_of(s: str):
+            return applied(self.calibration, class_key(gpu.id, s, self.req.precision, self.trainable,
+                                                       param_count(self.model)))
+
+        found = factors_of(strategy)
+        if strategy in ("hsdp", "fsdp-tp") and found is not None and found.throughput_factor is None \
+                and found.memory_factor is None:
+            # hsdp / fsdp-tp run FSDP2 on the same stack (Trainer, accelerate, transformers) over a 2-D mesh: with no
+            # run of their own, FSDP's measured factors describe this cluster and stack better than none (an
+            # uncalibrated layout must not win over a calibrated, slower-measured FSDP on that alone)
+            fsdp = factors_of("fsdp")
+            if fsdp is not None and (fsdp.throughput_factor is not None or fsdp.memory_factor is not None):
+                return fsdp
+        return found
 
     # ------------------------------------------------------------------ one estimate
     def _ga(self, n: int, mb: int, tp: int, pp: int) -> int:

@@ -16,6 +16,8 @@ Sources:
 - Flash attention at the 12 L h s convention's FLOPs, at 0.75 of the tier's GEMM rate.
 - FSDP / ZeRO-3 issue three collectives per layer and micro-batch whose launch / latency / stream syncs
   do not shrink with the batch (FIXED_S_PER_LAYER_PER_MICRO_BATCH): why small micro-batches run slower.
+  FSDP x TP (fsdp-tp) runs the same FSDP2 collectives per layer, so it pays them too (Megatron's
+  distributed optimizer, which gathers once a step, does not).
 - The tier's catalog `mfu` is the MFU measured at one reference shape (a 7B MPT at 2048 x 6 tokens,
   FSDP on one node, no recompute: llm-foundry's table); its sustained GEMM efficiency is the one that
   makes this model reproduce that MFU (`gemm_efficiency`), then every other shape follows from physics.
@@ -219,7 +221,7 @@ def compute_time_per_micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig,
     work = _micro_batch_work(m, gpu, cfg, cp, ep)
     e = gemm_efficiency(gpu) if _efficiency is None else _efficiency
     fixed = 0.0
-    if cfg.strategy in SHARDED_STRATEGIES:
+    if cfg.strategy in SHARDED_STRATEGIES or cfg.strategy == "fsdp-tp":  # fsdp-tp: FSDP2's same per-layer collectives
         fixed = FIXED_S_PER_LAYER_PER_MICRO_BATCH * m.num_layers / cfg.pp
     return work.gemm_s_at_unit_efficiency / e + work.memory_s + fixed
 

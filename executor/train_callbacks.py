@@ -70,7 +70,7 @@ class ShardReportCallback(TrainerCallback):
         for p in model.parameters():
             if hasattr(p, "to_local") and not layout:
                 layout = {"mesh_dim_names": list(p.device_mesh.mesh_dim_names or ()),
-                          "mesh_shape": list(p.device_mesh.mesh.shape), "placements": [str(x) for x in p.placements]}
+                          "mesh_shape": list(p.device_mesh.mesh.shape), "placements": [repr(x) for x in p.placements]}
             if hasattr(p, "ds_tensor"):
                 local += p.ds_tensor.numel()
                 full += p.ds_numel

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--precision", default="bf16-mixed", help="bf16-mixed (default) or bf16-pure")
-    p.add_argument("--tp", type=int, default=1, help="tensor parallel size (megatron)")
+    p.add_argument("--tp", type=int, default=1, help="tensor parallel size (megatron, fsdp-tp)")
     p.add_argument("--pp", type=int, default=1, help="pipeline parallel size (megatron)")
     p.add_argument("--loss-chunks", type=int, default=1, help="chunked cross-entropy chunks (1 = full logits)")
     p.add_argument("--network-gbps", type=float, default=None,
