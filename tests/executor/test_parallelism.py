@@ -28,8 +28,8 @@ def layout_plan(assets, strategy: str, *, num_gpus: int = 4, num_nodes: int = 1,
     from advisor.planfile import with_hash
 
     plan = tiny_plan(assets, strategy=strategy, num_gpus=num_gpus, epochs=epochs, micro_batch_size=2)
-    rec = plan.recommended.model_copy(update={"num_nodes": num_nodes, "tp": tp})
-    return with_hash(plan.model_copy(update={"recommended": rec}))
+    rec = plan.recommended.replace(num_nodes=num_nodes, tp=tp)
+    return with_hash(plan.replace(recommended=rec))
 
 
 def _golden_loss(ckpt, golden_path):
@@ -92,7 +92,7 @@ def test_lora_plans_are_refused_on_the_layouts(assets):
     from executor.preflight import check_plan
 
     for strategy, tp in (("hsdp", 1), ("fsdp-tp", 2)):
-        plan = layout_plan(assets, strategy, tp=tp).model_copy(update={"method": "lora"})
+        plan = layout_plan(assets, strategy, tp=tp).replace(method="lora")
         with pytest.raises(UserError, match="full-sft plans only"):
             check_plan(plan)
 
