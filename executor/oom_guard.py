@@ -81,21 +81,48 @@ def likely_component(plan) -> str:
     return f"{name.replace('_', ' ')} ({gib:.1f} GiB planned; {why})"
 
 
+# Components of the estimate outside what each counter holds (advisor/memory_overheads.py): the CUDA context
+# and NCCL's buffers are not from PyTorch's allocator; its reserve (fragmentation) is in reserved only.
+NOT_IN_RESERVED = ("cuda_context", "nccl_buffers", "overhead")  # "overhead": plans written before the split
+NOT_IN_ALLOCATED = NOT_IN_RESERVED + ("fragmentation",)
+
+
+def estimate_at_levels(plan) -> tuple[int, int]:
+    """(allocated, reserved) levels of the plan's estimate: what max_memory_allocated and
+    max_memory_reserved should stay under."""
+    total = estimate_bytes(plan)
+    breakdown = (plan.estimate.memory_breakdown_gib if plan.estimate else {}) or {}
+
+    def without(keys):
+        return max(0, total - int(round(sum(float(breakdown.get(k, 0.0)) for k in keys) * GIB)))
+
+    return without(NOT_IN_ALLOCATED), without(NOT_IN_RESERVED)
+
+
 def check(plan, measured: dict | None, step: int, rank: int) -> dict:
-    """The rank's memory record: measured beside planned, and a warning when over the margin."""
+    """The rank's memory record: measured beside planned at the same level (allocated beside the estimate
+    without context, NCCL and fragmentation; reserved beside it without context and NCCL), and a warning
+    when either is over the margin."""
     est = estimate_bytes(plan)
+    est_alloc, est_reserved = estimate_at_levels(plan)
     margin = float(getattr(plan.request, "memory_headroom", 0.10))
-    row: dict = {"rank": rank, "step": step, "plan_estimate_bytes": est, "memory_headroom": margin}
+    row: dict = {"rank": rank, "step": step, "plan_estimate_bytes": est, "plan_allocated_bytes": est_alloc,
+                 "plan_reserved_bytes": est_reserved, "memory_headroom": margin}
     if measured is None:
         row.update(measured=False, note="no accelerator: device memory is not measured on this run")
         return row
     row.update(measured=True, **measured)
-    peak = measured["max_allocated_bytes"]
-    row["ratio_to_estimate"] = round(peak / est, 4) if est else None
-    if est and peak > est * (1 + margin):
-        row["warning"] = (f"rank {rank}: measured peak {peak / GIB:.1f} GiB is over the plan's estimate "
-                          f"{est / GIB:.1f} GiB by more than the {margin:.0%} margin; likely component: "
-                          f"{likely_component(plan)}")
+    peak, reserved = measured["max_allocated_bytes"], measured.get("max_reserved_bytes", 0)
+    row["ratio_to_estimate"] = round(peak / est_alloc, 4) if est_alloc else None
+    row["reserved_ratio_to_estimate"] = round(reserved / est_reserved, 4) if est_reserved and reserved else None
+    if est_alloc and peak > est_alloc * (1 + margin):
+        row["warning"] = (f"rank {rank}: measured peak {peak / GIB:.1f} GiB allocated is over the plan's estimate "
+                          f"{est_alloc / GIB:.1f} GiB (tensors and cuBLAS workspaces) by more than the {margin:.0%} "
+                          f"margin; likely component: {likely_component(plan)}")
+    elif est_reserved and reserved > est_reserved * (1 + margin):
+        row["warning"] = (f"rank {rank}: {reserved / GIB:.1f} GiB reserved is over the plan's {est_reserved / GIB:.1f} GiB "
+                          f"(tensors + the allocator's reserve) by more than the {margin:.0%} margin, while allocated "
+                          f"stays within: fragmentation (check PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True)")
     return row
 
 
@@ -168,7 +195,9 @@ def memory_check_callback(run_dir: Path, plan, measure=device_peak):
                 if row["measured"]:
                     print(f"[sftplan] memory after {state.global_step} steps: rank 0 peak "
                           f"{row['max_allocated_bytes'] / GIB:.1f} GiB allocated, {row['max_reserved_bytes'] / GIB:.1f} GiB "
-                          f"reserved; plan {row['plan_estimate_bytes'] / GIB:.1f} GiB", flush=True)
+                          f"reserved; plan {row['plan_allocated_bytes'] / GIB:.1f} GiB allocated, "
+                          f"{row['plan_reserved_bytes'] / GIB:.1f} GiB reserved, {row['plan_estimate_bytes'] / GIB:.1f} GiB "
+                          f"on the device", flush=True)
                 else:
                     print(f"[sftplan] memory after {state.global_step} steps: {row['note']}", flush=True)
             if "warning" in row:

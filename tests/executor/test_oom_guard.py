@@ -42,6 +42,14 @@ def test_check_warns_over_the_margin_and_names_the_component(tmp_path):
     assert fine["measured"] and "warning" not in fine and fine["ratio_to_estimate"] == 1.05
     over = oom_guard.check(plan, {"max_allocated_bytes": 12 * GIB, "max_reserved_bytes": 13 * GIB}, 3, 1)
     assert "rank 1" in over["warning"] and "activations" in over["warning"] and "micro-batch" in over["warning"]
+    # compared at the same level: the context and NCCL are outside the allocator, fragmentation inside reserved only
+    plan.estimate.memory_breakdown_gib = {"weights": 2.0, "activations": 5.0, "logits": 1.0, "gathered_layer": 0.0,
+                                          "cuda_context": 1.0, "nccl_buffers": 1.0, "fragmentation": 0.5}
+    level = oom_guard.check(plan, {"max_allocated_bytes": int(8.5 * GIB), "max_reserved_bytes": 9 * GIB}, 3, 0)
+    assert level["plan_allocated_bytes"] == int(7.5 * GIB) and level["plan_reserved_bytes"] == 8 * GIB  # of 10.0
+    assert "warning" in level and "allocated" in level["warning"]  # 8.5 > 7.5 x 1.1
+    frag = oom_guard.check(plan, {"max_allocated_bytes": int(7.5 * GIB), "max_reserved_bytes": 9 * GIB}, 3, 0)
+    assert "fragmentation" in frag["warning"] and frag["reserved_ratio_to_estimate"] == round(9 / 8, 4)
     cpu = oom_guard.check(plan, None, 3, 0)
     assert cpu["measured"] is False and "not measured" in cpu["note"]
 
