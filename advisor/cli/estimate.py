@@ -93,6 +93,7 @@ def to_json(est, model, gpu) -> dict:
         "tight": est.tight,
         "memory_breakdown_gib": {k: round(v / GIB, 3) for k, v in est.memory.to_dict().items()},
         "memory_sources": overhead_sources(gpu, est.config),
+        "memory_levels_gib": memory_levels_gib(est),
         "cpu_memory_per_node_gib": round(est.cpu_memory_per_node_bytes / GIB, 3),
         "host_ram_gib_per_node": gpu.host_ram_gib_per_node,
         "cpu_fits": est.cpu_fits,
@@ -108,6 +109,16 @@ def to_json(est, model, gpu) -> dict:
         "raw_tokens_per_s_per_gpu": round(est.raw_tokens_per_s_per_gpu, 1),
         "calibration": est.calibration or None,
     }
+
+
+def memory_levels_gib(est) -> dict[str, float]:
+    """The estimate at the level each counter holds: torch.cuda.max_memory_allocated (tensors and cuBLAS
+    workspaces), max_memory_reserved (+ the allocator's fragmentation), the device (+ CUDA context, NCCL)."""
+    from advisor.units import GIB
+
+    m, total = est.memory, est.memory_per_gpu_bytes
+    return {"allocated": round((total - m.cuda_context - m.nccl_buffers - m.fragmentation) / GIB, 3),
+            "reserved": round((total - m.cuda_context - m.nccl_buffers) / GIB, 3), "device": round(total / GIB, 3)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -229,6 +240,10 @@ def _print_table(d: dict, model) -> None:
     console.print(table)
     if sources.get("assumed"):
         console.print(f"overhead figures assumed: {sources['assumed']}")
+    lv = d.get("memory_levels_gib")
+    if lv:
+        console.print(f"to compare with a run: {lv['allocated']:.1f} GiB torch.cuda.max_memory_allocated, "
+                      f"{lv['reserved']:.1f} GiB max_memory_reserved, {lv['device']:.1f} GiB on the device (nvidia-smi)")
     spare = f"{d['headroom_gib']:.1f} GiB / {d['headroom_fraction']:.0%} to spare"
     margin = f"{d['memory_headroom']:.0%} headroom required, {d['usable_gib']:.1f} GiB usable"
     if d["fits"]:

@@ -79,6 +79,8 @@ def test_estimate_cli_prints_each_component_with_its_figure():
         assert name in d["memory_breakdown_gib"]
         assert name in d["memory_sources"]
     assert "ctx-late-80gb" in d["memory_sources"]["cuda_context"]
+    lv = d["memory_levels_gib"]
+    assert lv["allocated"] < lv["reserved"] < lv["device"] == d["memory_per_gpu_gib"]
 
 
 @pytest.mark.parametrize("env,expect", [({}, "expandable_segments:True"),
