@@ -69,7 +69,7 @@ def _tokenizer_counter(model: str):
     if not tok_path.is_file():
         return None
     try:
-        from tokenizers import Tokenizer  # lazy: light, but only needed here
+        from tokenizers import Tokenizer  # here: the train extra's; without it, the approximation
     except ImportError:
         return None
     try:

@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
-from advisor.errors import UserError
+from advisor.errors import UserError, did_you_mean
 
 Strategy = Literal["single", "ddp", "fsdp", "zero2", "zero3", "zero3-offload", "zero3-offload-all", "megatron", "hsdp",
                    "fsdp-tp"]
@@ -124,8 +124,6 @@ def _bool(obj: Any, name: str) -> SpecError | None:
 
 def _is_choice(name: str, v: Any, choices: tuple[str, ...]) -> SpecError | None:
     if v not in choices or not isinstance(v, str):
-        from advisor.errors import did_you_mean
-
         hint = did_you_mean(v, list(choices)) if isinstance(v, str) else ""
         return SpecError(name, f"must be one of {', '.join(choices)}; got {v!r}{hint}")
     return None

@@ -1,14 +1,11 @@
-"""Safe YAML in and out: atomic writes, and validation errors that name the file, line and field.
-
-tempfile is imported only where a file is written: the catalog loader uses this module on
-`sftplan estimate`'s path, which must start fast.
-"""
+"""Safe YAML in and out: atomic writes, and validation errors that name the file, line and field."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import re
+import tempfile
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -22,8 +19,6 @@ _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write to a temp file in the same folder, fsync, then rename: the file is whole or untouched."""
-    import tempfile  # here, not at the top: readers such as `sftplan estimate` never write
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
