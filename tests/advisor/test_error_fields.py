@@ -197,3 +197,18 @@ def test_cli_prints_the_flag_of_a_finding_that_asks_for_a_field(tmp_path):
                          capture_output=True, text=True, env={**__import__("os").environ, "COLUMNS": "200"})
     assert out.returncode == 0, out.stderr
     assert "data.pii: data_check.pii_decision is --pii on the command line" in out.stdout
+
+
+def test_no_string_of_the_planning_core_names_a_flag():
+    """Every string the planner's modules can put in a finding, warning or error (docstrings aside) names
+    fields, not flags; a backticked command to run is allowed."""
+    import ast
+
+    for name in ("rules", "lora_plan", "planner", "plan_search", "cost", "memory", "throughput", "calibration"):
+        tree = ast.parse((REPO / "advisor" / f"{name}.py").read_text())
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
+                      and isinstance(n.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                assert not _names_a_flag(node.value), f"advisor/{name}.py:{node.lineno}: {node.value[:80]}"
