@@ -1,6 +1,7 @@
 """The advisor's rules: one small function per rule, each returning a Finding that cites its sentence.
 
-Sentences are quoted verbatim from the practitioner's guide (docs/SOURCES.md). Where the guide
+Sentences are quoted verbatim from the practitioner's guide (docs/SOURCES.md; the layouts it does not name, from
+the libraries that run them: docs/SOURCES_BEYOND_GUIDE.md). Where the guide
 gives no number (epochs, the LoRA learning rate itself, batch size), the rule says it is a house
 default or names the paper it takes the number from. Rules judge; they never validate input.
 """
