@@ -156,7 +156,9 @@ def setup_model(plan, model_dir: str, revision: str | None, *, bf16: bool, seed:
     if dist is not None:  # fsdp-tp: sharded while loading (the model's tp_plan x FSDP2), on the launcher's ranks
         from transformers.distributed import DistributedConfig
 
-        load["distributed_config"] = DistributedConfig(**dist)
+        # bf16 devices: FSDP2 gathers bf16 copies of the fp32 shards and reduces in fp32, as accelerate's FSDP does
+        # (the memory and throughput models count 2 bytes per gathered parameter)
+        load["distributed_config"] = DistributedConfig(**dist, fsdp_mixed_precision=bf16)
     model = AutoModelForCausalLM.from_pretrained(model_dir, revision=revision, dtype=torch.bfloat16 if pure else torch.float32,
                                                  **load)
     model.config.use_cache = False  # a KV cache in training turns off the packed-sequence mask (data.py)
