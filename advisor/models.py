@@ -387,7 +387,7 @@ class Recommended(_Model):
     micro_batch_size: int = _f("sequences per GPU per forward pass")
     grad_accum: int = _f("micro-batches per optimizer step")
     activation_checkpointing: bool = _f("recompute activations in the backward pass")
-    tp: int = _f("tensor-parallel size (megatron)", default=1)
+    tp: int = _f("tensor-parallel size (megatron, fsdp-tp)", default=1)
     pp: int = _f("pipeline-parallel size (megatron)", default=1)
     precision: Precision = _f("training precision", default="bf16-mixed")
 
