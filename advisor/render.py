@@ -26,7 +26,7 @@ _KEY_PREFIXES = ("method.", "parallel.", "constraints.", "fit.")
 def config_str(c: Recommended | None) -> str:
     if c is None:
         return "-"
-    par = f", tp {c.tp} x pp {c.pp}" if c.strategy == "megatron" else ""
+    par = f", tp {c.tp} x pp {c.pp}" if c.strategy == "megatron" else f", tp {c.tp}" if c.strategy == "fsdp-tp" else ""
     return (f"{c.num_gpus} x {c.gpu} ({c.num_nodes} node{'s' if c.num_nodes > 1 else ''}), {c.strategy}{par}, "
             f"micro-batch {c.micro_batch_size} x accum {c.grad_accum}, checkpointing {'on' if c.activation_checkpointing else 'off'}")
 
@@ -190,7 +190,10 @@ def to_markdown(plan: Plan) -> str:
         r, e = plan.recommended, plan.estimate
         L += _md_table(["field", "value"], [
             ["GPU", f"{r.num_gpus} x {r.gpu} ({r.num_nodes} node{'s' if r.num_nodes > 1 else ''})"],
-            ["strategy", r.strategy + (f" (tp {r.tp}, pp {r.pp})" if r.strategy == "megatron" else "")],
+            ["strategy", r.strategy + (f" (tp {r.tp}, pp {r.pp})" if r.strategy == "megatron" else
+                                       f" (tp {r.tp} x fsdp {r.num_gpus // r.tp})" if r.strategy == "fsdp-tp" else
+                                       f" (fsdp {r.num_gpus // r.num_nodes} per node x {r.num_nodes} replicas)"
+                                       if r.strategy == "hsdp" else "")],
             ["micro-batch x grad accum", f"{r.micro_batch_size} x {r.grad_accum}"],
             ["activation checkpointing", "on" if r.activation_checkpointing else "off"], ["precision", r.precision]])
         L += ["## Cost and time", ""]

@@ -71,6 +71,9 @@ def stage_data(plan, plan_path: Path, run_dir: Path) -> dict[str, Path]:
     folder = run_dir / names.DATA
     folder.mkdir(parents=True, exist_ok=True)
     for key, df, name, what in _data_files(plan):
+        if df is None:  # a plan made from counts (--examples) names no file: nothing to stage or train on
+            raise UserError(f"the plan names no {what} file (planned from counts): re-plan with "
+                            f"{'--dataset' if key == 'train' else '--golden'} FILE to run it")
         dst = folder / name
         if not (dst.is_file() and names.sha256_file(dst) == df.sha256):
             src = resolve_data_path(df.path, plan_path)
