@@ -23,9 +23,10 @@ path the executor takes (executor/train.py, translate.py, accelerate under Train
 Not traced: CUDA context, cuBLAS workspaces, NCCL buffers, the caching allocator's fragmentation
 (reserved vs allocated); DeepSpeed ZeRO (zero2/zero3: the model-state shard per rank is counted from
 the built model's parameters, activations are those of a single GPU); padded batches (the mask SDPA
-materialises); Megatron; Mixtral under bf16-mixed on one GPU / DDP (transformers' grouped_mm experts
-kernel takes bf16 weights only, and the executor loads fp32 ones: the trace fails, and so may that run).
-Tracing runs on fake CPU tensors (sizes are exact; CPU autocast stands in
+materialises); Megatron.
+MoE experts: the executor's own experts implementation (executor/moe.py: transformers' grouped_mm with
+the input and expert weights cast to bf16 under autocast) wherever the weights are loaded in fp32, so
+bf16-mixed single / DDP traces the bf16 expert matmuls the run does. Tracing runs on fake CPU tensors (sizes are exact; CPU autocast stands in
 for CUDA autocast with the same cast rules for matmuls).
 
 Tracing cost is per op, not per FLOP: ``trace()`` traces ``depth`` decoder layers and a second,
@@ -214,6 +215,10 @@ def _build(spec, num_layers: int, precision: str, strategy: str):
     if fp32_params and precision == "bf16-pure":
         for p in model.parameters():
             p.data = p.data.float()
+    if precision == "bf16-mixed":  # as train.setup_model: MoE experts in the autocast dtype (executor/moe.py)
+        from executor.moe import use_autocast_experts
+
+        use_autocast_experts(model)
     model.config.use_cache = False
     return model, attn
 

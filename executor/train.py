@@ -162,6 +162,10 @@ def setup_model(plan, model_dir: str, revision: str | None, *, bf16: bool, seed:
     model = AutoModelForCausalLM.from_pretrained(model_dir, revision=revision, dtype=torch.bfloat16 if pure else torch.float32,
                                                  **load)
     model.config.use_cache = False  # a KV cache in training turns off the packed-sequence mask (data.py)
+    if not pure:  # fp32 weights: MoE experts in the autocast dtype, like every other matmul (executor/moe.py)
+        from executor.moe import use_autocast_experts
+
+        use_autocast_experts(model)
     if plan.method == "lora":
         from executor.lora import wrap
 
