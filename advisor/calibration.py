@@ -72,6 +72,7 @@ class RunSample:
     planned_overhead_s: float = 0.0  # its fixed part (0: a plan from before the overhead term)
     measured_step_s: float | None = None
     tokens_per_step_ratio: float | None = None  # real tokens per step / planned
+    extra_tokens_per_sequence: float | None = None  # real tokens per sequence - the dataset's text tokens (unpacked)
 
 
 FIT_FACTOR, FIT_FIXED_RATE = "factor", "fixed+rate"
@@ -90,6 +91,7 @@ class Factor:
     overhead_factor: float | None = None  # FIT_FIXED_RATE: measured fixed time / planned
     compute_factor: float | None = None  # FIT_FIXED_RATE: measured rest of the step / planned (1 / efficiency)
     tokens_factor: float | None = None  # FIT_FIXED_RATE: real tokens per step / planned
+    extra_tokens_per_sequence: float | None = None  # FIT_FIXED_RATE: the template's tokens per sequence (unpacked runs)
     shapes: int = 1
     residual: float = 0.0  # FIT_FIXED_RATE: the fit's rms relative step-time error over its runs
 
@@ -170,12 +172,26 @@ def read_run(run_dir: str | Path) -> RunSample:
                 if measured_tokens and measured_step and raw_tokens and raw_step else None)
     shape = "x".join(str(rec.get(k, "?")) for k in ("micro_batch_size", "grad_accum")) + "x" + str(
         (plan.get("request") or {}).get("max_seq_len", "?") if isinstance(plan.get("request"), dict) else "?")
+    extra = _extra_tokens_per_sequence(plan, rec, measured_tokens, measured_step)
     return RunSample(run_dir=str(run_dir), plan_sha256=str(report.get("plan_sha256")), key=key,
                      tokens_ratio=tokens_ratio, memory_ratio=_ratio(mem),
                      memory_kind=str((mem or {}).get("how") or report.get("peak_memory_kind") or "unknown"),
                      versions={k: str(v) for k, v in versions.items()}, shape=shape, planned_step_s=raw_step,
                      planned_overhead_s=_positive(est.get("step_overhead_s")) or 0.0, measured_step_s=measured_step,
-                     tokens_per_step_ratio=per_step)
+                     tokens_per_step_ratio=per_step, extra_tokens_per_sequence=extra)
+
+
+def _extra_tokens_per_sequence(plan: dict, rec: dict, measured_tokens: float | None,
+                               measured_step: float | None) -> float | None:
+    """Tokens a sequence really trains on beyond the dataset's text tokens (the chat template's: the request's
+    avg_tokens counts message text only): measured tokens per step / sequences per step - avg_tokens. None
+    for a packed run (its sequences are full whatever the template) or when a figure is missing."""
+    req = plan.get("request") if isinstance(plan.get("request"), dict) else {}
+    avg = _positive((req.get("dataset") or {}).get("avg_tokens")) if isinstance(req.get("dataset"), dict) else None
+    mb, ga = _positive(rec.get("micro_batch_size")), _positive(rec.get("grad_accum"))
+    if req.get("packing") or not (avg and mb and ga and measured_tokens and measured_step):
+        return None
+    return measured_tokens * measured_step / (mb * ga) - avg
 
 
 def _positive(v: object) -> float | None:
@@ -247,7 +263,9 @@ def _throughput(mine: list[RunSample]) -> Factor | None:
         return base
     a, b, residual = got
     tokens = statistics.median(s.tokens_per_step_ratio for s in timed)
+    extras = [s.extra_tokens_per_sequence for s in timed if s.extra_tokens_per_sequence is not None]
     return Factor(value=base.value, runs=len(timed), spread=base.spread, weak=False, fit=FIT_FIXED_RATE,
+                  extra_tokens_per_sequence=round(statistics.median(extras), 3) if extras else None,
                   overhead_factor=round(min(OVERHEAD_FACTOR_MAX, a), 4),
                   compute_factor=round(min(FACTOR_MAX, max(FACTOR_MIN, b)), 4),
                   tokens_factor=round(min(FACTOR_MAX, max(FACTOR_MIN, tokens)), 4),
@@ -280,7 +298,8 @@ def to_yaml(classes: dict[str, ClassFactors], samples: list[RunSample]) -> str:
         out = {"factor": f.value, "runs": f.runs, "spread": f.spread, "weak": f.weak, "fit": f.fit}
         if f.fit == FIT_FIXED_RATE:
             out.update(overhead_factor=f.overhead_factor, compute_factor=f.compute_factor,
-                       tokens_factor=f.tokens_factor, shapes=f.shapes, residual=f.residual)
+                       tokens_factor=f.tokens_factor, extra_tokens_per_sequence=f.extra_tokens_per_sequence,
+                       shapes=f.shapes, residual=f.residual)
         return out
 
     data = {
@@ -291,6 +310,7 @@ def to_yaml(classes: dict[str, ClassFactors], samples: list[RunSample]) -> str:
                   "tokens_ratio": s.tokens_ratio, "memory_ratio": s.memory_ratio, "memory_kind": s.memory_kind,
                   "planned_step_s": s.planned_step_s, "planned_overhead_s": s.planned_overhead_s,
                   "measured_step_s": s.measured_step_s, "tokens_per_step_ratio": s.tokens_per_step_ratio,
+                  "extra_tokens_per_sequence": s.extra_tokens_per_sequence,
                   "versions": s.versions}
                  for s in samples],
     }
@@ -333,9 +353,13 @@ def load(path: str | Path) -> Calibration:
             raise UserError(f"{path}: classes.{name}: fit must be '{FIT_FACTOR}', or '{FIT_FIXED_RATE}' with "
                             f"overhead_factor in [0, {OVERHEAD_FACTOR_MAX:g}], compute_factor and tokens_factor in "
                             f"[{FACTOR_MIN}, {FACTOR_MAX}]", names_file=True) from None
+        extra = d.get("extra_tokens_per_sequence")
+        if extra is not None and not (isinstance(extra, (int, float)) and not isinstance(extra, bool) and extra == extra):
+            raise UserError(f"{path}: classes.{name}.extra_tokens_per_sequence: must be a number or null", names_file=True)
         return Factor(value=f.value, runs=f.runs, spread=f.spread, weak=f.weak, fit=FIT_FIXED_RATE, overhead_factor=a,
                       compute_factor=b, tokens_factor=t, shapes=int(d.get("shapes", 2)),
-                      residual=float(d.get("residual", 0.0)))
+                      residual=float(d.get("residual", 0.0)),
+                      extra_tokens_per_sequence=None if extra is None else float(extra))
 
     classes = {}
     for key, c in data["classes"].items():
@@ -361,14 +385,29 @@ class Applied:
     memory_factor: float | None
     note: str
     throughput: Factor | None = None  # the fit behind throughput_factor (its kind and parts)
+    # the plan's dataset (set by the planner): text tokens per sequence, and whether sequences are packed
+    text_tokens_per_sequence: float | None = None
+    packed: bool = False
 
-    def correct_throughput(self, raw_step_s: float, raw_fixed_s: float, raw_tokens_per_s: float) -> tuple[float, float]:
+    def tokens_factor(self, seq_len: int) -> float:
+        """Real tokens per step / the estimate's (micro-batch x seq_len x accumulation): packed sequences are
+        full; unpacked ones hold the dataset's text tokens plus the template's the runs showed (at most
+        seq_len); without the plan's dataset, the runs' median ratio."""
+        f = self.throughput
+        if self.packed:
+            return 1.0
+        if f.extra_tokens_per_sequence is not None and self.text_tokens_per_sequence and seq_len > 0:
+            return max(FACTOR_MIN, min(1.0, (self.text_tokens_per_sequence + f.extra_tokens_per_sequence) / seq_len))
+        return f.tokens_factor
+
+    def correct_throughput(self, raw_step_s: float, raw_fixed_s: float, raw_tokens_per_s: float,
+                           seq_len: int = 0) -> tuple[float, float]:
         """(step time s, tokens/s per GPU) after this class's throughput fit (unchanged without one)."""
         f = self.throughput
         if f is not None and f.fit == FIT_FIXED_RATE:
             step = f.overhead_factor * raw_fixed_s + f.compute_factor * max(0.0, raw_step_s - raw_fixed_s)
             if step > 0:
-                return step, raw_tokens_per_s * raw_step_s / step * f.tokens_factor
+                return step, raw_tokens_per_s * raw_step_s / step * self.tokens_factor(seq_len)
         if self.throughput_factor is None:
             return raw_step_s, raw_tokens_per_s
         return raw_step_s / self.throughput_factor, raw_tokens_per_s * self.throughput_factor
@@ -396,9 +435,10 @@ def applied(cal: Calibration | None, key: str) -> Applied | None:
     parts = []
     t = c.throughput
     if t and t.fit == FIT_FIXED_RATE:
-        parts.append(f"step = fixed overhead x{t.overhead_factor:g} + compute x{t.compute_factor:g}, tokens per step "
-                     f"x{t.tokens_factor:g} (fixed+rate fit over {t.runs} runs of {t.shapes} shapes, "
-                     f"residual {t.residual:.0%})")
+        tokens = (f"+{t.extra_tokens_per_sequence:.3g} template tokens per sequence"
+                  if t.extra_tokens_per_sequence is not None else f"tokens per step x{t.tokens_factor:g}")
+        parts.append(f"step = fixed overhead x{t.overhead_factor:g} + compute x{t.compute_factor:g}, {tokens} "
+                     f"(fixed+rate fit over {t.runs} runs of {t.shapes} shapes, residual {t.residual:.0%})")
     elif t:
         parts.append(f"tokens/s x{tf:g} (factor, {t.runs} run{'s' if t.runs > 1 else ''}{', weak' if t.weak else ''})")
     if c.memory:

@@ -47,7 +47,7 @@ def estimate(model: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, calibration=None)
     raw_tokens_per_s = tokens_per_s_per_gpu = st.tokens_per_step / st.step_s / cfg.num_gpus
     step_s = st.step_s
     if calibration is not None:
-        step_s, tokens_per_s_per_gpu = calibration.correct_throughput(st.step_s, st.fixed_s, raw_tokens_per_s)
+        step_s, tokens_per_s_per_gpu = calibration.correct_throughput(st.step_s, st.fixed_s, raw_tokens_per_s, cfg.seq_len)
     flops = model_flops_per_token(model, cfg)
     mfu = flops * tokens_per_s_per_gpu / (gpu.peak_bf16_dense_tflops * TFLOP)
     runnable = not notes or all(n.startswith("offload needs") for n in notes)

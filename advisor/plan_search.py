@@ -13,7 +13,7 @@ Pruning (so the whole plan stays well under 50 ms):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from advisor.architecture import arch_key, param_count
 from advisor.cost import cost_usd, overhead_hours
@@ -150,7 +150,7 @@ class Search:
             return applied(self.calibration, class_key(gpu.id, s, self.req.precision, self.trainable,
                                                        param_count(self.model)))
 
-        found = factors_of(strategy)
+        found = self._with_dataset(factors_of(strategy))
         if strategy in ("hsdp", "fsdp-tp") and found is not None and found.throughput_factor is None \
                 and found.memory_factor is None:
             # hsdp / fsdp-tp run FSDP2 on the same stack (Trainer, accelerate, transformers) over a 2-D mesh: with no
@@ -158,8 +158,15 @@ class Search:
             # uncalibrated layout must not win over a calibrated, slower-measured FSDP on that alone)
             fsdp = factors_of("fsdp")
             if fsdp is not None and (fsdp.throughput_factor is not None or fsdp.memory_factor is not None):
-                return fsdp
+                return self._with_dataset(fsdp)
         return found
+
+    def _with_dataset(self, got):
+        """The factors, told what a sequence of this plan holds (their tokens per step depend on it)."""
+        if got is None:
+            return None
+        return replace(got, text_tokens_per_sequence=float(min(self.req.dataset.avg_tokens, self.seq_len)),
+                       packed=bool(self.req.packing))
 
     # ------------------------------------------------------------------ one estimate
     def _ga(self, n: int, mb: int, tp: int, pp: int) -> int:
@@ -175,7 +182,8 @@ class Search:
         if gpu_key is None:
             gpu_key = self._gpu_keys[gpu.id] = _gpu_key(gpu)
         shared_key = (self.arch, gpu_key, n, s, mb, ac, tp, pp, ga, self.req.precision, self.seq_len, self.trainable,
-                      self.calibration.sha256 if self.calibration else None,
+                      # a calibration's tokens per step depend on what the plan's sequences hold
+                      (self.calibration.sha256, self.req.dataset.avg_tokens, self.req.packing) if self.calibration else None,
                       self.req.memory_headroom)
         found, e = self.shared.get(shared_key)
         if not found:

@@ -24,10 +24,11 @@ KEY = "cpu/single/bf16-mixed/full/<1B"
 # the truth the synthetic runs are drawn from: the host's fixed overhead is 3x the catalog's, the math
 # runs at 0.8 of the estimated efficiency (compute x 1.25), and 10% more tokens per step than planned
 OVERHEAD_X, COMPUTE_X, TOKENS_X = 3.0, 1.25, 1.10
+TEMPLATE_TOKENS = 10  # the chat template's tokens per row, which the dataset's text count leaves out
 
 
 def _run(tmp: Path, name: str, *, micro: int, accum: int, seq: int, overhead_s: float, rest_s: float,
-         noise: float = 1.0) -> Path:
+         noise: float = 1.0, avg: int | None = None) -> Path:
     """A run folder as `sftplan run` leaves it: plan.yaml (the fields calibrate reads) and report.json."""
     d = tmp / name
     d.mkdir()
@@ -37,8 +38,11 @@ def _run(tmp: Path, name: str, *, micro: int, accum: int, seq: int, overhead_s: 
     planned_tps = tokens_per_step / planned_step
     measured_step = (OVERHEAD_X * overhead_s + COMPUTE_X * rest_s) * noise
     measured_tps = tokens_per_step * TOKENS_X / measured_step
-    plan = {"plan_sha256": sha, "method": "full-sft", "model": {"params": 400_000},
-            "request": {"max_seq_len": seq},
+    request = {"max_seq_len": seq}
+    if avg is not None:  # rows of `avg` text tokens + TEMPLATE_TOKENS of chat template, padded to seq
+        request["dataset"] = {"avg_tokens": avg}
+        measured_tps = micro * accum * (avg + TEMPLATE_TOKENS) / measured_step
+    plan = {"plan_sha256": sha, "method": "full-sft", "model": {"params": 400_000}, "request": request,
             "recommended": {"gpu": "cpu", "strategy": "single", "precision": "bf16-mixed", "micro_batch_size": micro,
                             "grad_accum": accum},
             "estimate": {"step_time_s": planned_step, "step_overhead_s": overhead_s, "tokens_per_s_per_gpu": planned_tps}}
@@ -163,3 +167,21 @@ def test_one_slow_run_barely_moves_the_two_part_fit(tmp_path):
     assert t.fit == calibration.FIT_FIXED_RATE and t.shapes == 3 and t.runs == 7
     assert t.overhead_factor == pytest.approx(OVERHEAD_X, rel=0.03)
     assert t.compute_factor == pytest.approx(COMPUTE_X, rel=0.03)
+
+
+def test_the_template_tokens_per_sequence_carry_to_another_dataset(tmp_path):
+    # short rows (14 text tokens padded to 26) and long ones (128 padded to 163): the real tokens per step
+    # over the planned ones differ (0.92 vs 0.85), the template's tokens per row do not
+    runs = [_run(tmp_path, "short", micro=16, accum=2, seq=26, overhead_s=0.10, rest_s=0.05, avg=14),
+            _run(tmp_path, "long", micro=16, accum=2, seq=163, overhead_s=0.10, rest_s=1.0, avg=128)]
+    out = tmp_path / "cal.yaml"
+    assert _calibrate(*runs, out=out).returncode == 0
+    got = calibration.applied(calibration.load(out), KEY)
+    assert got.throughput.extra_tokens_per_sequence == pytest.approx(TEMPLATE_TOKENS, rel=0.03)
+    assert "+10 template tokens per sequence" in got.note
+    import dataclasses
+
+    mid = dataclasses.replace(got, text_tokens_per_sequence=46.0)  # a third dataset: 46 text tokens, padded to 68
+    assert mid.tokens_factor(68) == pytest.approx((46 + TEMPLATE_TOKENS) / 68, rel=0.03)
+    assert dataclasses.replace(got, packed=True).tokens_factor(68) == 1.0  # packed sequences are full
+    assert got.tokens_factor(68) == got.throughput.tokens_factor  # no dataset known: the runs' median ratio
