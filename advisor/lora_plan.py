@@ -21,7 +21,7 @@ S_LORA_MEMORY = (
     "sftplan memory estimate: frozen bf16 weights; fp32 adapter weights, gradients and Adam moments "
     "(16 B/param); activations per Korthikanti et al. 2022 plus each adapted layer's dropout output and mask, "
     "its rank-r intermediate and, for DoRA (Liu et al. 2024), the base and LoRA outputs its magnitude "
-    "gradient needs"
+    "gradient needs and the bf16 weight copy of peft's base recompute on the dropped input"
 )
 
 RANK = 16
@@ -101,23 +101,49 @@ def rule_lora_checkpointing(model):
     return ck, _f("checkpoint.every-epoch", "every epoch, keep 3", why, S_CHECKPOINT)
 
 
-def lora_activation_bytes_per_token_per_layer(m, rank: int, dora: bool = True, dropout: bool = True) -> int:
-    """What the adapters keep for backward, per token and decoder layer, on top of the base model's.
-
-    Per adapted linear (in -> out): with dropout, its bf16 output (2 in) and a 1-byte mask; the rank-r
-    intermediate lora_A(x) (2 r); with DoRA, the base output and the LoRA output (2 x 2 out), which the
-    magnitude's gradient needs (Liu et al. 2024, peft's DoraLinearLayer). The base layer's input is
-    already counted by Korthikanti's formula."""
+def adapted_linear_shapes(m) -> list[tuple[int, int]]:
+    """(in, out) of every linear the adapter wraps in one decoder layer: the attention projections and the
+    MLP's (each routed expert's, for a mixture of experts)."""
     h, f = m.hidden_size, m.ffn_size
     q = m.num_heads * m.head_dim_effective
     kv = m.num_kv_heads * m.head_dim_effective
     shapes = [(h, q), (h, kv), (h, kv), (q, h)]
     mlp = [(h, f), (h, f), (f, h)] if m.ffn_kind == "gated" else [(h, f), (f, h)]
-    shapes += mlp * m.experts_per_token
+    return shapes + mlp * m.experts_per_token
+
+
+def lora_activation_bytes_per_token_per_layer(m, rank: int, dora: bool = True, dropout: bool = True) -> int:
+    """What the adapters keep for backward, per token and decoder layer, on top of the base model's.
+
+    Per adapted linear (in -> out), as peft 0.21's lora.Linear runs under bf16 autocast: the input is cast
+    to the adapter's fp32, dropout keeps its 1-byte mask and lora_A its bf16 input (2 in, the dropped
+    input cast back); the rank-r intermediate lora_A(x) (2 r); with DoRA, the base output and the LoRA
+    output (2 x 2 out), which the magnitude's gradient needs (Liu et al. 2024, peft's DoraLinearVariant),
+    and, with dropout, a second bf16 copy of the dropped input (2 in): DoRA recomputes the base layer on
+    it. The base layer's own input is already counted by Korthikanti's formula. Checked against the
+    fake-tensor trace of a LoRA step (benchmarks/lora_memory.py)."""
     total = 0
-    for i, o in shapes:
+    for i, o in adapted_linear_shapes(m):
         total += (BF16 * i + i if dropout else 0) + BF16 * rank + (2 * BF16 * o if dora else 0)
+        total += BF16 * i if dora and dropout else 0
     return total
+
+
+def lora_weight_copy_bytes_per_layer(m, dora: bool = True, dropout: bool = True) -> int:
+    """DoRA with dropout, per decoder layer and independent of the batch: peft recomputes the base layer
+    on the dropped input with the base weight cast to the input's dtype (the adapter's fp32), and bf16
+    autocast casts that fp32 weight back for the matmul, keeping the bf16 copy for backward (autocast
+    caches only leaf tensors): 2 bytes per adapted weight (13 GiB on Llama-3.1-8B without checkpointing,
+    as traced)."""
+    if not (dora and dropout):
+        return 0
+    return sum(BF16 * i * o for i, o in adapted_linear_shapes(m))
+
+
+def lora_layer_saved_bytes(m, rank: int, tokens: int) -> int:
+    """Everything the adapters keep for backward in one decoder layer for ``tokens`` tokens (DoRA, dropout
+    on, as the plans use): advisor/memory.py adds it per layer saved, and to the layer being recomputed."""
+    return lora_activation_bytes_per_token_per_layer(m, rank) * tokens + lora_weight_copy_bytes_per_layer(m)
 
 
 def lora_plan_updates(*, req, model, params: int, lora_rec, lora_est, hp, hp_findings: list[Finding],

@@ -169,17 +169,22 @@ def activation_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
     if cfg.activation_checkpointing:
         return m.num_layers * layer_input_bytes_per_token(m, mixed) * tokens
     per_token = layer_activation_bytes_per_token(m, mixed)
-    if cfg.trainable == "lora":  # what the adapters keep for backward (DoRA, dropout on): advisor/lora_plan.py
-        from advisor.lora_plan import lora_activation_bytes_per_token_per_layer
-
-        per_token += lora_activation_bytes_per_token_per_layer(m, cfg.lora_rank)
     if cfg.strategy == "fsdp-tp":  # Korthikanti et al. 2022 (tensor parallel without sequence parallel): what
         # the norms and the column-parallel linears read stays whole on every rank (2 norm inputs, 2 norm outputs:
         # their 10sbh term, with no dropout masks in these models); the attention / MLP insides are split by tp
         whole = min(per_token, 4 * layer_input_bytes_per_token(m, mixed))
         per_token = whole + (per_token - whole) / cfg.tp
     per_layer = per_token * tokens + _scores(m, cfg) / (cfg.tp if cfg.strategy == "fsdp-tp" else 1)
-    return int(m.num_layers * per_layer)
+    return int(m.num_layers * (per_layer + _lora_layer_bytes(m, cfg)))
+
+
+def _lora_layer_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
+    """What the adapters keep for backward in one layer (DoRA, dropout on): advisor/lora_plan.py."""
+    if cfg.trainable != "lora":
+        return 0
+    from advisor.lora_plan import lora_layer_saved_bytes
+
+    return lora_layer_saved_bytes(m, cfg.lora_rank, cfg.micro_batch_size * cfg.seq_len)
 
 
 def recompute_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
@@ -187,7 +192,8 @@ def recompute_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
     if not cfg.activation_checkpointing:
         return 0
     mixed = _autocast_fp32_weights(cfg)
-    return layer_activation_bytes_per_token(m, mixed) * cfg.micro_batch_size * cfg.seq_len + _scores(m, cfg)
+    tokens = cfg.micro_batch_size * cfg.seq_len
+    return layer_activation_bytes_per_token(m, mixed) * tokens + _scores(m, cfg) + _lora_layer_bytes(m, cfg)
 
 
 def autocast_copy_bytes(m: ModelSpec, cfg: TrainConfig) -> int:

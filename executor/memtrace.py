@@ -302,8 +302,16 @@ class _Maxes:
                                            if str(k) != "Total"}
 
 
+class _NoHook:
+    def remove(self) -> None:
+        pass
+
+
+_NO_HOOK = _NoHook()
+
+
 def _trace_once(spec, *, num_layers: int, precision: str, strategy: str, world_size: int, seq_len: int,
-                micro_batch_size: int, activation_checkpointing: bool, grad_accum: int) -> dict:
+                micro_batch_size: int, activation_checkpointing: bool, grad_accum: int, adapt=None) -> dict:
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -317,6 +325,8 @@ def _trace_once(spec, *, num_layers: int, precision: str, strategy: str, world_s
     with FakeTensorMode(allow_non_fake_inputs=True):
         model, attn = _build(spec, num_layers, precision, strategy)
         layers = _decoder_layers(model)
+        if adapt is not None:  # trace_lora: peft's adapter attached (the layers stay the same modules)
+            model = adapt(model, activation_checkpointing)
         if strategy == "fsdp":
             from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
@@ -336,7 +346,8 @@ def _trace_once(spec, *, num_layers: int, precision: str, strategy: str, world_s
         elif activation_checkpointing:  # what Trainer calls (gradient_checkpointing_enable, renamed in 5.x)
             (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.0, fused=True)  # Trainer's default
+        trainable = [p for p in model.parameters() if p.requires_grad]  # Trainer's optimizer: every trainable one
+        opt = torch.optim.AdamW(trainable, lr=1e-5, weight_decay=0.0, fused=True)  # Trainer's default
         if strategy == "fsdp":
             from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
 
@@ -346,6 +357,9 @@ def _trace_once(spec, *, num_layers: int, precision: str, strategy: str, world_s
 
             tracker = MemTracker()
             tracker.track_external(model, opt)
+        for p in model.parameters():  # frozen (LoRA's base): MemTracker would hook a gradient it never gets
+            if not p.requires_grad:  # ("cannot register a hook on a tensor that doesn't require gradient")
+                tracker._param_to_grad_hook_handles[p] = (_NO_HOOK, _NO_HOOK)
         original = tracker._update_peak_stats
 
         def _update(peak_state, _orig=original):
@@ -375,7 +389,7 @@ def _trace_once(spec, *, num_layers: int, precision: str, strategy: str, world_s
                     loss.backward()
                     del loss
                 maxes.phase = "opt"
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=False)
+                torch.nn.utils.clip_grad_norm_(trainable, 1.0, foreach=False)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
     out = {"model_states_max": maxes.model_states, "transient_max": maxes.transient, "gathered_max": maxes.gathered,
@@ -389,16 +403,16 @@ def _trace_once(spec, *, num_layers: int, precision: str, strategy: str, world_s
 
 def trace(spec, *, precision: str = "bf16-mixed", strategy: str = "single", world_size: int = 1, seq_len: int = 2048,
           micro_batch_size: int = 1, activation_checkpointing: bool = True, grad_accum: int = 1,
-          depth: int | None = 1) -> TraceResult:
+          depth: int | None = 1, _adapt=None, _notes: tuple[str, ...] = ()) -> TraceResult:
     """Trace one steady-state training step. ``depth``: trace ``depth`` and ``2 * depth`` decoder layers
-    and extrapolate per layer to the model's depth (None: trace the full depth)."""
+    and extrapolate per layer to the model's depth (None: trace the full depth). ``_adapt``: trace_lora's."""
     if strategy not in TRACED_STRATEGIES:
         raise ValueError(f"strategy {strategy!r} is not traced (traced: {', '.join(TRACED_STRATEGIES)})")
     kw = dict(precision=precision, strategy=strategy, world_size=world_size if strategy == "fsdp" else 1,
               seq_len=seq_len, micro_batch_size=micro_batch_size, activation_checkpointing=activation_checkpointing,
-              grad_accum=grad_accum)
+              grad_accum=grad_accum, adapt=_adapt)
     full = spec.num_layers
-    notes = [NOT_TRACED]
+    notes = [NOT_TRACED, *_notes]
     if depth is not None:  # extrapolate from depths where every per-step effect has settled (see MIN_DEPTH)
         depth = max(depth, FSDP_MIN_DEPTH if strategy == "fsdp" else MIN_DEPTH)
     if strategy == "ddp":
@@ -440,6 +454,56 @@ def trace(spec, *, precision: str = "bf16-mixed", strategy: str = "single", worl
                        seq_len=seq_len, micro_batch_size=micro_batch_size,
                        activation_checkpointing=activation_checkpointing, num_layers=full, traced_layers=layers,
                        extrapolated=extrap, notes=notes, **r)
+
+
+LORA_TRACED_STRATEGIES = ("single", "ddp")
+
+
+def trace_lora(spec, *, rank: int = 16, alpha: int = 32, dropout: float = 0.1, dora: bool = True,
+               target_modules: list[str] | str = "all-linear", seq_len: int = 2048, micro_batch_size: int = 1,
+               activation_checkpointing: bool = True, grad_accum: int = 1, strategy: str = "single",
+               depth: int | None = 1) -> TraceResult:
+    """Trace one steady-state LoRA / DoRA step on the executor's LoRA path (executor/train.py setup_model,
+    executor/lora.py wrap): the base in bf16 (frozen), peft's adapter attached with ``get_peft_model``
+    (peft upcasts the adapter to fp32), ``enable_input_require_grads`` under checkpointing, Trainer's
+    bf16 autocast, fused AdamW over the adapter only. Single GPU / DDP (one replica)."""
+    if strategy not in LORA_TRACED_STRATEGIES:
+        raise ValueError(f"LoRA strategy {strategy!r} is not traced (traced: {', '.join(LORA_TRACED_STRATEGIES)})")
+
+    def adapt(model, checkpointing):
+        import gc
+        from unittest import mock
+
+        import torch
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        if checkpointing:
+            model.enable_input_require_grads()
+        config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=rank, lora_alpha=alpha, lora_dropout=dropout,
+                            use_dora=dora, target_modules=target_modules, bias="none")
+        # peft moves each new adapter module to its base layer's device and dtype (Module.to), which fake
+        # parameters refuse ("Couldn't swap": they carry a weakref). Everything is on the one (fake CPU) device
+        # already, and the adapter is built in fp32, the dtype peft's autocast_adapter_dtype gives it right
+        # after (DoRA's magnitude, made in the base's bf16, is upcast by a tensor .to, which works): the
+        # module moves are skipped while the adapter is attached.
+        with mock.patch.object(torch.nn.Module, "to", lambda self, *a, **k: self):
+            model = get_peft_model(model, config)
+        # Fake tensors only: FakeTensorMode's dispatch of some ops DoRA's forward uses (its slow path, a
+        # self-referencing closure) leaves reference cycles that keep the op's outputs alive until the garbage
+        # collector runs, so when they go depends on the collector's timing (+-1 GiB on one traced layer).
+        # On real tensors the same step leaves no cycle (checked with gc.DEBUG_SAVEALL), so each adapted
+        # layer collects its own after its forward (and its recompute), as a real step frees them at once.
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for module in model.modules():
+            if isinstance(module, BaseTunerLayer):
+                module.register_forward_hook(lambda *_: gc.collect() and None)
+        return model
+
+    note = f"LoRA r={rank}{' + DoRA' if dora else ''}, dropout {dropout:g}: bf16 frozen base, fp32 adapter"
+    return trace(spec, precision="bf16-pure", strategy=strategy, seq_len=seq_len, micro_batch_size=micro_batch_size,
+                 activation_checkpointing=activation_checkpointing, grad_accum=grad_accum, depth=depth,
+                 _adapt=adapt, _notes=(note,))
 
 
 def model_state_shard_bytes(spec, *, strategy: str, world_size: int, precision: str) -> dict[str, int]:

@@ -10,6 +10,7 @@ from advisor.architecture import lora_trainable_params, resolve_model
 from advisor.catalog import load_catalog
 from advisor.lora_plan import (
     TARGET_MODULES, adapter_checkpoint_bytes, lora_activation_bytes_per_token_per_layer,
+    lora_weight_copy_bytes_per_layer,
 )
 from advisor.memory import activation_bytes
 from advisor.models import DatasetSpec, PlanRequest
@@ -88,16 +89,20 @@ def test_lora_activations_count_what_the_adapters_keep(monkeypatch):
     h, f, r = m.hidden_size, m.ffn_size, 16
     q, kv = m.num_heads * m.head_dim_effective, m.num_kv_heads * m.head_dim_effective
     shapes = [(h, q), (h, kv), (h, kv), (q, h), (h, f), (h, f), (f, h)]
-    by_hand = sum(3 * i + 2 * r + 4 * o for i, o in shapes)  # dropout out + mask, A output, DoRA base + lora outputs
+    # mask + lora_A's bf16 input, A output, DoRA base + lora outputs, DoRA's second bf16 copy of the dropped input
+    by_hand = sum(3 * i + 2 * r + 4 * o + 2 * i for i, o in shapes)
     assert lora_activation_bytes_per_token_per_layer(m, r) == by_hand
     assert lora_activation_bytes_per_token_per_layer(m, r, dora=False, dropout=False) == 7 * 2 * r
+    assert lora_activation_bytes_per_token_per_layer(m, r, dora=False) == sum(3 * i + 2 * r for i, _ in shapes)
+    copies = sum(2 * i * o for i, o in shapes)  # DoRA's bf16 weight copies, kept per layer whatever the batch
+    assert lora_weight_copy_bytes_per_layer(m) == copies and lora_weight_copy_bytes_per_layer(m, dropout=False) == 0
     lora = TrainConfig(num_gpus=1, strategy="single", seq_len=2048, micro_batch_size=1, grad_accum=1, trainable="lora",
                        activation_checkpointing=False, lora_rank=r)
     with_adapters = activation_bytes(m, lora)
     import advisor.lora_plan
 
-    monkeypatch.setattr(advisor.lora_plan, "lora_activation_bytes_per_token_per_layer", lambda *a, **k: 0)
-    assert with_adapters - activation_bytes(m, lora) == by_hand * 2048 * m.num_layers
+    monkeypatch.setattr(advisor.lora_plan, "lora_layer_saved_bytes", lambda *a, **k: 0)
+    assert with_adapters - activation_bytes(m, lora) == (by_hand * 2048 + copies) * m.num_layers
 
 
 def test_full_sft_plans_hash_as_before():

@@ -385,7 +385,7 @@ class PlanView(Vertical):
             for col, text in zip(self._column_keys, texts):
                 if not same_text(table.get_cell(t.gpu, col), text):
                     table.update_cell(t.gpu, col, text, update_width=True)
-        if rec is not None and (not same_rows or rec != self._last_rec):
+        if rec in order and (not same_rows or rec != self._last_rec):  # a plan may list no tier of its GPU
             table.move_cursor(row=table.get_row_index(rec))
         self._last_rec = rec
         highlighted = order[table.cursor_row] if 0 <= table.cursor_row < len(order) else None
