@@ -38,9 +38,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         parts = []
         for label, f in (("tokens/s", c.throughput), ("memory", c.memory)):
             if f is not None and f.fit == calibration.FIT_FIXED_RATE:
+                tokens = (f"+{f.extra_tokens_per_sequence:.3g} template tokens per sequence"
+                          if f.extra_tokens_per_sequence is not None else f"tokens per step x{f.tokens_factor:g}")
                 parts.append(f"step time = fixed overhead x{f.overhead_factor:g} + compute x{f.compute_factor:g}, "
-                             f"tokens per step x{f.tokens_factor:g} (fixed+rate fit, {f.runs} runs of {f.shapes} shapes, "
-                             f"residual {f.residual:.0%})")
+                             f"{tokens} (fixed+rate fit, {f.runs} runs of {f.shapes} shapes, residual {f.residual:.0%})")
             elif f is not None:
                 parts.append(f"{label} x{f.value:g} ({f.runs} run{'s' if f.runs > 1 else ''}, spread {f.spread:.0%}"
                              f"{', weak' if f.weak else ''})")
