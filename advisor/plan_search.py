@@ -238,17 +238,21 @@ class Search:
                 out += self._strategy(gpu, "ddp", counts, quick)
             return out
         out += self._strategy(gpu, "fsdp", counts, quick)
-        # HSDP on several nodes: the all-gathers stay on NVLink (rules.rule_parallelism says when it won)
         multi_node = [c for c in counts if c > gpu.gpus_per_node]
         layouts = self.trainable == "full"  # the executor runs hsdp / fsdp-tp for full SFT (LoRA: fsdp, zero3)
+        fsdp = next((c for c in out if c.strategy == "fsdp"), None)
+        # Where FSDP fits, the layouts run at FSDP's micro-batch and checkpointing (the sweep's choice): they win
+        # only by being faster at the same settings, never by a choice the FSDP sweep did not revisit at that count.
+        same = (fsdp.micro_batch_size, fsdp.activation_checkpointing) if fsdp else None
+        # HSDP on several nodes: the all-gathers stay on NVLink (rules.rule_parallelism says when it won)
         if layouts and multi_node and gpu.inter_node_bandwidth_gbit_per_s > 0:
-            out += self._strategy(gpu, "hsdp", multi_node, quick)
+            out += (self._sweep(gpu, "hsdp", multi_node, *same, quick) if same
+                    else self._strategy(gpu, "hsdp", multi_node, quick))
         # FSDP x TP: on several nodes it shrinks the data-parallel traffic that crosses the network (each rank
         # gathers its tp slice over num_gpus / tp ranks); where nothing fits fully sharded, it also splits
         # what FSDP cannot (the layer being gathered, the insides of a layer), before the optimizer goes to host RAM
-        fsdp_fits = any(c.strategy == "fsdp" for c in out)
         if layouts:
-            out += self._fsdp_tp(gpu, multi_node if fsdp_fits else counts, quick)
+            out += self._fsdp_tp(gpu, multi_node if fsdp else counts, quick, same)
         if not any(c.strategy in ("fsdp", "fsdp-tp") for c in out):
             out += self._strategy(gpu, "zero3-offload", counts, quick)
         return out or self._record(gpu, "zero3-offload", counts)
@@ -335,10 +339,12 @@ class Search:
         m = self.model
         return [tp for tp in (2, 4, 8) if tp <= gpu.gpus_per_node and not m.num_heads % tp and not m.num_kv_heads % tp]
 
-    def _fsdp_tp(self, gpu: GpuSpec, counts: list[int], quick: bool) -> list[Cand]:
-        """FSDP x TP: per GPU count, the smallest tp at which micro-batch 1 with checkpointing fits."""
+    def _fsdp_tp(self, gpu: GpuSpec, counts: list[int], quick: bool,
+                 same: tuple[int, bool] | None = None) -> list[Cand]:
+        """FSDP x TP: per GPU count, the smallest tp at which micro-batch 1 with checkpointing fits; at
+        ``same`` (micro-batch, checkpointing) when given, else the largest fitting micro-batch."""
         out: list[Cand] = []
-        choice: dict[int, tuple[int, bool]] = {}
+        choice: dict[int, tuple[int, bool]] = {tp: same for tp in self.tp_sizes(gpu)} if same else {}
         for n in counts:
             for tp in self.tp_sizes(gpu):
                 if n % tp or n < 2 * tp and not self.req.num_gpus or not _ok(self.est(gpu, n, "fsdp-tp", 1, True, tp)):
