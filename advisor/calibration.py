@@ -17,8 +17,8 @@ precision, trainable, model-size band), and per class fits
   measured (accelerator max allocated, or process RSS on a CPU run).
 
 On the cpu tier (a host other jobs share) runs are read at their uncontended speed, the speed the
-estimator models (report.json's ``measured_uncontended``: a one-thread run's CPU time per step, else the
-fastest tenth of its steps); elsewhere the median.
+estimator models (report.json's ``measured_uncontended``: the fastest tenth of its steps, by CPU time on
+one thread, else by wall time); elsewhere the median.
 
 The median, not the mean, so one bad run cannot move a factor far; every factor is clamped to
 [FACTOR_MIN, FACTOR_MAX] and marked ``weak`` when it rests on one run. ``apply`` corrects an estimate with

@@ -1,5 +1,5 @@
 """report.json's uncontended figures (what `sftplan calibrate` fits on the shared cpu tier): one torch thread,
-the median of the steps' CPU time; more threads, the fastest tenth of the steps' wall times."""
+the fastest tenth of the steps' CPU time; more threads, the fastest tenth of the steps' wall times."""
 
 from test_report import plan_for_report, write_run
 
@@ -17,8 +17,9 @@ def test_one_thread_reads_the_cpu_time_whatever_the_neighbours_did(tmp_path):
     cpu = [5.0, 0.101, 0.099, 0.100, 0.102, 0.098, 0.100, 0.101, 0.099]
     write_run(tmp_path, _rows(1, wall, cpu), {"plan_sha256": "x", "status": "finished", "device": "cpu"})
     f = build_report(tmp_path, plan_for_report())["figures"]
-    assert f["step_time_s"]["measured_uncontended"] == 0.1  # median of the CPU times, warm-up step left out
-    assert abs(f["tokens_per_s_per_gpu"]["measured_uncontended"] - 10_000) < 100  # 1000 tokens per 0.1 s
+    # the fastest 3 CPU times (0.098, 0.099, 0.099; the warm-up step left out), whatever the wall clock said
+    assert f["step_time_s"]["measured_uncontended"] == 0.099
+    assert abs(f["tokens_per_s_per_gpu"]["measured_uncontended"] - 1000 / 0.099) < 1  # 1000 tokens per 0.099 s
     assert f["step_time_s"]["measured"] == 0.315  # the wall-clock median stays what it was
     assert "CPU time" in f["step_time_s"]["how_uncontended"]
 
