@@ -87,7 +87,7 @@ def matmul_params_per_layer(m: ModelSpec) -> int:
     return attention_params(m) + m.num_experts * mlp_params_per_expert(m) + router
 
 
-def layer_activation_bytes_per_token(m: ModelSpec, mixed: bool) -> int:
+def layer_activation_bytes_per_token(m: ModelSpec, mixed: bool, attention_side: bool = False) -> int:
     """What the autograd graph of one decoder layer keeps per token, as the transformers code saves it.
 
     Attention with the flash / memory-efficient kernels: q and k after rotary, v, the output (bf16)
@@ -98,6 +98,7 @@ def layer_activation_bytes_per_token(m: ModelSpec, mixed: bool) -> int:
     up and the product (8 f bytes), plain MLP: the up projection and the activation (4 f). Fused
     projections (Phi-3 qkv/gate_up, GPT-NeoX and MPT qkv) keep their whole output alive through the
     views. Eager attention (Gemma 2: soft-capping; MPT: ALiBi) is counted in ``eager_scores_bytes``.
+    ``attention_side``: only what exists by the attention's softmax (its norm, q, k, v, the output).
     """
     h, f, fam = m.hidden_size, m.ffn_size, m.family
     q = m.num_heads * m.head_dim_effective
@@ -117,8 +118,10 @@ def layer_activation_bytes_per_token(m: ModelSpec, mixed: bool) -> int:
     attn_in = 1 if fused else 3
     if fam == "gpt_neox":  # parallel residual: both LayerNorms read the same (saved once) input
         norms = (FP32 * h + 2 * BF16 * h) if mixed else (BF16 * h + 2 * BF16 * h)
+        attn_norm = norms
     else:
-        norms = pre_norm(attn_in) + pre_norm(1 if fused else 2)
+        attn_norm = pre_norm(attn_in)
+        norms = attn_norm + pre_norm(1 if fused else 2)
     if fam == "gemma2":  # post-attention and post-feedforward norms: fp32 upcast + normalised, both kept
         norms += 2 * (FP32 * h + FP32 * h)
     if fam == "mpt":  # ALiBi eager attention: fused qkv output (kept by the q, k, v views), the output
@@ -137,7 +140,23 @@ def layer_activation_bytes_per_token(m: ModelSpec, mixed: bool) -> int:
         mlp = m.experts_per_token * (BF16 * h + expert + BF16 * h) + (BF16 * h if mixed else 0)
     else:
         mlp = expert
+    if attention_side:
+        return attn_norm + attn
     return norms + attn + mlp
+
+
+def layer_backward_bytes_per_token(m: ModelSpec) -> int:
+    """The gradients in flight inside one decoder layer's backward at its largest moment (beside what the
+    layer saved), per token: the MLP's backward holds the gradients of its product, its activation and
+    its up projection at once (three bf16 f-sized tensors: the mul's backward makes two from the first;
+    a plain MLP two). MoE: per routed copy, plus the routed copy's input and output gradients (h-sized).
+    Traced (executor/memtrace.py, Mixtral 8x7B with checkpointing): 1.50 GiB at 8192 tokens = 6f + 3h
+    bytes per routed copy, which the recompute moment lacked (-18% single, -27% FSDP before)."""
+    h, f = m.hidden_size, m.ffn_size
+    mlp = (3 if m.ffn_kind == "gated" else 2) * BF16 * f
+    if m.num_experts > 1:
+        return m.experts_per_token * (mlp + 2 * BF16 * h)
+    return mlp
 
 
 def eager_scores_bytes_per_sequence(m: ModelSpec, seq_len: int) -> int:
@@ -199,10 +218,17 @@ def recompute_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
 def autocast_copy_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
     """Autocast's bf16 copy of every matmul weight (decoder layers and the output head), made when the
     weights are fp32 (bf16-mixed on one GPU or DDP). Without checkpointing the graph keeps them until
-    each layer's backward; with it they live in autocast's cache until the forward (and loss) ends."""
+    each layer's backward; with it they live in autocast's cache until the forward (and loss) ends.
+    MoE experts are cast by executor/moe.py, not by autocast's cache: with checkpointing their copies
+    go with the layer's other forward tensors, so only the attention's and the router's stay."""
     if not _autocast_fp32_weights(cfg):
         return 0
-    return BF16 * (m.num_layers * matmul_params_per_layer(m) + m.vocab_size * m.hidden_size)
+    per_layer = matmul_params_per_layer(m)
+    if cfg.activation_checkpointing and m.num_experts > 1:
+        from advisor.architecture import mlp_params_per_expert
+
+        per_layer -= m.num_experts * mlp_params_per_expert(m)
+    return BF16 * (m.num_layers * per_layer + m.vocab_size * m.hidden_size)
 
 
 def _loss_bytes_per_entry(m: ModelSpec, cfg: TrainConfig) -> tuple[float, float]:
@@ -247,13 +273,21 @@ def _root_params(m: ModelSpec) -> int:
 
 
 def gathered_bytes_at(m: ModelSpec, cfg: TrainConfig, moment: str) -> int:
-    """The gathered set present at a moment: at the loss and the start of backward the root's bf16
-    parameters and one layer's (no unsharded gradient yet); later in backward all of gathered_bytes."""
+    """The gathered set present at a moment: at the loss, the start of backward and in the last layer's
+    forward the root's bf16 parameters and one layer's (no unsharded gradient yet); while a layer is
+    recomputed in backward all of gathered_bytes; FSDP2 at the end of backward, with every sharded
+    gradient present, only the root's reduce-scatter input (it runs last) or the first layer's
+    parameters, gradients and reduce-scatter buffer. Traced (Pythia 6.9B at 6 layers, FSDP x 8): the
+    moments with 80%+ of the gradients hold the root's reduce-scatter buffer and nothing else gathered;
+    charging them the whole set over-estimated the peak by 12%. DeepSpeed (not traced): the whole set."""
     full = gathered_bytes(m, cfg)
     if not full or moment == "optimizer step":
         return 0
-    if moment in ("loss", "backward start"):
-        return BF16 * (_root_params(m) + layer_params(m)) // (cfg.tp if cfg.strategy == "fsdp-tp" else 1)
+    tp = cfg.tp if cfg.strategy == "fsdp-tp" else 1
+    if moment in ("loss", "backward start", "last layer forward"):
+        return BF16 * (_root_params(m) + layer_params(m)) // tp
+    if moment == "backward end" and cfg.strategy in FSDP_LIKE:
+        return BF16 * max(_root_params(m), 3 * layer_params(m)) // tp
     return full
 
 
@@ -321,12 +355,20 @@ def transient_moments(m: ModelSpec, cfg: TrainConfig) -> dict[str, tuple[int, in
     }
     layer_copy = BF16 * matmul_params_per_layer(m) if copies else 0
     scores_grad = _scores(m, cfg)  # eager attention's backward: the s x s gradients beside the saved scores
+    in_flight = layer_backward_bytes_per_token(m) * tokens // (cfg.tp if cfg.strategy == "fsdp-tp" else 1)
     if cfg.activation_checkpointing:  # the last layer recomputed (its weights' bf16 copies made again)
-        moments["recompute"] = (acts + recompute_bytes(m, cfg) + layer_copy + scores_grad, 0, accumulating)
+        moments["recompute"] = (acts + recompute_bytes(m, cfg) + layer_copy + scores_grad + in_flight, 0, accumulating)
+        # The last layer's attention in the forward: every layer's input, autocast's copies of the weights
+        # so far (the head's not yet), the attention's own tensors and eager attention's s x s working set at
+        # its softmax (the scores, their masked fp32 copy and the softmax: twice what backward keeps). Traced:
+        # MPT-7B bf16-mixed at 4096 x 2, 28.1 GiB, where the loss moment (20.2) was the estimate before.
+        head_copy = BF16 * m.vocab_size * m.hidden_size if copies else 0
+        attn_side = layer_activation_bytes_per_token(m, _autocast_fp32_weights(cfg), attention_side=True) * tokens
+        moments["last layer forward"] = (acts + copies - head_copy + attn_side + 2 * _scores(m, cfg), 0, accumulating)
     # The end of backward: (almost) every gradient, the first layer's activations (recomputed, or the last
     # left of the saved ones) and, under FSDP, the whole gathered set.
     first_layer = recompute_bytes(m, cfg) if cfg.activation_checkpointing else acts // max(m.num_layers, 1)
-    moments["backward end"] = (first_layer + layer_copy + scores_grad, 0, True)
+    moments["backward end"] = (first_layer + layer_copy + scores_grad + in_flight, 0, True)
     return moments
 
 

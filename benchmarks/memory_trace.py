@@ -88,7 +88,7 @@ def traced(row: dict, spec: ModelSpec) -> dict[str, int]:
               seq_len=row["seq_len"], micro_batch_size=row["micro_batch_size"],
               activation_checkpointing=row["activation_checkpointing"])
     return {"model_states": r.model_states_max, "transient": r.transient_max, "gathered": r.gathered_max,
-            "peak": r.peak, "peak_phase": r.peak_phase}
+            "peak": r.peak, "peak_phase": r.peak_phase, "traced_layers": list(r.traced_layers)}
 
 
 def score(rows: list[dict], cache: dict) -> dict[str, list[float]]:

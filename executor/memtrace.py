@@ -250,8 +250,13 @@ def _fake_process_group(world_size: int):
     _PG_WORLD[:] = [world_size]
 
 
-PHASES = ("fwd", "bwd", "opt")  # forward + loss, backward, optimizer step: the peak moment of each is extrapolated
-PHASE_NAMES = {"fwd": "forward + loss", "bwd": "backward", "opt": "optimizer step"}
+# forward + loss, backward down to the second decoder layer, the first layer's backward (and the embedding's),
+# optimizer step: the peak moment of each is extrapolated. The end of backward is its own phase: at 2-4 traced
+# layers the start of backward (activations + logits) peaks, at full depth the end can (every gradient and the
+# first layer's recompute): MPT-7B bf16-pure at 1024 x 8 with checkpointing, full depth 52.8 GiB at the end
+# of backward, where extrapolating the backward phase as one gave 49.5.
+PHASES = ("fwd", "bwd", "bwd_end", "opt")
+PHASE_NAMES = {"fwd": "forward + loss", "bwd": "backward", "bwd_end": "end of backward", "opt": "optimizer step"}
 
 
 # The smallest depth the per-layer extrapolation starts from: below it the peak moment's make-up still
@@ -370,6 +375,19 @@ def _trace_once(spec, *, num_layers: int, precision: str, strategy: str, world_s
 
         tracker._update_peak_stats = _update
         counting = [False]
+        split_end = strategy != "fsdp" and len(layers) >= 2
+        if split_end:  # the second layer's last gradient lands: the first layer's backward begins
+            # (FSDP2 sets its sharded gradients itself, with no accumulate-grad hook: one backward phase there)
+            second = [p for p in layers[1].parameters() if p.requires_grad]
+            landed: set[int] = set()
+
+            def _landed(p, _landed_ids=landed, _n=len(second)):
+                _landed_ids.add(id(p))
+                if len(_landed_ids) == _n and maxes.phase == "bwd":
+                    maxes.phase = "bwd_end"
+
+            for p in second:
+                p.register_post_accumulate_grad_hook(_landed)
         ids = torch.randint(0, min(spec.vocab_size, 1000), (micro_batch_size, seq_len))
         with tracker:
             for step in range(2):  # Adam's moments exist from the first step on: the second is the steady state
@@ -386,6 +404,8 @@ def _trace_once(spec, *, num_layers: int, precision: str, strategy: str, world_s
                     loss = out.loss
                     del out, logits32
                     maxes.phase = "bwd"
+                    if split_end:
+                        landed.clear()
                     loss.backward()
                     del loss
                 maxes.phase = "opt"

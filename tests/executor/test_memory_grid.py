@@ -34,12 +34,16 @@ def small(family: str) -> ModelSpec:
         base.update(num_kv_heads=8)
     if family in ("gemma", "gemma2"):
         base.update(head_dim=64, tied_embeddings=True)
+    if family == "mixtral":
+        base.update(num_experts=4, experts_per_token=2, ffn_size=704)
     return ModelSpec(**base)
 
 
 CASES = [
     ("llama", False, "bf16-mixed", "single"), ("llama", True, "bf16-mixed", "single"), ("llama", True, "bf16-pure", "fsdp"),
     ("phi3", False, "bf16-pure", "single"), ("gemma2", False, "bf16-pure", "single"), ("gpt_neox", False, "bf16-mixed", "single"),
+    ("mixtral", True, "bf16-mixed", "single"),  # experts in bf16 under autocast (executor/moe.py), their backward
+    ("mpt", True, "bf16-mixed", "single"),  # the last layer's forward: every autocast copy + eager scores
     ("mpt", False, "bf16-pure", "single"),  # MPT under FSDP: the gathered set is 30% over the formula (see the report)
 ]
 
