@@ -15,7 +15,7 @@ Target (issue 15): C's calibrated (A + B) tokens/s error is smaller than the raw
 Measured figure: this host's cores are shared with other jobs, which slow a run's median step by 2-10x
 at random; the estimator (and so the calibration, see advisor/calibration.py) models the host
 uncontended. The runs train on one thread (OMP_NUM_THREADS=1), so report.json's ``measured_uncontended``
-is the fastest tenth of the steps by process CPU time, which the neighbours stretch least (they still
+is read from the fastest tenth of the steps by process CPU time, which the neighbours stretch least (they still
 leave cold caches: a run at a bad moment reads up to 50% slow; repeat it when the runs' figures look
 odd). The wall-clock median is printed beside it, and the load average during each run.
 """

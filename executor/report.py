@@ -71,29 +71,26 @@ def _uncontended(rows: list[dict]) -> tuple[float | None, float | None, str]:
     out as warm-up). On a shared host (the cpu tier: other jobs on the same cores) the median step is as
     slow as the neighbours make it; the estimator models the host uncontended. A single-threaded process's
     CPU time per step (``cpu_time_s``, ``torch_threads`` 1) leaves out the time others held the core, but
-    not the cold caches they leave behind (up to +50% at load 5 here): the fastest tenth of the steps by
-    CPU time, medians of it and of the tokens each trained over it. With more threads CPU time counts the
-    threads' spinning, so the fastest tenth of the steps' wall times stands in."""
+    not the cold caches they leave behind (up to +50% at load 5 here); with more threads CPU time counts the
+    threads' spinning, so wall time stands in. The rate is the median tokens per second of the fastest
+    tenth of the steps by that clock (by rate, not by time: the shortest steps are also the ones with the
+    fewest tokens); the step time is the median step's tokens at that rate."""
     timed = [r for r in rows if all(isinstance(r.get(k), (int, float)) and r[k] > 0
                                     for k in ("step_time_s", "tokens_per_s_per_gpu"))]
     if len(timed) > 3:
         timed = timed[1:]
     if len(timed) < 3:
         return None, None, ""
-    cpu = [r for r in timed if r.get("torch_threads") == 1 and isinstance(r.get("cpu_time_s"), (int, float))
-           and r["cpu_time_s"] > 0]
-    keep = max(3, round(len(timed) * FASTEST_FRACTION))
-    if len(cpu) == len(timed):
-        fastest = sorted(cpu, key=lambda r: r["cpu_time_s"])[:keep]
-        return (statistics.median(float(r["tokens_per_s_per_gpu"]) * float(r["step_time_s"]) / float(r["cpu_time_s"])
-                                  for r in fastest),
-                statistics.median(float(r["cpu_time_s"]) for r in fastest),
-                f"median of the fastest {FASTEST_FRACTION:.0%} of logged steps' process CPU time (one thread: "
-                "the step without the neighbours' load)")
-    fastest = sorted(timed, key=lambda r: r["step_time_s"])[:keep]
-    return (statistics.median(float(r["tokens_per_s_per_gpu"]) for r in fastest),
-            statistics.median(float(r["step_time_s"]) for r in fastest),
-            f"median of the fastest {FASTEST_FRACTION:.0%} of logged steps (uncontended)")
+    by_cpu = all(r.get("torch_threads") == 1 and isinstance(r.get("cpu_time_s"), (int, float)) and r["cpu_time_s"] > 0
+                 for r in timed)
+    tokens = [float(r["tokens_per_s_per_gpu"]) * float(r["step_time_s"]) for r in timed]
+    clock = [float(r["cpu_time_s"] if by_cpu else r["step_time_s"]) for r in timed]
+    rates = sorted((n / t for n, t in zip(tokens, clock)), reverse=True)
+    rate = statistics.median(rates[:max(3, round(len(rates) * FASTEST_FRACTION))])
+    how = (f"the fastest {FASTEST_FRACTION:.0%} of logged steps by "
+           + ("process CPU time (one thread: the step without the neighbours' load)" if by_cpu else "wall time")
+           + ": their median tokens/s; step time = the median step's tokens at it")
+    return rate, statistics.median(tokens) / rate, how
 
 
 def _parse_time(text: object) -> datetime | None:
