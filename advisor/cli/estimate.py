@@ -161,8 +161,12 @@ def _trace(model, est) -> dict:
         from executor import memtrace
     except ImportError as exc:  # torch / transformers missing
         raise UserError(f"--trace: needs the train extra (pip install '.[train]'): {exc}") from None
-    analytic = {"model_states": mem.weights + mem.gradients + mem.optimizer, "transient": mem.activations + mem.logits,
-                "gathered": mem.gathered_layer, "peak": mem.total - mem.overhead}
+    from advisor.memory import gathered_bytes, transient_bytes
+
+    # Each group at its own largest moment, as the trace reports it (the breakdown above is the peak moment's
+    # make-up: there the activations may be one layer's, at the end of backward)
+    analytic = {"model_states": mem.weights + mem.gradients + mem.optimizer, "transient": transient_bytes(model, cfg),
+                "gathered": gathered_bytes(model, cfg), "peak": mem.total - mem.overhead}
     out: dict = {"analytic_gib": {k: round(v / GIB, 3) for k, v in analytic.items()}}
     if cfg.strategy in memtrace.STATE_ONLY_STRATEGIES:
         shard = memtrace.model_state_shard_bytes(model, strategy=cfg.strategy, world_size=cfg.num_gpus, precision=cfg.precision)
