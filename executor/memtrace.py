@@ -423,7 +423,7 @@ def _trace_once(spec, *, num_layers: int, precision: str, strategy: str, world_s
 
 def trace(spec, *, precision: str = "bf16-mixed", strategy: str = "single", world_size: int = 1, seq_len: int = 2048,
           micro_batch_size: int = 1, activation_checkpointing: bool = True, grad_accum: int = 1,
-          depth: int | None = 1, _adapt=None, _notes: tuple[str, ...] = ()) -> TraceResult:
+          depth: int | None = 1, _adapt=None) -> TraceResult:
     """Trace one steady-state training step. ``depth``: trace ``depth`` and ``2 * depth`` decoder layers
     and extrapolate per layer to the model's depth (None: trace the full depth). ``_adapt``: trace_lora's."""
     if strategy not in TRACED_STRATEGIES:
@@ -432,7 +432,7 @@ def trace(spec, *, precision: str = "bf16-mixed", strategy: str = "single", worl
               seq_len=seq_len, micro_batch_size=micro_batch_size, activation_checkpointing=activation_checkpointing,
               grad_accum=grad_accum, adapt=_adapt)
     full = spec.num_layers
-    notes = [NOT_TRACED, *_notes]
+    notes = [NOT_TRACED]
     if depth is not None:  # extrapolate from depths where every per-step effect has settled (see MIN_DEPTH)
         depth = max(depth, FSDP_MIN_DEPTH if strategy == "fsdp" else MIN_DEPTH)
     if strategy == "ddp":
@@ -520,10 +520,9 @@ def trace_lora(spec, *, rank: int = 16, alpha: int = 32, dropout: float = 0.1, d
                 module.register_forward_hook(lambda *_: gc.collect() and None)
         return model
 
-    note = f"LoRA r={rank}{' + DoRA' if dora else ''}, dropout {dropout:g}: bf16 frozen base, fp32 adapter"
     return trace(spec, precision="bf16-pure", strategy=strategy, seq_len=seq_len, micro_batch_size=micro_batch_size,
                  activation_checkpointing=activation_checkpointing, grad_accum=grad_accum, depth=depth,
-                 _adapt=adapt, _notes=(note,))
+                 _adapt=adapt)
 
 
 def model_state_shard_bytes(spec, *, strategy: str, world_size: int, precision: str) -> dict[str, int]:

@@ -31,6 +31,8 @@ def register(subparsers) -> None:
                    help="the cluster's network per node in Gbit/s, all NICs (default: the catalog tier's)")
     p.add_argument("--memory-headroom", type=float, default=0.10,
                    help="fraction of GPU memory kept free; a fit must leave it (default 0.10, 0-0.5)")
+    p.add_argument("--lora", action="store_true",
+                   help="LoRA r=16 with DoRA, as the plans use: frozen bf16 base, fp32 adapter (with --trace: peft traced)")
     p.add_argument("--trace", action="store_true",
                    help="also trace one training step of the real model on fake tensors (train extra; no GPU, no weights)")
     p.add_argument("--calibration", metavar="YAML", default=None,
@@ -53,7 +55,7 @@ def build(args: argparse.Namespace):
         num_gpus=args.num_gpus, strategy=strategy, precision=args.precision, seq_len=args.seq_len,
         micro_batch_size=args.micro_batch, grad_accum=args.grad_accum,
         activation_checkpointing=args.activation_checkpointing, tp=args.tp, pp=args.pp, loss_chunks=args.loss_chunks,
-        memory_headroom=args.memory_headroom,
+        memory_headroom=args.memory_headroom, trainable="lora" if getattr(args, "lora", False) else "full",
     )
     gpu = load_catalog().gpu(args.gpu)
     if args.network_gbps is not None:
@@ -168,19 +170,32 @@ def _trace(model, est) -> dict:
     analytic = {"model_states": mem.weights + mem.gradients + mem.optimizer, "transient": transient_bytes(model, cfg),
                 "gathered": gathered_bytes(model, cfg), "peak": mem.total - mem.overhead}
     out: dict = {"analytic_gib": {k: round(v / GIB, 3) for k, v in analytic.items()}}
-    if cfg.strategy in memtrace.STATE_ONLY_STRATEGIES:
+    if cfg.strategy in memtrace.STATE_ONLY_STRATEGIES and cfg.trainable == "full":
         shard = memtrace.model_state_shard_bytes(model, strategy=cfg.strategy, world_size=cfg.num_gpus, precision=cfg.precision)
         out["traced_gib"] = {"model_states": round((shard["weights"] + shard["gradients"] + shard["optimizer"]) / GIB, 3)}
         out["not_traced"] = [f"{cfg.strategy}: DeepSpeed is not traced; the model-state shard per rank is counted from the "
                              "built model's parameters; activations, logits and gathered parameters are not traced",
                              memtrace.NOT_TRACED]
         return out
-    if cfg.strategy not in memtrace.TRACED_STRATEGIES:
-        raise UserError(f"--trace: strategy '{cfg.strategy}' is not traced (traced: single, ddp, fsdp; zero*: model states)")
+    traced = memtrace.LORA_TRACED_STRATEGIES if cfg.trainable == "lora" else memtrace.TRACED_STRATEGIES
+    if cfg.strategy not in traced:
+        what = "LoRA: single, ddp" if cfg.trainable == "lora" else "single, ddp, fsdp; zero*: model states"
+        raise UserError(f"--trace: strategy '{cfg.strategy}' is not traced (traced: {what})")
     try:
-        r = memtrace.trace(model, precision=cfg.precision, strategy=cfg.strategy, world_size=cfg.num_gpus,
-                           seq_len=cfg.seq_len, micro_batch_size=cfg.micro_batch_size,
-                           activation_checkpointing=cfg.activation_checkpointing, grad_accum=cfg.grad_accum)
+        if cfg.trainable == "lora":  # the adapter the plans attach (advisor/lora_plan.py), through peft
+            from advisor.architecture import param_count
+            from advisor.lora_plan import ALPHA_PER_RANK, TARGET_MODULES, lora_dropout
+
+            r = memtrace.trace_lora(model, rank=cfg.lora_rank, alpha=ALPHA_PER_RANK * cfg.lora_rank,
+                                    dropout=lora_dropout(param_count(model)), dora=True,
+                                    target_modules=list(TARGET_MODULES.get(model.family, [])) or "all-linear",
+                                    seq_len=cfg.seq_len, micro_batch_size=cfg.micro_batch_size,
+                                    activation_checkpointing=cfg.activation_checkpointing, grad_accum=cfg.grad_accum,
+                                    strategy=cfg.strategy)
+        else:
+            r = memtrace.trace(model, precision=cfg.precision, strategy=cfg.strategy, world_size=cfg.num_gpus,
+                               seq_len=cfg.seq_len, micro_batch_size=cfg.micro_batch_size,
+                               activation_checkpointing=cfg.activation_checkpointing, grad_accum=cfg.grad_accum)
     except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:  # a model the fake-tensor run cannot take
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise UserError(f"--trace: {model.name} could not be traced with {cfg.precision} / {cfg.strategy}: {first}") from None

@@ -32,3 +32,27 @@ def test_traced_lora_step_matches_the_estimate():
     assert peak == pytest.approx(traced.peak, rel=0.03), (peak, traced)
     # without the DoRA weight copies the estimate would be short by about their size
     assert traced.peak - (peak - lora_weight_copy_bytes_per_layer(spec)) > 0.5 * lora_weight_copy_bytes_per_layer(spec)
+
+
+def test_estimate_lora_flag_and_trace(tmp_path):
+    """`sftplan estimate --lora`: the LoRA estimate (frozen base, adapter states), and --trace traces peft's step."""
+    import json
+
+    from transformers import LlamaConfig
+
+    from tinyplan import sftplan
+
+    LlamaConfig(hidden_size=1024, intermediate_size=2816, num_hidden_layers=2, num_attention_heads=8,
+                num_key_value_heads=2, vocab_size=32000, max_position_embeddings=512).save_pretrained(tmp_path / "m")
+    common = ["estimate", "--model", str(tmp_path / "m"), "--gpu", "h100-sxm", "--seq-len", "128", "--micro-batch", "2",
+              "--no-activation-checkpointing", "--json"]
+    full, lora = (json.loads(sftplan(*common, *extra).stdout) for extra in ([], ["--lora"]))
+    assert lora["memory_breakdown_gib"]["gradients"] < full["memory_breakdown_gib"]["gradients"] / 50
+    proc = sftplan(*common, "--lora", "--trace")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    t = json.loads(proc.stdout)["trace"]
+    states = t["traced_gib"]["model_states"]  # bf16 frozen base + fp32 adapter states: peft's step was traced
+    assert states == pytest.approx(t["analytic_gib"]["model_states"], rel=0.02)
+    assert states < 0.2 * sum(full["memory_breakdown_gib"][k] for k in ("weights", "gradients", "optimizer"))
+    proc = sftplan(*common, "--lora", "--trace", "--num-gpus", "2", "--strategy", "fsdp")
+    assert proc.returncode == 2 and "not traced (traced: LoRA: single, ddp)" in proc.stderr, proc.stderr
