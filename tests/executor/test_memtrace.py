@@ -83,3 +83,14 @@ def test_fsdp_gathered_set_is_a_working_set_not_extrapolated_per_layer():
     assert ext.extrapolated and ext.traced_layers == (3, 6)
     assert abs(ext.gathered_max - full.gathered_max) <= 0.02 * full.gathered_max
     assert abs(ext.peak - full.peak) <= 0.03 * full.peak
+
+
+def test_end_of_backward_is_extrapolated_as_its_own_phase():
+    """Where the start of backward (activations + logits) peaks at the traced depths but the end of backward
+    (every gradient) peaks at the real depth, extrapolating one backward phase misses the peak."""
+    m = small(layers=16, vocab_size=4096)
+    full = trace(m, precision="bf16-pure", seq_len=256, activation_checkpointing=True, depth=None)
+    ext = trace(m, precision="bf16-pure", seq_len=256, activation_checkpointing=True, depth=1)
+    assert ext.extrapolated and ext.traced_layers == (2, 4)
+    assert full.peak_phase == ext.peak_phase == "end of backward"
+    assert abs(ext.peak - full.peak) <= 0.01 * full.peak
