@@ -80,16 +80,19 @@ def _linear_shapes(m: ModelSpec) -> dict[str, tuple[int, int]]:
     return shapes
 
 
-def _adapter_bytes(m: ModelSpec, rank: int, targets, dora: bool, dropout: bool) -> tuple[int, int]:
-    """(activation bytes per token and layer, trainable parameters) of LoRA on `targets`, with the same
-    per-linear terms as advisor/lora_plan.py (dropout: bf16 output + 1-byte mask of the input; the rank-r
-    intermediate; DoRA: base and LoRA outputs) and advisor/architecture.py (r * (in + out) [+ out])."""
-    acts = params = 0
+def _adapter_bytes(m: ModelSpec, rank: int, targets, dora: bool, dropout: bool) -> tuple[int, int, int]:
+    """(activation bytes per token and layer, batch-independent bytes per layer, trainable parameters) of
+    LoRA on `targets`, with the same per-linear terms as advisor/lora_plan.py (dropout: bf16 output + 1-byte
+    mask of the input; the rank-r intermediate; DoRA: base and LoRA outputs, and with dropout a second bf16
+    copy of the dropped input and the bf16 copy of the base weight peft's recompute makes) and
+    advisor/architecture.py (r * (in + out) [+ out])."""
+    acts = copies = params = 0
     for name, (i, o) in _linear_shapes(m).items():
         if name in targets:
-            acts += (2 * i + i if dropout else 0) + 2 * rank + (2 * 2 * o if dora else 0)
+            acts += (2 * i + i if dropout else 0) + 2 * rank + (2 * 2 * o if dora else 0) + (2 * i if dora and dropout else 0)
+            copies += 2 * i * o if dora and dropout else 0
             params += rank * (i + o) + (o if dora else 0)
-    return acts, params * m.num_layers
+    return acts, copies, params * m.num_layers
 
 
 def lora_target_correction_bytes(m: ModelSpec, cfg: TrainConfig, row: dict) -> int:
@@ -98,11 +101,12 @@ def lora_target_correction_bytes(m: ModelSpec, cfg: TrainConfig, row: dict) -> i
     activation_bytes counts them; adapter states at 4 + 12 bytes per trainable parameter, as model_state_bytes)."""
     if cfg.trainable != "lora" or "lora_targets" not in row:
         return 0
-    execu_acts, execu_params = _adapter_bytes(m, cfg.lora_rank, _LINEARS, True, True)
-    row_acts, row_params = _adapter_bytes(m, cfg.lora_rank, set(row["lora_targets"]), bool(row.get("dora", False)),
-                                          float(row.get("lora_dropout", 0.05)) > 0)
+    execu_acts, execu_copies, execu_params = _adapter_bytes(m, cfg.lora_rank, _LINEARS, True, True)
+    row_acts, row_copies, row_params = _adapter_bytes(m, cfg.lora_rank, set(row["lora_targets"]),
+                                                      bool(row.get("dora", False)), float(row.get("lora_dropout", 0.05)) > 0)
     tokens = cfg.micro_batch_size * cfg.seq_len
-    acts = 0 if cfg.activation_checkpointing else (execu_acts - row_acts) * tokens * m.num_layers
+    per_layer = (execu_acts - row_acts) * tokens + execu_copies - row_copies
+    acts = 0 if cfg.activation_checkpointing else per_layer * m.num_layers
     return int(acts + (execu_params - row_params) * 16)
 
 
