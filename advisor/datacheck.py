@@ -254,19 +254,19 @@ def check(path: str | Path, *, golden: str | Path | None = None, max_seq_len: in
           model: str | None = None, progress: Callable[[int, int], None] | None = None) -> CheckResult:
     """Every check over one streamed pass of the training file (and the golden set, read first)."""
     if not 0 < near_threshold <= 1:
-        raise UserError(f"--near-threshold {near_threshold}: must be in (0, 1]")
+        raise UserError(f"must be in (0, 1], got {near_threshold}", field="near_threshold")
     if shingle_words < 1:
-        raise UserError(f"--shingle-words {shingle_words}: must be >= 1")
+        raise UserError(f"must be >= 1, got {shingle_words}", field="shingle_words")
     if max_seq_len < 1:
-        raise UserError(f"--max-seq-len {max_seq_len}: must be > 0")
+        raise UserError(f"must be > 0, got {max_seq_len}", field="max_seq_len")
     count_tokens, token_method = token_counter(model)
     notes: list[str] = []
     scan = pii_scanner(spacy_model) if pii else None
     if not pii:
-        notes.append("PII not checked (--no-pii)")
+        notes.append("PII not checked (pii off)")
     elif not spacy_model:
         notes.append("names and locations (PERSON, LOCATION) not checked: they need a spaCy NER model, none "
-                     "named; install one (e.g. en_core_web_lg) and pass --spacy-model en_core_web_lg")
+                     "named; install one (e.g. en_core_web_lg) and name it (`sftplan data check --spacy-model en_core_web_lg`)")
 
     golden_rows: list[_Golden] = []
     g_prompt: dict[bytes, list[int]] = {}

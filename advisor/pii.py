@@ -169,8 +169,8 @@ def _nlp_analyzer(spacy_model: str):
     import importlib.util
 
     if not Path(spacy_model).is_dir() and importlib.util.find_spec(spacy_model) is None:
-        raise UserError(f"--spacy-model {spacy_model}: neither an installed spaCy model package nor a saved "
-                        f"pipeline directory (python -m spacy download {spacy_model})")
+        raise UserError(f"{spacy_model!r} is neither an installed spaCy model package nor a saved "
+                        f"pipeline directory (python -m spacy download {spacy_model})", field="spacy_model")
     from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 

@@ -69,8 +69,16 @@ ESTIMATE_FLAGS = {
     "network_gbps": "--network-gbps",
 }
 
+DATA_FLAGS = {  # sftplan data check / dedup / table: the settings advisor.datacheck names
+    "near_threshold": "--near-threshold",
+    "shingle_words": "--shingle-words",
+    "max_seq_len": "--max-seq-len",
+    "spacy_model": "--spacy-model",
+}
+
 FLAGS = {
     "plan": PLAN_FLAGS,
+    "data": DATA_FLAGS,
     "estimate": ESTIMATE_FLAGS,
     "tui": PLAN_FLAGS,
     # a blocking finding's field is set when the plan is made: its `sftplan plan` flag

@@ -157,9 +157,9 @@ def test_cli_clean_file_exit_0_and_text(tmp_path):
 @pytest.mark.parametrize("args, needle", [
     (["check", "missing.jsonl", "--no-pii"], "missing.jsonl: no such file"),
     (["check", "BAD", "--no-pii"], "BAD:2: not valid JSON"),
-    (["check", "GOOD", "--no-pii", "--near-threshold", "1.5"], "--near-threshold 1.5"),
+    (["check", "GOOD", "--no-pii", "--near-threshold", "1.5"], "--near-threshold: must be in (0, 1], got 1.5"),
     (["check", "GOOD", "--no-pii", "--golden", "BAD"], "BAD:1: unknown key"),
-    (["check", "GOOD", "--spacy-model", "no_such_model_xx"], "--spacy-model no_such_model_xx"),
+    (["check", "GOOD", "--spacy-model", "no_such_model_xx"], "--spacy-model: 'no_such_model_xx' is neither"),
 ])
 def test_cli_bad_input_exit_2_one_line(tmp_path, args, needle):
     good = _write(tmp_path / "good.jsonl", [{"prompt": "a b c", "response": "d e f"}])

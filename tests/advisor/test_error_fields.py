@@ -204,7 +204,8 @@ def test_no_string_of_the_planning_core_names_a_flag():
     fields, not flags; a backticked command to run is allowed."""
     import ast
 
-    for name in ("rules", "lora_plan", "planner", "plan_search", "cost", "memory", "throughput", "calibration"):
+    for name in ("rules", "lora_plan", "planner", "plan_search", "cost", "memory", "throughput", "calibration",
+                 "datacheck", "pii", "neardup", "scale_table", "step_overhead", "memory_overheads", "evalcost"):
         tree = ast.parse((REPO / "advisor" / f"{name}.py").read_text())
         docstrings = {id(n.body[0].value) for n in ast.walk(tree)
                       if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
