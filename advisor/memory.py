@@ -362,16 +362,25 @@ def transient_moments(m: ModelSpec, cfg: TrainConfig) -> dict[str, tuple[int, in
         # so far (the head's not yet), the attention's own tensors and eager attention's s x s working set at
         # its softmax (the scores, their masked fp32 copy and the softmax: twice what backward keeps). Traced:
         # MPT-7B bf16-mixed at 4096 x 2, 28.1 GiB, where the loss moment (20.2) was the estimate before.
-        if copies and m.num_experts > 1:  # fp32 experts cast to bf16 (executor/moe.py): grouped_mm's backward
-            # makes the bf16 gradient of the whole stacked gate/up weight (every expert) before its fp32 cast.
-            # Traced (Mixtral 8x7B bf16-mixed, checkpointing): 7.85 GiB at 4096 tokens, 11.24 at 8192 = every
-            # layer's input + the recomputed layer + its bf16 weights + that gradient (1.75 GiB)
-            stacked = m.num_experts * (2 if m.ffn_kind == "gated" else 1) * m.hidden_size * m.ffn_size
-            moments["expert weight gradient"] = (acts + recompute_bytes(m, cfg) + layer_copy + BF16 * stacked, 0,
-                                                 accumulating)
         head_copy = BF16 * m.vocab_size * m.hidden_size if copies else 0
         attn_side = layer_activation_bytes_per_token(m, _autocast_fp32_weights(cfg), attention_side=True) * tokens
         moments["last layer forward"] = (acts + copies - head_copy + attn_side + 2 * _scores(m, cfg), 0, accumulating)
+    # A layer's weight gradients before they leave it: FSDP2 keeps the layer's unsharded bf16 gradients until
+    # its reduce-scatter (Mistral/MPT/Pythia at 2048 tokens with checkpointing: -11/-22/-7% without them);
+    # on one GPU / DDP only MoE's are large: grouped_mm's backward makes the gradient of the whole stacked
+    # gate/up weight (every expert) at once, in bf16 (the bf16 copy's under bf16-mixed) before it is cast or
+    # accumulated. Traced (Mixtral 8x7B): with checkpointing, bf16-mixed 7.85 GiB at 4096 tokens and 11.24 at
+    # 8192 = every layer's input + the recomputed layer + its bf16 weights + that 1.75 GiB gradient; bf16-pure
+    # at 2048 tokens 2.71 GiB (-43% before); FSDP at 2048 tokens 3.85 GiB (the layer's 2.6 GiB of gradients).
+    if cfg.strategy in FSDP_LIKE:
+        weight_grads = BF16 * layer_params(m) // (cfg.tp if cfg.strategy == "fsdp-tp" else 1)
+    elif m.num_experts > 1:
+        weight_grads = BF16 * m.num_experts * (2 if m.ffn_kind == "gated" else 1) * m.hidden_size * m.ffn_size
+    else:
+        weight_grads = 0
+    if weight_grads:
+        held = recompute_bytes(m, cfg) + layer_copy if cfg.activation_checkpointing else copies
+        moments["layer weight gradients"] = (acts + held + weight_grads, 0, accumulating)
     # The end of backward: (almost) every gradient, the first layer's activations (recomputed, or the last
     # left of the saved ones) and, under FSDP, the whole gathered set.
     first_layer = recompute_bytes(m, cfg) if cfg.activation_checkpointing else acts // max(m.num_layers, 1)

@@ -1,7 +1,7 @@
 """The analytic memory estimate (advisor/memory.py) against traced steps of the real models (executor/memtrace.py).
 
 A grid over every preset family (llama, mistral, mixtral, qwen2, gemma, gemma2, phi3, gpt_neox, mpt) x
-(sequence, micro-batch) in {(1024, 8), (4096, 2), (8192, 1)} x checkpointing on/off x both precisions x
+(sequence, micro-batch) in {(1024, 8), (4096, 2), (8192, 1), (1024, 2)} x checkpointing on/off x both precisions x
 single / fsdp at 8 ranks. Per component group it prints analytic vs traced and the median and worst
 relative error: model states (weights + grads + optimizer), transient (activations + logits + loss
 buffers + temporaries), gathered layer (FSDP), and the peak (one moment).
@@ -42,7 +42,7 @@ FAMILIES = {
                      num_heads=32, num_kv_heads=32, ffn_size=16384, ffn_kind="mlp", vocab_size=50432,
                      tied_embeddings=False, max_context=2048),
 }
-SHAPES = ((1024, 8), (4096, 2), (8192, 1))
+SHAPES = ((1024, 8), (4096, 2), (8192, 1), (1024, 2))  # 8192 tokens per micro-batch three ways, and 2048
 GROUPS = ("model_states", "transient", "gathered", "peak")
 TARGET = {"median": 0.05, "worst": 0.10}
 
