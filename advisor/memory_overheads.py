@@ -14,6 +14,11 @@ borrows when there is no figure of its own. Nothing is fitted to the published p
   stops growing beyond 2 nodes (NVIDIA/nccl#986), so the figure does not scale with the GPU count.
 - fragmentation: reserved but unallocated, a fraction of the allocations that come and go in a step
   (activations, logits, gathered parameters), with the expandable segments the executor turns on.
+- host_runtime (cpu tier only, HOST_COMPONENTS): a CPU run's measured peak is the process RSS, most of it
+  the Python + torch + transformers + peft runtime before any tensor. The figure is the catalog cpu entry's
+  ``host_runtime_gib``, measured by ``sftplan catalog --measure cpu`` (executor/cpu_measure.py: the RSS of a
+  fresh process after the executor's run imports); it is in the device level only (RSS), not in allocated
+  or reserved. A tier without the figure gets no such line.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from advisor.specs import GpuSpec, TrainConfig
+from advisor.units import GIB
 
 MIB = 2**20
 COMPONENTS = ("cuda_context", "cublas_workspace", "nccl_buffers", "fragmentation")
+HOST_COMPONENTS = ("host_runtime",)  # cpu tier: what the process RSS holds beyond the tensors
 # What each is allocated through, for comparing with a measured peak (benchmarks/published_memory.py):
 # max_memory_allocated holds the cuBLAS workspaces, max_memory_reserved adds fragmentation, the device
 # (nvidia-smi) adds the context and NCCL.
@@ -124,6 +131,8 @@ def overhead_bytes(gpu: GpuSpec, cfg: TrainConfig, transient_bytes: int,
         out["nccl_buffers"] = int(fig[ids["nccl_buffers"]].mib * MIB * communicators(cfg))
     if gpu.vendor != "cpu":  # the host allocator keeps no cache of device blocks
         out["fragmentation"] = int(fig[FRAGMENTATION_FIGURE].fraction * transient_bytes)
+    if gpu.vendor == "cpu" and gpu.host_runtime_gib:
+        out["host_runtime"] = int(round(gpu.host_runtime_gib * GIB))
     return out
 
 
@@ -149,6 +158,9 @@ def overhead_sources(gpu: GpuSpec, cfg: TrainConfig, table: OverheadTable | None
         else:
             how = f"{f.mib:g} MiB"
         out[comp] = f"{fid} ({f.url}): {how}"
+    if gpu.vendor == "cpu" and gpu.host_runtime_gib:
+        out["host_runtime"] = (f"cpu tier's host_runtime_gib ({gpu.host_runtime_gib:g} GiB, data/hardware_catalog.yaml): "
+                               "RSS of a fresh process after the executor's run imports (sftplan catalog --measure cpu)")
     if assumed:
         out["assumed"] = assumed
     return out

@@ -357,6 +357,9 @@ class GpuSpec(_Spec):
     # None: that module's default for the vendor (GPUs: the kernel-launch floor; cpu: measured)
     step_overhead_s: float | None = None
     micro_batch_overhead_s: float | None = None
+    # cpu tier: RSS of a process that has imported the executor's runtime, before its tensors (measured by
+    # `sftplan catalog --measure cpu`; the memory estimate's host_runtime line). None: no such line
+    host_runtime_gib: float | None = None
 
     def validate(self) -> None:
         _check(
@@ -374,6 +377,7 @@ class GpuSpec(_Spec):
             _bool(self, "megatron_supported"),
             _float(self, "step_overhead_s", ge=0, optional=True),
             _float(self, "micro_batch_overhead_s", ge=0, optional=True),
+            _float(self, "host_runtime_gib", ge=0, optional=True),
         )
 
 
@@ -437,16 +441,25 @@ class MemoryBreakdown(_Spec):
     cublas_workspace: int = 0
     nccl_buffers: int = 0
     fragmentation: int = 0
+    # cpu tier only: the Python + torch + transformers runtime in the process RSS (advisor/memory_overheads.py)
+    host_runtime: int = 0
 
     def validate(self) -> None:
         _check(*(_int(self, name) for name in ("weights", "gradients", "optimizer", "activations", "logits",
                                                 "gathered_layer", "cuda_context", "cublas_workspace", "nccl_buffers",
-                                                "fragmentation")))
+                                                "fragmentation", "host_runtime")))
+
+    def to_dict(self, exclude_defaults: bool = False) -> dict:
+        """host_runtime only where a tier has it (cpu): GPU breakdowns keep the keys they always had."""
+        out = _Spec.to_dict(self, exclude_defaults)
+        if not self.host_runtime:
+            out.pop("host_runtime", None)
+        return out
 
     @property
     def overhead(self) -> int:
-        """The four non-tensor components together."""
-        return self.cuda_context + self.cublas_workspace + self.nccl_buffers + self.fragmentation
+        """The non-tensor components together."""
+        return self.cuda_context + self.cublas_workspace + self.nccl_buffers + self.fragmentation + self.host_runtime
 
     @property
     def total(self) -> int:

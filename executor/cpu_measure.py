@@ -14,6 +14,11 @@
    micro-batch. Each interval is the best of several (the same reason as above); with one torch thread
    (OMP_NUM_THREADS=1, how runs on a shared host should train: see benchmarks/calibration_loop.py) the
    intervals are the process's CPU time, which other jobs on the cores do not stretch.
+3. The host runtime (the catalog's ``host_runtime_gib``, advisor/memory_overheads.py): the peak RSS of a fresh
+   Python process after it imports what the executor imports for a run (RUNTIME_IMPORTS: torch,
+   transformers' Trainer and model classes, peft, accelerate, datasets, and the executor's own modules),
+   before any tensor is made. A subprocess, so what this measuring process has loaded does not count. On a
+   CPU run the measured peak is the process RSS: this is the part of it that no tensor shows.
 The load average before and after is part of the answer: a loaded machine measures slow.
 """
 
@@ -123,6 +128,34 @@ def step_overheads() -> dict:
             "micro_batch_s": {f"micro {m1} x seq {s1}": round(mid1, 4), f"micro {m2} x seq {s2}": round(mid2, 4)}}
 
 
+# What a training process has imported before its first tensor (executor/train.py's path, lazily loaded there)
+# (transformers loads lazily: the modules of the classes a run uses, Trainer, TrainingArguments, Auto*)
+RUNTIME_IMPORTS = ("torch", "transformers", "transformers.trainer", "transformers.training_args",
+                   "transformers.models.auto.modeling_auto", "transformers.models.auto.tokenization_auto",
+                   "transformers.models.llama.modeling_llama", "peft", "accelerate", "datasets",
+                   "executor.train", "executor.data", "executor.lora", "executor.translate", "executor.train_callbacks",
+                   "executor.oom_guard", "executor.evalgate", "executor.lifecycle", "executor.integrity")
+_RSS_SCRIPT = """
+import importlib, json, resource, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print(json.dumps({"rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def host_runtime_rss_bytes(imports: tuple[str, ...] = RUNTIME_IMPORTS) -> int:
+    """Peak RSS (bytes; Linux ru_maxrss is KiB) of a fresh interpreter after ``imports``: the runtime a CPU
+    run holds before its tensors. The same interpreter and sys.path as this process (the executor's)."""
+    import json
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p))
+    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, *imports], capture_output=True, text=True, env=env,
+                         timeout=600, check=True)
+    return int(json.loads(out.stdout.strip().splitlines()[-1])["rss_bytes"])
+
+
 @contextmanager
 def _stdout_to_stderr():
     """Libraries' log lines (DeepSpeed's accelerator warning, imported by Trainer) go to stderr: stdout
@@ -139,6 +172,8 @@ def _stdout_to_stderr():
 
 
 def measure(overheads: bool = True) -> dict:
+    from advisor.units import GIB
+
     with _stdout_to_stderr():
         import torch
 
@@ -148,5 +183,6 @@ def measure(overheads: bool = True) -> dict:
                "bfloat16_tflops": round(matmul_tflops("bfloat16"), 4), "torch": torch.__version__}
         if overheads:
             got.update(step_overheads())
+        got["host_runtime_gib"] = round(host_runtime_rss_bytes() / GIB, 3)
         got["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return got

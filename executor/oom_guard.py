@@ -83,7 +83,8 @@ def likely_component(plan) -> str:
 
 # Components of the estimate outside what each counter holds (advisor/memory_overheads.py): the CUDA context
 # and NCCL's buffers are not from PyTorch's allocator; its reserve (fragmentation) is in reserved only.
-NOT_IN_RESERVED = ("cuda_context", "nccl_buffers", "overhead")  # "overhead": plans written before the split
+# (host_runtime, cpu tier only, is the process RSS alone.)
+NOT_IN_RESERVED = ("cuda_context", "nccl_buffers", "host_runtime", "overhead")  # "overhead": plans before the split
 NOT_IN_ALLOCATED = NOT_IN_RESERVED + ("fragmentation",)
 
 

@@ -115,12 +115,14 @@ def to_json(est, model, gpu) -> dict:
 
 def memory_levels_gib(est) -> dict[str, float]:
     """The estimate at the level each counter holds: torch.cuda.max_memory_allocated (tensors and cuBLAS
-    workspaces), max_memory_reserved (+ the allocator's fragmentation), the device (+ CUDA context, NCCL)."""
+    workspaces), max_memory_reserved (+ the allocator's fragmentation), the device (+ CUDA context, NCCL).
+    On the cpu tier the device level is the process RSS: the host runtime is in it alone."""
     from advisor.units import GIB
 
     m, total = est.memory, est.memory_per_gpu_bytes
-    return {"allocated": round((total - m.cuda_context - m.nccl_buffers - m.fragmentation) / GIB, 3),
-            "reserved": round((total - m.cuda_context - m.nccl_buffers) / GIB, 3), "device": round(total / GIB, 3)}
+    outside = m.cuda_context + m.nccl_buffers + m.host_runtime
+    return {"allocated": round((total - outside - m.fragmentation) / GIB, 3),
+            "reserved": round((total - outside) / GIB, 3), "device": round(total / GIB, 3)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -260,7 +262,10 @@ def _print_table(d: dict, model) -> None:
     if sources.get("assumed"):
         console.print(f"overhead figures assumed: {sources['assumed']}")
     lv = d.get("memory_levels_gib")
-    if lv:
+    if lv and "host_runtime" in d["memory_breakdown_gib"]:  # the cpu tier: a run measures its process RSS
+        console.print(f"to compare with a run: {lv['device']:.1f} GiB process RSS (ru_maxrss; "
+                      f"{lv['allocated']:.1f} GiB of it tensors)")
+    elif lv:
         console.print(f"to compare with a run: {lv['allocated']:.1f} GiB torch.cuda.max_memory_allocated, "
                       f"{lv['reserved']:.1f} GiB max_memory_reserved, {lv['device']:.1f} GiB on the device (nvidia-smi)")
     spare = f"{d['headroom_gib']:.1f} GiB / {d['headroom_fraction']:.0%} to spare"

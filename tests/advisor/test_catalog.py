@@ -20,11 +20,20 @@ def test_required_ids_present():
 def test_entry_complete(gid):
     spec = load_catalog().gpus[gid]
     for name in (f.name for f in dataclasses.fields(GpuSpec)):
-        if name in ("notes", "step_overhead_s", "micro_batch_overhead_s"):  # optional: advisor/step_overhead.py's defaults
+        if name in ("notes", "step_overhead_s", "micro_batch_overhead_s",  # optional: advisor/step_overhead.py's defaults
+                    "host_runtime_gib"):  # optional: the cpu tier's runtime RSS (advisor/memory_overheads.py)
             continue
         value = getattr(spec, name)
         assert value is not None and value != "", f"{gid}.{name} empty"
     assert spec.price_source.strip() and spec.price_as_of.strip() and spec.mfu_source.strip()
+
+
+def test_cpu_entry_records_the_measured_host_runtime():
+    cat = load_catalog()
+    cpu = cat.gpus["cpu"]
+    # `sftplan catalog --measure cpu`: the RSS of a process holding torch + transformers + peft is hundreds of MiB
+    assert cpu.host_runtime_gib is not None and 0.1 < cpu.host_runtime_gib < 4
+    assert all(g.host_runtime_gib is None for g in cat.gpus.values() if g.vendor != "cpu")  # GPU tiers: no such line
 
 
 def test_mi300x_is_amd_without_megatron():

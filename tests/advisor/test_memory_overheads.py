@@ -12,6 +12,7 @@ import pytest
 from advisor.catalog import load_catalog
 from advisor.memory import memory_breakdown
 from advisor.memory_overheads import COMPONENTS, MIB, communicators, load, overhead_bytes, overhead_sources
+from advisor.units import GIB
 from advisor.models import TrainConfig
 from advisor.architecture import resolve_model
 
@@ -60,6 +61,29 @@ def test_breakdown_names_each_component_and_the_total_adds_up():
         assert name in d and d[name] > 0, name
     assert b.overhead == sum(d[n] for n in COMPONENTS)
     assert b.total == sum(d.values())
+
+
+def test_cpu_tier_adds_the_measured_host_runtime_and_gpu_tiers_do_not():
+    cpu = CAT.gpu("cpu")
+    b = memory_breakdown(M8B, cpu, cfg(seq_len=512))
+    assert b.host_runtime == int(round(cpu.host_runtime_gib * GIB)) > 0
+    assert b.total == sum(b.to_dict().values()) and b.to_dict()["host_runtime"] == b.host_runtime
+    assert "--measure cpu" in overhead_sources(cpu, cfg())["host_runtime"]
+    for gid in ("h100-sxm", "mi300x"):
+        g = memory_breakdown(M8B, CAT.gpu(gid), cfg())
+        assert g.host_runtime == 0 and "host_runtime" not in g.to_dict()  # GPU breakdowns keep their keys
+        assert "host_runtime" not in overhead_sources(CAT.gpu(gid), cfg())
+
+
+def test_cpu_estimate_cli_puts_the_runtime_in_the_rss_level_only():
+    out = subprocess.run([sys.executable, "-m", "advisor", "estimate", "--model", "llama-3.2-1b", "--gpu", "cpu",
+                          "--seq-len", "512", "--json"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    rt = d["memory_breakdown_gib"]["host_runtime"]
+    assert rt == pytest.approx(CAT.gpu("cpu").host_runtime_gib, abs=1e-3) and "host_runtime" in d["memory_sources"]
+    lv = d["memory_levels_gib"]  # a CPU run measures the process RSS: the device level holds the runtime
+    assert lv["device"] == d["memory_per_gpu_gib"] and lv["device"] - lv["reserved"] == pytest.approx(rt, abs=2e-3)
 
 
 def test_sources_name_the_figure_and_how_it_is_counted():
