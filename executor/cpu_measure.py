@@ -135,16 +135,24 @@ RUNTIME_IMPORTS = ("torch", "transformers", "transformers.trainer", "transformer
                    "transformers.models.llama.modeling_llama", "peft", "accelerate", "datasets",
                    "executor.train", "executor.data", "executor.lora", "executor.translate", "executor.train_callbacks",
                    "executor.oom_guard", "executor.evalgate", "executor.lifecycle", "executor.integrity")
+# VmHWM (this process's own peak RSS) where /proc has it: Linux carries a parent's high-water mark into ru_maxrss
+# across fork + exec, so a child of a process that has trained reads the parent's peak there (seen: 0.52 vs 0.45 GiB)
 _RSS_SCRIPT = """
 import importlib, json, resource, sys
 for name in sys.argv[1:]:
     importlib.import_module(name)
-print(json.dumps({"rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+try:
+    with open("/proc/self/status") as f:
+        rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    pass
+print(json.dumps({"rss_bytes": rss}))
 """
 
 
 def host_runtime_rss_bytes(imports: tuple[str, ...] = RUNTIME_IMPORTS) -> int:
-    """Peak RSS (bytes; Linux ru_maxrss is KiB) of a fresh interpreter after ``imports``: the runtime a CPU
+    """Peak RSS (bytes: VmHWM, else ru_maxrss) of a fresh interpreter after ``imports``: the runtime a CPU
     run holds before its tensors. The same interpreter and sys.path as this process (the executor's)."""
     import json
     import subprocess
