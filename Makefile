@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/sftplan demo --method lora --out demo-out/lora
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 tests
 
 clean:
 	rm -rf demo-out .pytest_cache
