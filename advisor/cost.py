@@ -41,11 +41,12 @@ STORAGE_GB_PER_S_PER_NODE = 2.0  # reading weights / writing checkpoint shards, 
 
 
 def overhead_hours(m: ModelSpec, precision: str, trainable: str, epochs: int, num_nodes: int,
-                   strategy: str = "fsdp") -> float:
-    """Start-up, loading the bf16 weights (every node reads them all) and one checkpoint per epoch
-    (each node writes its shards; LoRA checkpoints are the adapters only, negligible)."""
+                   strategy: str = "fsdp", startup_s: float | None = None) -> float:
+    """Start-up (``startup_s``: the tier's measured figure, else STARTUP_S), loading the bf16 weights (every
+    node reads them all) and one checkpoint per epoch (each node writes its shards; LoRA checkpoints are
+    the adapters only, negligible)."""
     per_node = STORAGE_GB_PER_S_PER_NODE * 1e9
     load_s = 2 * param_count(m) / per_node
     ckpt = checkpoint_bytes(m, precision, strategy) if trainable == "full" else 0
     save_s = epochs * ckpt / (per_node * max(1, num_nodes))
-    return (STARTUP_S + load_s + save_s) / SECONDS_PER_HOUR
+    return ((STARTUP_S if startup_s is None else startup_s) + load_s + save_s) / SECONDS_PER_HOUR

@@ -135,7 +135,7 @@ class Search:
         self._gpu_keys: dict[str, tuple] = {}
         self.misses: dict[str, Miss] = {}  # GPU id -> why nothing fits there
         self.epochs = epochs
-        self._overhead: dict[tuple[int, str], float] = {}  # (nodes, strategy) -> hours
+        self._overhead: dict[tuple[int, str, float | None], float] = {}  # (nodes, strategy, tier start-up) -> hours
         self.arch = (model.name, *arch_key(model), model.max_context)
 
     calibration = None  # advisor.calibration.Calibration: factors fitted from finished runs, or None
@@ -203,9 +203,11 @@ class Search:
         if not _ok(e):
             return None
         nodes = nodes_for(n, gpu)
-        if (nodes, s) not in self._overhead:
-            self._overhead[nodes, s] = overhead_hours(self.model, self.req.precision, self.trainable, self.epochs, nodes, s)
-        overhead = self._overhead[nodes, s]
+        key = (nodes, s, gpu.startup_s)
+        if key not in self._overhead:
+            self._overhead[key] = overhead_hours(self.model, self.req.precision, self.trainable, self.epochs, nodes, s,
+                                                 gpu.startup_s)
+        overhead = self._overhead[key]
         hours = self.tokens_total / (e.tokens_per_s_per_gpu * n) / SECONDS_PER_HOUR + overhead
         return Cand(gpu, n, s, mb, self._ga(n, mb, tp, pp), ac, tp, pp, self.seq_len, e, hours,
                     cost_usd(hours, n, gpu), overhead)

@@ -360,6 +360,9 @@ class GpuSpec(_Spec):
     # cpu tier: RSS of a process that has imported the executor's runtime, before its tensors (measured by
     # `sftplan catalog --measure cpu`; the memory estimate's host_runtime line). None: no such line
     host_runtime_gib: float | None = None
+    # seconds a run pays before training (launch, imports, process-group init) when the tier has a measured
+    # figure (cpu: `sftplan catalog --measure cpu`); None: advisor/cost.py's STARTUP_S assumption
+    startup_s: float | None = None
 
     def validate(self) -> None:
         _check(
@@ -378,6 +381,7 @@ class GpuSpec(_Spec):
             _float(self, "step_overhead_s", ge=0, optional=True),
             _float(self, "micro_batch_overhead_s", ge=0, optional=True),
             _float(self, "host_runtime_gib", ge=0, optional=True),
+            _float(self, "startup_s", ge=0, optional=True),
         )
 
 

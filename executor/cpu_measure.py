@@ -154,14 +154,28 @@ print(json.dumps({"rss_bytes": rss}))
 def host_runtime_rss_bytes(imports: tuple[str, ...] = RUNTIME_IMPORTS) -> int:
     """Peak RSS (bytes: VmHWM, else ru_maxrss) of a fresh interpreter after ``imports``: the runtime a CPU
     run holds before its tensors. The same interpreter and sys.path as this process (the executor's)."""
+    return _fresh_runtime(imports)[0]
+
+
+def host_startup_s(imports: tuple[str, ...] = RUNTIME_IMPORTS, repeats: int = 2) -> float:
+    """Wall seconds for a fresh interpreter to start and import what a run imports, best of ``repeats``: the
+    start-up a CPU run pays before it trains (the cpu tier's startup_s; GPU tiers keep advisor/cost.py's
+    STARTUP_S, which adds process-group init and data tokenizing at scale)."""
+    return min(_fresh_runtime(imports)[1] for _ in range(repeats))
+
+
+def _fresh_runtime(imports: tuple[str, ...]) -> tuple[int, float]:
     import json
     import subprocess
+    import time
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p))
+    start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, *imports], capture_output=True, text=True, env=env,
                          timeout=600, check=True)
-    return int(json.loads(out.stdout.strip().splitlines()[-1])["rss_bytes"])
+    elapsed_s = time.perf_counter() - start
+    return int(json.loads(out.stdout.strip().splitlines()[-1])["rss_bytes"]), elapsed_s
 
 
 @contextmanager
@@ -192,5 +206,6 @@ def measure(overheads: bool = True) -> dict:
         if overheads:
             got.update(step_overheads())
         got["host_runtime_gib"] = round(host_runtime_rss_bytes() / GIB, 3)
+        got["startup_s"] = round(host_startup_s(), 2)
         got["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return got

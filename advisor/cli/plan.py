@@ -177,6 +177,7 @@ def _measure_cpu(cat, as_json: bool) -> int:
     got["catalog_step_overhead_s"] = tier.step_overhead_s if tier else None
     got["catalog_micro_batch_overhead_s"] = tier.micro_batch_overhead_s if tier else None
     got["catalog_host_runtime_gib"] = tier.host_runtime_gib if tier else None
+    got["catalog_startup_s"] = tier.startup_s if tier else None
     if as_json:
         _print(json.dumps(got, indent=2))
         return 0
@@ -187,12 +188,14 @@ def _measure_cpu(cat, as_json: bool) -> int:
            f"{got['micro_batch_overhead_s']:.4f} s per micro-batch (tiny model's rate {got['tiny_model_tflops']:.4f} TFLOPS)\n"
            f"  host runtime: {got['host_runtime_gib']:.3f} GiB RSS of a fresh process after the executor's run imports "
            "(torch, transformers, peft, accelerate, datasets), before any tensor\n"
+           f"  start-up: {got['startup_s']:.2f} s for that process to start and import them (best of 2)\n"
            f"  load average (1 min) before / after: {got['load_average_1min'][0]:g} / {got['load_average_1min'][1]:g} "
            f"on {got['cores']} cores (other jobs make every figure slower: measure on an idle host)\n"
            f"catalog cpu tier: peak {got['catalog_peak_tflops']} TFLOPS, step_overhead_s {got['catalog_step_overhead_s']}, "
-           f"micro_batch_overhead_s {got['catalog_micro_batch_overhead_s']}, host_runtime_gib {got['catalog_host_runtime_gib']}\n"
+           f"micro_batch_overhead_s {got['catalog_micro_batch_overhead_s']}, host_runtime_gib {got['catalog_host_runtime_gib']}, "
+           f"startup_s {got['catalog_startup_s']}\n"
            "to plan for this host, set peak_bf16_dense_tflops (the float32 figure), step_overhead_s, "
-           "micro_batch_overhead_s and host_runtime_gib of the cpu tier in data/hardware_catalog.yaml; `sftplan calibrate` then corrects "
+           "micro_batch_overhead_s, host_runtime_gib and startup_s of the cpu tier in data/hardware_catalog.yaml; `sftplan calibrate` then corrects "
            "them from real runs")
     return 0
 

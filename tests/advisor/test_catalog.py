@@ -21,7 +21,7 @@ def test_entry_complete(gid):
     spec = load_catalog().gpus[gid]
     for name in (f.name for f in dataclasses.fields(GpuSpec)):
         if name in ("notes", "step_overhead_s", "micro_batch_overhead_s",  # optional: advisor/step_overhead.py's defaults
-                    "host_runtime_gib"):  # optional: the cpu tier's runtime RSS (advisor/memory_overheads.py)
+                    "host_runtime_gib", "startup_s"):  # optional: the cpu tier's runtime RSS (advisor/memory_overheads.py)
             continue
         value = getattr(spec, name)
         assert value is not None and value != "", f"{gid}.{name} empty"
