@@ -160,7 +160,7 @@ def overhead_sources(gpu: GpuSpec, cfg: TrainConfig, table: OverheadTable | None
         out[comp] = f"{fid} ({f.url}): {how}"
     if gpu.vendor == "cpu" and gpu.host_runtime_gib:
         out["host_runtime"] = (f"cpu tier's host_runtime_gib ({gpu.host_runtime_gib:g} GiB, data/hardware_catalog.yaml): "
-                               "RSS of a fresh process after the executor's run imports (sftplan catalog --measure cpu)")
+                               "RSS of a fresh process after the executor's run imports (`sftplan catalog --measure cpu`)")
     if assumed:
         out["assumed"] = assumed
     return out
