@@ -22,8 +22,10 @@ demo: $(STAMP)
 	$(BIN)/sftplan demo --out demo-out
 	$(BIN)/sftplan demo --method lora --out demo-out/lora
 
+# Two workers (CI has 2 cores; most tests are one process importing torch): each test file stays on one worker,
+# so a file's module-scoped fixtures (tiny model, runs shared by its tests) are built once.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15 tests
 
 clean:
 	rm -rf demo-out .pytest_cache
