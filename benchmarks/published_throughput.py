@@ -14,7 +14,8 @@ How a row becomes an estimator input (stated here, not tuned per row):
   parallel physics and an FSDP data-parallel axis.
 - expert parallel (ep, MoE rows): step_time's ep.
 - context parallel (cp): step_time's cp (ring attention; num_gpus = dp x tp x pp x cp).
-- interleaved pipeline (the row's vp): passed to the estimator as pp_interleave (bubble / v).
+- interleaved pipeline (the row's vp): passed to the estimator as pp_interleave (bubble / v); the row's
+  pp_layers_off_ends (layers taken off the first and last stages, as Llama 3 balances its pipeline) too.
 - TP communication: plain TP (torchtitan vanilla TP) is exposed; async TP and Megatron-Core's
   TP-comm overlap hide part of it (advisor.throughput.tp_overlap_fraction).
 - selective activation checkpointing (torchtitan op / layer SAC recomputes about half of a full
@@ -118,6 +119,8 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None):
         extra["tp_overlap"] = 0.5 if row.get("async_tp") else 0.0  # PyTorch TP: exposed; async TP: about half hidden
     if row.get("vp", 1) > 1:
         extra["pp_interleave"] = row["vp"]
+    if row.get("pp_layers_off_ends"):
+        extra["pp_layers_off_ends"] = row["pp_layers_off_ends"]
     return model, gpu, cfg, selective, extra, assumed
 
 
