@@ -37,8 +37,11 @@ Sources:
   unless ep_overlap (Megatron-Core hides it only with --overlap-moe-expert-parallel-comm, not with its
   TP-comm overlap); expert gradients synced over the expert-data-parallel group (dp / ep ranks).
   Sliding-window layers (gpt-oss: 18 of 36, 128 tokens; config.json) attend to 2 w keys per query in
-  the 12 L h s convention. Not modelled (docs/SOURCES_BEYOND_GUIDE.md): the unfused MoE activation and
-  the per-layer host synchronisation that fused grouped-MLP kernels remove (NVIDIA: +93% for GPT-OSS).
+  the 12 L h s convention. The dropless dispatcher's device-to-host sync per layer forward
+  (moe_host_sync): the drained queue's latency, and host-bound launches where the layer's kernels are
+  shorter than their launch (NVIDIA "Getting Started with CUDA Graphs": 3.8 us per launch back to back,
+  9.6 us with a sync per kernel). At gpt-oss's recipe shapes it is ~6 us per layer: what else fused
+  grouped-MLP kernels remove (NVIDIA: +93% for GPT-OSS) is not priced (docs/SOURCES_BEYOND_GUIDE.md).
 - Data-parallel traffic (ZeRO paper): FSDP / ZeRO-3 move 3 x 2N bytes per micro-step (all-gather in
   forward and backward, reduce-scatter of grads), DDP and ZeRO-2 2 x 2N per optimizer step, Megatron's
   distributed optimizer a reduce-scatter + all-gather of its 1/(tp pp) shard; ring collectives move
@@ -81,6 +84,15 @@ TP_LINK_EFFICIENCY = 0.7  # NCCL all-gather / reduce-scatter of a layer's activa
 # FSDP / ZeRO-3 per layer and micro-batch: 3 collectives (all-gather fwd, all-gather + reduce-scatter bwd)
 # whose launch, latency and stream syncs do not shrink with the batch (~1 ms each)
 FIXED_S_PER_LAYER_PER_MICRO_BATCH = 0.004
+# Host launch costs (NVIDIA technical blog "Getting Started with CUDA Graphs", A. Gray 2019: a 2.9 us kernel
+# launched back to back takes 3.8 us per kernel, so the stream runs at the host's launch rate; with a
+# cudaStreamSynchronize after each launch 9.6 us per kernel: the drained queue costs 9.6 - 3.8 us more).
+KERNEL_LAUNCH_S = 3.8e-6
+DRAINED_QUEUE_S = 9.6e-6 - 3.8e-6
+# Kernels the dropless all-to-all dispatcher launches after its device-to-host sync in one MoE layer's
+# forward, besides one GEMM per local expert and linear (Megatron-Core MoEAlltoAllTokenDispatcher: permute,
+# all-to-all, sort_chunks_by_idxs; the experts' activation; unsort, all-to-all, unpermute)
+MOE_POST_SYNC_KERNELS = 7
 PCIE_EFFICIENCY = 0.8  # pinned host<->device copies reach ~80% of the PCIe link
 # Host optimizer: torch.optim.AdamW(fused=True) on CPU, fp32 parameter/gradient/moments, one thread of
 # this machine's AMD EPYC: 5.3e8 params/s (benchmarks/cpu_adam_rate.py, 2026-12-01).
@@ -132,6 +144,8 @@ class _Work:
     layer_memory_s: float
     head_gemm_s: float
     head_memory_s: float
+    moe_fwd_gemm_s: float = 0.0  # one layer's routed-expert GEMMs, forward only (at efficiency 1)
+    moe_fwd_memory_s: float = 0.0  # one layer's token permutation + expert activation traffic, forward only
 
 
 def busiest_stage_layers(num_layers: int, pp: int, layers_off_ends: int = 0) -> tuple[float, float]:
@@ -192,7 +206,8 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
         k = m.experts_per_token
         e_tokens = max(1.0, tokens * k / m.num_experts * ep)
         n_mats = 2 if m.ffn_kind == "gated" else 1
-        layer += m.num_experts / ep * (n_mats * gemm(e_tokens, h, f / tp) + gemm(e_tokens, f / tp, h))
+        moe_fwd_gemm = m.num_experts / ep * (n_mats * gemm(e_tokens, h, f / tp) + gemm(e_tokens, f / tp, h))
+        layer += moe_fwd_gemm
         layer += gemm(tokens, h, m.num_experts)  # router logits
         # token permutation (Megatron-Core MoE token dispatcher): permute gathers top-k copies of each
         # token (read k h, write k h), with expert parallel the received tokens are sorted by local expert
@@ -202,6 +217,8 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
     else:
         n_mats = 2 if m.ffn_kind == "gated" else 1
         layer += n_mats * gemm(tokens, h, f / tp) + gemm(tokens, f / tp, h)
+    if m.num_experts <= 1:
+        moe_fwd_gemm = 0.0
     layer_gemm_s = passes * layer
     head_gemm_s = 3 * gemm(tokens, h, m.vocab_size / tp)  # LM head, forward + backward, never recomputed
     # attention core (flash): the 12 L h s convention counts non-causal FLOPs; causal kernels do half.
@@ -224,8 +241,29 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
     hbm = gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
     layer_mem_s = mem_passes * fwd_bytes * tokens / hbm
     head_mem_s = 16 * tokens * m.vocab_size / tp / hbm  # logits: bf16 out, fp32 softmax and its gradient
+    moe_act_bytes = 2 * act / tp if m.num_experts > 1 else 0.0
     return _Work(layer_gemm_s=layer_gemm_s, layer_memory_s=layer_mem_s, head_gemm_s=head_gemm_s,
-                 head_memory_s=head_mem_s)
+                 head_memory_s=head_mem_s, moe_fwd_gemm_s=moe_fwd_gemm,
+                 moe_fwd_memory_s=(moe_fwd_bytes + moe_act_bytes) * tokens / hbm)
+
+
+def moe_host_sync_s(work: _Work, num_local_experts: int, efficiency: float, a2a_fwd_s: float = 0.0) -> float:
+    """GPU idle seconds of one MoE layer's forward behind the dropless dispatcher's device-to-host sync.
+
+    Megatron-Core's all-to-all dispatcher copies the token counts per expert to the host (the all-to-all
+    split sizes and the grouped GEMM's per-expert sizes, `tokens_per_expert.tolist()`), so the host waits
+    for the GPU and the GPU's queue is empty when the host starts launching the rest of the layer. The
+    rest then takes max(its GPU time, kernels x launch) plus the drained queue's latency:
+    idle = DRAINED_QUEUE_S + max(0, K x KERNEL_LAUNCH_S - GPU time of the post-sync part), with
+    K = MOE_POST_SYNC_KERNELS + 2 linears x local experts (Transformer Engine's BF16 GroupedLinear runs one
+    GEMM per local expert) and the post-sync GPU time the experts' GEMMs + permutation / activation
+    traffic of the forward (+ a2a_fwd_s, its two all-to-alls). NVIDIA's fused grouped-MLP path
+    (sync-free routing, CUDA graphs) removes it."""
+    if work.moe_fwd_gemm_s <= 0:
+        return 0.0
+    kernels = MOE_POST_SYNC_KERNELS + 2 * max(1, num_local_experts)
+    gpu_s = work.moe_fwd_gemm_s / efficiency + work.moe_fwd_memory_s + a2a_fwd_s
+    return DRAINED_QUEUE_S + max(0.0, kernels * KERNEL_LAUNCH_S - gpu_s)
 
 
 def busiest_stage_work_s(work: _Work, m: ModelSpec, cfg: TrainConfig, efficiency: float,
@@ -350,7 +388,7 @@ class StepTime:
 def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float | None = None,
               pp_interleave: int = 1, shard_group: int | None = None, dp_sharded: bool = False, cp: int = 1,
               ep: int = 1, ep_overlap: float = 0.0, pp_layers_off_ends: int = 0,
-              _efficiency: float | None = None) -> StepTime:
+              moe_host_sync: bool = False, _efficiency: float | None = None) -> StepTime:
     """Seconds per optimizer step on every GPU (all micro-batches of the gradient accumulation).
 
     tp_overlap: the fraction of the tensor-parallel communication hidden behind GEMMs (0 = plain TP;
@@ -365,7 +403,10 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     plus the token all-to-alls (dispatch and combine, forward and backward). ep_overlap: the part of
     them hidden (0: Megatron-Core hides them only with --overlap-moe-expert-parallel-comm; its TP-comm
     overlap does not touch them). pp_layers_off_ends: transformer layers taken off the first and last
-    pipeline stages to balance the embedding / output layer (busiest_stage_layers).
+    pipeline stages to balance the embedding / output layer (busiest_stage_layers). moe_host_sync: the
+    MoE layers run Megatron-Core's unfused dropless path, whose dispatcher syncs the host once per layer
+    forward (moe_host_sync_s; default off: the executor's transformers grouped_mm experts keep the
+    offsets on the device, and fused grouped-MLP kernels remove the sync).
     The strategies named for these layouts: "hsdp" is FSDP with shard_group = the GPUs of a node (unless
     given); "fsdp-tp" is the tp layout with dp_sharded (FSDP over the data-parallel ranks, plain TP).
     """
@@ -387,8 +428,16 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
         routed = cfg.micro_batch_size * cfg.seq_len / cp * m.experts_per_token * m.hidden_size * 2
         a2a_link = (gpu.intra_node_bandwidth_gb_per_s * GB if ep * cfg.tp <= gpu.gpus_per_node
                     else group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // cfg.tp)))
-        a2a = (4 + (2 if cfg.activation_checkpointing else 0)) * routed * (ep - 1) / ep / (a2a_link * TP_LINK_EFFICIENCY)
+        a2a_one = routed * (ep - 1) / ep / (a2a_link * TP_LINK_EFFICIENCY)
+        a2a = (4 + (2 if cfg.activation_checkpointing else 0)) * a2a_one
         micro += a2a * stage_layers * (1 - ep_overlap)
+    if moe_host_sync and m.num_experts > 1:  # once per MoE layer forward (again in a recomputed forward)
+        e = gemm_efficiency(gpu) if _efficiency is None else _efficiency
+        work = _micro_batch_work(m, gpu, cfg, cp, ep)
+        a2a_fwd = 2 * a2a_one if ep > 1 else 0.0
+        local = m.num_experts // max(1, min(ep, m.num_experts))
+        fwd_passes = 1 + (1 if cfg.activation_checkpointing else 0)
+        micro += fwd_passes * stage_layers * moe_host_sync_s(work, local, e, a2a_fwd)
     if cp > 1:  # ring attention: each layer passes the local K and V cp - 1 times (x3 with backward)
         kv_bytes = 2 * cfg.micro_batch_size * cfg.seq_len / cp * m.num_kv_heads * m.head_dim_effective * 2 / cfg.tp
         ring_link = group_link_bytes_per_s(gpu, cfg, min(cp, gpu.gpus_per_node)) if cfg.tp * cp > gpu.gpus_per_node \

@@ -16,6 +16,8 @@ How a row becomes an estimator input (stated here, not tuned per row):
 - context parallel (cp): step_time's cp (ring attention; num_gpus = dp x tp x pp x cp).
 - interleaved pipeline (the row's vp): passed to the estimator as pp_interleave (bubble / v); the row's
   pp_layers_off_ends (layers taken off the first and last stages, as Llama 3 balances its pipeline) too.
+- MoE rows whose recipe runs the unfused dropless path (moe_fused: false): step_time's moe_host_sync (the
+  dispatcher's device-to-host sync per MoE layer forward).
 - TP communication: plain TP (torchtitan vanilla TP) is exposed; async TP and Megatron-Core's
   TP-comm overlap hide part of it (advisor.throughput.tp_overlap_fraction).
 - selective activation checkpointing (torchtitan op / layer SAC recomputes about half of a full
@@ -121,6 +123,8 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None):
         extra["pp_interleave"] = row["vp"]
     if row.get("pp_layers_off_ends"):
         extra["pp_layers_off_ends"] = row["pp_layers_off_ends"]
+    if row.get("moe_fused") is False:  # the source runs Megatron-Core's unfused dropless MoE path
+        extra["moe_host_sync"] = True
     return model, gpu, cfg, selective, extra, assumed
 
 
