@@ -42,6 +42,8 @@ Sources:
   shorter than their launch (NVIDIA "Getting Started with CUDA Graphs": 3.8 us per launch back to back,
   9.6 us with a sync per kernel). At gpt-oss's recipe shapes it is ~6 us per layer: what else fused
   grouped-MLP kernels remove (NVIDIA: +93% for GPT-OSS) is not priced (docs/SOURCES_BEYOND_GUIDE.md).
+  Selective recompute of memory-bound modules (Megatron-Core --recompute-modules layernorm / moe_act):
+  their forward traffic once more in backward.
 - Data-parallel traffic (ZeRO paper): FSDP / ZeRO-3 move 3 x 2N bytes per micro-step (all-gather in
   forward and backward, reduce-scatter of grads), DDP and ZeRO-2 2 x 2N per optimizer step, Megatron's
   distributed optimizer a reduce-scatter + all-gather of its 1/(tp pp) shard; ring collectives move
@@ -266,6 +268,25 @@ def moe_host_sync_s(work: _Work, num_local_experts: int, efficiency: float, a2a_
     return DRAINED_QUEUE_S + max(0.0, kernels * KERNEL_LAUNCH_S - gpu_s)
 
 
+RECOMPUTE_MODULES = ("layernorm", "moe_act")
+
+
+def moe_act_norm_recompute_bytes_per_token(m: ModelSpec, tp: int, modules: tuple[str, ...]) -> float:
+    """bf16 bytes per token and layer that Megatron-Core's selective recompute of memory-bound modules
+    (--recompute-modules; Megatron-Bridge's GPT-OSS BF16 recipes: ["layernorm", "moe_act"]) moves again
+    in backward: "layernorm" re-runs the two norms (read + write h each, split by sequence parallel),
+    "moe_act" the routed experts' activation (gated: read 2 k f, write k f; else read + write k f)."""
+    unknown = sorted(set(modules) - set(RECOMPUTE_MODULES))
+    if unknown:
+        raise ValueError(f"recompute_modules: unknown {unknown}, known {list(RECOMPUTE_MODULES)}")
+    elems = 0.0
+    if "layernorm" in modules:
+        elems += 2 * 2 * m.hidden_size
+    if "moe_act" in modules and m.num_experts > 1:
+        elems += (3 if m.ffn_kind == "gated" else 2) * m.experts_per_token * m.ffn_size
+    return 2 * elems / tp
+
+
 def busiest_stage_work_s(work: _Work, m: ModelSpec, cfg: TrainConfig, efficiency: float,
                          layers_off_ends: int = 0) -> float:
     """Seconds of the slowest pipeline stage's share of one micro-batch (the whole model without pp)."""
@@ -388,7 +409,8 @@ class StepTime:
 def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float | None = None,
               pp_interleave: int = 1, shard_group: int | None = None, dp_sharded: bool = False, cp: int = 1,
               ep: int = 1, ep_overlap: float = 0.0, pp_layers_off_ends: int = 0,
-              moe_host_sync: bool = False, _efficiency: float | None = None) -> StepTime:
+              moe_host_sync: bool = False, recompute_modules: tuple[str, ...] = (),
+              _efficiency: float | None = None) -> StepTime:
     """Seconds per optimizer step on every GPU (all micro-batches of the gradient accumulation).
 
     tp_overlap: the fraction of the tensor-parallel communication hidden behind GEMMs (0 = plain TP;
@@ -406,7 +428,10 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     pipeline stages to balance the embedding / output layer (busiest_stage_layers). moe_host_sync: the
     MoE layers run Megatron-Core's unfused dropless path, whose dispatcher syncs the host once per layer
     forward (moe_host_sync_s; default off: the executor's transformers grouped_mm experts keep the
-    offsets on the device, and fused grouped-MLP kernels remove the sync).
+    offsets on the device, and fused grouped-MLP kernels remove the sync). recompute_modules: Megatron-Core's
+    selective recompute of memory-bound modules (--recompute-modules): "layernorm" (the two norms, read +
+    write h) and "moe_act" (the experts' activation, read 2 k f, write k f) run their forward again in
+    backward (moe_act_norm_recompute_bytes_per_token); ignored with full activation checkpointing.
     The strategies named for these layouts: "hsdp" is FSDP with shard_group = the GPUs of a node (unless
     given); "fsdp-tp" is the tp layout with dp_sharded (FSDP over the data-parallel ranks, plain TP).
     """
@@ -438,6 +463,10 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
         local = m.num_experts // max(1, min(ep, m.num_experts))
         fwd_passes = 1 + (1 if cfg.activation_checkpointing else 0)
         micro += fwd_passes * stage_layers * moe_host_sync_s(work, local, e, a2a_fwd)
+    if recompute_modules and not cfg.activation_checkpointing:
+        per_token = moe_act_norm_recompute_bytes_per_token(m, cfg.tp, recompute_modules)
+        hbm = gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
+        micro += stage_layers * cfg.micro_batch_size * cfg.seq_len / cp * per_token / hbm
     if cp > 1:  # ring attention: each layer passes the local K and V cp - 1 times (x3 with backward)
         kv_bytes = 2 * cfg.micro_batch_size * cfg.seq_len / cp * m.num_kv_heads * m.head_dim_effective * 2 / cfg.tp
         ring_link = group_link_bytes_per_s(gpu, cfg, min(cp, gpu.gpus_per_node)) if cfg.tp * cp > gpu.gpus_per_node \

@@ -77,3 +77,24 @@ def test_published_rows_map_moe_fused_false_to_the_sync():
                               if k not in ("name", "source") and v is not None}}
     assert row_inputs(row, archs)[4].get("moe_host_sync") is True
     assert "moe_host_sync" not in row_inputs(dict(row, moe_fused=True), archs)[4]
+
+
+def test_selective_recompute_of_norms_and_moe_act_moves_their_forward_bytes_again():
+    """Megatron-Core --recompute-modules layernorm moe_act (the GPT-OSS BF16 recipes): the two norms (read +
+    write h) and the experts' activation (read 2 k f, write k f) once more per layer and token, in bf16."""
+    from advisor.throughput import HBM_EFFICIENCY, moe_act_norm_recompute_bytes_per_token
+    h, k, f = 2880, 4, 2880
+    assert moe_act_norm_recompute_bytes_per_token(GPT_OSS, 1, ("layernorm",)) == 2 * 4 * h
+    assert moe_act_norm_recompute_bytes_per_token(GPT_OSS, 1, ("layernorm", "moe_act")) == 2 * (4 * h + 3 * k * f)
+    c = cfg()
+    on = step_time(GPT_OSS, B200, c, ep=8, recompute_modules=("layernorm", "moe_act"))
+    off = step_time(GPT_OSS, B200, c, ep=8)
+    hbm = B200.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
+    expected = c.grad_accum * 36 * 4 * 4096 * 2 * (4 * h + 3 * k * f) / hbm
+    assert on.compute_s - off.compute_s == pytest.approx(expected, rel=1e-6)
+    # full activation checkpointing recomputes everything already
+    ac = dataclasses.replace(c, activation_checkpointing=True)
+    assert step_time(GPT_OSS, B200, ac, ep=8, recompute_modules=("moe_act",)).compute_s == \
+        step_time(GPT_OSS, B200, ac, ep=8).compute_s
+    with pytest.raises(ValueError, match="recompute_modules"):
+        step_time(GPT_OSS, B200, c, ep=8, recompute_modules=("mlp",))
