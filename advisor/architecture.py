@@ -84,6 +84,13 @@ def param_count(m: ModelSpec) -> int:
     return _counts(m)[0]
 
 
+def expert_param_count(m: ModelSpec) -> int:
+    """Parameters of the routed experts, all layers (0 for a dense model): what expert parallel shards."""
+    if m.num_experts <= 1:
+        return 0
+    return m.num_layers * m.num_experts * mlp_params_per_expert(m)
+
+
 def active_param_count(m: ModelSpec) -> int:
     """Parameters that touch one token (MoE: experts_per_token of num_experts)."""
     return _counts(m)[1]

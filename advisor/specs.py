@@ -301,6 +301,10 @@ class ModelSpec(_Spec):
     num_experts: int = 1
     experts_per_token: int = 1
     published_params: int | None = None  # vendor's published count, for tests
+    # sliding-window (banded) attention: `sliding_window_layers` of the layers attend to the last
+    # `sliding_window` tokens only (gpt-oss: every second layer, 128 tokens; config.json layer_types)
+    sliding_window: int | None = None
+    sliding_window_layers: int = 0
 
     def validate(self) -> None:
         _check(
@@ -315,7 +319,12 @@ class ModelSpec(_Spec):
             _int(self, "num_experts", ge=1),
             _int(self, "experts_per_token", ge=1),
             _int(self, "published_params", optional=True),
+            _int(self, "sliding_window", gt=0, optional=True),
+            _int(self, "sliding_window_layers", ge=0),
         )
+        if self.sliding_window_layers > self.num_layers:
+            raise SpecError("sliding_window_layers",
+                            f"cannot exceed num_layers ({self.num_layers}), got {self.sliding_window_layers}")
         if self.num_heads % self.num_kv_heads:
             raise SpecError("num_heads",
                             f"must be a multiple of num_kv_heads ({self.num_kv_heads}), got {self.num_heads}")

@@ -26,8 +26,24 @@ Sources:
   in backward, 2 more when the forward is recomputed; ring time 2(tp-1)/tp x bytes / (0.7 x NVLink). Plain TP
   exposes it; async TP / Megatron-Core's TP-comm overlap hide part (`tp_overlap`).
 - Pipeline bubble (Narayanan et al. 2021): 1F1B idles (p-1)/(m+p-1) of the step, m micro-batches;
-  the interleaved schedule with v chunks per GPU divides the bubble by v. Activations cross each stage
-  boundary forward and backward.
+  the interleaved schedule with v chunks per GPU divides the bubble by v and crosses v x as many stage
+  boundaries ("the amount of communication also increases by v"). Activations cross each stage
+  boundary forward and backward. The pipeline runs at its busiest stage's pace: ceil(L / pp) layers,
+  the last stage also the LM head + loss (Megatron-Core's even split); pp_layers_off_ends takes layers
+  off the first and last stages (Llama 3, arXiv 2407.21783 section 3.3.2: one layer each).
+- MoE (Megatron-Core's token dispatcher): a router GEMM (T x h x experts); the token permutation's
+  memory traffic per layer and token, permute (read + write k h), with EP the sort / unsort by local
+  expert (read + write k h each), unpermute (read k h, write h); the expert-parallel all-to-all exposed
+  unless ep_overlap (Megatron-Core hides it only with --overlap-moe-expert-parallel-comm, not with its
+  TP-comm overlap); expert gradients synced over the expert-data-parallel group (dp / ep ranks).
+  Sliding-window layers (gpt-oss: 18 of 36, 128 tokens; config.json) attend to 2 w keys per query in
+  the 12 L h s convention. The dropless dispatcher's device-to-host sync per layer forward
+  (moe_host_sync): the drained queue's latency, and host-bound launches where the layer's kernels are
+  shorter than their launch (NVIDIA "Getting Started with CUDA Graphs": 3.8 us per launch back to back,
+  9.6 us with a sync per kernel). At gpt-oss's recipe shapes it is ~6 us per layer: what else fused
+  grouped-MLP kernels remove (NVIDIA: +93% for GPT-OSS) is not priced (docs/SOURCES_BEYOND_GUIDE.md).
+  Selective recompute of memory-bound modules (Megatron-Core --recompute-modules layernorm / moe_act):
+  their forward traffic once more in backward.
 - Data-parallel traffic (ZeRO paper): FSDP / ZeRO-3 move 3 x 2N bytes per micro-step (all-gather in
   forward and backward, reduce-scatter of grads), DDP and ZeRO-2 2 x 2N per optimizer step, Megatron's
   distributed optimizer a reduce-scatter + all-gather of its 1/(tp pp) shard; ring collectives move
@@ -47,7 +63,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from advisor.architecture import active_param_count, lora_trainable_params, param_count
+from advisor.architecture import active_param_count, expert_param_count, lora_trainable_params, param_count
 from advisor.memory import data_parallel_size, num_nodes
 from advisor.specs import GpuSpec, ModelSpec, TrainConfig
 from advisor.step_overhead import fixed_step_overhead_s
@@ -70,6 +86,15 @@ TP_LINK_EFFICIENCY = 0.7  # NCCL all-gather / reduce-scatter of a layer's activa
 # FSDP / ZeRO-3 per layer and micro-batch: 3 collectives (all-gather fwd, all-gather + reduce-scatter bwd)
 # whose launch, latency and stream syncs do not shrink with the batch (~1 ms each)
 FIXED_S_PER_LAYER_PER_MICRO_BATCH = 0.004
+# Host launch costs (NVIDIA technical blog "Getting Started with CUDA Graphs", A. Gray 2019: a 2.9 us kernel
+# launched back to back takes 3.8 us per kernel, so the stream runs at the host's launch rate; with a
+# cudaStreamSynchronize after each launch 9.6 us per kernel: the drained queue costs 9.6 - 3.8 us more).
+KERNEL_LAUNCH_S = 3.8e-6
+DRAINED_QUEUE_S = 9.6e-6 - 3.8e-6
+# Kernels the dropless all-to-all dispatcher launches after its device-to-host sync in one MoE layer's
+# forward, besides one GEMM per local expert and linear (Megatron-Core MoEAlltoAllTokenDispatcher: permute,
+# all-to-all, sort_chunks_by_idxs; the experts' activation; unsort, all-to-all, unpermute)
+MOE_POST_SYNC_KERNELS = 7
 PCIE_EFFICIENCY = 0.8  # pinned host<->device copies reach ~80% of the PCIe link
 # Host optimizer: torch.optim.AdamW(fused=True) on CPU, fp32 parameter/gradient/moments, one thread of
 # this machine's AMD EPYC: 5.3e8 params/s (benchmarks/cpu_adam_rate.py, 2026-12-01).
@@ -114,9 +139,30 @@ def gemm_shape_factor(tokens: float, k: float, n: float, ridge: float) -> float:
 
 @dataclass(frozen=True)
 class _Work:
-    """One micro-batch on one GPU: GEMM time at efficiency 1 (seconds x efficiency), memory-bound seconds."""
-    gemm_s_at_unit_efficiency: float
-    memory_s: float
+    """One micro-batch on one GPU: GEMM time at efficiency 1 (seconds x efficiency), memory-bound seconds,
+    for one transformer layer (its tp / cp / ep share) and for the LM head + loss (which sits on the last
+    pipeline stage). The busiest pipeline stage sets the pace (pipeline_stage_work)."""
+    layer_gemm_s: float
+    layer_memory_s: float
+    head_gemm_s: float
+    head_memory_s: float
+    moe_fwd_gemm_s: float = 0.0  # one layer's routed-expert GEMMs, forward only (at efficiency 1)
+    moe_fwd_memory_s: float = 0.0  # one layer's token permutation + expert activation traffic, forward only
+
+
+def busiest_stage_layers(num_layers: int, pp: int, layers_off_ends: int = 0) -> tuple[float, float]:
+    """(layers on the busiest inner stage, layers on the last stage, which also carries the LM head + loss).
+
+    1F1B runs at the pace of its slowest stage (Narayanan et al. 2021). Megatron-Core splits the layers
+    evenly (the last stage also holds the output layer and loss); a stage holds ceil(L / pp) when L does
+    not divide. layers_off_ends: transformer layers taken off each of the first and last stages to
+    balance the embedding and the output layer (Llama 3, arXiv 2407.21783 section 3.3.2: "we reduce one
+    Transformer layer each from the first and the last stages"): the stages then hold (L + 2 off) / pp
+    and the last one off fewer."""
+    if pp <= 1:
+        return float(num_layers), float(num_layers)
+    per_stage = math.ceil((num_layers + 2 * layers_off_ends) / pp)
+    return float(per_stage), float(max(0, per_stage - layers_off_ends))
 
 
 _WORK_CACHE: dict[tuple, _Work] = {}
@@ -125,7 +171,8 @@ _WORK_CACHE: dict[tuple, _Work] = {}
 def _micro_batch_work(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int = 1, ep: int = 1) -> _Work:
     """Cached per shape (the planner asks for the same shape at many GPU counts and strategies)."""
     key = (m.hidden_size, m.num_layers, m.num_heads, m.num_kv_heads, m.head_dim, m.ffn_size, m.ffn_kind,
-           m.vocab_size, m.num_experts, m.experts_per_token, gpu.peak_bf16_dense_tflops, gpu.hbm_bandwidth_tb_per_s,
+           m.vocab_size, m.num_experts, m.experts_per_token, m.sliding_window, m.sliding_window_layers,
+           gpu.peak_bf16_dense_tflops, gpu.hbm_bandwidth_tb_per_s,
            cfg.tp, cfg.pp, cfg.micro_batch_size, cfg.seq_len, cfg.activation_checkpointing, cfg.trainable, cp, ep)
     work = _WORK_CACHE.get(key)
     if work is None:
@@ -155,32 +202,98 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
         return 2 * tok * kk * nn / (peak * gemm_shape_factor(tok, kk, nn, ridge))
 
     layer = gemm(tokens, h, (q + 2 * kv) / tp) + gemm(tokens, q / tp, h)
+    moe_fwd_bytes = 0.0
     if m.num_experts > 1:  # balanced routing: each expert sees tokens x top-k / experts (x ep with EP)
         ep = max(1, min(ep, m.num_experts))
-        e_tokens = max(1.0, tokens * m.experts_per_token / m.num_experts * ep)
+        k = m.experts_per_token
+        e_tokens = max(1.0, tokens * k / m.num_experts * ep)
         n_mats = 2 if m.ffn_kind == "gated" else 1
-        layer += m.num_experts / ep * (n_mats * gemm(e_tokens, h, f / tp) + gemm(e_tokens, f / tp, h))
+        moe_fwd_gemm = m.num_experts / ep * (n_mats * gemm(e_tokens, h, f / tp) + gemm(e_tokens, f / tp, h))
+        layer += moe_fwd_gemm
+        layer += gemm(tokens, h, m.num_experts)  # router logits
+        # token permutation (Megatron-Core MoE token dispatcher): permute gathers top-k copies of each
+        # token (read k h, write k h), with expert parallel the received tokens are sorted by local expert
+        # and unsorted before the combine (read + write k h each), unpermute reads the k copies and
+        # writes their weighted sum (read k h, write h); bf16, forward (backward moves as much again x2)
+        moe_fwd_bytes = 2 * (2 * k * h + (4 * k * h if ep > 1 else 0) + k * h + h) / tp
     else:
         n_mats = 2 if m.ffn_kind == "gated" else 1
         layer += n_mats * gemm(tokens, h, f / tp) + gemm(tokens, f / tp, h)
-    layers_here = m.num_layers / pp
-    gemm_s = passes * layer * layers_here
-    gemm_s += 3 * gemm(tokens, h, m.vocab_size / tp) / pp  # LM head, forward + backward, never recomputed
+    if m.num_experts <= 1:
+        moe_fwd_gemm = 0.0
+    layer_gemm_s = passes * layer
+    head_gemm_s = 3 * gemm(tokens, h, m.vocab_size / tp)  # LM head, forward + backward, never recomputed
     # attention core (flash): the 12 L h s convention counts non-causal FLOPs; causal kernels do half.
+    # A sliding-window layer attends to at most `sliding_window` keys per query (a band, no causal
+    # half): 2 w keys in the same convention, capped at seq_len.
     attn_fwd = 4 * tokens * cfg.seq_len * q / tp * ATTENTION_CAUSAL_FRACTION
+    if m.sliding_window and m.sliding_window_layers:
+        banded = min(1.0, 2 * m.sliding_window / cfg.seq_len)
+        share = m.sliding_window_layers / m.num_layers
+        attn_fwd *= (1 - share) + share * banded
     attn_passes = 3 + (1 if cfg.activation_checkpointing else 0)
-    gemm_s += attn_passes * attn_fwd * layers_here / (peak * ATTENTION_RELATIVE_EFFICIENCY)
+    layer_gemm_s += attn_passes * attn_fwd / (peak * ATTENTION_RELATIVE_EFFICIENCY)
     # memory-bound bytes per token and layer, forward (bf16): 2 norms (read + write h), 2 residual adds
     # (2 reads + 1 write of h), RoPE on q and k, the MLP activation (gated: read 2f, write f; GELU: read
     # f, write f), flash-attention I/O (read q, k, v; write the output). Sequence parallel splits the
     # norms and residuals over tp; the rest is already split by the column-parallel layout.
     act = (3 * m.experts_per_token * f) if m.ffn_kind == "gated" else (2 * m.experts_per_token * f)
-    fwd_bytes = 2 * (2 * 2 * h + 2 * 3 * h) / tp + 2 * (2 * (q + kv) + act + 2 * q + 2 * kv) / tp
+    fwd_bytes = 2 * (2 * 2 * h + 2 * 3 * h) / tp + 2 * (2 * (q + kv) + act + 2 * q + 2 * kv) / tp + moe_fwd_bytes
     mem_passes = 3 + (1 if cfg.activation_checkpointing else 0)  # backward ~ 2x the forward's traffic
-    mem_bytes = mem_passes * fwd_bytes * tokens * layers_here
-    mem_bytes += 16 * tokens * m.vocab_size / tp / pp  # logits: bf16 out, fp32 softmax and its gradient
     hbm = gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
-    return _Work(gemm_s_at_unit_efficiency=gemm_s, memory_s=mem_bytes / hbm)
+    layer_mem_s = mem_passes * fwd_bytes * tokens / hbm
+    head_mem_s = 16 * tokens * m.vocab_size / tp / hbm  # logits: bf16 out, fp32 softmax and its gradient
+    moe_act_bytes = 2 * act / tp if m.num_experts > 1 else 0.0
+    return _Work(layer_gemm_s=layer_gemm_s, layer_memory_s=layer_mem_s, head_gemm_s=head_gemm_s,
+                 head_memory_s=head_mem_s, moe_fwd_gemm_s=moe_fwd_gemm,
+                 moe_fwd_memory_s=(moe_fwd_bytes + moe_act_bytes) * tokens / hbm)
+
+
+def moe_host_sync_s(work: _Work, num_local_experts: int, efficiency: float, a2a_fwd_s: float = 0.0) -> float:
+    """GPU idle seconds of one MoE layer's forward behind the dropless dispatcher's device-to-host sync.
+
+    Megatron-Core's all-to-all dispatcher copies the token counts per expert to the host (the all-to-all
+    split sizes and the grouped GEMM's per-expert sizes, `tokens_per_expert.tolist()`), so the host waits
+    for the GPU and the GPU's queue is empty when the host starts launching the rest of the layer. The
+    rest then takes max(its GPU time, kernels x launch) plus the drained queue's latency:
+    idle = DRAINED_QUEUE_S + max(0, K x KERNEL_LAUNCH_S - GPU time of the post-sync part), with
+    K = MOE_POST_SYNC_KERNELS + 2 linears x local experts (Transformer Engine's BF16 GroupedLinear runs one
+    GEMM per local expert) and the post-sync GPU time the experts' GEMMs + permutation / activation
+    traffic of the forward (+ a2a_fwd_s, its two all-to-alls). NVIDIA's fused grouped-MLP path
+    (sync-free routing, CUDA graphs) removes it."""
+    if work.moe_fwd_gemm_s <= 0:
+        return 0.0
+    kernels = MOE_POST_SYNC_KERNELS + 2 * max(1, num_local_experts)
+    gpu_s = work.moe_fwd_gemm_s / efficiency + work.moe_fwd_memory_s + a2a_fwd_s
+    return DRAINED_QUEUE_S + max(0.0, kernels * KERNEL_LAUNCH_S - gpu_s)
+
+
+RECOMPUTE_MODULES = ("layernorm", "moe_act")
+
+
+def moe_act_norm_recompute_bytes_per_token(m: ModelSpec, tp: int, modules: tuple[str, ...]) -> float:
+    """bf16 bytes per token and layer that Megatron-Core's selective recompute of memory-bound modules
+    (--recompute-modules; Megatron-Bridge's GPT-OSS BF16 recipes: ["layernorm", "moe_act"]) moves again
+    in backward: "layernorm" re-runs the two norms (read + write h each, split by sequence parallel),
+    "moe_act" the routed experts' activation (gated: read 2 k f, write k f; else read + write k f)."""
+    unknown = sorted(set(modules) - set(RECOMPUTE_MODULES))
+    if unknown:
+        raise ValueError(f"recompute_modules: unknown {unknown}, known {list(RECOMPUTE_MODULES)}")
+    elems = 0.0
+    if "layernorm" in modules:
+        elems += 2 * 2 * m.hidden_size
+    if "moe_act" in modules and m.num_experts > 1:
+        elems += (3 if m.ffn_kind == "gated" else 2) * m.experts_per_token * m.ffn_size
+    return 2 * elems / tp
+
+
+def busiest_stage_work_s(work: _Work, m: ModelSpec, cfg: TrainConfig, efficiency: float,
+                         layers_off_ends: int = 0) -> float:
+    """Seconds of the slowest pipeline stage's share of one micro-batch (the whole model without pp)."""
+    inner, last = busiest_stage_layers(m.num_layers, cfg.pp, layers_off_ends)
+    per_layer = work.layer_gemm_s / efficiency + work.layer_memory_s
+    head = work.head_gemm_s / efficiency + work.head_memory_s
+    return max(inner * per_layer, last * per_layer + head)
 
 
 _EFFICIENCY_CACHE: dict[tuple, float] = {}
@@ -216,14 +329,16 @@ def _mfu_at(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, efficiency: float, flo
 
 
 def compute_time_per_micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig,
-                                   _efficiency: float | None = None, cp: int = 1, ep: int = 1) -> float:
-    """One micro-batch's forward + backward on one GPU (its tp / pp / cp / ep share), without communication."""
+                                   _efficiency: float | None = None, cp: int = 1, ep: int = 1,
+                                   pp_layers_off_ends: int = 0) -> float:
+    """One micro-batch's forward + backward on one GPU (its tp / cp / ep share; with pp, the busiest
+    stage's layers, the last stage's with the LM head), without communication."""
     work = _micro_batch_work(m, gpu, cfg, cp, ep)
     e = gemm_efficiency(gpu) if _efficiency is None else _efficiency
     fixed = 0.0
     if cfg.strategy in SHARDED_STRATEGIES or cfg.strategy == "fsdp-tp":  # fsdp-tp: FSDP2's same per-layer collectives
         fixed = FIXED_S_PER_LAYER_PER_MICRO_BATCH * m.num_layers / cfg.pp
-    return work.gemm_s_at_unit_efficiency / e + work.memory_s + fixed
+    return busiest_stage_work_s(work, m, cfg, e, pp_layers_off_ends) + fixed
 
 
 def hardware_efficiency(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> float:
@@ -293,7 +408,9 @@ class StepTime:
 
 def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float | None = None,
               pp_interleave: int = 1, shard_group: int | None = None, dp_sharded: bool = False, cp: int = 1,
-              ep: int = 1, _efficiency: float | None = None) -> StepTime:
+              ep: int = 1, ep_overlap: float = 0.0, pp_layers_off_ends: int = 0,
+              moe_host_sync: bool = False, recompute_modules: tuple[str, ...] = (),
+              _efficiency: float | None = None) -> StepTime:
     """Seconds per optimizer step on every GPU (all micro-batches of the gradient accumulation).
 
     tp_overlap: the fraction of the tensor-parallel communication hidden behind GEMMs (0 = plain TP;
@@ -305,7 +422,16 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     of the distributed optimizer. cp: context parallel degree (num_gpus = dp x tp x pp x cp); each GPU
     holds seq_len / cp of every sequence and passes K / V around a ring, overlapped with attention.
     ep: expert parallel degree of an MoE model (inside the data-parallel ranks): larger expert GEMMs,
-    plus the token all-to-alls (dispatch and combine, forward and backward), exposed like TP's.
+    plus the token all-to-alls (dispatch and combine, forward and backward). ep_overlap: the part of
+    them hidden (0: Megatron-Core hides them only with --overlap-moe-expert-parallel-comm; its TP-comm
+    overlap does not touch them). pp_layers_off_ends: transformer layers taken off the first and last
+    pipeline stages to balance the embedding / output layer (busiest_stage_layers). moe_host_sync: the
+    MoE layers run Megatron-Core's unfused dropless path, whose dispatcher syncs the host once per layer
+    forward (moe_host_sync_s; default off: the executor's transformers grouped_mm experts keep the
+    offsets on the device, and fused grouped-MLP kernels remove the sync). recompute_modules: Megatron-Core's
+    selective recompute of memory-bound modules (--recompute-modules): "layernorm" (the two norms, read +
+    write h) and "moe_act" (the experts' activation, read 2 k f, write k f) run their forward again in
+    backward (moe_act_norm_recompute_bytes_per_token); ignored with full activation checkpointing.
     The strategies named for these layouts: "hsdp" is FSDP with shard_group = the GPUs of a node (unless
     given); "fsdp-tp" is the tp layout with dp_sharded (FSDP over the data-parallel ranks, plain TP).
     """
@@ -321,14 +447,26 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     dp = data_parallel_size(cfg) // cp
     tokens_per_gpu_step = cfg.micro_batch_size * cfg.seq_len * cfg.grad_accum
     tokens_per_step = tokens_per_gpu_step * dp
-    micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency, cp, ep)
+    micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency, cp, ep, pp_layers_off_ends)
+    stage_layers = busiest_stage_layers(m.num_layers, cfg.pp, pp_layers_off_ends)[0]
     if ep > 1 and m.num_experts > 1:  # all-to-all of every routed token copy, 4 per layer (+2 with recompute)
         routed = cfg.micro_batch_size * cfg.seq_len / cp * m.experts_per_token * m.hidden_size * 2
         a2a_link = (gpu.intra_node_bandwidth_gb_per_s * GB if ep * cfg.tp <= gpu.gpus_per_node
                     else group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // cfg.tp)))
-        overlap = overlap_default if tp_overlap is None else tp_overlap
-        a2a = (4 + (2 if cfg.activation_checkpointing else 0)) * routed * (ep - 1) / ep / (a2a_link * TP_LINK_EFFICIENCY)
-        micro += a2a * (m.num_layers / cfg.pp) * (1 - overlap)
+        a2a_one = routed * (ep - 1) / ep / (a2a_link * TP_LINK_EFFICIENCY)
+        a2a = (4 + (2 if cfg.activation_checkpointing else 0)) * a2a_one
+        micro += a2a * stage_layers * (1 - ep_overlap)
+    if moe_host_sync and m.num_experts > 1:  # once per MoE layer forward (again in a recomputed forward)
+        e = gemm_efficiency(gpu) if _efficiency is None else _efficiency
+        work = _micro_batch_work(m, gpu, cfg, cp, ep)
+        a2a_fwd = 2 * a2a_one if ep > 1 else 0.0
+        local = m.num_experts // max(1, min(ep, m.num_experts))
+        fwd_passes = 1 + (1 if cfg.activation_checkpointing else 0)
+        micro += fwd_passes * stage_layers * moe_host_sync_s(work, local, e, a2a_fwd)
+    if recompute_modules and not cfg.activation_checkpointing:
+        per_token = moe_act_norm_recompute_bytes_per_token(m, cfg.tp, recompute_modules)
+        hbm = gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
+        micro += stage_layers * cfg.micro_batch_size * cfg.seq_len / cp * per_token / hbm
     if cp > 1:  # ring attention: each layer passes the local K and V cp - 1 times (x3 with backward)
         kv_bytes = 2 * cfg.micro_batch_size * cfg.seq_len / cp * m.num_kv_heads * m.head_dim_effective * 2 / cfg.tp
         ring_link = group_link_bytes_per_s(gpu, cfg, min(cp, gpu.gpus_per_node)) if cfg.tp * cp > gpu.gpus_per_node \
@@ -344,7 +482,7 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
         collectives = 4 + (2 if cfg.activation_checkpointing else 0)
         nvlink = gpu.intra_node_bandwidth_gb_per_s * GB * TP_LINK_EFFICIENCY
         per_layer = collectives * 2 * (cfg.tp - 1) / cfg.tp * act_bytes / nvlink
-        tp_comm = per_layer * (m.num_layers / cfg.pp) * (1 - overlap)
+        tp_comm = per_layer * stage_layers * (1 - overlap)
     # pipeline: activations cross each stage boundary forward and backward
     p2p = 0.0
     if cfg.pp > 1:
@@ -352,7 +490,7 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
         crosses_nodes = cfg.tp * cfg.pp > gpu.gpus_per_node and gpu.inter_node_bandwidth_gbit_per_s > 0
         bw = (_network_bytes_per_s(gpu) / gpu.gpus_per_node if crosses_nodes
               else gpu.intra_node_bandwidth_gb_per_s * GB)
-        p2p = 2 * act_bytes / bw
+        p2p = 2 * act_bytes / bw * max(1, pp_interleave)  # interleaving: v x the boundary crossings (Narayanan et al. 2021)
     per_micro = micro + tp_comm + p2p
     compute = per_micro * cfg.grad_accum
     bubble = 0.0
@@ -382,11 +520,20 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     elif s in ("ddp", "zero2"):
         comm = 2 * sync_bytes * ring / link
     elif s == "megatron":
-        shard = sync_bytes / (cfg.tp * cfg.pp)
+        expert_bytes = 0.0
+        if ep > 1 and m.num_experts > 1 and cfg.trainable == "full":
+            expert_bytes = 2 * expert_param_count(m)
+        shard = (sync_bytes - expert_bytes) / (cfg.tp * cfg.pp)
         if dp_sharded:  # fsdp-tp: all-gather (forward, backward) + reduce-scatter every micro-batch
             comm = 3 * shard * cfg.grad_accum * ring / link
         else:  # distributed optimizer: reduce-scatter + all-gather once a step
             comm = 2 * shard * ring / link
+        if expert_bytes:  # experts sync over the expert-data-parallel group: dp x cp / ep ranks holding the same experts
+            edp = max(1, group // ep)
+            if edp > 1:  # Megatron's rank order tp-cp-ep-dp-pp: a node holds gpus_per_node / (tp ep) members of each group
+                e_link = group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // (cfg.tp * ep))) * LINK_EFFICIENCY
+                e_shard = expert_bytes / (cfg.tp * cfg.pp * ep)
+                comm += (3 * cfg.grad_accum if dp_sharded else 2) * e_shard * (edp - 1) / edp / e_link
 
     offload = 0.0
     overlapped_pcie = 0.0

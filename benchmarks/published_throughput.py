@@ -14,7 +14,11 @@ How a row becomes an estimator input (stated here, not tuned per row):
   parallel physics and an FSDP data-parallel axis.
 - expert parallel (ep, MoE rows): step_time's ep.
 - context parallel (cp): step_time's cp (ring attention; num_gpus = dp x tp x pp x cp).
-- interleaved pipeline (the row's vp): passed to the estimator as pp_interleave (bubble / v).
+- interleaved pipeline (the row's vp): passed to the estimator as pp_interleave (bubble / v); the row's
+  pp_layers_off_ends (layers taken off the first and last stages, as Llama 3 balances its pipeline) too.
+- MoE rows whose recipe runs the unfused dropless path (moe_fused: false): step_time's moe_host_sync (the
+  dispatcher's device-to-host sync per MoE layer forward); a row's recompute_modules (Megatron-Core's
+  --recompute-modules, e.g. layernorm / moe_act): step_time's recompute_modules.
 - TP communication: plain TP (torchtitan vanilla TP) is exposed; async TP and Megatron-Core's
   TP-comm overlap hide part of it (advisor.throughput.tp_overlap_fraction).
 - selective activation checkpointing (torchtitan op / layer SAC recomputes about half of a full
@@ -118,6 +122,12 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None):
         extra["tp_overlap"] = 0.5 if row.get("async_tp") else 0.0  # PyTorch TP: exposed; async TP: about half hidden
     if row.get("vp", 1) > 1:
         extra["pp_interleave"] = row["vp"]
+    if row.get("pp_layers_off_ends"):
+        extra["pp_layers_off_ends"] = row["pp_layers_off_ends"]
+    if row.get("moe_fused") is False:  # the source runs Megatron-Core's unfused dropless MoE path
+        extra["moe_host_sync"] = True
+    if row.get("recompute_modules"):  # Megatron-Core's selective recompute of memory-bound modules
+        extra["recompute_modules"] = tuple(row["recompute_modules"])
     return model, gpu, cfg, selective, extra, assumed
 
 

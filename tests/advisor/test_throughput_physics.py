@@ -57,7 +57,10 @@ def test_pipeline_bubble_is_p_minus_1_slots_and_interleaving_divides_it():
     assert st.bubble_s == pytest.approx(per_micro * 3, rel=1e-9)  # (p-1)/(m+p-1) of the step
     assert st.bubble_s / st.compute_s == pytest.approx(3 / (16 + 3), rel=1e-9)
     v2 = step_time(LLAMA70, H100, c, pp_interleave=2)
-    assert v2.bubble_s == pytest.approx(st.bubble_s / 2, rel=1e-9)
+    per_micro_v2 = (v2.compute_s - v2.bubble_s) / 16
+    assert v2.bubble_s == pytest.approx(per_micro_v2 * 3 / 2, rel=1e-9)
+    # interleaving crosses v x as many stage boundaries (Narayanan et al. 2021): the micro-batch is a bit slower
+    assert per_micro < per_micro_v2 < per_micro * 1.05
 
 
 def test_host_adam_rate_scales_with_cores_and_stops_at_memory_bandwidth():

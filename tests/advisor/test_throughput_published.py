@@ -45,15 +45,19 @@ def test_groups_with_3_rows_within_12_percent(kind, name):
     assert median_abs(errs) <= 0.12, (kind, name, median_abs(errs))
 
 
-def test_megatron_group_held_where_it_is():
-    """Misses the 12% target (34% over 5 rows): Llama 3's pipeline schedule (interleaving) is not in its
-    table (-22% / -34%), and the two GPT-OSS 120B rows are MoE, whose routing / grouped-GEMM / all-to-all
-    overheads the estimator does not model beyond expert-parallel GEMM sizes and all-to-all bytes
-    (+76% / +88%). MegaScale's dense 175B TP8 x PP8 row is within 7%. Held so it does not get worse."""
-    assert median_abs(SUMMARY[("strategy", "megatron")]) <= 0.36
-    dense = [err for row, est, _m, err, *_ in RESULTS
-             if est is not None and row["strategy"] == "megatron" and row["source"] == "megascale"]
-    assert dense and all(abs(e) <= 0.10 for e in dense)
+def test_megatron_group_within_12_percent():
+    """Llama 3 405B runs its paper's pipeline schedule (interleaved, V = 8 chunks per rank, one layer off
+    each end stage: the row's vp / pp_layers_off_ends) and MegaScale's dense 175B TP8 x PP8 row stays
+    within 10%. The two GPT-OSS 120B rows (MoE, small hidden) are still over-estimated (+65.6% / +44.0%
+    with their recipes' host sync and layernorm / moe_act recompute): held at most there so they do not get
+    worse; what is left is in docs/SOURCES_BEYOND_GUIDE.md."""
+    assert median_abs(SUMMARY[("strategy", "megatron")]) <= 0.12
+    scored = [(row, err) for row, est, _m, err, *_ in RESULTS if est is not None and row["strategy"] == "megatron"]
+    dense = [err for row, err in scored if row["source"] in ("megascale", "llama3-paper")]
+    assert len(dense) == 3 and all(abs(e) <= 0.12 for e in dense)
+    assert all(abs(e) <= 0.10 for row, e in scored if row["source"] == "megascale")
+    moe = [err for row, err in scored if row["source"] == "megatron-bridge"]
+    assert len(moe) == 2 and all(0 < e <= 0.66 for e in moe)
 
 
 def test_llm_foundry_not_worse_than_before_issue_14():
