@@ -137,7 +137,7 @@ class Collator:
     """Pads a batch on the right. Padded rows get an attention mask; packed rows get position ids only.
 
     ``tokens_seen`` counts real (non-pad) tokens collated; ``batch_tokens`` queues each batch's count in
-    order, for the metrics callback to take one per micro-step as Trainer consumes them (batches are
+    order (sp > 1: sp shares of it, one per micro-step), for the metrics callback to take one per micro-step as Trainer consumes them (batches are
     collated ahead of use, and counting on the host needs no device sync).
 
     ``sp`` > 1 (zero3-sp, DeepSpeed Ulysses): every batch is padded to ``width`` (max_seq_len rounded up to a
@@ -175,7 +175,10 @@ class Collator:
             else:
                 extra[r, :k] = 1
             self.tokens_seen += k
-        self.batch_tokens.append(sum(len(f["input_ids"]) for f in features))
+        real = sum(len(f["input_ids"]) for f in features)
+        # sp > 1: Ulysses' loader turns each collated batch into sp micro-steps (one per rank's batch of the group),
+        # each rank training on 1/sp of every row: sp counts summing to this batch's (the group's mean per rank)
+        self.batch_tokens.extend(real // self.sp + (i < real % self.sp) for i in range(self.sp))
         return {"input_ids": ids, "labels": labels,
                 ("position_ids" if self.packed or self.sp > 1 else "attention_mask"): extra}
 

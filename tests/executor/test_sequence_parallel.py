@@ -79,6 +79,10 @@ def test_collator_pads_to_a_multiple_of_sp_with_position_ids():
     assert batch["input_ids"].shape == (1, 12) and "attention_mask" not in batch
     assert batch["position_ids"].tolist() == [list(range(12))]
     assert batch["labels"].tolist()[0][3:] == [-100] * 9
+    # one collated batch is sp micro-steps for Ulysses' loader: the metrics callback takes one count per step
+    sp = Collator(0, packed=False, sp=2, width=4)
+    sp([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}])
+    assert list(sp.batch_tokens) == [2, 1] and sp.tokens_seen == 3
     plain = Collator(0, packed=False)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}])
     assert plain["input_ids"].shape == (1, 3) and "attention_mask" in plain
 
@@ -128,6 +132,10 @@ def test_two_ranks_split_every_sequence_and_train(assets, tmp_path):
     # rank 1's half alone, without rank 0's tokens to attend to, has another loss: the exchange is what made it
     alone = _unsharded_loss(assets / "model", first_b["input_ids"], first_b["shift_labels"], start=WIDTH // 2)
     assert abs(alone - first_b["loss"]) > 1e-3
+
+    # tokens/s counted on every step (one collated batch feeds sp micro-steps)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == ROWS // 2 and all(r["tokens_per_s_per_gpu"] > 0 for r in rows), rows  # 16 rows / 2 a step
 
     gate = json.loads((run_dir / "gate.json").read_text())
     (epoch,) = gate["epochs"]
