@@ -24,6 +24,8 @@ from advisor.specs import Estimate, GpuSpec, TrainConfig
 from advisor.units import GIB, SECONDS_PER_HOUR
 
 MICRO_BATCHES = (1, 2, 4, 8, 16)
+# layouts calibrated by their base strategy's runs while they have none of their own (a tuple: no module-level dict)
+LAYOUT_BASE = (("hsdp", "fsdp"), ("fsdp-tp", "fsdp"), ("zero3-sp", "zero3"))
 SHARDED_MULTI = ("ddp", "fsdp", "hsdp", "zero2", "zero3", "zero3-sp")  # need at least 2 GPUs unless the count is pinned
 
 
@@ -154,14 +156,15 @@ class Search:
                                                        param_count(self.model)))
 
         found = self._with_dataset(factors_of(strategy))
-        if strategy in ("hsdp", "fsdp-tp") and found is not None and found.throughput_factor is None \
-                and found.memory_factor is None:
-            # hsdp / fsdp-tp run FSDP2 on the same stack (Trainer, accelerate, transformers) over a 2-D mesh: with no
-            # run of their own, FSDP's measured factors describe this cluster and stack better than none (an
-            # uncalibrated layout must not win over a calibrated, slower-measured FSDP on that alone)
-            fsdp = factors_of("fsdp")
-            if fsdp is not None and (fsdp.throughput_factor is not None or fsdp.memory_factor is not None):
-                return self._with_dataset(fsdp)
+        base = next((b for layout, b in LAYOUT_BASE if layout == strategy), None)
+        if base and found is not None and found.throughput_factor is None and found.memory_factor is None:
+            # hsdp / fsdp-tp run FSDP2 on the same stack (Trainer, accelerate, transformers) over a 2-D mesh, zero3-sp
+            # DeepSpeed's ZeRO-3 with Ulysses beside it: with no run of their own, their base strategy's measured
+            # factors describe this cluster and stack better than none (an uncalibrated layout must not win over a
+            # calibrated, slower-measured base on that alone)
+            measured = factors_of(base)
+            if measured is not None and (measured.throughput_factor is not None or measured.memory_factor is not None):
+                return self._with_dataset(measured)
         return found
 
     def _with_dataset(self, got):

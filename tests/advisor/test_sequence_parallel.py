@@ -102,3 +102,39 @@ def test_packed_requests_get_no_sp_candidate():
 def test_rule_cites_the_library():
     f = rules.rule_parallelism("zero3-sp", 16, 2, 8e9, 8)
     assert f.rule_id == "parallel.zero3-sp" and "sequence parallel 8" in f.why and "2506.13996" in f.why
+
+
+def test_without_runs_of_its_own_zero3_sp_takes_zero3s_calibration(tmp_path):
+    """Two finished zero3 runs measured 0.7x the planned tokens/s on h100-sxm: the zero3-sp plan (no run of its own,
+    DeepSpeed ZeRO-3 on the same stack) is corrected by that factor, as hsdp / fsdp-tp take FSDP's."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from advisor import calibration
+
+    root = Path(__file__).resolve().parents[2]
+    runs = []
+    for i in range(2):
+        d = tmp_path / f"r{i}"
+        d.mkdir()
+        sha = f"{i:064x}"
+        (d / "plan.yaml").write_text(yaml.safe_dump({
+            "plan_sha256": sha, "method": "full-sft", "model": {"params": 8_030_000_000},
+            "recommended": {"gpu": "h100-sxm", "strategy": "zero3", "precision": "bf16-mixed"}}))
+        (d / "report.json").write_text(json.dumps({"plan_sha256": sha, "status": "finished", "gpu": "h100-sxm", "figures": {
+            "tokens_per_s_per_gpu": {"planned": 1000.0, "measured": 700.0, "unit": "tokens/s"},
+            "peak_memory_per_gpu_gib": {"planned": 40.0, "measured": 40.0, "unit": "GiB",
+                                        "how": "accelerator max allocated"}}}))
+        (d / "run.json").write_text(json.dumps({"versions": {"torch": "2.13.0", "transformers": "5.24.0"}}))
+        runs.append(d)
+    out = tmp_path / "cal.yaml"
+    proc = subprocess.run([sys.executable, "-m", "advisor", "calibrate", *map(str, runs), "-o", str(out)], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    raw, cal = plan(_req(65536), CAT), plan(_req(65536), CAT, calibration=calibration.load(out))
+    assert raw.recommended.strategy == cal.recommended.strategy == "zero3-sp"
+    assert cal.estimate.tokens_per_s_per_gpu == pytest.approx(raw.estimate.tokens_per_s_per_gpu * 0.7, rel=0.02)
