@@ -139,6 +139,7 @@ class Search:
         self.shared = shared if shared is not None else EstimateCache()  # the caller's, across plans
         self._gpu_keys: dict[str, tuple] = {}
         self.misses: dict[str, Miss] = {}  # GPU id -> why nothing fits there
+        self.sp_refused_for_packing: list[str] = []  # tiers where only a sequence did not fit, and packing was asked
         self.epochs = epochs
         self._overhead: dict[tuple[int, str, float | None], float] = {}  # (nodes, strategy, tier start-up) -> hours
         self.arch = (model.name, *arch_key(model), model.max_context)
@@ -264,8 +265,12 @@ class Search:
         if not any(c.strategy in ("fsdp", "fsdp-tp") for c in out):
             # ZeRO-3 + Ulysses sequence parallel only where one sequence's activations are what does not fit
             # (rules.rule_parallelism: parallel.zero3-sp): sharded states fit, a sequence's tensors do not
-            if layouts and not self.req.packing and self.sequence_bound(gpu, counts):  # packing: executor refuses
-                out += self._strategy(gpu, "zero3-sp", [n for n in counts if n % min(n, gpu.gpus_per_node) == 0], quick)
+            if layouts and self.sequence_bound(gpu, counts):
+                if self.req.packing:  # the executor refuses packed rows under Ulysses (sdpa drops the mask)
+                    self.sp_refused_for_packing.append(gpu.id)
+                else:
+                    out += self._strategy(gpu, "zero3-sp", [n for n in counts if n % min(n, gpu.gpus_per_node) == 0],
+                                          quick)
             out += self._strategy(gpu, "zero3-offload", counts, quick)
         return out or self._record(gpu, "zero3-offload", counts)
 

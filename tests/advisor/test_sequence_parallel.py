@@ -97,6 +97,8 @@ def test_planner_picks_sp_only_when_a_sequence_does_not_fit():
 def test_packed_requests_get_no_sp_candidate():
     p = plan(_req(65536, packing=True), CAT)  # the executor refuses packed rows under Ulysses (sdpa drops the mask)
     assert p.recommended is None or p.recommended.strategy != "zero3-sp"
+    assert all(t.config is None or t.config.strategy != "zero3-sp" for t in p.tiers)
+    assert any("plan without packing" in w and "h100-sxm" in w for w in p.warnings), p.warnings
 
 
 def test_rule_cites_the_library():
