@@ -87,6 +87,10 @@ def test_planner_picks_sp_only_when_a_sequence_does_not_fit():
     p = plan(_req(65536), CAT)
     r = p.recommended
     assert (r.strategy, r.num_gpus, r.num_nodes) == ("zero3-sp", 8, 1)
+    from advisor.render import config_str
+
+    assert "zero3-sp, sp 8," in config_str(r)
+    assert p.estimate.steps_per_epoch == -(-20_000 // (r.micro_batch_size * r.grad_accum))  # one replica: the node
     f = next(f for f in p.findings if f.rule_id == "parallel.zero3-sp")
     assert f.source == rules.S_ULYSSES and "sequence parallel 8" in f.why
     short = plan(_req(4096), CAT)  # a 4k sequence fits sharded: no sequence parallel anywhere
