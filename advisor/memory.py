@@ -413,7 +413,8 @@ def sequence_parallel_local(cfg: TrainConfig, gpus_per_node: int) -> tuple[Train
     tokens of every sequence outside attention (ALST, arXiv 2506.13996 sec. 3.1), so every per-token tensor
     (saved activations, the recomputed layer, logits and loss buffers) is the one of a seq_len / sp sequence;
     the model states are ZeRO-3's over all num_gpus. The attention runs on sdpa (executor/translate.py's
-    sp_attn_implementation), which keeps no s x s tensor. sp is the GPUs of a node (throughput.sequence_parallel_degree).
+    sp_attn_implementation), which keeps no s x s tensor. sp: the GPUs of a node
+    (throughput.sequence_parallel_degree).
     Other strategies: (cfg, 1)."""
     if cfg.strategy != "zero3-sp":
         return cfg, 1

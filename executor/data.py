@@ -137,16 +137,17 @@ class Collator:
     """Pads a batch on the right. Padded rows get an attention mask; packed rows get position ids only.
 
     ``tokens_seen`` counts real (non-pad) tokens collated; ``batch_tokens`` queues each batch's count in
-    order (sp > 1: sp shares of it, one per micro-step), for the metrics callback to take one per micro-step as Trainer consumes them (batches are
-    collated ahead of use, and counting on the host needs no device sync).
+    order (sp > 1: sp shares of it, one per micro-step), for the metrics callback to take one per micro-step
+    as Trainer consumes them (batches are collated ahead of use, and counting on the host needs no device sync).
 
     ``sp`` > 1 (zero3-sp, DeepSpeed Ulysses): every batch is padded to ``width`` (max_seq_len rounded up to a
-    multiple of sp; each rank takes width / sp tokens of every row). Ulysses' data loader all-gathers each rank's
-    batch over the group, and gloo refuses tensors of unequal shapes ("ProcessGroupGloo::allgather: invalid
-    tensor size"), so the width is fixed rather than the batch's longest. Every row gets position ids, never a mask (Ulysses shards each tensor
-    along the sequence and rebuilds the causal mask from the position ids; ulysses_sp.UlyssesSPDataLoaderAdapter).
-    A padded row's ids run on from its last token: pads sit on the right with labels -100, so under the causal
-    mask no real token attends to them and the loss is the padded-with-mask one.
+    multiple of sp; each rank takes width / sp tokens of every row). Ulysses' data loader all-gathers each
+    rank's batch over the group, and gloo refuses tensors of unequal shapes ("ProcessGroupGloo::allgather:
+    invalid tensor size"), so the width is fixed rather than the batch's longest. Every row gets position ids
+    and no mask: Ulysses shards each tensor along the sequence, needs the position ids
+    (ulysses_sp.UlyssesSPDataLoaderAdapter) and on sdpa drops any mask for a causal one over the whole row.
+    Pads sit on the right with labels -100, so under that causal mask no real token attends to them and the
+    loss is the padded-with-mask one (tests/executor/test_sequence_parallel.py checks it).
     """
 
     def __init__(self, pad_id: int, *, packed: bool, sp: int = 1, width: int = 0):
