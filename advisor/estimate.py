@@ -5,7 +5,7 @@ from __future__ import annotations
 from advisor.architecture import active_param_count, lora_trainable_params, param_count
 from advisor.memory import cpu_bytes_per_node, memory_breakdown
 from advisor.specs import Estimate, GpuSpec, ModelSpec, TrainConfig
-from advisor.throughput import model_flops_per_token, step_time
+from advisor.throughput import model_flops_per_token, sequence_parallel_refusal, step_time
 from advisor.units import GIB, TFLOP
 
 
@@ -42,6 +42,10 @@ def estimate(model: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, calibration=None)
                          f"{model.num_kv_heads} key-value heads")
         if cfg.tp > gpu.gpus_per_node:
             notes.append(f"tp {cfg.tp} exceeds the {gpu.gpus_per_node} GPUs of a {gpu.id} node")
+
+    refusal = sequence_parallel_refusal(model, gpu, cfg)
+    if refusal:
+        notes.append(refusal)
 
     st = step_time(model, gpu, cfg)
     raw_tokens_per_s = tokens_per_s_per_gpu = st.tokens_per_step / st.step_s / cfg.num_gpus

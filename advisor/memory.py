@@ -22,6 +22,8 @@ Sources:
 
 from __future__ import annotations
 
+import dataclasses
+
 from advisor.architecture import layer_params, lora_trainable_params, param_count
 from advisor.memory_overheads import overhead_bytes
 from advisor.specs import GpuSpec, MemoryBreakdown, ModelSpec, TrainConfig
@@ -406,12 +408,42 @@ def transient_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
     return max(a + lg for a, lg, _ in transient_moments(m, cfg).values())
 
 
+def sequence_parallel_local(cfg: TrainConfig, gpus_per_node: int) -> tuple[TrainConfig, int]:
+    """zero3-sp: (the ZeRO-3 configuration one GPU runs, the Ulysses degree sp). Each GPU holds seq_len / sp
+    tokens of every sequence outside attention (ALST, arXiv 2506.13996 sec. 3.1), so every per-token tensor
+    (saved activations, the recomputed layer, logits and loss buffers) is the one of a seq_len / sp sequence;
+    the model states are ZeRO-3's over all num_gpus. The attention runs on sdpa (executor/translate.py's
+    sp_attn_implementation), which keeps no s x s tensor. sp: the GPUs of a node
+    (throughput.sequence_parallel_degree).
+    Other strategies: (cfg, 1)."""
+    if cfg.strategy != "zero3-sp":
+        return cfg, 1
+    sp = max(1, min(cfg.num_gpus, gpus_per_node))
+    return dataclasses.replace(cfg, strategy="zero3", seq_len=-(-cfg.seq_len // sp), attention="flash"), sp
+
+
+def ulysses_buffer_bytes(m: ModelSpec, cfg: TrainConfig, sp: int) -> int:
+    """One layer's all-to-all in flight (DeepSpeed-Ulysses, arXiv 2309.14509 sec. 3.1): q, k, v re-laid out from
+    seq_len / sp tokens x all heads to seq_len tokens x heads / sp (the same bytes: k, v replicated up to sp heads
+    when num_kv_heads < sp) beside their local copies, and the attention output before its all-to-all back (bf16)."""
+    if sp <= 1:
+        return 0
+    local_tokens = cfg.micro_batch_size * -(-cfg.seq_len // sp)
+    return BF16 * local_tokens * (2 * m.num_heads + 2 * max(m.num_kv_heads, sp)) * m.head_dim_effective
+
+
 def memory_breakdown(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> MemoryBreakdown:
     """Bytes per GPU at the step's peak moment, by component (components that never coexist with the
-    peak are not added: see transient_moments). Gradients are counted whenever the peak holds them."""
+    peak are not added: see transient_moments). Gradients are counted whenever the peak holds them.
+    zero3-sp: ZeRO-3 at seq_len / sp per GPU plus the Ulysses all-to-all buffers of one layer in every moment
+    with activations (sequence_parallel_local, ulysses_buffer_bytes)."""
+    full_cfg = cfg
+    cfg, sp = sequence_parallel_local(cfg, gpu.gpus_per_node)
+    buffers = ulysses_buffer_bytes(m, full_cfg, sp)
     weights, grads, optim = model_state_bytes(m, cfg, gpu.gpus_per_node)
     best = None
     for name, (acts, logits, with_grads) in transient_moments(m, cfg).items():
+        acts += buffers if acts else 0
         g = grads if with_grads else 0
         gathered = gathered_bytes_at(m, cfg, name)
         total = weights + optim + g + acts + logits + gathered
@@ -420,7 +452,7 @@ def memory_breakdown(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> MemoryBrea
     _, g, acts, logits, gath = best
     # What no tensor shows, each from a published figure per tier and strategy (data/memory_overheads.yaml);
     # model states are allocated once, the caching allocator's slack grows with the transient buffers.
-    extra = overhead_bytes(gpu, cfg, int(acts + logits + gath))
+    extra = overhead_bytes(gpu, full_cfg, int(acts + logits + gath))
     return MemoryBreakdown(
         weights=int(weights), gradients=int(g), optimizer=int(optim), activations=int(acts),
         logits=int(logits), gathered_layer=int(gath), **extra,

@@ -109,6 +109,8 @@ def communicators(cfg: TrainConfig) -> int:
     ZeRO; Megatron adds one per parallel dimension in use (tensor, pipeline, data)."""
     if cfg.num_gpus <= 1:
         return 0
+    if cfg.strategy == "zero3-sp":  # the world group and DeepSpeed's sequence-parallel group (the node's GPUs)
+        return 2
     if cfg.strategy != "megatron":
         return 1
     dp = cfg.num_gpus // max(cfg.tp * cfg.pp, 1)

@@ -24,7 +24,9 @@ from advisor.specs import Estimate, GpuSpec, TrainConfig
 from advisor.units import GIB, SECONDS_PER_HOUR
 
 MICRO_BATCHES = (1, 2, 4, 8, 16)
-SHARDED_MULTI = ("ddp", "fsdp", "hsdp", "zero2", "zero3")  # need at least 2 GPUs unless the count is pinned
+# layouts calibrated by their base strategy's runs while they have none of their own (a tuple: no module-level dict)
+LAYOUT_BASE = (("hsdp", "fsdp"), ("fsdp-tp", "fsdp"), ("zero3-sp", "zero3"))
+SHARDED_MULTI = ("ddp", "fsdp", "hsdp", "zero2", "zero3", "zero3-sp")  # need at least 2 GPUs unless the count is pinned
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class Cand:
 
     @property
     def dp(self) -> int:
+        """Data-parallel replicas; zero3-sp: one per node (each node's GPUs share every sequence)."""
+        if self.strategy == "zero3-sp":
+            return max(1, self.num_gpus // min(self.num_gpus, self.gpu.gpus_per_node))
         return max(1, self.num_gpus // (self.tp * self.pp))
 
     def key(self) -> tuple:
@@ -134,6 +139,7 @@ class Search:
         self.shared = shared if shared is not None else EstimateCache()  # the caller's, across plans
         self._gpu_keys: dict[str, tuple] = {}
         self.misses: dict[str, Miss] = {}  # GPU id -> why nothing fits there
+        self.sp_refused_for_packing: list[str] = []  # tiers where only a sequence did not fit, and packing was asked
         self.epochs = epochs
         self._overhead: dict[tuple[int, str, float | None], float] = {}  # (nodes, strategy, tier start-up) -> hours
         self.arch = (model.name, *arch_key(model), model.max_context)
@@ -151,14 +157,15 @@ class Search:
                                                        param_count(self.model)))
 
         found = self._with_dataset(factors_of(strategy))
-        if strategy in ("hsdp", "fsdp-tp") and found is not None and found.throughput_factor is None \
-                and found.memory_factor is None:
-            # hsdp / fsdp-tp run FSDP2 on the same stack (Trainer, accelerate, transformers) over a 2-D mesh: with no
-            # run of their own, FSDP's measured factors describe this cluster and stack better than none (an
-            # uncalibrated layout must not win over a calibrated, slower-measured FSDP on that alone)
-            fsdp = factors_of("fsdp")
-            if fsdp is not None and (fsdp.throughput_factor is not None or fsdp.memory_factor is not None):
-                return self._with_dataset(fsdp)
+        base = next((b for layout, b in LAYOUT_BASE if layout == strategy), None)
+        if base and found is not None and found.throughput_factor is None and found.memory_factor is None:
+            # hsdp / fsdp-tp run FSDP2 on the same stack (Trainer, accelerate, transformers) over a 2-D mesh, zero3-sp
+            # DeepSpeed's ZeRO-3 with Ulysses beside it: with no run of their own, their base strategy's measured
+            # factors describe this cluster and stack better than none (an uncalibrated layout must not win over a
+            # calibrated, slower-measured base on that alone)
+            measured = factors_of(base)
+            if measured is not None and (measured.throughput_factor is not None or measured.memory_factor is not None):
+                return self._with_dataset(measured)
         return found
 
     def _with_dataset(self, got):
@@ -169,12 +176,12 @@ class Search:
                        packed=bool(self.req.packing))
 
     # ------------------------------------------------------------------ one estimate
-    def _ga(self, n: int, mb: int, tp: int, pp: int) -> int:
-        dp = max(1, n // (tp * pp))
+    def _ga(self, n: int, mb: int, tp: int, pp: int, sp: int = 1) -> int:
+        dp = max(1, n // (tp * pp * sp))
         return max(1, math.ceil(self.gbs_target / (mb * dp)))
 
     def est(self, gpu: GpuSpec, n: int, s: str, mb: int, ac: bool, tp: int = 1, pp: int = 1) -> Estimate | None:
-        ga = self._ga(n, mb, tp, pp)
+        ga = self._ga(n, mb, tp, pp, min(n, gpu.gpus_per_node) if s == "zero3-sp" else 1)
         key = (gpu.id, n, s, mb, ac, tp, pp, ga)
         if key in self.cache:
             return self.cache[key]
@@ -209,7 +216,7 @@ class Search:
                                                  gpu.startup_s)
         overhead = self._overhead[key]
         hours = self.tokens_total / (e.tokens_per_s_per_gpu * n) / SECONDS_PER_HOUR + overhead
-        return Cand(gpu, n, s, mb, self._ga(n, mb, tp, pp), ac, tp, pp, self.seq_len, e, hours,
+        return Cand(gpu, n, s, mb, e.config.grad_accum, ac, tp, pp, self.seq_len, e, hours,
                     cost_usd(hours, n, gpu), overhead)
 
     # ------------------------------------------------------------------ the tier
@@ -256,8 +263,27 @@ class Search:
         if layouts:
             out += self._fsdp_tp(gpu, multi_node if fsdp else counts, quick, same)
         if not any(c.strategy in ("fsdp", "fsdp-tp") for c in out):
+            # ZeRO-3 + Ulysses sequence parallel only where one sequence's activations are what does not fit
+            # (rules.rule_parallelism: parallel.zero3-sp): sharded states fit, a sequence's tensors do not
+            if layouts and self.sequence_bound(gpu, counts):
+                if self.req.packing:  # the executor refuses packed rows under Ulysses (sdpa drops the mask)
+                    self.sp_refused_for_packing.append(gpu.id)
+                else:
+                    out += self._strategy(gpu, "zero3-sp", [n for n in counts if n % min(n, gpu.gpus_per_node) == 0],
+                                          quick)
             out += self._strategy(gpu, "zero3-offload", counts, quick)
         return out or self._record(gpu, "zero3-offload", counts)
+
+    def sequence_bound(self, gpu: GpuSpec, counts: list[int]) -> bool:
+        """At the most GPUs allowed, micro-batch 1 with checkpointing, ZeRO-3 does not fit, but would without
+        one sequence's per-token tensors (activations, logits): the sequence, not the model, is too large."""
+        if not counts or counts[-1] < 2:
+            return False
+        e = self.est(gpu, counts[-1], "zero3", 1, True)
+        if e is None or _ok(e):
+            return False
+        per_sequence = e.memory.activations + e.memory.logits
+        return e.memory_per_gpu_bytes - per_sequence <= e.usable_bytes
 
     def _valid(self, s: str, counts: list[int]) -> list[int]:
         if s == "single":

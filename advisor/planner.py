@@ -107,6 +107,10 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
     warnings += [f.why for f in findings if f.verdict in ("warning", rules.BLOCKS_APPROVAL)]
     if chosen is not None and not req.packing and chosen.micro_batch_size > 1 and req.dataset.avg_tokens < seq_len // 2:
         warnings.append(f"no packing: micro-batches of {chosen.micro_batch_size} are padded to the longest example; consider packing")
+    if full.sp_refused_for_packing:
+        warnings.append(f"packing: on {', '.join(full.sp_refused_for_packing)} one sequence's activations do not fit "
+                        "sharded, and zero3-sp (sequence parallel) runs unpacked rows only (DeepSpeed's Ulysses on sdpa "
+                        "drops the packed-sequence mask): plan without packing to consider it")
     if model.source == "generic-size":
         warnings.append(f"{model.name}: a generic Llama-shaped architecture, not a real model's config")
 

@@ -26,7 +26,8 @@ _KEY_PREFIXES = ("method.", "parallel.", "constraints.", "fit.")
 def config_str(c: Recommended | None) -> str:
     if c is None:
         return "-"
-    par = f", tp {c.tp} x pp {c.pp}" if c.strategy == "megatron" else f", tp {c.tp}" if c.strategy == "fsdp-tp" else ""
+    par = (f", tp {c.tp} x pp {c.pp}" if c.strategy == "megatron" else f", tp {c.tp}" if c.strategy == "fsdp-tp" else
+           f", sp {c.num_gpus // c.num_nodes}" if c.strategy == "zero3-sp" else "")
     return (f"{c.num_gpus} x {c.gpu} ({c.num_nodes} node{'s' if c.num_nodes > 1 else ''}), {c.strategy}{par}, "
             f"micro-batch {c.micro_batch_size} x accum {c.grad_accum}, checkpointing {'on' if c.activation_checkpointing else 'off'}")
 
@@ -193,7 +194,9 @@ def to_markdown(plan: Plan) -> str:
             ["strategy", r.strategy + (f" (tp {r.tp}, pp {r.pp})" if r.strategy == "megatron" else
                                        f" (tp {r.tp} x fsdp {r.num_gpus // r.tp})" if r.strategy == "fsdp-tp" else
                                        f" (fsdp {r.num_gpus // r.num_nodes} per node x {r.num_nodes} replicas)"
-                                       if r.strategy == "hsdp" else "")],
+                                       if r.strategy == "hsdp" else
+                                       f" (Ulysses sp {r.num_gpus // r.num_nodes} per node x {r.num_nodes} replicas, "
+                                       f"ZeRO-3 over all {r.num_gpus})" if r.strategy == "zero3-sp" else "")],
             ["micro-batch x grad accum", f"{r.micro_batch_size} x {r.grad_accum}"],
             ["activation checkpointing", "on" if r.activation_checkpointing else "off"], ["precision", r.precision]])
         L += ["## Cost and time", ""]

@@ -64,6 +64,10 @@ S_FSDP_TP = (
     "Parallel inside a node with Fully Sharded Data Parallel across; Megatron-LM's column/row-parallel layers "
     "(Shoeybi et al. 2019) split each layer's weights and activations, which FSDP alone does not"
 )
+S_ULYSSES = (
+    "Ulysses Sequence parallelism allows us to shard the inputs to the attention computation along the sequence "
+    "dimension and compute the attention normally, but using only a slice of attention heads on each GPU"
+)
 S_MEMORY = "sftplan memory estimate (ZeRO, Rajbhandari et al. 2020; activations per Korthikanti et al. 2022)"
 
 MIN_FULL_SFT_EXAMPLES = 10_000
@@ -170,6 +174,12 @@ def rule_parallelism(strategy: str, num_gpus: int, num_nodes: int, params: int, 
                   f"over the {num_gpus // max(1, tp)} data-parallel ranks, so the parameter traffic (and what a "
                   "gathered layer holds) shrinks by the tp size (the cheapest layout the estimate found that fits)",
                   S_FSDP_TP)
+    if strategy == "zero3-sp":
+        sp = num_gpus // max(1, num_nodes)
+        return _f("parallel.zero3-sp", "zero3-sp",
+                  f"{size}: the model states fit sharded, one sequence's activations do not; ZeRO-3 over {num_gpus} GPUs "
+                  f"with Ulysses sequence parallel {sp} (the GPUs of a node) holds 1/{sp} of every sequence per GPU "
+                  "(DeepSpeed ALST, arXiv 2506.13996; DeepSpeed-Ulysses, arXiv 2309.14509)", S_ULYSSES)
     if strategy == "single":
         return _f("parallel.single-gpu", "single", f"{size} parameters fit one GPU", S_MEMORY)
     if strategy == "ddp":

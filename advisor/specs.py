@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 from advisor.errors import UserError, did_you_mean
 
 Strategy = Literal["single", "ddp", "fsdp", "zero2", "zero3", "zero3-offload", "zero3-offload-all", "megatron", "hsdp",
-                   "fsdp-tp"]
+                   "fsdp-tp", "zero3-sp"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 Precision = Literal["bf16-mixed", "bf16-pure"]
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)

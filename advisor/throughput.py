@@ -103,7 +103,7 @@ CPU_ADAM_BYTES_PER_PARAM = 30  # read/write fp32 param, m, v; read the fp32 grad
 # Host memory bandwidth of a 2-socket GPU server: 2 sockets x 8 channels x DDR4-3200 (25.6 GB/s per
 # channel, JEDEC) = 410 GB/s peak, ~70% of it sustained (STREAM triad): ~290 GB/s.
 HOST_MEMORY_BANDWIDTH_GB_PER_S = 290.0
-SHARDED_STRATEGIES = ("fsdp", "hsdp", "zero3", "zero3-offload", "zero3-offload-all")
+SHARDED_STRATEGIES = ("fsdp", "hsdp", "zero3", "zero3-offload", "zero3-offload-all", "zero3-sp")
 # Megatron-Core --tp-comm-overlap with sequence parallel (NeMo's Hopper recipes); transformers' tp_plan
 # (fsdp-tp) is plain PyTorch TP: its all-reduces are exposed
 DEFAULT_TP_OVERLAP = {"megatron": 0.5, "fsdp-tp": 0.0}
@@ -406,6 +406,46 @@ class StepTime:
     fixed_s: float = 0.0  # part of step_s: per-step and per-micro-batch overhead (advisor/step_overhead.py)
 
 
+def sequence_parallel_degree(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> int:
+    """zero3-sp's Ulysses degree: the GPUs of a node (the executor's num_gpus / num_nodes, executor/translate.py),
+    so the all-to-alls stay on NVLink (DeepSpeed-Ulysses, arXiv 2309.14509 sec. 3: intra-node all-to-all);
+    1 for every other strategy (sequence_parallel_refusal says where DeepSpeed would refuse it)."""
+    if cfg.strategy != "zero3-sp":
+        return 1
+    sp = min(cfg.num_gpus, gpu.gpus_per_node)
+    return sp
+
+
+def sequence_parallel_refusal(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> str | None:
+    """Why DeepSpeed would refuse this zero3-sp layout (ulysses_sp.UlyssesSPAttentionHF: num_heads must divide by
+    the degree, num_kv_heads divide by it or it by num_kv_heads), or whole nodes are not used; None if it runs."""
+    sp = sequence_parallel_degree(m, gpu, cfg)
+    if sp == 1:
+        return None if cfg.strategy != "zero3-sp" else "zero3-sp needs 2 or more GPUs (sequence parallel over them)"
+    if cfg.num_gpus % sp:
+        return f"zero3-sp: num_gpus {cfg.num_gpus} is not whole nodes of {sp} GPUs (Ulysses runs over a node)"
+    kv = m.num_kv_heads
+    if m.num_heads % sp or (kv % sp and sp % kv):
+        return (f"zero3-sp: sequence parallel {sp} does not divide the model's {m.num_heads} attention / "
+                f"{kv} key-value heads")
+    return None
+
+
+def ulysses_all_to_all_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, sp: int) -> float:
+    """Exposed Ulysses all-to-alls of one micro-batch (DeepSpeed-Ulysses, arXiv 2309.14509 sec. 3.1; ALST,
+    arXiv 2506.13996 sec. 3.1): per layer, the forward moves q, k, v from sequence-sharded to head-sharded and
+    the attention output back (4 all-to-alls); backward moves their gradients the same way; recompute repeats
+    the forward's. Each GPU sends (sp - 1) / sp of its local tensors (bf16, seq_len / sp tokens; k and v
+    replicated up to sp heads when num_kv_heads < sp). On the critical path (the attention waits for them),
+    on the node's links at TP_LINK_EFFICIENCY."""
+    kv_heads = max(m.num_kv_heads, sp)
+    local_tokens = cfg.micro_batch_size * cfg.seq_len / sp
+    per_pass = 2 * local_tokens * (2 * m.num_heads + 2 * kv_heads) * m.head_dim_effective * (sp - 1) / sp
+    passes = 2 + (1 if cfg.activation_checkpointing else 0)
+    link = gpu.intra_node_bandwidth_gb_per_s * GB * TP_LINK_EFFICIENCY
+    return passes * per_pass * m.num_layers / link
+
+
 def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float | None = None,
               pp_interleave: int = 1, shard_group: int | None = None, dp_sharded: bool = False, cp: int = 1,
               ep: int = 1, ep_overlap: float = 0.0, pp_layers_off_ends: int = 0,
@@ -437,6 +477,9 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     """
     s = cfg.strategy
     overlap_default = DEFAULT_TP_OVERLAP.get(s, 0.0)
+    sp = 1
+    if s == "zero3-sp":  # ZeRO-3 over every GPU; Ulysses splits each sequence over the GPUs of a node
+        sp, s = sequence_parallel_degree(m, gpu, cfg), "zero3"
     if s == "hsdp":
         shard_group = shard_group or min(gpu.gpus_per_node, cfg.num_gpus)
         s = "fsdp"
@@ -444,10 +487,14 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
         dp_sharded, s = True, "megatron"
     if cfg.num_gpus % (cfg.tp * cfg.pp * cp):
         raise ValueError(f"num_gpus {cfg.num_gpus} is not a multiple of tp x pp x cp = {cfg.tp * cfg.pp * cp}")
-    dp = data_parallel_size(cfg) // cp
+    dp = max(1, data_parallel_size(cfg) // cp // sp)
     tokens_per_gpu_step = cfg.micro_batch_size * cfg.seq_len * cfg.grad_accum
     tokens_per_step = tokens_per_gpu_step * dp
-    micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency, cp, ep, pp_layers_off_ends)
+    # Ulysses does the work of context parallel: seq_len / sp tokens per GPU in every GEMM, and attention over the
+    # whole sequence for num_heads / sp heads (the same FLOPs as a ring's local queries against every key)
+    micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency, cp * sp, ep, pp_layers_off_ends)
+    if sp > 1:
+        micro += ulysses_all_to_all_s(m, gpu, cfg, sp)
     stage_layers = busiest_stage_layers(m.num_layers, cfg.pp, pp_layers_off_ends)[0]
     if ep > 1 and m.num_experts > 1:  # all-to-all of every routed token copy, 4 per layer (+2 with recompute)
         routed = cfg.micro_batch_size * cfg.seq_len / cp * m.experts_per_token * m.hidden_size * 2
@@ -500,7 +547,7 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
 
     n = param_count(m)
     sync_bytes = 2 * n if cfg.trainable == "full" else 2 * lora_trainable_params(m, cfg.lora_rank)
-    group = dp * cp  # FSDP / the distributed optimizer shard over the context-parallel ranks too
+    group = dp * cp * sp  # FSDP / the distributed optimizer / ZeRO-3 shard over the context-parallel ranks too
     ring = (group - 1) / group if group > 1 else 0.0
     link = link_bytes_per_s(gpu, cfg) * LINK_EFFICIENCY
     comm = 0.0

@@ -137,18 +137,29 @@ class Collator:
     """Pads a batch on the right. Padded rows get an attention mask; packed rows get position ids only.
 
     ``tokens_seen`` counts real (non-pad) tokens collated; ``batch_tokens`` queues each batch's count in
-    order, for the metrics callback to take one per micro-step as Trainer consumes them (batches are
-    collated ahead of use, and counting on the host needs no device sync).
+    order (sp > 1: sp shares of it, one per micro-step), for the metrics callback to take one per micro-step
+    as Trainer consumes them (batches are collated ahead of use, and counting on the host needs no device sync).
+
+    ``sp`` > 1 (zero3-sp, DeepSpeed Ulysses): every batch is padded to ``width`` (max_seq_len rounded up to a
+    multiple of sp; each rank takes width / sp tokens of every row). Ulysses' data loader all-gathers each
+    rank's batch over the group, and gloo refuses tensors of unequal shapes ("ProcessGroupGloo::allgather:
+    invalid tensor size"), so the width is fixed rather than the batch's longest. Every row gets position ids
+    and no mask: Ulysses shards each tensor along the sequence, needs the position ids
+    (ulysses_sp.UlyssesSPDataLoaderAdapter) and on sdpa drops any mask for a causal one over the whole row.
+    Pads sit on the right with labels -100, so under that causal mask no real token attends to them and the
+    loss is the padded-with-mask one (tests/executor/test_sequence_parallel.py checks it).
     """
 
-    def __init__(self, pad_id: int, *, packed: bool):
-        self.pad_id, self.packed, self.tokens_seen = pad_id, packed, 0
+    def __init__(self, pad_id: int, *, packed: bool, sp: int = 1, width: int = 0):
+        self.pad_id, self.packed, self.sp, self.width, self.tokens_seen = pad_id, packed, sp, width, 0
         self.batch_tokens: deque[int] = deque()
 
     def __call__(self, features: list[dict]) -> dict:
         import torch
 
         width = max(len(f["input_ids"]) for f in features)
+        if self.sp > 1:
+            width = -(-max(width, self.width) // self.sp) * self.sp
         n = len(features)
         ids = torch.full((n, width), self.pad_id, dtype=torch.long)
         labels = torch.full((n, width), IGNORE, dtype=torch.long)
@@ -160,21 +171,28 @@ class Collator:
             if self.packed:  # the pad tail is one more "example" of its own: positions restart at 0
                 extra[r, :k] = torch.tensor(f["position_ids"])
                 extra[r, k:] = torch.arange(width - k)
+            elif self.sp > 1:
+                extra[r] = torch.arange(width)
             else:
                 extra[r, :k] = 1
             self.tokens_seen += k
-        self.batch_tokens.append(sum(len(f["input_ids"]) for f in features))
-        return {"input_ids": ids, "labels": labels, ("position_ids" if self.packed else "attention_mask"): extra}
+        real = sum(len(f["input_ids"]) for f in features)
+        # sp > 1: Ulysses' loader turns each collated batch into sp micro-steps (one per rank's batch of the group),
+        # each rank training on 1/sp of every row: sp counts summing to this batch's (the group's mean per rank)
+        self.batch_tokens.extend(real // self.sp + (i < real % self.sp) for i in range(self.sp))
+        return {"input_ids": ids, "labels": labels,
+                ("position_ids" if self.packed or self.sp > 1 else "attention_mask"): extra}
 
 
 def build_train_data(tokenizer, rows: list[list[dict]], *, max_seq_len: int, packing: bool, seed: int = 0,
                      source: str = "train", lines: list[int] | None = None,
-                     over_max_seq_len: str = "truncate-response"):
-    """(dataset as a list of dicts, collator, Encoded stats) ready for Trainer."""
+                     over_max_seq_len: str = "truncate-response", sp: int = 1):
+    """(dataset as a list of dicts, collator, Encoded stats) ready for Trainer (sp: Collator's)."""
     enc = encode_rows(tokenizer, rows, max_seq_len=max_seq_len, source=source, lines=lines,
                       over_max_seq_len=over_max_seq_len)
     dataset = pack(enc.examples, max_seq_len=max_seq_len, seed=seed) if packing else enc.examples
     if packing:
         enc.notes.append(f"packed {len(enc.examples)} examples into {len(dataset)} rows of <= {max_seq_len} tokens")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return dataset, Collator(int(pad_id if pad_id is not None else 0), packed=packing), enc
+    return dataset, Collator(int(pad_id if pad_id is not None else 0), packed=packing, sp=sp,
+                                                                 width=max_seq_len), enc

@@ -54,7 +54,12 @@ def check_plan(plan: Plan) -> CheckedPlan:
     strategy = plan.recommended.strategy
     if strategy not in SUPPORTED:
         raise UserError(f"strategy '{strategy}' is not supported by the executor (supported: {', '.join(SUPPORTED)})")
-    if plan.method == "lora" and strategy in ("hsdp", "fsdp-tp"):
+    if strategy == "zero3-sp" and plan.request.packing:
+        # DeepSpeed's Ulysses wrapper drops the attention mask on sdpa (causal over the whole gathered row), so
+        # packed examples would attend to each other (tests/executor/test_sequence_parallel.py)
+        raise UserError("strategy 'zero3-sp' runs unpacked rows only (request packing: false): Ulysses on sdpa "
+                        "drops the packed-sequence mask")
+    if plan.method == "lora" and strategy in ("hsdp", "fsdp-tp", "zero3-sp"):
         raise UserError(f"strategy '{strategy}' runs full-sft plans only; a LoRA plan runs on single, ddp, fsdp or zero3")
     why = verify(plan)
     if why:

@@ -113,7 +113,12 @@ def setup_training_args(plan, run_dir: Path, *, accelerator: bool):
     if kwargs.get("parallelism_config") is not None:  # hsdp / fsdp-tp: the JSON's dict becomes accelerate's object
         from accelerate import ParallelismConfig
 
-        kwargs["parallelism_config"] = ParallelismConfig(**kwargs["parallelism_config"])
+        pc = dict(kwargs["parallelism_config"])
+        if pc.get("sp_handler") is not None:  # zero3-sp: DeepSpeed Ulysses' settings
+            from accelerate.utils import DeepSpeedSequenceParallelConfig
+
+            pc["sp_handler"] = DeepSpeedSequenceParallelConfig(**pc["sp_handler"])
+        kwargs["parallelism_config"] = ParallelismConfig(**pc)
     return TrainingArguments(**kwargs)
 
 
@@ -129,6 +134,7 @@ def setup_tokenizer(model_dir: str, revision: str | None):
 def setup_data(plan, tokenizer, train_path: str, golden_path: str, seed: int):
     from executor.data import build_train_data
     from executor.evalgate import load_golden
+    from executor.translate import sequence_parallel_size
     from advisor.rows import read_rows_at
 
     at = read_rows_at(train_path)
@@ -138,7 +144,8 @@ def setup_data(plan, tokenizer, train_path: str, golden_path: str, seed: int):
                                               source=plan.request.dataset.file.path if plan.request.dataset.file
                                               else str(train_path),
                                               lines=[line for line, _ in at],
-                                              over_max_seq_len=plan.request.dataset.over_max_seq_len)
+                                              over_max_seq_len=plan.request.dataset.over_max_seq_len,
+                                              sp=sequence_parallel_size(plan))
     return dataset, collator, enc, load_golden(golden_path)
 
 

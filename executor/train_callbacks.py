@@ -58,12 +58,29 @@ class ShardReportCallback(TrainerCallback):
 
     FSDP2 parameters are DTensors (local shard = ``to_local()``); ZeRO-3 parameters carry ``ds_tensor``
     (the local partition) and ``ds_numel`` (the full size). Tests assert on these files.
+
+    zero3-sp also writes RUN_DIR/shards/sp-rank-<r>.json: what the model saw in its first SP_TRACE training
+    forwards on this rank (its slice of the input ids, their position ids, its shifted labels, its local loss),
+    so a test can check that the ranks of a sequence-parallel group hold consecutive slices of one sequence.
     """
+
+    SP_TRACE = 4
 
     def __init__(self, run_dir: Path, strategy: str):
         self.run_dir, self.strategy = run_dir, strategy
+        self.sp_seen: list[dict] = []
+
+    def _sp_hook(self, module, args, kwargs, output):
+        if not module.training or "shift_labels" not in kwargs or len(self.sp_seen) >= self.SP_TRACE:
+            return
+        self.sp_seen.append({k: kwargs[k].tolist() for k in ("input_ids", "position_ids", "shift_labels")}
+                            | {"loss": float(output.loss.detach())})
+        r = int(os.environ.get("RANK", "0"))
+        (self.run_dir / names.SHARDS / f"sp-rank-{r}.json").write_text(json.dumps(self.sp_seen) + "\n")
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.strategy == "zero3-sp":
+            model.register_forward_hook(self._sp_hook, with_kwargs=True)
         local = full = 0
         kinds = set()
         layout: dict = {}  # the first DTensor parameter's mesh and placements (hsdp: Replicate + Shard; fsdp-tp: 2-D)

@@ -20,11 +20,12 @@ DECODER_LAYER = {
     "qwen2": "Qwen2DecoderLayer", "gemma": "GemmaDecoderLayer", "gemma2": "Gemma2DecoderLayer",
     "phi3": "Phi3DecoderLayer", "gpt_neox": "GPTNeoXLayer",
 }
-DEEPSPEED_STRATEGIES = ("zero2", "zero3", "zero3-offload", "zero3-offload-all")
+DEEPSPEED_STRATEGIES = ("zero2", "zero3", "zero3-offload", "zero3-offload-all", "zero3-sp")
 # Through accelerate's ParallelismConfig (TrainingArguments.parallelism_config): hsdp = FSDP2 over a 2-D mesh
 # (dp_replicate x dp_shard); fsdp-tp = the model sharded at load time by transformers' DistributedConfig
-# (tp_size x fsdp_size: the model's own tp_plan, FSDP2 over the data-parallel ranks).
-PARALLELISM_STRATEGIES = ("hsdp", "fsdp-tp")
+# (tp_size x fsdp_size: the model's own tp_plan, FSDP2 over the data-parallel ranks); zero3-sp = ZeRO-3 with
+# DeepSpeed's Ulysses sequence parallel (ALST, sp_backend "deepspeed"): each sequence split over the GPUs of a node.
+PARALLELISM_STRATEGIES = ("hsdp", "fsdp-tp", "zero3-sp")
 SUPPORTED = ("single", "ddp", "fsdp") + DEEPSPEED_STRATEGIES + PARALLELISM_STRATEGIES
 # ZeRO-3 keeps parameters smaller than this whole on every rank. DeepSpeed's default ("auto" =
 # 10 x hidden) is right for real models; below this size the whole model would stay unpartitioned
@@ -95,7 +96,22 @@ def parallelism_config(plan: Plan) -> dict | None:
         return {"dp_replicate_size": rec.num_nodes, "dp_shard_size": rec.num_gpus // rec.num_nodes}
     if rec.strategy == "fsdp-tp":
         return {"dp_shard_size": rec.num_gpus // rec.tp, "tp_size": rec.tp}
+    if rec.strategy == "zero3-sp":
+        sp = sequence_parallel_size(plan)
+        # sp_handler: accelerate's DeepSpeedSequenceParallelConfig fields (train.py builds the object); a batch's
+        # length varies with its rows (the collator pads to the longest), so the length is variable; sdpa is what
+        # both the CPU and a GPU without flash-attn run
+        return {"dp_shard_size": rec.num_gpus // sp, "sp_size": sp, "sp_backend": "deepspeed",
+                "sp_handler": {"sp_seq_length_is_variable": True, "sp_attn_implementation": "sdpa"}}
     return None
+
+
+def sequence_parallel_size(plan: Plan) -> int:
+    """zero3-sp: the Ulysses degree is the GPUs of a node (num_gpus / num_nodes), so each all-to-all stays on the
+    node's links (DeepSpeed-Ulysses, arXiv 2309.14509, runs it inside a node; ALST, arXiv 2506.13996, sec. 3);
+    ZeRO-3 shards the states over all GPUs and the nodes are the data-parallel replicas of a sequence. 1 otherwise."""
+    rec = plan.recommended
+    return rec.num_gpus // rec.num_nodes if rec.strategy == "zero3-sp" else 1
 
 
 def distributed_config(plan: Plan) -> dict | None:

@@ -9,7 +9,7 @@ from advisor.models import DataFile, DatasetSpec, PlanRequest
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "SOURCES.md"  # the guide, kept in the repo
 BEYOND = Path(__file__).resolve().parents[2] / "docs" / "SOURCES_BEYOND_GUIDE.md"  # libraries' advice the guide lacks
-LIBRARY_CITED = ("S_HSDP", "S_FSDP_TP")  # layouts the guide does not name: quoted from the libraries that run them
+LIBRARY_CITED = ("S_HSDP", "S_FSDP_TP", "S_ULYSSES")  # layouts the guide does not name: quoted from the libraries that run them
 
 
 def req(examples=50_000, **kw) -> PlanRequest:

@@ -28,7 +28,7 @@ MEMORY_COLORS = {"weights": "blue", "gradients": "magenta", "optimizer": "yellow
 # The reason column comes last: it takes the width the others leave, so every column stays on screen.
 COLUMNS = ("tier", "cost", "time", "GiB", "meets", "config/why")
 STRATEGY_SHORT = {"zero3-offload": "z3-off", "megatron": "megatron", "fsdp": "fsdp", "zero3": "zero3",
-                  "single": "single"}
+                  "single": "single", "zero3-sp": "z3-sp"}
 MIN_REASON_WIDTH = 10
 
 
