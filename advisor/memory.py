@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from advisor.architecture import layer_params, lora_trainable_params, param_count
+from advisor.architecture import attention_params, layer_params, lora_trainable_params, param_count
 from advisor.memory_overheads import overhead_bytes
 from advisor.specs import GpuSpec, MemoryBreakdown, ModelSpec, TrainConfig
 
@@ -290,6 +290,13 @@ def gathered_bytes_at(m: ModelSpec, cfg: TrainConfig, moment: str) -> int:
         return BF16 * (_root_params(m) + layer_params(m)) // tp
     if moment == "backward end" and cfg.strategy in FSDP_LIKE:
         return BF16 * max(_root_params(m), 3 * layer_params(m)) // tp
+    if moment in ("recompute", "layer weight gradients") and cfg.strategy in FSDP_LIKE:
+        # Inside a layer's backward: the root's parameters, this layer's, the next layer's prefetched
+        # all-gather and the previous layer's reduce-scatter buffer. The unsharded gradients are not here
+        # yet: until each unit's post-backward hook they are autograd's outputs, counted in those moments'
+        # transient bytes (the layer's in "layer weight gradients", the head's in fsdp_head_gradient_bytes).
+        # Traced (MPT-7B and Mistral 7B FSDP x 8, the backward's peak): root + 3 layer-sized buffers.
+        return BF16 * (_root_params(m) + 3 * layer_params(m)) // tp
     return full
 
 
@@ -380,16 +387,52 @@ def transient_moments(m: ModelSpec, cfg: TrainConfig) -> dict[str, tuple[int, in
         weight_grads = BF16 * m.num_experts * (2 if m.ffn_kind == "gated" else 1) * m.hidden_size * m.ffn_size
     else:
         weight_grads = 0
-    if weight_grads:
+    head_grad = fsdp_head_gradient_bytes(m, cfg)  # held from the head's backward to the root's reduce-scatter
+    if cfg.activation_checkpointing:
+        a, lg, g = moments["recompute"]
+        moments["recompute"] = (a + head_grad, lg, g)
+    if weight_grads and cfg.activation_checkpointing and cfg.strategy in FSDP_LIKE:
+        # FSDP2 with checkpointing: the largest weight-gradient moment is the end of a layer's MLP backward:
+        # the MLP's (every expert's and the router's) unsharded gradients, the gradients in flight that made
+        # them, what the attention side of the recomputed layer still keeps, and the head's gradient. Traced
+        # (Mistral 7B, FSDP x 8, 1024 x 2, the top layer's post-attention norm backward): 3 x 112 MiB MLP
+        # gradients + the 250 MiB head gradient + the attention side's tensors; Mixtral 8x7B 3.85 GiB
+        # (its experts' 2.6 GiB of gradients). The attention's own gradients come later in the layer's
+        # backward (FSDP2 reduce-scatters the whole layer at its end), when the MLP's saved tensors and the
+        # gradients in flight are gone: a smaller moment. (The norms' few gradients are counted with the MLP's.)
+        tp = cfg.tp if cfg.strategy == "fsdp-tp" else 1
+        mlp_grads = BF16 * (layer_params(m) - attention_params(m)) // tp
+        attn_side = (layer_activation_bytes_per_token(m, False, attention_side=True) * tokens + _scores(m, cfg)) // tp
+        moments["layer weight gradients"] = (acts + attn_side + in_flight + mlp_grads + head_grad, 0, accumulating)
+    elif weight_grads:
         held = recompute_bytes(m, cfg) + layer_copy if cfg.activation_checkpointing else copies
-        moments["layer weight gradients"] = (acts + held + weight_grads, 0, accumulating)
+        moments["layer weight gradients"] = (acts + held + weight_grads + head_grad, 0, accumulating)
     # The end of backward: (almost) every gradient, the first layer's activations (recomputed, or the last
     # left of the saved ones) and, under FSDP, the whole gathered set.
     first_layer = recompute_bytes(m, cfg) if cfg.activation_checkpointing else acts // max(m.num_layers, 1)
     # (the embedding's backward comes after the first layer's: the larger of the two, not both)
-    moments["backward end"] = (max(first_layer + layer_copy + scores_grad + in_flight, _tied_embedding_backward_bytes(m, cfg)),
-                               0, True)
+    moments["backward end"] = (max(first_layer + layer_copy + scores_grad + in_flight + head_grad,
+                                   _tied_embedding_backward_bytes(m, cfg)), 0, True)
     return moments
+
+
+def fsdp_head_gradient_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
+    """FSDP2 (full fine-tuning): the output head's unsharded bf16 weight gradient (vocab x h; for tied
+    embeddings the shared matrix's), made by the head's backward, the first matmul of backward. The head
+    belongs to the root unit, whose post-backward hook (the reduce-scatter of its gradients) runs only
+    once the whole backward has finished, so the gradient lives through every decoder layer's backward
+    beside their recompute; it is an autograd output until that hook, not one of FSDP's unsharded
+    buffers (torch.distributed._tools.fsdp2_mem_tracker counts it as a temporary). Traced (executor/
+    memtrace.py with the tracker's tensors listed, MPT-7B FSDP x 8 at 1024 x 2 with checkpointing, the
+    top block's recompute): 1.49 GiB of temporaries = the recomputed ALiBi block (its fp32 b x heads x s x s
+    tensors and the rest, 1.11 GiB, which the recompute moment counted) + this 394 MiB gradient (50432 x
+    4096 bf16), which the estimate lacked (-22% before); Llama 3.1 8B's first-layer backward holds its
+    1002 MiB head gradient the same way. At the root's own post-backward the tracker re-tags it as FSDP's
+    unsharded gradient (the gathered set's second root). fsdp-tp: the head is column-parallel, each rank
+    holds its tp slice."""
+    if cfg.strategy not in FSDP_LIKE or cfg.trainable != "full":
+        return 0
+    return BF16 * m.vocab_size * m.hidden_size // (cfg.tp if cfg.strategy == "fsdp-tp" else 1)
 
 
 def _tied_embedding_backward_bytes(m: ModelSpec, cfg: TrainConfig) -> int:
