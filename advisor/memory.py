@@ -41,6 +41,15 @@ def num_nodes(cfg: TrainConfig, gpu: GpuSpec) -> int:
     return -(-cfg.num_gpus // gpu.gpus_per_node)
 
 
+def ulysses_degree(strategy: str, num_gpus: int, gpus_per_node: int) -> int:
+    """zero3-sp's Ulysses sequence-parallel degree: the GPUs of a node (the executor's num_gpus / num_nodes,
+    executor/translate.py sequence_parallel_size), so the all-to-alls stay on NVLink (DeepSpeed-Ulysses,
+    arXiv 2309.14509 sec. 3: intra-node all-to-all); 1 for every other strategy."""
+    if strategy != "zero3-sp":
+        return 1
+    return max(1, min(num_gpus, gpus_per_node))
+
+
 FSDP_LIKE = ("fsdp", "hsdp", "fsdp-tp")  # FSDP2 through accelerate / transformers: sharded fp32 states
 
 
@@ -456,12 +465,11 @@ def sequence_parallel_local(cfg: TrainConfig, gpus_per_node: int) -> tuple[Train
     tokens of every sequence outside attention (ALST, arXiv 2506.13996 sec. 3.1), so every per-token tensor
     (saved activations, the recomputed layer, logits and loss buffers) is the one of a seq_len / sp sequence;
     the model states are ZeRO-3's over all num_gpus. The attention runs on sdpa (executor/translate.py's
-    sp_attn_implementation), which keeps no s x s tensor. sp: the GPUs of a node
-    (throughput.sequence_parallel_degree).
+    sp_attn_implementation), which keeps no s x s tensor. sp: ulysses_degree.
     Other strategies: (cfg, 1)."""
     if cfg.strategy != "zero3-sp":
         return cfg, 1
-    sp = max(1, min(cfg.num_gpus, gpus_per_node))
+    sp = ulysses_degree(cfg.strategy, cfg.num_gpus, gpus_per_node)
     return dataclasses.replace(cfg, strategy="zero3", seq_len=-(-cfg.seq_len // sp), attention="flash"), sp
 
 

@@ -19,6 +19,7 @@ from advisor.architecture import arch_key, param_count
 from advisor.cost import cost_usd, overhead_hours
 from advisor.errors import UserError
 from advisor.estimate import estimate
+from advisor.memory import ulysses_degree
 from advisor.models import PlanRequest, Recommended
 from advisor.specs import Estimate, GpuSpec, TrainConfig
 from advisor.units import GIB, SECONDS_PER_HOUR
@@ -53,7 +54,7 @@ class Cand:
     def dp(self) -> int:
         """Data-parallel replicas; zero3-sp: one per node (each node's GPUs share every sequence)."""
         if self.strategy == "zero3-sp":
-            return max(1, self.num_gpus // min(self.num_gpus, self.gpu.gpus_per_node))
+            return max(1, self.num_gpus // ulysses_degree(self.strategy, self.num_gpus, self.gpu.gpus_per_node))
         return max(1, self.num_gpus // (self.tp * self.pp))
 
     def key(self) -> tuple:
@@ -181,7 +182,7 @@ class Search:
         return max(1, math.ceil(self.gbs_target / (mb * dp)))
 
     def est(self, gpu: GpuSpec, n: int, s: str, mb: int, ac: bool, tp: int = 1, pp: int = 1) -> Estimate | None:
-        ga = self._ga(n, mb, tp, pp, min(n, gpu.gpus_per_node) if s == "zero3-sp" else 1)
+        ga = self._ga(n, mb, tp, pp, ulysses_degree(s, n, gpu.gpus_per_node))
         key = (gpu.id, n, s, mb, ac, tp, pp, ga)
         if key in self.cache:
             return self.cache[key]
@@ -269,7 +270,7 @@ class Search:
                 if self.req.packing:  # the executor refuses packed rows under Ulysses (sdpa drops the mask)
                     self.sp_refused_for_packing.append(gpu.id)
                 else:
-                    out += self._strategy(gpu, "zero3-sp", [n for n in counts if n % min(n, gpu.gpus_per_node) == 0],
+                    out += self._strategy(gpu, "zero3-sp", [n for n in counts if n % ulysses_degree("zero3-sp", n, gpu.gpus_per_node) == 0],
                                           quick)
             out += self._strategy(gpu, "zero3-offload", counts, quick)
         return out or self._record(gpu, "zero3-offload", counts)

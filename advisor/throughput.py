@@ -64,7 +64,7 @@ import math
 from dataclasses import dataclass
 
 from advisor.architecture import active_param_count, expert_param_count, lora_trainable_params, param_count
-from advisor.memory import data_parallel_size, num_nodes
+from advisor.memory import data_parallel_size, num_nodes, ulysses_degree
 from advisor.specs import GpuSpec, ModelSpec, TrainConfig
 from advisor.step_overhead import fixed_step_overhead_s
 from advisor.units import GB, TFLOP, gbit_per_s_to_bytes_per_s
@@ -217,10 +217,9 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
         # writes their weighted sum (read k h, write h); bf16, forward (backward moves as much again x2)
         moe_fwd_bytes = 2 * (2 * k * h + (4 * k * h if ep > 1 else 0) + k * h + h) / tp
     else:
+        moe_fwd_gemm = 0.0
         n_mats = 2 if m.ffn_kind == "gated" else 1
         layer += n_mats * gemm(tokens, h, f / tp) + gemm(tokens, f / tp, h)
-    if m.num_experts <= 1:
-        moe_fwd_gemm = 0.0
     layer_gemm_s = passes * layer
     head_gemm_s = 3 * gemm(tokens, h, m.vocab_size / tp)  # LM head, forward + backward, never recomputed
     # attention core (flash): the 12 L h s convention counts non-causal FLOPs; causal kernels do half.
@@ -406,20 +405,10 @@ class StepTime:
     fixed_s: float = 0.0  # part of step_s: per-step and per-micro-batch overhead (advisor/step_overhead.py)
 
 
-def sequence_parallel_degree(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> int:
-    """zero3-sp's Ulysses degree: the GPUs of a node (the executor's num_gpus / num_nodes, executor/translate.py),
-    so the all-to-alls stay on NVLink (DeepSpeed-Ulysses, arXiv 2309.14509 sec. 3: intra-node all-to-all);
-    1 for every other strategy (sequence_parallel_refusal says where DeepSpeed would refuse it)."""
-    if cfg.strategy != "zero3-sp":
-        return 1
-    sp = min(cfg.num_gpus, gpu.gpus_per_node)
-    return sp
-
-
 def sequence_parallel_refusal(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> str | None:
     """Why DeepSpeed would refuse this zero3-sp layout (ulysses_sp.UlyssesSPAttentionHF: num_heads must divide by
     the degree, num_kv_heads divide by it or it by num_kv_heads), or whole nodes are not used; None if it runs."""
-    sp = sequence_parallel_degree(m, gpu, cfg)
+    sp = ulysses_degree(cfg.strategy, cfg.num_gpus, gpu.gpus_per_node)
     if sp == 1:
         return None if cfg.strategy != "zero3-sp" else "zero3-sp needs 2 or more GPUs (sequence parallel over them)"
     if cfg.num_gpus % sp:
@@ -479,7 +468,7 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     overlap_default = DEFAULT_TP_OVERLAP.get(s, 0.0)
     sp = 1
     if s == "zero3-sp":  # ZeRO-3 over every GPU; Ulysses splits each sequence over the GPUs of a node
-        sp, s = sequence_parallel_degree(m, gpu, cfg), "zero3"
+        sp, s = ulysses_degree(s, cfg.num_gpus, gpu.gpus_per_node), "zero3"
     if s == "hsdp":
         shard_group = shard_group or min(gpu.gpus_per_node, cfg.num_gpus)
         s = "fsdp"

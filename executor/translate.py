@@ -98,9 +98,9 @@ def parallelism_config(plan: Plan) -> dict | None:
         return {"dp_shard_size": rec.num_gpus // rec.tp, "tp_size": rec.tp}
     if rec.strategy == "zero3-sp":
         sp = sequence_parallel_size(plan)
-        # sp_handler: accelerate's DeepSpeedSequenceParallelConfig fields (train.py builds the object); a batch's
-        # length varies with its rows (the collator pads to the longest), so the length is variable; sdpa is what
-        # both the CPU and a GPU without flash-attn run
+        # sp_handler: accelerate's DeepSpeedSequenceParallelConfig fields (train.py builds the object); the length is
+        # declared variable (the collator pads every batch to max_seq_len rounded up to a multiple of sp, which DeepSpeed
+        # need not assume); sdpa is what both the CPU and a GPU without flash-attn run
         return {"dp_shard_size": rec.num_gpus // sp, "sp_size": sp, "sp_backend": "deepspeed",
                 "sp_handler": {"sp_seq_length_is_variable": True, "sp_attn_implementation": "sdpa"}}
     return None
