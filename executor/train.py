@@ -286,7 +286,18 @@ def train(run_dir: Path) -> int:
         f" at step {trainer.state.global_step} in {time.time() - started:.1f} s")
     write_result(run_dir, trainer, stopped=stopped, resumed_from=resume, notes=notes, damaged=damaged)
     barrier()
+    shutdown_distributed()
     return 0
+
+
+def shutdown_distributed() -> None:
+    """Every rank, once every rank has passed the last barrier: destroy the process group ourselves. Left to the
+    interpreter's exit, gloo's threads are torn down in no fixed order and a rank can abort ("terminate called
+    without an active exception", signal 6) after a run that finished; the launcher then reports the run failed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def setup_trainer(run_dir: Path, plan, model, training_args, dataset, collator, tokenizer, golden, *, resumed: bool,
