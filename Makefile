@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -U pip
 	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install -q -e ".[train,data,eval,dev]" "torch==$(TORCH_VERSION)"
+	# llm-analysis, the baseline benchmarks/published_throughput.py prints beside ours (and a test holds us better than).
+	# Without its dependencies: its metadata pins transformers<5 and huggingface-hub<0.15, which would downgrade ours;
+	# its code imports only fire.
+	$(BIN)/python -m pip install -q --no-deps llm-analysis==0.2.2 fire==0.5.0 termcolor six
 	touch $(STAMP)
 
 venv: $(STAMP)
