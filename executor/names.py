@@ -73,8 +73,17 @@ def checkpoints(run_dir: Path) -> list[Path]:
 
 
 
-def _files(ckpt: Path) -> list[Path]:
-    return sorted((p for p in ckpt.rglob("*") if p.is_file() and p.name != COMPLETE and not p.name.startswith(".")),
+def _in_progress(name: str) -> bool:
+    """Our own half-written files (``.<name>.tmp``, renamed into place when whole): never part of a checkpoint."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _files(ckpt: Path, *, dotfiles: bool = True) -> list[Path]:
+    """Every file of the checkpoint but COMPLETE and our in-progress files. Dot files are files like any other:
+    DCP's ``.metadata`` (FSDP's sharded state, fsdp-tp's tp_state/) is what a resume reads first. ``dotfiles=False``
+    is how markers written before they were hashed (no ``hashes_dotfiles``) are checked."""
+    return sorted((p for p in ckpt.rglob("*") if p.is_file() and p.name != COMPLETE and not _in_progress(p.name)
+                   and (dotfiles or not p.name.startswith("."))),
                   key=lambda p: p.relative_to(ckpt).as_posix())
 
 
@@ -82,7 +91,7 @@ def write_complete(ckpt: Path, *, step: int, epoch: float | None) -> dict:
     """Hash every file of the checkpoint and write ``COMPLETE`` (last, atomically). Returns its content."""
     ckpt = Path(ckpt)
     files = {p.relative_to(ckpt).as_posix(): sha256_file(p) for p in _files(ckpt)}
-    marker = {"step": step, "epoch": epoch, "files": files}
+    marker = {"step": step, "epoch": epoch, "files": files, "hashes_dotfiles": True}
     tmp = ckpt / f".{COMPLETE}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(marker, indent=1) + "\n")
@@ -115,7 +124,8 @@ def check_complete(ckpt: Path) -> str:
             return f"{path}: unreadable ({exc.__class__.__name__})"
         if got != want:
             return f"{path}: damaged (sha256 {got[:12]}, {COMPLETE} recorded {str(want)[:12]})"
-    extra = [p.relative_to(ckpt).as_posix() for p in _files(ckpt) if p.relative_to(ckpt).as_posix() not in files]
+    extra = [p.relative_to(ckpt).as_posix() for p in _files(ckpt, dotfiles=bool(marker.get("hashes_dotfiles")))
+             if p.relative_to(ckpt).as_posix() not in files]
     if extra:
         return f"{ckpt / extra[0]}: not listed in {COMPLETE} (added after the checkpoint was completed)"
     return ""

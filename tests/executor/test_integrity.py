@@ -157,6 +157,30 @@ def test_complete_marker_names_a_truncated_file(tmp_path, name):
     assert why.startswith(f"{ckpt / name}: damaged") and "\n" not in why
 
 
+def test_complete_marker_hashes_dcp_metadata_and_reads_older_markers(tmp_path):
+    """DCP's ``.metadata`` (FSDP's sharded state, fsdp-tp's tp_state/) is a file a resume reads first: hashed like
+    any other; our own ``.<name>.tmp`` files are not part of a checkpoint; a marker written before dot files were
+    hashed (no ``hashes_dotfiles``) still verifies."""
+    import json
+
+    from executor.names import check_complete, write_complete
+
+    ckpt = tmp_path / "checkpoint-8"
+    (ckpt / "tp_state").mkdir(parents=True)
+    (ckpt / "model.safetensors").write_bytes(b"w" * 64)
+    (ckpt / "tp_state" / "__0_0.distcp").write_bytes(b"s" * 64)
+    (ckpt / "tp_state" / ".metadata").write_bytes(b"m" * 64)
+    (ckpt / ".gate.json.tmp").write_bytes(b"half")
+    marker = write_complete(ckpt, step=8, epoch=2.0)
+    assert "tp_state/.metadata" in marker["files"] and ".gate.json.tmp" not in marker["files"]
+    assert check_complete(ckpt) == ""
+    (ckpt / "tp_state" / ".metadata").write_bytes(b"M" * 64)
+    assert check_complete(ckpt).startswith(f"{ckpt / 'tp_state' / '.metadata'}: damaged")
+    old = {"step": 8, "epoch": 2.0, "files": {k: v for k, v in marker["files"].items() if not k.endswith(".metadata")}}
+    (ckpt / "COMPLETE").write_text(json.dumps(old))
+    assert check_complete(ckpt) == ""
+
+
 def _dry_run_folder(assets, tmp_path):
     plan_path = approved_plan_file(tmp_path, tiny_plan(assets))
     run_dir = tmp_path / "R"
