@@ -251,12 +251,6 @@ def train(run_dir: Path) -> int:
 
     barrier()
     resume = latest_complete_checkpoint(run_dir)  # complete and verified (rank 0 set the damaged ones aside)
-    if resume is not None and plan.recommended.strategy == "fsdp-tp":
-        from advisor.errors import UserError
-
-        raise UserError(f"{resume.name}: an fsdp-tp run cannot resume (transformers keeps no optimizer state for a "
-                        "model sharded at load time; its checkpoints hold the model only): start a new run folder, "
-                        "or promote / evaluate this checkpoint")
     tokenizer = setup_tokenizer(model_id, revision)
     dataset, collator, enc, golden = setup_data(plan, tokenizer, data["train"], data["golden"], training_args.seed)
     notes += enc.notes
@@ -303,6 +297,11 @@ def shutdown_distributed() -> None:
 def setup_trainer(run_dir: Path, plan, model, training_args, dataset, collator, tokenizer, golden, *, resumed: bool,
                   extra_callbacks: list | None = None):
     from transformers import PrinterCallback, Trainer
+
+    if plan.recommended.strategy == "fsdp-tp":  # sharded at load time: every rank's shards, so that it resumes
+        from executor.tp_checkpoint import tensor_parallel_trainer_class
+
+        Trainer = tensor_parallel_trainer_class()  # noqa: N806 - the class Trainer stands for
 
     from executor import oom_guard
     from executor.lora import lora_callbacks

@@ -168,8 +168,8 @@ def training_arguments(plan: Plan, run_dir: str, *, bf16: bool, accelerator: boo
     if pc is not None:
         kwargs["parallelism_config"] = pc  # a dict here (JSON); train.py passes ParallelismConfig(**it)
     if rec.strategy == "fsdp-tp":
-        # transformers keeps no optimizer state for a model sharded at load time: checkpoints hold the model
-        # only (Trainer refuses anything else), so an fsdp-tp run cannot resume mid-run (train.py says so)
+        # Trainer refuses to checkpoint more than the model of a model sharded at load time; the executor's
+        # Trainer (executor/tp_checkpoint.py) adds every rank's model and optimizer shards, so the run resumes
         kwargs["save_only_model"] = True
     if ds is not None:
         kwargs["deepspeed"] = deepspeed_path or ds

@@ -98,9 +98,27 @@ def test_lora_plans_are_refused_on_the_layouts(assets):
 
 
 # ----------------------------------------------------------------------------- real runs on gloo
+def _stop_after_epoch_one(plan_path, run_dir):
+    """`sftplan run` with RUN_DIR/STOP touched during epoch 1: it stops after epoch 1's checkpoint."""
+    import sys
+    import time
+
+    from tinyplan import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-m", "advisor", "run", str(plan_path), "--out", str(run_dir)], cwd=ROOT,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    while not (run_dir / "metrics.jsonl").is_file() and proc.poll() is None:
+        time.sleep(0.01)
+    (run_dir / "STOP").touch()
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, out[-3000:]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "stopped"
+
+
 @pytest.mark.slow
-def test_fsdp_tp_four_workers_tensor_parallel_2_x_fsdp_2(assets, tmp_path):
-    plan_path = approved_plan_file(tmp_path, layout_plan(assets, "fsdp-tp", num_gpus=4, tp=2))
+def test_fsdp_tp_four_workers_tensor_parallel_2_x_fsdp_2_and_its_resume(assets, tmp_path):
+    plan_path = approved_plan_file(tmp_path, layout_plan(assets, "fsdp-tp", num_gpus=4, tp=2, epochs=2))
     run_dir = tmp_path / "run"
     proc = sftplan("run", str(plan_path), "--out", str(run_dir))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -112,10 +130,26 @@ def test_fsdp_tp_four_workers_tensor_parallel_2_x_fsdp_2(assets, tmp_path):
         assert any("Shard" in p for p in lay["placements"]) and len(lay["placements"]) == 2
         # every weight is split 4 ways (tp x fsdp; norms: fsdp x replicated over tp): at most ~1/4 + the norms
         assert rep["local_param_numel"] <= rep["full_param_numel"] * 0.30, rep
-    _check_trained(run_dir, assets / "golden.jsonl")
-    # a resume is refused in one line (no optimizer state for a model sharded at load time)
-    again = sftplan("run", str(plan_path), "--out", str(run_dir))
-    assert again.returncode != 0 and "cannot resume" in again.stderr + again.stdout
+    ref = json.loads((run_dir / "gate.json").read_text())
+    last = run_dir / ref["epochs"][-1]["checkpoint"]
+    assert [e["epoch"] for e in ref["epochs"]] == [1, 2] and ref["epochs"][-1]["score"]["loss"] < ref["baseline"]["loss"]
+    assert _golden_loss(last, assets / "golden.jsonl") == pytest.approx(ref["epochs"][-1]["score"]["loss"], rel=1e-4)
+    # every rank's model and optimizer shards are in the checkpoint (DCP), and hashed into its COMPLETE marker
+    marker = json.loads((last / "COMPLETE").read_text())["files"]
+    assert "tp_state/.metadata" in marker and sum(k.startswith("tp_state/") and k.endswith(".distcp") for k in marker) == 4
+
+    # stopped after epoch 1, then resumed: the same epoch-2 model as the uninterrupted run (its optimizer state,
+    # scheduler and data position came back, not just the weights)
+    stopped = tmp_path / "stopped"
+    _stop_after_epoch_one(plan_path, stopped)
+    (first,) = stopped.glob("checkpoint-*")
+    proc = sftplan("run", str(plan_path), "--out", str(stopped))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((stopped / "train_result.json").read_text())["resumed_from"] == first.name
+    gate = json.loads((stopped / "gate.json").read_text())
+    assert [e["checkpoint"] for e in gate["epochs"]] == [e["checkpoint"] for e in ref["epochs"]]
+    for got, want in zip(gate["epochs"], ref["epochs"]):
+        assert got["score"]["loss"] == pytest.approx(want["score"]["loss"], rel=1e-5)
 
 
 @pytest.mark.slow
