@@ -553,7 +553,7 @@ def model_state_shard_bytes(spec, *, strategy: str, world_size: int, precision: 
     weights = 2 * n // (w if strategy != "zero2" else 1)
     if strategy == "zero3-offload-all":
         weights = 0
-    grads = 2 * n // w
+    grads = 0 if strategy == "zero3-offload-all" else 2 * n // w  # the gradient shard goes to the host too
     optim = 0 if strategy.startswith("zero3-offload") else 12 * n // w
     return {"params": n, "weights": weights, "gradients": grads, "optimizer": optim}
 

@@ -42,6 +42,7 @@ def test_toy_is_about_1b():
     ("zero2", 4, "bf16-mixed", 2, 2 / 4, 12 / 4),  # DeepSpeed bf16: 2 + 2 + 12
     ("zero3", 8, "bf16-mixed", 2 / 8, 2 / 8, 12 / 8),
     ("zero3-offload", 8, "bf16-mixed", 2 / 8, 2 / 8, 0),
+    ("zero3-offload-all", 8, "bf16-mixed", 0, 0, 0),  # parameter offload: no gradient shard on the GPU either
 ])
 def test_model_states_bytes_per_param(strategy, gpus, precision, w, g, o):
     weights, grads, optim = model_state_bytes(TOY, cfg(num_gpus=gpus, strategy=strategy, precision=precision))
