@@ -32,6 +32,8 @@ How a row becomes an estimator input (stated here, not tuned per row):
   bf16 model: bf16-pure) or the row's `precision`. The network per node is the catalog tier's unless the source states it.
 - measured tokens/s per GPU: the row's figure; else aggregate tokens/s / GPUs; else tokens per
   micro-batch / s_per_step; else model TFLOP/s per GPU / the estimator's model FLOPs per token.
+- host optimizer of offload rows: fsdp-offload (FSDP's CPU offload) steps with torch's AdamW on the host
+  (step_time's host_optimizer "torch-fused"); DeepSpeed rows (zero2-offload) run DeepSpeed's host path.
 - torch.compile is not modelled: compiled and eager rows of one source bracket the estimate.
 """
 
@@ -129,6 +131,8 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None):
         extra["moe_host_sync"] = True
     if row.get("recompute_modules"):  # Megatron-Core's selective recompute of memory-bound modules
         extra["recompute_modules"] = tuple(row["recompute_modules"])
+    if row["strategy"] == "fsdp-offload":  # FSDP CPU offload steps the optimizer with torch on the host
+        extra["host_optimizer"] = "torch-fused"
     return model, gpu, cfg, selective, extra, assumed
 
 
