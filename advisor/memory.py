@@ -17,7 +17,14 @@ Sources:
 - What no tensor shows (CUDA context, cuBLAS workspaces, NCCL buffers, allocator fragmentation): each a
   published figure per tier and strategy, data/memory_overheads.yaml via advisor/memory_overheads.py.
 - CPU offload (ZeRO-Offload, Ren et al. 2021): fp32 master + moments + fp32 grads = 16 bytes/param
-  on the host, x1.5 pinned/buffer factor as DeepSpeed's own estimator uses.
+  on the host, x1.5 pinned/buffer factor as DeepSpeed's own estimator uses. No gradient shard stays on the
+  GPU, with or without the parameters offloaded: DeepSpeed ZeRO-3's grad_partitions_flat_buffer is
+  allocated on the optimizer's device, the host under offload_optimizer (deepspeed/runtime/zero/stage3.py,
+  0.19.8: `self.device = ... cpu` if offload_optimizer; partition_grads copies each reduce-scattered
+  partition into it), and FSDP2's CPUOffloadPolicy copies the sharded gradient to the host after each
+  reduce-scatter; only the layer-sized unsharded / reduce-scatter buffers of gathered_bytes remain. torchtune's Llama 3.1 70B full
+  fine-tune with fsdp_cpu_offload on 8 A100 peaks at 13.9 GiB per GPU (README table at 30b8519), where
+  a resident bf16 gradient shard alone would be 16.4 GiB.
 """
 
 from __future__ import annotations
@@ -346,10 +353,10 @@ def model_state_bytes(m: ModelSpec, cfg: TrainConfig, gpus_per_node: int | None 
         return int(weights_full), int(grads_full / dp), int(optim_full / dp)
     if s in ("fsdp", "hsdp", "fsdp-tp", "zero3"):
         return int(weights_full / dp), int(grads_full / dp), int(optim_full / dp)
-    if s == "zero3-offload":
-        return int(weights_full / dp), int(grads_full / dp), 0
-    if s == "zero3-offload-all":
-        return 0, int(grads_full / dp), 0
+    if s == "zero3-offload":  # the gradient shard lives on the host with the optimizer (module docstring)
+        return int(weights_full / dp), 0, 0
+    if s == "zero3-offload-all":  # parameters, gradients and optimizer on the host (module docstring)
+        return 0, 0, 0
     return int(weights_full), int(grads_full), int(optim_full / dp)  # megatron, distributed optimizer
 
 

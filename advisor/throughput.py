@@ -50,11 +50,15 @@ Sources:
   (n-1)/n of it at the bus bandwidth the topology gives (see group_link_bytes_per_s). Overlapped with
   compute, but not perfectly (NCCL kernels share SMs and HBM): time = max(compute, comm) + 0.2 min(compute, comm).
 - Offload (ZeRO-Offload, Ren et al. 2021): gradients go to the host during backward and parameters
-  stream in before use (overlapped with compute, bounded by PCIe); the host Adam step and the upload of
-  the updated bf16 parameters run after backward and are not overlapped. The host Adam rate is
-  measured on this machine (benchmarks/cpu_adam_rate.py: torch's fused AdamW on CPU, fp32 states) per
-  core, times the node's physical cores, capped by the host memory bandwidth (a fused Adam reads and
-  writes ~30 bytes per parameter).
+  stream in before use (overlapped with compute, bounded by PCIe); the host optimizer step and the upload
+  of the updated bf16 parameters run after backward and are not overlapped (ZeRO-Offload's delayed
+  parameter update is optional and off by default). Its time depends on the engine (`host_optimizer`):
+  "deepspeed" (what the executor's zero3-offload / zero3-offload-all run): DeepSpeed's whole host path
+  (gradients into fp32 host buffers, CPUAdam, the updated parameters back) at the rate DeepSpeed runs it,
+  DEEPSPEED_OFFLOAD_PARAMS_PER_S_PER_NODE, measured per node on A100 servers with 4 and 8 ranks;
+  "torch-fused" (FSDP2's CPUOffloadPolicy with torch's fused AdamW, e.g. torchtune): the fused step
+  measured on this machine (benchmarks/cpu_adam_rate.py) per core, times the node's physical cores, capped
+  by the host memory bandwidth (~30 bytes per parameter), plus the upload.
 """
 
 from __future__ import annotations
@@ -100,6 +104,14 @@ PCIE_EFFICIENCY = 0.8  # pinned host<->device copies reach ~80% of the PCIe link
 # this machine's AMD EPYC: 5.3e8 params/s (benchmarks/cpu_adam_rate.py, 2026-12-01).
 CPU_ADAM_PARAMS_PER_S_PER_CORE = 5.3e8
 CPU_ADAM_BYTES_PER_PARAM = 30  # read/write fp32 param, m, v; read the fp32 grad; write the bf16 copy
+# DeepSpeed ZeRO-Offload's host path per node, as DeepSpeed runs it (the difference of step times with and
+# without the optimizer offloaded, so the GPU part cancels): DeepSpeed's ZenFlow blog (blogs/deepspeed-zenflow,
+# 2025): Llama 2-7B (6.74e9 params) on 4 A100, "each step from 0.5s to over 7s": >= 6.5 s, <= 1.04e9 params/s;
+# deepspeedai/DeepSpeed#3901: Falcon-7B (6.92e9) on 8 A100-40GB, ZeRO-3 with parameter offload 6.05 s,
+# + optimizer offload 13.70 s: 7.65 s, 0.90e9 params/s. Their mean; the CPUAdam arithmetic alone runs at
+# ~1.4e9 params/s per thread (benchmarks/cpu_adam_rate.py --deepspeed): the rest of the path sets the rate.
+DEEPSPEED_OFFLOAD_PARAMS_PER_S_PER_NODE = 0.97e9
+HOST_OPTIMIZERS = ("deepspeed", "torch-fused")
 # Host memory bandwidth of a 2-socket GPU server: 2 sockets x 8 channels x DDR4-3200 (25.6 GB/s per
 # channel, JEDEC) = 410 GB/s peak, ~70% of it sustained (STREAM triad): ~290 GB/s.
 HOST_MEMORY_BANDWIDTH_GB_PER_S = 290.0
@@ -439,7 +451,7 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
               pp_interleave: int = 1, shard_group: int | None = None, dp_sharded: bool = False, cp: int = 1,
               ep: int = 1, ep_overlap: float = 0.0, pp_layers_off_ends: int = 0,
               moe_host_sync: bool = False, recompute_modules: tuple[str, ...] = (),
-              _efficiency: float | None = None) -> StepTime:
+              host_optimizer: str = "deepspeed", _efficiency: float | None = None) -> StepTime:
     """Seconds per optimizer step on every GPU (all micro-batches of the gradient accumulation).
 
     tp_overlap: the fraction of the tensor-parallel communication hidden behind GEMMs (0 = plain TP;
@@ -463,7 +475,11 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     backward (moe_act_norm_recompute_bytes_per_token); ignored with full activation checkpointing.
     The strategies named for these layouts: "hsdp" is FSDP with shard_group = the GPUs of a node (unless
     given); "fsdp-tp" is the tp layout with dp_sharded (FSDP over the data-parallel ranks, plain TP).
+    host_optimizer: the engine of an offload strategy's host step, "deepspeed" (the executor's) or
+    "torch-fused" (FSDP2 CPU offload with torch's fused AdamW); see the module docstring.
     """
+    if host_optimizer not in HOST_OPTIMIZERS:
+        raise ValueError(f"host_optimizer must be one of {', '.join(HOST_OPTIMIZERS)}, got {host_optimizer!r}")
     s = cfg.strategy
     overlap_default = DEFAULT_TP_OVERLAP.get(s, 0.0)
     sp = 1
@@ -582,9 +598,12 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
             fetches = 2 + (1 if cfg.activation_checkpointing else 0)
             overlapped_pcie += fetches * 2 * (n / dp) * cfg.grad_accum / pcie
         gpus_here = min(cfg.num_gpus, gpu.gpus_per_node)
-        cpu_adam = shard * gpus_here / host_adam_params_per_s_per_node(gpu)
-        upload = 0.0 if s == "zero3-offload-all" else 2 * shard / pcie  # updated bf16 params back to the GPU
-        offload = cpu_adam + upload
+        if host_optimizer == "deepspeed":  # DeepSpeed's measured host path, the upload included
+            offload = shard * gpus_here / DEEPSPEED_OFFLOAD_PARAMS_PER_S_PER_NODE
+        else:
+            cpu_adam = shard * gpus_here / host_adam_params_per_s_per_node(gpu)
+            upload = 0.0 if s == "zero3-offload-all" else 2 * shard / pcie  # updated bf16 params back to the GPU
+            offload = cpu_adam + upload
 
     busy = max(compute, comm, overlapped_pcie)
     busy += (1 - COMM_OVERLAP_EFFICIENCY) * min(compute, comm)

@@ -11,7 +11,8 @@ How a row becomes an estimator input (stated here, not tuned per row):
 - strategy: fsdp -> fsdp; single -> single; megatron -> megatron; fsdp-offload (FSDP CPUOffload with
   parameters, gradients and optimizer on the host) -> zero3-offload-all; fsdp-tp (FSDP over the data
   parallel ranks x tensor parallel inside a node) -> fsdp-tp with the row's tp: the estimator's tensor
-  parallel physics and an FSDP data-parallel axis.
+  parallel physics and an FSDP data-parallel axis; zero2 -> zero2; zero2-offload (DeepSpeed ZeRO-2 with
+  offload_optimizer, no estimator strategy) -> zero3-offload, the nearest (rows of a source out of the targets).
 - expert parallel (ep, MoE rows): step_time's ep.
 - context parallel (cp): step_time's cp (ring attention; num_gpus = dp x tp x pp x cp).
 - interleaved pipeline (the row's vp): passed to the estimator as pp_interleave (bubble / v); the row's
@@ -28,9 +29,11 @@ How a row becomes an estimator input (stated here, not tuned per row):
   global batch, else 1; micro_batch_size 1 when the row gives none (Megatron-style runs); activation
   checkpointing off for Megatron-Core and NeMo AutoModel rows (their default), else on; LoRA rank 16;
   precision bf16-mixed, except single-GPU full fine-tuning of universal-llm-trainer (torch AdamW on a
-  bf16 model: bf16-pure). The network per node is the catalog tier's unless the source states it.
+  bf16 model: bf16-pure) or the row's `precision`. The network per node is the catalog tier's unless the source states it.
 - measured tokens/s per GPU: the row's figure; else aggregate tokens/s / GPUs; else tokens per
   micro-batch / s_per_step; else model TFLOP/s per GPU / the estimator's model FLOPs per token.
+- host optimizer of offload rows: fsdp-offload (FSDP's CPU offload) steps with torch's AdamW on the host
+  (step_time's host_optimizer "torch-fused"); DeepSpeed rows (zero2-offload) run DeepSpeed's host path.
 - torch.compile is not modelled: compiled and eager rows of one source bracket the estimate.
 """
 
@@ -55,7 +58,7 @@ from advisor.throughput import model_flops_per_token, step_time  # noqa: E402
 
 ROWS = REPO / "benchmarks" / "data" / "published_rows.yaml"
 STRATEGY = {"fsdp": "fsdp", "single": "single", "megatron": "megatron", "fsdp-offload": "zero3-offload-all",
-            "fsdp-tp": "fsdp-tp"}
+            "fsdp-tp": "fsdp-tp", "zero2": "zero2", "zero2-offload": "zero3-offload"}
 AC_OFF_BY_DEFAULT = {"megatron-bridge", "nemo-automodel", "nemo-automodel-2601", "llama3-paper", "megascale"}
 NETWORK_GBIT_PER_NODE: dict[str, float] = {}  # no source states a node's whole network (MegaScale: 200G per NIC, NICs per node not given)
 
@@ -106,7 +109,7 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None):
         assumed.append(f"AC {'on' if ac_raw else 'off'}")
     selective = isinstance(ac_raw, str)
     trainable = row.get("trainable", "full")
-    precision = "bf16-mixed"
+    precision = row.get("precision", "bf16-mixed")
     if row["source"] == "universal-llm-trainer" and row["strategy"] == "single" and trainable == "full":
         precision = "bf16-pure"
     cfg = TrainConfig(num_gpus=row["num_gpus"], strategy=STRATEGY[row["strategy"]], precision=precision,
@@ -128,6 +131,8 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None):
         extra["moe_host_sync"] = True
     if row.get("recompute_modules"):  # Megatron-Core's selective recompute of memory-bound modules
         extra["recompute_modules"] = tuple(row["recompute_modules"])
+    if row["strategy"] == "fsdp-offload":  # FSDP CPU offload steps the optimizer with torch on the host
+        extra["host_optimizer"] = "torch-fused"
     return model, gpu, cfg, selective, extra, assumed
 
 

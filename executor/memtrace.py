@@ -537,7 +537,7 @@ def trace_lora(spec, *, rank: int = 16, alpha: int = 32, dropout: float = 0.1, d
 def model_state_shard_bytes(spec, *, strategy: str, world_size: int, precision: str) -> dict[str, int]:
     """DeepSpeed ZeRO model states per rank, counted from the built model's parameter tensors
     (bf16 weights 2, bf16 grads 2, fp32 master + Adam moments 12 bytes/param: DeepSpeed's bf16 optimizer;
-    zero2 shards grads and optimizer, zero3 also the weights; offload moves the optimizer to the host)."""
+    zero2 shards grads and optimizer, zero3 also the weights; offload moves the optimizer and the gradient shard to the host)."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -553,7 +553,7 @@ def model_state_shard_bytes(spec, *, strategy: str, world_size: int, precision: 
     weights = 2 * n // (w if strategy != "zero2" else 1)
     if strategy == "zero3-offload-all":
         weights = 0
-    grads = 2 * n // w
+    grads = 0 if strategy.startswith("zero3-offload") else 2 * n // w  # offload keeps the gradient shard on the host
     optim = 0 if strategy.startswith("zero3-offload") else 12 * n // w
     return {"params": n, "weights": weights, "gradients": grads, "optimizer": optim}
 

@@ -41,7 +41,8 @@ def test_toy_is_about_1b():
     ("fsdp", 4, "bf16-pure", 4 / 4, 4 / 4, 8 / 4),  # accelerate's FSDP2 upcasts the shards to fp32
     ("zero2", 4, "bf16-mixed", 2, 2 / 4, 12 / 4),  # DeepSpeed bf16: 2 + 2 + 12
     ("zero3", 8, "bf16-mixed", 2 / 8, 2 / 8, 12 / 8),
-    ("zero3-offload", 8, "bf16-mixed", 2 / 8, 2 / 8, 0),
+    ("zero3-offload", 8, "bf16-mixed", 2 / 8, 0, 0),  # the gradient partitions live on the host (DeepSpeed stage3.py)
+    ("zero3-offload-all", 8, "bf16-mixed", 0, 0, 0),  # parameter offload: no gradient shard on the GPU either
 ])
 def test_model_states_bytes_per_param(strategy, gpus, precision, w, g, o):
     weights, grads, optim = model_state_bytes(TOY, cfg(num_gpus=gpus, strategy=strategy, precision=precision))

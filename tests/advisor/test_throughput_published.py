@@ -72,3 +72,17 @@ def test_better_than_llm_analysis_where_installed():
             if est is not None and isinstance(la, float) and SOURCES[row["source"]].get("in_targets", True)]
     assert len(both) >= 15
     assert median_abs([a for a, _ in both]) < median_abs([b for _, b in both])
+
+
+def test_cpu_offload_rows():
+    """torchtune's Llama 3.1 70B FSDP2 CPU-offload run on 8 A100 (the issue's ~21 s step, estimated ~85 s when
+    the issue was filed, with DeepSpeed's host rate) stays within the issue's 35% bound on torch's fused host
+    step. DeepSpeed's ZeRO-2 + optimizer-offload rows (ZenFlow core-binding blog, out of the targets: no
+    estimator strategy, HF eager; not used for DeepSpeed's host rate) were +198-252% with a fused-Adam host
+    rate; at DeepSpeed's measured rate they are within 35%."""
+    scored = [(row, err) for row, est, _m, err, *_ in RESULTS if est is not None]
+    offload = [err for row, err in scored if row["strategy"] == "fsdp-offload"
+               and SOURCES[row["source"]].get("in_targets", True)]
+    assert len(offload) >= 1 and all(abs(e) <= 0.35 for e in offload)
+    deepspeed = [err for row, err in scored if row["strategy"] == "zero2-offload"]
+    assert len(deepspeed) == 3 and all(abs(e) <= 0.35 for e in deepspeed)
