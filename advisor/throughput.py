@@ -44,6 +44,11 @@ Sources:
   grouped-MLP kernels remove (NVIDIA: +93% for GPT-OSS) is not priced (docs/SOURCES_BEYOND_GUIDE.md).
   Selective recompute of memory-bound modules (Megatron-Core --recompute-modules layernorm / moe_act):
   their forward traffic once more in backward.
+- Megatron-Core kernel paths that move more bytes than the fused kernels above (core_v0.17.0): the eager
+  rotary embedding (rope_utils._apply_rotary_pos_emb_bshd, taken when TE's fused RoPE refuses YaRN's mscale
+  != 1, e.g. gpt-oss): 12 elements forward + 10 backward per rotated q / k element instead of 2 + 4
+  (unfused_rope); the native fused cross entropy (fusions/fused_cross_entropy.py, four torch.compile'd
+  functions each materializing fp32 logits): 32 bytes per logit instead of 16 (native_cross_entropy).
 - Data-parallel traffic (ZeRO paper): FSDP / ZeRO-3 move 3 x 2N bytes per micro-step (all-gather in
   forward and backward, reduce-scatter of grads), DDP and ZeRO-2 2 x 2N per optimizer step, Megatron's
   distributed optimizer a reduce-scatter + all-gather of its 1/(tp pp) shard; ring collectives move
@@ -95,6 +100,22 @@ DRAINED_QUEUE_S = 9.6e-6 - 3.8e-6
 # forward, besides one GEMM per local expert and linear (Megatron-Core MoEAlltoAllTokenDispatcher: permute,
 # all-to-all, sort_chunks_by_idxs; the experts' activation; unsort, all-to-all, unpermute)
 MOE_POST_SYNC_KERNELS = 7
+# Logits of the LM head, bytes moved per logit besides its GEMMs: bf16 out, an fp32 softmax and its gradient
+HEAD_BYTES_PER_LOGIT = 16
+# Megatron-Core's native fused cross entropy (megatron/core/fusions/fused_cross_entropy.py, core_v0.17.0; its
+# jit_fuser is torch.compile, megatron/core/jit.py): four compiled functions, each materializing its result over
+# the fp32 logits: upcast + max (read 2, write 4), subtract the max + exp + sum in place (read 4, write 4), divide
+# by the sum in place (read 4, write 4); backward the in-place gradient update, written back into the saved
+# softmax, and its bf16 cast (read 4, write 4 + 2)
+NATIVE_CE_BYTES_PER_LOGIT = 2 + 4 + 4 + 4 + 4 + 4 + 4 + 4 + 2
+# Megatron-Core's eager rotary embedding (megatron/core/models/common/embeddings/rope_utils.py
+# _apply_rotary_pos_emb_bshd, core_v0.17.0), bf16 elements moved per element of the rotated q / k:
+# forward t * cos (1 + 1), rotate_half's -x2 (0.5 + 0.5) and cat (1 + 1), * sin (1 + 1), the add (2 + 1), the
+# final cat (1 + 1); autograd backward: grad * sin (1 + 1), neg (0.5 + 0.5), chunk's cat (1 + 1), grad * cos
+# (1 + 1), the two gradients summed (2 + 1). The fused kernel the layer's memory term charges: 2 forward, 4 backward
+UNFUSED_ROPE_FWD_ELEMS = 12
+UNFUSED_ROPE_BWD_ELEMS = 10
+FUSED_ROPE_FWD_ELEMS = 2
 PCIE_EFFICIENCY = 0.8  # pinned host<->device copies reach ~80% of the PCIe link
 # Host optimizer: torch.optim.AdamW(fused=True) on CPU, fp32 parameter/gradient/moments, one thread of
 # this machine's AMD EPYC: 5.3e8 params/s (benchmarks/cpu_adam_rate.py, 2026-12-01).
@@ -241,7 +262,7 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
     mem_passes = 3 + (1 if cfg.activation_checkpointing else 0)  # backward ~ 2x the forward's traffic
     hbm = gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
     layer_mem_s = mem_passes * fwd_bytes * tokens / hbm
-    head_mem_s = 16 * tokens * m.vocab_size / tp / hbm  # logits: bf16 out, fp32 softmax and its gradient
+    head_mem_s = HEAD_BYTES_PER_LOGIT * tokens * m.vocab_size / tp / hbm
     moe_act_bytes = 2 * act / tp if m.num_experts > 1 else 0.0
     return _Work(layer_gemm_s=layer_gemm_s, layer_memory_s=layer_mem_s, head_gemm_s=head_gemm_s,
                  head_memory_s=head_mem_s, moe_fwd_gemm_s=moe_fwd_gemm,
@@ -284,6 +305,20 @@ def moe_act_norm_recompute_bytes_per_token(m: ModelSpec, tp: int, modules: tuple
     if "moe_act" in modules and m.num_experts > 1:
         elems += (3 if m.ffn_kind == "gated" else 2) * m.experts_per_token * m.ffn_size
     return 2 * elems / tp
+
+
+def unfused_rope_extra_bytes_per_token(m: ModelSpec, tp: int, recompute: bool) -> float:
+    """bf16 bytes per token and layer that the eager rotary embedding moves beyond the fused kernel the layer's
+    memory term charges: forward (UNFUSED_ROPE_FWD_ELEMS - 2) and backward (UNFUSED_ROPE_BWD_ELEMS - 4) more
+    elements per element of q and k ((num_heads + num_kv_heads) x head_dim / tp), and the forward again when
+    the layer is recomputed. Megatron-Core runs it eager when TE's fused RoPE refuses the position embedding
+    (rope_utils.apply_rotary_pos_emb, core_v0.17.0: YaRN's mscale != 1, "not supported by TE's fused RoPE.
+    Using unfused implementation."; gpt-oss: YaRN factor 32, mscale 0.1 ln 32 + 1 = 1.35) or with
+    --no-rope-fusion."""
+    rotated = (m.num_heads + m.num_kv_heads) * m.head_dim_effective / tp
+    fwd_extra = UNFUSED_ROPE_FWD_ELEMS - FUSED_ROPE_FWD_ELEMS
+    elems = fwd_extra + (UNFUSED_ROPE_BWD_ELEMS - 2 * FUSED_ROPE_FWD_ELEMS) + (fwd_extra if recompute else 0)
+    return 2 * elems * rotated
 
 
 def busiest_stage_work_s(work: _Work, m: ModelSpec, cfg: TrainConfig, efficiency: float,
@@ -329,10 +364,22 @@ def _mfu_at(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, efficiency: float, flo
 
 def compute_time_per_micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig,
                                    _efficiency: float | None = None, cp: int = 1, ep: int = 1,
-                                   pp_layers_off_ends: int = 0) -> float:
+                                   pp_layers_off_ends: int = 0, unfused_rope: bool = False,
+                                   native_cross_entropy: bool = False) -> float:
     """One micro-batch's forward + backward on one GPU (its tp / cp / ep share; with pp, the busiest
-    stage's layers, the last stage's with the LM head), without communication."""
+    stage's layers, the last stage's with the LM head), without communication. unfused_rope: each layer
+    also moves unfused_rope_extra_bytes_per_token; native_cross_entropy: the logits move
+    NATIVE_CE_BYTES_PER_LOGIT instead of HEAD_BYTES_PER_LOGIT (Megatron-Core's native fused cross entropy)."""
     work = _micro_batch_work(m, gpu, cfg, cp, ep)
+    if unfused_rope or native_cross_entropy:
+        hbm = gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
+        tokens = cfg.micro_batch_size * cfg.seq_len / cp
+        layer_mem = work.layer_memory_s
+        if unfused_rope:
+            layer_mem += tokens * unfused_rope_extra_bytes_per_token(m, cfg.tp, cfg.activation_checkpointing) / hbm
+        head_mem = work.head_memory_s * (NATIVE_CE_BYTES_PER_LOGIT / HEAD_BYTES_PER_LOGIT if native_cross_entropy
+                                         else 1.0)
+        work = dataclasses.replace(work, layer_memory_s=layer_mem, head_memory_s=head_mem)
     e = gemm_efficiency(gpu) if _efficiency is None else _efficiency
     fixed = 0.0
     if cfg.strategy in SHARDED_STRATEGIES or cfg.strategy == "fsdp-tp":  # fsdp-tp: FSDP2's same per-layer collectives
@@ -439,6 +486,7 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
               pp_interleave: int = 1, shard_group: int | None = None, dp_sharded: bool = False, cp: int = 1,
               ep: int = 1, ep_overlap: float = 0.0, pp_layers_off_ends: int = 0,
               moe_host_sync: bool = False, recompute_modules: tuple[str, ...] = (),
+              unfused_rope: bool = False, native_cross_entropy: bool = False,
               _efficiency: float | None = None) -> StepTime:
     """Seconds per optimizer step on every GPU (all micro-batches of the gradient accumulation).
 
@@ -461,6 +509,9 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     selective recompute of memory-bound modules (--recompute-modules): "layernorm" (the two norms, read +
     write h) and "moe_act" (the experts' activation, read 2 k f, write k f) run their forward again in
     backward (moe_act_norm_recompute_bytes_per_token); ignored with full activation checkpointing.
+    unfused_rope: the rotary embedding runs as eager PyTorch ops (unfused_rope_extra_bytes_per_token;
+    Megatron-Core with YaRN's mscale != 1, e.g. gpt-oss). native_cross_entropy: the loss is Megatron-Core's
+    native fused cross entropy (NATIVE_CE_BYTES_PER_LOGIT).
     The strategies named for these layouts: "hsdp" is FSDP with shard_group = the GPUs of a node (unless
     given); "fsdp-tp" is the tp layout with dp_sharded (FSDP over the data-parallel ranks, plain TP).
     """
@@ -481,7 +532,8 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     tokens_per_step = tokens_per_gpu_step * dp
     # Ulysses does the work of context parallel: seq_len / sp tokens per GPU in every GEMM, and attention over the
     # whole sequence for num_heads / sp heads (the same FLOPs as a ring's local queries against every key)
-    micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency, cp * sp, ep, pp_layers_off_ends)
+    micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency, cp * sp, ep, pp_layers_off_ends,
+                                           unfused_rope, native_cross_entropy)
     if sp > 1:
         micro += ulysses_all_to_all_s(m, gpu, cfg, sp)
     stage_layers = busiest_stage_layers(m.num_layers, cfg.pp, pp_layers_off_ends)[0]

@@ -1,0 +1,105 @@
+"""Memory traffic of two Megatron-Core kernel paths the GPT-OSS BF16 recipes run (advisor.throughput):
+the eager rotary embedding (YaRN's mscale != 1 is refused by TE's fused RoPE) and the native fused cross
+entropy (four torch.compile'd functions over fp32 logits). Each test fails without its term or with another
+byte count."""
+import dataclasses
+
+import pytest
+
+from advisor.catalog import load_catalog
+from advisor.models import TrainConfig
+from advisor.specs import ModelSpec
+from advisor.throughput import (HBM_EFFICIENCY, HEAD_BYTES_PER_LOGIT, NATIVE_CE_BYTES_PER_LOGIT, step_time,
+                                unfused_rope_extra_bytes_per_token)
+
+B200 = load_catalog().gpus["b200"]
+H100 = load_catalog().gpus["h100-sxm"]
+GPT_OSS = ModelSpec(name="gpt-oss-120b", family="generic", source="config.json", hidden_size=2880, num_layers=36,
+                    num_heads=64, num_kv_heads=8, head_dim=64, ffn_size=2880, ffn_kind="gated", vocab_size=201088,
+                    max_context=131072, num_experts=128, experts_per_token=4, sliding_window=128,
+                    sliding_window_layers=18)
+
+
+def cfg(**kw):
+    base = dict(num_gpus=64, strategy="megatron", seq_len=4096, micro_batch_size=4, grad_accum=5,
+                activation_checkpointing=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _hbm(gpu):
+    return gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
+
+
+def test_eager_rope_moves_12_elements_forward_and_10_backward_per_rotated_element():
+    """Against the fused kernel's 2 forward + 4 backward: 16 more bf16 elements per element of q and k
+    ((64 + 8) heads x 64), 26 with the forward recomputed; split by tp like q and k."""
+    rotated = (64 + 8) * 64
+    assert unfused_rope_extra_bytes_per_token(GPT_OSS, 1, False) == 2 * 16 * rotated
+    assert unfused_rope_extra_bytes_per_token(GPT_OSS, 1, True) == 2 * 26 * rotated
+    assert unfused_rope_extra_bytes_per_token(GPT_OSS, 2, False) == 2 * 16 * rotated / 2
+
+
+def test_eager_rope_costs_every_layer_of_the_busiest_stage():
+    c = cfg()
+    on = step_time(GPT_OSS, B200, c, ep=8, unfused_rope=True)
+    off = step_time(GPT_OSS, B200, c, ep=8)
+    expected = c.grad_accum * 36 * 4 * 4096 * 2 * 16 * (64 + 8) * 64 / _hbm(B200)
+    assert on.compute_s - off.compute_s == pytest.approx(expected, rel=1e-6)
+    # pp 4: 9 layers per stage, 5 micro-batches + 3 bubble slots of the slowest stage
+    c4 = cfg(micro_batch_size=1, pp=4)
+    on4 = step_time(GPT_OSS, H100, c4, ep=8, unfused_rope=True)
+    off4 = step_time(GPT_OSS, H100, c4, ep=8)
+    per_slot = 9 * 4096 * 2 * 16 * (64 + 8) * 64 / _hbm(H100)
+    assert on4.compute_s - off4.compute_s == pytest.approx((5 + 3) * per_slot, rel=1e-6)
+
+
+def test_native_cross_entropy_moves_32_bytes_per_logit_not_16():
+    """upcast + max (2 + 4), subtract + exp in place (4 + 4), divide in place (4 + 4), backward update written
+    back + bf16 cast (4 + 4 + 2): 16 bytes per logit more than the head's memory term."""
+    assert HEAD_BYTES_PER_LOGIT == 16
+    assert NATIVE_CE_BYTES_PER_LOGIT == 32
+    c = cfg()
+    on = step_time(GPT_OSS, B200, c, ep=8, native_cross_entropy=True)
+    off = step_time(GPT_OSS, B200, c, ep=8)
+    expected = c.grad_accum * 4 * 4096 * 201088 * (32 - 16) / _hbm(B200)
+    assert on.compute_s - off.compute_s == pytest.approx(expected, rel=1e-6)
+    # with full checkpointing the loss is still computed once per micro-batch
+    ac = dataclasses.replace(c, activation_checkpointing=True)
+    d_ac = (step_time(GPT_OSS, B200, ac, ep=8, native_cross_entropy=True).compute_s
+            - step_time(GPT_OSS, B200, ac, ep=8).compute_s)
+    assert d_ac == pytest.approx(expected, rel=1e-6)
+
+
+def test_native_cross_entropy_lands_on_the_last_pipeline_stage_only_when_it_is_the_busiest():
+    """pp 4 of 36 layers: every stage holds 9 layers, the last also the head, so the extra logit traffic
+    paces the pipeline; with the head on a lighter last stage (layers taken off the ends) part of it hides."""
+    c4 = cfg(micro_batch_size=1, pp=4)
+    per_slot = 4096 * 201088 * 16 / _hbm(H100)
+    d = (step_time(GPT_OSS, H100, c4, ep=8, native_cross_entropy=True).compute_s
+         - step_time(GPT_OSS, H100, c4, ep=8).compute_s)
+    assert d == pytest.approx((5 + 3) * per_slot, rel=1e-6)
+    off_ends = (step_time(GPT_OSS, H100, c4, ep=8, native_cross_entropy=True, pp_layers_off_ends=6).compute_s
+                - step_time(GPT_OSS, H100, c4, ep=8, pp_layers_off_ends=6).compute_s)
+    assert off_ends == pytest.approx(0.0, abs=1e-9)
+
+
+def test_defaults_are_the_fused_kernels():
+    c = cfg()
+    assert step_time(GPT_OSS, B200, c, ep=8).step_s == \
+        step_time(GPT_OSS, B200, c, ep=8, unfused_rope=False, native_cross_entropy=False).step_s
+
+
+def test_published_rows_map_rope_fusion_and_cross_entropy_impl():
+    from benchmarks.published_throughput import row_inputs
+    row = {"id": "x", "source": "megatron-bridge", "model": "gpt-oss-120b", "gpu": "b200", "num_gpus": 64,
+           "strategy": "megatron", "tp": 1, "pp": 1, "ep": 8, "seq_len": 4096, "micro_batch_size": 4,
+           "global_batch_size": 1280, "rope_fusion": False, "cross_entropy_fusion_impl": "native"}
+    archs = {"gpt-oss-120b": {k: v for k, v in dataclasses.asdict(GPT_OSS).items()
+                              if k not in ("name", "source") and v is not None}}
+    extra = row_inputs(row, archs)[4]
+    assert extra.get("unfused_rope") is True and extra.get("native_cross_entropy") is True
+    plain = row_inputs({k: v for k, v in row.items() if k not in ("rope_fusion", "cross_entropy_fusion_impl")},
+                       archs)[4]
+    assert "unfused_rope" not in plain and "native_cross_entropy" not in plain
+    assert "native_cross_entropy" not in row_inputs(dict(row, cross_entropy_fusion_impl="te"), archs)[4]
