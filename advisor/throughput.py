@@ -49,6 +49,9 @@ Sources:
   != 1, e.g. gpt-oss): 12 elements forward + 10 backward per rotated q / k element instead of 2 + 4
   (unfused_rope); the native fused cross entropy (fusions/fused_cross_entropy.py, four torch.compile'd
   functions each materializing fp32 logits): 32 bytes per logit instead of 16 (native_cross_entropy).
+  Megatron-Core's DDP with --overlap-grad-reduce / --overlap-param-gather hides the distributed optimizer's
+  sync only behind the last micro-batch's backward and the first one's forward (schedules.py: no_sync for
+  all but the last micro-batch): dp_overlap_window, per source; the default overlaps it with the whole step.
 - Data-parallel traffic (ZeRO paper): FSDP / ZeRO-3 move 3 x 2N bytes per micro-step (all-gather in
   forward and backward, reduce-scatter of grads), DDP and ZeRO-2 2 x 2N per optimizer step, Megatron's
   distributed optimizer a reduce-scatter + all-gather of its 1/(tp pp) shard; ring collectives move
@@ -452,6 +455,19 @@ class StepTime:
     fixed_s: float = 0.0  # part of step_s: per-step and per-micro-batch overhead (advisor/step_overhead.py)
 
 
+def last_micro_batch_overlap_s(compute_s: float, reduce_scatter_s: float, all_gather_s: float,
+                               micro_fwd_s: float, micro_bwd_s: float) -> float:
+    """Busy seconds of a step whose data-parallel sync hides behind one micro-batch only: Megatron-Core's DDP
+    with --overlap-grad-reduce / --overlap-param-gather (core_v0.17.0 pipeline_parallel/schedules.py runs
+    every micro-batch but the last under no_sync, so the bucketed gradient reduce-scatters start in the last
+    micro-batch's backward; the distributed optimizer's parameter all-gathers are waited for bucket by bucket
+    in the next step's first forward). exposed = max(0, RS - that backward) + max(0, AG - that forward); the
+    hidden part costs (1 - COMM_OVERLAP_EFFICIENCY) of itself, as the whole-step overlap does."""
+    hidden = min(reduce_scatter_s, micro_bwd_s) + min(all_gather_s, micro_fwd_s)
+    exposed = reduce_scatter_s + all_gather_s - hidden
+    return compute_s + exposed + (1 - COMM_OVERLAP_EFFICIENCY) * hidden
+
+
 def sequence_parallel_refusal(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> str | None:
     """Why DeepSpeed would refuse this zero3-sp layout (ulysses_sp.UlyssesSPAttentionHF: num_heads must divide by
     the degree, num_kv_heads divide by it or it by num_kv_heads), or whole nodes are not used; None if it runs."""
@@ -487,7 +503,7 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
               ep: int = 1, ep_overlap: float = 0.0, pp_layers_off_ends: int = 0,
               moe_host_sync: bool = False, recompute_modules: tuple[str, ...] = (),
               unfused_rope: bool = False, native_cross_entropy: bool = False,
-              _efficiency: float | None = None) -> StepTime:
+              dp_overlap_window: bool = False, _efficiency: float | None = None) -> StepTime:
     """Seconds per optimizer step on every GPU (all micro-batches of the gradient accumulation).
 
     tp_overlap: the fraction of the tensor-parallel communication hidden behind GEMMs (0 = plain TP;
@@ -511,7 +527,11 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     backward (moe_act_norm_recompute_bytes_per_token); ignored with full activation checkpointing.
     unfused_rope: the rotary embedding runs as eager PyTorch ops (unfused_rope_extra_bytes_per_token;
     Megatron-Core with YaRN's mscale != 1, e.g. gpt-oss). native_cross_entropy: the loss is Megatron-Core's
-    native fused cross entropy (NATIVE_CE_BYTES_PER_LOGIT).
+    native fused cross entropy (NATIVE_CE_BYTES_PER_LOGIT). dp_overlap_window: the "megatron" layout's
+    distributed-optimizer sync (reduce-scatter + all-gather, half each) hides only behind the last
+    micro-batch's backward and the first one's forward (last_micro_batch_overlap_s; Megatron-Core DDP with
+    --overlap-grad-reduce / --overlap-param-gather); the forward / backward split of a micro-batch follows its
+    GEMM passes (1 : 2, recompute in backward). Default: overlapped with the whole step.
     The strategies named for these layouts: "hsdp" is FSDP with shard_group = the GPUs of a node (unless
     given); "fsdp-tp" is the tp layout with dp_sharded (FSDP over the data-parallel ranks, plain TP).
     """
@@ -638,8 +658,13 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
         upload = 0.0 if s == "zero3-offload-all" else 2 * shard / pcie  # updated bf16 params back to the GPU
         offload = cpu_adam + upload
 
-    busy = max(compute, comm, overlapped_pcie)
-    busy += (1 - COMM_OVERLAP_EFFICIENCY) * min(compute, comm)
+    if dp_overlap_window and s == "megatron" and not dp_sharded and comm > 0:
+        passes = (3 if cfg.trainable == "full" else 2) + (1 if cfg.activation_checkpointing else 0)
+        busy = last_micro_batch_overlap_s(compute, comm / 2, comm / 2, per_micro / passes,
+                                          per_micro * (passes - 1) / passes)
+    else:
+        busy = max(compute, comm, overlapped_pcie)
+        busy += (1 - COMM_OVERLAP_EFFICIENCY) * min(compute, comm)
     fixed = fixed_step_overhead_s(m, gpu, cfg, micro)
     step = busy + offload + fixed
     if offload > busy:

@@ -103,3 +103,54 @@ def test_published_rows_map_rope_fusion_and_cross_entropy_impl():
                        archs)[4]
     assert "unfused_rope" not in plain and "native_cross_entropy" not in plain
     assert "native_cross_entropy" not in row_inputs(dict(row, cross_entropy_fusion_impl="te"), archs)[4]
+
+
+def test_last_micro_batch_window_exposes_what_one_micro_batch_cannot_hide():
+    from advisor.throughput import COMM_OVERLAP_EFFICIENCY, last_micro_batch_overlap_s
+    rest = 1 - COMM_OVERLAP_EFFICIENCY
+    # RS 0.5 s behind a 0.4 s backward, AG 0.5 s behind a 0.2 s forward: 0.1 + 0.3 s exposed, 0.6 s hidden
+    assert last_micro_batch_overlap_s(3.0, 0.5, 0.5, 0.2, 0.4) == pytest.approx(3.0 + 0.4 + rest * 0.6)
+    # a sync that fits its windows costs only the overlap's inefficiency
+    assert last_micro_batch_overlap_s(3.0, 0.1, 0.1, 0.2, 0.4) == pytest.approx(3.0 + rest * 0.2)
+
+
+def test_dp_overlap_window_on_the_b200_recipe_shape():
+    """gpt-oss-120b, 64 B200, EP 8, 5 micro-batches of 4 x 4096: its experts' gradients (16 local experts,
+    ~14.3 B parameters) reduce-scatter and all-gather over 8 nodes, one NIC each, ~0.5 s each way: more than
+    one micro-batch's backward / forward hides, so the step grows by the part left over; with 80 micro-batches
+    of 1 x 4096 on 4 pipeline stages (the H100 recipe) the sync nearly fits and little changes."""
+    from advisor.throughput import COMM_OVERLAP_EFFICIENCY
+    c = cfg()
+    whole = step_time(GPT_OSS, B200, c, ep=8)
+    window = step_time(GPT_OSS, B200, c, ep=8, dp_overlap_window=True)
+    per_micro = whole.compute_s / c.grad_accum
+    rs = ag = whole.comm_s / 2
+    fwd, bwd = per_micro / 3, 2 * per_micro / 3
+    assert rs > bwd and ag > fwd
+    hidden = bwd + fwd
+    expected = whole.compute_s + (rs + ag - hidden) + (1 - COMM_OVERLAP_EFFICIENCY) * hidden
+    assert window.step_s - whole.step_s == pytest.approx(expected - (whole.compute_s + (1 - COMM_OVERLAP_EFFICIENCY)
+                                                                      * whole.comm_s), rel=1e-6)
+    assert window.step_s > whole.step_s
+    h = cfg(micro_batch_size=1, pp=4, grad_accum=80)
+    grow = step_time(GPT_OSS, H100, h, ep=8, dp_overlap_window=True).step_s / step_time(GPT_OSS, H100, h, ep=8).step_s
+    assert 1.0 <= grow < 1.01
+
+
+def test_dp_overlap_window_is_the_distributed_optimizer_only():
+    """fsdp-tp (FSDP over the data-parallel ranks, every micro-batch) and the FSDP strategies keep their overlap."""
+    c = cfg(strategy="fsdp-tp", tp=2)
+    assert step_time(GPT_OSS, B200, c, ep=8, dp_overlap_window=True).step_s == step_time(GPT_OSS, B200, c, ep=8).step_s
+    f = cfg(strategy="fsdp", num_gpus=8)
+    assert step_time(GPT_OSS, B200, f, dp_overlap_window=True).step_s == step_time(GPT_OSS, B200, f).step_s
+
+
+def test_published_rows_map_dp_overlap():
+    from benchmarks.published_throughput import row_inputs
+    row = {"id": "x", "source": "megatron-bridge", "model": "gpt-oss-120b", "gpu": "b200", "num_gpus": 64,
+           "strategy": "megatron", "tp": 1, "pp": 1, "ep": 8, "seq_len": 4096, "micro_batch_size": 4,
+           "global_batch_size": 1280, "dp_overlap": "last-micro-batch"}
+    archs = {"gpt-oss-120b": {k: v for k, v in dataclasses.asdict(GPT_OSS).items()
+                              if k not in ("name", "source") and v is not None}}
+    assert row_inputs(row, archs)[4].get("dp_overlap_window") is True
+    assert "dp_overlap_window" not in row_inputs(dict(row, dp_overlap="whole-step"), archs)[4]
