@@ -96,7 +96,8 @@ TP_LINK_EFFICIENCY = 0.7  # NCCL all-gather / reduce-scatter of a layer's activa
 FIXED_S_PER_LAYER_PER_MICRO_BATCH = 0.004
 # Host launch costs (NVIDIA technical blog "Getting Started with CUDA Graphs", A. Gray 2019: a 2.9 us kernel
 # launched back to back takes 3.8 us per kernel, so the stream runs at the host's launch rate; with a
-# cudaStreamSynchronize after each launch 9.6 us per kernel: the drained queue costs 9.6 - 3.8 us more).
+# cudaStreamSynchronize after each launch 9.6 us per kernel: the drained queue costs 9.6 - 3.8 us more; 3.4 us as a
+# graph. The three timings checked against a stored transcription of the blog, docs/SOURCES_BEYOND_GUIDE.md).
 KERNEL_LAUNCH_S = 3.8e-6
 DRAINED_QUEUE_S = 9.6e-6 - 3.8e-6
 # Kernels the dropless all-to-all dispatcher launches after its device-to-host sync in one MoE layer's
