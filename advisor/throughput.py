@@ -48,7 +48,8 @@ Sources:
   rotary embedding (rope_utils._apply_rotary_pos_emb_bshd, taken when TE's fused RoPE refuses YaRN's mscale
   != 1, e.g. gpt-oss): 12 elements forward + 10 backward per rotated q / k element instead of 2 + 4
   (unfused_rope); the native fused cross entropy (fusions/fused_cross_entropy.py, four torch.compile'd
-  functions each materializing fp32 logits): 32 bytes per logit instead of 16 (native_cross_entropy).
+  functions each materializing fp32 logits): 32 bytes per logit instead of 16; Transformer Engine's Triton
+  cross entropy (bf16 logits, gradient written in place): 10 (cross_entropy_impl "native" / "te").
   Megatron-Core's DDP with --overlap-grad-reduce / --overlap-param-gather hides the distributed optimizer's
   sync only behind the last micro-batch's backward and the first one's forward (schedules.py: no_sync for
   all but the last micro-batch): dp_overlap_window, per source; the default overlaps it with the whole step.
@@ -112,6 +113,12 @@ HEAD_BYTES_PER_LOGIT = 16
 # by the sum in place (read 4, write 4); backward the in-place gradient update, written back into the saved
 # softmax, and its bf16 cast (read 4, write 4 + 2)
 NATIVE_CE_BYTES_PER_LOGIT = 2 + 4 + 4 + 4 + 4 + 4 + 4 + 4 + 2
+# Transformer Engine's cross entropy (transformer_engine/pytorch/triton/cross_entropy.py, v2.14), as Megatron-Core's
+# te_parallel_cross_entropy calls it (reduce_loss False: a per-token gradient): online_softmax_kernel reads the bf16
+# logits (2), cross_entropy_kernel reads them again and writes the gradient in place (2 + 2); backward
+# element_mul_kernel scales it by the per-token gradient (read 2, write 2)
+TE_CE_BYTES_PER_LOGIT = 2 + 2 + 2 + 2 + 2
+CE_BYTES_PER_LOGIT = {"native": NATIVE_CE_BYTES_PER_LOGIT, "te": TE_CE_BYTES_PER_LOGIT}
 # Megatron-Core's eager rotary embedding (megatron/core/models/common/embeddings/rope_utils.py
 # _apply_rotary_pos_emb_bshd, core_v0.17.0), bf16 elements moved per element of the rotated q / k:
 # forward t * cos (1 + 1), rotate_half's -x2 (0.5 + 0.5) and cat (1 + 1), * sin (1 + 1), the add (2 + 1), the
@@ -369,20 +376,22 @@ def _mfu_at(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, efficiency: float, flo
 def compute_time_per_micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig,
                                    _efficiency: float | None = None, cp: int = 1, ep: int = 1,
                                    pp_layers_off_ends: int = 0, unfused_rope: bool = False,
-                                   native_cross_entropy: bool = False) -> float:
+                                   cross_entropy_impl: str | None = None) -> float:
     """One micro-batch's forward + backward on one GPU (its tp / cp / ep share; with pp, the busiest
     stage's layers, the last stage's with the LM head), without communication. unfused_rope: each layer
-    also moves unfused_rope_extra_bytes_per_token; native_cross_entropy: the logits move
-    NATIVE_CE_BYTES_PER_LOGIT instead of HEAD_BYTES_PER_LOGIT (Megatron-Core's native fused cross entropy)."""
+    also moves unfused_rope_extra_bytes_per_token; cross_entropy_impl ("native" / "te", Megatron-Core's
+    --cross-entropy-fusion-impl): the logits move CE_BYTES_PER_LOGIT[impl] instead of HEAD_BYTES_PER_LOGIT."""
     work = _micro_batch_work(m, gpu, cfg, cp, ep)
-    if unfused_rope or native_cross_entropy:
+    if cross_entropy_impl is not None and cross_entropy_impl not in CE_BYTES_PER_LOGIT:
+        raise ValueError(f"cross_entropy_impl: unknown {cross_entropy_impl!r}, known {sorted(CE_BYTES_PER_LOGIT)}")
+    if unfused_rope or cross_entropy_impl:
         hbm = gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
         tokens = cfg.micro_batch_size * cfg.seq_len / cp
         layer_mem = work.layer_memory_s
         if unfused_rope:
             layer_mem += tokens * unfused_rope_extra_bytes_per_token(m, cfg.tp, cfg.activation_checkpointing) / hbm
-        head_mem = work.head_memory_s * (NATIVE_CE_BYTES_PER_LOGIT / HEAD_BYTES_PER_LOGIT if native_cross_entropy
-                                         else 1.0)
+        head_mem = work.head_memory_s * (CE_BYTES_PER_LOGIT[cross_entropy_impl] / HEAD_BYTES_PER_LOGIT
+                                         if cross_entropy_impl else 1.0)
         work = dataclasses.replace(work, layer_memory_s=layer_mem, head_memory_s=head_mem)
     e = gemm_efficiency(gpu) if _efficiency is None else _efficiency
     fixed = 0.0
@@ -503,7 +512,7 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
               pp_interleave: int = 1, shard_group: int | None = None, dp_sharded: bool = False, cp: int = 1,
               ep: int = 1, ep_overlap: float = 0.0, pp_layers_off_ends: int = 0,
               moe_host_sync: bool = False, recompute_modules: tuple[str, ...] = (),
-              unfused_rope: bool = False, native_cross_entropy: bool = False,
+              unfused_rope: bool = False, cross_entropy_impl: str | None = None,
               dp_overlap_window: bool = False, _efficiency: float | None = None) -> StepTime:
     """Seconds per optimizer step on every GPU (all micro-batches of the gradient accumulation).
 
@@ -527,8 +536,9 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     write h) and "moe_act" (the experts' activation, read 2 k f, write k f) run their forward again in
     backward (moe_act_norm_recompute_bytes_per_token); ignored with full activation checkpointing.
     unfused_rope: the rotary embedding runs as eager PyTorch ops (unfused_rope_extra_bytes_per_token;
-    Megatron-Core with YaRN's mscale != 1, e.g. gpt-oss). native_cross_entropy: the loss is Megatron-Core's
-    native fused cross entropy (NATIVE_CE_BYTES_PER_LOGIT). dp_overlap_window: the "megatron" layout's
+    Megatron-Core with YaRN's mscale != 1, e.g. gpt-oss). cross_entropy_impl: the loss kernel of Megatron-Core's
+    --cross-entropy-loss-fusion ("native": NATIVE_CE_BYTES_PER_LOGIT, "te": TE_CE_BYTES_PER_LOGIT; None: the
+    generic HEAD_BYTES_PER_LOGIT). dp_overlap_window: the "megatron" layout's
     distributed-optimizer sync (reduce-scatter + all-gather, half each) hides only behind the last
     micro-batch's backward and the first one's forward (last_micro_batch_overlap_s; Megatron-Core DDP with
     --overlap-grad-reduce / --overlap-param-gather); the forward / backward split of a micro-batch follows its
@@ -554,7 +564,7 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     # Ulysses does the work of context parallel: seq_len / sp tokens per GPU in every GEMM, and attention over the
     # whole sequence for num_heads / sp heads (the same FLOPs as a ring's local queries against every key)
     micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency, cp * sp, ep, pp_layers_off_ends,
-                                           unfused_rope, native_cross_entropy)
+                                           unfused_rope, cross_entropy_impl)
     if sp > 1:
         micro += ulysses_all_to_all_s(m, gpu, cfg, sp)
     stage_layers = busiest_stage_layers(m.num_layers, cfg.pp, pp_layers_off_ends)[0]

@@ -1,7 +1,7 @@
-"""Memory traffic of two Megatron-Core kernel paths the GPT-OSS BF16 recipes run (advisor.throughput):
-the eager rotary embedding (YaRN's mscale != 1 is refused by TE's fused RoPE) and the native fused cross
-entropy (four torch.compile'd functions over fp32 logits). Each test fails without its term or with another
-byte count."""
+"""Megatron-Core paths the GPT-OSS BF16 recipes run (advisor.throughput): the eager rotary embedding (YaRN's
+mscale != 1 is refused by TE's fused RoPE), the fused cross-entropy kernels' bytes per logit (native: four
+torch.compile'd functions over fp32 logits; te: Transformer Engine's Triton kernels over bf16 logits), and the
+distributed optimizer's one-micro-batch overlap window. Each test fails without its term or with another count."""
 import dataclasses
 
 import pytest
@@ -9,8 +9,8 @@ import pytest
 from advisor.catalog import load_catalog
 from advisor.models import TrainConfig
 from advisor.specs import ModelSpec
-from advisor.throughput import (HBM_EFFICIENCY, HEAD_BYTES_PER_LOGIT, NATIVE_CE_BYTES_PER_LOGIT, step_time,
-                                unfused_rope_extra_bytes_per_token)
+from advisor.throughput import (HBM_EFFICIENCY, HEAD_BYTES_PER_LOGIT, NATIVE_CE_BYTES_PER_LOGIT,
+                                TE_CE_BYTES_PER_LOGIT, step_time, unfused_rope_extra_bytes_per_token)
 
 B200 = load_catalog().gpus["b200"]
 H100 = load_catalog().gpus["h100-sxm"]
@@ -54,32 +54,39 @@ def test_eager_rope_costs_every_layer_of_the_busiest_stage():
     assert on4.compute_s - off4.compute_s == pytest.approx((5 + 3) * per_slot, rel=1e-6)
 
 
-def test_native_cross_entropy_moves_32_bytes_per_logit_not_16():
-    """upcast + max (2 + 4), subtract + exp in place (4 + 4), divide in place (4 + 4), backward update written
-    back + bf16 cast (4 + 4 + 2): 16 bytes per logit more than the head's memory term."""
+def test_cross_entropy_kernels_move_their_bytes_per_logit():
+    """native (Megatron-Core's torch.compile'd functions over fp32 logits): upcast + max (2 + 4), subtract + exp
+    in place (4 + 4), divide in place (4 + 4), backward update written back + bf16 cast (4 + 4 + 2) = 32;
+    te (Transformer Engine's Triton kernels over the bf16 logits): online softmax (2), loss + in-place
+    gradient (2 + 2), backward per-token scaling (2 + 2) = 10; against the head's generic 16."""
     assert HEAD_BYTES_PER_LOGIT == 16
     assert NATIVE_CE_BYTES_PER_LOGIT == 32
+    assert TE_CE_BYTES_PER_LOGIT == 10
     c = cfg()
-    on = step_time(GPT_OSS, B200, c, ep=8, native_cross_entropy=True)
     off = step_time(GPT_OSS, B200, c, ep=8)
-    expected = c.grad_accum * 4 * 4096 * 201088 * (32 - 16) / _hbm(B200)
-    assert on.compute_s - off.compute_s == pytest.approx(expected, rel=1e-6)
+    for impl, per_logit in (("native", 32), ("te", 10)):
+        on = step_time(GPT_OSS, B200, c, ep=8, cross_entropy_impl=impl)
+        expected = c.grad_accum * 4 * 4096 * 201088 * (per_logit - 16) / _hbm(B200)
+        assert on.compute_s - off.compute_s == pytest.approx(expected, rel=1e-6)
     # with full checkpointing the loss is still computed once per micro-batch
     ac = dataclasses.replace(c, activation_checkpointing=True)
-    d_ac = (step_time(GPT_OSS, B200, ac, ep=8, native_cross_entropy=True).compute_s
+    d_ac = (step_time(GPT_OSS, B200, ac, ep=8, cross_entropy_impl="native").compute_s
             - step_time(GPT_OSS, B200, ac, ep=8).compute_s)
-    assert d_ac == pytest.approx(expected, rel=1e-6)
+    assert d_ac == pytest.approx(c.grad_accum * 4 * 4096 * 201088 * 16 / _hbm(B200), rel=1e-6)
+    with pytest.raises(ValueError, match="cross_entropy_impl"):
+        step_time(GPT_OSS, B200, c, ep=8, cross_entropy_impl="liger")
 
 
-def test_native_cross_entropy_lands_on_the_last_pipeline_stage_only_when_it_is_the_busiest():
-    """pp 4 of 36 layers: every stage holds 9 layers, the last also the head, so the extra logit traffic
-    paces the pipeline; with the head on a lighter last stage (layers taken off the ends) part of it hides."""
+def test_cross_entropy_lands_on_the_last_pipeline_stage_only_when_it_is_the_busiest():
+    """pp 4 of 36 layers: every stage holds 9 layers, the last also the head, so the logit traffic paces the
+    pipeline; with 6 layers taken off each end (inner stages 12 layers, the last 6 + the head) the inner
+    stages pace it and the loss kernel's traffic hides."""
     c4 = cfg(micro_batch_size=1, pp=4)
     per_slot = 4096 * 201088 * 16 / _hbm(H100)
-    d = (step_time(GPT_OSS, H100, c4, ep=8, native_cross_entropy=True).compute_s
+    d = (step_time(GPT_OSS, H100, c4, ep=8, cross_entropy_impl="native").compute_s
          - step_time(GPT_OSS, H100, c4, ep=8).compute_s)
     assert d == pytest.approx((5 + 3) * per_slot, rel=1e-6)
-    off_ends = (step_time(GPT_OSS, H100, c4, ep=8, native_cross_entropy=True, pp_layers_off_ends=6).compute_s
+    off_ends = (step_time(GPT_OSS, H100, c4, ep=8, cross_entropy_impl="native", pp_layers_off_ends=6).compute_s
                 - step_time(GPT_OSS, H100, c4, ep=8, pp_layers_off_ends=6).compute_s)
     assert off_ends == pytest.approx(0.0, abs=1e-9)
 
@@ -87,22 +94,22 @@ def test_native_cross_entropy_lands_on_the_last_pipeline_stage_only_when_it_is_t
 def test_defaults_are_the_fused_kernels():
     c = cfg()
     assert step_time(GPT_OSS, B200, c, ep=8).step_s == \
-        step_time(GPT_OSS, B200, c, ep=8, unfused_rope=False, native_cross_entropy=False).step_s
+        step_time(GPT_OSS, B200, c, ep=8, unfused_rope=False, cross_entropy_impl=None).step_s
 
 
 def test_published_rows_map_rope_fusion_and_cross_entropy_impl():
     from benchmarks.published_throughput import row_inputs
     row = {"id": "x", "source": "megatron-bridge", "model": "gpt-oss-120b", "gpu": "b200", "num_gpus": 64,
            "strategy": "megatron", "tp": 1, "pp": 1, "ep": 8, "seq_len": 4096, "micro_batch_size": 4,
-           "global_batch_size": 1280, "rope_fusion": False, "cross_entropy_fusion_impl": "native"}
+           "global_batch_size": 1280, "rope_fusion": False, "cross_entropy_fusion_impl": "te"}
     archs = {"gpt-oss-120b": {k: v for k, v in dataclasses.asdict(GPT_OSS).items()
                               if k not in ("name", "source") and v is not None}}
     extra = row_inputs(row, archs)[4]
-    assert extra.get("unfused_rope") is True and extra.get("native_cross_entropy") is True
+    assert extra.get("unfused_rope") is True and extra.get("cross_entropy_impl") == "te"
     plain = row_inputs({k: v for k, v in row.items() if k not in ("rope_fusion", "cross_entropy_fusion_impl")},
                        archs)[4]
-    assert "unfused_rope" not in plain and "native_cross_entropy" not in plain
-    assert "native_cross_entropy" not in row_inputs(dict(row, cross_entropy_fusion_impl="te"), archs)[4]
+    assert "unfused_rope" not in plain and "cross_entropy_impl" not in plain
+    assert row_inputs(dict(row, cross_entropy_fusion_impl="native"), archs)[4]["cross_entropy_impl"] == "native"
 
 
 def test_last_micro_batch_window_exposes_what_one_micro_batch_cannot_hide():
