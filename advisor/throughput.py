@@ -44,6 +44,15 @@ Sources:
   grouped-MLP kernels remove (NVIDIA: +93% for GPT-OSS) is not priced (docs/SOURCES_BEYOND_GUIDE.md).
   Selective recompute of memory-bound modules (Megatron-Core --recompute-modules layernorm / moe_act):
   their forward traffic once more in backward.
+- Megatron-Core kernel paths that move more bytes than the fused kernels above (core_v0.17.0): the eager
+  rotary embedding (rope_utils._apply_rotary_pos_emb_bshd, taken when TE's fused RoPE refuses YaRN's mscale
+  != 1, e.g. gpt-oss): 12 elements forward + 10 backward per rotated q / k element instead of 2 + 4
+  (unfused_rope); the native fused cross entropy (fusions/fused_cross_entropy.py, four torch.compile'd
+  functions each materializing fp32 logits): 32 bytes per logit instead of 16; Transformer Engine's Triton
+  cross entropy (bf16 logits, gradient written in place): 10 (cross_entropy_impl "native" / "te").
+  Megatron-Core's DDP with --overlap-grad-reduce / --overlap-param-gather hides the distributed optimizer's
+  sync only behind the last micro-batch's backward and the first one's forward (schedules.py: no_sync for
+  all but the last micro-batch): dp_overlap_window, per source; the default overlaps it with the whole step.
 - Data-parallel traffic (ZeRO paper): FSDP / ZeRO-3 move 3 x 2N bytes per micro-step (all-gather in
   forward and backward, reduce-scatter of grads), DDP and ZeRO-2 2 x 2N per optimizer step, Megatron's
   distributed optimizer a reduce-scatter + all-gather of its 1/(tp pp) shard; ring collectives move
@@ -92,13 +101,36 @@ TP_LINK_EFFICIENCY = 0.7  # NCCL all-gather / reduce-scatter of a layer's activa
 FIXED_S_PER_LAYER_PER_MICRO_BATCH = 0.004
 # Host launch costs (NVIDIA technical blog "Getting Started with CUDA Graphs", A. Gray 2019: a 2.9 us kernel
 # launched back to back takes 3.8 us per kernel, so the stream runs at the host's launch rate; with a
-# cudaStreamSynchronize after each launch 9.6 us per kernel: the drained queue costs 9.6 - 3.8 us more).
+# cudaStreamSynchronize after each launch 9.6 us per kernel: the drained queue costs 9.6 - 3.8 us more; 3.4 us as a
+# graph. The three timings checked against a stored transcription of the blog, docs/SOURCES_BEYOND_GUIDE.md).
 KERNEL_LAUNCH_S = 3.8e-6
 DRAINED_QUEUE_S = 9.6e-6 - 3.8e-6
 # Kernels the dropless all-to-all dispatcher launches after its device-to-host sync in one MoE layer's
 # forward, besides one GEMM per local expert and linear (Megatron-Core MoEAlltoAllTokenDispatcher: permute,
 # all-to-all, sort_chunks_by_idxs; the experts' activation; unsort, all-to-all, unpermute)
 MOE_POST_SYNC_KERNELS = 7
+# Logits of the LM head, bytes moved per logit besides its GEMMs: bf16 out, an fp32 softmax and its gradient
+HEAD_BYTES_PER_LOGIT = 16
+# Megatron-Core's native fused cross entropy (megatron/core/fusions/fused_cross_entropy.py, core_v0.17.0; its
+# jit_fuser is torch.compile, megatron/core/jit.py): four compiled functions, each materializing its result over
+# the fp32 logits: upcast + max (read 2, write 4), subtract the max + exp + sum in place (read 4, write 4), divide
+# by the sum in place (read 4, write 4); backward the in-place gradient update, written back into the saved
+# softmax, and its bf16 cast (read 4, write 4 + 2)
+NATIVE_CE_BYTES_PER_LOGIT = 2 + 4 + 4 + 4 + 4 + 4 + 4 + 4 + 2
+# Transformer Engine's cross entropy (transformer_engine/pytorch/triton/cross_entropy.py, v2.14), as Megatron-Core's
+# te_parallel_cross_entropy calls it (reduce_loss False: a per-token gradient): online_softmax_kernel reads the bf16
+# logits (2), cross_entropy_kernel reads them again and writes the gradient in place (2 + 2); backward
+# element_mul_kernel scales it by the per-token gradient (read 2, write 2)
+TE_CE_BYTES_PER_LOGIT = 2 + 2 + 2 + 2 + 2
+CE_BYTES_PER_LOGIT = {"native": NATIVE_CE_BYTES_PER_LOGIT, "te": TE_CE_BYTES_PER_LOGIT}
+# Megatron-Core's eager rotary embedding (megatron/core/models/common/embeddings/rope_utils.py
+# _apply_rotary_pos_emb_bshd, core_v0.17.0), bf16 elements moved per element of the rotated q / k:
+# forward t * cos (1 + 1), rotate_half's -x2 (0.5 + 0.5) and cat (1 + 1), * sin (1 + 1), the add (2 + 1), the
+# final cat (1 + 1); autograd backward: grad * sin (1 + 1), neg (0.5 + 0.5), chunk's cat (1 + 1), grad * cos
+# (1 + 1), the two gradients summed (2 + 1). The fused kernel the layer's memory term charges: 2 forward, 4 backward
+UNFUSED_ROPE_FWD_ELEMS = 12
+UNFUSED_ROPE_BWD_ELEMS = 10
+FUSED_ROPE_FWD_ELEMS = 2
 PCIE_EFFICIENCY = 0.8  # pinned host<->device copies reach ~80% of the PCIe link
 # Host optimizer: torch.optim.AdamW(fused=True) on CPU, fp32 parameter/gradient/moments, one thread of
 # this machine's AMD EPYC: 5.3e8 params/s (benchmarks/cpu_adam_rate.py, 2026-12-01).
@@ -253,7 +285,7 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
     mem_passes = 3 + (1 if cfg.activation_checkpointing else 0)  # backward ~ 2x the forward's traffic
     hbm = gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
     layer_mem_s = mem_passes * fwd_bytes * tokens / hbm
-    head_mem_s = 16 * tokens * m.vocab_size / tp / hbm  # logits: bf16 out, fp32 softmax and its gradient
+    head_mem_s = HEAD_BYTES_PER_LOGIT * tokens * m.vocab_size / tp / hbm
     moe_act_bytes = 2 * act / tp if m.num_experts > 1 else 0.0
     return _Work(layer_gemm_s=layer_gemm_s, layer_memory_s=layer_mem_s, head_gemm_s=head_gemm_s,
                  head_memory_s=head_mem_s, moe_fwd_gemm_s=moe_fwd_gemm,
@@ -296,6 +328,20 @@ def moe_act_norm_recompute_bytes_per_token(m: ModelSpec, tp: int, modules: tuple
     if "moe_act" in modules and m.num_experts > 1:
         elems += (3 if m.ffn_kind == "gated" else 2) * m.experts_per_token * m.ffn_size
     return 2 * elems / tp
+
+
+def unfused_rope_extra_bytes_per_token(m: ModelSpec, tp: int, recompute: bool) -> float:
+    """bf16 bytes per token and layer that the eager rotary embedding moves beyond the fused kernel the layer's
+    memory term charges: forward (UNFUSED_ROPE_FWD_ELEMS - 2) and backward (UNFUSED_ROPE_BWD_ELEMS - 4) more
+    elements per element of q and k ((num_heads + num_kv_heads) x head_dim / tp), and the forward again when
+    the layer is recomputed. Megatron-Core runs it eager when TE's fused RoPE refuses the position embedding
+    (rope_utils.apply_rotary_pos_emb, core_v0.17.0: YaRN's mscale != 1, "not supported by TE's fused RoPE.
+    Using unfused implementation."; gpt-oss: YaRN factor 32, mscale 0.1 ln 32 + 1 = 1.35) or with
+    --no-rope-fusion."""
+    rotated = (m.num_heads + m.num_kv_heads) * m.head_dim_effective / tp
+    fwd_extra = UNFUSED_ROPE_FWD_ELEMS - FUSED_ROPE_FWD_ELEMS
+    elems = fwd_extra + (UNFUSED_ROPE_BWD_ELEMS - 2 * FUSED_ROPE_FWD_ELEMS) + (fwd_extra if recompute else 0)
+    return 2 * elems * rotated
 
 
 def busiest_stage_work_s(work: _Work, m: ModelSpec, cfg: TrainConfig, efficiency: float,
@@ -341,10 +387,24 @@ def _mfu_at(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, efficiency: float, flo
 
 def compute_time_per_micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig,
                                    _efficiency: float | None = None, cp: int = 1, ep: int = 1,
-                                   pp_layers_off_ends: int = 0) -> float:
+                                   pp_layers_off_ends: int = 0, unfused_rope: bool = False,
+                                   cross_entropy_impl: str | None = None) -> float:
     """One micro-batch's forward + backward on one GPU (its tp / cp / ep share; with pp, the busiest
-    stage's layers, the last stage's with the LM head), without communication."""
+    stage's layers, the last stage's with the LM head), without communication. unfused_rope: each layer
+    also moves unfused_rope_extra_bytes_per_token; cross_entropy_impl ("native" / "te", Megatron-Core's
+    --cross-entropy-fusion-impl): the logits move CE_BYTES_PER_LOGIT[impl] instead of HEAD_BYTES_PER_LOGIT."""
     work = _micro_batch_work(m, gpu, cfg, cp, ep)
+    if cross_entropy_impl is not None and cross_entropy_impl not in CE_BYTES_PER_LOGIT:
+        raise ValueError(f"cross_entropy_impl: unknown {cross_entropy_impl!r}, known {sorted(CE_BYTES_PER_LOGIT)}")
+    if unfused_rope or cross_entropy_impl:
+        hbm = gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
+        tokens = cfg.micro_batch_size * cfg.seq_len / cp
+        layer_mem = work.layer_memory_s
+        if unfused_rope:
+            layer_mem += tokens * unfused_rope_extra_bytes_per_token(m, cfg.tp, cfg.activation_checkpointing) / hbm
+        head_mem = work.head_memory_s * (CE_BYTES_PER_LOGIT[cross_entropy_impl] / HEAD_BYTES_PER_LOGIT
+                                         if cross_entropy_impl else 1.0)
+        work = dataclasses.replace(work, layer_memory_s=layer_mem, head_memory_s=head_mem)
     e = gemm_efficiency(gpu) if _efficiency is None else _efficiency
     fixed = 0.0
     if cfg.strategy in SHARDED_STRATEGIES or cfg.strategy == "fsdp-tp":  # fsdp-tp: FSDP2's same per-layer collectives
@@ -417,6 +477,19 @@ class StepTime:
     fixed_s: float = 0.0  # part of step_s: per-step and per-micro-batch overhead (advisor/step_overhead.py)
 
 
+def last_micro_batch_overlap_s(compute_s: float, reduce_scatter_s: float, all_gather_s: float,
+                               micro_fwd_s: float, micro_bwd_s: float) -> float:
+    """Busy seconds of a step whose data-parallel sync hides behind one micro-batch only: Megatron-Core's DDP
+    with --overlap-grad-reduce / --overlap-param-gather (core_v0.17.0 pipeline_parallel/schedules.py runs
+    every micro-batch but the last under no_sync, so the bucketed gradient reduce-scatters start in the last
+    micro-batch's backward; the distributed optimizer's parameter all-gathers are waited for bucket by bucket
+    in the next step's first forward). exposed = max(0, RS - that backward) + max(0, AG - that forward); the
+    hidden part costs (1 - COMM_OVERLAP_EFFICIENCY) of itself, as the whole-step overlap does."""
+    hidden = min(reduce_scatter_s, micro_bwd_s) + min(all_gather_s, micro_fwd_s)
+    exposed = reduce_scatter_s + all_gather_s - hidden
+    return compute_s + exposed + (1 - COMM_OVERLAP_EFFICIENCY) * hidden
+
+
 def sequence_parallel_refusal(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> str | None:
     """Why DeepSpeed would refuse this zero3-sp layout (ulysses_sp.UlyssesSPAttentionHF: num_heads must divide by
     the degree, num_kv_heads divide by it or it by num_kv_heads), or whole nodes are not used; None if it runs."""
@@ -451,7 +524,8 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
               pp_interleave: int = 1, shard_group: int | None = None, dp_sharded: bool = False, cp: int = 1,
               ep: int = 1, ep_overlap: float = 0.0, pp_layers_off_ends: int = 0,
               moe_host_sync: bool = False, recompute_modules: tuple[str, ...] = (),
-              host_optimizer: str = "deepspeed", _efficiency: float | None = None) -> StepTime:
+              host_optimizer: str = "deepspeed", unfused_rope: bool = False, cross_entropy_impl: str | None = None,
+              dp_overlap_window: bool = False, _efficiency: float | None = None) -> StepTime:
     """Seconds per optimizer step on every GPU (all micro-batches of the gradient accumulation).
 
     tp_overlap: the fraction of the tensor-parallel communication hidden behind GEMMs (0 = plain TP;
@@ -473,6 +547,14 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     selective recompute of memory-bound modules (--recompute-modules): "layernorm" (the two norms, read +
     write h) and "moe_act" (the experts' activation, read 2 k f, write k f) run their forward again in
     backward (moe_act_norm_recompute_bytes_per_token); ignored with full activation checkpointing.
+    unfused_rope: the rotary embedding runs as eager PyTorch ops (unfused_rope_extra_bytes_per_token;
+    Megatron-Core with YaRN's mscale != 1, e.g. gpt-oss). cross_entropy_impl: the loss kernel of Megatron-Core's
+    --cross-entropy-loss-fusion ("native": NATIVE_CE_BYTES_PER_LOGIT, "te": TE_CE_BYTES_PER_LOGIT; None: the
+    generic HEAD_BYTES_PER_LOGIT). dp_overlap_window: the "megatron" layout's
+    distributed-optimizer sync (reduce-scatter + all-gather, half each) hides only behind the last
+    micro-batch's backward and the first one's forward (last_micro_batch_overlap_s; Megatron-Core DDP with
+    --overlap-grad-reduce / --overlap-param-gather); the forward / backward split of a micro-batch follows its
+    GEMM passes (1 : 2, recompute in backward). Default: overlapped with the whole step.
     The strategies named for these layouts: "hsdp" is FSDP with shard_group = the GPUs of a node (unless
     given); "fsdp-tp" is the tp layout with dp_sharded (FSDP over the data-parallel ranks, plain TP).
     host_optimizer: the engine of an offload strategy's host step, "deepspeed" (the executor's) or
@@ -497,7 +579,8 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
     tokens_per_step = tokens_per_gpu_step * dp
     # Ulysses does the work of context parallel: seq_len / sp tokens per GPU in every GEMM, and attention over the
     # whole sequence for num_heads / sp heads (the same FLOPs as a ring's local queries against every key)
-    micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency, cp * sp, ep, pp_layers_off_ends)
+    micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency, cp * sp, ep, pp_layers_off_ends,
+                                           unfused_rope, cross_entropy_impl)
     if sp > 1:
         micro += ulysses_all_to_all_s(m, gpu, cfg, sp)
     stage_layers = busiest_stage_layers(m.num_layers, cfg.pp, pp_layers_off_ends)[0]
@@ -605,8 +688,13 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
             upload = 0.0 if s == "zero3-offload-all" else 2 * shard / pcie  # updated bf16 params back to the GPU
             offload = cpu_adam + upload
 
-    busy = max(compute, comm, overlapped_pcie)
-    busy += (1 - COMM_OVERLAP_EFFICIENCY) * min(compute, comm)
+    if dp_overlap_window and s == "megatron" and not dp_sharded and comm > 0:
+        passes = (3 if cfg.trainable == "full" else 2) + (1 if cfg.activation_checkpointing else 0)
+        busy = last_micro_batch_overlap_s(compute, comm / 2, comm / 2, per_micro / passes,
+                                          per_micro * (passes - 1) / passes)
+    else:
+        busy = max(compute, comm, overlapped_pcie)
+        busy += (1 - COMM_OVERLAP_EFFICIENCY) * min(compute, comm)
     fixed = fixed_step_overhead_s(m, gpu, cfg, micro)
     step = busy + offload + fixed
     if offload > busy:

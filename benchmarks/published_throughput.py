@@ -19,7 +19,10 @@ How a row becomes an estimator input (stated here, not tuned per row):
   pp_layers_off_ends (layers taken off the first and last stages, as Llama 3 balances its pipeline) too.
 - MoE rows whose recipe runs the unfused dropless path (moe_fused: false): step_time's moe_host_sync (the
   dispatcher's device-to-host sync per MoE layer forward); a row's recompute_modules (Megatron-Core's
-  --recompute-modules, e.g. layernorm / moe_act): step_time's recompute_modules.
+  --recompute-modules, e.g. layernorm / moe_act): step_time's recompute_modules; rope_fusion: false (the
+  source's rotary embedding runs eager: step_time's unfused_rope); cross_entropy_fusion_impl: native / te
+  (Megatron-Core's fused cross entropy kernel: step_time's cross_entropy_impl); dp_overlap: last-micro-batch
+  (Megatron-Core DDP's --overlap-grad-reduce / --overlap-param-gather: step_time's dp_overlap_window).
 - TP communication: plain TP (torchtitan vanilla TP) is exposed; async TP and Megatron-Core's
   TP-comm overlap hide part of it (advisor.throughput.tp_overlap_fraction).
 - selective activation checkpointing (torchtitan op / layer SAC recomputes about half of a full
@@ -133,6 +136,12 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None):
         extra["recompute_modules"] = tuple(row["recompute_modules"])
     if row["strategy"] == "fsdp-offload":  # FSDP CPU offload steps the optimizer with torch on the host
         extra["host_optimizer"] = "torch-fused"
+    if row.get("rope_fusion") is False:  # the source's rotary embedding runs as eager PyTorch ops
+        extra["unfused_rope"] = True
+    if row.get("cross_entropy_fusion_impl"):  # Megatron-Core's fused cross entropy kernel (native / te)
+        extra["cross_entropy_impl"] = row["cross_entropy_fusion_impl"]
+    if row.get("dp_overlap") == "last-micro-batch":  # Megatron-Core DDP: the sync hides behind one micro-batch
+        extra["dp_overlap_window"] = True
     return model, gpu, cfg, selective, extra, assumed
 
 
