@@ -215,12 +215,17 @@ def implied_by_tier(path: Path = ROWS) -> dict[str, dict]:
 
 def print_implied(path: Path) -> None:
     catalog = load_catalog()
+    sources = yaml.safe_load(Path(path).read_text()).get("sources", {})
     by_tier = implied_by_tier(path)
     for tier_id, tier in sorted(by_tier.items()):
         print(f"\n{tier_id}: catalog mfu {catalog.gpu(tier_id).mfu:.3f}")
         for row_id, source, implied, dense in tier["rows"]:
             txt = f"{implied:.3f}" if implied is not None else "above the GEMM ceiling"
-            note = "" if dense else "  (not in the derivation: MoE or out of the targets)"
+            note = ""
+            if not dense:
+                src = sources.get(source, {})
+                note = ("  (not in the derivation: out of the targets)" if not src.get("in_targets", True)
+                        else "  (not in the derivation: MoE)")
             print(f"  {row_id:<34} {source:<24} implied mfu {txt}{note}")
         for source, med in sorted(tier["by_source"].items()):
             print(f"  source {source:<27} median implied mfu {med:.3f}")
