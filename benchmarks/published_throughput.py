@@ -1,6 +1,6 @@
 """Estimator throughput against published training runs beyond llm-foundry (benchmarks/data/published_rows.yaml).
 
-    .venv/bin/python benchmarks/published_throughput.py [rows.yaml] [--quiet]
+    .venv/bin/python benchmarks/published_throughput.py [rows.yaml] [--quiet] [--implied]
 
 Prints one line per row (estimate, measurement, error, bottleneck, and llm-analysis at its suggested
 flops_efficiency 0.5 / hbm_memory_efficiency 0.9 where that package is installed), then the median
@@ -38,6 +38,12 @@ How a row becomes an estimator input (stated here, not tuned per row):
 - host optimizer of offload rows: fsdp-offload (FSDP's CPU offload) steps with torch's AdamW on the host
   (step_time's host_optimizer "torch-fused"); DeepSpeed rows (zero2-offload) run DeepSpeed's host path.
 - torch.compile is not modelled: compiled and eager rows of one source bracket the estimate.
+
+--implied prints, per row, the catalog `mfu` (the tier's MFU at the reference shape, advisor/throughput.py
+REF_MODEL / REF_CONFIG) at which this estimator reproduces the row's measured tokens/s: the estimator's
+own model run backwards (implied_reference_mfu), and per tier the median over sources of each source's
+median, over the dense rows in the targets (MoE rows carry their routing misses and are printed apart).
+That is how data/hardware_catalog.yaml derives a tier's `mfu` from published rows (its mfu_source).
 """
 
 from __future__ import annotations
@@ -62,7 +68,8 @@ from advisor.throughput import model_flops_per_token, step_time  # noqa: E402
 ROWS = REPO / "benchmarks" / "data" / "published_rows.yaml"
 STRATEGY = {"fsdp": "fsdp", "single": "single", "megatron": "megatron", "fsdp-offload": "zero3-offload-all",
             "fsdp-tp": "fsdp-tp", "zero2": "zero2", "zero2-offload": "zero3-offload"}
-AC_OFF_BY_DEFAULT = {"megatron-bridge", "nemo-automodel", "nemo-automodel-2601", "llama3-paper", "megascale"}
+AC_OFF_BY_DEFAULT = {"megatron-bridge", "nemo-automodel", "nemo-automodel-2601", "llama3-paper", "megascale",
+                     "nemo-perf-b200"}
 NETWORK_GBIT_PER_NODE: dict[str, float] = {}  # no source states a node's whole network (MegaScale: 200G per NIC, NICs per node not given)
 
 
@@ -169,6 +176,79 @@ def measured_tokens_per_s(row: dict, model, cfg) -> float:
     if "model_tflops_per_gpu" in row:
         return row["model_tflops_per_gpu"] * 1e12 / model_flops_per_token(model, cfg)
     raise Skip("no throughput figure")
+
+
+IMPLIED_MFU_RANGE = (0.02, 0.95)
+
+
+def implied_reference_mfu(model, gpu, cfg, selective: bool, extra: dict, measured: float) -> float | None:
+    """The tier `mfu` (MFU at the catalog's reference shape) at which estimate_tokens_per_s gives `measured`:
+    bisection, the estimate rising with the tier's mfu. None where even the top of IMPLIED_MFU_RANGE (or the
+    estimator's GEMM ceiling, MAX_GEMM_EFFICIENCY) stays below the measurement."""
+    def est(mfu: float) -> float:
+        return estimate_tokens_per_s(model, dataclasses.replace(gpu, mfu=mfu), cfg, selective, extra)[0]
+
+    lo, hi = IMPLIED_MFU_RANGE
+    if est(hi) < measured * (1 - 1e-3):
+        return None
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        if est(mid) < measured:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def implied_by_tier(path: Path = ROWS) -> dict[str, dict]:
+    """Per tier: {"rows": [(row id, source, implied mfu or None, dense?)], "by_source": {source: median},
+    "median_over_sources": median of the dense in-target sources' medians (None without such rows)}."""
+    data = yaml.safe_load(Path(path).read_text())
+    archs, sources = data.get("architectures", {}), data.get("sources", {})
+    out: dict[str, dict] = {}
+    for row in data["rows"]:
+        try:
+            model, gpu, cfg, selective, extra, _a = row_inputs(row, archs, sources)
+            meas = measured_tokens_per_s(row, model, cfg)
+        except Skip:
+            continue
+        implied = implied_reference_mfu(model, gpu, cfg, selective, extra, meas)
+        dense = model.num_experts <= 1 and sources.get(row["source"], {}).get("in_targets", True)
+        tier = out.setdefault(row["gpu"], {"rows": [], "by_source": {}, "median_over_sources": None})
+        tier["rows"].append((row["id"], row["source"], implied, dense))
+    for tier in out.values():
+        per_source: dict[str, list[float]] = {}
+        for _id, source, implied, dense in tier["rows"]:
+            if dense and implied is not None:
+                per_source.setdefault(source, []).append(implied)
+        tier["by_source"] = {src: statistics.median(v) for src, v in per_source.items()}
+        if tier["by_source"]:
+            tier["median_over_sources"] = statistics.median(tier["by_source"].values())
+    return out
+
+
+def print_implied(path: Path) -> None:
+    catalog = load_catalog()
+    sources = yaml.safe_load(Path(path).read_text()).get("sources", {})
+    by_tier = implied_by_tier(path)
+    for tier_id, tier in sorted(by_tier.items()):
+        print(f"\n{tier_id}: catalog mfu {catalog.gpu(tier_id).mfu:.3f}")
+        for row_id, source, implied, dense in tier["rows"]:
+            txt = f"{implied:.3f}" if implied is not None else "above the GEMM ceiling"
+            note = ""
+            if not dense:
+                src = sources.get(source, {})
+                note = ("  (not in the derivation: out of the targets)" if not src.get("in_targets", True)
+                        else "  (not in the derivation: MoE)")
+            print(f"  {row_id:<34} {source:<24} implied mfu {txt}{note}")
+        for source, med in sorted(tier["by_source"].items()):
+            print(f"  source {source:<27} median implied mfu {med:.3f}")
+        if tier["median_over_sources"] is not None:
+            print(f"  median over {len(tier['by_source'])} source(s): {tier['median_over_sources']:.3f}")
+        else:
+            print("  no dense row in the targets: the catalog value is not measured here")
+    missing = [gpu_id for gpu_id in catalog.gpus if gpu_id not in by_tier]
+    print(f"\nno published row (their mfu is not measured here; see mfu_source): {', '.join(missing)}")
 
 
 def llm_analysis_tokens_per_s(model: ModelSpec, gpu, cfg: TrainConfig, selective: bool):
@@ -293,6 +373,8 @@ def main(argv: list[str]) -> int:
     for name, src in sources.items():
         if not src.get("in_targets", True):
             print(f"not in the targets: {name}: {' '.join(str(src.get('why_not_in_targets', '')).split())}")
+    if "--implied" in argv:
+        print_implied(path)
     return 0
 
 
