@@ -11,14 +11,18 @@ def checkpoint_bytes_per_param(precision: str = "bf16-mixed", strategy: str = "f
     """Bytes per parameter of one resumable checkpoint, as the executor writes it (the one formula:
     the planner's disk figure and executor/preflight.py's disk check both use it).
 
-    bf16-mixed: Trainer under FSDP / DDP keeps the weights in fp32 and saves them (4 B/param, they are
-    the master weights) beside Adam's two fp32 moments (8): 12. DeepSpeed ZeRO saves its bf16 weights
-    (2) and its fp32 master weights (4) beside the moments (8): 14. bf16-pure: bf16 weights (2) and bf16
-    moments (4), no master copy: 6.
+    bf16-mixed: Trainer under DDP keeps the weights in fp32 and saves them (4 B/param, they are the master
+    weights) beside Adam's two fp32 moments (8): 12. FSDP / HSDP / FSDP x TP write the sharded fp32 weights
+    (4) and moments (8) a resume reads (torch DCP) and, for evaluation and promotion, the gathered full
+    weights again (4): 16. DeepSpeed ZeRO saves its bf16 weights (2) and its fp32 master weights (4) beside
+    the moments (8): 14. bf16-pure: bf16 weights (2) and bf16 moments (4), no master copy: 6 (FSDP-like:
+    8, the full weights again). Checked against the checkpoints the executor writes
+    (tests/executor/test_distributed.py).
     """
+    full_copy = strategy in ("fsdp", "hsdp", "fsdp-tp")
     if precision == "bf16-pure":
-        return 2 + 4
-    return 2 + 4 + 8 if strategy.startswith("zero") else 4 + 8
+        return 2 + 4 + (2 if full_copy else 0)
+    return 2 + 4 + 8 if strategy.startswith("zero") else 4 + 8 + (4 if full_copy else 0)
 
 
 def checkpoint_bytes(m: ModelSpec, precision: str = "bf16-mixed", strategy: str = "fsdp") -> int:

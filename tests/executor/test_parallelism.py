@@ -137,6 +137,9 @@ def test_fsdp_tp_four_workers_tensor_parallel_2_x_fsdp_2_and_its_resume(assets, 
     # every rank's model and optimizer shards are in the checkpoint (DCP), and hashed into its COMPLETE marker
     marker = json.loads((last / "COMPLETE").read_text())["files"]
     assert "tp_state/.metadata" in marker and sum(k.startswith("tp_state/") and k.endswith(".distcp") for k in marker) == 4
+    from test_distributed import assert_checkpoint_bytes_as_planned
+
+    assert_checkpoint_bytes_as_planned(last, "fsdp-tp")
 
     # stopped after epoch 1, then resumed: the same epoch-2 model as the uninterrupted run (its optimizer state,
     # scheduler and data position came back, not just the weights)

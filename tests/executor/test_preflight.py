@@ -149,7 +149,7 @@ def test_disk_uses_the_real_model_size_when_the_plan_is_smaller(tmp_path, gpus):
     path, plan = approved(tmp_path, disk_gib=0.0, model_path=str(model_dir))
     notes = run_preflight(path, plan, tmp_path / "run")
     disk = next(n for n in notes if n.startswith("disk:"))
-    assert "measured from" in disk and "0.011 GiB" in disk  # 1M params x (4 fp32 weights + 8 Adam moments)
+    assert "measured from" in disk and "0.015 GiB" in disk  # 1M params x (4 sharded fp32 + 4 full weights + 8 Adam moments)
 
 
 def test_device_count_and_type_mismatch(tmp_path, gpus):
