@@ -155,7 +155,7 @@ def estimate_tokens_per_s(model, gpu, cfg, selective: bool, extra: dict) -> tupl
     kw = dict(extra)
     try:
         st = step_time(model, gpu, cfg, **kw)
-    except TypeError:  # an estimator without these keywords (the baseline before issue 14)
+    except TypeError:  # an estimator without layout= / kernels= (a baseline from before them: no options at all)
         kw = {}
         st = step_time(model, gpu, cfg)
     step_s = st.step_s
