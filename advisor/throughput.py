@@ -79,6 +79,7 @@ from dataclasses import dataclass
 from advisor.architecture import active_param_count, expert_param_count, lora_trainable_params, param_count
 from advisor.memory import data_parallel_size, num_nodes, ulysses_degree
 from advisor.specs import GpuSpec, ModelSpec, TrainConfig
+from advisor.step_options import HOST_OPTIMIZERS, EngineKernels, ParallelLayout  # noqa: F401 (HOST_OPTIMIZERS: re-exported)
 from advisor.step_overhead import fixed_step_overhead_s
 from advisor.units import GB, TFLOP, gbit_per_s_to_bytes_per_s
 
@@ -143,7 +144,6 @@ CPU_ADAM_BYTES_PER_PARAM = 30  # read/write fp32 param, m, v; read the fp32 grad
 # + optimizer offload 13.70 s: 7.65 s, 0.90e9 params/s. Their mean; the CPUAdam arithmetic alone runs at
 # ~1.4e9 params/s per thread (benchmarks/cpu_adam_rate.py --deepspeed): the rest of the path sets the rate.
 DEEPSPEED_OFFLOAD_PARAMS_PER_S_PER_NODE = 0.97e9
-HOST_OPTIMIZERS = ("deepspeed", "torch-fused")
 # Host memory bandwidth of a 2-socket GPU server: 2 sockets x 8 channels x DDR4-3200 (25.6 GB/s per
 # channel, JEDEC) = 410 GB/s peak, ~70% of it sustained (STREAM triad): ~290 GB/s.
 HOST_MEMORY_BANDWIDTH_GB_PER_S = 290.0
@@ -520,86 +520,58 @@ def ulysses_all_to_all_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, sp: int) 
     return passes * per_pass * m.num_layers / link
 
 
-def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float | None = None,
-              pp_interleave: int = 1, shard_group: int | None = None, dp_sharded: bool = False, cp: int = 1,
-              ep: int = 1, ep_overlap: float = 0.0, pp_layers_off_ends: int = 0,
-              moe_host_sync: bool = False, recompute_modules: tuple[str, ...] = (),
-              host_optimizer: str = "deepspeed", unfused_rope: bool = False, cross_entropy_impl: str | None = None,
-              dp_overlap_window: bool = False, _efficiency: float | None = None) -> StepTime:
-    """Seconds per optimizer step on every GPU (all micro-batches of the gradient accumulation).
-
-    tp_overlap: the fraction of the tensor-parallel communication hidden behind GEMMs (0 = plain TP;
-    default: 0.5 for Megatron-Core, 0 otherwise). pp_interleave: virtual pipeline chunks per GPU.
-    The layouts users run today beyond the Strategy names (accelerate's ParallelismConfig axes):
-    shard_group: FSDP / ZeRO-3 shards over groups of this many ranks and replicates across them
-    (HSDP: the GPUs of a node; None: every data-parallel rank). dp_sharded: with tp / pp ("megatron"
-    layout) the data-parallel axis is FSDP (fsdp-tp: parameters all-gathered every micro-batch) instead
-    of the distributed optimizer. cp: context parallel degree (num_gpus = dp x tp x pp x cp); each GPU
-    holds seq_len / cp of every sequence and passes K / V around a ring, overlapped with attention.
-    ep: expert parallel degree of an MoE model (inside the data-parallel ranks): larger expert GEMMs,
-    plus the token all-to-alls (dispatch and combine, forward and backward). ep_overlap: the part of
-    them hidden (0: Megatron-Core hides them only with --overlap-moe-expert-parallel-comm; its TP-comm
-    overlap does not touch them). pp_layers_off_ends: transformer layers taken off the first and last
-    pipeline stages to balance the embedding / output layer (busiest_stage_layers). moe_host_sync: the
-    MoE layers run Megatron-Core's unfused dropless path, whose dispatcher syncs the host once per layer
-    forward (moe_host_sync_s; default off: the executor's transformers grouped_mm experts keep the
-    offsets on the device, and fused grouped-MLP kernels remove the sync). recompute_modules: Megatron-Core's
-    selective recompute of memory-bound modules (--recompute-modules): "layernorm" (the two norms, read +
-    write h) and "moe_act" (the experts' activation, read 2 k f, write k f) run their forward again in
-    backward (moe_act_norm_recompute_bytes_per_token); ignored with full activation checkpointing.
-    unfused_rope: the rotary embedding runs as eager PyTorch ops (unfused_rope_extra_bytes_per_token;
-    Megatron-Core with YaRN's mscale != 1, e.g. gpt-oss). cross_entropy_impl: the loss kernel of Megatron-Core's
-    --cross-entropy-loss-fusion ("native": NATIVE_CE_BYTES_PER_LOGIT, "te": TE_CE_BYTES_PER_LOGIT; None: the
-    generic HEAD_BYTES_PER_LOGIT). dp_overlap_window: the "megatron" layout's
-    distributed-optimizer sync (reduce-scatter + all-gather, half each) hides only behind the last
-    micro-batch's backward and the first one's forward (last_micro_batch_overlap_s; Megatron-Core DDP with
-    --overlap-grad-reduce / --overlap-param-gather); the forward / backward split of a micro-batch follows its
-    GEMM passes (1 : 2, recompute in backward). Default: overlapped with the whole step.
-    The strategies named for these layouts: "hsdp" is FSDP with shard_group = the GPUs of a node (unless
-    given); "fsdp-tp" is the tp layout with dp_sharded (FSDP over the data-parallel ranks, plain TP).
-    host_optimizer: the engine of an offload strategy's host step, "deepspeed" (the executor's) or
-    "torch-fused" (FSDP2 CPU offload with torch's fused AdamW); see the module docstring.
-    """
-    if host_optimizer not in HOST_OPTIMIZERS:
-        raise ValueError(f"host_optimizer must be one of {', '.join(HOST_OPTIMIZERS)}, got {host_optimizer!r}")
+def _resolve_layout(gpu: GpuSpec, cfg: TrainConfig, layout: ParallelLayout) -> tuple[str, int, ParallelLayout]:
+    """(the strategy the formulas price, Ulysses degree, the layout it implies). "zero3-sp" is ZeRO-3 over every
+    GPU with Ulysses splitting each sequence over the GPUs of a node; "hsdp" is FSDP with shard_group = the GPUs
+    of a node (unless given); "fsdp-tp" is the "megatron" layout with dp_sharded."""
     s = cfg.strategy
-    overlap_default = DEFAULT_TP_OVERLAP.get(s, 0.0)
     sp = 1
-    if s == "zero3-sp":  # ZeRO-3 over every GPU; Ulysses splits each sequence over the GPUs of a node
+    if s == "zero3-sp":
         sp, s = ulysses_degree(s, cfg.num_gpus, gpu.gpus_per_node), "zero3"
     if s == "hsdp":
-        shard_group = shard_group or min(gpu.gpus_per_node, cfg.num_gpus)
+        layout = dataclasses.replace(layout, shard_group=layout.shard_group or min(gpu.gpus_per_node, cfg.num_gpus))
         s = "fsdp"
     elif s == "fsdp-tp":
-        dp_sharded, s = True, "megatron"
-    if cfg.num_gpus % (cfg.tp * cfg.pp * cp):
-        raise ValueError(f"num_gpus {cfg.num_gpus} is not a multiple of tp x pp x cp = {cfg.tp * cfg.pp * cp}")
-    dp = max(1, data_parallel_size(cfg) // cp // sp)
-    tokens_per_gpu_step = cfg.micro_batch_size * cfg.seq_len * cfg.grad_accum
-    tokens_per_step = tokens_per_gpu_step * dp
+        layout, s = dataclasses.replace(layout, dp_sharded=True), "megatron"
+    return s, sp, layout
+
+
+def _expert_all_to_all_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: ParallelLayout) -> float:
+    """One expert-parallel all-to-all of one MoE layer and micro-batch: every routed token copy (bf16, seq_len / cp
+    tokens), (ep - 1) / ep of it leaving the GPU; on NVLink when the ep x tp ranks fit in a node, else the
+    group's share of the node's network."""
+    ep = layout.ep
+    routed = cfg.micro_batch_size * cfg.seq_len / layout.cp * m.experts_per_token * m.hidden_size * 2
+    a2a_link = (gpu.intra_node_bandwidth_gb_per_s * GB if ep * cfg.tp <= gpu.gpus_per_node
+                else group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // cfg.tp)))
+    return routed * (ep - 1) / ep / (a2a_link * TP_LINK_EFFICIENCY)
+
+
+def _micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: ParallelLayout, kernels: EngineKernels,
+                   sp: int, efficiency: float | None) -> float:
+    """One micro-batch on the busiest pipeline stage: its compute (compute_time_per_micro_batch_s) plus what
+    stalls it besides tensor / pipeline parallel traffic: Ulysses' all-to-alls, the exposed expert all-to-alls,
+    the MoE dispatcher's host syncs, selective recompute, and context parallel's ring beyond its overlap."""
+    cp, ep = layout.cp, layout.ep
     # Ulysses does the work of context parallel: seq_len / sp tokens per GPU in every GEMM, and attention over the
     # whole sequence for num_heads / sp heads (the same FLOPs as a ring's local queries against every key)
-    micro = compute_time_per_micro_batch_s(m, gpu, cfg, _efficiency, cp * sp, ep, pp_layers_off_ends,
-                                           unfused_rope, cross_entropy_impl)
+    micro = compute_time_per_micro_batch_s(m, gpu, cfg, efficiency, cp * sp, ep, layout.pp_layers_off_ends,
+                                           kernels.unfused_rope, kernels.cross_entropy_impl)
     if sp > 1:
         micro += ulysses_all_to_all_s(m, gpu, cfg, sp)
-    stage_layers = busiest_stage_layers(m.num_layers, cfg.pp, pp_layers_off_ends)[0]
+    stage_layers = busiest_stage_layers(m.num_layers, cfg.pp, layout.pp_layers_off_ends)[0]
     if ep > 1 and m.num_experts > 1:  # all-to-all of every routed token copy, 4 per layer (+2 with recompute)
-        routed = cfg.micro_batch_size * cfg.seq_len / cp * m.experts_per_token * m.hidden_size * 2
-        a2a_link = (gpu.intra_node_bandwidth_gb_per_s * GB if ep * cfg.tp <= gpu.gpus_per_node
-                    else group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // cfg.tp)))
-        a2a_one = routed * (ep - 1) / ep / (a2a_link * TP_LINK_EFFICIENCY)
-        a2a = (4 + (2 if cfg.activation_checkpointing else 0)) * a2a_one
-        micro += a2a * stage_layers * (1 - ep_overlap)
-    if moe_host_sync and m.num_experts > 1:  # once per MoE layer forward (again in a recomputed forward)
-        e = gemm_efficiency(gpu) if _efficiency is None else _efficiency
+        a2a = (4 + (2 if cfg.activation_checkpointing else 0)) * _expert_all_to_all_s(m, gpu, cfg, layout)
+        micro += a2a * stage_layers * (1 - layout.ep_overlap)
+    if kernels.moe_host_sync and m.num_experts > 1:  # once per MoE layer forward (again in a recomputed forward)
+        e = gemm_efficiency(gpu) if efficiency is None else efficiency
         work = _micro_batch_work(m, gpu, cfg, cp, ep)
-        a2a_fwd = 2 * a2a_one if ep > 1 else 0.0
+        a2a_fwd = 2 * _expert_all_to_all_s(m, gpu, cfg, layout) if ep > 1 else 0.0
         local = m.num_experts // max(1, min(ep, m.num_experts))
         fwd_passes = 1 + (1 if cfg.activation_checkpointing else 0)
         micro += fwd_passes * stage_layers * moe_host_sync_s(work, local, e, a2a_fwd)
-    if recompute_modules and not cfg.activation_checkpointing:
-        per_token = moe_act_norm_recompute_bytes_per_token(m, cfg.tp, recompute_modules)
+    if kernels.recompute_modules and not cfg.activation_checkpointing:
+        per_token = moe_act_norm_recompute_bytes_per_token(m, cfg.tp, kernels.recompute_modules)
         hbm = gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
         micro += stage_layers * cfg.micro_batch_size * cfg.seq_len / cp * per_token / hbm
     if cp > 1:  # ring attention: each layer passes the local K and V cp - 1 times (x3 with backward)
@@ -608,34 +580,41 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
             else gpu.intra_node_bandwidth_gb_per_s * GB
         cp_comm = 3 * (cp - 1) * kv_bytes * (m.num_layers / cfg.pp) / ring_link
         micro += max(0.0, cp_comm - COMM_OVERLAP_EFFICIENCY * micro) + (1 - COMM_OVERLAP_EFFICIENCY) * min(cp_comm, micro)
+    return micro
 
-    # tensor parallel: exposed all-reduce traffic per layer, on NVLink (TP groups stay inside a node)
-    tp_comm = 0.0
-    if cfg.tp > 1:
-        overlap = overlap_default if tp_overlap is None else tp_overlap
-        act_bytes = cfg.micro_batch_size * cfg.seq_len * m.hidden_size * 2
-        collectives = 4 + (2 if cfg.activation_checkpointing else 0)
-        nvlink = gpu.intra_node_bandwidth_gb_per_s * GB * TP_LINK_EFFICIENCY
-        per_layer = collectives * 2 * (cfg.tp - 1) / cfg.tp * act_bytes / nvlink
-        tp_comm = per_layer * stage_layers * (1 - overlap)
-    # pipeline: activations cross each stage boundary forward and backward
-    p2p = 0.0
-    if cfg.pp > 1:
-        act_bytes = cfg.micro_batch_size * cfg.seq_len * m.hidden_size * 2 / cfg.tp
-        crosses_nodes = cfg.tp * cfg.pp > gpu.gpus_per_node and gpu.inter_node_bandwidth_gbit_per_s > 0
-        bw = (_network_bytes_per_s(gpu) / gpu.gpus_per_node if crosses_nodes
-              else gpu.intra_node_bandwidth_gb_per_s * GB)
-        p2p = 2 * act_bytes / bw * max(1, pp_interleave)  # interleaving: v x the boundary crossings (Narayanan et al. 2021)
-    per_micro = micro + tp_comm + p2p
-    compute = per_micro * cfg.grad_accum
-    bubble = 0.0
-    if cfg.pp > 1:  # 1F1B: (p-1) idle micro-batch slots per step; interleaving divides them by v
-        bubble = per_micro * (cfg.pp - 1) / max(1, pp_interleave)
-        compute += bubble
 
+def _tensor_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: ParallelLayout) -> float:
+    """Exposed tensor-parallel traffic of one micro-batch on the busiest stage, on NVLink (TP groups stay inside
+    a node): 4 all-gather / reduce-scatter pairs per layer (+2 with recompute), less the tp_overlap hidden."""
+    if cfg.tp <= 1:
+        return 0.0
+    overlap = DEFAULT_TP_OVERLAP.get(cfg.strategy, 0.0) if layout.tp_overlap is None else layout.tp_overlap
+    stage_layers = busiest_stage_layers(m.num_layers, cfg.pp, layout.pp_layers_off_ends)[0]
+    act_bytes = cfg.micro_batch_size * cfg.seq_len * m.hidden_size * 2
+    collectives = 4 + (2 if cfg.activation_checkpointing else 0)
+    nvlink = gpu.intra_node_bandwidth_gb_per_s * GB * TP_LINK_EFFICIENCY
+    per_layer = collectives * 2 * (cfg.tp - 1) / cfg.tp * act_bytes / nvlink
+    return per_layer * stage_layers * (1 - overlap)
+
+
+def _pipeline_p2p_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: ParallelLayout) -> float:
+    """One micro-batch's activations crossing a stage boundary forward and backward (v x with interleaving)."""
+    if cfg.pp <= 1:
+        return 0.0
+    act_bytes = cfg.micro_batch_size * cfg.seq_len * m.hidden_size * 2 / cfg.tp
+    crosses_nodes = cfg.tp * cfg.pp > gpu.gpus_per_node and gpu.inter_node_bandwidth_gbit_per_s > 0
+    bw = (_network_bytes_per_s(gpu) / gpu.gpus_per_node if crosses_nodes
+          else gpu.intra_node_bandwidth_gb_per_s * GB)
+    return 2 * act_bytes / bw * max(1, layout.pp_interleave)  # interleaving: v x the boundary crossings (Narayanan et al. 2021)
+
+
+def _data_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, layout: ParallelLayout,
+                          group: int) -> float:
+    """Seconds of data-parallel traffic per optimizer step (before overlap with compute) for the resolved
+    strategy s over a group of `group` ranks (dp x cp x Ulysses sp): see the module docstring."""
+    ep = layout.ep
     n = param_count(m)
     sync_bytes = 2 * n if cfg.trainable == "full" else 2 * lora_trainable_params(m, cfg.lora_rank)
-    group = dp * cp * sp  # FSDP / the distributed optimizer / ZeRO-3 shard over the context-parallel ranks too
     ring = (group - 1) / group if group > 1 else 0.0
     link = link_bytes_per_s(gpu, cfg) * LINK_EFFICIENCY
     comm = 0.0
@@ -643,7 +622,7 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
         gather = 2 * (2 * n) * cfg.grad_accum  # forward + backward all-gathers of bf16 params
         if s == "zero3-offload-all":
             gather = 0.0  # parameters come from the host (PCIe, below); the ring moves only gradients
-        g = group if shard_group is None else max(1, min(shard_group, group))
+        g = group if layout.shard_group is None else max(1, min(layout.shard_group, group))
         if g == group:
             comm = (gather + sync_bytes * cfg.grad_accum) * ring / link
         else:  # HSDP: gathers and reduce-scatters inside the shard group, gradient all-reduce across replicas
@@ -659,7 +638,7 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
         if ep > 1 and m.num_experts > 1 and cfg.trainable == "full":
             expert_bytes = 2 * expert_param_count(m)
         shard = (sync_bytes - expert_bytes) / (cfg.tp * cfg.pp)
-        if dp_sharded:  # fsdp-tp: all-gather (forward, backward) + reduce-scatter every micro-batch
+        if layout.dp_sharded:  # fsdp-tp: all-gather (forward, backward) + reduce-scatter every micro-batch
             comm = 3 * shard * cfg.grad_accum * ring / link
         else:  # distributed optimizer: reduce-scatter + all-gather once a step
             comm = 2 * shard * ring / link
@@ -668,27 +647,72 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, tp_overlap: float
             if edp > 1:  # Megatron's rank order tp-cp-ep-dp-pp: a node holds gpus_per_node / (tp ep) members of each group
                 e_link = group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // (cfg.tp * ep))) * LINK_EFFICIENCY
                 e_shard = expert_bytes / (cfg.tp * cfg.pp * ep)
-                comm += (3 * cfg.grad_accum if dp_sharded else 2) * e_shard * (edp - 1) / edp / e_link
+                comm += (3 * cfg.grad_accum if layout.dp_sharded else 2) * e_shard * (edp - 1) / edp / e_link
+    return comm
 
-    offload = 0.0
-    overlapped_pcie = 0.0
-    if s in ("zero3-offload", "zero3-offload-all"):
-        pcie = gpu.pcie_bandwidth_gb_per_s * GB * PCIE_EFFICIENCY
-        shard = (n if cfg.trainable == "full" else lora_trainable_params(m, cfg.lora_rank)) / dp
-        # during backward: bf16 gradient shards to the host every micro-step (hidden behind compute)
-        overlapped_pcie = 2 * shard * cfg.grad_accum / pcie
-        if s == "zero3-offload-all":  # every forward / backward (and recompute) streams the parameters in
-            fetches = 2 + (1 if cfg.activation_checkpointing else 0)
-            overlapped_pcie += fetches * 2 * (n / dp) * cfg.grad_accum / pcie
-        gpus_here = min(cfg.num_gpus, gpu.gpus_per_node)
-        if host_optimizer == "deepspeed":  # DeepSpeed's measured host path, the upload included
-            offload = shard * gpus_here / DEEPSPEED_OFFLOAD_PARAMS_PER_S_PER_NODE
-        else:
-            cpu_adam = shard * gpus_here / host_adam_params_per_s_per_node(gpu)
-            upload = 0.0 if s == "zero3-offload-all" else 2 * shard / pcie  # updated bf16 params back to the GPU
-            offload = cpu_adam + upload
 
-    if dp_overlap_window and s == "megatron" and not dp_sharded and comm > 0:
+def _offload_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, dp: int, host_optimizer: str
+               ) -> tuple[float, float]:
+    """(the host step after backward, not overlapped; the PCIe traffic overlapped with compute) per optimizer
+    step of the offload strategies (ZeRO-Offload); (0, 0) for the others."""
+    if s not in ("zero3-offload", "zero3-offload-all"):
+        return 0.0, 0.0
+    n = param_count(m)
+    pcie = gpu.pcie_bandwidth_gb_per_s * GB * PCIE_EFFICIENCY
+    shard = (n if cfg.trainable == "full" else lora_trainable_params(m, cfg.lora_rank)) / dp
+    # during backward: bf16 gradient shards to the host every micro-step (hidden behind compute)
+    overlapped_pcie = 2 * shard * cfg.grad_accum / pcie
+    if s == "zero3-offload-all":  # every forward / backward (and recompute) streams the parameters in
+        fetches = 2 + (1 if cfg.activation_checkpointing else 0)
+        overlapped_pcie += fetches * 2 * (n / dp) * cfg.grad_accum / pcie
+    gpus_here = min(cfg.num_gpus, gpu.gpus_per_node)
+    if host_optimizer == "deepspeed":  # DeepSpeed's measured host path, the upload included
+        offload = shard * gpus_here / DEEPSPEED_OFFLOAD_PARAMS_PER_S_PER_NODE
+    else:
+        cpu_adam = shard * gpus_here / host_adam_params_per_s_per_node(gpu)
+        upload = 0.0 if s == "zero3-offload-all" else 2 * shard / pcie  # updated bf16 params back to the GPU
+        offload = cpu_adam + upload
+    return offload, overlapped_pcie
+
+
+_DEFAULT_LAYOUT = ParallelLayout()
+_DEFAULT_KERNELS = EngineKernels()
+
+
+def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, layout: ParallelLayout = _DEFAULT_LAYOUT,
+              kernels: EngineKernels = _DEFAULT_KERNELS, _efficiency: float | None = None) -> StepTime:
+    """Seconds per optimizer step on every GPU (all micro-batches of the gradient accumulation).
+
+    layout: the parallel layout beyond TrainConfig (advisor.step_options.ParallelLayout: tp_overlap,
+    pp_interleave, shard_group, dp_sharded, cp, ep, ep_overlap, pp_layers_off_ends); kernels: the engine's kernel
+    and runtime choices (advisor.step_options.EngineKernels: moe_host_sync, recompute_modules, host_optimizer,
+    unfused_rope, cross_entropy_impl, dp_overlap_window). Each field's meaning and unit is in its docstring there;
+    the defaults are what the executor runs. The parts: _micro_batch_s (compute and what stalls it),
+    _tensor_parallel_comm_s, _pipeline_p2p_s, the 1F1B bubble, _data_parallel_comm_s (overlapped with compute),
+    _offload_s, fixed_step_overhead_s.
+    """
+    s, sp, layout = _resolve_layout(gpu, cfg, layout)
+    cp = layout.cp
+    if cfg.num_gpus % (cfg.tp * cfg.pp * cp):
+        raise ValueError(f"num_gpus {cfg.num_gpus} is not a multiple of tp x pp x cp = {cfg.tp * cfg.pp * cp}")
+    dp = max(1, data_parallel_size(cfg) // cp // sp)
+    tokens_per_gpu_step = cfg.micro_batch_size * cfg.seq_len * cfg.grad_accum
+    tokens_per_step = tokens_per_gpu_step * dp
+    micro = _micro_batch_s(m, gpu, cfg, layout, kernels, sp, _efficiency)
+    tp_comm = _tensor_parallel_comm_s(m, gpu, cfg, layout)
+    p2p = _pipeline_p2p_s(m, gpu, cfg, layout)
+    per_micro = micro + tp_comm + p2p
+    compute = per_micro * cfg.grad_accum
+    bubble = 0.0
+    if cfg.pp > 1:  # 1F1B: (p-1) idle micro-batch slots per step; interleaving divides them by v
+        bubble = per_micro * (cfg.pp - 1) / max(1, layout.pp_interleave)
+        compute += bubble
+
+    # FSDP / the distributed optimizer / ZeRO-3 shard over the context-parallel ranks too
+    comm = _data_parallel_comm_s(m, gpu, cfg, s, layout, dp * cp * sp)
+    offload, overlapped_pcie = _offload_s(m, gpu, cfg, s, dp, kernels.host_optimizer)
+
+    if kernels.dp_overlap_window and s == "megatron" and not layout.dp_sharded and comm > 0:
         passes = (3 if cfg.trainable == "full" else 2) + (1 if cfg.activation_checkpointing else 0)
         busy = last_micro_batch_overlap_s(compute, comm / 2, comm / 2, per_micro / passes,
                                           per_micro * (passes - 1) / passes)

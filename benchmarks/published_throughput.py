@@ -13,16 +13,18 @@ How a row becomes an estimator input (stated here, not tuned per row):
   parallel ranks x tensor parallel inside a node) -> fsdp-tp with the row's tp: the estimator's tensor
   parallel physics and an FSDP data-parallel axis; zero2 -> zero2; zero2-offload (DeepSpeed ZeRO-2 with
   offload_optimizer, no estimator strategy) -> zero3-offload, the nearest (rows of a source out of the targets).
-- expert parallel (ep, MoE rows): step_time's ep.
-- context parallel (cp): step_time's cp (ring attention; num_gpus = dp x tp x pp x cp).
-- interleaved pipeline (the row's vp): passed to the estimator as pp_interleave (bubble / v); the row's
+- expert parallel (ep, MoE rows): ParallelLayout's ep.
+- context parallel (cp): ParallelLayout's cp (ring attention; num_gpus = dp x tp x pp x cp).
+- the row's layout and kernel settings become step_time's two value objects (advisor/step_options.py):
+  ParallelLayout (tp_overlap, pp_interleave, cp, ep, pp_layers_off_ends) and EngineKernels (the rest below).
+- interleaved pipeline (the row's vp): ParallelLayout's pp_interleave (bubble / v); the row's
   pp_layers_off_ends (layers taken off the first and last stages, as Llama 3 balances its pipeline) too.
-- MoE rows whose recipe runs the unfused dropless path (moe_fused: false): step_time's moe_host_sync (the
+- MoE rows whose recipe runs the unfused dropless path (moe_fused: false): EngineKernels' moe_host_sync (the
   dispatcher's device-to-host sync per MoE layer forward); a row's recompute_modules (Megatron-Core's
-  --recompute-modules, e.g. layernorm / moe_act): step_time's recompute_modules; rope_fusion: false (the
-  source's rotary embedding runs eager: step_time's unfused_rope); cross_entropy_fusion_impl: native / te
-  (Megatron-Core's fused cross entropy kernel: step_time's cross_entropy_impl); dp_overlap: last-micro-batch
-  (Megatron-Core DDP's --overlap-grad-reduce / --overlap-param-gather: step_time's dp_overlap_window).
+  --recompute-modules, e.g. layernorm / moe_act): EngineKernels' recompute_modules; rope_fusion: false (the
+  source's rotary embedding runs eager: EngineKernels' unfused_rope); cross_entropy_fusion_impl: native / te
+  (Megatron-Core's fused cross entropy kernel: EngineKernels' cross_entropy_impl); dp_overlap: last-micro-batch
+  (Megatron-Core DDP's --overlap-grad-reduce / --overlap-param-gather: EngineKernels' dp_overlap_window).
 - TP communication: plain TP (torchtitan vanilla TP) is exposed; async TP and Megatron-Core's
   TP-comm overlap hide part of it (advisor.throughput.tp_overlap_fraction).
 - selective activation checkpointing (torchtitan op / layer SAC recomputes about half of a full
@@ -36,7 +38,7 @@ How a row becomes an estimator input (stated here, not tuned per row):
 - measured tokens/s per GPU: the row's figure; else aggregate tokens/s / GPUs; else tokens per
   micro-batch / s_per_step; else model TFLOP/s per GPU / the estimator's model FLOPs per token.
 - host optimizer of offload rows: fsdp-offload (FSDP's CPU offload) steps with torch's AdamW on the host
-  (step_time's host_optimizer "torch-fused"); DeepSpeed rows (zero2-offload) run DeepSpeed's host path.
+  (EngineKernels' host_optimizer "torch-fused"); DeepSpeed rows (zero2-offload) run DeepSpeed's host path.
 - torch.compile is not modelled: compiled and eager rows of one source bracket the estimate.
 
 --implied prints, per row, the catalog `mfu` (the tier's MFU at the reference shape, advisor/throughput.py
@@ -63,6 +65,7 @@ if str(REPO) not in sys.path:
 from advisor.architecture import resolve_model  # noqa: E402
 from advisor.catalog import load_catalog  # noqa: E402
 from advisor.specs import ModelSpec, TrainConfig  # noqa: E402
+from advisor.step_options import EngineKernels, ParallelLayout  # noqa: E402
 from advisor.throughput import model_flops_per_token, step_time  # noqa: E402
 
 ROWS = REPO / "benchmarks" / "data" / "published_rows.yaml"
@@ -85,7 +88,8 @@ def model_for(name: str, archs: dict) -> ModelSpec:
 
 
 def row_inputs(row: dict, archs: dict, sources: dict | None = None):
-    """(model, gpu spec, TrainConfig, selective AC?, tp overlap override or None, assumptions list)."""
+    """(model, gpu spec, TrainConfig, selective AC?, step_time's options {"layout": ParallelLayout,
+    "kernels": EngineKernels}, assumptions list)."""
     sources = sources or {}
     assumed: list[str] = []
     catalog = load_catalog()
@@ -126,29 +130,24 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None):
                       seq_len=seq, micro_batch_size=mb, grad_accum=ga,
                       activation_checkpointing=bool(ac_raw) and not selective, tp=tp, pp=pp, trainable=trainable,
                       lora_rank=row.get("lora_rank", 16))
-    extra: dict = {}
-    if row.get("cp", 1) > 1:
-        extra["cp"] = row["cp"]
-    if row.get("ep", 1) > 1:
-        extra["ep"] = row["ep"]
+    tp_overlap = None
     if row["strategy"] == "fsdp-tp" or row["source"].startswith("nemo-automodel"):
-        extra["tp_overlap"] = 0.5 if row.get("async_tp") else 0.0  # PyTorch TP: exposed; async TP: about half hidden
-    if row.get("vp", 1) > 1:
-        extra["pp_interleave"] = row["vp"]
-    if row.get("pp_layers_off_ends"):
-        extra["pp_layers_off_ends"] = row["pp_layers_off_ends"]
-    if row.get("moe_fused") is False:  # the source runs Megatron-Core's unfused dropless MoE path
-        extra["moe_host_sync"] = True
-    if row.get("recompute_modules"):  # Megatron-Core's selective recompute of memory-bound modules
-        extra["recompute_modules"] = tuple(row["recompute_modules"])
-    if row["strategy"] == "fsdp-offload":  # FSDP CPU offload steps the optimizer with torch on the host
-        extra["host_optimizer"] = "torch-fused"
-    if row.get("rope_fusion") is False:  # the source's rotary embedding runs as eager PyTorch ops
-        extra["unfused_rope"] = True
-    if row.get("cross_entropy_fusion_impl"):  # Megatron-Core's fused cross entropy kernel (native / te)
-        extra["cross_entropy_impl"] = row["cross_entropy_fusion_impl"]
-    if row.get("dp_overlap") == "last-micro-batch":  # Megatron-Core DDP: the sync hides behind one micro-batch
-        extra["dp_overlap_window"] = True
+        tp_overlap = 0.5 if row.get("async_tp") else 0.0  # PyTorch TP: exposed; async TP: about half hidden
+    layout = ParallelLayout(
+        tp_overlap=tp_overlap,
+        cp=row["cp"] if row.get("cp", 1) > 1 else 1,
+        ep=row["ep"] if row.get("ep", 1) > 1 else 1,
+        pp_interleave=row["vp"] if row.get("vp", 1) > 1 else 1,
+        pp_layers_off_ends=row.get("pp_layers_off_ends") or 0)  # layers off the first and last stages
+    kernels = EngineKernels(
+        moe_host_sync=row.get("moe_fused") is False,  # the source runs Megatron-Core's unfused dropless MoE path
+        recompute_modules=tuple(row.get("recompute_modules") or ()),  # Megatron-Core's selective recompute
+        # FSDP CPU offload steps the optimizer with torch on the host
+        host_optimizer="torch-fused" if row["strategy"] == "fsdp-offload" else "deepspeed",
+        unfused_rope=row.get("rope_fusion") is False,  # the source's rotary embedding runs as eager PyTorch ops
+        cross_entropy_impl=row.get("cross_entropy_fusion_impl") or None,  # Megatron-Core's fused CE kernel
+        dp_overlap_window=row.get("dp_overlap") == "last-micro-batch")  # DDP's sync hides behind one micro-batch
+    extra = {"layout": layout, "kernels": kernels}
     return model, gpu, cfg, selective, extra, assumed
 
 
@@ -156,7 +155,7 @@ def estimate_tokens_per_s(model, gpu, cfg, selective: bool, extra: dict) -> tupl
     kw = dict(extra)
     try:
         st = step_time(model, gpu, cfg, **kw)
-    except TypeError:  # an estimator without these keywords (the baseline before issue 14)
+    except TypeError:  # an estimator without layout= / kernels= (a baseline from before them: no options at all)
         kw = {}
         st = step_time(model, gpu, cfg)
     step_s = st.step_s

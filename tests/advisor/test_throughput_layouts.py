@@ -13,6 +13,7 @@ from advisor.planner import plan
 from advisor.specs import SpecError, TrainConfig
 from advisor.throughput import FIXED_S_PER_LAYER_PER_MICRO_BATCH, step_time, with_network
 from advisor import rules
+from advisor.step_options import ParallelLayout
 
 CAT = load_catalog()
 H100 = CAT.gpus["h100-sxm"]
@@ -38,7 +39,7 @@ def test_the_config_refuses_impossible_layouts():
 def test_hsdp_is_fsdp_sharded_inside_a_node():
     slow = with_network(H100, 400.0)
     hsdp = step_time(LLAMA8, slow, cfg(strategy="hsdp"))
-    assert hsdp == step_time(LLAMA8, slow, cfg(), shard_group=H100.gpus_per_node)
+    assert hsdp == step_time(LLAMA8, slow, cfg(), layout=ParallelLayout(shard_group=H100.gpus_per_node))
     assert hsdp.comm_s < step_time(LLAMA8, slow, cfg()).comm_s / 2  # the gathers stay on NVLink
     # its model states are sharded over the 8 GPUs of a node, not the 32 of the job: 4x FSDP's
     full = model_state_bytes(LLAMA8, cfg(), H100.gpus_per_node)
@@ -50,7 +51,8 @@ def test_hsdp_is_fsdp_sharded_inside_a_node():
 def test_fsdp_tp_is_the_tp_layout_with_an_fsdp_data_parallel_axis_and_plain_tp():
     c = cfg(strategy="fsdp-tp", tp=8)
     tp = step_time(LLAMA70, H100, c)
-    as_megatron = step_time(LLAMA70, H100, cfg(strategy="megatron", tp=8), dp_sharded=True, tp_overlap=0.0)
+    as_megatron = step_time(LLAMA70, H100, cfg(strategy="megatron", tp=8),
+                            layout=ParallelLayout(dp_sharded=True, tp_overlap=0.0))
     assert tp.comm_s == as_megatron.comm_s and tp.tp_comm_s == as_megatron.tp_comm_s > 0  # plain TP: exposed
     # plus FSDP2's per-layer collective launches, every micro-batch (as fsdp pays them)
     fixed = FIXED_S_PER_LAYER_PER_MICRO_BATCH * LLAMA70.num_layers * c.grad_accum

@@ -11,7 +11,9 @@ from advisor.models import TrainConfig
 from advisor.specs import ModelSpec
 from advisor.throughput import (HBM_EFFICIENCY, HEAD_BYTES_PER_LOGIT, NATIVE_CE_BYTES_PER_LOGIT,
                                 TE_CE_BYTES_PER_LOGIT, step_time, unfused_rope_extra_bytes_per_token)
+from advisor.step_options import EngineKernels, ParallelLayout
 
+EP8 = ParallelLayout(ep=8)  # the GPT-OSS recipes' expert parallel degree
 B200 = load_catalog().gpus["b200"]
 H100 = load_catalog().gpus["h100-sxm"]
 GPT_OSS = ModelSpec(name="gpt-oss-120b", family="generic", source="config.json", hidden_size=2880, num_layers=36,
@@ -42,14 +44,14 @@ def test_eager_rope_moves_12_elements_forward_and_10_backward_per_rotated_elemen
 
 def test_eager_rope_costs_every_layer_of_the_busiest_stage():
     c = cfg()
-    on = step_time(GPT_OSS, B200, c, ep=8, unfused_rope=True)
-    off = step_time(GPT_OSS, B200, c, ep=8)
+    on = step_time(GPT_OSS, B200, c, layout=EP8, kernels=EngineKernels(unfused_rope=True))
+    off = step_time(GPT_OSS, B200, c, layout=EP8)
     expected = c.grad_accum * 36 * 4 * 4096 * 2 * 16 * (64 + 8) * 64 / _hbm(B200)
     assert on.compute_s - off.compute_s == pytest.approx(expected, rel=1e-6)
     # pp 4: 9 layers per stage, 5 micro-batches + 3 bubble slots of the slowest stage
     c4 = cfg(micro_batch_size=1, pp=4)
-    on4 = step_time(GPT_OSS, H100, c4, ep=8, unfused_rope=True)
-    off4 = step_time(GPT_OSS, H100, c4, ep=8)
+    on4 = step_time(GPT_OSS, H100, c4, layout=EP8, kernels=EngineKernels(unfused_rope=True))
+    off4 = step_time(GPT_OSS, H100, c4, layout=EP8)
     per_slot = 9 * 4096 * 2 * 16 * (64 + 8) * 64 / _hbm(H100)
     assert on4.compute_s - off4.compute_s == pytest.approx((5 + 3) * per_slot, rel=1e-6)
 
@@ -63,18 +65,18 @@ def test_cross_entropy_kernels_move_their_bytes_per_logit():
     assert NATIVE_CE_BYTES_PER_LOGIT == 32
     assert TE_CE_BYTES_PER_LOGIT == 10
     c = cfg()
-    off = step_time(GPT_OSS, B200, c, ep=8)
+    off = step_time(GPT_OSS, B200, c, layout=EP8)
     for impl, per_logit in (("native", 32), ("te", 10)):
-        on = step_time(GPT_OSS, B200, c, ep=8, cross_entropy_impl=impl)
+        on = step_time(GPT_OSS, B200, c, layout=EP8, kernels=EngineKernels(cross_entropy_impl=impl))
         expected = c.grad_accum * 4 * 4096 * 201088 * (per_logit - 16) / _hbm(B200)
         assert on.compute_s - off.compute_s == pytest.approx(expected, rel=1e-6)
     # with full checkpointing the loss is still computed once per micro-batch
     ac = dataclasses.replace(c, activation_checkpointing=True)
-    d_ac = (step_time(GPT_OSS, B200, ac, ep=8, cross_entropy_impl="native").compute_s
-            - step_time(GPT_OSS, B200, ac, ep=8).compute_s)
+    d_ac = (step_time(GPT_OSS, B200, ac, layout=EP8, kernels=EngineKernels(cross_entropy_impl="native")).compute_s
+            - step_time(GPT_OSS, B200, ac, layout=EP8).compute_s)
     assert d_ac == pytest.approx(c.grad_accum * 4 * 4096 * 201088 * 16 / _hbm(B200), rel=1e-6)
     with pytest.raises(ValueError, match="cross_entropy_impl"):
-        step_time(GPT_OSS, B200, c, ep=8, cross_entropy_impl="liger")
+        step_time(GPT_OSS, B200, c, layout=EP8, kernels=EngineKernels(cross_entropy_impl="liger"))
 
 
 def test_cross_entropy_lands_on_the_last_pipeline_stage_only_when_it_is_the_busiest():
@@ -83,18 +85,20 @@ def test_cross_entropy_lands_on_the_last_pipeline_stage_only_when_it_is_the_busi
     stages pace it and the loss kernel's traffic hides."""
     c4 = cfg(micro_batch_size=1, pp=4)
     per_slot = 4096 * 201088 * 16 / _hbm(H100)
-    d = (step_time(GPT_OSS, H100, c4, ep=8, cross_entropy_impl="native").compute_s
-         - step_time(GPT_OSS, H100, c4, ep=8).compute_s)
+    d = (step_time(GPT_OSS, H100, c4, layout=EP8, kernels=EngineKernels(cross_entropy_impl="native")).compute_s
+         - step_time(GPT_OSS, H100, c4, layout=EP8).compute_s)
     assert d == pytest.approx((5 + 3) * per_slot, rel=1e-6)
-    off_ends = (step_time(GPT_OSS, H100, c4, ep=8, cross_entropy_impl="native", pp_layers_off_ends=6).compute_s
-                - step_time(GPT_OSS, H100, c4, ep=8, pp_layers_off_ends=6).compute_s)
+    off6 = ParallelLayout(ep=8, pp_layers_off_ends=6)
+    off_ends = (step_time(GPT_OSS, H100, c4, layout=off6, kernels=EngineKernels(cross_entropy_impl="native")).compute_s
+                - step_time(GPT_OSS, H100, c4, layout=off6).compute_s)
     assert off_ends == pytest.approx(0.0, abs=1e-9)
 
 
 def test_defaults_are_the_fused_kernels():
     c = cfg()
-    assert step_time(GPT_OSS, B200, c, ep=8).step_s == \
-        step_time(GPT_OSS, B200, c, ep=8, unfused_rope=False, cross_entropy_impl=None).step_s
+    assert step_time(GPT_OSS, B200, c, layout=EP8).step_s == \
+        step_time(GPT_OSS, B200, c, layout=EP8,
+                  kernels=EngineKernels(unfused_rope=False, cross_entropy_impl=None)).step_s
 
 
 def test_published_rows_map_rope_fusion_and_cross_entropy_impl():
@@ -104,12 +108,12 @@ def test_published_rows_map_rope_fusion_and_cross_entropy_impl():
            "global_batch_size": 1280, "rope_fusion": False, "cross_entropy_fusion_impl": "te"}
     archs = {"gpt-oss-120b": {k: v for k, v in dataclasses.asdict(GPT_OSS).items()
                               if k not in ("name", "source") and v is not None}}
-    extra = row_inputs(row, archs)[4]
-    assert extra.get("unfused_rope") is True and extra.get("cross_entropy_impl") == "te"
+    kernels = row_inputs(row, archs)[4]["kernels"]
+    assert kernels.unfused_rope is True and kernels.cross_entropy_impl == "te"
     plain = row_inputs({k: v for k, v in row.items() if k not in ("rope_fusion", "cross_entropy_fusion_impl")},
-                       archs)[4]
-    assert "unfused_rope" not in plain and "cross_entropy_impl" not in plain
-    assert row_inputs(dict(row, cross_entropy_fusion_impl="native"), archs)[4]["cross_entropy_impl"] == "native"
+                       archs)[4]["kernels"]
+    assert plain.unfused_rope is False and plain.cross_entropy_impl is None
+    assert row_inputs(dict(row, cross_entropy_fusion_impl="native"), archs)[4]["kernels"].cross_entropy_impl == "native"
 
 
 def test_last_micro_batch_window_exposes_what_one_micro_batch_cannot_hide():
@@ -128,8 +132,8 @@ def test_dp_overlap_window_on_the_b200_recipe_shape():
     of 1 x 4096 on 4 pipeline stages (the H100 recipe) the sync nearly fits and little changes."""
     from advisor.throughput import COMM_OVERLAP_EFFICIENCY
     c = cfg()
-    whole = step_time(GPT_OSS, B200, c, ep=8)
-    window = step_time(GPT_OSS, B200, c, ep=8, dp_overlap_window=True)
+    whole = step_time(GPT_OSS, B200, c, layout=EP8)
+    window = step_time(GPT_OSS, B200, c, layout=EP8, kernels=EngineKernels(dp_overlap_window=True))
     per_micro = whole.compute_s / c.grad_accum
     rs = ag = whole.comm_s / 2
     fwd, bwd = per_micro / 3, 2 * per_micro / 3
@@ -140,16 +144,20 @@ def test_dp_overlap_window_on_the_b200_recipe_shape():
                                                                       * whole.comm_s), rel=1e-6)
     assert window.step_s > whole.step_s
     h = cfg(micro_batch_size=1, pp=4, grad_accum=80)
-    grow = step_time(GPT_OSS, H100, h, ep=8, dp_overlap_window=True).step_s / step_time(GPT_OSS, H100, h, ep=8).step_s
+    window = EngineKernels(dp_overlap_window=True)
+    grow = (step_time(GPT_OSS, H100, h, layout=EP8, kernels=window).step_s
+            / step_time(GPT_OSS, H100, h, layout=EP8).step_s)
     assert 1.0 <= grow < 1.01
 
 
 def test_dp_overlap_window_is_the_distributed_optimizer_only():
     """fsdp-tp (FSDP over the data-parallel ranks, every micro-batch) and the FSDP strategies keep their overlap."""
     c = cfg(strategy="fsdp-tp", tp=2)
-    assert step_time(GPT_OSS, B200, c, ep=8, dp_overlap_window=True).step_s == step_time(GPT_OSS, B200, c, ep=8).step_s
+    window = EngineKernels(dp_overlap_window=True)
+    assert step_time(GPT_OSS, B200, c, layout=EP8, kernels=window).step_s == \
+        step_time(GPT_OSS, B200, c, layout=EP8).step_s
     f = cfg(strategy="fsdp", num_gpus=8)
-    assert step_time(GPT_OSS, B200, f, dp_overlap_window=True).step_s == step_time(GPT_OSS, B200, f).step_s
+    assert step_time(GPT_OSS, B200, f, kernels=window).step_s == step_time(GPT_OSS, B200, f).step_s
 
 
 def test_published_rows_map_dp_overlap():
@@ -159,5 +167,5 @@ def test_published_rows_map_dp_overlap():
            "global_batch_size": 1280, "dp_overlap": "last-micro-batch"}
     archs = {"gpt-oss-120b": {k: v for k, v in dataclasses.asdict(GPT_OSS).items()
                               if k not in ("name", "source") and v is not None}}
-    assert row_inputs(row, archs)[4].get("dp_overlap_window") is True
-    assert "dp_overlap_window" not in row_inputs(dict(row, dp_overlap="whole-step"), archs)[4]
+    assert row_inputs(row, archs)[4]["kernels"].dp_overlap_window is True
+    assert row_inputs(dict(row, dp_overlap="whole-step"), archs)[4]["kernels"].dp_overlap_window is False

@@ -10,7 +10,9 @@ from advisor.models import TrainConfig
 from advisor.specs import ModelSpec
 from advisor.throughput import (DRAINED_QUEUE_S, KERNEL_LAUNCH_S, MOE_POST_SYNC_KERNELS, _micro_batch_work,
                                 gemm_efficiency, moe_host_sync_s, step_time)
+from advisor.step_options import EngineKernels, ParallelLayout
 
+EP8 = ParallelLayout(ep=8)  # the GPT-OSS recipes' expert parallel degree
 B200 = load_catalog().gpus["b200"]
 GPT_OSS = ModelSpec(name="gpt-oss-120b", family="generic", source="config.json", hidden_size=2880, num_layers=36,
                     num_heads=64, num_kv_heads=8, head_dim=64, ffn_size=2880, ffn_kind="gated", vocab_size=201088,
@@ -30,8 +32,8 @@ def cfg(**kw):
 
 
 def _extra_compute_s(m, c, ep):
-    on = step_time(m, B200, c, ep=ep, moe_host_sync=True)
-    off = step_time(m, B200, c, ep=ep)
+    on = step_time(m, B200, c, layout=ParallelLayout(ep=ep), kernels=EngineKernels(moe_host_sync=True))
+    off = step_time(m, B200, c, layout=ParallelLayout(ep=ep))
     return on.compute_s - off.compute_s
 
 
@@ -64,8 +66,8 @@ def test_dense_models_and_the_default_path_have_no_sync():
     dense = dataclasses.replace(GPT_OSS, num_experts=1, experts_per_token=1, ffn_size=4 * 2880)
     c = cfg()
     assert _extra_compute_s(dense, c, 1) == 0.0
-    assert step_time(GPT_OSS, B200, c, ep=8).compute_s == step_time(GPT_OSS, B200, c, ep=8,
-                                                                      moe_host_sync=False).compute_s
+    assert step_time(GPT_OSS, B200, c, layout=EP8).compute_s == \
+        step_time(GPT_OSS, B200, c, layout=EP8, kernels=EngineKernels(moe_host_sync=False)).compute_s
 
 
 def test_published_rows_map_moe_fused_false_to_the_sync():
@@ -75,8 +77,8 @@ def test_published_rows_map_moe_fused_false_to_the_sync():
            "global_batch_size": 1280, "moe_fused": False}
     archs = {"gpt-oss-120b": {k: v for k, v in dataclasses.asdict(GPT_OSS).items()
                               if k not in ("name", "source") and v is not None}}
-    assert row_inputs(row, archs)[4].get("moe_host_sync") is True
-    assert "moe_host_sync" not in row_inputs(dict(row, moe_fused=True), archs)[4]
+    assert row_inputs(row, archs)[4]["kernels"].moe_host_sync is True
+    assert row_inputs(dict(row, moe_fused=True), archs)[4]["kernels"].moe_host_sync is False
 
 
 def test_selective_recompute_of_norms_and_moe_act_moves_their_forward_bytes_again():
@@ -87,14 +89,14 @@ def test_selective_recompute_of_norms_and_moe_act_moves_their_forward_bytes_agai
     assert moe_act_norm_recompute_bytes_per_token(GPT_OSS, 1, ("layernorm",)) == 2 * 4 * h
     assert moe_act_norm_recompute_bytes_per_token(GPT_OSS, 1, ("layernorm", "moe_act")) == 2 * (4 * h + 3 * k * f)
     c = cfg()
-    on = step_time(GPT_OSS, B200, c, ep=8, recompute_modules=("layernorm", "moe_act"))
-    off = step_time(GPT_OSS, B200, c, ep=8)
+    on = step_time(GPT_OSS, B200, c, layout=EP8, kernels=EngineKernels(recompute_modules=("layernorm", "moe_act")))
+    off = step_time(GPT_OSS, B200, c, layout=EP8)
     hbm = B200.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
     expected = c.grad_accum * 36 * 4 * 4096 * 2 * (4 * h + 3 * k * f) / hbm
     assert on.compute_s - off.compute_s == pytest.approx(expected, rel=1e-6)
     # full activation checkpointing recomputes everything already
     ac = dataclasses.replace(c, activation_checkpointing=True)
-    assert step_time(GPT_OSS, B200, ac, ep=8, recompute_modules=("moe_act",)).compute_s == \
-        step_time(GPT_OSS, B200, ac, ep=8).compute_s
+    assert step_time(GPT_OSS, B200, ac, layout=EP8, kernels=EngineKernels(recompute_modules=("moe_act",))).compute_s == \
+        step_time(GPT_OSS, B200, ac, layout=EP8).compute_s
     with pytest.raises(ValueError, match="recompute_modules"):
-        step_time(GPT_OSS, B200, c, ep=8, recompute_modules=("mlp",))
+        step_time(GPT_OSS, B200, c, layout=EP8, kernels=EngineKernels(recompute_modules=("mlp",)))

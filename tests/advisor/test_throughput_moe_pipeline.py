@@ -13,7 +13,9 @@ from advisor.specs import ModelSpec
 from advisor.throughput import (HBM_EFFICIENCY, LINK_EFFICIENCY, _micro_batch_work, busiest_stage_layers,
                                 compute_time_per_micro_batch_s, gemm_efficiency, group_link_bytes_per_s,
                                 link_bytes_per_s, step_time)
+from advisor.step_options import ParallelLayout
 
+EP8 = ParallelLayout(ep=8)  # the GPT-OSS recipes' expert parallel degree
 CAT = load_catalog()
 H100 = CAT.gpus["h100-sxm"]
 B200 = CAT.gpus["b200"]
@@ -68,7 +70,7 @@ def test_llama3_balanced_ends_take_the_head_off_the_critical_stage():
 def test_interleaving_crosses_v_times_the_stage_boundaries():
     c = cfg(num_gpus=128, tp=8, pp=16, seq_len=8192, grad_accum=32)
     v1 = step_time(LLAMA405, H100, c)
-    v8 = step_time(LLAMA405, H100, c, pp_interleave=8)
+    v8 = step_time(LLAMA405, H100, c, layout=ParallelLayout(pp_interleave=8))
     per1 = (v1.compute_s - v1.bubble_s) / 32
     per8 = (v8.compute_s - v8.bubble_s) / 32
     act = 1 * 8192 * LLAMA405.hidden_size * 2 / 8
@@ -104,10 +106,10 @@ def test_sliding_window_layers_do_banded_attention():
 
 def test_expert_all_to_all_is_not_hidden_by_tp_comm_overlap():
     c = cfg(num_gpus=64, grad_accum=4)
-    plain = step_time(GPT_OSS, B200, c, ep=8, tp_overlap=0.0)
-    tp_overlapped = step_time(GPT_OSS, B200, c, ep=8, tp_overlap=0.5)
+    plain = step_time(GPT_OSS, B200, c, layout=ParallelLayout(ep=8, tp_overlap=0.0))
+    tp_overlapped = step_time(GPT_OSS, B200, c, layout=ParallelLayout(ep=8, tp_overlap=0.5))
     assert plain.step_s == pytest.approx(tp_overlapped.step_s, rel=1e-12)  # tp 1: nothing for TP overlap to hide
-    a2a_hidden = step_time(GPT_OSS, B200, c, ep=8, ep_overlap=1.0)
+    a2a_hidden = step_time(GPT_OSS, B200, c, layout=ParallelLayout(ep=8, ep_overlap=1.0))
     assert a2a_hidden.compute_s < plain.compute_s
 
 
@@ -115,7 +117,7 @@ def test_expert_gradients_sync_over_the_expert_data_parallel_group():
     """With ep 8 on 8-GPU nodes each GPU holds 1/8 of the experts; their reduce-scatter + all-gather run over
     the 8 ranks holding the same experts, one per node: a NIC's share of the network."""
     c = cfg(num_gpus=64, grad_accum=4)
-    st = step_time(GPT_OSS, B200, c, ep=8)
+    st = step_time(GPT_OSS, B200, c, layout=EP8)
     experts = 2 * expert_param_count(GPT_OSS)
     dense = 2 * param_count(GPT_OSS) - experts
     dp_link = link_bytes_per_s(B200, c) * LINK_EFFICIENCY

@@ -14,6 +14,7 @@ from advisor.models import TrainConfig
 from advisor.throughput import (CPU_ADAM_PARAMS_PER_S_PER_CORE, DEEPSPEED_OFFLOAD_PARAMS_PER_S_PER_NODE,
                                 compute_time_per_micro_batch_s, gemm_efficiency, gemm_shape_factor, group_link_bytes_per_s, host_adam_params_per_s_per_node,
                                 link_bytes_per_s, step_time, with_network)
+from advisor.step_options import EngineKernels, ParallelLayout
 
 CAT = load_catalog()
 H100 = CAT.gpus["h100-sxm"]
@@ -44,8 +45,8 @@ def test_tensor_parallel_keeps_the_tokens_and_narrows_the_matrices():
 
 def test_plain_tensor_parallel_exposes_its_traffic_async_hides_part():
     c = cfg(strategy="megatron", num_gpus=8, tp=8)
-    plain = step_time(LLAMA8, H100, c, tp_overlap=0.0)
-    half = step_time(LLAMA8, H100, c, tp_overlap=0.5)
+    plain = step_time(LLAMA8, H100, c, layout=ParallelLayout(tp_overlap=0.0))
+    half = step_time(LLAMA8, H100, c, layout=ParallelLayout(tp_overlap=0.5))
     assert plain.tp_comm_s > 0
     assert plain.step_s - half.step_s == pytest.approx(plain.tp_comm_s / 2, rel=1e-6)
 
@@ -56,7 +57,7 @@ def test_pipeline_bubble_is_p_minus_1_slots_and_interleaving_divides_it():
     per_micro = (st.compute_s - st.bubble_s) / 16
     assert st.bubble_s == pytest.approx(per_micro * 3, rel=1e-9)  # (p-1)/(m+p-1) of the step
     assert st.bubble_s / st.compute_s == pytest.approx(3 / (16 + 3), rel=1e-9)
-    v2 = step_time(LLAMA70, H100, c, pp_interleave=2)
+    v2 = step_time(LLAMA70, H100, c, layout=ParallelLayout(pp_interleave=2))
     per_micro_v2 = (v2.compute_s - v2.bubble_s) / 16
     assert v2.bubble_s == pytest.approx(per_micro_v2 * 3 / 2, rel=1e-9)
     # interleaving crosses v x as many stage boundaries (Narayanan et al. 2021): the micro-batch is a bit slower
@@ -77,7 +78,7 @@ def test_offload_host_step_depends_on_the_engine():
     executor's) runs at the rate DeepSpeed measures it, ~1e9 parameters/s per node (ZenFlow blog: Llama 2-7B
     on 4 A100, 0.5 s -> over 7 s; DeepSpeed#3901: Falcon-7B on 8 A100, +7.65 s): a minute for 70B."""
     c = cfg(strategy="zero3-offload", num_gpus=8, seq_len=4096, micro_batch_size=1, grad_accum=4)
-    fused = step_time(LLAMA70, H100, c, host_optimizer="torch-fused")
+    fused = step_time(LLAMA70, H100, c, kernels=EngineKernels(host_optimizer="torch-fused"))
     host_adam = 70.6e9 / host_adam_params_per_s_per_node(H100)
     assert host_adam < 15
     assert fused.offload_s < 20 and fused.step_s > fused.compute_s
@@ -88,7 +89,7 @@ def test_offload_host_step_depends_on_the_engine():
     two_nodes = step_time(LLAMA70, H100, dataclasses.replace(c, num_gpus=16))  # each node steps its half
     assert two_nodes.offload_s == pytest.approx(ds.offload_s / 2, rel=1e-6)
     with pytest.raises(ValueError, match="host_optimizer"):
-        step_time(LLAMA70, H100, c, host_optimizer="adam")
+        step_time(LLAMA70, H100, c, kernels=EngineKernels(host_optimizer="adam"))
 
 
 def test_network_by_topology_fsdp_gets_the_node_a_tp8_data_parallel_ring_one_nic():
@@ -137,26 +138,26 @@ def test_hsdp_keeps_the_gathers_on_nvlink_and_only_gradients_cross_nodes():
     slow = with_network(H100, 200.0)
     c = cfg(num_gpus=64, seq_len=2048, micro_batch_size=1, grad_accum=4)
     fsdp = step_time(LLAMA70, slow, c)
-    hsdp = step_time(LLAMA70, slow, c, shard_group=8)
+    hsdp = step_time(LLAMA70, slow, c, layout=ParallelLayout(shard_group=8))
     assert hsdp.comm_s < fsdp.comm_s / 3
-    assert step_time(LLAMA70, slow, c, shard_group=64).comm_s == pytest.approx(fsdp.comm_s)
+    assert step_time(LLAMA70, slow, c, layout=ParallelLayout(shard_group=64)).comm_s == pytest.approx(fsdp.comm_s)
 
 
 def test_fsdp_tp_gathers_parameters_every_micro_batch_unlike_the_distributed_optimizer():
     c = cfg(strategy="megatron", num_gpus=32, tp=8, grad_accum=8)
     dist_opt = step_time(LLAMA70, H100, c)
-    fsdp_tp = step_time(LLAMA70, H100, c, dp_sharded=True)
+    fsdp_tp = step_time(LLAMA70, H100, c, layout=ParallelLayout(dp_sharded=True))
     assert fsdp_tp.comm_s == pytest.approx(dist_opt.comm_s * 3 * 8 / 2)
 
 
 def test_context_parallel_splits_the_tokens_and_keeps_the_tokens_per_step():
     long = cfg(num_gpus=8, seq_len=65536, micro_batch_size=1)
     plain = step_time(LLAMA8, H100, long)
-    cp2 = step_time(LLAMA8, H100, long, cp=2)
+    cp2 = step_time(LLAMA8, H100, long, layout=ParallelLayout(cp=2))
     assert cp2.tokens_per_step == plain.tokens_per_step // 2  # dp halves: cp ranks share each sequence
     assert cp2.compute_s < plain.compute_s * 0.6  # half the tokens per GPU, plus the K/V ring
     with pytest.raises(ValueError):
-        step_time(LLAMA8, H100, cfg(num_gpus=8), cp=3)
+        step_time(LLAMA8, H100, cfg(num_gpus=8), layout=ParallelLayout(cp=3))
 
 
 def test_expert_parallel_gathers_tokens_into_larger_expert_gemms():
@@ -165,5 +166,5 @@ def test_expert_parallel_gathers_tokens_into_larger_expert_gemms():
     no_ep = compute_time_per_micro_batch_s(moe, H100, c)
     ep8 = compute_time_per_micro_batch_s(moe, H100, c, ep=8)
     assert ep8 <= no_ep  # same FLOPs, 8x the tokens per expert GEMM
-    st = step_time(moe, H100, c, ep=8, tp_overlap=0.0)
+    st = step_time(moe, H100, c, layout=ParallelLayout(ep=8, tp_overlap=0.0))
     assert st.compute_s > ep8  # the all-to-alls are charged

@@ -1,0 +1,79 @@
+"""What throughput.step_time needs beyond TrainConfig: the parallel layout and the engine's kernel / runtime choices.
+
+Two frozen value objects, each default the estimator's default (the executor's own layout and kernels), so
+step_time(m, gpu, cfg) prices what sftplan runs, and a published recipe states only what it does differently
+(benchmarks/published_throughput.py builds both from a row). The formulas that use each field, and their
+sources, are in advisor/throughput.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HOST_OPTIMIZERS = ("deepspeed", "torch-fused")
+
+
+@dataclass(frozen=True)
+class ParallelLayout:
+    """The layout beyond the Strategy names and TrainConfig's tp / pp (accelerate's ParallelismConfig axes).
+
+    The strategies named for these layouts: "hsdp" is FSDP with shard_group = the GPUs of a node (unless
+    given); "fsdp-tp" is the tp layout with dp_sharded (FSDP over the data-parallel ranks, plain TP)."""
+
+    tp_overlap: float | None = None
+    """Fraction (0-1) of the tensor-parallel communication hidden behind GEMMs: 0 = plain TP; None: the
+    strategy's default, 0.5 for Megatron-Core (--tp-comm-overlap), 0 otherwise (throughput.DEFAULT_TP_OVERLAP)."""
+    pp_interleave: int = 1
+    """Virtual pipeline chunks per GPU (interleaved 1F1B): the bubble / v, v x the stage-boundary crossings."""
+    shard_group: int | None = None
+    """Ranks per shard group: FSDP / ZeRO-3 shards over groups of this many ranks and replicates across them
+    (HSDP: the GPUs of a node); None: every data-parallel rank."""
+    dp_sharded: bool = False
+    """With tp / pp (the "megatron" layout) the data-parallel axis is FSDP (fsdp-tp: parameters all-gathered
+    every micro-batch) instead of Megatron's distributed optimizer (one reduce-scatter + all-gather a step)."""
+    cp: int = 1
+    """Context parallel degree (num_gpus = dp x tp x pp x cp): each GPU holds seq_len / cp tokens of every
+    sequence and passes K / V around a ring, overlapped with attention."""
+    ep: int = 1
+    """Expert parallel degree of an MoE model (inside the data-parallel ranks): ep x larger expert GEMMs, plus
+    the token all-to-alls (dispatch and combine, forward and backward)."""
+    ep_overlap: float = 0.0
+    """Fraction (0-1) of the expert-parallel all-to-alls hidden: 0, as Megatron-Core hides them only with
+    --overlap-moe-expert-parallel-comm (its TP-comm overlap does not touch them)."""
+    pp_layers_off_ends: int = 0
+    """Transformer layers taken off each of the first and last pipeline stages to balance the embedding /
+    output layer (throughput.busiest_stage_layers; Llama 3: one each)."""
+
+
+@dataclass(frozen=True)
+class EngineKernels:
+    """The engine's kernel and runtime choices that change a step's time at the same layout."""
+
+    moe_host_sync: bool = False
+    """The MoE layers run Megatron-Core's unfused dropless path, whose dispatcher syncs the host once per layer
+    forward (throughput.moe_host_sync_s). Default off: the executor's transformers grouped_mm experts keep the
+    offsets on the device, and fused grouped-MLP kernels remove the sync."""
+    recompute_modules: tuple[str, ...] = ()
+    """Megatron-Core's selective recompute of memory-bound modules (--recompute-modules): "layernorm" (the two
+    norms, read + write h) and "moe_act" (the experts' activation, read 2 k f, write k f) run their forward again
+    in backward (throughput.moe_act_norm_recompute_bytes_per_token); ignored with full activation checkpointing."""
+    host_optimizer: str = "deepspeed"
+    """The engine of an offload strategy's host step: "deepspeed" (the executor's zero3-offload /
+    zero3-offload-all: DeepSpeed's measured host path) or "torch-fused" (FSDP2 CPU offload with torch's fused
+    AdamW); see throughput's module docstring."""
+    unfused_rope: bool = False
+    """The rotary embedding runs as eager PyTorch ops (throughput.unfused_rope_extra_bytes_per_token;
+    Megatron-Core with YaRN's mscale != 1, e.g. gpt-oss, or --no-rope-fusion)."""
+    cross_entropy_impl: str | None = None
+    """The loss kernel of Megatron-Core's --cross-entropy-loss-fusion: "native" (NATIVE_CE_BYTES_PER_LOGIT) or
+    "te" (TE_CE_BYTES_PER_LOGIT), bytes per logit; None: the generic HEAD_BYTES_PER_LOGIT."""
+    dp_overlap_window: bool = False
+    """The "megatron" layout's distributed-optimizer sync (reduce-scatter + all-gather, half each) hides only
+    behind the last micro-batch's backward and the first one's forward (throughput.last_micro_batch_overlap_s;
+    Megatron-Core DDP with --overlap-grad-reduce / --overlap-param-gather); the forward / backward split of a
+    micro-batch follows its GEMM passes (1 : 2, recompute in backward). False: overlapped with the whole step."""
+
+    def __post_init__(self) -> None:
+        if self.host_optimizer not in HOST_OPTIMIZERS:
+            raise ValueError(f"host_optimizer must be one of {', '.join(HOST_OPTIMIZERS)}, "
+                             f"got {self.host_optimizer!r}")
