@@ -26,7 +26,7 @@ How a row becomes an estimator input (stated here, not tuned per row):
   (Megatron-Core's fused cross entropy kernel: EngineKernels' cross_entropy_impl); dp_overlap: last-micro-batch
   (Megatron-Core DDP's --overlap-grad-reduce / --overlap-param-gather: EngineKernels' dp_overlap_window).
 - TP communication: plain TP (torchtitan vanilla TP) is exposed; async TP and Megatron-Core's
-  TP-comm overlap hide part of it (advisor.throughput.tp_overlap_fraction).
+  TP-comm overlap hide part of it (ParallelLayout.tp_overlap: advisor.throughput DEFAULT_TP_OVERLAP, async TP rows 0.5 in row_inputs).
 - selective activation checkpointing (torchtitan op / layer SAC recomputes about half of a full
   recompute): the mean of the step times with and without full checkpointing.
 - a source's gpu_overrides (torchtitan's 2.4 TB/s HBM2e H100) replace the tier's values for its rows.
