@@ -255,7 +255,11 @@ def _worker_handler(signum, _frame) -> None:
 
 
 def worker_start() -> None:
-    """Every rank, first thing: stop signals set a flag; the launcher's death sends SIGTERM."""
+    """Every rank, first thing: stop signals set a flag; the launcher's death sends SIGTERM; SIGUSR1 prints every
+    thread's Python stack to stderr, i.e. the run's log (faulthandler), for a worker that seems stuck."""
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     for sig in STOP_SIGNALS:
         signal.signal(sig, _worker_handler)
     runner = os.environ.get("SFTPLAN_RUNNER_PID")

@@ -280,18 +280,21 @@ def train(run_dir: Path) -> int:
         f" at step {trainer.state.global_step} in {time.time() - started:.1f} s")
     write_result(run_dir, trainer, stopped=stopped, resumed_from=resume, notes=notes, damaged=damaged)
     barrier()
-    shutdown_distributed()
     return 0
 
 
-def shutdown_distributed() -> None:
-    """Every rank, once every rank has passed the last barrier: destroy the process group ourselves. Left to the
-    interpreter's exit, gloo's threads are torn down in no fixed order and a rank can abort ("terminate called
-    without an active exception", signal 6) after a run that finished; the launcher then reports the run failed."""
-    import torch.distributed as dist
+def exit_without_teardown(code: int) -> None:
+    """Every rank, once train() has returned (each rank passed the last barrier, every file is written): flush and
+    leave with os._exit, skipping the interpreter's teardown of the process group. Left to that teardown, gloo's
+    threads are destroyed in no fixed order and a rank of a finished run could abort ("terminate called without an
+    active exception", signal 6: the launcher then reported the run failed); destroying the group ourselves
+    deadlocked instead (~ProcessGroupGloo joins a gloo thread waiting for the GIL its caller holds)."""
+    import logging
 
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def setup_trainer(run_dir: Path, plan, model, training_args, dataset, collator, tokenizer, golden, *, resumed: bool,
@@ -324,4 +327,4 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from executor.lifecycle import guarded
 
-    sys.exit(guarded(main, lambda: Path(parse_args(None).run_dir).resolve()))
+    exit_without_teardown(guarded(main, lambda: Path(parse_args(None).run_dir).resolve()))

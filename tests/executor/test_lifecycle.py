@@ -182,3 +182,19 @@ def test_prompt_longer_than_max_seq_len_is_one_line_by_file_line(assets, tmp_pat
     assert info["error"].endswith(f"{train}:{line}"), info["error"]  # the approved file, not the staged copy
     assert "Traceback" not in (run_dir / "log.txt").read_text()
     assert not list(run_dir.glob("checkpoint-*"))
+
+
+def test_sigusr1_prints_a_workers_stacks_and_it_goes_on():
+    """A worker that seems stuck: `kill -USR1 <pid>` writes every thread's Python stack to its stderr (the run's
+    log) and the worker carries on (faulthandler, registered by worker_start)."""
+    code = ("import os, signal, sys\n"
+            "from executor.lifecycle import worker_start\n"
+            "worker_start()\n"
+            "def waiting_here():\n"
+            "    os.kill(os.getpid(), signal.SIGUSR1)\n"
+            "waiting_here()\n"
+            "print('still running')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "still running" in proc.stdout, proc.stderr
+    assert "waiting_here" in proc.stderr and "Current thread" in proc.stderr, proc.stderr
