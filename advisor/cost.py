@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from advisor.architecture import param_count
+from advisor.memory import FSDP_LIKE
 from advisor.specs import GpuSpec, ModelSpec
 from advisor.units import SECONDS_PER_HOUR
 
@@ -19,7 +20,7 @@ def checkpoint_bytes_per_param(precision: str = "bf16-mixed", strategy: str = "f
     8, the full weights again). Checked against the checkpoints the executor writes
     (tests/executor/test_distributed.py).
     """
-    full_copy = strategy in ("fsdp", "hsdp", "fsdp-tp")
+    full_copy = strategy in FSDP_LIKE
     if precision == "bf16-pure":
         return 2 + 4 + (2 if full_copy else 0)
     return 2 + 4 + 8 if strategy.startswith("zero") else 4 + 8 + (4 if full_copy else 0)

@@ -153,6 +153,11 @@ SHARDED_STRATEGIES = ("fsdp", "hsdp", "zero3", "zero3-offload", "zero3-offload-a
 DEFAULT_TP_OVERLAP = {"megatron": 0.5, "fsdp-tp": 0.0}
 
 
+def sustained_hbm_bytes_per_s(gpu: GpuSpec) -> float:
+    """The HBM bandwidth a layer's memory-bound kernels sustain: the tier's peak x HBM_EFFICIENCY."""
+    return gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
+
+
 def model_flops_per_token(m: ModelSpec, cfg: TrainConfig) -> float:
     """Useful FLOPs per trained token (what MFU counts). LoRA skips the weight gradients: 4N."""
     n = active_param_count(m)
@@ -283,7 +288,7 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
     act = (3 * m.experts_per_token * f) if m.ffn_kind == "gated" else (2 * m.experts_per_token * f)
     fwd_bytes = 2 * (2 * 2 * h + 2 * 3 * h) / tp + 2 * (2 * (q + kv) + act + 2 * q + 2 * kv) / tp + moe_fwd_bytes
     mem_passes = 3 + (1 if cfg.activation_checkpointing else 0)  # backward ~ 2x the forward's traffic
-    hbm = gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
+    hbm = sustained_hbm_bytes_per_s(gpu)
     layer_mem_s = mem_passes * fwd_bytes * tokens / hbm
     head_mem_s = HEAD_BYTES_PER_LOGIT * tokens * m.vocab_size / tp / hbm
     moe_act_bytes = 2 * act / tp if m.num_experts > 1 else 0.0
@@ -397,7 +402,7 @@ def compute_time_per_micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig,
     if cross_entropy_impl is not None and cross_entropy_impl not in CE_BYTES_PER_LOGIT:
         raise ValueError(f"cross_entropy_impl: unknown {cross_entropy_impl!r}, known {sorted(CE_BYTES_PER_LOGIT)}")
     if unfused_rope or cross_entropy_impl:
-        hbm = gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
+        hbm = sustained_hbm_bytes_per_s(gpu)
         tokens = cfg.micro_batch_size * cfg.seq_len / cp
         layer_mem = work.layer_memory_s
         if unfused_rope:
@@ -572,7 +577,7 @@ def _micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: Paralle
         micro += fwd_passes * stage_layers * moe_host_sync_s(work, local, e, a2a_fwd)
     if kernels.recompute_modules and not cfg.activation_checkpointing:
         per_token = moe_act_norm_recompute_bytes_per_token(m, cfg.tp, kernels.recompute_modules)
-        hbm = gpu.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
+        hbm = sustained_hbm_bytes_per_s(gpu)
         micro += stage_layers * cfg.micro_batch_size * cfg.seq_len / cp * per_token / hbm
     if cp > 1:  # ring attention: each layer passes the local K and V cp - 1 times (x3 with backward)
         kv_bytes = 2 * cfg.micro_batch_size * cfg.seq_len / cp * m.num_kv_heads * m.head_dim_effective * 2 / cfg.tp

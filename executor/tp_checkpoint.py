@@ -17,7 +17,6 @@ import os
 from pathlib import Path
 
 TP_STATE = "tp_state"  # DCP folder inside a checkpoint: every rank's model and optimizer shards
-SCHEDULER_FILE = "scheduler.pt"  # transformers.trainer.SCHEDULER_NAME
 
 
 def _torch_optimizer(optimizer):
@@ -33,6 +32,7 @@ def tensor_parallel_trainer_class():
         get_model_state_dict, get_optimizer_state_dict, set_model_state_dict, set_optimizer_state_dict,
     )
     from transformers import Trainer
+    from transformers.trainer import SCHEDULER_NAME
 
     class TensorParallelTrainer(Trainer):
         # Trainer refuses to checkpoint a model sharded at load time unless save_only_model=True (translate.py
@@ -51,7 +51,7 @@ def tensor_parallel_trainer_class():
                      "optimizer": get_optimizer_state_dict(self.model, opt)}
             dcp.save(state, checkpoint_id=os.path.join(output_dir, TP_STATE))  # every rank: its shards
             if self.args.should_save:
-                torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, SCHEDULER_FILE))
+                torch.save(self.lr_scheduler.state_dict(), os.path.join(output_dir, SCHEDULER_NAME))
 
         def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
             model = model if model is not None else self.model
@@ -72,6 +72,6 @@ def tensor_parallel_trainer_class():
             state = {"optimizer": get_optimizer_state_dict(self.model, opt)}
             dcp.load(state, checkpoint_id=os.path.join(checkpoint, TP_STATE))
             set_optimizer_state_dict(self.model, opt, state["optimizer"])
-            self.lr_scheduler.load_state_dict(torch.load(os.path.join(checkpoint, SCHEDULER_FILE), weights_only=True))
+            self.lr_scheduler.load_state_dict(torch.load(os.path.join(checkpoint, SCHEDULER_NAME), weights_only=True))
 
     return TensorParallelTrainer
