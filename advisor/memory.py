@@ -57,6 +57,12 @@ def ulysses_degree(strategy: str, num_gpus: int, gpus_per_node: int) -> int:
     return max(1, min(num_gpus, gpus_per_node))
 
 
+def plan_ulysses_degree(strategy: str, num_gpus: int, num_nodes: int) -> int:
+    """ulysses_degree of a plan or request: its GPUs per node are num_gpus / num_nodes (what the executor's launch
+    gives each node), not the catalog's node size."""
+    return ulysses_degree(strategy, num_gpus, num_gpus // max(1, num_nodes))
+
+
 FSDP_LIKE = ("fsdp", "hsdp", "fsdp-tp")  # FSDP2 through accelerate / transformers: sharded fp32 states
 
 

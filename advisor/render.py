@@ -17,7 +17,7 @@ from advisor.fmt import count as _params
 from advisor.fmt import hours as _hours
 from advisor.fmt import secs as _secs
 from advisor.fmt import usd as _usd
-from advisor.memory import ulysses_degree
+from advisor.memory import plan_ulysses_degree
 from advisor.models import Plan, Recommended
 from advisor.planfile import compute_sha256
 
@@ -28,7 +28,7 @@ def config_str(c: Recommended | None) -> str:
     if c is None:
         return "-"
     par = (f", tp {c.tp} x pp {c.pp}" if c.strategy == "megatron" else f", tp {c.tp}" if c.strategy == "fsdp-tp" else
-           f", sp {ulysses_degree(c.strategy, c.num_gpus, c.num_gpus // c.num_nodes)}" if c.strategy == "zero3-sp" else "")
+           f", sp {plan_ulysses_degree(c.strategy, c.num_gpus, c.num_nodes)}" if c.strategy == "zero3-sp" else "")
     return (f"{c.num_gpus} x {c.gpu} ({c.num_nodes} node{'s' if c.num_nodes > 1 else ''}), {c.strategy}{par}, "
             f"micro-batch {c.micro_batch_size} x accum {c.grad_accum}, checkpointing {'on' if c.activation_checkpointing else 'off'}")
 
@@ -196,7 +196,7 @@ def to_markdown(plan: Plan) -> str:
                                        f" (tp {r.tp} x fsdp {r.num_gpus // r.tp})" if r.strategy == "fsdp-tp" else
                                        f" (fsdp {r.num_gpus // r.num_nodes} per node x {r.num_nodes} replicas)"
                                        if r.strategy == "hsdp" else
-                                       f" (Ulysses sp {ulysses_degree(r.strategy, r.num_gpus, r.num_gpus // r.num_nodes)} per node x {r.num_nodes} replicas, "
+                                       f" (Ulysses sp {plan_ulysses_degree(r.strategy, r.num_gpus, r.num_nodes)} per node x {r.num_nodes} replicas, "
                                        f"ZeRO-3 over all {r.num_gpus})" if r.strategy == "zero3-sp" else "")],
             ["micro-batch x grad accum", f"{r.micro_batch_size} x {r.grad_accum}"],
             ["activation checkpointing", "on" if r.activation_checkpointing else "off"], ["precision", r.precision]])

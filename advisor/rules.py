@@ -9,7 +9,7 @@ default or names the paper it takes the number from. Rules judge; they never val
 from __future__ import annotations
 
 from advisor.fmt import count as _n
-from advisor.memory import ulysses_degree
+from advisor.memory import plan_ulysses_degree
 from advisor.models import Checkpointing, DeployCheck, DeploySettings, Evaluation, Finding, PlanRequest
 from advisor.units import GIB
 
@@ -176,7 +176,7 @@ def rule_parallelism(strategy: str, num_gpus: int, num_nodes: int, params: int, 
                   "gathered layer holds) shrinks by the tp size (the cheapest layout the estimate found that fits)",
                   S_FSDP_TP)
     if strategy == "zero3-sp":
-        sp = ulysses_degree(strategy, num_gpus, num_gpus // max(1, num_nodes))
+        sp = plan_ulysses_degree(strategy, num_gpus, num_nodes)
         return _f("parallel.zero3-sp", "zero3-sp",
                   f"{size}: the model states fit sharded, one sequence's activations do not; ZeRO-3 over {num_gpus} GPUs "
                   f"with Ulysses sequence parallel {sp} (the GPUs of a node) holds 1/{sp} of every sequence per GPU "

@@ -110,10 +110,10 @@ def sequence_parallel_size(plan: Plan) -> int:
     """zero3-sp: the Ulysses degree is the GPUs of a node (num_gpus / num_nodes), so each all-to-all stays on the
     node's links (DeepSpeed-Ulysses, arXiv 2309.14509, runs it inside a node; ALST, arXiv 2506.13996, sec. 3);
     ZeRO-3 shards the states over all GPUs and the nodes are the data-parallel replicas of a sequence. 1 otherwise."""
-    from advisor.memory import ulysses_degree
+    from advisor.memory import plan_ulysses_degree
 
     rec = plan.recommended
-    return ulysses_degree(rec.strategy, rec.num_gpus, rec.num_gpus // rec.num_nodes)
+    return plan_ulysses_degree(rec.strategy, rec.num_gpus, rec.num_nodes)
 
 
 def distributed_config(plan: Plan) -> dict | None:
