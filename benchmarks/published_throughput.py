@@ -12,7 +12,8 @@ How a row becomes an estimator input (stated here, not tuned per row):
   parameters, gradients and optimizer on the host) -> zero3-offload-all; fsdp-tp (FSDP over the data
   parallel ranks x tensor parallel inside a node) -> fsdp-tp with the row's tp: the estimator's tensor
   parallel physics and an FSDP data-parallel axis; zero2 -> zero2; zero2-offload (DeepSpeed ZeRO-2 with
-  offload_optimizer, no estimator strategy) -> zero3-offload, the nearest (rows of a source out of the targets).
+  offload_optimizer, no estimator strategy) -> zero3-offload, the nearest (rows of a source out of the targets);
+  zero3-offload (DeepSpeed ZeRO-3 with offload_optimizer: CPU Adam on the host) -> zero3-offload.
 - expert parallel (ep, MoE rows): ParallelLayout's ep.
 - context parallel (cp): ParallelLayout's cp (ring attention; num_gpus = dp x tp x pp x cp).
 - the row's layout and kernel settings become step_time's two value objects (advisor/step_options.py):
@@ -38,7 +39,7 @@ How a row becomes an estimator input (stated here, not tuned per row):
 - measured tokens/s per GPU: the row's figure; else aggregate tokens/s / GPUs; else tokens per
   micro-batch / s_per_step; else model TFLOP/s per GPU / the estimator's model FLOPs per token.
 - host optimizer of offload rows: fsdp-offload (FSDP's CPU offload) steps with torch's AdamW on the host
-  (EngineKernels' host_optimizer "torch-fused"); DeepSpeed rows (zero2-offload) run DeepSpeed's host path.
+  (EngineKernels' host_optimizer "torch-fused"); DeepSpeed rows (zero2-offload, zero3-offload) run DeepSpeed's host path.
 - torch.compile is not modelled: compiled and eager rows of one source bracket the estimate.
 
 --implied prints, per row, the catalog `mfu` (the tier's MFU at the reference shape, advisor/throughput.py
@@ -70,7 +71,7 @@ from advisor.throughput import model_flops_per_token, step_time  # noqa: E402
 
 ROWS = REPO / "benchmarks" / "data" / "published_rows.yaml"
 STRATEGY = {"fsdp": "fsdp", "single": "single", "megatron": "megatron", "fsdp-offload": "zero3-offload-all",
-            "fsdp-tp": "fsdp-tp", "zero2": "zero2", "zero2-offload": "zero3-offload"}
+            "fsdp-tp": "fsdp-tp", "zero2": "zero2", "zero2-offload": "zero3-offload", "zero3-offload": "zero3-offload"}
 AC_OFF_BY_DEFAULT = {"megatron-bridge", "nemo-automodel", "nemo-automodel-2601", "llama3-paper", "megascale",
                      "nemo-perf-b200"}
 NETWORK_GBIT_PER_NODE: dict[str, float] = {}  # no source states a node's whole network (MegaScale: 200G per NIC, NICs per node not given)
