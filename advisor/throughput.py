@@ -273,7 +273,8 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
     head_gemm_s = 3 * gemm(tokens, h, m.vocab_size / tp)  # LM head, forward + backward, never recomputed
     # attention core (flash): the 12 L h s convention counts non-causal FLOPs; causal kernels do half.
     # A sliding-window layer attends to at most `sliding_window` keys per query (a band, no causal
-    # half): 2 w keys in the same convention, capped at seq_len.
+    # half): 2 w keys in the same convention, capped at seq_len. cuDNN skips the masked tiles (its GPT-OSS benchmark,
+    # window 128: ~1/5 of a full causal layer's time per head; docs/SOURCES_BEYOND_GUIDE.md).
     attn_fwd = 4 * tokens * cfg.seq_len * q / tp * ATTENTION_CAUSAL_FRACTION
     if m.sliding_window and m.sliding_window_layers:
         banded = min(1.0, 2 * m.sliding_window / cfg.seq_len)
