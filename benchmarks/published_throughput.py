@@ -73,7 +73,7 @@ ROWS = REPO / "benchmarks" / "data" / "published_rows.yaml"
 STRATEGY = {"fsdp": "fsdp", "single": "single", "megatron": "megatron", "fsdp-offload": "zero3-offload-all",
             "fsdp-tp": "fsdp-tp", "zero2": "zero2", "zero2-offload": "zero3-offload", "zero3-offload": "zero3-offload"}
 AC_OFF_BY_DEFAULT = {"megatron-bridge", "nemo-automodel", "nemo-automodel-2601", "llama3-paper", "megascale",
-                     "nemo-perf-b200"}
+                     "nemo-perf-b200", "megatron-lm-moe-readme", "megatron-moe-modelzoo", "nemo-automodel-moe"}
 NETWORK_GBIT_PER_NODE: dict[str, float] = {}  # no source states a node's whole network (MegaScale: 200G per NIC, NICs per node not given)
 
 
