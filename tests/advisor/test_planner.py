@@ -1,7 +1,6 @@
-"""The planner on the issue's scenarios (section 5), the tiny model, determinism and search time."""
+"""The planner on the issue's scenarios (section 5), the tiny model and determinism (search time: benchmarks/latency.py)."""
 
 import json
-import time
 
 import pytest
 
@@ -205,18 +204,6 @@ def test_tiny_model_full_search_with_default_seq_len(tiny_model):
     p = plan(req(tiny_model, examples=10, avg_tokens=8), CAT)
     assert p.recommended is not None and p.estimate.total_steps >= 1
     assert p.hyperparameters.max_seq_len <= 256
-
-
-def test_full_search_is_fast():
-    r = req("llama-3.1-70b", examples=200_000, goals=["deep-retask"])
-    plan(r, CAT)
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        plan(r, CAT)
-        times.append(time.perf_counter() - t0)
-    # the target is well under 50 ms; the bound here leaves room for a loaded CI machine
-    assert sorted(times)[2] < 0.25, times
 
 
 def test_tiny_runs_keep_significant_digits_in_step_time_and_hours(tmp_path):
