@@ -58,6 +58,9 @@ Sources:
   distributed optimizer a reduce-scatter + all-gather of its 1/(tp pp) shard; ring collectives move
   (n-1)/n of it at the bus bandwidth the topology gives (see group_link_bytes_per_s). Overlapped with
   compute, but not perfectly (NCCL kernels share SMs and HBM): time = max(compute, comm) + 0.2 min(compute, comm).
+  FSDP / ZeRO-3 with expert parallel (NeMo AutoModel's MoE parallelizer): the dense part over every data-parallel
+  rank, each rank's experts / ep over the dp / ep ranks holding the same experts, nothing when dp / ep == 1
+  (_sharded_expert_comm_s).
 - Offload (ZeRO-Offload, Ren et al. 2021): gradients go to the host during backward and parameters
   stream in before use (overlapped with compute, bounded by PCIe); the host optimizer step and the upload
   of the updated bf16 parameters run after backward and are not overlapped (ZeRO-Offload's delayed
@@ -625,16 +628,22 @@ def _data_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, 
     link = link_bytes_per_s(gpu, cfg) * LINK_EFFICIENCY
     comm = 0.0
     if s in SHARDED_STRATEGIES:
+        experts = expert_param_count(m) if ep > 1 and m.num_experts > 1 else 0
+        if experts:  # FSDP + EP: the dense part below, each rank's num_experts / ep experts apart
+            comm += _sharded_expert_comm_s(m, gpu, cfg, s, ep, group, experts)
+            n -= experts
+            if cfg.trainable == "full":
+                sync_bytes -= 2 * experts
         gather = 2 * (2 * n) * cfg.grad_accum  # forward + backward all-gathers of bf16 params
         if s == "zero3-offload-all":
             gather = 0.0  # parameters come from the host (PCIe, below); the ring moves only gradients
         g = group if layout.shard_group is None else max(1, min(layout.shard_group, group))
         if g == group:
-            comm = (gather + sync_bytes * cfg.grad_accum) * ring / link
+            comm += (gather + sync_bytes * cfg.grad_accum) * ring / link
         else:  # HSDP: gathers and reduce-scatters inside the shard group, gradient all-reduce across replicas
             replicas = group // g
             inside = group_link_bytes_per_s(gpu, dataclasses.replace(cfg, num_gpus=g), g) * LINK_EFFICIENCY
-            comm = (gather + sync_bytes * cfg.grad_accum) * (g - 1) / g / inside
+            comm += (gather + sync_bytes * cfg.grad_accum) * (g - 1) / g / inside
             across = group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // g)) * LINK_EFFICIENCY
             comm += 2 * sync_bytes / g * (replicas - 1) / replicas / across
     elif s in ("ddp", "zero2"):
@@ -655,6 +664,26 @@ def _data_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, 
                 e_shard = expert_bytes / (cfg.tp * cfg.pp * ep)
                 comm += (3 * cfg.grad_accum if layout.dp_sharded else 2) * e_shard * (edp - 1) / edp / e_link
     return comm
+
+
+def _sharded_expert_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, ep: int, group: int,
+                           experts: int) -> float:
+    """FSDP / ZeRO-3 traffic of the routed experts with expert parallel, per optimizer step (NeMo AutoModel's MoE
+    parallelizer, NVIDIA-NeMo/Automodel 36044ad3d nemo_automodel/components/moe/parallelizer.py apply_fsdp: the
+    experts are left out of the block's fully_shard (ignored_params) and fully_shard on the "ep_shard" mesh only
+    when it has more than one rank; components/distributed/mesh_utils.py: ep_shard = the data-parallel x cp x tp
+    ranks / ep, ep the inner mesh axis). Each rank holds experts / ep parameters, gathered (forward, backward) and
+    reduce-scattered over the group / ep ranks that hold the same experts (none when group / ep == 1: each expert
+    lives on one rank and syncs with nobody); the ep_shard group's members are ep ranks apart, so a node holds
+    gpus_per_node / ep of them (group_link_bytes_per_s)."""
+    edp = max(1, group // ep)
+    if edp <= 1:
+        return 0.0
+    local = experts / ep
+    gather = 0.0 if s == "zero3-offload-all" else 2 * (2 * local)
+    sync = 2 * local if cfg.trainable == "full" else 0.0
+    link = group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // ep)) * LINK_EFFICIENCY
+    return (gather + sync) * cfg.grad_accum * (edp - 1) / edp / link
 
 
 def _offload_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, dp: int, host_optimizer: str
