@@ -51,6 +51,10 @@ class ParallelLayout:
     """Transformer layers taken off each of the first and last pipeline stages to balance the embedding /
     output layer (throughput.busiest_stage_layers; Llama 3: one each)."""
 
+    def __post_init__(self) -> None:
+        if self.etp is not None and (not isinstance(self.etp, int) or self.etp < 1):
+            raise ValueError(f"etp must be a positive integer (expert tensor parallel degree) or None, got {self.etp!r}")
+
 
 @dataclass(frozen=True)
 class EngineKernels:

@@ -68,6 +68,11 @@ def test_etp_default_is_tp():
     assert a == b
 
 
+def test_etp_must_be_a_positive_degree():
+    with pytest.raises(ValueError, match="etp"):
+        ParallelLayout(ep=8, etp=0)
+
+
 def test_etp1_experts_see_the_sequence_parallel_share_whole():
     """ETP 1 under TP 2: each GPU's experts get its seq / tp tokens' routed copies (x ep) through the whole ffn, the
     expert GEMM shapes of TP 1 at half the tokens per GPU."""
