@@ -37,12 +37,23 @@ class ParallelLayout:
     ep: int = 1
     """Expert parallel degree of an MoE model (inside the data-parallel ranks): ep x larger expert GEMMs, plus
     the token all-to-alls (dispatch and combine, forward and backward)."""
+    etp: int | None = None
+    """Expert tensor parallel degree (Megatron-Core --expert-tensor-parallel-size; "MoE Parallel Folding", arXiv
+    2504.14960; core_v0.17.0 model_parallel_config.py: None means tp): the ranks that split each expert's ffn. Below
+    tp the expert layers fold onto the TP x DP ranks: each GPU dispatches its sequence-parallel share of the tokens
+    (tokens x etp / tp), the MoE block's TP all-gather / reduce-scatter run over the etp ranks (none at etp 1), the
+    EP all-to-all stays on NVLink while ep x etp GPUs fit in a node, and the experts' gradients sync over the
+    dp x tp / (ep x etp) ranks holding the same expert shard. None: tp (the experts split as the dense layers)."""
     ep_overlap: float = 0.0
     """Fraction (0-1) of the expert-parallel all-to-alls hidden: 0, as Megatron-Core hides them only with
     --overlap-moe-expert-parallel-comm (its TP-comm overlap does not touch them)."""
     pp_layers_off_ends: int = 0
     """Transformer layers taken off each of the first and last pipeline stages to balance the embedding /
     output layer (throughput.busiest_stage_layers; Llama 3: one each)."""
+
+    def __post_init__(self) -> None:
+        if self.etp is not None and (not isinstance(self.etp, int) or self.etp < 1):
+            raise ValueError(f"etp must be a positive integer (expert tensor parallel degree) or None, got {self.etp!r}")
 
 
 @dataclass(frozen=True)

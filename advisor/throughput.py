@@ -35,7 +35,9 @@ Sources:
   memory traffic per layer and token, permute (read + write k h), with EP the sort / unsort by local
   expert (read + write k h each), unpermute (read k h, write h); the expert-parallel all-to-all exposed
   unless ep_overlap (Megatron-Core hides it only with --overlap-moe-expert-parallel-comm, not with its
-  TP-comm overlap); expert gradients synced over the expert-data-parallel group (dp / ep ranks).
+  TP-comm overlap); expert gradients synced over the expert-data-parallel group (dp / ep ranks). Expert tensor
+  parallel below tp (etp; Megatron-Core MoE parallel folding, arXiv 2504.14960): experts split etp ways, each GPU
+  dispatches tokens x etp / tp, the EP group spans ep x etp GPUs, the MoE block's TP collectives leave the tp group.
   Sliding-window layers (gpt-oss: 18 of 36, 128 tokens; config.json) attend to 2 w keys per query in
   the 12 L h s convention. The dropless dispatcher's device-to-host sync per layer forward
   (moe_host_sync): the drained queue's latency, and host-bound launches where the layer's kernels are
@@ -58,6 +60,9 @@ Sources:
   distributed optimizer a reduce-scatter + all-gather of its 1/(tp pp) shard; ring collectives move
   (n-1)/n of it at the bus bandwidth the topology gives (see group_link_bytes_per_s). Overlapped with
   compute, but not perfectly (NCCL kernels share SMs and HBM): time = max(compute, comm) + 0.2 min(compute, comm).
+  FSDP / ZeRO-3 with expert parallel (NeMo AutoModel's MoE parallelizer): the dense part over every data-parallel
+  rank, each rank's experts / ep over the dp / ep ranks holding the same experts, nothing when dp / ep == 1
+  (_sharded_expert_comm_s).
 - Offload (ZeRO-Offload, Ren et al. 2021): gradients go to the host during backward and parameters
   stream in before use (overlapped with compute, bounded by PCIe); the host optimizer step and the upload
   of the updated bf16 parameters run after backward and are not overlapped (ZeRO-Offload's delayed
@@ -217,25 +222,30 @@ def busiest_stage_layers(num_layers: int, pp: int, layers_off_ends: int = 0) -> 
 _WORK_CACHE: dict[tuple, _Work] = {}
 
 
-def _micro_batch_work(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int = 1, ep: int = 1) -> _Work:
+def _micro_batch_work(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int = 1, ep: int = 1,
+                      etp: int | None = None) -> _Work:
     """Cached per shape (the planner asks for the same shape at many GPU counts and strategies)."""
     key = (m.hidden_size, m.num_layers, m.num_heads, m.num_kv_heads, m.head_dim, m.ffn_size, m.ffn_kind,
            m.vocab_size, m.num_experts, m.experts_per_token, m.sliding_window, m.sliding_window_layers,
            gpu.peak_bf16_dense_tflops, gpu.hbm_bandwidth_tb_per_s,
-           cfg.tp, cfg.pp, cfg.micro_batch_size, cfg.seq_len, cfg.activation_checkpointing, cfg.trainable, cp, ep)
+           cfg.tp, cfg.pp, cfg.micro_batch_size, cfg.seq_len, cfg.activation_checkpointing, cfg.trainable, cp, ep, etp)
     work = _WORK_CACHE.get(key)
     if work is None:
         if len(_WORK_CACHE) > 50_000:
             _WORK_CACHE.clear()
-        work = _WORK_CACHE[key] = _micro_batch_work_uncached(m, gpu, cfg, cp, ep)
+        work = _WORK_CACHE[key] = _micro_batch_work_uncached(m, gpu, cfg, cp, ep, etp)
     return work
 
 
-def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int, ep: int) -> _Work:
+def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int, ep: int,
+                               etp: int | None = None) -> _Work:
     """cp > 1 (context parallel): this GPU holds seq_len / cp of each sequence; its queries still attend
     over the whole sequence (ring attention), so attention per local token keeps seq_len.
     ep > 1 (expert parallel): this GPU holds num_experts / ep experts and receives their tokens from the
-    ep ranks: the same FLOPs in ep x larger expert GEMMs."""
+    ep ranks: the same FLOPs in ep x larger expert GEMMs. etp (expert tensor parallel, ParallelLayout.etp; None:
+    tp): the experts' ffn split etp ways, and each GPU's experts see tokens x etp / tp (its sequence-parallel
+    share, gathered over the etp ranks: Megatron-Core core_v0.17.0 MoEAlltoAllTokenDispatcher.dispatch_postprocess);
+    the same FLOPs per GPU."""
     tp, pp = cfg.tp, cfg.pp
     tokens = cfg.micro_batch_size * cfg.seq_len / cp
     peak = gpu.peak_bf16_dense_tflops * TFLOP
@@ -255,9 +265,12 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
     if m.num_experts > 1:  # balanced routing: each expert sees tokens x top-k / experts (x ep with EP)
         ep = max(1, min(ep, m.num_experts))
         k = m.experts_per_token
-        e_tokens = max(1.0, tokens * k / m.num_experts * ep)
+        if etp is None or etp == tp:
+            e_tokens, e_tp = max(1.0, tokens * k / m.num_experts * ep), tp
+        else:  # expert tensor parallel below tp: the sequence-parallel share x etp through ffn / etp experts
+            e_tokens, e_tp = max(1.0, tokens * etp / tp * k / m.num_experts * ep), etp
         n_mats = 2 if m.ffn_kind == "gated" else 1
-        moe_fwd_gemm = m.num_experts / ep * (n_mats * gemm(e_tokens, h, f / tp) + gemm(e_tokens, f / tp, h))
+        moe_fwd_gemm = m.num_experts / ep * (n_mats * gemm(e_tokens, h, f / e_tp) + gemm(e_tokens, f / e_tp, h))
         layer += moe_fwd_gemm
         layer += gemm(tokens, h, m.num_experts)  # router logits
         # token permutation (Megatron-Core MoE token dispatcher): permute gathers top-k copies of each
@@ -394,12 +407,13 @@ def _mfu_at(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, efficiency: float, flo
 def compute_time_per_micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig,
                                    _efficiency: float | None = None, cp: int = 1, ep: int = 1,
                                    pp_layers_off_ends: int = 0, unfused_rope: bool = False,
-                                   cross_entropy_impl: str | None = None) -> float:
+                                   cross_entropy_impl: str | None = None, etp: int | None = None) -> float:
     """One micro-batch's forward + backward on one GPU (its tp / cp / ep share; with pp, the busiest
     stage's layers, the last stage's with the LM head), without communication. unfused_rope: each layer
     also moves unfused_rope_extra_bytes_per_token; cross_entropy_impl ("native" / "te", Megatron-Core's
-    --cross-entropy-fusion-impl): the logits move CE_BYTES_PER_LOGIT[impl] instead of HEAD_BYTES_PER_LOGIT."""
-    work = _micro_batch_work(m, gpu, cfg, cp, ep)
+    --cross-entropy-fusion-impl): the logits move CE_BYTES_PER_LOGIT[impl] instead of HEAD_BYTES_PER_LOGIT;
+    etp: expert tensor parallel (ParallelLayout.etp, None: tp)."""
+    work = _micro_batch_work(m, gpu, cfg, cp, ep, etp)
     if cross_entropy_impl is not None and cross_entropy_impl not in CE_BYTES_PER_LOGIT:
         raise ValueError(f"cross_entropy_impl: unknown {cross_entropy_impl!r}, known {sorted(CE_BYTES_PER_LOGIT)}")
     if unfused_rope or cross_entropy_impl:
@@ -545,11 +559,17 @@ def _resolve_layout(gpu: GpuSpec, cfg: TrainConfig, layout: ParallelLayout) -> t
 def _expert_all_to_all_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: ParallelLayout) -> float:
     """One expert-parallel all-to-all of one MoE layer and micro-batch: every routed token copy (bf16, seq_len / cp
     tokens), (ep - 1) / ep of it leaving the GPU; on NVLink when the ep x tp ranks fit in a node, else the
-    group's share of the node's network."""
+    group's share of the node's network. Expert tensor parallel below tp (layout.etp): each GPU dispatches its
+    sequence-parallel share gathered over the etp ranks (tokens x etp / tp; Megatron-Core core_v0.17.0
+    token_dispatcher.py: the dispatcher's tp_group is expt_tp, the all-to-all runs on the local tokens and
+    dispatch_postprocess gathers over expt_tp), and the folded EP group spans ep x etp GPUs (arXiv 2504.14960)."""
     ep = layout.ep
+    etp = cfg.tp if layout.etp is None else layout.etp
     routed = cfg.micro_batch_size * cfg.seq_len / layout.cp * m.experts_per_token * m.hidden_size * 2
-    a2a_link = (gpu.intra_node_bandwidth_gb_per_s * GB if ep * cfg.tp <= gpu.gpus_per_node
-                else group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // cfg.tp)))
+    if etp != cfg.tp:
+        routed = routed * etp / cfg.tp
+    a2a_link = (gpu.intra_node_bandwidth_gb_per_s * GB if ep * etp <= gpu.gpus_per_node
+                else group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // etp)))
     return routed * (ep - 1) / ep / (a2a_link * TP_LINK_EFFICIENCY)
 
 
@@ -562,7 +582,7 @@ def _micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: Paralle
     # Ulysses does the work of context parallel: seq_len / sp tokens per GPU in every GEMM, and attention over the
     # whole sequence for num_heads / sp heads (the same FLOPs as a ring's local queries against every key)
     micro = compute_time_per_micro_batch_s(m, gpu, cfg, efficiency, cp * sp, ep, layout.pp_layers_off_ends,
-                                           kernels.unfused_rope, kernels.cross_entropy_impl)
+                                           kernels.unfused_rope, kernels.cross_entropy_impl, layout.etp)
     if sp > 1:
         micro += ulysses_all_to_all_s(m, gpu, cfg, sp)
     stage_layers = busiest_stage_layers(m.num_layers, cfg.pp, layout.pp_layers_off_ends)[0]
@@ -571,7 +591,7 @@ def _micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: Paralle
         micro += a2a * stage_layers * (1 - layout.ep_overlap)
     if kernels.moe_host_sync and m.num_experts > 1:  # once per MoE layer forward (again in a recomputed forward)
         e = gemm_efficiency(gpu) if efficiency is None else efficiency
-        work = _micro_batch_work(m, gpu, cfg, cp, ep)
+        work = _micro_batch_work(m, gpu, cfg, cp, ep, layout.etp)
         a2a_fwd = 2 * _expert_all_to_all_s(m, gpu, cfg, layout) if ep > 1 else 0.0
         local = m.num_experts // max(1, min(ep, m.num_experts))
         fwd_passes = 1 + (1 if cfg.activation_checkpointing else 0)
@@ -598,6 +618,11 @@ def _tensor_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout
     stage_layers = busiest_stage_layers(m.num_layers, cfg.pp, layout.pp_layers_off_ends)[0]
     act_bytes = cfg.micro_batch_size * cfg.seq_len * m.hidden_size * 2
     collectives = 4 + (2 if cfg.activation_checkpointing else 0)
+    if layout.etp is not None and layout.etp != cfg.tp and m.num_experts > 1:
+        # expert tensor parallel below tp: the MoE block's all-gather / reduce-scatter run over the etp ranks
+        # (Megatron-Core's dispatcher, tp_group = expt_tp), priced with the all-to-all's tokens x etp / tp:
+        # only the attention block's pair is left on the tp group
+        collectives //= 2
     nvlink = gpu.intra_node_bandwidth_gb_per_s * GB * TP_LINK_EFFICIENCY
     per_layer = collectives * 2 * (cfg.tp - 1) / cfg.tp * act_bytes / nvlink
     return per_layer * stage_layers * (1 - overlap)
@@ -625,16 +650,22 @@ def _data_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, 
     link = link_bytes_per_s(gpu, cfg) * LINK_EFFICIENCY
     comm = 0.0
     if s in SHARDED_STRATEGIES:
+        experts = expert_param_count(m) if ep > 1 and m.num_experts > 1 else 0
+        if experts:  # FSDP + EP: the dense part below, each rank's num_experts / ep experts apart
+            comm += _sharded_expert_comm_s(m, gpu, cfg, s, ep, group, experts)
+            n -= experts
+            if cfg.trainable == "full":
+                sync_bytes -= 2 * experts
         gather = 2 * (2 * n) * cfg.grad_accum  # forward + backward all-gathers of bf16 params
         if s == "zero3-offload-all":
             gather = 0.0  # parameters come from the host (PCIe, below); the ring moves only gradients
         g = group if layout.shard_group is None else max(1, min(layout.shard_group, group))
         if g == group:
-            comm = (gather + sync_bytes * cfg.grad_accum) * ring / link
+            comm += (gather + sync_bytes * cfg.grad_accum) * ring / link
         else:  # HSDP: gathers and reduce-scatters inside the shard group, gradient all-reduce across replicas
             replicas = group // g
             inside = group_link_bytes_per_s(gpu, dataclasses.replace(cfg, num_gpus=g), g) * LINK_EFFICIENCY
-            comm = (gather + sync_bytes * cfg.grad_accum) * (g - 1) / g / inside
+            comm += (gather + sync_bytes * cfg.grad_accum) * (g - 1) / g / inside
             across = group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // g)) * LINK_EFFICIENCY
             comm += 2 * sync_bytes / g * (replicas - 1) / replicas / across
     elif s in ("ddp", "zero2"):
@@ -649,12 +680,34 @@ def _data_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, 
         else:  # distributed optimizer: reduce-scatter + all-gather once a step
             comm = 2 * shard * ring / link
         if expert_bytes:  # experts sync over the expert-data-parallel group: dp x cp / ep ranks holding the same experts
-            edp = max(1, group // ep)
+            etp = cfg.tp if layout.etp is None else layout.etp
+            # expert tensor parallel below tp (parallel folding, arXiv 2504.14960): dp x cp x tp / (ep x etp) ranks
+            edp = max(1, group // ep) if etp == cfg.tp else max(1, group * cfg.tp // (ep * etp))
             if edp > 1:  # Megatron's rank order tp-cp-ep-dp-pp: a node holds gpus_per_node / (tp ep) members of each group
-                e_link = group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // (cfg.tp * ep))) * LINK_EFFICIENCY
-                e_shard = expert_bytes / (cfg.tp * cfg.pp * ep)
+                e_link = group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // (etp * ep))) * LINK_EFFICIENCY
+                e_shard = expert_bytes / (etp * cfg.pp * ep)
                 comm += (3 * cfg.grad_accum if layout.dp_sharded else 2) * e_shard * (edp - 1) / edp / e_link
     return comm
+
+
+def _sharded_expert_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, ep: int, group: int,
+                           experts: int) -> float:
+    """FSDP / ZeRO-3 traffic of the routed experts with expert parallel, per optimizer step (NeMo AutoModel's MoE
+    parallelizer, NVIDIA-NeMo/Automodel 36044ad3d nemo_automodel/components/moe/parallelizer.py apply_fsdp: the
+    experts are left out of the block's fully_shard (ignored_params) and fully_shard on the "ep_shard" mesh only
+    when it has more than one rank; components/distributed/mesh_utils.py: ep_shard = the data-parallel x cp x tp
+    ranks / ep, ep the inner mesh axis). Each rank holds experts / ep parameters, gathered (forward, backward) and
+    reduce-scattered over the group / ep ranks that hold the same experts (none when group / ep == 1: each expert
+    lives on one rank and syncs with nobody); the ep_shard group's members are ep ranks apart, so a node holds
+    gpus_per_node / ep of them (group_link_bytes_per_s)."""
+    edp = max(1, group // ep)
+    if edp <= 1:
+        return 0.0
+    local = experts / ep
+    gather = 0.0 if s == "zero3-offload-all" else 2 * (2 * local)
+    sync = 2 * local if cfg.trainable == "full" else 0.0
+    link = group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // ep)) * LINK_EFFICIENCY
+    return (gather + sync) * cfg.grad_accum * (edp - 1) / edp / link
 
 
 def _offload_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, dp: int, host_optimizer: str
@@ -690,7 +743,7 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, layout: ParallelL
     """Seconds per optimizer step on every GPU (all micro-batches of the gradient accumulation).
 
     layout: the parallel layout beyond TrainConfig (advisor.step_options.ParallelLayout: tp_overlap,
-    pp_interleave, shard_group, dp_sharded, cp, ep, ep_overlap, pp_layers_off_ends); kernels: the engine's kernel
+    pp_interleave, shard_group, dp_sharded, cp, ep, etp, ep_overlap, pp_layers_off_ends); kernels: the engine's kernel
     and runtime choices (advisor.step_options.EngineKernels: moe_host_sync, recompute_modules, host_optimizer,
     unfused_rope, cross_entropy_impl, dp_overlap_window). Each field's meaning and unit is in its docstring there;
     the defaults are what the executor runs. The parts: _micro_batch_s (compute and what stalls it),

@@ -14,10 +14,11 @@ How a row becomes an estimator input (stated here, not tuned per row):
   parallel physics and an FSDP data-parallel axis; zero2 -> zero2; zero2-offload (DeepSpeed ZeRO-2 with
   offload_optimizer, no estimator strategy) -> zero3-offload, the nearest (rows of a source out of the targets);
   zero3-offload (DeepSpeed ZeRO-3 with offload_optimizer: CPU Adam on the host) -> zero3-offload.
-- expert parallel (ep, MoE rows): ParallelLayout's ep.
+- expert parallel (ep, MoE rows): ParallelLayout's ep; expert tensor parallel (etp, Megatron-Core's
+  --expert-tensor-parallel-size; absent: tp): ParallelLayout's etp.
 - context parallel (cp): ParallelLayout's cp (ring attention; num_gpus = dp x tp x pp x cp).
 - the row's layout and kernel settings become step_time's two value objects (advisor/step_options.py):
-  ParallelLayout (tp_overlap, pp_interleave, cp, ep, pp_layers_off_ends) and EngineKernels (the rest below).
+  ParallelLayout (tp_overlap, pp_interleave, cp, ep, etp, pp_layers_off_ends) and EngineKernels (the rest below).
 - interleaved pipeline (the row's vp): ParallelLayout's pp_interleave (bubble / v); the row's
   pp_layers_off_ends (layers taken off the first and last stages, as Llama 3 balances its pipeline) too.
 - MoE rows whose recipe runs the unfused dropless path (moe_fused: false): EngineKernels' moe_host_sync (the
@@ -138,6 +139,7 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None):
         tp_overlap=tp_overlap,
         cp=row["cp"] if row.get("cp", 1) > 1 else 1,
         ep=row["ep"] if row.get("ep", 1) > 1 else 1,
+        etp=row.get("etp"),  # Megatron-Core --expert-tensor-parallel-size (None: tp)
         pp_interleave=row["vp"] if row.get("vp", 1) > 1 else 1,
         pp_layers_off_ends=row.get("pp_layers_off_ends") or 0)  # layers off the first and last stages
     kernels = EngineKernels(

@@ -12,7 +12,7 @@ from advisor.step_options import EngineKernels, ParallelLayout
 
 def test_defaults_are_what_step_time_priced_before_the_options_were_grouped():
     assert dataclasses.asdict(ParallelLayout()) == {
-        "tp_overlap": None, "pp_interleave": 1, "shard_group": None, "dp_sharded": False, "cp": 1, "ep": 1,
+        "tp_overlap": None, "pp_interleave": 1, "shard_group": None, "dp_sharded": False, "cp": 1, "ep": 1, "etp": None,
         "ep_overlap": 0.0, "pp_layers_off_ends": 0}
     assert dataclasses.asdict(EngineKernels()) == {
         "moe_host_sync": False, "recompute_modules": (), "host_optimizer": "deepspeed", "unfused_rope": False,
