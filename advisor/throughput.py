@@ -556,6 +556,11 @@ def _resolve_layout(gpu: GpuSpec, cfg: TrainConfig, layout: ParallelLayout) -> t
     return s, sp, layout
 
 
+def _expert_tp(cfg: TrainConfig, layout: ParallelLayout) -> int:
+    """The expert tensor parallel degree in effect: layout.etp, or tp where it is None (ParallelLayout.etp)."""
+    return cfg.tp if layout.etp is None else layout.etp
+
+
 def _expert_all_to_all_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: ParallelLayout) -> float:
     """One expert-parallel all-to-all of one MoE layer and micro-batch: every routed token copy (bf16, seq_len / cp
     tokens), (ep - 1) / ep of it leaving the GPU; on NVLink when the ep x tp ranks fit in a node, else the
@@ -564,7 +569,7 @@ def _expert_all_to_all_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: P
     token_dispatcher.py: the dispatcher's tp_group is expt_tp, the all-to-all runs on the local tokens and
     dispatch_postprocess gathers over expt_tp), and the folded EP group spans ep x etp GPUs (arXiv 2504.14960)."""
     ep = layout.ep
-    etp = cfg.tp if layout.etp is None else layout.etp
+    etp = _expert_tp(cfg, layout)
     routed = cfg.micro_batch_size * cfg.seq_len / layout.cp * m.experts_per_token * m.hidden_size * 2
     if etp != cfg.tp:
         routed = routed * etp / cfg.tp
@@ -618,7 +623,7 @@ def _tensor_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout
     stage_layers = busiest_stage_layers(m.num_layers, cfg.pp, layout.pp_layers_off_ends)[0]
     act_bytes = cfg.micro_batch_size * cfg.seq_len * m.hidden_size * 2
     collectives = 4 + (2 if cfg.activation_checkpointing else 0)
-    if layout.etp is not None and layout.etp != cfg.tp and m.num_experts > 1:
+    if _expert_tp(cfg, layout) != cfg.tp and m.num_experts > 1:
         # expert tensor parallel below tp: the MoE block's all-gather / reduce-scatter run over the etp ranks
         # (Megatron-Core's dispatcher, tp_group = expt_tp), priced with the all-to-all's tokens x etp / tp:
         # only the attention block's pair is left on the tp group
@@ -680,7 +685,7 @@ def _data_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, 
         else:  # distributed optimizer: reduce-scatter + all-gather once a step
             comm = 2 * shard * ring / link
         if expert_bytes:  # experts sync over the expert-data-parallel group: dp x cp / ep ranks holding the same experts
-            etp = cfg.tp if layout.etp is None else layout.etp
+            etp = _expert_tp(cfg, layout)
             # expert tensor parallel below tp (parallel folding, arXiv 2504.14960): dp x cp x tp / (ep x etp) ranks
             edp = max(1, group // ep) if etp == cfg.tp else max(1, group * cfg.tp // (ep * etp))
             if edp > 1:  # Megatron's rank order tp-cp-ep-dp-pp: a node holds gpus_per_node / (tp ep) members of each group
