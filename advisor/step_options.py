@@ -65,9 +65,11 @@ class EngineKernels:
     forward (throughput.moe_host_sync_s). Default off: the executor's transformers grouped_mm experts keep the
     offsets on the device, and fused grouped-MLP kernels remove the sync."""
     recompute_modules: tuple[str, ...] = ()
-    """Megatron-Core's selective recompute of memory-bound modules (--recompute-modules): "layernorm" (the two
-    norms, read + write h) and "moe_act" (the experts' activation, read 2 k f, write k f) run their forward again
-    in backward (throughput.moe_act_norm_recompute_bytes_per_token); ignored with full activation checkpointing."""
+    """Megatron-Core's selective recompute (--recompute-modules): "layernorm" (the two norms, read + write h) and
+    "moe_act" (the experts' activation, read 2 k f, write k f) run their forward again in backward
+    (throughput.moe_act_norm_recompute_bytes_per_token); "moe" re-runs the whole MoE layer's forward (experts,
+    permutation, all-to-alls, host sync: throughput.moe_layer_recompute_s); ignored with full activation
+    checkpointing."""
     host_optimizer: str = "deepspeed"
     """The engine of an offload strategy's host step: "deepspeed" (the executor's zero3-offload /
     zero3-offload-all: DeepSpeed's measured host path) or "torch-fused" (FSDP2 CPU offload with torch's fused

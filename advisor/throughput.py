@@ -330,23 +330,36 @@ def moe_host_sync_s(work: _Work, num_local_experts: int, efficiency: float, a2a_
     return DRAINED_QUEUE_S + max(0.0, kernels * KERNEL_LAUNCH_S - gpu_s)
 
 
-RECOMPUTE_MODULES = ("layernorm", "moe_act")
+RECOMPUTE_MODULES = ("layernorm", "moe_act", "moe")
 
 
 def moe_act_norm_recompute_bytes_per_token(m: ModelSpec, tp: int, modules: tuple[str, ...]) -> float:
     """bf16 bytes per token and layer that Megatron-Core's selective recompute of memory-bound modules
     (--recompute-modules; Megatron-Bridge's GPT-OSS BF16 recipes: ["layernorm", "moe_act"]) moves again
     in backward: "layernorm" re-runs the two norms (read + write h each, split by sequence parallel),
-    "moe_act" the routed experts' activation (gated: read 2 k f, write k f; else read + write k f)."""
+    "moe_act" the routed experts' activation (gated: read 2 k f, write k f; else read + write k f). With
+    "moe" (the whole MoE layer, moe_layer_recompute_s) the activation is part of that layer's forward, not
+    counted here again."""
     unknown = sorted(set(modules) - set(RECOMPUTE_MODULES))
     if unknown:
         raise ValueError(f"recompute_modules: unknown {unknown}, known {list(RECOMPUTE_MODULES)}")
     elems = 0.0
     if "layernorm" in modules:
         elems += 2 * 2 * m.hidden_size
-    if "moe_act" in modules and m.num_experts > 1:
+    if "moe_act" in modules and "moe" not in modules and m.num_experts > 1:
         elems += (3 if m.ffn_kind == "gated" else 2) * m.experts_per_token * m.ffn_size
     return 2 * elems / tp
+
+
+def moe_layer_recompute_s(work: _Work, efficiency: float, a2a_fwd_s: float, host_sync_s: float) -> float:
+    """Seconds one MoE layer's forward takes again in backward under Megatron-Core's --recompute-modules moe
+    (TransformerConfig.recompute_modules, core_v0.17.0: '"moe": recompute the MoE layer', normal checkpointing:
+    the layer's forward is re-run from its saved input): the routed experts' GEMMs and their permutation /
+    activation traffic, the dispatch and combine all-to-alls of the forward (a2a_fwd_s, exposed part) and, on
+    the dropless path, the dispatcher's host sync once more (host_sync_s)."""
+    if work.moe_fwd_gemm_s <= 0:
+        return 0.0
+    return work.moe_fwd_gemm_s / efficiency + work.moe_fwd_memory_s + a2a_fwd_s + host_sync_s
 
 
 def unfused_rope_extra_bytes_per_token(m: ModelSpec, tp: int, recompute: bool) -> float:
@@ -594,17 +607,21 @@ def _micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: Paralle
     if ep > 1 and m.num_experts > 1:  # all-to-all of every routed token copy, 4 per layer (+2 with recompute)
         a2a = (4 + (2 if cfg.activation_checkpointing else 0)) * _expert_all_to_all_s(m, gpu, cfg, layout)
         micro += a2a * stage_layers * (1 - layout.ep_overlap)
+    e = gemm_efficiency(gpu) if efficiency is None else efficiency
+    work = _micro_batch_work(m, gpu, cfg, cp, ep, layout.etp)
+    a2a_fwd = 2 * _expert_all_to_all_s(m, gpu, cfg, layout) if ep > 1 and m.num_experts > 1 else 0.0
+    host_sync = 0.0
     if kernels.moe_host_sync and m.num_experts > 1:  # once per MoE layer forward (again in a recomputed forward)
-        e = gemm_efficiency(gpu) if efficiency is None else efficiency
-        work = _micro_batch_work(m, gpu, cfg, cp, ep, layout.etp)
-        a2a_fwd = 2 * _expert_all_to_all_s(m, gpu, cfg, layout) if ep > 1 else 0.0
         local = m.num_experts // max(1, min(ep, m.num_experts))
+        host_sync = moe_host_sync_s(work, local, e, a2a_fwd)
         fwd_passes = 1 + (1 if cfg.activation_checkpointing else 0)
-        micro += fwd_passes * stage_layers * moe_host_sync_s(work, local, e, a2a_fwd)
+        micro += fwd_passes * stage_layers * host_sync
     if kernels.recompute_modules and not cfg.activation_checkpointing:
         per_token = moe_act_norm_recompute_bytes_per_token(m, cfg.tp, kernels.recompute_modules)
         hbm = sustained_hbm_bytes_per_s(gpu)
         micro += stage_layers * cfg.micro_batch_size * cfg.seq_len / cp * per_token / hbm
+        if "moe" in kernels.recompute_modules:
+            micro += stage_layers * moe_layer_recompute_s(work, e, a2a_fwd * (1 - layout.ep_overlap), host_sync)
     if cp > 1:  # ring attention: each layer passes the local K and V cp - 1 times (x3 with backward)
         kv_bytes = 2 * cfg.micro_batch_size * cfg.seq_len / cp * m.num_kv_heads * m.head_dim_effective * 2 / cfg.tp
         ring_link = group_link_bytes_per_s(gpu, cfg, min(cp, gpu.gpus_per_node)) if cfg.tp * cp > gpu.gpus_per_node \

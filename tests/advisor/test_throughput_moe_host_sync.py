@@ -100,3 +100,28 @@ def test_selective_recompute_of_norms_and_moe_act_moves_their_forward_bytes_agai
         step_time(GPT_OSS, B200, ac, layout=EP8).compute_s
     with pytest.raises(ValueError, match="recompute_modules"):
         step_time(GPT_OSS, B200, c, layout=EP8, kernels=EngineKernels(recompute_modules=("mlp",)))
+
+
+def test_recompute_of_the_moe_layer_runs_its_experts_all_to_alls_and_host_sync_again():
+    """--recompute-modules moe (Megatron-Core: "recompute the MoE layer", normal checkpointing): every MoE layer's
+    forward once more in backward: its experts' GEMMs, permutation / activation traffic, the dispatch and combine
+    all-to-alls and the dropless dispatcher's host sync; "moe_act" beside it is part of that forward, not twice."""
+    from advisor.throughput import _expert_all_to_all_s, moe_layer_recompute_s
+    c = cfg()
+    sync = EngineKernels(moe_host_sync=True)
+    off = step_time(GPT_OSS, B200, c, layout=EP8, kernels=sync)
+    on = step_time(GPT_OSS, B200, c, layout=EP8, kernels=dataclasses.replace(sync, recompute_modules=("moe",)))
+    e = gemm_efficiency(B200)
+    work = _micro_batch_work(GPT_OSS, B200, c, 1, 8)
+    a2a_fwd = 2 * _expert_all_to_all_s(GPT_OSS, B200, c, EP8)
+    host = moe_host_sync_s(work, 128 // 8, e, a2a_fwd)
+    per_layer = work.moe_fwd_gemm_s / e + work.moe_fwd_memory_s + a2a_fwd + host
+    assert moe_layer_recompute_s(work, e, a2a_fwd, host) == pytest.approx(per_layer)
+    assert on.compute_s - off.compute_s == pytest.approx(c.grad_accum * 36 * per_layer, rel=1e-9)
+    both = step_time(GPT_OSS, B200, c, layout=EP8,
+                     kernels=dataclasses.replace(sync, recompute_modules=("moe", "moe_act")))
+    assert both.compute_s == pytest.approx(on.compute_s, rel=1e-12)
+    # a dense model has no MoE layer to recompute
+    dense = dataclasses.replace(GPT_OSS, num_experts=1, experts_per_token=1)
+    assert step_time(dense, B200, c, kernels=EngineKernels(recompute_modules=("moe",))).compute_s == \
+        step_time(dense, B200, c).compute_s
