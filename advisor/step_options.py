@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 HOST_OPTIMIZERS = ("deepspeed", "torch-fused")
+ATTENTION_KERNELS = ("flash", "te-fused")  # advisor.throughput.CAUSAL_ATTENTION_TIME_FRACTION
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,15 @@ class EngineKernels:
     cross_entropy_impl: str | None = None
     """The loss kernel of Megatron-Core's --cross-entropy-loss-fusion: "native" (NATIVE_CE_BYTES_PER_LOGIT) or
     "te" (TE_CE_BYTES_PER_LOGIT), bytes per logit; None: the generic HEAD_BYTES_PER_LOGIT."""
+    attention_kernel: str = "flash"
+    """The attention kernel family (throughput.CAUSAL_ATTENTION_TIME_FRACTION): "flash" (FlashAttention as run by
+    HF transformers / torchtitan / llm-foundry: the executor's) or "te-fused" (Transformer Engine's fused attention,
+    Megatron-Core's layer spec: causal attention at half the non-causal time)."""
+    moe_routing_imbalance: float = 1.0
+    """The busiest expert-parallel rank's routed tokens over the balanced share (>= 1): its expert GEMMs,
+    permutation / activation traffic and all-to-all receive that many, and the layer waits for it. 1.0: balanced
+    routing (forced balancing, AutoModel's fake balanced gate); a dropless run with learned (aux-loss) routing carries
+    more (benchmarks/published_throughput.py derives it from a source's forced / dropless pairs)."""
     dp_overlap_window: bool = False
     """The "megatron" layout's distributed-optimizer sync (reduce-scatter + all-gather, half each) hides only
     behind the last micro-batch's backward and the first one's forward (throughput.last_micro_batch_overlap_s;
@@ -87,6 +97,12 @@ class EngineKernels:
     micro-batch follows its GEMM passes (1 : 2, recompute in backward). False: overlapped with the whole step."""
 
     def __post_init__(self) -> None:
+        if self.attention_kernel not in ATTENTION_KERNELS:
+            raise ValueError(f"attention_kernel must be one of {', '.join(ATTENTION_KERNELS)}, "
+                             f"got {self.attention_kernel!r}")
+        if not isinstance(self.moe_routing_imbalance, (int, float)) or self.moe_routing_imbalance < 1:
+            raise ValueError(f"moe_routing_imbalance must be a number >= 1 (busiest rank's load over the balanced "
+                             f"share), got {self.moe_routing_imbalance!r}")
         if self.host_optimizer not in HOST_OPTIMIZERS:
             raise ValueError(f"host_optimizer must be one of {', '.join(HOST_OPTIMIZERS)}, "
                              f"got {self.host_optimizer!r}")

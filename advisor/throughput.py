@@ -98,6 +98,14 @@ REF_CONFIG = TrainConfig(num_gpus=8, strategy="fsdp", seq_len=2048, micro_batch_
 MAX_GEMM_EFFICIENCY = 0.92  # cuBLAS bf16 GEMMs at large shapes: ~85-92% of dense peak (stas00/ml-engineering matmul ceilings)
 ATTENTION_RELATIVE_EFFICIENCY = 0.75  # flash-attention fwd+bwd vs a large GEMM on the same tier (FlashAttention-2 paper: 50-73% of A100 peak)
 ATTENTION_CAUSAL_FRACTION = 1.0  # causal kernels do half the FLOPs but run at about half the rate of dense ones at these shapes
+# Time of causal attention relative to the non-causal FLOP count, per kernel family (EngineKernels.attention_kernel).
+# "flash": the FlashAttention kernels behind llm-foundry, torchtitan and HF transformers, at the estimator's
+# calibration (ATTENTION_CAUSAL_FRACTION). "te-fused": Transformer Engine's fused attention (cuDNN / FlashAttention-3
+# class kernels on Hopper and Blackwell, Megatron-Core's default layer spec) skips the masked tiles at the full tile
+# rate: half the non-causal time. Evidence: the Megatron MoE Model Zoo's forced-balance Qwen3-235B long-context rows
+# (16k-128k, CP 1-8, benchmarks/published_throughput.py) run -8% to -10% at 0.5 with no trend in length, and
+# -25% to -45% (falling with length) at 1.0.
+CAUSAL_ATTENTION_TIME_FRACTION = {"flash": ATTENTION_CAUSAL_FRACTION, "te-fused": 0.5}
 COMM_OVERLAP_EFFICIENCY = 0.8  # of min(compute, data-parallel comm), the part hidden: NCCL kernels share SMs and HBM with compute
 HBM_EFFICIENCY = 0.65  # sustained fraction of HBM bandwidth for the unfused-size elementwise kernels of a layer
 LINK_EFFICIENCY = 1.0  # data-parallel collectives (hundreds of MB) run at the link's rate
@@ -223,29 +231,36 @@ _WORK_CACHE: dict[tuple, _Work] = {}
 
 
 def _micro_batch_work(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int = 1, ep: int = 1,
-                      etp: int | None = None) -> _Work:
+                      etp: int | None = None, attention_kernel: str = "flash", moe_load: float = 1.0) -> _Work:
     """Cached per shape (the planner asks for the same shape at many GPU counts and strategies)."""
     key = (m.hidden_size, m.num_layers, m.num_heads, m.num_kv_heads, m.head_dim, m.ffn_size, m.ffn_kind,
            m.vocab_size, m.num_experts, m.experts_per_token, m.sliding_window, m.sliding_window_layers,
            gpu.peak_bf16_dense_tflops, gpu.hbm_bandwidth_tb_per_s,
-           cfg.tp, cfg.pp, cfg.micro_batch_size, cfg.seq_len, cfg.activation_checkpointing, cfg.trainable, cp, ep, etp)
+           cfg.tp, cfg.pp, cfg.micro_batch_size, cfg.seq_len, cfg.activation_checkpointing, cfg.trainable, cp, ep, etp,
+           attention_kernel, moe_load)
     work = _WORK_CACHE.get(key)
     if work is None:
         if len(_WORK_CACHE) > 50_000:
             _WORK_CACHE.clear()
-        work = _WORK_CACHE[key] = _micro_batch_work_uncached(m, gpu, cfg, cp, ep, etp)
+        work = _WORK_CACHE[key] = _micro_batch_work_uncached(m, gpu, cfg, cp, ep, etp, attention_kernel, moe_load)
     return work
 
 
 def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int, ep: int,
-                               etp: int | None = None) -> _Work:
+                               etp: int | None = None, attention_kernel: str = "flash",
+                               moe_load: float = 1.0) -> _Work:
     """cp > 1 (context parallel): this GPU holds seq_len / cp of each sequence; its queries still attend
     over the whole sequence (ring attention), so attention per local token keeps seq_len.
     ep > 1 (expert parallel): this GPU holds num_experts / ep experts and receives their tokens from the
     ep ranks: the same FLOPs in ep x larger expert GEMMs. etp (expert tensor parallel, ParallelLayout.etp; None:
     tp): the experts' ffn split etp ways, and each GPU's experts see tokens x etp / tp (its sequence-parallel
     share, gathered over the etp ranks: Megatron-Core core_v0.17.0 MoEAlltoAllTokenDispatcher.dispatch_postprocess);
-    the same FLOPs per GPU."""
+    the same FLOPs per GPU.
+    attention_kernel: CAUSAL_ATTENTION_TIME_FRACTION's key. moe_load: the busiest expert-parallel rank's routed
+    tokens over the balanced share (EngineKernels.moe_routing_imbalance): its expert GEMMs and permutation /
+    activation traffic carry that many tokens."""
+    if attention_kernel not in CAUSAL_ATTENTION_TIME_FRACTION:
+        raise ValueError(f"attention_kernel: unknown {attention_kernel!r}, known {sorted(CAUSAL_ATTENTION_TIME_FRACTION)}")
     tp, pp = cfg.tp, cfg.pp
     tokens = cfg.micro_batch_size * cfg.seq_len / cp
     peak = gpu.peak_bf16_dense_tflops * TFLOP
@@ -266,9 +281,9 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
         ep = max(1, min(ep, m.num_experts))
         k = m.experts_per_token
         if etp is None or etp == tp:
-            e_tokens, e_tp = max(1.0, tokens * k / m.num_experts * ep), tp
+            e_tokens, e_tp = max(1.0, moe_load * tokens * k / m.num_experts * ep), tp
         else:  # expert tensor parallel below tp: the sequence-parallel share x etp through ffn / etp experts
-            e_tokens, e_tp = max(1.0, tokens * etp / tp * k / m.num_experts * ep), etp
+            e_tokens, e_tp = max(1.0, moe_load * tokens * etp / tp * k / m.num_experts * ep), etp
         n_mats = 2 if m.ffn_kind == "gated" else 1
         moe_fwd_gemm = m.num_experts / ep * (n_mats * gemm(e_tokens, h, f / e_tp) + gemm(e_tokens, f / e_tp, h))
         layer += moe_fwd_gemm
@@ -277,7 +292,7 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
         # token (read k h, write k h), with expert parallel the received tokens are sorted by local expert
         # and unsorted before the combine (read + write k h each), unpermute reads the k copies and
         # writes their weighted sum (read k h, write h); bf16, forward (backward moves as much again x2)
-        moe_fwd_bytes = 2 * (2 * k * h + (4 * k * h if ep > 1 else 0) + k * h + h) / tp
+        moe_fwd_bytes = moe_load * 2 * (2 * k * h + (4 * k * h if ep > 1 else 0) + k * h + h) / tp
     else:
         moe_fwd_gemm = 0.0
         n_mats = 2 if m.ffn_kind == "gated" else 1
@@ -288,7 +303,7 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
     # A sliding-window layer attends to at most `sliding_window` keys per query (a band, no causal
     # half): 2 w keys in the same convention, capped at seq_len. cuDNN skips the masked tiles (its GPT-OSS benchmark,
     # window 128: ~1/5 of a full causal layer's time per head; docs/SOURCES_BEYOND_GUIDE.md).
-    attn_fwd = 4 * tokens * cfg.seq_len * q / tp * ATTENTION_CAUSAL_FRACTION
+    attn_fwd = 4 * tokens * cfg.seq_len * q / tp * CAUSAL_ATTENTION_TIME_FRACTION[attention_kernel]
     if m.sliding_window and m.sliding_window_layers:
         banded = min(1.0, 2 * m.sliding_window / cfg.seq_len)
         share = m.sliding_window_layers / m.num_layers
@@ -300,6 +315,8 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
     # f, write f), flash-attention I/O (read q, k, v; write the output). Sequence parallel splits the
     # norms and residuals over tp; the rest is already split by the column-parallel layout.
     act = (3 * m.experts_per_token * f) if m.ffn_kind == "gated" else (2 * m.experts_per_token * f)
+    if m.num_experts > 1:
+        act *= moe_load  # the busiest rank's experts activate moe_load x the balanced share
     fwd_bytes = 2 * (2 * 2 * h + 2 * 3 * h) / tp + 2 * (2 * (q + kv) + act + 2 * q + 2 * kv) / tp + moe_fwd_bytes
     mem_passes = 3 + (1 if cfg.activation_checkpointing else 0)  # backward ~ 2x the forward's traffic
     hbm = sustained_hbm_bytes_per_s(gpu)
@@ -420,13 +437,15 @@ def _mfu_at(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, efficiency: float, flo
 def compute_time_per_micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig,
                                    _efficiency: float | None = None, cp: int = 1, ep: int = 1,
                                    pp_layers_off_ends: int = 0, unfused_rope: bool = False,
-                                   cross_entropy_impl: str | None = None, etp: int | None = None) -> float:
+                                   cross_entropy_impl: str | None = None, etp: int | None = None,
+                                   attention_kernel: str = "flash", moe_load: float = 1.0) -> float:
     """One micro-batch's forward + backward on one GPU (its tp / cp / ep share; with pp, the busiest
     stage's layers, the last stage's with the LM head), without communication. unfused_rope: each layer
     also moves unfused_rope_extra_bytes_per_token; cross_entropy_impl ("native" / "te", Megatron-Core's
     --cross-entropy-fusion-impl): the logits move CE_BYTES_PER_LOGIT[impl] instead of HEAD_BYTES_PER_LOGIT;
-    etp: expert tensor parallel (ParallelLayout.etp, None: tp)."""
-    work = _micro_batch_work(m, gpu, cfg, cp, ep, etp)
+    etp: expert tensor parallel (ParallelLayout.etp, None: tp); attention_kernel / moe_load: EngineKernels'
+    attention_kernel / moe_routing_imbalance (_micro_batch_work_uncached)."""
+    work = _micro_batch_work(m, gpu, cfg, cp, ep, etp, attention_kernel, moe_load)
     if cross_entropy_impl is not None and cross_entropy_impl not in CE_BYTES_PER_LOGIT:
         raise ValueError(f"cross_entropy_impl: unknown {cross_entropy_impl!r}, known {sorted(CE_BYTES_PER_LOGIT)}")
     if unfused_rope or cross_entropy_impl:
@@ -600,16 +619,19 @@ def _micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: Paralle
     # Ulysses does the work of context parallel: seq_len / sp tokens per GPU in every GEMM, and attention over the
     # whole sequence for num_heads / sp heads (the same FLOPs as a ring's local queries against every key)
     micro = compute_time_per_micro_batch_s(m, gpu, cfg, efficiency, cp * sp, ep, layout.pp_layers_off_ends,
-                                           kernels.unfused_rope, kernels.cross_entropy_impl, layout.etp)
+                                           kernels.unfused_rope, kernels.cross_entropy_impl, layout.etp,
+                                           kernels.attention_kernel, kernels.moe_routing_imbalance)
     if sp > 1:
         micro += ulysses_all_to_all_s(m, gpu, cfg, sp)
     stage_layers = busiest_stage_layers(m.num_layers, cfg.pp, layout.pp_layers_off_ends)[0]
-    if ep > 1 and m.num_experts > 1:  # all-to-all of every routed token copy, 4 per layer (+2 with recompute)
-        a2a = (4 + (2 if cfg.activation_checkpointing else 0)) * _expert_all_to_all_s(m, gpu, cfg, layout)
+    load = kernels.moe_routing_imbalance  # the busiest rank receives load x its balanced share; the others wait
+    one_a2a = load * _expert_all_to_all_s(m, gpu, cfg, layout) if ep > 1 and m.num_experts > 1 else 0.0
+    if one_a2a:  # all-to-all of every routed token copy, 4 per layer (+2 with recompute)
+        a2a = (4 + (2 if cfg.activation_checkpointing else 0)) * one_a2a
         micro += a2a * stage_layers * (1 - layout.ep_overlap)
     e = gemm_efficiency(gpu) if efficiency is None else efficiency
-    work = _micro_batch_work(m, gpu, cfg, cp, ep, layout.etp)
-    a2a_fwd = 2 * _expert_all_to_all_s(m, gpu, cfg, layout) if ep > 1 and m.num_experts > 1 else 0.0
+    work = _micro_batch_work(m, gpu, cfg, cp, ep, layout.etp, kernels.attention_kernel, load)
+    a2a_fwd = 2 * one_a2a
     host_sync = 0.0
     if kernels.moe_host_sync and m.num_experts > 1:  # once per MoE layer forward (again in a recomputed forward)
         local = m.num_experts // max(1, min(ep, m.num_experts))

@@ -16,7 +16,8 @@ def test_defaults_are_what_step_time_priced_before_the_options_were_grouped():
         "ep_overlap": 0.0, "pp_layers_off_ends": 0}
     assert dataclasses.asdict(EngineKernels()) == {
         "moe_host_sync": False, "recompute_modules": (), "host_optimizer": "deepspeed", "unfused_rope": False,
-        "cross_entropy_impl": None, "dp_overlap_window": False}
+        "cross_entropy_impl": None, "attention_kernel": "flash", "moe_routing_imbalance": 1.0,
+        "dp_overlap_window": False}
 
 
 def test_they_are_frozen_values():
@@ -25,6 +26,13 @@ def test_they_are_frozen_values():
         layout.ep = 4  # type: ignore[misc]
     assert layout == ParallelLayout(ep=8) and hash(layout) == hash(ParallelLayout(ep=8))
     assert EngineKernels(recompute_modules=("layernorm",)) == EngineKernels(recompute_modules=("layernorm",))
+
+
+def test_an_unknown_attention_kernel_or_a_routing_imbalance_below_one_names_the_field():
+    with pytest.raises(ValueError, match="attention_kernel"):
+        EngineKernels(attention_kernel="sdpa")
+    with pytest.raises(ValueError, match="moe_routing_imbalance"):
+        EngineKernels(moe_routing_imbalance=0.9)
 
 
 def test_an_unknown_host_optimizer_names_the_field():

@@ -1,0 +1,67 @@
+"""Two engine choices that change a step's time at the same layout (advisor.step_options.EngineKernels):
+the attention kernel family (causal attention's time against its non-causal FLOP count) and the routing
+imbalance of a dropless MoE run (the busiest expert-parallel rank's load). Each test fails without the term."""
+import dataclasses
+
+import pytest
+
+from advisor.catalog import load_catalog
+from advisor.models import TrainConfig
+from advisor.specs import ModelSpec
+from advisor.step_options import EngineKernels, ParallelLayout
+from advisor.throughput import (ATTENTION_RELATIVE_EFFICIENCY, CAUSAL_ATTENTION_TIME_FRACTION, TFLOP,
+                                _expert_all_to_all_s, _micro_batch_work, gemm_efficiency, step_time)
+
+H100 = load_catalog().gpus["h100-sxm"]
+QWEN3_235B = ModelSpec(name="qwen3-235b-a22b", family="generic", source="config.json", hidden_size=4096, num_layers=94,
+                       num_heads=64, num_kv_heads=4, head_dim=128, ffn_size=1536, ffn_kind="gated", vocab_size=151936,
+                       max_context=131072, num_experts=128, experts_per_token=8)
+
+
+def cfg(**kw):
+    base = dict(num_gpus=256, strategy="megatron", seq_len=16384, micro_batch_size=1, grad_accum=32, tp=4, pp=8,
+                activation_checkpointing=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_te_fused_attention_runs_causal_attention_at_half_the_non_causal_time():
+    c = cfg()
+    flash = _micro_batch_work(QWEN3_235B, H100, c, 1, 8, 1, "flash")
+    te = _micro_batch_work(QWEN3_235B, H100, c, 1, 8, 1, "te-fused")
+    assert CAUSAL_ATTENTION_TIME_FRACTION["te-fused"] == 0.5
+    q = 64 * 128
+    attn_fwd = 4 * 16384 * 16384 * q / 4  # non-causal FLOPs of the core, this GPU's tp share
+    per_kind = {k: 3 * attn_fwd * f / (H100.peak_bf16_dense_tflops * TFLOP * ATTENTION_RELATIVE_EFFICIENCY)
+                for k, f in CAUSAL_ATTENTION_TIME_FRACTION.items()}
+    assert flash.layer_gemm_s - te.layer_gemm_s == pytest.approx(per_kind["flash"] - per_kind["te-fused"], rel=1e-9)
+    assert te.layer_memory_s == flash.layer_memory_s and te.moe_fwd_gemm_s == flash.moe_fwd_gemm_s
+    with pytest.raises(ValueError, match="attention_kernel"):
+        _micro_batch_work(QWEN3_235B, H100, c, 1, 8, 1, "sdpa")
+    layout = ParallelLayout(ep=8, etp=1, pp_interleave=4)
+    slow = step_time(QWEN3_235B, H100, c, layout=layout)
+    fast = step_time(QWEN3_235B, H100, c, layout=layout, kernels=EngineKernels(attention_kernel="te-fused"))
+    assert fast.step_s < slow.step_s
+
+
+def test_routing_imbalance_loads_the_busiest_ranks_experts_permutation_and_all_to_all():
+    c = cfg(seq_len=4096)
+    even = _micro_batch_work(QWEN3_235B, H100, c, 1, 8, 1)
+    busy = _micro_batch_work(QWEN3_235B, H100, c, 1, 8, 1, moe_load=1.5)
+    assert busy.moe_fwd_memory_s == pytest.approx(1.5 * even.moe_fwd_memory_s, rel=1e-12)
+    # 1.5x the tokens in each expert GEMM: 1.5x the FLOPs at a slightly better shape
+    assert 1.35 * even.moe_fwd_gemm_s < busy.moe_fwd_gemm_s < 1.5 * even.moe_fwd_gemm_s
+    assert busy.head_gemm_s == even.head_gemm_s
+    # one stage (no bubble): the step's extra compute is exactly the busiest rank's extra expert work + all-to-alls
+    c1 = cfg(seq_len=4096, num_gpus=32, pp=1)
+    even, busy = (_micro_batch_work(QWEN3_235B, H100, c1, 1, 8, 1, moe_load=x) for x in (1.0, 1.5))
+    layout = ParallelLayout(ep=8, etp=1)
+    one = step_time(QWEN3_235B, H100, c1, layout=layout)
+    loaded = step_time(QWEN3_235B, H100, c1, layout=layout, kernels=EngineKernels(moe_routing_imbalance=1.5))
+    e = gemm_efficiency(H100)
+    a2a_extra = 4 * 0.5 * _expert_all_to_all_s(QWEN3_235B, H100, c1, layout)
+    per_layer = (busy.layer_gemm_s - even.layer_gemm_s) / e + (busy.layer_memory_s - even.layer_memory_s) + a2a_extra
+    assert loaded.compute_s - one.compute_s == pytest.approx(c1.grad_accum * 94 * per_layer, rel=1e-9)
+    dense = dataclasses.replace(QWEN3_235B, num_experts=1, experts_per_token=1)
+    assert step_time(dense, H100, c, kernels=EngineKernels(moe_routing_imbalance=1.5)).step_s == \
+        step_time(dense, H100, c).step_s
