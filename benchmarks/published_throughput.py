@@ -41,6 +41,13 @@ How a row becomes an estimator input (stated here, not tuned per row):
   micro-batch / s_per_step; else model TFLOP/s per GPU / the estimator's model FLOPs per token.
 - host optimizer of offload rows: fsdp-offload (FSDP's CPU offload) steps with torch's AdamW on the host
   (EngineKernels' host_optimizer "torch-fused"); DeepSpeed rows (zero2-offload, zero3-offload) run DeepSpeed's host path.
+- attention kernel: Megatron-Core sources (TE_ATTENTION_SOURCES) and rows with `attention: te` run Transformer
+  Engine's fused attention (EngineKernels' attention_kernel "te-fused"); the rest FlashAttention ("flash").
+- routing: dropless (learned routing, no forced balancing): EngineKernels' moe_routing_imbalance at
+  dropless_routing_imbalance(), the median over the file's forced / dropless pairs (forced_pair) of the busiest
+  EP rank's load that reproduces each pair's measured ratio; printed at the end.
+- source_flops_per_token: the source's own FLOPs count per token (its TFLOP/s figure's denominator), where a row's
+  throughput is given only as the source's TFLOP/s.
 - torch.compile is not modelled: compiled and eager rows of one source bracket the estimate.
 
 --implied prints, per row, the catalog `mfu` (the tier's MFU at the reference shape, advisor/throughput.py
@@ -75,6 +82,10 @@ STRATEGY = {"fsdp": "fsdp", "single": "single", "megatron": "megatron", "fsdp-of
             "fsdp-tp": "fsdp-tp", "zero2": "zero2", "zero2-offload": "zero3-offload", "zero3-offload": "zero3-offload"}
 AC_OFF_BY_DEFAULT = {"megatron-bridge", "nemo-automodel", "nemo-automodel-2601", "llama3-paper", "megascale",
                      "nemo-perf-b200", "megatron-lm-moe-readme", "megatron-moe-modelzoo", "nemo-automodel-moe"}
+# sources on Megatron-Core's Transformer Engine layer spec: TE's fused attention (EngineKernels' attention_kernel
+# "te-fused"); other rows say so with `attention: te` (their recipe's attention backend)
+TE_ATTENTION_SOURCES = {"megatron-bridge", "megatron-moe-modelzoo", "megatron-moe-modelzoo-dropless",
+                        "megatron-lm-moe-readme", "nemo-perf-b200", "nemo-automodel-2601"}
 NETWORK_GBIT_PER_NODE: dict[str, float] = {}  # no source states a node's whole network (MegaScale: 200G per NIC, NICs per node not given)
 
 
@@ -89,9 +100,10 @@ def model_for(name: str, archs: dict) -> ModelSpec:
     return resolve_model(name)
 
 
-def row_inputs(row: dict, archs: dict, sources: dict | None = None):
+def row_inputs(row: dict, archs: dict, sources: dict | None = None, routing_imbalance: float | None = None):
     """(model, gpu spec, TrainConfig, selective AC?, step_time's options {"layout": ParallelLayout,
-    "kernels": EngineKernels}, assumptions list)."""
+    "kernels": EngineKernels}, assumptions list). A `routing: dropless` row's busiest expert-parallel rank carries
+    routing_imbalance x the balanced share (None: dropless_routing_imbalance(), derived from the file's pairs)."""
     sources = sources or {}
     assumed: list[str] = []
     catalog = load_catalog()
@@ -149,7 +161,10 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None):
         host_optimizer="torch-fused" if row["strategy"] == "fsdp-offload" else "deepspeed",
         unfused_rope=row.get("rope_fusion") is False,  # the source's rotary embedding runs as eager PyTorch ops
         cross_entropy_impl=row.get("cross_entropy_fusion_impl") or None,  # Megatron-Core's fused CE kernel
-        dp_overlap_window=row.get("dp_overlap") == "last-micro-batch")  # DDP's sync hides behind one micro-batch
+        dp_overlap_window=row.get("dp_overlap") == "last-micro-batch",  # DDP's sync hides behind one micro-batch
+        attention_kernel="te-fused" if row["source"] in TE_ATTENTION_SOURCES or row.get("attention") == "te" else "flash",
+        moe_routing_imbalance=1.0 if row.get("routing") != "dropless" else (
+            routing_imbalance if routing_imbalance is not None else dropless_routing_imbalance()))
     extra = {"layout": layout, "kernels": kernels}
     return model, gpu, cfg, selective, extra, assumed
 
@@ -168,6 +183,41 @@ def estimate_tokens_per_s(model, gpu, cfg, selective: bool, extra: dict) -> tupl
     return st.tokens_per_step / step_s / cfg.num_gpus, st.bottleneck
 
 
+_IMBALANCE: dict[str, tuple[float, list]] = {}
+
+
+def dropless_routing_imbalance(path: Path = ROWS) -> float:
+    """The busiest expert-parallel rank's load over the balanced share in a dropless run, from the file's pairs
+    (a `routing: dropless` row whose `forced_pair` names the same run with forced balanced routing): per pair, the
+    load at which the estimator's dropless / forced ratio equals the measured one (bisection; the ratio falls with
+    the load), then the median over pairs. Only the pair's ratio enters, not either row's absolute figure."""
+    key = str(path)
+    if key not in _IMBALANCE:
+        data = yaml.safe_load(Path(path).read_text())
+        archs, sources = data.get("architectures", {}), data.get("sources", {})
+        by_id = {r["id"]: r for r in data["rows"]}
+        per_pair = []
+        for row in data["rows"]:
+            if row.get("routing") != "dropless" or not row.get("forced_pair"):
+                continue
+            forced = by_id[row["forced_pair"]]
+            inputs = row_inputs(forced, archs, sources)
+            est_forced = estimate_tokens_per_s(*inputs[:5])[0]
+            ratio = measured_tokens_per_s(row, *inputs[:1], inputs[2]) / measured_tokens_per_s(forced, inputs[0], inputs[2])
+
+            def est_ratio(load: float) -> float:
+                model, gpu, cfg, selective, extra, _a = row_inputs(row, archs, sources, routing_imbalance=load)
+                return estimate_tokens_per_s(model, gpu, cfg, selective, extra)[0] / est_forced
+
+            lo, hi = 1.0, 4.0
+            for _ in range(40):
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if est_ratio(mid) > ratio else (lo, mid)
+            per_pair.append((row["id"], ratio, (lo + hi) / 2))
+        _IMBALANCE[key] = (statistics.median(p[2] for p in per_pair) if per_pair else 1.0, per_pair)
+    return _IMBALANCE[key][0]
+
+
 def measured_tokens_per_s(row: dict, model, cfg) -> float:
     if "tokens_per_s_per_gpu" in row:
         return float(row["tokens_per_s_per_gpu"])
@@ -175,6 +225,8 @@ def measured_tokens_per_s(row: dict, model, cfg) -> float:
         return row["tokens_per_s"] / row["num_gpus"]
     if "s_per_step" in row:
         return cfg.micro_batch_size * cfg.seq_len / row["s_per_step"]
+    if "source_flops_per_token" in row:  # the source's own FLOPs count (its TFLOP/s figure's denominator)
+        return row["model_tflops_per_gpu_source"] * 1e12 / row["source_flops_per_token"]
     if "model_tflops_per_gpu" in row:
         return row["model_tflops_per_gpu"] * 1e12 / model_flops_per_token(model, cfg)
     raise Skip("no throughput figure")
@@ -375,6 +427,12 @@ def main(argv: list[str]) -> int:
     for name, src in sources.items():
         if not src.get("in_targets", True):
             print(f"not in the targets: {name}: {' '.join(str(src.get('why_not_in_targets', '')).split())}")
+    load, pairs = _IMBALANCE.get(str(path), (None, []))
+    for row_id, ratio, implied in pairs:
+        print(f"dropless routing: {row_id} measures {ratio:.3f} of its forced-balance pair: busiest rank {implied:.3f} x "
+              f"the balanced load")
+    if load is not None:
+        print(f"dropless routing imbalance (median over {len(pairs)} pairs, used for every routing: dropless row): {load:.3f}")
     if "--implied" in argv:
         print_implied(path)
     return 0
