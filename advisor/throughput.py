@@ -299,15 +299,20 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
         layer += n_mats * gemm(tokens, h, f / tp) + gemm(tokens, f / tp, h)
     layer_gemm_s = passes * layer
     head_gemm_s = 3 * gemm(tokens, h, m.vocab_size / tp)  # LM head, forward + backward, never recomputed
-    # attention core (flash): the 12 L h s convention counts non-causal FLOPs; causal kernels do half.
-    # A sliding-window layer attends to at most `sliding_window` keys per query (a band, no causal
-    # half): 2 w keys in the same convention, capped at seq_len. cuDNN skips the masked tiles (its GPT-OSS benchmark,
-    # window 128: ~1/5 of a full causal layer's time per head; docs/SOURCES_BEYOND_GUIDE.md).
-    attn_fwd = 4 * tokens * cfg.seq_len * q / tp * CAUSAL_ATTENTION_TIME_FRACTION[attention_kernel]
+    # attention core: the 12 L h s convention counts non-causal FLOPs; a full (causal) layer takes
+    # CAUSAL_ATTENTION_TIME_FRACTION of their time for the kernel family. A sliding-window layer attends to at
+    # most `sliding_window` keys per query (a band, no causal half): 2 w keys of tile work (the band and its
+    # diagonal tiles), capped at seq_len, whatever the causal fraction (the kernels skip the tiles outside the band).
+    # cuDNN skips the masked tiles (its GPT-OSS benchmark, window 128: ~1/5 of a full causal layer's time per head;
+    # docs/SOURCES_BEYOND_GUIDE.md).
+    causal = CAUSAL_ATTENTION_TIME_FRACTION[attention_kernel]
+    attn_fwd = 4 * tokens * cfg.seq_len * q / tp
     if m.sliding_window and m.sliding_window_layers:
         banded = min(1.0, 2 * m.sliding_window / cfg.seq_len)
         share = m.sliding_window_layers / m.num_layers
-        attn_fwd *= (1 - share) + share * banded
+        attn_fwd *= (1 - share) * causal + share * banded
+    else:
+        attn_fwd *= causal
     attn_passes = 3 + (1 if cfg.activation_checkpointing else 0)
     layer_gemm_s += attn_passes * attn_fwd / (peak * ATTENTION_RELATIVE_EFFICIENCY)
     # memory-bound bytes per token and layer, forward (bf16): 2 norms (read + write h), 2 residual adds

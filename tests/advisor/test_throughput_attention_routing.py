@@ -65,3 +65,17 @@ def test_routing_imbalance_loads_the_busiest_ranks_experts_permutation_and_all_t
     dense = dataclasses.replace(QWEN3_235B, num_experts=1, experts_per_token=1)
     assert step_time(dense, H100, c, kernels=EngineKernels(moe_routing_imbalance=1.5)).step_s == \
         step_time(dense, H100, c).step_s
+
+
+def test_a_sliding_window_layer_costs_its_band_whatever_the_causal_fraction():
+    """Only full (causal) layers take the kernel's causal fraction; a band of w keys is 2 w keys of tile work."""
+    c = cfg(seq_len=4096, num_gpus=8, tp=1, pp=1)
+    banded = dataclasses.replace(QWEN3_235B, num_experts=1, experts_per_token=1, sliding_window=128,
+                                 sliding_window_layers=94)  # every layer banded
+    flash = _micro_batch_work(banded, H100, c, 1, 1, None, "flash")
+    te = _micro_batch_work(banded, H100, c, 1, 1, None, "te-fused")
+    assert te.layer_gemm_s == pytest.approx(flash.layer_gemm_s, rel=1e-12)
+    full = dataclasses.replace(banded, sliding_window=None, sliding_window_layers=0)
+    gap = _micro_batch_work(full, H100, c, 1, 1, None, "flash").layer_gemm_s - \
+        _micro_batch_work(full, H100, c, 1, 1, None, "te-fused").layer_gemm_s
+    assert gap > 0

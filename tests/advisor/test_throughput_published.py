@@ -53,7 +53,7 @@ def test_megatron_group_within_12_percent():
     one-micro-batch overlap window are modelled; B200 rises at b200's dense efficiency derived from its NeMo
     rows): held at most where they are so they do not get worse; what is left is in docs/SOURCES_BEYOND_GUIDE.md.
     Since Megatron-Core rows run Transformer Engine's fused attention (causal at half the non-causal time, which
-    the long-context Qwen3-235B rows below measure) their full-attention layers cost less: H100 +43% -> +49%, B200
+    the long-context Qwen3-235B rows below measure) their full-attention layers cost less: H100 +43% -> +48%, B200
     (its efficiency re-derived from the NeMo rows with that kernel) +63% -> +61%. The dense B200 NeMo rows: within 5%.
     The Model Zoo's forced-balance long-context rows (16k-128k, CP 1-8) stay within 12%, with no trend in length."""
     assert median_abs(SUMMARY[("strategy", "megatron")]) <= 0.12
