@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 HOST_OPTIMIZERS = ("deepspeed", "torch-fused")
 ATTENTION_KERNELS = ("flash", "te-fused")  # advisor.throughput.CAUSAL_ATTENTION_TIME_FRACTION
+MOE_DISPATCHERS = ("alltoall", "deepep")  # advisor.throughput.expert_parallel_copies_per_token
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ class EngineKernels:
     """The attention kernel family (throughput.CAUSAL_ATTENTION_TIME_FRACTION): "flash" (FlashAttention as run by
     HF transformers / torchtitan / llm-foundry: the executor's) or "te-fused" (Transformer Engine's fused attention,
     Megatron-Core's layer spec: causal attention at half the non-causal time)."""
+    moe_dispatcher: str = "alltoall"
+    """The expert-parallel token dispatcher (throughput.expert_parallel_copies_per_token): "alltoall" sends one copy
+    per routed expert (the executor's and Megatron-Core's all-to-all dispatcher), "deepep" one per destination rank
+    (DeepEP; Megatron-Core's flex dispatcher with the deepep backend, NeMo AutoModel's DeepEP) and permutes after the
+    receive."""
     moe_routing_imbalance: float = 1.0
     """The busiest expert-parallel rank's routed tokens over the balanced share (>= 1): its expert GEMMs,
     permutation / activation traffic and all-to-all receive that many, and the layer waits for it. 1.0: balanced
@@ -100,6 +106,8 @@ class EngineKernels:
         if self.attention_kernel not in ATTENTION_KERNELS:
             raise ValueError(f"attention_kernel must be one of {', '.join(ATTENTION_KERNELS)}, "
                              f"got {self.attention_kernel!r}")
+        if self.moe_dispatcher not in MOE_DISPATCHERS:
+            raise ValueError(f"moe_dispatcher must be one of {', '.join(MOE_DISPATCHERS)}, got {self.moe_dispatcher!r}")
         if not isinstance(self.moe_routing_imbalance, (int, float)) or self.moe_routing_imbalance < 1:
             raise ValueError(f"moe_routing_imbalance must be a number >= 1 (busiest rank's load over the balanced "
                              f"share), got {self.moe_routing_imbalance!r}")

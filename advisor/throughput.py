@@ -84,7 +84,7 @@ from dataclasses import dataclass
 from advisor.architecture import active_param_count, expert_param_count, lora_trainable_params, param_count
 from advisor.memory import data_parallel_size, num_nodes, ulysses_degree
 from advisor.specs import GpuSpec, ModelSpec, TrainConfig
-from advisor.step_options import HOST_OPTIMIZERS, EngineKernels, ParallelLayout  # noqa: F401 (HOST_OPTIMIZERS: re-exported)
+from advisor.step_options import HOST_OPTIMIZERS, MOE_DISPATCHERS, EngineKernels, ParallelLayout  # noqa: F401 (HOST_OPTIMIZERS: re-exported)
 from advisor.step_overhead import fixed_step_overhead_s
 from advisor.units import GB, TFLOP, gbit_per_s_to_bytes_per_s
 
@@ -231,24 +231,26 @@ _WORK_CACHE: dict[tuple, _Work] = {}
 
 
 def _micro_batch_work(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int = 1, ep: int = 1,
-                      etp: int | None = None, attention_kernel: str = "flash", moe_load: float = 1.0) -> _Work:
+                      etp: int | None = None, attention_kernel: str = "flash", moe_load: float = 1.0,
+                      moe_dispatcher: str = "alltoall") -> _Work:
     """Cached per shape (the planner asks for the same shape at many GPU counts and strategies)."""
     key = (m.hidden_size, m.num_layers, m.num_heads, m.num_kv_heads, m.head_dim, m.ffn_size, m.ffn_kind,
            m.vocab_size, m.num_experts, m.experts_per_token, m.sliding_window, m.sliding_window_layers,
            gpu.peak_bf16_dense_tflops, gpu.hbm_bandwidth_tb_per_s,
            cfg.tp, cfg.pp, cfg.micro_batch_size, cfg.seq_len, cfg.activation_checkpointing, cfg.trainable, cp, ep, etp,
-           attention_kernel, moe_load)
+           attention_kernel, moe_load, moe_dispatcher)
     work = _WORK_CACHE.get(key)
     if work is None:
         if len(_WORK_CACHE) > 50_000:
             _WORK_CACHE.clear()
-        work = _WORK_CACHE[key] = _micro_batch_work_uncached(m, gpu, cfg, cp, ep, etp, attention_kernel, moe_load)
+        work = _WORK_CACHE[key] = _micro_batch_work_uncached(m, gpu, cfg, cp, ep, etp, attention_kernel, moe_load,
+                                                             moe_dispatcher)
     return work
 
 
 def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int, ep: int,
                                etp: int | None = None, attention_kernel: str = "flash",
-                               moe_load: float = 1.0) -> _Work:
+                               moe_load: float = 1.0, moe_dispatcher: str = "alltoall") -> _Work:
     """cp > 1 (context parallel): this GPU holds seq_len / cp of each sequence; its queries still attend
     over the whole sequence (ring attention), so attention per local token keeps seq_len.
     ep > 1 (expert parallel): this GPU holds num_experts / ep experts and receives their tokens from the
@@ -258,7 +260,10 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
     the same FLOPs per GPU.
     attention_kernel: CAUSAL_ATTENTION_TIME_FRACTION's key. moe_load: the busiest expert-parallel rank's routed
     tokens over the balanced share (EngineKernels.moe_routing_imbalance): its expert GEMMs and permutation /
-    activation traffic carry that many tokens."""
+    activation traffic carry that many tokens. moe_dispatcher (EngineKernels.moe_dispatcher): "deepep" sends a token
+    once per destination rank (expert_parallel_copies_per_token) and permutes after the receive."""
+    if moe_dispatcher not in MOE_DISPATCHERS:
+        raise ValueError(f"moe_dispatcher: unknown {moe_dispatcher!r}, known {list(MOE_DISPATCHERS)}")
     if attention_kernel not in CAUSAL_ATTENTION_TIME_FRACTION:
         raise ValueError(f"attention_kernel: unknown {attention_kernel!r}, known {sorted(CAUSAL_ATTENTION_TIME_FRACTION)}")
     tp, pp = cfg.tp, cfg.pp
@@ -291,8 +296,15 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
         # token permutation (Megatron-Core MoE token dispatcher): permute gathers top-k copies of each
         # token (read k h, write k h), with expert parallel the received tokens are sorted by local expert
         # and unsorted before the combine (read + write k h each), unpermute reads the k copies and
-        # writes their weighted sum (read k h, write h); bf16, forward (backward moves as much again x2)
-        moe_fwd_bytes = moe_load * 2 * (2 * k * h + (4 * k * h if ep > 1 else 0) + k * h + h) / tp
+        # writes their weighted sum (read k h, write h); bf16, forward (backward moves as much again x2).
+        # DeepEP (ep > 1) receives r = expert_parallel_copies_per_token copies per token, one per rank: the permute
+        # after the receive reads r h and writes k h, the unpermute reads k h and writes r h, and the sender's combine
+        # sums the r returned copies (read r h, write h); no sort by local expert.
+        if moe_dispatcher == "deepep" and ep > 1:
+            r = expert_parallel_copies_per_token(m, ep, moe_dispatcher)
+            moe_fwd_bytes = moe_load * 2 * ((3 * r + 2 * k) * h + h) / tp
+        else:
+            moe_fwd_bytes = moe_load * 2 * (2 * k * h + (4 * k * h if ep > 1 else 0) + k * h + h) / tp
     else:
         moe_fwd_gemm = 0.0
         n_mats = 2 if m.ffn_kind == "gated" else 1
@@ -443,14 +455,15 @@ def compute_time_per_micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig,
                                    _efficiency: float | None = None, cp: int = 1, ep: int = 1,
                                    pp_layers_off_ends: int = 0, unfused_rope: bool = False,
                                    cross_entropy_impl: str | None = None, etp: int | None = None,
-                                   attention_kernel: str = "flash", moe_load: float = 1.0) -> float:
+                                   attention_kernel: str = "flash", moe_load: float = 1.0,
+                                   moe_dispatcher: str = "alltoall") -> float:
     """One micro-batch's forward + backward on one GPU (its tp / cp / ep share; with pp, the busiest
     stage's layers, the last stage's with the LM head), without communication. unfused_rope: each layer
     also moves unfused_rope_extra_bytes_per_token; cross_entropy_impl ("native" / "te", Megatron-Core's
     --cross-entropy-fusion-impl): the logits move CE_BYTES_PER_LOGIT[impl] instead of HEAD_BYTES_PER_LOGIT;
-    etp: expert tensor parallel (ParallelLayout.etp, None: tp); attention_kernel / moe_load: EngineKernels'
-    attention_kernel / moe_routing_imbalance (_micro_batch_work_uncached)."""
-    work = _micro_batch_work(m, gpu, cfg, cp, ep, etp, attention_kernel, moe_load)
+    etp: expert tensor parallel (ParallelLayout.etp, None: tp); attention_kernel / moe_load / moe_dispatcher:
+    EngineKernels' attention_kernel / moe_routing_imbalance / moe_dispatcher (_micro_batch_work_uncached)."""
+    work = _micro_batch_work(m, gpu, cfg, cp, ep, etp, attention_kernel, moe_load, moe_dispatcher)
     if cross_entropy_impl is not None and cross_entropy_impl not in CE_BYTES_PER_LOGIT:
         raise ValueError(f"cross_entropy_impl: unknown {cross_entropy_impl!r}, known {sorted(CE_BYTES_PER_LOGIT)}")
     if unfused_rope or cross_entropy_impl:
@@ -593,21 +606,38 @@ def _resolve_layout(gpu: GpuSpec, cfg: TrainConfig, layout: ParallelLayout) -> t
     return s, sp, layout
 
 
+def expert_parallel_copies_per_token(m: ModelSpec, ep: int, moe_dispatcher: str) -> float:
+    """Copies of a token the expert-parallel dispatch sends. "alltoall" (Megatron-Core's MoEAlltoAllTokenDispatcher,
+    AutoModel's and torchtitan's all-to-all): one per routed expert, top-k. "deepep": one per destination rank
+    (DeepEP's dispatch takes get_dispatch_layout's is_token_in_rank [tokens x ranks] and sends a token to each rank
+    holding any of its experts; deepseek-ai/DeepEP README, Buffer.get_dispatch_layout / Buffer.dispatch); under
+    balanced routing the expected number of distinct ranks among k of E experts, E / ep per rank, drawn without
+    replacement: ep x (1 - C(E - E / ep, k) / C(E, k)) (128 experts top-8 over 8 ranks: 5.34; over 32: 7.36)."""
+    k = m.experts_per_token
+    if moe_dispatcher != "deepep" or ep <= 1:
+        return float(k)
+    e = m.num_experts
+    per_rank = e // ep
+    return ep * (1 - math.comb(e - per_rank, k) / math.comb(e, k))
+
+
 def _expert_tp(cfg: TrainConfig, layout: ParallelLayout) -> int:
     """The expert tensor parallel degree in effect: layout.etp, or tp where it is None (ParallelLayout.etp)."""
     return cfg.tp if layout.etp is None else layout.etp
 
 
-def _expert_all_to_all_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: ParallelLayout) -> float:
+def _expert_all_to_all_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: ParallelLayout,
+                         moe_dispatcher: str = "alltoall") -> float:
     """One expert-parallel all-to-all of one MoE layer and micro-batch: every routed token copy (bf16, seq_len / cp
-    tokens), (ep - 1) / ep of it leaving the GPU; on NVLink when the ep x tp ranks fit in a node, else the
+    tokens; expert_parallel_copies_per_token copies for the dispatcher), (ep - 1) / ep of it leaving the GPU; on NVLink when the ep x tp ranks fit in a node, else the
     group's share of the node's network. Expert tensor parallel below tp (layout.etp): each GPU dispatches its
     sequence-parallel share gathered over the etp ranks (tokens x etp / tp; Megatron-Core core_v0.17.0
     token_dispatcher.py: the dispatcher's tp_group is expt_tp, the all-to-all runs on the local tokens and
     dispatch_postprocess gathers over expt_tp), and the folded EP group spans ep x etp GPUs (arXiv 2504.14960)."""
     ep = layout.ep
     etp = _expert_tp(cfg, layout)
-    routed = cfg.micro_batch_size * cfg.seq_len / layout.cp * m.experts_per_token * m.hidden_size * 2
+    copies = expert_parallel_copies_per_token(m, ep, moe_dispatcher)
+    routed = cfg.micro_batch_size * cfg.seq_len / layout.cp * copies * m.hidden_size * 2
     if etp != cfg.tp:
         routed = routed * etp / cfg.tp
     a2a_link = (gpu.intra_node_bandwidth_gb_per_s * GB if ep * etp <= gpu.gpus_per_node
@@ -625,17 +655,19 @@ def _micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: Paralle
     # whole sequence for num_heads / sp heads (the same FLOPs as a ring's local queries against every key)
     micro = compute_time_per_micro_batch_s(m, gpu, cfg, efficiency, cp * sp, ep, layout.pp_layers_off_ends,
                                            kernels.unfused_rope, kernels.cross_entropy_impl, layout.etp,
-                                           kernels.attention_kernel, kernels.moe_routing_imbalance)
+                                           kernels.attention_kernel, kernels.moe_routing_imbalance,
+                                           kernels.moe_dispatcher)
     if sp > 1:
         micro += ulysses_all_to_all_s(m, gpu, cfg, sp)
     stage_layers = busiest_stage_layers(m.num_layers, cfg.pp, layout.pp_layers_off_ends)[0]
     load = kernels.moe_routing_imbalance  # the busiest rank receives load x its balanced share; the others wait
-    one_a2a = load * _expert_all_to_all_s(m, gpu, cfg, layout) if ep > 1 and m.num_experts > 1 else 0.0
+    one_a2a = (load * _expert_all_to_all_s(m, gpu, cfg, layout, kernels.moe_dispatcher)
+               if ep > 1 and m.num_experts > 1 else 0.0)
     if one_a2a:  # all-to-all of every routed token copy, 4 per layer (+2 with recompute)
         a2a = (4 + (2 if cfg.activation_checkpointing else 0)) * one_a2a
         micro += a2a * stage_layers * (1 - layout.ep_overlap)
     e = gemm_efficiency(gpu) if efficiency is None else efficiency
-    work = _micro_batch_work(m, gpu, cfg, cp, ep, layout.etp, kernels.attention_kernel, load)
+    work = _micro_batch_work(m, gpu, cfg, cp, ep, layout.etp, kernels.attention_kernel, load, kernels.moe_dispatcher)
     a2a_fwd = 2 * one_a2a
     host_sync = 0.0
     if kernels.moe_host_sync and m.num_experts > 1:  # once per MoE layer forward (again in a recomputed forward)

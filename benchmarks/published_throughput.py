@@ -43,6 +43,8 @@ How a row becomes an estimator input (stated here, not tuned per row):
   (EngineKernels' host_optimizer "torch-fused"); DeepSpeed rows (zero2-offload, zero3-offload) run DeepSpeed's host path.
 - attention kernel: Megatron-Core sources (TE_ATTENTION_SOURCES) and rows with `attention: te` run Transformer
   Engine's fused attention (EngineKernels' attention_kernel "te-fused"); the rest FlashAttention ("flash").
+- moe_dispatcher: deepep (DeepEP: one copy of a token per destination rank): EngineKernels' moe_dispatcher "deepep";
+  alltoall or absent: "alltoall".
 - routing: dropless (learned routing, no forced balancing): EngineKernels' moe_routing_imbalance at
   dropless_routing_imbalance(), the median over the file's forced / dropless pairs (forced_pair) of the busiest
   EP rank's load that reproduces each pair's measured ratio; printed at the end.
@@ -163,6 +165,7 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None, routing_imba
         cross_entropy_impl=row.get("cross_entropy_fusion_impl") or None,  # Megatron-Core's fused CE kernel
         dp_overlap_window=row.get("dp_overlap") == "last-micro-batch",  # DDP's sync hides behind one micro-batch
         attention_kernel="te-fused" if row["source"] in TE_ATTENTION_SOURCES or row.get("attention") == "te" else "flash",
+        moe_dispatcher="deepep" if row.get("moe_dispatcher") == "deepep" else "alltoall",  # DeepEP: a copy per rank
         moe_routing_imbalance=1.0 if row.get("routing") != "dropless" else (
             routing_imbalance if routing_imbalance is not None else dropless_routing_imbalance()))
     extra = {"layout": layout, "kernels": kernels}

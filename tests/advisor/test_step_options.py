@@ -16,7 +16,8 @@ def test_defaults_are_what_step_time_priced_before_the_options_were_grouped():
         "ep_overlap": 0.0, "pp_layers_off_ends": 0}
     assert dataclasses.asdict(EngineKernels()) == {
         "moe_host_sync": False, "recompute_modules": (), "host_optimizer": "deepspeed", "unfused_rope": False,
-        "cross_entropy_impl": None, "attention_kernel": "flash", "moe_routing_imbalance": 1.0,
+        "cross_entropy_impl": None, "attention_kernel": "flash", "moe_dispatcher": "alltoall",
+        "moe_routing_imbalance": 1.0,
         "dp_overlap_window": False}
 
 

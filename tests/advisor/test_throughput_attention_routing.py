@@ -10,7 +10,8 @@ from advisor.models import TrainConfig
 from advisor.specs import ModelSpec
 from advisor.step_options import EngineKernels, ParallelLayout
 from advisor.throughput import (ATTENTION_RELATIVE_EFFICIENCY, CAUSAL_ATTENTION_TIME_FRACTION, TFLOP,
-                                _expert_all_to_all_s, _micro_batch_work, gemm_efficiency, step_time)
+                                _expert_all_to_all_s, _micro_batch_work, gemm_efficiency, step_time,
+                                sustained_hbm_bytes_per_s)
 
 H100 = load_catalog().gpus["h100-sxm"]
 QWEN3_235B = ModelSpec(name="qwen3-235b-a22b", family="generic", source="config.json", hidden_size=4096, num_layers=94,
@@ -79,3 +80,28 @@ def test_a_sliding_window_layer_costs_its_band_whatever_the_causal_fraction():
     gap = _micro_batch_work(full, H100, c, 1, 1, None, "flash").layer_gemm_s - \
         _micro_batch_work(full, H100, c, 1, 1, None, "te-fused").layer_gemm_s
     assert gap > 0
+
+
+def test_deepep_sends_a_token_once_per_destination_rank():
+    """DeepEP's dispatch sends a token to each rank holding any of its experts (get_dispatch_layout's
+    is_token_in_rank), not once per routed expert: fewer copies on the wire and no sort by local expert."""
+    from advisor.throughput import expert_parallel_copies_per_token
+    assert expert_parallel_copies_per_token(QWEN3_235B, 8, "alltoall") == 8
+    assert expert_parallel_copies_per_token(QWEN3_235B, 8, "deepep") == pytest.approx(5.339, abs=1e-3)
+    assert expert_parallel_copies_per_token(QWEN3_235B, 32, "deepep") == pytest.approx(7.359, abs=1e-3)
+    assert expert_parallel_copies_per_token(QWEN3_235B, 128, "deepep") == pytest.approx(8.0)  # one expert per rank
+    assert expert_parallel_copies_per_token(QWEN3_235B, 1, "deepep") == 8
+    c = cfg(seq_len=4096)
+    layout = ParallelLayout(ep=8, etp=1)
+    a2a, deep = (_expert_all_to_all_s(QWEN3_235B, H100, c, layout, d) for d in ("alltoall", "deepep"))
+    assert deep == pytest.approx(a2a * 5.339 / 8, rel=1e-3)
+    even = _micro_batch_work(QWEN3_235B, H100, c, 1, 8, 1)
+    dispatched = _micro_batch_work(QWEN3_235B, H100, c, 1, 8, 1, moe_dispatcher="deepep")
+    h, k, r = 4096, 8, expert_parallel_copies_per_token(QWEN3_235B, 8, "deepep")
+    tokens = 4096
+    hbm = sustained_hbm_bytes_per_s(H100)
+    saved_bytes = tokens * 2 * ((7 * k * h + h) - ((3 * r + 2 * k) * h + h)) / 4  # tp 4
+    assert even.moe_fwd_memory_s - dispatched.moe_fwd_memory_s == pytest.approx(saved_bytes / hbm, rel=1e-9)
+    assert dispatched.moe_fwd_gemm_s == even.moe_fwd_gemm_s
+    with pytest.raises(ValueError, match="moe_dispatcher"):
+        EngineKernels(moe_dispatcher="hybridep")
