@@ -103,8 +103,8 @@ ATTENTION_CAUSAL_FRACTION = 1.0  # causal kernels do half the FLOPs but run at a
 # calibration (ATTENTION_CAUSAL_FRACTION). "te-fused": Transformer Engine's fused attention (cuDNN / FlashAttention-3
 # class kernels on Hopper and Blackwell, Megatron-Core's default layer spec) skips the masked tiles at the full tile
 # rate: half the non-causal time. Evidence: the Megatron MoE Model Zoo's forced-balance Qwen3-235B long-context rows
-# (16k-128k, CP 1-8, benchmarks/published_throughput.py) run -8% to -10% at 0.5 with no trend in length, and
-# -25% to -45% (falling with length) at 1.0.
+# (16k-128k, CP 1-8, benchmarks/published_throughput.py) run +1% to -6% at 0.5, and -25% to -45% (falling with
+# length) at 1.0 (docs/SOURCES_BEYOND_GUIDE.md).
 CAUSAL_ATTENTION_TIME_FRACTION = {"flash": ATTENTION_CAUSAL_FRACTION, "te-fused": 0.5}
 COMM_OVERLAP_EFFICIENCY = 0.8  # of min(compute, data-parallel comm), the part hidden: NCCL kernels share SMs and HBM with compute
 HBM_EFFICIENCY = 0.65  # sustained fraction of HBM bandwidth for the unfused-size elementwise kernels of a layer
@@ -629,8 +629,8 @@ def _expert_tp(cfg: TrainConfig, layout: ParallelLayout) -> int:
 def _expert_all_to_all_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: ParallelLayout,
                          moe_dispatcher: str = "alltoall") -> float:
     """One expert-parallel all-to-all of one MoE layer and micro-batch: every routed token copy (bf16, seq_len / cp
-    tokens; expert_parallel_copies_per_token copies for the dispatcher), (ep - 1) / ep of it leaving the GPU; on NVLink when the ep x tp ranks fit in a node, else the
-    group's share of the node's network. Expert tensor parallel below tp (layout.etp): each GPU dispatches its
+    tokens; expert_parallel_copies_per_token copies for the dispatcher), (ep - 1) / ep of it leaving the GPU; on
+    NVLink when the ep x tp ranks fit in a node, else the group's share of the node's network. Expert tensor parallel below tp (layout.etp): each GPU dispatches its
     sequence-parallel share gathered over the etp ranks (tokens x etp / tp; Megatron-Core core_v0.17.0
     token_dispatcher.py: the dispatcher's tp_group is expt_tp, the all-to-all runs on the local tokens and
     dispatch_postprocess gathers over expt_tp), and the folded EP group spans ep x etp GPUs (arXiv 2504.14960)."""
