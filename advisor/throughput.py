@@ -103,7 +103,7 @@ ATTENTION_CAUSAL_FRACTION = 1.0  # causal kernels do half the FLOPs but run at a
 # calibration (ATTENTION_CAUSAL_FRACTION). "te-fused": Transformer Engine's fused attention (cuDNN / FlashAttention-3
 # class kernels on Hopper and Blackwell, Megatron-Core's default layer spec) skips the masked tiles at the full tile
 # rate: half the non-causal time. Evidence: the Megatron MoE Model Zoo's forced-balance Qwen3-235B long-context rows
-# (16k-128k, CP 1-8, benchmarks/published_throughput.py) run +1% to -6% at 0.5, and -25% to -45% (falling with
+# (16k-128k, CP 1-8, benchmarks/published_throughput.py) run -1% to +2% at 0.5, and -25% to -45% (falling with
 # length) at 1.0 (docs/SOURCES_BEYOND_GUIDE.md).
 CAUSAL_ATTENTION_TIME_FRACTION = {"flash": ATTENTION_CAUSAL_FRACTION, "te-fused": 0.5}
 COMM_OVERLAP_EFFICIENCY = 0.8  # of min(compute, data-parallel comm), the part hidden: NCCL kernels share SMs and HBM with compute
@@ -697,7 +697,7 @@ def _tensor_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout
         return 0.0
     overlap = DEFAULT_TP_OVERLAP.get(cfg.strategy, 0.0) if layout.tp_overlap is None else layout.tp_overlap
     stage_layers = busiest_stage_layers(m.num_layers, cfg.pp, layout.pp_layers_off_ends)[0]
-    act_bytes = cfg.micro_batch_size * cfg.seq_len * m.hidden_size * 2
+    act_bytes = cfg.micro_batch_size * cfg.seq_len / layout.cp * m.hidden_size * 2  # this GPU's seq_len / cp tokens
     collectives = 4 + (2 if cfg.activation_checkpointing else 0)
     if _expert_tp(cfg, layout) != cfg.tp and m.num_experts > 1:
         # expert tensor parallel below tp: the MoE block's all-gather / reduce-scatter run over the etp ranks
@@ -713,7 +713,7 @@ def _pipeline_p2p_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: Parall
     """One micro-batch's activations crossing a stage boundary forward and backward (v x with interleaving)."""
     if cfg.pp <= 1:
         return 0.0
-    act_bytes = cfg.micro_batch_size * cfg.seq_len * m.hidden_size * 2 / cfg.tp
+    act_bytes = cfg.micro_batch_size * cfg.seq_len / layout.cp * m.hidden_size * 2 / cfg.tp  # seq_len / cp tokens
     crosses_nodes = cfg.tp * cfg.pp > gpu.gpus_per_node and gpu.inter_node_bandwidth_gbit_per_s > 0
     bw = (_network_bytes_per_s(gpu) / gpu.gpus_per_node if crosses_nodes
           else gpu.intra_node_bandwidth_gb_per_s * GB)

@@ -28,7 +28,8 @@ How a row becomes an estimator input (stated here, not tuned per row):
   (Megatron-Core's fused cross entropy kernel: EngineKernels' cross_entropy_impl); dp_overlap: last-micro-batch
   (Megatron-Core DDP's --overlap-grad-reduce / --overlap-param-gather: EngineKernels' dp_overlap_window).
 - TP communication: plain TP (torchtitan vanilla TP) is exposed; async TP and Megatron-Core's
-  TP-comm overlap hide part of it (ParallelLayout.tp_overlap: advisor.throughput DEFAULT_TP_OVERLAP, async TP rows 0.5 in row_inputs).
+  TP-comm overlap hide part of it (ParallelLayout.tp_overlap: advisor.throughput DEFAULT_TP_OVERLAP, async TP rows 0.5 in row_inputs);
+  a Megatron-Core row whose config sets no --tp-comm-overlap says tp_comm_overlap: false (exposed, 0.0).
 - selective activation checkpointing (torchtitan op / layer SAC recomputes about half of a full
   recompute): the mean of the step times with and without full checkpointing.
 - a source's gpu_overrides (torchtitan's 2.4 TB/s HBM2e H100) replace the tier's values for its rows.
@@ -149,6 +150,8 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None, routing_imba
     tp_overlap = None
     if row["strategy"] == "fsdp-tp" or row["source"].startswith("nemo-automodel"):
         tp_overlap = 0.5 if row.get("async_tp") else 0.0  # PyTorch TP: exposed; async TP: about half hidden
+    if row.get("tp_comm_overlap") is False:  # Megatron-Core without --tp-comm-overlap: TP collectives exposed
+        tp_overlap = 0.0
     layout = ParallelLayout(
         tp_overlap=tp_overlap,
         cp=row["cp"] if row.get("cp", 1) > 1 else 1,

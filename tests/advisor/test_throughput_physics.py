@@ -168,3 +168,14 @@ def test_expert_parallel_gathers_tokens_into_larger_expert_gemms():
     assert ep8 <= no_ep  # same FLOPs, 8x the tokens per expert GEMM
     st = step_time(moe, H100, c, layout=ParallelLayout(ep=8, tp_overlap=0.0))
     assert st.compute_s > ep8  # the all-to-alls are charged
+
+
+def test_context_parallel_splits_the_tensor_and_pipeline_traffic_of_a_micro_batch():
+    """With context parallel a GPU holds seq_len / cp tokens of each sequence: its TP all-gathers /
+    reduce-scatters and its pipeline sends move that share (the long-context Model Zoo rows: without it
+    their TP traffic was charged cp x over)."""
+    from advisor.throughput import _pipeline_p2p_s, _tensor_parallel_comm_s
+    c = cfg(strategy="megatron", num_gpus=64, tp=4, pp=4, seq_len=32768, micro_batch_size=1, grad_accum=8)
+    one, two = ParallelLayout(), ParallelLayout(cp=2)
+    assert _tensor_parallel_comm_s(LLAMA70, H100, c, two) == pytest.approx(_tensor_parallel_comm_s(LLAMA70, H100, c, one) / 2)
+    assert _pipeline_p2p_s(LLAMA70, H100, c, two) == pytest.approx(_pipeline_p2p_s(LLAMA70, H100, c, one) / 2)

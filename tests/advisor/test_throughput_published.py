@@ -64,8 +64,8 @@ def test_megatron_group_within_12_percent():
     moe = {row["gpu"]: err for row, err in scored if row["source"] == "megatron-bridge"}
     assert len(moe) == 2 and 0 < moe["h100-sxm"] <= 0.49 and 0 < moe["b200"] <= 0.62
     long_context = [err for row, err in scored if row["id"].endswith("-forced")]
-    assert len(long_context) == 4 and all(abs(e) <= 0.10 for e in long_context)
-    assert max(long_context) - min(long_context) <= 0.08  # +1.4% at 16k to -6.2% at 128k (-25% to -45% before)
+    assert len(long_context) == 4 and all(abs(e) <= 0.05 for e in long_context)
+    assert max(long_context) - min(long_context) <= 0.05  # -0.9% at 16k to +2.2% at 128k (-25% to -45% before)
     assert all(abs(e) <= 0.05 for row, e in scored if row["source"] == "nemo-perf-b200")
 
 
@@ -100,7 +100,7 @@ def test_cpu_offload_rows():
 def test_dropless_routing_imbalance_is_one_physical_value_across_the_long_context_pairs():
     """The Model Zoo's four forced / dropless pairs (16k-128k, CP 1-8: the measured ratio runs 0.80 -> 0.92) each
     give the busiest EP rank's load at which the estimate's ratio matches; one dropless routing would give one
-    value: they agree within 4% (1.51-1.56 with DeepEP's copy per rank), and the 4096-token dropless rows are
+    value: they agree within 3% (1.50-1.53 with DeepEP's copy per rank), and the 4096-token dropless rows are
     estimated with their median."""
     load = published_throughput.dropless_routing_imbalance()
     pairs = published_throughput._IMBALANCE[str(published_throughput.ROWS)][1]
@@ -108,7 +108,7 @@ def test_dropless_routing_imbalance_is_one_physical_value_across_the_long_contex
     ratios = [r for _id, r, _l in pairs]
     assert max(ratios) - min(ratios) > 0.1  # the measured ratios differ a lot ...
     loads = [x for *_r, x in pairs]
-    assert 1.3 < load < 1.7 and max(loads) / min(loads) < 1.04  # ... the load behind them does not
+    assert 1.3 < load < 1.7 and max(loads) / min(loads) < 1.03  # ... the load behind them does not
     dropless = [row for row, est, *_ in RESULTS if est is not None and row.get("routing") == "dropless"
                 and SOURCES[row["source"]].get("in_targets", True)]
     assert len(dropless) == 3
