@@ -105,3 +105,24 @@ def test_deepep_sends_a_token_once_per_destination_rank():
     assert dispatched.moe_fwd_gemm_s == even.moe_fwd_gemm_s
     with pytest.raises(ValueError, match="moe_dispatcher"):
         EngineKernels(moe_dispatcher="hybridep")
+
+
+def test_published_rows_map_attention_dispatcher_routing_and_tp_overlap():
+    """benchmarks/published_throughput.row_inputs: Megatron-Core sources and `attention: te` rows run TE's fused
+    attention, `moe_dispatcher: deepep` one copy per rank, `routing: dropless` the given (or derived) imbalance,
+    `tp_comm_overlap: false` exposed TP traffic; everything else keeps the defaults."""
+    from benchmarks.published_throughput import row_inputs
+    archs = {"qwen3-235b-a22b": {k: v for k, v in dataclasses.asdict(QWEN3_235B).items()
+                                 if k not in ("name", "source") and v is not None}}
+    row = {"id": "x", "source": "torchtitan-2412", "model": "qwen3-235b-a22b", "gpu": "h100-sxm", "num_gpus": 256,
+           "strategy": "megatron", "tp": 4, "pp": 8, "ep": 8, "etp": 1, "seq_len": 4096, "micro_batch_size": 1,
+           "grad_accum": 8}
+    plain = row_inputs(row, archs)[4]
+    assert plain["kernels"] == EngineKernels() and plain["layout"].tp_overlap is None
+    assert row_inputs(dict(row, attention="te"), archs)[4]["kernels"].attention_kernel == "te-fused"
+    assert row_inputs(dict(row, source="megatron-moe-modelzoo"), archs)[4]["kernels"].attention_kernel == "te-fused"
+    assert row_inputs(dict(row, moe_dispatcher="deepep"), archs)[4]["kernels"].moe_dispatcher == "deepep"
+    assert row_inputs(dict(row, moe_dispatcher="alltoall"), archs)[4]["kernels"].moe_dispatcher == "alltoall"
+    dropless = row_inputs(dict(row, routing="dropless"), archs, routing_imbalance=1.3)[4]["kernels"]
+    assert dropless.moe_routing_imbalance == 1.3
+    assert row_inputs(dict(row, tp_comm_overlap=False), archs)[4]["layout"].tp_overlap == 0.0
