@@ -189,6 +189,14 @@ def estimate_tokens_per_s(model, gpu, cfg, selective: bool, extra: dict) -> tupl
     return st.tokens_per_step / step_s / cfg.num_gpus, st.bottleneck
 
 
+def bisect_rising(f, target: float, lo: float, hi: float, iterations: int) -> float:
+    """The x in [lo, hi] at which the rising function f reaches target (bisection)."""
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if f(mid) < target else (lo, mid)
+    return (lo + hi) / 2
+
+
 _IMBALANCE: dict[str, tuple[float, list]] = {}
 
 
@@ -207,19 +215,15 @@ def dropless_routing_imbalance(path: Path = ROWS) -> float:
             if row.get("routing") != "dropless" or not row.get("forced_pair"):
                 continue
             forced = by_id[row["forced_pair"]]
-            inputs = row_inputs(forced, archs, sources)
-            est_forced = estimate_tokens_per_s(*inputs[:5])[0]
-            ratio = measured_tokens_per_s(row, *inputs[:1], inputs[2]) / measured_tokens_per_s(forced, inputs[0], inputs[2])
+            model, gpu, cfg, selective, extra, _a = row_inputs(forced, archs, sources)
+            est_forced = estimate_tokens_per_s(model, gpu, cfg, selective, extra)[0]
+            ratio = measured_tokens_per_s(row, model, cfg) / measured_tokens_per_s(forced, model, cfg)
 
-            def est_ratio(load: float) -> float:
-                model, gpu, cfg, selective, extra, _a = row_inputs(row, archs, sources, routing_imbalance=load)
-                return estimate_tokens_per_s(model, gpu, cfg, selective, extra)[0] / est_forced
+            def falling_ratio(load: float) -> float:  # minus the estimate's dropless / forced ratio: rises with load
+                m, g, c, sel, ex, _a = row_inputs(row, archs, sources, routing_imbalance=load)
+                return -estimate_tokens_per_s(m, g, c, sel, ex)[0] / est_forced
 
-            lo, hi = 1.0, 4.0
-            for _ in range(40):
-                mid = (lo + hi) / 2
-                lo, hi = (mid, hi) if est_ratio(mid) > ratio else (lo, mid)
-            per_pair.append((row["id"], ratio, (lo + hi) / 2))
+            per_pair.append((row["id"], ratio, bisect_rising(falling_ratio, -ratio, 1.0, 4.0, 40)))
         _IMBALANCE[key] = (statistics.median(p[2] for p in per_pair) if per_pair else 1.0, per_pair)
     return _IMBALANCE[key][0]
 
@@ -251,13 +255,7 @@ def implied_reference_mfu(model, gpu, cfg, selective: bool, extra: dict, measure
     lo, hi = IMPLIED_MFU_RANGE
     if est(hi) < measured * (1 - 1e-3):
         return None
-    for _ in range(30):
-        mid = (lo + hi) / 2
-        if est(mid) < measured:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
+    return bisect_rising(est, measured, lo, hi, 30)
 
 
 def implied_by_tier(path: Path = ROWS) -> dict[str, dict]:
@@ -268,7 +266,7 @@ def implied_by_tier(path: Path = ROWS) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for row in data["rows"]:
         try:
-            model, gpu, cfg, selective, extra, _a = row_inputs(row, archs, sources)
+            model, gpu, cfg, selective, extra, _a = row_inputs(row, archs, sources, dropless_routing_imbalance(path))
             meas = measured_tokens_per_s(row, model, cfg)
         except Skip:
             continue
@@ -363,7 +361,7 @@ def compare(path: Path = ROWS):
     out = []
     for row in data["rows"]:
         try:
-            model, gpu, cfg, selective, extra, assumed = row_inputs(row, archs, sources)
+            model, gpu, cfg, selective, extra, assumed = row_inputs(row, archs, sources, dropless_routing_imbalance(path))
             meas = measured_tokens_per_s(row, model, cfg)
         except Skip as why:
             out.append((row, None, None, None, str(why), None, []))
