@@ -13,6 +13,7 @@ from dataclasses import dataclass
 HOST_OPTIMIZERS = ("deepspeed", "torch-fused")
 ATTENTION_KERNELS = ("flash", "te-fused")  # advisor.throughput.CAUSAL_ATTENTION_TIME_FRACTION
 MOE_DISPATCHERS = ("alltoall", "deepep")  # advisor.throughput.expert_parallel_copies_per_token
+CROSS_ENTROPY_IMPLS = ("native", "te")  # advisor.throughput.CE_BYTES_PER_LOGIT
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,9 @@ class EngineKernels:
         if not isinstance(self.moe_routing_imbalance, (int, float)) or self.moe_routing_imbalance < 1:
             raise ValueError(f"moe_routing_imbalance must be a number >= 1 (busiest rank's load over the balanced "
                              f"share), got {self.moe_routing_imbalance!r}")
+        if self.cross_entropy_impl is not None and self.cross_entropy_impl not in CROSS_ENTROPY_IMPLS:
+            raise ValueError(f"cross_entropy_impl must be one of {', '.join(CROSS_ENTROPY_IMPLS)} or None, "
+                             f"got {self.cross_entropy_impl!r}")
         if self.host_optimizer not in HOST_OPTIMIZERS:
             raise ValueError(f"host_optimizer must be one of {', '.join(HOST_OPTIMIZERS)}, "
                              f"got {self.host_optimizer!r}")

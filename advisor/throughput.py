@@ -84,7 +84,7 @@ from dataclasses import dataclass
 from advisor.architecture import active_param_count, expert_param_count, lora_trainable_params, param_count
 from advisor.memory import data_parallel_size, num_nodes, ulysses_degree
 from advisor.specs import GpuSpec, ModelSpec, TrainConfig
-from advisor.step_options import HOST_OPTIMIZERS, MOE_DISPATCHERS, EngineKernels, ParallelLayout  # noqa: F401 (HOST_OPTIMIZERS: re-exported)
+from advisor.step_options import HOST_OPTIMIZERS, EngineKernels, ParallelLayout  # noqa: F401 (HOST_OPTIMIZERS: re-exported)
 from advisor.step_overhead import fixed_step_overhead_s
 from advisor.units import GB, TFLOP, gbit_per_s_to_bytes_per_s
 
@@ -227,45 +227,45 @@ def busiest_stage_layers(num_layers: int, pp: int, layers_off_ends: int = 0) -> 
     return float(per_stage), float(max(0, per_stage - layers_off_ends))
 
 
+_DEFAULT_LAYOUT = ParallelLayout()
+_DEFAULT_KERNELS = EngineKernels()
 _WORK_CACHE: dict[tuple, _Work] = {}
 
 
-def _micro_batch_work(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int = 1, ep: int = 1,
-                      etp: int | None = None, attention_kernel: str = "flash", moe_load: float = 1.0,
-                      moe_dispatcher: str = "alltoall") -> _Work:
-    """Cached per shape (the planner asks for the same shape at many GPU counts and strategies)."""
+def _micro_batch_work(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: ParallelLayout = _DEFAULT_LAYOUT,
+                      kernels: EngineKernels = _DEFAULT_KERNELS) -> _Work:
+    """Cached per shape (the planner asks for the same shape at many GPU counts and strategies). What it reads of
+    the layout: cp, ep, etp; of the kernels: attention_kernel, moe_routing_imbalance, moe_dispatcher
+    (_micro_batch_work_uncached)."""
     key = (m.hidden_size, m.num_layers, m.num_heads, m.num_kv_heads, m.head_dim, m.ffn_size, m.ffn_kind,
            m.vocab_size, m.num_experts, m.experts_per_token, m.sliding_window, m.sliding_window_layers,
            gpu.peak_bf16_dense_tflops, gpu.hbm_bandwidth_tb_per_s,
-           cfg.tp, cfg.pp, cfg.micro_batch_size, cfg.seq_len, cfg.activation_checkpointing, cfg.trainable, cp, ep, etp,
-           attention_kernel, moe_load, moe_dispatcher)
+           cfg.tp, cfg.pp, cfg.micro_batch_size, cfg.seq_len, cfg.activation_checkpointing, cfg.trainable,
+           layout.cp, layout.ep, layout.etp,
+           kernels.attention_kernel, kernels.moe_routing_imbalance, kernels.moe_dispatcher)
     work = _WORK_CACHE.get(key)
     if work is None:
         if len(_WORK_CACHE) > 50_000:
             _WORK_CACHE.clear()
-        work = _WORK_CACHE[key] = _micro_batch_work_uncached(m, gpu, cfg, cp, ep, etp, attention_kernel, moe_load,
-                                                             moe_dispatcher)
+        work = _WORK_CACHE[key] = _micro_batch_work_uncached(m, gpu, cfg, layout, kernels)
     return work
 
 
-def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp: int, ep: int,
-                               etp: int | None = None, attention_kernel: str = "flash",
-                               moe_load: float = 1.0, moe_dispatcher: str = "alltoall") -> _Work:
-    """cp > 1 (context parallel): this GPU holds seq_len / cp of each sequence; its queries still attend
+def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: ParallelLayout,
+                               kernels: EngineKernels) -> _Work:
+    """layout.cp > 1 (context parallel): this GPU holds seq_len / cp of each sequence; its queries still attend
     over the whole sequence (ring attention), so attention per local token keeps seq_len.
-    ep > 1 (expert parallel): this GPU holds num_experts / ep experts and receives their tokens from the
-    ep ranks: the same FLOPs in ep x larger expert GEMMs. etp (expert tensor parallel, ParallelLayout.etp; None:
-    tp): the experts' ffn split etp ways, and each GPU's experts see tokens x etp / tp (its sequence-parallel
-    share, gathered over the etp ranks: Megatron-Core core_v0.17.0 MoEAlltoAllTokenDispatcher.dispatch_postprocess);
-    the same FLOPs per GPU.
-    attention_kernel: CAUSAL_ATTENTION_TIME_FRACTION's key. moe_load: the busiest expert-parallel rank's routed
-    tokens over the balanced share (EngineKernels.moe_routing_imbalance): its expert GEMMs and permutation /
-    activation traffic carry that many tokens. moe_dispatcher (EngineKernels.moe_dispatcher): "deepep" sends a token
-    once per destination rank (expert_parallel_copies_per_token) and permutes after the receive."""
-    if moe_dispatcher not in MOE_DISPATCHERS:
-        raise ValueError(f"moe_dispatcher: unknown {moe_dispatcher!r}, known {list(MOE_DISPATCHERS)}")
-    if attention_kernel not in CAUSAL_ATTENTION_TIME_FRACTION:
-        raise ValueError(f"attention_kernel: unknown {attention_kernel!r}, known {sorted(CAUSAL_ATTENTION_TIME_FRACTION)}")
+    layout.ep > 1 (expert parallel): this GPU holds num_experts / ep experts and receives their tokens from the
+    ep ranks: the same FLOPs in ep x larger expert GEMMs. layout.etp (expert tensor parallel; None: tp): the
+    experts' ffn split etp ways, and each GPU's experts see tokens x etp / tp (its sequence-parallel share, gathered
+    over the etp ranks: Megatron-Core core_v0.17.0 MoEAlltoAllTokenDispatcher.dispatch_postprocess); the same FLOPs
+    per GPU.
+    kernels.attention_kernel: CAUSAL_ATTENTION_TIME_FRACTION's key. kernels.moe_routing_imbalance: the busiest
+    expert-parallel rank's routed tokens over the balanced share: its expert GEMMs and permutation / activation
+    traffic carry that many tokens. kernels.moe_dispatcher: "deepep" sends a token once per destination rank
+    (expert_parallel_copies_per_token) and permutes after the receive. EngineKernels validates both names."""
+    cp, ep, etp = layout.cp, layout.ep, layout.etp
+    moe_load, moe_dispatcher = kernels.moe_routing_imbalance, kernels.moe_dispatcher
     tp, pp = cfg.tp, cfg.pp
     tokens = cfg.micro_batch_size * cfg.seq_len / cp
     peak = gpu.peak_bf16_dense_tflops * TFLOP
@@ -317,7 +317,7 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, cp:
     # diagonal tiles), capped at seq_len, whatever the causal fraction (the kernels skip the tiles outside the band).
     # cuDNN skips the masked tiles (its GPT-OSS benchmark, window 128: ~1/5 of a full causal layer's time per head;
     # docs/SOURCES_BEYOND_GUIDE.md).
-    causal = CAUSAL_ATTENTION_TIME_FRACTION[attention_kernel]
+    causal = CAUSAL_ATTENTION_TIME_FRACTION[kernels.attention_kernel]
     attn_fwd = 4 * tokens * cfg.seq_len * q / tp
     if m.sliding_window and m.sliding_window_layers:
         banded = min(1.0, 2 * m.sliding_window / cfg.seq_len)
@@ -452,23 +452,18 @@ def _mfu_at(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, efficiency: float, flo
 
 
 def compute_time_per_micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig,
-                                   _efficiency: float | None = None, cp: int = 1, ep: int = 1,
-                                   pp_layers_off_ends: int = 0, unfused_rope: bool = False,
-                                   cross_entropy_impl: str | None = None, etp: int | None = None,
-                                   attention_kernel: str = "flash", moe_load: float = 1.0,
-                                   moe_dispatcher: str = "alltoall") -> float:
-    """One micro-batch's forward + backward on one GPU (its tp / cp / ep share; with pp, the busiest
-    stage's layers, the last stage's with the LM head), without communication. unfused_rope: each layer
-    also moves unfused_rope_extra_bytes_per_token; cross_entropy_impl ("native" / "te", Megatron-Core's
-    --cross-entropy-fusion-impl): the logits move CE_BYTES_PER_LOGIT[impl] instead of HEAD_BYTES_PER_LOGIT;
-    etp: expert tensor parallel (ParallelLayout.etp, None: tp); attention_kernel / moe_load / moe_dispatcher:
-    EngineKernels' attention_kernel / moe_routing_imbalance / moe_dispatcher (_micro_batch_work_uncached)."""
-    work = _micro_batch_work(m, gpu, cfg, cp, ep, etp, attention_kernel, moe_load, moe_dispatcher)
-    if cross_entropy_impl is not None and cross_entropy_impl not in CE_BYTES_PER_LOGIT:
-        raise ValueError(f"cross_entropy_impl: unknown {cross_entropy_impl!r}, known {sorted(CE_BYTES_PER_LOGIT)}")
+                                   layout: ParallelLayout = _DEFAULT_LAYOUT, kernels: EngineKernels = _DEFAULT_KERNELS,
+                                   _efficiency: float | None = None) -> float:
+    """One micro-batch's forward + backward on one GPU (its tp / layout.cp / layout.ep share; with pp, the busiest
+    stage's layers, the last stage's with the LM head, layout.pp_layers_off_ends), without communication.
+    kernels.unfused_rope: each layer also moves unfused_rope_extra_bytes_per_token; kernels.cross_entropy_impl
+    ("native" / "te", Megatron-Core's --cross-entropy-fusion-impl): the logits move CE_BYTES_PER_LOGIT[impl] instead
+    of HEAD_BYTES_PER_LOGIT; the rest of the layout and kernels as _micro_batch_work_uncached reads them."""
+    work = _micro_batch_work(m, gpu, cfg, layout, kernels)
+    unfused_rope, cross_entropy_impl = kernels.unfused_rope, kernels.cross_entropy_impl
     if unfused_rope or cross_entropy_impl:
         hbm = sustained_hbm_bytes_per_s(gpu)
-        tokens = cfg.micro_batch_size * cfg.seq_len / cp
+        tokens = cfg.micro_batch_size * cfg.seq_len / layout.cp
         layer_mem = work.layer_memory_s
         if unfused_rope:
             layer_mem += tokens * unfused_rope_extra_bytes_per_token(m, cfg.tp, cfg.activation_checkpointing) / hbm
@@ -479,7 +474,7 @@ def compute_time_per_micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig,
     fixed = 0.0
     if cfg.strategy in SHARDED_STRATEGIES or cfg.strategy == "fsdp-tp":  # fsdp-tp: FSDP2's same per-layer collectives
         fixed = FIXED_S_PER_LAYER_PER_MICRO_BATCH * m.num_layers / cfg.pp
-    return busiest_stage_work_s(work, m, cfg, e, pp_layers_off_ends) + fixed
+    return busiest_stage_work_s(work, m, cfg, e, layout.pp_layers_off_ends) + fixed
 
 
 def hardware_efficiency(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig) -> float:
@@ -653,10 +648,8 @@ def _micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: Paralle
     cp, ep = layout.cp, layout.ep
     # Ulysses does the work of context parallel: seq_len / sp tokens per GPU in every GEMM, and attention over the
     # whole sequence for num_heads / sp heads (the same FLOPs as a ring's local queries against every key)
-    micro = compute_time_per_micro_batch_s(m, gpu, cfg, efficiency, cp * sp, ep, layout.pp_layers_off_ends,
-                                           kernels.unfused_rope, kernels.cross_entropy_impl, layout.etp,
-                                           kernels.attention_kernel, kernels.moe_routing_imbalance,
-                                           kernels.moe_dispatcher)
+    work_layout = dataclasses.replace(layout, cp=cp * sp) if sp > 1 else layout
+    micro = compute_time_per_micro_batch_s(m, gpu, cfg, work_layout, kernels, efficiency)
     if sp > 1:
         micro += ulysses_all_to_all_s(m, gpu, cfg, sp)
     stage_layers = busiest_stage_layers(m.num_layers, cfg.pp, layout.pp_layers_off_ends)[0]
@@ -667,7 +660,7 @@ def _micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: Paralle
         a2a = (4 + (2 if cfg.activation_checkpointing else 0)) * one_a2a
         micro += a2a * stage_layers * (1 - layout.ep_overlap)
     e = gemm_efficiency(gpu) if efficiency is None else efficiency
-    work = _micro_batch_work(m, gpu, cfg, cp, ep, layout.etp, kernels.attention_kernel, load, kernels.moe_dispatcher)
+    work = _micro_batch_work(m, gpu, cfg, work_layout, kernels)
     a2a_fwd = 2 * one_a2a
     host_sync = 0.0
     if kernels.moe_host_sync and m.num_experts > 1:  # once per MoE layer forward (again in a recomputed forward)
@@ -813,10 +806,6 @@ def _offload_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, dp: int, ho
         upload = 0.0 if s == "zero3-offload-all" else 2 * shard / pcie  # updated bf16 params back to the GPU
         offload = cpu_adam + upload
     return offload, overlapped_pcie
-
-
-_DEFAULT_LAYOUT = ParallelLayout()
-_DEFAULT_KERNELS = EngineKernels()
 
 
 def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, layout: ParallelLayout = _DEFAULT_LAYOUT,

@@ -12,6 +12,7 @@ from advisor.estimate import estimate
 from advisor.memory import memory_breakdown, ulysses_buffer_bytes
 from advisor.models import DatasetSpec, OwnedHardware, PlanRequest, TrainConfig
 from advisor.planner import plan
+from advisor.step_options import ParallelLayout
 from advisor.throughput import compute_time_per_micro_batch_s, step_time, ulysses_all_to_all_s
 
 CAT = load_catalog()
@@ -53,7 +54,7 @@ def test_a_64k_sequence_fits_with_sp_where_plain_zero3_does_not():
 def test_compute_is_context_parallels_and_the_all_to_alls_are_added():
     c = cfg()
     st = step_time(LLAMA8, H100, c)
-    micro = compute_time_per_micro_batch_s(LLAMA8, H100, c, cp=8)
+    micro = compute_time_per_micro_batch_s(LLAMA8, H100, c, ParallelLayout(cp=8))
     a2a = ulysses_all_to_all_s(LLAMA8, H100, c, 8)
     assert st.compute_s == pytest.approx((micro + a2a) * c.grad_accum)
     assert st.tokens_per_step == 65536 * c.grad_accum  # one data-parallel replica: the node shares each sequence

@@ -36,6 +36,19 @@ def test_an_unknown_attention_kernel_or_a_routing_imbalance_below_one_names_the_
         EngineKernels(moe_routing_imbalance=0.9)
 
 
+def test_an_unknown_cross_entropy_impl_names_the_field():
+    with pytest.raises(ValueError, match="cross_entropy_impl must be one of native, te or None, got 'fused'"):
+        EngineKernels(cross_entropy_impl="fused")
+    assert EngineKernels(cross_entropy_impl="te").cross_entropy_impl == "te"
+
+
+def test_the_validated_names_are_the_ones_the_formulas_price():
+    """EngineKernels validates the names once; throughput's tables must price exactly those."""
+    from advisor import step_options, throughput
+    assert set(throughput.CAUSAL_ATTENTION_TIME_FRACTION) == set(step_options.ATTENTION_KERNELS)
+    assert set(throughput.CE_BYTES_PER_LOGIT) == set(step_options.CROSS_ENTROPY_IMPLS)
+
+
 def test_an_unknown_host_optimizer_names_the_field():
     with pytest.raises(ValueError, match="host_optimizer must be one of deepspeed, torch-fused, got 'adam'"):
         EngineKernels(host_optimizer="adam")

@@ -17,6 +17,7 @@ H100 = load_catalog().gpus["h100-sxm"]
 QWEN3_235B = ModelSpec(name="qwen3-235b-a22b", family="generic", source="config.json", hidden_size=4096, num_layers=94,
                        num_heads=64, num_kv_heads=4, head_dim=128, ffn_size=1536, ffn_kind="gated", vocab_size=151936,
                        max_context=131072, num_experts=128, experts_per_token=8)
+EP8 = ParallelLayout(ep=8, etp=1)  # the Model Zoo's Qwen3-235B layout: EP 8, expert tensor parallel 1
 
 
 def cfg(**kw):
@@ -28,8 +29,8 @@ def cfg(**kw):
 
 def test_te_fused_attention_runs_causal_attention_at_half_the_non_causal_time():
     c = cfg()
-    flash = _micro_batch_work(QWEN3_235B, H100, c, 1, 8, 1, "flash")
-    te = _micro_batch_work(QWEN3_235B, H100, c, 1, 8, 1, "te-fused")
+    flash = _micro_batch_work(QWEN3_235B, H100, c, EP8, EngineKernels(attention_kernel="flash"))
+    te = _micro_batch_work(QWEN3_235B, H100, c, EP8, EngineKernels(attention_kernel="te-fused"))
     assert CAUSAL_ATTENTION_TIME_FRACTION["te-fused"] == 0.5
     q = 64 * 128
     attn_fwd = 4 * 16384 * 16384 * q / 4  # non-causal FLOPs of the core, this GPU's tp share
@@ -37,8 +38,6 @@ def test_te_fused_attention_runs_causal_attention_at_half_the_non_causal_time():
                 for k, f in CAUSAL_ATTENTION_TIME_FRACTION.items()}
     assert flash.layer_gemm_s - te.layer_gemm_s == pytest.approx(per_kind["flash"] - per_kind["te-fused"], rel=1e-9)
     assert te.layer_memory_s == flash.layer_memory_s and te.moe_fwd_gemm_s == flash.moe_fwd_gemm_s
-    with pytest.raises(ValueError, match="attention_kernel"):
-        _micro_batch_work(QWEN3_235B, H100, c, 1, 8, 1, "sdpa")
     layout = ParallelLayout(ep=8, etp=1, pp_interleave=4)
     slow = step_time(QWEN3_235B, H100, c, layout=layout)
     fast = step_time(QWEN3_235B, H100, c, layout=layout, kernels=EngineKernels(attention_kernel="te-fused"))
@@ -47,15 +46,15 @@ def test_te_fused_attention_runs_causal_attention_at_half_the_non_causal_time():
 
 def test_routing_imbalance_loads_the_busiest_ranks_experts_permutation_and_all_to_all():
     c = cfg(seq_len=4096)
-    even = _micro_batch_work(QWEN3_235B, H100, c, 1, 8, 1)
-    busy = _micro_batch_work(QWEN3_235B, H100, c, 1, 8, 1, moe_load=1.5)
+    even = _micro_batch_work(QWEN3_235B, H100, c, EP8)
+    busy = _micro_batch_work(QWEN3_235B, H100, c, EP8, EngineKernels(moe_routing_imbalance=1.5))
     assert busy.moe_fwd_memory_s == pytest.approx(1.5 * even.moe_fwd_memory_s, rel=1e-12)
     # 1.5x the tokens in each expert GEMM: 1.5x the FLOPs at a slightly better shape
     assert 1.35 * even.moe_fwd_gemm_s < busy.moe_fwd_gemm_s < 1.5 * even.moe_fwd_gemm_s
     assert busy.head_gemm_s == even.head_gemm_s
     # one stage (no bubble): the step's extra compute is exactly the busiest rank's extra expert work + all-to-alls
     c1 = cfg(seq_len=4096, num_gpus=32, pp=1)
-    even, busy = (_micro_batch_work(QWEN3_235B, H100, c1, 1, 8, 1, moe_load=x) for x in (1.0, 1.5))
+    even, busy = (_micro_batch_work(QWEN3_235B, H100, c1, EP8, EngineKernels(moe_routing_imbalance=x)) for x in (1.0, 1.5))
     layout = ParallelLayout(ep=8, etp=1)
     one = step_time(QWEN3_235B, H100, c1, layout=layout)
     loaded = step_time(QWEN3_235B, H100, c1, layout=layout, kernels=EngineKernels(moe_routing_imbalance=1.5))
@@ -73,12 +72,12 @@ def test_a_sliding_window_layer_costs_its_band_whatever_the_causal_fraction():
     c = cfg(seq_len=4096, num_gpus=8, tp=1, pp=1)
     banded = dataclasses.replace(QWEN3_235B, num_experts=1, experts_per_token=1, sliding_window=128,
                                  sliding_window_layers=94)  # every layer banded
-    flash = _micro_batch_work(banded, H100, c, 1, 1, None, "flash")
-    te = _micro_batch_work(banded, H100, c, 1, 1, None, "te-fused")
+    flash = _micro_batch_work(banded, H100, c, kernels=EngineKernels(attention_kernel="flash"))
+    te = _micro_batch_work(banded, H100, c, kernels=EngineKernels(attention_kernel="te-fused"))
     assert te.layer_gemm_s == pytest.approx(flash.layer_gemm_s, rel=1e-12)
     full = dataclasses.replace(banded, sliding_window=None, sliding_window_layers=0)
-    gap = _micro_batch_work(full, H100, c, 1, 1, None, "flash").layer_gemm_s - \
-        _micro_batch_work(full, H100, c, 1, 1, None, "te-fused").layer_gemm_s
+    gap = _micro_batch_work(full, H100, c, kernels=EngineKernels(attention_kernel="flash")).layer_gemm_s - \
+        _micro_batch_work(full, H100, c, kernels=EngineKernels(attention_kernel="te-fused")).layer_gemm_s
     assert gap > 0
 
 
@@ -95,8 +94,8 @@ def test_deepep_sends_a_token_once_per_destination_rank():
     layout = ParallelLayout(ep=8, etp=1)
     a2a, deep = (_expert_all_to_all_s(QWEN3_235B, H100, c, layout, d) for d in ("alltoall", "deepep"))
     assert deep == pytest.approx(a2a * 5.339 / 8, rel=1e-3)
-    even = _micro_batch_work(QWEN3_235B, H100, c, 1, 8, 1)
-    dispatched = _micro_batch_work(QWEN3_235B, H100, c, 1, 8, 1, moe_dispatcher="deepep")
+    even = _micro_batch_work(QWEN3_235B, H100, c, EP8)
+    dispatched = _micro_batch_work(QWEN3_235B, H100, c, EP8, EngineKernels(moe_dispatcher="deepep"))
     h, k, r = 4096, 8, expert_parallel_copies_per_token(QWEN3_235B, 8, "deepep")
     tokens = 4096
     hbm = sustained_hbm_bytes_per_s(H100)

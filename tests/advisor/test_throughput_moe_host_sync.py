@@ -41,7 +41,7 @@ def test_gpu_bound_layer_pays_the_drained_queue_once_per_layer_forward():
     """gpt-oss-120b at the B200 recipe's shape: 16 local experts x 2 GEMMs + 7 kernels = 39 launches
     (0.15 ms) against ~3 ms of expert GPU time: only the drained queue's latency, per layer and micro-batch."""
     c = cfg()
-    work = _micro_batch_work(GPT_OSS, B200, c, 1, 8)
+    work = _micro_batch_work(GPT_OSS, B200, c, ParallelLayout(ep=8))
     gpu_s = work.moe_fwd_gemm_s / gemm_efficiency(B200) + work.moe_fwd_memory_s
     assert gpu_s > (MOE_POST_SYNC_KERNELS + 2 * 16) * KERNEL_LAUNCH_S
     assert _extra_compute_s(GPT_OSS, c, 8) == pytest.approx(c.grad_accum * 36 * DRAINED_QUEUE_S, rel=1e-6)
@@ -52,7 +52,7 @@ def test_gpu_bound_layer_pays_the_drained_queue_once_per_layer_forward():
 
 def test_host_bound_layer_runs_at_the_launch_rate():
     c = cfg(num_gpus=8, seq_len=256, micro_batch_size=1, grad_accum=1)
-    work = _micro_batch_work(TINY_MOE, B200, c, 1, 1)
+    work = _micro_batch_work(TINY_MOE, B200, c)
     e = gemm_efficiency(B200)
     gpu_s = work.moe_fwd_gemm_s / e + work.moe_fwd_memory_s
     kernels = MOE_POST_SYNC_KERNELS + 2 * 64
@@ -112,7 +112,7 @@ def test_recompute_of_the_moe_layer_runs_its_experts_all_to_alls_and_host_sync_a
     off = step_time(GPT_OSS, B200, c, layout=EP8, kernels=sync)
     on = step_time(GPT_OSS, B200, c, layout=EP8, kernels=dataclasses.replace(sync, recompute_modules=("moe",)))
     e = gemm_efficiency(B200)
-    work = _micro_batch_work(GPT_OSS, B200, c, 1, 8)
+    work = _micro_batch_work(GPT_OSS, B200, c, ParallelLayout(ep=8))
     a2a_fwd = 2 * _expert_all_to_all_s(GPT_OSS, B200, c, EP8)
     host = moe_host_sync_s(work, 128 // 8, e, a2a_fwd)
     per_layer = work.moe_fwd_gemm_s / e + work.moe_fwd_memory_s + a2a_fwd + host

@@ -76,10 +76,10 @@ def test_etp_must_be_a_positive_degree():
 def test_etp1_experts_see_the_sequence_parallel_share_whole():
     """ETP 1 under TP 2: each GPU's experts get its seq / tp tokens' routed copies (x ep) through the whole ffn, the
     expert GEMM shapes of TP 1 at half the tokens per GPU."""
-    folded = _micro_batch_work(QWEN3_30B, H100, megatron(micro_batch_size=2), 1, 8, 1)
-    tp1 = _micro_batch_work(QWEN3_30B, H100, megatron(micro_batch_size=1, tp=1), 1, 8)
+    folded = _micro_batch_work(QWEN3_30B, H100, megatron(micro_batch_size=2), ParallelLayout(ep=8, etp=1))
+    tp1 = _micro_batch_work(QWEN3_30B, H100, megatron(micro_batch_size=1, tp=1), ParallelLayout(ep=8))
     assert folded.moe_fwd_gemm_s == pytest.approx(tp1.moe_fwd_gemm_s, rel=1e-12)
-    split = _micro_batch_work(QWEN3_30B, H100, megatron(micro_batch_size=2), 1, 8)
+    split = _micro_batch_work(QWEN3_30B, H100, megatron(micro_batch_size=2), ParallelLayout(ep=8))
     assert folded.moe_fwd_gemm_s != split.moe_fwd_gemm_s  # ffn / 2 on every token: other shapes
 
 

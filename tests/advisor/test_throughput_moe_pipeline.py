@@ -49,9 +49,9 @@ def test_last_stage_carries_the_lm_head():
     """A 201k vocabulary at hidden 2880 is ~4.6 active layers of GEMM: with pp 4 the last stage's 9 layers
     + the head set the pace, not a quarter of the whole model."""
     c1, c4 = cfg(num_gpus=8, pp=1), cfg(num_gpus=32, pp=4)
-    work = _micro_batch_work(GPT_OSS, H100, c4, 1, 8)
-    whole = compute_time_per_micro_batch_s(GPT_OSS, H100, c1, ep=8)
-    stage = compute_time_per_micro_batch_s(GPT_OSS, H100, c4, ep=8)
+    work = _micro_batch_work(GPT_OSS, H100, c4, ParallelLayout(ep=8))
+    whole = compute_time_per_micro_batch_s(GPT_OSS, H100, c1, ParallelLayout(ep=8))
+    stage = compute_time_per_micro_batch_s(GPT_OSS, H100, c4, ParallelLayout(ep=8))
     head = work.head_gemm_s / gemm_efficiency(H100) + work.head_memory_s
     assert stage == pytest.approx(whole / 4 + head * 3 / 4, rel=1e-9)
     assert stage > 1.2 * whole / 4
@@ -60,9 +60,9 @@ def test_last_stage_carries_the_lm_head():
 def test_llama3_balanced_ends_take_the_head_off_the_critical_stage():
     c = cfg(num_gpus=128, tp=8, pp=16, seq_len=8192)
     plain = compute_time_per_micro_batch_s(LLAMA405, H100, c)
-    balanced = compute_time_per_micro_batch_s(LLAMA405, H100, c, pp_layers_off_ends=1)
+    balanced = compute_time_per_micro_batch_s(LLAMA405, H100, c, ParallelLayout(pp_layers_off_ends=1))
     assert balanced < plain
-    work = _micro_batch_work(LLAMA405, H100, c, 1, 1)
+    work = _micro_batch_work(LLAMA405, H100, c)
     per_layer = work.layer_gemm_s / gemm_efficiency(H100) + work.layer_memory_s
     assert balanced == pytest.approx(8 * per_layer, rel=1e-9)  # 8 layers, the head on a lighter stage
 
@@ -83,20 +83,20 @@ def test_moe_token_permutation_traffic_over_its_dense_twin():
     """Same active FFN width and attention: the MoE layer's memory-bound time exceeds its dense twin's by
     the permute / sort / unsort / unpermute bytes (3 passes: forward, backward x2)."""
     c = cfg(num_gpus=8)
-    moe = _micro_batch_work(FULL_ATTENTION, H100, c, 1, 8)
-    dense = _micro_batch_work(DENSE_TWIN, H100, c, 1, 1)
+    moe = _micro_batch_work(FULL_ATTENTION, H100, c, ParallelLayout(ep=8))
+    dense = _micro_batch_work(DENSE_TWIN, H100, c)
     k, h = 4, 2880
     permute_bytes = 2 * (2 * k * h + 4 * k * h + k * h + h)
     hbm = H100.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
     assert moe.layer_memory_s - dense.layer_memory_s == pytest.approx(3 * permute_bytes * 4096 / hbm, rel=1e-9)
     # and the whole micro-batch is slower than the dense twin's (router GEMM, smaller expert GEMMs, traffic)
-    assert compute_time_per_micro_batch_s(FULL_ATTENTION, H100, c, ep=8) > compute_time_per_micro_batch_s(DENSE_TWIN, H100, c)
+    assert compute_time_per_micro_batch_s(FULL_ATTENTION, H100, c, ParallelLayout(ep=8)) > compute_time_per_micro_batch_s(DENSE_TWIN, H100, c)
 
 
 def test_sliding_window_layers_do_banded_attention():
     c = cfg(num_gpus=8, seq_len=8192)
-    full = _micro_batch_work(FULL_ATTENTION, H100, c, 1, 8)
-    banded = _micro_batch_work(GPT_OSS, H100, c, 1, 8)
+    full = _micro_batch_work(FULL_ATTENTION, H100, c, ParallelLayout(ep=8))
+    banded = _micro_batch_work(GPT_OSS, H100, c, ParallelLayout(ep=8))
     q = 64 * 64
     attn_full = 3 * 4 * 8192 * 8192 * q / (H100.peak_bf16_dense_tflops * 1e12 * 0.75)
     # half the layers keep 2 x 128 of 8192 keys per query

@@ -164,7 +164,7 @@ def test_expert_parallel_gathers_tokens_into_larger_expert_gemms():
     moe = resolve_model("mixtral-8x7b")
     c = cfg(strategy="megatron", num_gpus=8, seq_len=2048, micro_batch_size=1)
     no_ep = compute_time_per_micro_batch_s(moe, H100, c)
-    ep8 = compute_time_per_micro_batch_s(moe, H100, c, ep=8)
+    ep8 = compute_time_per_micro_batch_s(moe, H100, c, ParallelLayout(ep=8))
     assert ep8 <= no_ep  # same FLOPs, 8x the tokens per expert GEMM
     st = step_time(moe, H100, c, layout=ParallelLayout(ep=8, tp_overlap=0.0))
     assert st.compute_s > ep8  # the all-to-alls are charged
