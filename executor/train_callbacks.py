@@ -57,7 +57,8 @@ class ShardReportCallback(TrainerCallback):
     """Each rank writes RUN_DIR/shards/rank-<r>.json: how many parameter elements it really holds.
 
     FSDP2 parameters are DTensors (local shard = ``to_local()``); ZeRO-3 parameters carry ``ds_tensor``
-    (the local partition) and ``ds_numel`` (the full size). Tests assert on these files.
+    (the local partition) and ``ds_numel`` (the full size); optimizer_report says what steps them. Tests assert on
+    these files.
 
     zero3-sp also writes RUN_DIR/shards/sp-rank-<r>.json: what the model saw in its first SP_TRACE training
     forwards on this rank (its slice of the input ids, their position ids, its shifted labels, its local loss),
@@ -78,7 +79,7 @@ class ShardReportCallback(TrainerCallback):
         r = int(os.environ.get("RANK", "0"))
         (self.run_dir / names.SHARDS / f"sp-rank-{r}.json").write_text(json.dumps(self.sp_seen) + "\n")
 
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if self.strategy == "zero3-sp":
             model.register_forward_hook(self._sp_hook, with_kwargs=True)
         local = full = 0
@@ -105,7 +106,22 @@ class ShardReportCallback(TrainerCallback):
         r = int(os.environ.get("RANK", "0"))
         (out / f"rank-{r}.json").write_text(json.dumps(
             {"rank": r, "world_size": world_size(), "strategy": self.strategy, "local_param_numel": local,
-             "full_param_numel": full, "param_kinds": sorted(kinds), "dtensor_layout": layout}) + "\n")
+             "full_param_numel": full, "param_kinds": sorted(kinds), "dtensor_layout": layout}
+            | optimizer_report(optimizer)) + "\n")
+
+
+def optimizer_report(optimizer) -> dict:
+    """What steps the parameters: the optimizer's wrapper chain (accelerate's AcceleratedOptimizer -> DeepSpeed's ZeRO
+    optimizer -> the base optimizer, e.g. DeepSpeedCPUAdam under offload) and ZeRO-3's own offload flags
+    (DeepSpeedZeroOptimizer_Stage3.offload_optimizer / offload_param: {} where the optimizer is not ZeRO-3's)."""
+    chain: list[str] = []
+    offload: dict = {}
+    while optimizer is not None and len(chain) < 6:
+        chain.append(type(optimizer).__name__)
+        if not offload and hasattr(optimizer, "offload_optimizer"):
+            offload = {"optimizer": bool(optimizer.offload_optimizer), "param": bool(getattr(optimizer, "offload_param", False))}
+        optimizer = getattr(optimizer, "optimizer", None)
+    return {"optimizer_chain": chain, "zero_offload": offload}
 
 
 def _torch_threads() -> int:
