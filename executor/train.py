@@ -308,6 +308,7 @@ def setup_trainer(run_dir: Path, plan, model, training_args, dataset, collator, 
 
     from executor import oom_guard
     from executor.lora import lora_callbacks
+    from executor.sp_epoch import sequence_parallel_callbacks
     from executor.train_callbacks import (
         GateCallback, MetricsCallback, NonFiniteCallback, ShardReportCallback, StopCallback,
     )
@@ -318,7 +319,7 @@ def setup_trainer(run_dir: Path, plan, model, training_args, dataset, collator, 
                                  GateCallback(run_dir, plan, tokenizer, golden, resumed=resumed),
                                  MetricsCallback(run_dir, collator, peak_memory), NonFiniteCallback(),
                                  StopCallback(run_dir), oom_guard.memory_check_callback(run_dir, plan),
-                                 *(extra_callbacks or [])])
+                                 *sequence_parallel_callbacks(plan.recommended.strategy), *(extra_callbacks or [])])
     trainer.remove_callback(PrinterCallback)  # MetricsCallback prints the progress line
     return trainer
 

@@ -26,11 +26,11 @@ def assets(tmp_path_factory):
 WIDTH = 32  # max_seq_len: the tiny rows (~30 tokens) fill both halves, answers (the trained tokens) in the second
 
 
-def sp_plan(assets, *, num_gpus: int = 2, num_nodes: int = 1, packing: bool = False):
+def sp_plan(assets, *, num_gpus: int = 2, num_nodes: int = 1, packing: bool = False, epochs: int = 1):
     from advisor.planfile import with_hash
 
-    plan = tiny_plan(assets, strategy="zero3-sp", num_gpus=num_gpus, epochs=1, micro_batch_size=2, packing=packing,
-                     max_seq_len=WIDTH)
+    plan = tiny_plan(assets, strategy="zero3-sp", num_gpus=num_gpus, epochs=epochs, micro_batch_size=2,
+                     packing=packing, max_seq_len=WIDTH)
     return with_hash(plan.replace(recommended=plan.recommended.replace(num_nodes=num_nodes)))
 
 
@@ -141,3 +141,30 @@ def test_two_ranks_split_every_sequence_and_train(assets, tmp_path):
     (epoch,) = gate["epochs"]
     assert (run_dir / epoch["checkpoint"] / "model.safetensors").is_file()
     assert epoch["score"]["loss"] < gate["baseline"]["loss"]
+
+
+@pytest.mark.slow
+def test_every_epoch_trains_every_step_and_a_lost_epoch_resumes_to_the_same_loss(assets, tmp_path):
+    """Two epochs of 8 steps each (16 rows, one sequence-parallel group: 2 rows a step): every step trains on a real
+    batch (DeepSpeed's Ulysses loader adapter has no set_epoch; without executor/sp_epoch.py the second epoch
+    lost a step and a resumed run replayed the first epoch's order), and a run that lost epoch 2 resumes from the
+    epoch-1 checkpoint to the uninterrupted run's epoch-2 golden loss."""
+    import shutil
+
+    plan_path = approved_plan_file(tmp_path, sp_plan(assets, epochs=2))
+    run_dir = tmp_path / "run"
+    proc = sftplan("run", str(plan_path), "--out", str(run_dir))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 17)), steps
+    gate = json.loads((run_dir / "gate.json").read_text())
+    first, second = gate["epochs"]
+    assert second["score"]["loss"] < first["score"]["loss"] < gate["baseline"]["loss"]
+
+    shutil.rmtree(run_dir / second["checkpoint"])  # lose epoch 2, as in a crash during it
+    (run_dir / "gate.json").write_text(json.dumps(dict(gate, epochs=[first])))
+    proc = sftplan("run", str(plan_path), "--out", str(run_dir))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((run_dir / "train_result.json").read_text())["resumed_from"] == first["checkpoint"]
+    again = json.loads((run_dir / "gate.json").read_text())["epochs"]
+    assert again[0] == first and again[1]["score"]["loss"] == pytest.approx(second["score"]["loss"], rel=1e-6)
