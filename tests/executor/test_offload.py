@@ -24,10 +24,15 @@ def assets(tmp_path_factory):
     return tiny_assets(tmp_path_factory.mktemp("tiny"), n_train=32, n_golden=4)
 
 
-def test_zero3_offload_steps_on_the_host_and_resumes(assets, tmp_path):
+@pytest.fixture(scope="module")
+def ext(tmp_path_factory):
+    """One build folder for the module: cpu_adam compiles once (~40 s), the second test reuses it."""
+    return tmp_path_factory.mktemp("torch_extensions")
+
+
+def test_zero3_offload_steps_on_the_host_and_resumes(assets, ext, tmp_path):
     plan_path = approved_plan_file(tmp_path, tiny_plan(assets, strategy="zero3-offload", num_gpus=2, epochs=2))
     run_dir = tmp_path / "run"
-    ext = tmp_path / "torch_extensions"
     env = {"TORCH_EXTENSIONS_DIR": str(ext)}
     proc = sftplan("run", str(plan_path), "--out", str(run_dir), env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -58,3 +63,19 @@ def test_zero3_offload_steps_on_the_host_and_resumes(assets, tmp_path):
     assert json.loads((run_dir / "train_result.json").read_text())["resumed_from"] == first["checkpoint"]
     again = json.loads((run_dir / "gate.json").read_text())["epochs"]
     assert again[0] == first and again[1]["score"]["loss"] == pytest.approx(second["score"]["loss"], rel=1e-6)
+
+
+def test_zero3_offload_all_keeps_the_parameters_on_the_host_too(assets, ext, tmp_path):
+    """zero3-offload-all (pinned by the user; the planner never picks it): parameters offloaded as well."""
+    plan_path = approved_plan_file(tmp_path, tiny_plan(assets, strategy="zero3-offload-all", num_gpus=2, epochs=1))
+    run_dir = tmp_path / "run"
+    proc = sftplan("run", str(plan_path), "--out", str(run_dir), env={"TORCH_EXTENSIONS_DIR": str(ext)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    zero = json.loads((run_dir / "config" / "deepspeed.json").read_text())["zero_optimization"]
+    assert zero["offload_optimizer"]["device"] == "cpu" and zero["offload_param"]["device"] == "cpu"
+    for r in (0, 1):
+        rep = json.loads((run_dir / "shards" / f"rank-{r}.json").read_text())
+        assert rep["zero_offload"] == {"optimizer": True, "param": True}, rep
+        assert rep["optimizer_chain"][-1] == "DeepSpeedCPUAdam" and rep["local_param_numel"] <= rep["full_param_numel"] * 0.55
+    (epoch,) = json.loads((run_dir / "gate.json").read_text())["epochs"]
+    assert (run_dir / epoch["checkpoint"] / "model.safetensors").is_file()
