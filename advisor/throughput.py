@@ -58,7 +58,9 @@ Sources:
 - Data-parallel traffic (ZeRO paper): FSDP / ZeRO-3 move 3 x 2N bytes per micro-step (all-gather in
   forward and backward, reduce-scatter of grads), DDP and ZeRO-2 2 x 2N per optimizer step, Megatron's
   distributed optimizer a reduce-scatter + all-gather of its 1/(tp pp) shard; ring collectives move
-  (n-1)/n of it at the bus bandwidth the topology gives (see group_link_bytes_per_s). Overlapped with
+  (n-1)/n of it at the bus bandwidth the topology gives (see group_link_bytes_per_s). Gradients move at
+  EngineKernels.grad_reduce_bytes per element: 2 (bf16, the executor's) or 4 (fp32: Megatron-LM's --bf16 default,
+  Megatron-Bridge's grad_reduce_in_fp32), parameters always in bf16. Overlapped with
   compute, but not perfectly (NCCL kernels share SMs and HBM): time = max(compute, comm) + 0.2 min(compute, comm).
   FSDP / ZeRO-3 with expert parallel (NeMo AutoModel's MoE parallelizer): the dense part over every data-parallel
   rank, each rank's experts / ep over the dp / ep ranks holding the same experts, nothing when dp / ep == 1
@@ -714,10 +716,12 @@ def _pipeline_p2p_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: Parall
 
 
 def _data_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, layout: ParallelLayout,
-                          group: int) -> float:
+                          group: int, grad_reduce_bytes: int = 2) -> float:
     """Seconds of data-parallel traffic per optimizer step (before overlap with compute) for the resolved
-    strategy s over a group of `group` ranks (dp x cp x Ulysses sp): see the module docstring."""
+    strategy s over a group of `group` ranks (dp x cp x Ulysses sp): see the module docstring. Parameters are
+    gathered in bf16; gradients are reduced at grad_reduce_bytes per element (EngineKernels.grad_reduce_bytes)."""
     ep = layout.ep
+    r = grad_reduce_bytes / 2  # the gradient collectives' bytes over bf16's
     n = param_count(m)
     sync_bytes = 2 * n if cfg.trainable == "full" else 2 * lora_trainable_params(m, cfg.lora_rank)
     ring = (group - 1) / group if group > 1 else 0.0
@@ -726,7 +730,7 @@ def _data_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, 
     if s in SHARDED_STRATEGIES:
         experts = expert_param_count(m) if ep > 1 and m.num_experts > 1 else 0
         if experts:  # FSDP + EP: the dense part below, each rank's num_experts / ep experts apart
-            comm += _sharded_expert_comm_s(m, gpu, cfg, s, ep, group, experts)
+            comm += _sharded_expert_comm_s(m, gpu, cfg, s, ep, group, experts, grad_reduce_bytes)
             n -= experts
             if cfg.trainable == "full":
                 sync_bytes -= 2 * experts
@@ -735,24 +739,24 @@ def _data_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, 
             gather = 0.0  # parameters come from the host (PCIe, below); the ring moves only gradients
         g = group if layout.shard_group is None else max(1, min(layout.shard_group, group))
         if g == group:
-            comm += (gather + sync_bytes * cfg.grad_accum) * ring / link
+            comm += (gather + r * sync_bytes * cfg.grad_accum) * ring / link
         else:  # HSDP: gathers and reduce-scatters inside the shard group, gradient all-reduce across replicas
             replicas = group // g
             inside = group_link_bytes_per_s(gpu, dataclasses.replace(cfg, num_gpus=g), g) * LINK_EFFICIENCY
-            comm += (gather + sync_bytes * cfg.grad_accum) * (g - 1) / g / inside
+            comm += (gather + r * sync_bytes * cfg.grad_accum) * (g - 1) / g / inside
             across = group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // g)) * LINK_EFFICIENCY
-            comm += 2 * sync_bytes / g * (replicas - 1) / replicas / across
+            comm += 2 * r * sync_bytes / g * (replicas - 1) / replicas / across
     elif s in ("ddp", "zero2"):
-        comm = 2 * sync_bytes * ring / link
+        comm = 2 * r * sync_bytes * ring / link
     elif s == "megatron":
         expert_bytes = 0.0
         if ep > 1 and m.num_experts > 1 and cfg.trainable == "full":
             expert_bytes = 2 * expert_param_count(m)
         shard = (sync_bytes - expert_bytes) / (cfg.tp * cfg.pp)
         if layout.dp_sharded:  # fsdp-tp: all-gather (forward, backward) + reduce-scatter every micro-batch
-            comm = 3 * shard * cfg.grad_accum * ring / link
-        else:  # distributed optimizer: reduce-scatter + all-gather once a step
-            comm = 2 * shard * ring / link
+            comm = (2 + r) * shard * cfg.grad_accum * ring / link
+        else:  # distributed optimizer: reduce-scatter (gradients) + all-gather (bf16 parameters) once a step
+            comm = (r + 1) * shard * ring / link
         if expert_bytes:  # experts sync over the expert-data-parallel group: dp x cp / ep ranks holding the same experts
             etp = _expert_tp(cfg, layout)
             # expert tensor parallel below tp (parallel folding, arXiv 2504.14960): dp x cp x tp / (ep x etp) ranks
@@ -760,12 +764,12 @@ def _data_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, 
             if edp > 1:  # Megatron's rank order tp-cp-ep-dp-pp: a node holds gpus_per_node / (tp ep) members of each group
                 e_link = group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // (etp * ep))) * LINK_EFFICIENCY
                 e_shard = expert_bytes / (etp * cfg.pp * ep)
-                comm += (3 * cfg.grad_accum if layout.dp_sharded else 2) * e_shard * (edp - 1) / edp / e_link
+                comm += ((2 + r) * cfg.grad_accum if layout.dp_sharded else r + 1) * e_shard * (edp - 1) / edp / e_link
     return comm
 
 
 def _sharded_expert_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, ep: int, group: int,
-                           experts: int) -> float:
+                           experts: int, grad_reduce_bytes: int = 2) -> float:
     """FSDP / ZeRO-3 traffic of the routed experts with expert parallel, per optimizer step (NeMo AutoModel's MoE
     parallelizer, NVIDIA-NeMo/Automodel 36044ad3d nemo_automodel/components/moe/parallelizer.py apply_fsdp: the
     experts are left out of the block's fully_shard (ignored_params) and fully_shard on the "ep_shard" mesh only
@@ -779,7 +783,7 @@ def _sharded_expert_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str,
         return 0.0
     local = experts / ep
     gather = 0.0 if s == "zero3-offload-all" else 2 * (2 * local)
-    sync = 2 * local if cfg.trainable == "full" else 0.0
+    sync = grad_reduce_bytes * local if cfg.trainable == "full" else 0.0
     link = group_link_bytes_per_s(gpu, cfg, max(1, gpu.gpus_per_node // ep)) * LINK_EFFICIENCY
     return (gather + sync) * cfg.grad_accum * (edp - 1) / edp / link
 
@@ -815,7 +819,8 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, layout: ParallelL
     layout: the parallel layout beyond TrainConfig (advisor.step_options.ParallelLayout: tp_overlap,
     pp_interleave, shard_group, dp_sharded, cp, ep, etp, ep_overlap, pp_layers_off_ends); kernels: the engine's kernel
     and runtime choices (advisor.step_options.EngineKernels: moe_host_sync, recompute_modules, host_optimizer,
-    unfused_rope, cross_entropy_impl, dp_overlap_window). Each field's meaning and unit is in its docstring there;
+    unfused_rope, cross_entropy_impl, dp_overlap_window, grad_reduce_bytes, ...). Each field's meaning and unit is in
+    its docstring there;
     the defaults are what the executor runs. The parts: _micro_batch_s (compute and what stalls it),
     _tensor_parallel_comm_s, _pipeline_p2p_s, the 1F1B bubble, _data_parallel_comm_s (overlapped with compute),
     _offload_s, fixed_step_overhead_s.
@@ -838,13 +843,14 @@ def step_time(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, *, layout: ParallelL
         compute += bubble
 
     # FSDP / the distributed optimizer / ZeRO-3 shard over the context-parallel ranks too
-    comm = _data_parallel_comm_s(m, gpu, cfg, s, layout, dp * cp * sp)
+    comm = _data_parallel_comm_s(m, gpu, cfg, s, layout, dp * cp * sp, kernels.grad_reduce_bytes)
     offload, overlapped_pcie = _offload_s(m, gpu, cfg, s, dp, kernels.host_optimizer)
 
     if kernels.dp_overlap_window and s == "megatron" and not layout.dp_sharded and comm > 0:
         passes = (3 if cfg.trainable == "full" else 2) + (1 if cfg.activation_checkpointing else 0)
-        busy = last_micro_batch_overlap_s(compute, comm / 2, comm / 2, per_micro / passes,
-                                          per_micro * (passes - 1) / passes)
+        reduce_share = kernels.grad_reduce_bytes / (kernels.grad_reduce_bytes + 2)  # RS of gradients, AG of bf16 params
+        busy = last_micro_batch_overlap_s(compute, comm * reduce_share, comm * (1 - reduce_share),
+                                          per_micro / passes, per_micro * (passes - 1) / passes)
     else:
         busy = max(compute, comm, overlapped_pcie)
         busy += (1 - COMM_OVERLAP_EFFICIENCY) * min(compute, comm)

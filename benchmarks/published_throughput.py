@@ -167,6 +167,7 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None, routing_imba
         unfused_rope=row.get("rope_fusion") is False,  # the source's rotary embedding runs as eager PyTorch ops
         cross_entropy_impl=row.get("cross_entropy_fusion_impl") or None,  # Megatron-Core's fused CE kernel
         dp_overlap_window=row.get("dp_overlap") == "last-micro-batch",  # DDP's sync hides behind one micro-batch
+        grad_reduce_bytes=4 if row.get("grad_reduce") == "fp32" else 2,  # the source reduces its gradients in fp32
         attention_kernel="te-fused" if row["source"] in TE_ATTENTION_SOURCES or row.get("attention") == "te" else "flash",
         moe_dispatcher="deepep" if row.get("moe_dispatcher") == "deepep" else "alltoall",  # DeepEP: a copy per rank
         moe_routing_imbalance=1.0 if row.get("routing") != "dropless" else (

@@ -18,7 +18,7 @@ def test_defaults_are_what_step_time_priced_before_the_options_were_grouped():
         "moe_host_sync": False, "recompute_modules": (), "host_optimizer": "deepspeed", "unfused_rope": False,
         "cross_entropy_impl": None, "attention_kernel": "flash", "moe_dispatcher": "alltoall",
         "moe_routing_imbalance": 1.0,
-        "dp_overlap_window": False}
+        "dp_overlap_window": False, "grad_reduce_bytes": 2}
 
 
 def test_they_are_frozen_values():

@@ -169,3 +169,42 @@ def test_published_rows_map_dp_overlap():
                               if k not in ("name", "source") and v is not None}}
     assert row_inputs(row, archs)[4]["kernels"].dp_overlap_window is True
     assert row_inputs(dict(row, dp_overlap="whole-step"), archs)[4]["kernels"].dp_overlap_window is False
+
+
+def test_fp32_gradient_reduce_moves_twice_the_gradient_bytes():
+    """grad_reduce_bytes 4 (Megatron-LM's --bf16 default, Megatron-Bridge's grad_reduce_in_fp32=True): the distributed
+    optimizer's reduce-scatter moves fp32 gradients, its all-gather bf16 parameters: (4 + 2) / (2 + 2) = 1.5 x the
+    data-parallel traffic, dense and expert alike; the window then hides a reduce-scatter of 2/3 of it."""
+    from advisor.throughput import COMM_OVERLAP_EFFICIENCY
+    c = cfg()
+    bf16 = step_time(GPT_OSS, B200, c, layout=EP8)
+    fp32 = step_time(GPT_OSS, B200, c, layout=EP8, kernels=EngineKernels(grad_reduce_bytes=4))
+    assert fp32.comm_s == pytest.approx(1.5 * bf16.comm_s, rel=1e-12) and bf16.comm_s > 0
+    assert fp32.compute_s == bf16.compute_s
+    window = step_time(GPT_OSS, B200, c, layout=EP8, kernels=EngineKernels(grad_reduce_bytes=4, dp_overlap_window=True))
+    per_micro = bf16.compute_s / c.grad_accum
+    rs, ag = fp32.comm_s * 2 / 3, fp32.comm_s / 3
+    fwd, bwd = per_micro / 3, 2 * per_micro / 3
+    hidden = min(rs, bwd) + min(ag, fwd)
+    busy = bf16.compute_s + (rs + ag - hidden) + (1 - COMM_OVERLAP_EFFICIENCY) * hidden
+    assert window.step_s - busy == pytest.approx(fp32.step_s - (max(fp32.compute_s, fp32.comm_s) + (
+        1 - COMM_OVERLAP_EFFICIENCY) * min(fp32.compute_s, fp32.comm_s)), rel=1e-6)  # the same fixed overhead
+    # FSDP: gathers stay bf16, only the reduce-scatter doubles
+    f = cfg(strategy="fsdp", num_gpus=8, micro_batch_size=1, grad_accum=1)
+    dense = dataclasses.replace(GPT_OSS, num_experts=1, experts_per_token=1)
+    one, two = (step_time(dense, B200, f, kernels=EngineKernels(grad_reduce_bytes=b)).comm_s for b in (2, 4))
+    assert two == pytest.approx(one * (4 + 4) / (4 + 2), rel=1e-12)  # AG fwd + bwd (2 x 2 bytes) + RS (2 or 4)
+    with pytest.raises(ValueError, match="grad_reduce_bytes must be 2 .bf16. or 4 .fp32., got 3"):
+        EngineKernels(grad_reduce_bytes=3)
+
+
+def test_published_rows_map_grad_reduce():
+    from benchmarks.published_throughput import row_inputs
+    row = {"id": "x", "source": "megatron-bridge", "model": "gpt-oss-120b", "gpu": "b200", "num_gpus": 64,
+           "strategy": "megatron", "tp": 1, "pp": 1, "ep": 8, "seq_len": 4096, "micro_batch_size": 4,
+           "global_batch_size": 1280, "grad_reduce": "fp32"}
+    archs = {"gpt-oss-120b": {k: v for k, v in dataclasses.asdict(GPT_OSS).items()
+                              if k not in ("name", "source") and v is not None}}
+    assert row_inputs(row, archs)[4]["kernels"].grad_reduce_bytes == 4
+    row.pop("grad_reduce")
+    assert row_inputs(row, archs)[4]["kernels"].grad_reduce_bytes == 2

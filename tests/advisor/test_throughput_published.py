@@ -54,7 +54,9 @@ def test_megatron_group_within_12_percent():
     rows): held at most where they are so they do not get worse; what is left is in docs/SOURCES_BEYOND_GUIDE.md.
     Since Megatron-Core rows run Transformer Engine's fused attention (causal at half the non-causal time, which
     the long-context Qwen3-235B rows below measure) their full-attention layers cost less: H100 +43% -> +48%, B200
-    (its efficiency re-derived from the NeMo rows with that kernel) +63% -> +61%. The dense B200 NeMo rows: within 5%.
+    (its efficiency re-derived from the NeMo rows with that kernel) +63% -> +61%; their recipe reduce-scatters fp32
+    gradients (grad_reduce_in_fp32=True), which the expert gradients' sync over one NIC per GPU pays: H100 +47%,
+    B200 +41.5%. The dense B200 NeMo rows: within 5%.
     The Model Zoo's forced-balance long-context rows (16k-128k, CP 1-8) stay within 12%, with no trend in length."""
     assert median_abs(SUMMARY[("strategy", "megatron")]) <= 0.12
     scored = [(row, err) for row, est, _m, err, *_ in RESULTS if est is not None and row["strategy"] == "megatron"]
@@ -62,7 +64,7 @@ def test_megatron_group_within_12_percent():
     assert len(dense) == 3 and all(abs(e) <= 0.12 for e in dense)
     assert all(abs(e) <= 0.10 for row, e in scored if row["source"] == "megascale")
     moe = {row["gpu"]: err for row, err in scored if row["source"] == "megatron-bridge"}
-    assert len(moe) == 2 and 0 < moe["h100-sxm"] <= 0.49 and 0 < moe["b200"] <= 0.62
+    assert len(moe) == 2 and 0 < moe["h100-sxm"] <= 0.48 and 0 < moe["b200"] <= 0.43
     long_context = [err for row, err in scored if row["id"].endswith("-forced")]
     assert len(long_context) == 4 and all(abs(e) <= 0.05 for e in long_context)
     assert max(long_context) - min(long_context) <= 0.05  # -0.9% at 16k to +2.2% at 128k (-25% to -45% before)
