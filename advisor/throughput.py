@@ -268,7 +268,7 @@ def _micro_batch_work_uncached(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, lay
     (expert_parallel_copies_per_token) and permutes after the receive. EngineKernels validates both names."""
     cp, ep, etp = layout.cp, layout.ep, layout.etp
     moe_load, moe_dispatcher = kernels.moe_routing_imbalance, kernels.moe_dispatcher
-    tp, pp = cfg.tp, cfg.pp
+    tp = cfg.tp
     tokens = cfg.micro_batch_size * cfg.seq_len / cp
     peak = gpu.peak_bf16_dense_tflops * TFLOP
     ridge = _ridge_flops_per_byte(gpu)

@@ -160,15 +160,20 @@ def test_dp_overlap_window_is_the_distributed_optimizer_only():
     assert step_time(GPT_OSS, B200, f, kernels=window).step_s == step_time(GPT_OSS, B200, f).step_s
 
 
-def test_published_rows_map_dp_overlap():
+def _recipe_kernels(**fields) -> EngineKernels:
+    """The EngineKernels benchmarks/published_throughput.row_inputs builds for the B200 GPT-OSS recipe row + fields."""
     from benchmarks.published_throughput import row_inputs
     row = {"id": "x", "source": "megatron-bridge", "model": "gpt-oss-120b", "gpu": "b200", "num_gpus": 64,
            "strategy": "megatron", "tp": 1, "pp": 1, "ep": 8, "seq_len": 4096, "micro_batch_size": 4,
-           "global_batch_size": 1280, "dp_overlap": "last-micro-batch"}
+           "global_batch_size": 1280, **fields}
     archs = {"gpt-oss-120b": {k: v for k, v in dataclasses.asdict(GPT_OSS).items()
                               if k not in ("name", "source") and v is not None}}
-    assert row_inputs(row, archs)[4]["kernels"].dp_overlap_window is True
-    assert row_inputs(dict(row, dp_overlap="whole-step"), archs)[4]["kernels"].dp_overlap_window is False
+    return row_inputs(row, archs)[4]["kernels"]
+
+
+def test_published_rows_map_dp_overlap():
+    assert _recipe_kernels(dp_overlap="last-micro-batch").dp_overlap_window is True
+    assert _recipe_kernels(dp_overlap="whole-step").dp_overlap_window is False
 
 
 def test_fp32_gradient_reduce_moves_twice_the_gradient_bytes():
@@ -199,12 +204,5 @@ def test_fp32_gradient_reduce_moves_twice_the_gradient_bytes():
 
 
 def test_published_rows_map_grad_reduce():
-    from benchmarks.published_throughput import row_inputs
-    row = {"id": "x", "source": "megatron-bridge", "model": "gpt-oss-120b", "gpu": "b200", "num_gpus": 64,
-           "strategy": "megatron", "tp": 1, "pp": 1, "ep": 8, "seq_len": 4096, "micro_batch_size": 4,
-           "global_batch_size": 1280, "grad_reduce": "fp32"}
-    archs = {"gpt-oss-120b": {k: v for k, v in dataclasses.asdict(GPT_OSS).items()
-                              if k not in ("name", "source") and v is not None}}
-    assert row_inputs(row, archs)[4]["kernels"].grad_reduce_bytes == 4
-    row.pop("grad_reduce")
-    assert row_inputs(row, archs)[4]["kernels"].grad_reduce_bytes == 2
+    assert _recipe_kernels(grad_reduce="fp32").grad_reduce_bytes == 4
+    assert _recipe_kernels().grad_reduce_bytes == 2

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +87,18 @@ def sftplan(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run([sys.executable, "-m", "advisor", *args], cwd=ROOT, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def finished_epochs(run_dir: Path, weights: str = "model.safetensors") -> dict:
+    """RUN_DIR/gate.json, every epoch's checkpoint asserted complete: its COMPLETE marker and its weights file."""
+    gate = json.loads((run_dir / "gate.json").read_text())
+    for epoch in gate["epochs"]:
+        ckpt = run_dir / epoch["checkpoint"]
+        assert (ckpt / "COMPLETE").is_file() and (ckpt / weights).is_file(), epoch
+    return gate
+
+
+def lose_last_epoch(run_dir: Path, gate: dict) -> None:
+    """As in a crash during the last epoch: its checkpoint gone, gate.json back to the epochs before it."""
+    shutil.rmtree(run_dir / gate["epochs"][-1]["checkpoint"])
+    (run_dir / "gate.json").write_text(json.dumps(dict(gate, epochs=gate["epochs"][:-1])))
