@@ -709,7 +709,10 @@ def _pipeline_p2p_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, layout: Parall
     if cfg.pp <= 1:
         return 0.0
     act_bytes = cfg.micro_batch_size * cfg.seq_len / layout.cp * m.hidden_size * 2 / cfg.tp  # seq_len / cp tokens
-    crosses_nodes = cfg.tp * cfg.pp > gpu.gpus_per_node and gpu.inter_node_bandwidth_gbit_per_s > 0
+    # Megatron-Core's rank order tp-cp-ep-dp-pp puts the pipeline stages outermost: consecutive stages are
+    # num_gpus / pp ranks apart, so on more than one node the stages span every node and a stage boundary crosses
+    # the network (core_v0.17.0 parallel_state.initialize_model_parallel, order "tp-cp-ep-dp-pp")
+    crosses_nodes = cfg.num_gpus > gpu.gpus_per_node and gpu.inter_node_bandwidth_gbit_per_s > 0
     bw = (_network_bytes_per_s(gpu) / gpu.gpus_per_node if crosses_nodes
           else gpu.intra_node_bandwidth_gb_per_s * GB)
     return 2 * act_bytes / bw * max(1, layout.pp_interleave)  # interleaving: v x the boundary crossings (Narayanan et al. 2021)

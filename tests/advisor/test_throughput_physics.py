@@ -179,3 +179,19 @@ def test_context_parallel_splits_the_tensor_and_pipeline_traffic_of_a_micro_batc
     one, two = ParallelLayout(), ParallelLayout(cp=2)
     assert _tensor_parallel_comm_s(LLAMA70, H100, c, two) == pytest.approx(_tensor_parallel_comm_s(LLAMA70, H100, c, one) / 2)
     assert _pipeline_p2p_s(LLAMA70, H100, c, two) == pytest.approx(_pipeline_p2p_s(LLAMA70, H100, c, one) / 2)
+
+
+def test_pipeline_stages_are_the_outermost_axis():
+    """Megatron-Core's rank order tp-cp-ep-dp-pp: with TP 1 and PP 4 on 8 nodes the stages are 16 ranks apart, so each
+    stage boundary is a network hop at one NIC's share per GPU (not NVLink, as TP x PP = 4 < 8 GPUs might suggest); on
+    one node it stays on NVLink. Interleaving (v chunks) crosses v x as often."""
+    from advisor.throughput import _pipeline_p2p_s
+    from advisor.units import GB, gbit_per_s_to_bytes_per_s
+    act = 1 * 4096 * LLAMA70.hidden_size * 2  # one micro-batch's activations, bf16, tp 1
+    wide = cfg(strategy="megatron", num_gpus=64, pp=4, seq_len=4096, micro_batch_size=1)
+    nic = gbit_per_s_to_bytes_per_s(H100.inter_node_bandwidth_gbit_per_s) / H100.gpus_per_node
+    assert _pipeline_p2p_s(LLAMA70, H100, wide, ParallelLayout()) == pytest.approx(2 * act / nic, rel=1e-12)
+    assert _pipeline_p2p_s(LLAMA70, H100, wide, ParallelLayout(pp_interleave=8)) == pytest.approx(16 * act / nic)
+    node = cfg(strategy="megatron", num_gpus=8, pp=4, seq_len=4096, micro_batch_size=1)
+    nvlink = H100.intra_node_bandwidth_gb_per_s * GB
+    assert _pipeline_p2p_s(LLAMA70, H100, node, ParallelLayout()) == pytest.approx(2 * act / nvlink, rel=1e-12)
