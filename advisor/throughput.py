@@ -752,6 +752,10 @@ def _data_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, 
     elif s in ("ddp", "zero2"):
         comm = 2 * r * sync_bytes * ring / link
     elif s == "megatron":
+        # Megatron-Core's rank order tp-cp-ep-dp-pp: only tp and cp sit inside the data-parallel axis (the pipeline
+        # stages are outermost), so a node holds gpus_per_node / (tp cp) members of each data-parallel group
+        members = min(group, max(1, gpu.gpus_per_node // (cfg.tp * layout.cp)))
+        link = group_link_bytes_per_s(gpu, cfg, members) * LINK_EFFICIENCY
         expert_bytes = 0.0
         if ep > 1 and m.num_experts > 1 and cfg.trainable == "full":
             expert_bytes = 2 * expert_param_count(m)

@@ -195,3 +195,17 @@ def test_pipeline_stages_are_the_outermost_axis():
     node = cfg(strategy="megatron", num_gpus=8, pp=4, seq_len=4096, micro_batch_size=1)
     nvlink = H100.intra_node_bandwidth_gb_per_s * GB
     assert _pipeline_p2p_s(LLAMA70, H100, node, ParallelLayout()) == pytest.approx(2 * act / nvlink, rel=1e-12)
+
+
+def test_megatron_data_parallel_group_holds_a_node_per_tp_rank():
+    """Megatron-Core's rank order tp-cp-ep-dp-pp: the pipeline stages are outermost, so with TP 1 x PP 4 on 8 nodes a
+    node holds 8 members of each data-parallel group (the whole node's NICs), not 8 / (tp x pp) = 2; with TP 2, 4."""
+    from advisor.throughput import LINK_EFFICIENCY, _data_parallel_comm_s
+    from advisor.units import gbit_per_s_to_bytes_per_s
+    node_net = gbit_per_s_to_bytes_per_s(H100.inter_node_bandwidth_gbit_per_s)
+    n = param_count(LLAMA70)
+    for tp, members in ((1, 8), (2, 4)):
+        c = cfg(strategy="megatron", num_gpus=64, pp=4, tp=tp, seq_len=4096, micro_batch_size=1, grad_accum=8)
+        dp = 64 // (tp * 4)
+        expected = 2 * (2 * n / (tp * 4)) * (dp - 1) / dp / (node_net * members / 8 * LINK_EFFICIENCY)
+        assert _data_parallel_comm_s(LLAMA70, H100, c, "megatron", ParallelLayout(), dp) == pytest.approx(expected)
