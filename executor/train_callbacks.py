@@ -119,7 +119,8 @@ def optimizer_report(optimizer) -> dict:
     while optimizer is not None and len(chain) < 6:
         chain.append(type(optimizer).__name__)
         if not offload and hasattr(optimizer, "offload_optimizer"):
-            offload = {"optimizer": bool(optimizer.offload_optimizer), "param": bool(getattr(optimizer, "offload_param", False))}
+            offload = {"optimizer": bool(optimizer.offload_optimizer),
+                       "param": bool(getattr(optimizer, "offload_param", False))}
         optimizer = getattr(optimizer, "optimizer", None)
     return {"optimizer_chain": chain, "zero_offload": offload}
 

@@ -54,7 +54,8 @@ def test_routing_imbalance_loads_the_busiest_ranks_experts_permutation_and_all_t
     assert busy.head_gemm_s == even.head_gemm_s
     # one stage (no bubble): the step's extra compute is exactly the busiest rank's extra expert work + all-to-alls
     c1 = cfg(seq_len=4096, num_gpus=32, pp=1)
-    even, busy = (_micro_batch_work(QWEN3_235B, H100, c1, EP8, EngineKernels(moe_routing_imbalance=x)) for x in (1.0, 1.5))
+    even, busy = (_micro_batch_work(QWEN3_235B, H100, c1, EP8, EngineKernels(moe_routing_imbalance=x))
+                  for x in (1.0, 1.5))
     layout = ParallelLayout(ep=8, etp=1)
     one = step_time(QWEN3_235B, H100, c1, layout=layout)
     loaded = step_time(QWEN3_235B, H100, c1, layout=layout, kernels=EngineKernels(moe_routing_imbalance=1.5))

@@ -90,7 +90,8 @@ def test_moe_token_permutation_traffic_over_its_dense_twin():
     hbm = H100.hbm_bandwidth_tb_per_s * 1e12 * HBM_EFFICIENCY
     assert moe.layer_memory_s - dense.layer_memory_s == pytest.approx(3 * permute_bytes * 4096 / hbm, rel=1e-9)
     # and the whole micro-batch is slower than the dense twin's (router GEMM, smaller expert GEMMs, traffic)
-    assert compute_time_per_micro_batch_s(FULL_ATTENTION, H100, c, ParallelLayout(ep=8)) > compute_time_per_micro_batch_s(DENSE_TWIN, H100, c)
+    assert compute_time_per_micro_batch_s(FULL_ATTENTION, H100, c, ParallelLayout(ep=8)) > \
+        compute_time_per_micro_batch_s(DENSE_TWIN, H100, c)
 
 
 def test_sliding_window_layers_do_banded_attention():

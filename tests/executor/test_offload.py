@@ -71,5 +71,6 @@ def test_zero3_offload_all_keeps_the_parameters_on_the_host_too(assets, ext, tmp
     for r in (0, 1):
         rep = json.loads((run_dir / "shards" / f"rank-{r}.json").read_text())
         assert rep["zero_offload"] == {"optimizer": True, "param": True}, rep
-        assert rep["optimizer_chain"][-1] == "DeepSpeedCPUAdam" and rep["local_param_numel"] <= rep["full_param_numel"] * 0.55
+        assert rep["optimizer_chain"][-1] == "DeepSpeedCPUAdam"
+        assert rep["local_param_numel"] <= rep["full_param_numel"] * 0.55
     assert len(finished_epochs(run_dir)["epochs"]) == 1
