@@ -107,9 +107,9 @@ class EngineKernels:
     """Bytes per gradient element in the data-parallel reduce-scatter / all-reduce: 2 (bf16 gradients: the
     executor's runs, accelerate's FSDP2 MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=bf16) for bf16 mixed and
     DeepSpeed's communication_data_type, the bf16 model dtype unless set) or 4 (fp32: Megatron-LM with --bf16, whose
-    arguments.py sets accumulate_allreduce_grads_in_fp32 unless --grad-reduce-in-bf16, "bfloat16 requires gradient accumulation and
-    all-reduce to be done in fp32"; Megatron-Bridge's recipes, DistributedDataParallelConfig(grad_reduce_in_fp32=
-    True)). Parameters are still gathered in bf16."""
+    arguments.py sets accumulate_allreduce_grads_in_fp32 unless --grad-reduce-in-bf16, "bfloat16 requires gradient
+    accumulation and all-reduce to be done in fp32"; Megatron-Bridge's recipes, DistributedDataParallelConfig(
+    grad_reduce_in_fp32=True); torchtitan's FSDP2 mixed_precision_reduce default). Parameters are gathered in bf16."""
 
     def __post_init__(self) -> None:
         if self.grad_reduce_bytes not in (2, 4):

@@ -506,9 +506,11 @@ def group_link_bytes_per_s(gpu: GpuSpec, cfg: TrainConfig, members_per_node: int
     return min(intra, _network_bytes_per_s(gpu) * share)
 
 
-def link_bytes_per_s(gpu: GpuSpec, cfg: TrainConfig) -> float:
-    """The data-parallel group's bus bandwidth: its members per node are the node's GPUs / (tp x pp)."""
-    model_parallel_per_node = max(1, min(cfg.tp * cfg.pp, gpu.gpus_per_node))
+def link_bytes_per_s(gpu: GpuSpec, cfg: TrainConfig, cp: int = 1) -> float:
+    """The data-parallel group's bus bandwidth: its members per node are the node's GPUs / (tp x cp). Megatron-Core's
+    rank order tp-cp-ep-dp-pp puts only tp and cp inside the data-parallel axis (the pipeline stages are outermost);
+    the FSDP / ZeRO strategies have tp = pp = 1 and shard over their cp ranks too (cp = 1 here)."""
+    model_parallel_per_node = max(1, min(cfg.tp * cp, gpu.gpus_per_node))
     dp = data_parallel_size(cfg)
     members = min(dp, max(1, gpu.gpus_per_node // model_parallel_per_node))
     if cfg.num_gpus <= gpu.gpus_per_node:
@@ -728,7 +730,7 @@ def _data_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, 
     n = param_count(m)
     sync_bytes = 2 * n if cfg.trainable == "full" else 2 * lora_trainable_params(m, cfg.lora_rank)
     ring = (group - 1) / group if group > 1 else 0.0
-    link = link_bytes_per_s(gpu, cfg) * LINK_EFFICIENCY
+    link = link_bytes_per_s(gpu, cfg, layout.cp if s == "megatron" else 1) * LINK_EFFICIENCY
     comm = 0.0
     if s in SHARDED_STRATEGIES:
         experts = expert_param_count(m) if ep > 1 and m.num_experts > 1 else 0
@@ -752,10 +754,6 @@ def _data_parallel_comm_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, s: str, 
     elif s in ("ddp", "zero2"):
         comm = 2 * r * sync_bytes * ring / link
     elif s == "megatron":
-        # Megatron-Core's rank order tp-cp-ep-dp-pp: only tp and cp sit inside the data-parallel axis (the pipeline
-        # stages are outermost), so a node holds gpus_per_node / (tp cp) members of each data-parallel group
-        members = min(group, max(1, gpu.gpus_per_node // (cfg.tp * layout.cp)))
-        link = group_link_bytes_per_s(gpu, cfg, members) * LINK_EFFICIENCY
         expert_bytes = 0.0
         if ep > 1 and m.num_experts > 1 and cfg.trainable == "full":
             expert_bytes = 2 * expert_param_count(m)

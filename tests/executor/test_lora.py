@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tinyplan import approved_plan_file, finished_epochs, lose_last_epoch, sftplan, tiny_assets, tiny_plan
+from tinyplan import approved_plan_file, finished_epochs, resume_after_losing_last_epoch, sftplan, tiny_assets, tiny_plan
 
 pytestmark = pytest.mark.slow
 LORA_LR = 1e-2  # a random tiny model: the adapter needs a large rate to move the golden loss in 2 epochs
@@ -145,11 +145,7 @@ def test_two_process_lora_shards_frozen_weights(tmp_path, strategy, launcher, ki
         return
     # lose epoch 2, resume from the sharded epoch-1 checkpoint (adapter + optimizer shards): the same loss
     first, second = gate["epochs"]
-    lose_last_epoch(run_dir, gate)
-    proc = sftplan("run", str(plan_path), "--out", str(run_dir), env={"TORCH_EXTENSIONS_DIR": str(ext)})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert json.loads((run_dir / "train_result.json").read_text())["resumed_from"] == first["checkpoint"]
-    again = json.loads((run_dir / "gate.json").read_text())["epochs"]
+    again = resume_after_losing_last_epoch(plan_path, run_dir, gate, env={"TORCH_EXTENSIONS_DIR": str(ext)})
     assert again[1]["score"]["loss"] == pytest.approx(second["score"]["loss"], rel=1e-5)
 
 

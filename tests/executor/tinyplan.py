@@ -98,7 +98,13 @@ def finished_epochs(run_dir: Path, weights: str = "model.safetensors") -> dict:
     return gate
 
 
-def lose_last_epoch(run_dir: Path, gate: dict) -> None:
-    """As in a crash during the last epoch: its checkpoint gone, gate.json back to the epochs before it."""
-    shutil.rmtree(run_dir / gate["epochs"][-1]["checkpoint"])
-    (run_dir / "gate.json").write_text(json.dumps(dict(gate, epochs=gate["epochs"][:-1])))
+def resume_after_losing_last_epoch(plan_path: Path, run_dir: Path, gate: dict, env: dict | None = None) -> list[dict]:
+    """As in a crash during the last epoch (its checkpoint gone, gate.json back to the epochs before it), then
+    `sftplan run` again: asserts it finished and resumed from the epoch before; returns gate.json's epochs after it."""
+    *kept, lost = gate["epochs"]
+    shutil.rmtree(run_dir / lost["checkpoint"])
+    (run_dir / "gate.json").write_text(json.dumps(dict(gate, epochs=kept)))
+    proc = sftplan("run", str(plan_path), "--out", str(run_dir), env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((run_dir / "train_result.json").read_text())["resumed_from"] == kept[-1]["checkpoint"]
+    return json.loads((run_dir / "gate.json").read_text())["epochs"]
