@@ -158,6 +158,7 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None, routing_imba
         ep=row["ep"] if row.get("ep", 1) > 1 else 1,
         etp=row.get("etp"),  # Megatron-Core --expert-tensor-parallel-size (None: tp)
         pp_interleave=row["vp"] if row.get("vp", 1) > 1 else 1,
+        ep_overlap=float(row.get("ep_overlap", 0.0)),  # Megatron-Core --overlap-moe-expert-parallel-comm
         pp_layers_off_ends=row.get("pp_layers_off_ends") or 0)  # layers off the first and last stages
     kernels = EngineKernels(
         moe_host_sync=row.get("moe_fused") is False,  # the source runs Megatron-Core's unfused dropless MoE path

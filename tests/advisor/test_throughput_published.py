@@ -114,3 +114,23 @@ def test_dropless_routing_imbalance_is_one_physical_value_across_the_long_contex
     dropless = [row for row, est, *_ in RESULTS if est is not None and row.get("routing") == "dropless"
                 and SOURCES[row["source"]].get("in_targets", True)]
     assert len(dropless) == 3
+
+
+def test_a_rows_ep_overlap_hides_its_expert_all_to_alls():
+    """`ep_overlap` (Megatron-Bridge moe_a2a_overlap -> overlap_moe_expert_parallel_comm) reaches the layout: the
+    GB200 GPT-OSS row (out of the targets) is estimated faster with its all-to-alls hidden than exposed, and the rows
+    that do not set it keep 0."""
+    doc = yaml.safe_load(published_throughput.ROWS.read_text())
+    rows = {r["id"]: r for r in doc["rows"]}
+    archs = doc.get("architectures") or {}
+    gb200 = rows["mb-gptoss120b-64xgb200-ep64"]
+    assert gb200["ep_overlap"] == 1.0 and not SOURCES[gb200["source"]]["in_targets"]
+    est = {}
+    for overlap in (1.0, 0.0):
+        model, gpu, cfg, selective, extra, _ = published_throughput.row_inputs(
+            dict(gb200, ep_overlap=overlap), archs, SOURCES)
+        assert extra["layout"].ep_overlap == overlap
+        est[overlap] = published_throughput.estimate_tokens_per_s(model, gpu, cfg, selective, extra)[0]
+    assert est[1.0] > est[0.0] * 1.05
+    b200 = published_throughput.row_inputs(rows["mb-gptoss120b-64xb200"], archs, SOURCES)
+    assert b200[4]["layout"].ep_overlap == 0.0
