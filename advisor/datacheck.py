@@ -367,8 +367,9 @@ def write_lines_atomic(path: str | Path, lines: Iterator[bytes]) -> None:
     """Stream ``lines`` to a temp file beside ``path``, fsync, rename: the file is whole or untouched."""
     import tempfile
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from advisor.yamlio import writable_file_path
+
+    path = writable_file_path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

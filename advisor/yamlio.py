@@ -17,10 +17,21 @@ M = TypeVar("M")
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
+def writable_file_path(path: str | Path) -> Path:
+    """``path`` as a file to be written, its folder created; a folder (or an empty name) is bad input, not a crash
+    inside the rename."""
+    if not str(path).strip():
+        raise UserError("output path is empty: give a file name")
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give a file name to write")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write to a temp file in the same folder, fsync, then rename: the file is whole or untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = writable_file_path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
