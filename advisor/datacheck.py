@@ -191,13 +191,16 @@ def iter_rows(path: str | Path, bad: list[str], progress: Callable[[int, int], N
         progress(total, total)
 
 
-def raise_bad(bad: list[str], noun: str) -> None:
-    """One line: the first bad row and how many more there are (with their line numbers)."""
+def raise_bad(bad: list[str], noun: str, path: str | Path) -> None:
+    """One line: the first bad row and how many more there are (with their line numbers). Every entry
+    of ``bad`` is ``f"{path}:{line}: reason"``; the line is read after the known path (a path or a
+    reason may hold colons of its own)."""
     if not bad:
         return
     more = ""
     if len(bad) > 1:
-        rest = [b.rsplit(":", 2)[0].rsplit(":", 1)[-1] for b in bad[1:11]]
+        start = len(f"{Path(path)}:")
+        rest = [b[start:].split(":", 1)[0] for b in bad[1:11]]
         more = f" (and {len(bad) - 1} more bad {noun} rows: lines {', '.join(rest)}{', ...' if len(bad) > 11 else ''})"
     raise UserError(bad[0] + more)
 
@@ -221,6 +224,7 @@ class _Golden:
 
 def _read_golden(path: str | Path) -> list[_Golden]:
     """The golden set through the gate's own row rules (advisor/rows.py), so the same rows count."""
+    path = Path(path)  # named as iter_rows and rows.read_jsonl name theirs
     out, bad = [], []
     for line, got in iter_jsonl(path, normalize_golden_row, what="golden set"):
         if isinstance(got, str):
@@ -228,7 +232,7 @@ def _read_golden(path: str | Path) -> list[_Golden]:
             continue
         msgs, expected = got
         out.append(_Golden(line, normalized_text(msgs), normalized_text(msgs + [{"role": "assistant", "content": expected}])))
-    raise_bad(bad, "golden")
+    raise_bad(bad, "golden", path)
     if not out:
         raise UserError(f"{path}: no golden rows")
     return out
@@ -237,10 +241,16 @@ def _read_golden(path: str | Path) -> list[_Golden]:
 # --------------------------------------------------------------------------- the check
 def token_counter(model: str | None) -> tuple[Callable[[list[str]], list[int]], str]:
     """(texts -> token counts, how they are counted): the model directory's tokenizer.json, else the
-    characters-per-token approximation of advisor/request.py."""
+    characters-per-token approximation of advisor/request.py. A model that is neither a path that exists
+    nor a preset or a size ('8B') is refused on ``model``: a mistyped directory must not count by the
+    approximation unseen."""
     from advisor.request import CHARS_PER_TOKEN, _tokenizer_counter
 
     if model:
+        if not Path(model).exists():
+            from advisor.architecture import resolve_model
+
+            resolve_model(model)  # a preset or a size: the approximation below; else UserError on 'model'
         counter = _tokenizer_counter(model)
         if counter is not None:
             return counter, f"tokenizer.json of {model} (message text, chat template not counted)"
@@ -342,7 +352,7 @@ def check(path: str | Path, *, golden: str | Path | None = None, max_seq_len: in
                 leaks.setdefault((gl, line), Leak(gl, line, "near prompt", round(sim, 3)))
     if batch:
         flush()
-    raise_bad(bad, "training")
+    raise_bad(bad, "training", path)
     if not rows:
         raise UserError(f"{path}: no training rows")
     settings = {
@@ -403,7 +413,8 @@ def dedup(src: str | Path, dst: str | Path, *, near_threshold: float | None = DE
     None), keeping the first row of each group byte for byte. Returns (rows kept, rows removed)."""
     if _same_file(src, dst):
         raise UserError(f"-o {dst}: is the input file; write the copy elsewhere")
-    r = check(src, near_threshold=near_threshold or DEFAULT_NEAR_THRESHOLD, shingle_words=shingle_words, pii=False)
+    r = check(src, near_threshold=DEFAULT_NEAR_THRESHOLD if near_threshold is None else near_threshold,
+              shingle_words=shingle_words, pii=False)
     drop = duplicate_lines(r) if near_threshold is not None else {line for g in r.exact_duplicates for line in g[1:]}
 
     def kept() -> Iterator[bytes]:
@@ -455,7 +466,7 @@ def redact(src: str | Path, dst: str | Path, *, spacy_model: str | None = None) 
                     yield raw if raw.endswith(b"\n") else raw + b"\n"
 
     write_lines_atomic(dst, rows())
-    raise_bad(bad, "training")
+    raise_bad(bad, "training", src)
     return replaced
 
 

@@ -18,12 +18,15 @@ Reading (``iter_jsonl``) streams the file: lines are split on ``b"\\n"`` only (a
 U+2028, U+0085 or a form feed inside a string stays one line; ``str.splitlines`` would split it), a
 line longer than ``max_row_bytes`` is refused by file:line without being held in memory, a UTF-8
 byte-order mark is skipped at the start of the file and refused anywhere else, blank lines are
-counted (line numbers are the file's) and skipped. Every bad row is reported; none is dropped.
+counted (line numbers are the file's) and skipped. A key or string holding a lone surrogate escape
+(``"\\ud800"``: valid JSON, but no UTF-8 writer or tokenizer accepts it) makes the row bad. Every bad
+row is reported; none is dropped.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -41,6 +44,7 @@ FORMAT_KEYS = {"messages": frozenset({"messages"}),
 GOLDEN_KEYS = {"messages": frozenset({"messages"}), "prompt": frozenset({"prompt", "expected"})}
 MESSAGE_KEYS = frozenset({"role", "content"})
 _SHOWN_BAD = 20  # bad rows listed in an error; the count says how many more
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # the only way a decoded line can hold a lone surrogate
 
 Messages = list[dict[str, str]]
 
@@ -187,6 +191,36 @@ def normalize_golden_row(row: Any) -> tuple[Messages, str] | str:
     return "expected 'prompt' + 'expected', or 'messages' ending with the assistant's answer"
 
 
+def _lone_surrogate(text: str) -> int | None:
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as exc:
+        return ord(text[exc.start])
+
+
+_NOT_UTF8 = ": not valid Unicode, cannot be encoded as UTF-8"
+
+
+def _unencodable(value: Any) -> str | None:
+    """The reason a key or string anywhere in a parsed row cannot be written as UTF-8 (a lone surrogate
+    escape such as ``"\\ud800"``: json accepts it, every encoder and tokenizer refuses it), or None."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:  # no recursion: the depth json.loads allowed stays off Python's stack
+        where, v = stack.pop()
+        if isinstance(v, str) and (ch := _lone_surrogate(v)) is not None:
+            return f"{repr(where) if where else 'the row'} holds a lone surrogate \\u{ch:04x}{_NOT_UTF8}"
+        if isinstance(v, dict):
+            for k, x in v.items():
+                path = f"{where}.{k}" if where else k
+                if (ch := _lone_surrogate(k)) is not None:
+                    return f"key {path!r} holds a lone surrogate \\u{ch:04x}{_NOT_UTF8}"
+                stack.append((path, x))
+        elif isinstance(v, list):
+            stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
+    return None
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -254,6 +288,9 @@ def iter_jsonl(path: str | Path, convert: Callable[[Any], T | str], *, what: str
             continue
         except RecursionError:
             yield lineno, "JSON nested too deeply"
+            continue
+        if _SURROGATE_ESCAPE.search(text) and (why := _unencodable(row)):
+            yield lineno, why
             continue
         yield lineno, convert(row)
 

@@ -62,9 +62,13 @@ def run_check(args: argparse.Namespace, train: str, *, quiet: bool = False):
     """The check with a progress bar on stderr for long files (shared with `plan --dataset`)."""
     from advisor.datacheck import DEFAULT_NEAR_THRESHOLD, DEFAULT_SHINGLE_WORDS, check
 
-    kwargs = dict(golden=getattr(args, "golden", None), max_seq_len=getattr(args, "max_seq_len", None) or 2048,
-                  near_threshold=getattr(args, "near_threshold", None) or DEFAULT_NEAR_THRESHOLD,
-                  shingle_words=getattr(args, "shingle_words", None) or DEFAULT_SHINGLE_WORDS,
+    def given(name: str, default):  # a 0 is the user's value, checked by check(); only an absent one defaults
+        value = getattr(args, name, None)
+        return default if value is None else value
+
+    kwargs = dict(golden=getattr(args, "golden", None), max_seq_len=given("max_seq_len", 2048),
+                  near_threshold=given("near_threshold", DEFAULT_NEAR_THRESHOLD),
+                  shingle_words=given("shingle_words", DEFAULT_SHINGLE_WORDS),
                   pii=not getattr(args, "no_pii", False), spacy_model=getattr(args, "spacy_model", None),
                   model=getattr(args, "model", None))
     try:
@@ -174,7 +178,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 def cmd_dedup(args: argparse.Namespace) -> int:
     from advisor.datacheck import DEFAULT_NEAR_THRESHOLD, dedup
 
-    near = None if args.exact_only else (args.near_threshold or DEFAULT_NEAR_THRESHOLD)
+    near = None if args.exact_only else (DEFAULT_NEAR_THRESHOLD if args.near_threshold is None else args.near_threshold)
     kept, removed = dedup(args.input, args.output, near_threshold=near)
     sys.stdout.write(f"wrote {args.output}: kept {kept:,} rows, removed {removed:,} "
                      f"({'exact' if near is None else f'exact and near (Jaccard >= {near:g})'} duplicates, first of each group kept)\n")
