@@ -412,7 +412,7 @@ def dedup(src: str | Path, dst: str | Path, *, near_threshold: float | None = DE
     """Copy ``src`` to ``dst`` without duplicates (exact ones, and near ones unless ``near_threshold`` is
     None), keeping the first row of each group byte for byte. Returns (rows kept, rows removed)."""
     if _same_file(src, dst):
-        raise UserError(f"-o {dst}: is the input file; write the copy elsewhere")
+        raise UserError(f"{dst}: is the input file; write the copy elsewhere")
     r = check(src, near_threshold=DEFAULT_NEAR_THRESHOLD if near_threshold is None else near_threshold,
               shingle_words=shingle_words, pii=False)
     drop = duplicate_lines(r) if near_threshold is not None else {line for g in r.exact_duplicates for line in g[1:]}
@@ -464,9 +464,9 @@ def redact(src: str | Path, dst: str | Path, *, spacy_model: str | None = None) 
                     yield (json.dumps(row.raw, ensure_ascii=False) + "\n").encode("utf-8")
                 else:
                     yield raw if raw.endswith(b"\n") else raw + b"\n"
+        raise_bad(bad, "training", src)  # inside the write: a file with bad rows leaves no copy behind
 
     write_lines_atomic(dst, rows())
-    raise_bad(bad, "training", src)
     return replaced
 
 

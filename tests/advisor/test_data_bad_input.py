@@ -119,3 +119,15 @@ def test_preset_size_or_directory_without_tokenizer_keeps_the_stated_approximati
     r = check(good, pii=False, model=model)
     assert r.settings["token_count_method"].startswith("approximation: 4 characters per token")
     assert f"no tokenizer.json in {model}" in r.settings["token_count_method"]
+
+
+def test_redact_of_a_file_with_a_bad_row_writes_no_copy(tmp_path):
+    pytest.importorskip("presidio_anonymizer")
+    from advisor.datacheck import redact
+
+    src = tmp_path / "train.jsonl"
+    src.write_text('{"prompt": "mail me at a@example.com", "response": "ok"}\n{"prompt": 5}\n')
+    dst = tmp_path / "redacted.jsonl"
+    with pytest.raises(UserError, match=r"train.jsonl:2"):
+        redact(src, dst)
+    assert not dst.exists() and [p.name for p in tmp_path.iterdir()] == ["train.jsonl"]
