@@ -15,6 +15,20 @@ from advisor.errors import UserError
 from advisor.specs import ModelSpec, SpecError
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bBmM])\s*$")
+# The sizes a bare size may name: generic_model's architectures run from 2 to 199 layers (0.03B to 1878B); a size
+# outside this range is refused, not rounded to the nearest architecture.
+GENERIC_MIN_PARAMS, GENERIC_MAX_PARAMS = 50e6, 1800e9
+
+# The most each config.json size key may be: about 10x the largest preset's (llama-3.1-405b: hidden 16384, 126 layers,
+# 128 heads, ffn 53248; gemma: vocab 256000, head_dim 256), a context of 2**24 tokens, 1024 experts. Beyond: a typo.
+_KEY_MAX = {"hidden_size": 163_840, "d_model": 163_840, "num_hidden_layers": 1_260, "n_layers": 1_260,
+            "num_attention_heads": 1_280, "n_heads": 1_280, "num_key_value_heads": 1_280, "kv_n_heads": 1_280,
+            "head_dim": 2_560, "intermediate_size": 532_480, "vocab_size": 2_560_000,
+            "max_position_embeddings": 2**24, "max_seq_len": 2**24,
+            "num_local_experts": 1_024, "num_experts": 1_024, "num_experts_per_tok": 1_024}
+# Families whose transformers code splits hidden_size into the heads whatever head_dim says (transformers 5:
+# LlamaConfig / Gemma2Config / GPTNeoXConfig.validate_architecture, StableLmAttention; MPT has no head_dim key)
+_HIDDEN_SPLIT_BY_HEADS = ("llama", "gemma2", "gpt_neox", "stablelm", "mpt")
 
 
 # --------------------------------------------------------------------------- counting
@@ -130,8 +144,9 @@ def generic_model(size_params: float, label: str) -> ModelSpec:
     Width follows Llama 3's aspect ratio (hidden ~ 128 * layers), GQA with 8 KV heads, SwiGLU with
     ffn = 3.5 * hidden, vocab 128256: the shape of current open models rather than any one of them.
     """
-    if size_params < 1e6:
-        raise UserError(f"{label}: a model needs at least 1M parameters", field="model")
+    if not GENERIC_MIN_PARAMS <= size_params <= GENERIC_MAX_PARAMS:
+        raise UserError(f"{label}: a bare size must be from 0.05B (50M) to 1800B parameters (the generic "
+                        "Llama-shaped architectures); give a config.json for another size", field="model")
     # Solve 12.5 h^2 * L + 2 V h = N with L = h / 128 (Llama 3.1 8B: h=4096, L=32).
     vocab = 128256
     best: ModelSpec | None = None
@@ -151,33 +166,83 @@ def generic_model(size_params: float, label: str) -> ModelSpec:
     return best
 
 
+def _size(cfg: dict, key: str, default: int | None = None) -> int:
+    """config.json's ``key`` as an integer from 1 to _KEY_MAX[key]; absent or null: ``default`` (None: required).
+    A bad value is a SpecError on the key the file has, not on a ModelSpec field."""
+    v = cfg.get(key)
+    if v is None:
+        if default is None:
+            raise KeyError(key)
+        return default
+    if type(v) is not int:
+        raise SpecError(key, f"must be an integer, got {v!r}")
+    if not 1 <= v <= _KEY_MAX[key]:
+        raise SpecError(key, f"must be from 1 to {_KEY_MAX[key]:,}, got {v!r}")
+    return v
+
+
+def _flag(cfg: dict, key: str, default: bool) -> bool:
+    v = cfg.get(key, default)
+    if type(v) is not bool:
+        raise SpecError(key, f"must be true or false, got {v!r}")
+    return v
+
+
+def _check_heads(family: str, hidden: tuple[str, int], heads: tuple[str, int], kv: tuple[str, int],
+                 head_dim: int | None) -> None:
+    """What transformers (and the counts) need of the heads, on the config.json keys: the key-value heads divide the
+    attention heads, and hidden_size splits into the heads unless head_dim is given (and the family reads it)."""
+    (h_key, h), (n_key, n), (kv_key, k) = hidden, heads, kv
+    if n % k:
+        raise SpecError(kv_key, f"must divide {n_key} ({n}), got {k}")
+    if h % n and (head_dim is None or family in _HIDDEN_SPLIT_BY_HEADS):
+        also = "" if family in _HIDDEN_SPLIT_BY_HEADS else " (or give head_dim)"
+        raise SpecError(h_key, f"must be a multiple of {n_key} ({n}){also}, got {h}")
+
+
+def _experts(cfg: dict) -> tuple[int, int]:
+    """(experts, experts per token) from num_local_experts / num_experts and num_experts_per_tok; dense: (1, 1)."""
+    key = "num_local_experts" if cfg.get("num_local_experts") is not None else "num_experts"
+    experts, per_token = _size(cfg, key, 1), _size(cfg, "num_experts_per_tok", 1)
+    if per_token > experts:
+        raise SpecError("num_experts_per_tok", f"cannot exceed {key} ({experts}), got {per_token}")
+    return experts, per_token
+
+
 def _config_to_spec(cfg: dict, name: str) -> ModelSpec:
-    """Map a Hugging Face config.json (llama, mistral, mixtral, qwen2, gemma, gemma2, phi3, mpt, gpt_neox)."""
+    """Map a Hugging Face config.json (llama, mistral, mixtral, qwen2, gemma, gemma2, phi3, mpt, gpt_neox); a bad
+    value is refused on its config.json key."""
     kind = str(cfg.get("model_type", "")).lower()
     if kind == "mpt":
-        h = cfg["d_model"]
+        h, heads = _size(cfg, "d_model"), _size(cfg, "n_heads")
+        attn = cfg.get("attn_config") or {}
+        if not isinstance(attn, dict):
+            raise SpecError("attn_config", f"must be a mapping, got {attn!r}")
+        kv = _size(attn, "kv_n_heads", heads)
+        _check_heads(kind, ("d_model", h), ("n_heads", heads), ("attn_config.kv_n_heads", kv), None)
+        ratio = cfg.get("expansion_ratio", 4)
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 64:
+            raise SpecError("expansion_ratio", f"must be a number above 0 and at most 64, got {ratio!r}")
         return ModelSpec(
-            name=name, family="mpt", source="config.json", hidden_size=h, num_layers=cfg["n_layers"],
-            num_heads=cfg["n_heads"], num_kv_heads=cfg.get("attn_config", {}).get("kv_n_heads") or cfg["n_heads"],
-            ffn_size=int(cfg.get("expansion_ratio", 4) * h), ffn_kind="mlp", vocab_size=cfg["vocab_size"],
-            tied_embeddings=not cfg.get("no_tie_embeddings", False) if "no_tie_embeddings" in cfg else True,
-            max_context=cfg.get("max_seq_len", 2048),
+            name=name, family="mpt", source="config.json", hidden_size=h, num_layers=_size(cfg, "n_layers"),
+            num_heads=heads, num_kv_heads=kv, ffn_size=int(ratio * h), ffn_kind="mlp", vocab_size=_size(cfg, "vocab_size"),
+            tied_embeddings=not _flag(cfg, "no_tie_embeddings", False), max_context=_size(cfg, "max_seq_len", 2048),
         )
     families = {"llama", "mistral", "mixtral", "qwen2", "gemma", "gemma2", "phi3", "gpt_neox", "stablelm", "qwen2_moe"}
     if kind not in families:
         raise UserError(f"{name}: model_type '{kind}' is not supported (supported: {', '.join(sorted(families | {'mpt'}))})",
                         field="model", names_file=True)
-    heads = cfg["num_attention_heads"]
-    h = cfg["hidden_size"]
-    default_tied = kind in ("gemma", "gemma2")
+    heads, h = _size(cfg, "num_attention_heads"), _size(cfg, "hidden_size")
+    kv = _size(cfg, "num_key_value_heads", heads)
+    head_dim = _size(cfg, "head_dim", 0) or None
+    _check_heads(kind, ("hidden_size", h), ("num_attention_heads", heads), ("num_key_value_heads", kv), head_dim)
+    experts, per_token = _experts(cfg)
     return ModelSpec(
-        name=name, family=kind, source="config.json", hidden_size=h, num_layers=cfg["num_hidden_layers"],
-        num_heads=heads, num_kv_heads=cfg.get("num_key_value_heads") or heads, head_dim=cfg.get("head_dim"),
-        ffn_size=cfg.get("intermediate_size") or 4 * h, ffn_kind="mlp" if kind == "gpt_neox" else "gated",
-        vocab_size=cfg["vocab_size"], tied_embeddings=bool(cfg.get("tie_word_embeddings", default_tied)),
-        max_context=cfg.get("max_position_embeddings") or 2048,
-        num_experts=cfg.get("num_local_experts") or cfg.get("num_experts") or 1,
-        experts_per_token=cfg.get("num_experts_per_tok") or 1,
+        name=name, family=kind, source="config.json", hidden_size=h, num_layers=_size(cfg, "num_hidden_layers"),
+        num_heads=heads, num_kv_heads=kv, head_dim=head_dim,
+        ffn_size=_size(cfg, "intermediate_size", 4 * h), ffn_kind="mlp" if kind == "gpt_neox" else "gated",
+        vocab_size=_size(cfg, "vocab_size"), tied_embeddings=_flag(cfg, "tie_word_embeddings", kind in ("gemma", "gemma2")),
+        max_context=_size(cfg, "max_position_embeddings", 2048), num_experts=experts, experts_per_token=per_token,
     )
 
 
@@ -186,6 +251,9 @@ def load_config_json(path: Path) -> ModelSpec:
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})", field="model", names_file=True) from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                        "a config.json is JSON", field="model", names_file=True) from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.__class__.__name__})", field="model", names_file=True) from None
     if not isinstance(cfg, dict):
@@ -194,7 +262,7 @@ def load_config_json(path: Path) -> ModelSpec:
         return _config_to_spec(cfg, str(path))
     except KeyError as exc:
         raise UserError(f"{path}: missing field {exc.args[0]!r}", field="model", names_file=True) from None
-    except (TypeError, ValueError) as exc:  # SpecError: '<ModelSpec field>: <reason>'
+    except (TypeError, ValueError) as exc:  # SpecError: '<config.json key>: <reason>' (or a ModelSpec field's)
         raise UserError(f"{path}: {exc}", field="model", names_file=True) from None
 
 
@@ -216,6 +284,8 @@ def resolve_model(name_or_path: str) -> ModelSpec:
         return load_config_json(path / "config.json")
     if path.is_file():
         return load_config_json(path)
+    if path.is_dir():
+        raise UserError(f"{path}: a model directory needs a config.json", field="model", names_file=True)
     from advisor.errors import did_you_mean
 
     hint = did_you_mean(text, list(presets))

@@ -128,7 +128,20 @@ def _preset_hf_config(spec, num_layers: int):
 
 def hf_config(spec, num_layers: int):
     """The model's transformers config at ``num_layers`` decoder layers: the user's config.json as
-    given (only the depth changed), else the preset's architecture."""
+    given (only the depth changed), else the preset's architecture. A config transformers refuses (its
+    strict dataclass validators) is a ValueError of one line: the validator's own reason."""
+    from huggingface_hub.errors import StrictDataclassError
+
+    try:
+        with _quiet():  # its warnings (a pad id outside the vocabulary) come back as the build's one-line error
+            return _hf_config(spec, num_layers)
+    except (StrictDataclassError, TypeError, KeyError) as exc:
+        cause = exc.__cause__ or exc
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise ValueError(f"transformers refuses the config: {reason}") from None
+
+
+def _hf_config(spec, num_layers: int):
     import transformers as T
 
     if spec.source == "config.json":

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from advisor.errors import UserError
-from advisor.specs import STRATEGIES, TrainConfig
+from advisor.specs import STRATEGIES, TrainConfig, check_tensor_parallel
 
 
 def register(subparsers) -> None:
@@ -16,7 +16,7 @@ def register(subparsers) -> None:
         description="Estimate memory per GPU (by component), host memory for offload, tokens/s, MFU and step time.",
     )
     p.add_argument("--model", required=True, help="preset id, size such as 8B, config.json or model directory")
-    p.add_argument("--gpu", required=True, help="GPU tier id (see `sftplan catalog`)")
+    p.add_argument("--gpu", default=None, help="GPU tier id (see `sftplan catalog`); required")
     p.add_argument("--num-gpus", type=int, default=1)
     p.add_argument("--strategy", default=None, help=f"one of {', '.join(STRATEGIES)} (default: single for 1 GPU, else fsdp)")
     p.add_argument("--seq-len", type=int, default=2048)
@@ -48,6 +48,7 @@ def build(args: argparse.Namespace):
     from advisor.architecture import resolve_model
     from advisor.catalog import load_catalog
 
+    model = resolve_model(args.model)  # first: an unknown name lists the presets whatever else is missing
     parallel = args.tp * args.pp if args.tp > 0 and args.pp > 0 else 1
     strategy = args.strategy or ("single" if args.num_gpus == 1 and parallel == 1 else
                                  "megatron" if parallel > 1 else "fsdp")
@@ -57,14 +58,17 @@ def build(args: argparse.Namespace):
         activation_checkpointing=args.activation_checkpointing, tp=args.tp, pp=args.pp, loss_chunks=args.loss_chunks,
         memory_headroom=args.memory_headroom, trainable="lora" if getattr(args, "lora", False) else "full",
     )
-    gpu = load_catalog().gpu(args.gpu)
+    catalog = load_catalog()
+    if args.gpu is None:
+        raise UserError(f"required: a GPU tier id (one of {', '.join(catalog.gpus)})", field="gpu")
+    gpu = catalog.gpu(args.gpu)
     if args.network_gbps is not None:
         if not args.network_gbps > 0:
             raise UserError(f"must be > 0, got {args.network_gbps:g}", field="network_gbps")
         from advisor.throughput import with_network
 
         gpu = with_network(gpu, args.network_gbps)
-    model = resolve_model(args.model)
+    check_tensor_parallel(model, cfg)
     if cfg.seq_len > model.max_context:
         raise UserError(f"{cfg.seq_len} exceeds {model.name}'s context of {model.max_context} tokens", field="seq_len")
     limit = gpu.gpus_per_node * gpu.max_nodes
@@ -198,7 +202,8 @@ def _trace(model, est) -> dict:
             r = memtrace.trace(model, precision=cfg.precision, strategy=cfg.strategy, world_size=cfg.num_gpus,
                                seq_len=cfg.seq_len, micro_batch_size=cfg.micro_batch_size,
                                activation_checkpointing=cfg.activation_checkpointing, grad_accum=cfg.grad_accum)
-    except (RuntimeError, ValueError, TypeError, NotImplementedError) as exc:  # a model the fake-tensor run cannot take
+    except (RuntimeError, ValueError, TypeError, NotImplementedError, AssertionError) as exc:  # a model the fake-tensor
+        # run cannot take, or a config transformers refuses (memtrace.hf_config: one line; torch asserts, e.g. pad id)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise UserError(f"--trace: {model.name} could not be traced with {cfg.precision} / {cfg.strategy}: {first}") from None
     out["traced_gib"] = {"model_states": round(r.model_states_max / GIB, 3), "transient": round(r.transient_max / GIB, 3),

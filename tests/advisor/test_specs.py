@@ -102,7 +102,7 @@ def test_bad_config_json_names_file_and_field(tmp_path):
     path.write_text(json.dumps(cfg))
     with pytest.raises(UserError) as exc:
         resolve_model(str(path))
-    assert str(exc.value) == f"{path}: num_layers: must be > 0, got 0"
+    assert str(exc.value) == f"{path}: num_hidden_layers: must be from 1 to 1,260, got 0"  # the key the file has
 
 
 
