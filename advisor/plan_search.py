@@ -352,7 +352,9 @@ class Search:
         out: list[Cand] = []
         choice: tuple[int, bool] | None = None
         for n in counts:
-            tp = min(8, gpu.gpus_per_node, 1 << (n.bit_length() - 1))  # tensor parallel inside a node
+            cap = min(8, gpu.gpus_per_node, 1 << (n.bit_length() - 1))  # tensor parallel inside a node ...
+            tp = max(t for t in (1, 2, 4, 8) if t <= cap and not self.model.num_heads % t
+                     and not self.model.num_kv_heads % t)  # ... splitting the heads evenly (specs.check_tensor_parallel)
             for pp in (1, 2, 4, 8, 16):
                 if n % (tp * pp) or n < tp * pp or not _ok(self.est(gpu, n, "megatron", 1, True, tp, pp)):
                     continue

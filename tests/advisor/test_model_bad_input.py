@@ -128,3 +128,22 @@ def test_trace_turns_a_config_transformers_refuses_into_one_line(tmp_path):
     _one_line_error(_sftplan("estimate", "--model", str(path), *RUN, "--trace"), "--trace: ", "RoPE")
     path = _config(tmp_path, pad_token_id=5000)  # torch's embedding asserts the pad id is in the vocabulary
     _one_line_error(_sftplan("estimate", "--model", str(path), *RUN, "--trace"), "--trace: ", "Padding_idx")
+
+
+def test_the_megatron_search_only_picks_a_tp_that_splits_the_heads():
+    """The planner's Megatron candidates take the largest tp inside a node that divides the attention and key-value
+    heads (12 heads, 4 kv heads: tp 4, not 8), the one check_tensor_parallel lets through."""
+    import dataclasses
+
+    from advisor.catalog import load_catalog
+    from advisor.plan_search import Search
+    from advisor.architecture import resolve_model
+
+    base = resolve_model("llama-3.1-8b")
+    model = dataclasses.replace(base, num_heads=12, num_kv_heads=4, hidden_size=12 * 128)
+    search = Search.__new__(Search)
+    search.model = model
+    seen = []
+    search.est = lambda gpu, n, s, mb, ac, tp=1, pp=1: seen.append(tp) or None
+    search._megatron(load_catalog().gpu("h100-sxm"), [16], quick=True)
+    assert seen and set(seen) == {4}
