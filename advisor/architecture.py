@@ -145,8 +145,8 @@ def generic_model(size_params: float, label: str) -> ModelSpec:
     ffn = 3.5 * hidden, vocab 128256: the shape of current open models rather than any one of them.
     """
     if not GENERIC_MIN_PARAMS <= size_params <= GENERIC_MAX_PARAMS:
-        raise UserError(f"{label}: a bare size must be from 0.05B (50M) to 1800B parameters (the generic "
-                        "Llama-shaped architectures); give a config.json for another size", field="model")
+        raise UserError(f"{label}: a bare size must be 0.05B-1800B (generic Llama shapes); else give a config.json",
+                        field="model")
     # Solve 12.5 h^2 * L + 2 V h = N with L = h / 128 (Llama 3.1 8B: h=4096, L=32).
     vocab = 128256
     best: ModelSpec | None = None
