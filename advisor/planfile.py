@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -137,12 +138,29 @@ def stamp_sha256(plan_sha256: str, by: str, at: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+_NAME_FORBIDDEN = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # control, invisible (bidi overrides), line breaks
+
+
 def approve(plan: Plan, by: str, at: datetime | None = None) -> Plan:
-    """Stamp the approval (as schema version 2). Refuses a plan whose content no longer matches its own hash."""
+    """Stamp the approval (as schema version 2). Refuses a plan whose content no longer matches its own hash.
+
+    A plan already approved, intact, by schema 2 is never re-stamped: the same approver gets it back as it is
+    (the first stamp and its time kept); anyone else is refused, naming who approved and when. A tampered stamp
+    or a schema-1 approval (no stamp hash) is stamped again, as ``verify`` / ``approval_note`` advise."""
     if not by.strip():
         raise UserError("the approver's name is empty", field="approval.by")
+    bad = next((c for c in by if unicodedata.category(c) in _NAME_FORBIDDEN), None)
+    if bad is not None:
+        raise UserError(f"the approver's name holds a control or invisible character (U+{ord(bad):04X}); "
+                        "give the name on one line", field="approval.by")
     if plan.plan_sha256 and plan.plan_sha256 != compute_sha256(plan):
         raise UserError("plan was edited after it was written (plan_sha256 does not match); re-run `sftplan plan`")
+    a = plan.approval
+    if a is not None and plan.schema_version >= 2 and not verify(plan):
+        if a.by == by.strip():
+            return plan  # approved again by the same reviewer: nothing changes, the first stamp stands
+        raise UserError(f"already approved by {a.by} at {a.at} (plan_sha256 {a.plan_sha256[:12]}); an approval is "
+                        "not replaced: a changed plan (`sftplan plan` again) is approved anew")
     blockers = [f for f in plan.findings if f.verdict == "blocks approval"]
     if blockers:  # on the request field that would lift it, when there is one (the CLI names its flag)
         raise UserError(f"not approvable: {blockers[0].why}", field=FIELD_OF_FINDING.get(blockers[0].rule_id))

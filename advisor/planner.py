@@ -17,6 +17,7 @@ When nothing meets the constraints, `closest` names the option with the smallest
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from advisor import rules
 from advisor.architecture import active_param_count, param_count, resolve_model
@@ -46,6 +47,7 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
     ``calibration`` (advisor.calibration.Calibration) corrects every estimate with the factors of its
     configuration class, and the plan records which."""
     req = request
+    _check_request(req)
     model = resolve_model(req.model)
     params, active = param_count(model), active_param_count(model)
     warnings: list[str] = []
@@ -136,7 +138,35 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
                             tokens_total, lora_rec, lora_closest, lora_constraints, lora_pick, rec or chosen,
                             [_tier_row(g, lora_by_tier[g.id], req, lora.misses) for g in tiers])
         out = out.replace(**{"evaluation": _priced_deploy(evaluation, lora_pick, params, active)})
+    cfg = out.recommended or (out.closest.config if out.closest else None)
+    if cfg is not None and cfg.strategy in ESTIMATED_ONLY:
+        out = out.replace(**{"warnings": [*out.warnings, estimated_only_warning(cfg.strategy)]})
     return with_hash(out)
+
+
+# Strategies the estimator models but `sftplan run` does not (executor/translate.py SUPPORTED; a test keeps the two apart)
+ESTIMATED_ONLY = ("megatron",)
+
+
+def estimated_only_warning(strategy: str) -> str:
+    return (f"strategy '{strategy}' is estimated only: `sftplan run` cannot run it (this plan is a what-if; "
+            "approve a plan with another strategy to run it)")
+
+
+def _check_request(req: PlanRequest) -> None:
+    """What the schema cannot see field by field: pins that contradict each other, deploy tasks the suite cannot run.
+    The same rules `sftplan estimate` applies to a configuration (advisor/specs.py TrainConfig)."""
+    if req.num_gpus is not None and req.num_gpus > req.max_gpus:
+        raise UserError(f"pinned to {req.num_gpus} GPUs, above max_gpus {req.max_gpus}", field="num_gpus")
+    if req.strategy == "single" and req.num_gpus not in (None, 1):
+        raise UserError(f"'single' needs num_gpus 1, got {req.num_gpus}", field="strategy")
+    for i, t in enumerate(req.deploy_tasks):
+        if ":" in t.metric:  # lm-eval metric names ('acc,none') hold no ':'; NAME=TASK:METRIC:MAX_DROP misread
+            raise UserError(f"metric {t.metric!r} holds a ':' (lm-eval metric names have none): a max drop after "
+                            "the metric must be a number", field=f"deploy_tasks[{i}].metric")
+    path = req.deploy_include_path
+    if path is not None and not Path(path).expanduser().is_dir():
+        raise UserError(f"{path}: no such folder (lm-eval task YAMLs)", field="deploy_include_path")
 
 
 def _calibration_used(calibration, cands: list[Cand]):

@@ -44,7 +44,7 @@ PLAN_FLAGS: dict[str, str | None] = {
     "gate_tolerance": "--gate-tolerance",
     "min_golden_score": "--min-golden-score",
     "deploy_tasks": "--deploy-task", "deploy_include_path": "--deploy-include-path", "deploy_limit": "--deploy-limit",
-    "network_gbit_per_s_per_node": None,
+    "network_gbit_per_s_per_node": "--network-gbps",
     "data_check": "--dataset",  # measured by plan --dataset
     "data_check.pii_decision": "--pii",  # redact | accept
     "data_check.skipped": "--no-data-check",
@@ -74,12 +74,19 @@ DATA_FLAGS = {  # sftplan data check / dedup / table: the settings advisor.datac
     "shingle_words": "--shingle-words",
     "max_seq_len": "--max-seq-len",
     "spacy_model": "--spacy-model",
+    "model": "--model",
+}
+
+TABLE_FLAGS = {  # sftplan table: the request fields its flags set for every column
+    "dataset.avg_tokens": "--avg-tokens", "epochs": "--epochs", "goals": "--goal", "max_seq_len": "--max-seq-len",
+    "budget_usd": "--budget-usd", "deadline_hours": "--deadline-hours", "model": "--models",
 }
 
 FLAGS = {
     "plan": PLAN_FLAGS,
     "data": DATA_FLAGS,
     "estimate": ESTIMATE_FLAGS,
+    "table": TABLE_FLAGS,
     "tui": PLAN_FLAGS,
     # a blocking finding's field is set when the plan is made: its `sftplan plan` flag
     "approve": {"approval.by": "--by", "data_check.pii_decision": "--pii (sftplan plan)",

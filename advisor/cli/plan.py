@@ -26,13 +26,17 @@ from advisor.planfile import (
     verify,
     write_plan_files,
 )
-from advisor.planner import plan
+from advisor.planner import ESTIMATED_ONLY, estimated_only_warning, plan
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("plan", help="plan full SFT: method, hardware, cost, hyperparameters, eval gate")
     add_request_arguments(p)
+    p.add_argument("--network-gbps", type=float, metavar="GBPS",
+                   help="the cluster's network per node in Gbit/s, all NICs (default: the catalog tier's)")
     p.add_argument("-o", "--output", metavar="PLAN_YAML", help="write the plan (and PLAN.md beside it)")
+    p.add_argument("--overwrite-approved", action="store_true",
+                   help="let -o write over an approved plan (its approval is lost); refused otherwise")
     p.add_argument("--json", action="store_true", help="print the plan as JSON on stdout")
     p.add_argument("--calibration", metavar="YAML",
                    help="correction factors from finished runs (`sftplan calibrate`; default: $SFTPLAN_CALIBRATION)")
@@ -84,13 +88,50 @@ def _calibration(args: argparse.Namespace):
     return load_calibration(path)
 
 
+def _check_output(path: str | None, overwrite_approved: bool) -> None:
+    """-o: a file name, and not an approved plan (its approval would be lost) unless --overwrite-approved."""
+    if path is None:
+        return
+    if not path.strip():
+        raise UserError("-o: empty file name; give one such as plan.yaml")
+    if overwrite_approved or not os.path.isfile(path):
+        return
+    try:
+        approval = read_plan(path).approval
+    except UserError:  # not a readable plan: nothing approved to lose
+        return
+    if approval is not None:
+        raise UserError(f"{path}: an approved plan (by {approval.by} at {approval.at}); writing over it loses the "
+                        "approval: choose another -o, or give --overwrite-approved")
+
+
+def _assumed(request) -> str:
+    """The line saying a default the plan rests on that the user did not give: avg_tokens without a data file."""
+    ds = request.dataset
+    if ds.file is None and "avg_tokens" not in ds.fields_set:
+        return (f"assumed: dataset.avg_tokens {ds.avg_tokens} tokens per example (the schema's default); "
+                "give the real mean, or the data file to measure it")
+    return ""
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
+    _check_output(args.output, args.overwrite_approved)
     request = build_request(args)
+    if args.network_gbps is not None:  # PlanRequest.network_gbit_per_s_per_node, validated by the schema
+        args.flag_fields.add("network_gbit_per_s_per_node")
+        request = request.replace(network_gbit_per_s_per_node=args.network_gbps)
+    assumed = _assumed(request)
     result = plan(request, load_catalog(), calibration=_calibration(args))
-    if args.output:
+    if args.output is not None:
+        _check_output(args.output, args.overwrite_approved)  # again: it may have been approved while planning
         result = write_plan_files(result, args.output)
     if args.json:
         _print(json.dumps(result.to_dict(), indent=2))
+        cfg = result.recommended or (result.closest.config if result.closest else None)
+        if cfg is not None and cfg.strategy in ESTIMATED_ONLY:  # drawn with the plan's warnings otherwise
+            sys.stderr.write(f"sftplan: warning: {estimated_only_warning(cfg.strategy)}\n")
+        if assumed:
+            sys.stderr.write(f"sftplan: {assumed}\n")
         return 0
     from rich.console import Console  # only to draw: see _DRAW_ONLY
 
@@ -100,6 +141,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     console.print(renderables(result))
     for hint in finding_hints(result.findings, args.command):
         console.print(hint)
+    if assumed:
+        console.print(assumed, markup=False, soft_wrap=True)
     if args.output:
         console.print(f"wrote {args.output} and {review_path(args.output)}")
     return 0
@@ -201,7 +244,17 @@ def _measure_cpu(cat, as_json: bool) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    p = approve(read_plan(args.plan), args.by)
+    before = read_plan(args.plan)
+    try:
+        p = approve(before, args.by)
+    except UserError as exc:
+        if exc.field is not None:  # the CLI names its flag
+            raise
+        raise UserError(f"{args.plan}: {exc.message}") from None
+    if p is before:  # already approved by this reviewer: the file (and the first stamp) stays as it is
+        _print(f"{args.plan}: already approved by {p.approval.by} at {p.approval.at}, unchanged "
+               f"(plan_sha256 {p.plan_sha256[:12]})")
+        return 0
     write_plan_files(p, args.plan)  # the review's approval line too
     _print(f"approved {args.plan} by {p.approval.by} at {p.approval.at} (plan_sha256 {p.plan_sha256[:12]})")
     return 0

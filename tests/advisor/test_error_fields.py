@@ -112,6 +112,15 @@ def test_cli_names_the_flag_that_was_typed():
     assert len(out.stderr.strip().splitlines()) == 1 and "--gpu" not in out.stderr
 
 
+@pytest.mark.parametrize("argv, flag", [(["table", "--avg-tokens", "0"], "--avg-tokens"),
+                                        (["table", "--epochs", "0"], "--epochs"),
+                                        (["data", "check", "x.jsonl", "--model", "/nonexistent"], "--model")])
+def test_table_and_data_errors_name_the_flag_not_the_field(argv, flag):
+    out = subprocess.run([sys.executable, "-m", "advisor", *argv], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.startswith(f"sftplan: {flag}: "), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
 def test_a_value_from_the_request_file_names_the_file(tmp_path):
     req = tmp_path / "req.yaml"
     req.write_text(yaml.safe_dump({**OK, "have": [{"gpu": "h10-sxm", "count": 8}]}))

@@ -1,0 +1,129 @@
+"""Bad input to `sftplan plan / approve / run`: one line naming the field or file, exit 2, nothing lost."""
+
+import pytest
+import yaml
+
+from advisor.cli import main
+from advisor.planfile import read_plan, verify
+
+REQ = ["--model", "llama-3.1-8b", "--examples", "50000", "--avg-tokens", "1024", "--have", "h100-sxm:8"]
+
+
+def _err(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("sftplan: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.fixture
+def approved(tmp_path, capsys):
+    path = tmp_path / "plan.yaml"
+    assert main(["plan", *REQ, "-o", str(path), "--json"]) == 0
+    assert main(["approve", str(path), "--by", "Dana"]) == 0
+    capsys.readouterr()
+    return path
+
+
+def test_plan_refuses_to_write_over_an_approved_plan(approved, capsys):
+    before = approved.read_bytes()
+    assert main(["plan", *REQ, "--epochs", "1", "-o", str(approved), "--json"]) == 2
+    err = _err(capsys)
+    assert str(approved) in err and "approved" in err and "Dana" in err and "--overwrite-approved" in err
+    assert approved.read_bytes() == before and verify(read_plan(approved)) == ""
+    assert main(["plan", *REQ, "--epochs", "1", "-o", str(approved), "--overwrite-approved", "--json"]) == 0
+    assert read_plan(approved).approval is None
+
+
+def test_plan_refuses_an_empty_output_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", *REQ, "-o", ""]) == 2
+    assert "-o: empty file name" in _err(capsys)
+    assert not list(tmp_path.iterdir())
+
+
+def test_approve_never_silently_replaces_an_approval(approved, capsys):
+    first = read_plan(approved).approval
+    before = approved.read_bytes()
+    assert main(["approve", str(approved), "--by", "Someone Else"]) == 2
+    err = _err(capsys)
+    assert f"{approved}: already approved by Dana at {first.at}" in err
+    assert approved.read_bytes() == before
+    assert main(["approve", str(approved), "--by", "Dana"]) == 0  # the same reviewer again: unchanged
+    assert "already approved by Dana" in capsys.readouterr().out
+    assert approved.read_bytes() == before
+
+
+def test_a_tampered_stamp_can_be_approved_again(approved):
+    approved.write_text(approved.read_text().replace("by: Dana", "by: Mallory"))
+    assert "stamp was edited" in verify(read_plan(approved))
+    assert main(["approve", str(approved), "--by", "Grace"]) == 0
+    assert verify(read_plan(approved)) == "" and read_plan(approved).approval.by == "Grace"
+
+
+@pytest.mark.parametrize("name", ["Dana\nEvil", "Dana\rEvil", "Dana\x1b[31m", "Dana\u202eliveD", "Dana\u2028Evil"])
+def test_approve_refuses_control_characters_in_the_name(tmp_path, capsys, name):
+    path = tmp_path / "plan.yaml"
+    assert main(["plan", *REQ, "-o", str(path), "--json"]) == 0
+    capsys.readouterr()
+    before = path.read_bytes()
+    assert main(["approve", str(path), "--by", name]) == 2
+    assert _err(capsys).startswith("sftplan: --by: the approver's name holds a control or invisible character")
+    assert path.read_bytes() == before
+
+
+def test_approve_and_run_name_the_plan_file(tmp_path, capsys):
+    path = tmp_path / "pu.yaml"
+    assert main(["plan", *REQ, "-o", str(path), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(path), "--dry-run"]) == 2
+    assert _err(capsys) == f"sftplan: {path}: plan is not approved (run `sftplan approve PLAN --by NAME`)\n"
+    data = yaml.safe_load(path.read_text())
+    data["estimate"]["cost_usd"] += 0.01
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert main(["approve", str(path), "--by", "Ada"]) == 2
+    assert _err(capsys).startswith(f"sftplan: {path}: plan was edited after it was written")
+
+
+@pytest.mark.parametrize("argv, want", [
+    (["--max-gpus", "4", "--num-gpus", "8"], "sftplan: --num-gpus: pinned to 8 GPUs, above max_gpus 4\n"),
+    (["--strategy", "single", "--num-gpus", "4"], "sftplan: --strategy: 'single' needs num_gpus 1, got 4\n"),
+    (["--deploy-task", "a=b:c:notnum"], "sftplan: --deploy-task: metric 'c:notnum' holds a ':'"),
+    (["--deploy-include-path", "/nonexistent"], "sftplan: --deploy-include-path: /nonexistent: no such folder"),
+    (["--network-gbps", "0"], "sftplan: --network-gbps: must be > 0"),
+])
+def test_plan_refuses_what_estimate_and_evaluate_would(tmp_path, capsys, argv, want):
+    out = tmp_path / "plan.yaml"
+    assert main(["plan", *REQ, *argv, "-o", str(out)]) == 2
+    assert _err(capsys).startswith(want)
+    assert not out.exists()
+
+
+def test_plan_takes_the_network_and_says_the_assumed_avg_tokens(capsys):
+    import json
+
+    assert main(["plan", "--model", "llama-3.1-8b", "--examples", "50000", "--network-gbps", "100", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["request"]["network_gbit_per_s_per_node"] == 100
+    assert captured.err == ("sftplan: assumed: dataset.avg_tokens 512 tokens per example (the schema's default); "
+                            "give the real mean, or the data file to measure it\n")
+    assert main(["plan", *REQ, "--json"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_megatron_plan_warns_it_cannot_run_and_run_lists_each_strategy_once(tmp_path, capsys):
+    from advisor.planner import ESTIMATED_ONLY
+    from advisor.specs import STRATEGIES
+    from executor.translate import SUPPORTED
+
+    assert set(ESTIMATED_ONLY) == set(STRATEGIES) - set(SUPPORTED)
+    path = tmp_path / "m.yaml"
+    assert main(["plan", *REQ, "--method", "full-sft", "--strategy", "megatron", "-o", str(path), "--json"]) == 0
+    assert capsys.readouterr().err.startswith("sftplan: warning: strategy 'megatron' is estimated only")
+    assert "strategy 'megatron' is estimated only" in path.with_suffix(".md").read_text()
+    assert main(["approve", str(path), "--by", "Ada"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(path), "--dry-run", "--out", str(tmp_path / "run")]) == 2
+    err = _err(capsys)
+    assert f"{path}: strategy 'megatron' is not supported" in err
+    listed = err.split("supported: ")[1].rstrip(")\n").split(", ")
+    assert len(listed) == len(set(listed)) == len(set(SUPPORTED))
