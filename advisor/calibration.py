@@ -135,13 +135,19 @@ def read_run(run_dir: str | Path) -> RunSample:
         if not p.is_file():
             raise UserError(f"{p}: missing (not a finished run folder)", names_file=True)
     try:
-        report = json.loads(report_path.read_text(encoding="utf-8"))
         plan = yaml.safe_load(plan_path.read_text(encoding="utf-8"))
         rec, model = plan["recommended"], plan["model"]
         key = class_key(str(rec["gpu"]), str(rec["strategy"]), str(rec.get("precision", "bf16-mixed")),
                         "lora" if plan.get("method") == "lora" else "full", int(model["params"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError):
+        raise UserError(f"{plan_path}: not a plan of an sftplan run (unreadable, or without a recommended "
+                        "configuration and model)", names_file=True) from None
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
         figures = report["figures"]
-    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        if not isinstance(figures, dict):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError):
         raise UserError(f"{report_path}: not a report of an sftplan run (unreadable, or without figures)",
                         names_file=True) from None
     if report.get("plan_sha256") != plan.get("plan_sha256"):

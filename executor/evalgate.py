@@ -225,9 +225,64 @@ def read_gate(run_dir: str | Path) -> dict:
     if not path.exists():
         return {"baseline": None, "epochs": [], "thresholds": {}}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        gate = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: unreadable gate report ({exc.__class__.__name__})") from None
+    why = _gate_shape_problem(gate)
+    if why:
+        raise UserError(f"{path}: not a gate report ({why})")
+    return gate
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _score_problem(score: Any, where: str) -> str:
+    if not isinstance(score, dict):
+        return f"{where} is {type(score).__name__}, expected an object"
+    bad = [k for k in _SCORE_KEYS if not _is_number(score.get(k))]
+    return f"{where}.{bad[0]} is missing or not a number" if bad else ""
+
+
+_SCORE_KEYS = ("loss", "exact_match", "contains")
+
+
+def _gate_shape_problem(gate: Any) -> str:
+    """'' when ``gate`` has the shape record_baseline / record_epoch write, else what is wrong (short)."""
+    if not isinstance(gate, dict):
+        return f"expected an object with baseline and epochs, got {type(gate).__name__}"
+    if gate.get("baseline") is not None:
+        why = _score_problem(gate["baseline"], "baseline")
+        if why:
+            return why
+    if not isinstance(gate.get("thresholds", {}), dict):
+        return "thresholds is not an object"
+    epochs = gate.get("epochs", [])
+    if not isinstance(epochs, list):
+        return f"epochs is {type(epochs).__name__}, expected a list"
+    for i, e in enumerate(epochs):
+        where = f"epochs[{i}]"
+        if not isinstance(e, dict):
+            return f"{where} is {type(e).__name__}, expected an object"
+        if not _is_number(e.get("epoch")):
+            return f"{where}.epoch is missing or not a number"
+        if not isinstance(e.get("checkpoint"), str) or not e["checkpoint"]:
+            return f"{where}.checkpoint is missing or not a folder name"
+        if "/" in e["checkpoint"] or e["checkpoint"] in (".", ".."):
+            return f"{where}.checkpoint {e['checkpoint']!r} is not a folder name"
+        if not isinstance(e.get("step"), int) or isinstance(e.get("step"), bool):
+            return f"{where}.step is missing or not an integer"
+        if not isinstance(e.get("passed"), bool):
+            return f"{where}.passed is missing or not true/false"
+        if not isinstance(e.get("reasons"), list) or not all(isinstance(r, str) for r in e["reasons"]):
+            return f"{where}.reasons is not a list of strings"
+        why = _score_problem(e.get("score"), f"{where}.score")
+        if why:
+            return why
+    if epochs and gate.get("baseline") is None:
+        return "epochs recorded without a baseline"
+    return ""
 
 
 def _thresholds(evaluation: Evaluation) -> dict:

@@ -53,7 +53,7 @@ def check_plan(plan: Plan) -> CheckedPlan:
         raise UserError("plan has no recommended configuration (nothing fit the constraints): nothing to run")
     strategy = plan.recommended.strategy
     if strategy not in SUPPORTED:
-        raise UserError(f"strategy '{strategy}' is not supported by the executor (supported: {', '.join(SUPPORTED)})")
+        raise UserError(f"strategy '{strategy}' is not supported by the executor (supported: {', '.join(dict.fromkeys(SUPPORTED))})")
     if strategy == "zero3-sp" and plan.request.packing:
         # DeepSpeed's Ulysses wrapper drops the attention mask on sdpa (causal over the whole gathered row), so
         # packed examples would attend to each other (tests/executor/test_sequence_parallel.py)

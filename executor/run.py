@@ -266,7 +266,12 @@ def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool =
     plan_path = Path(plan_path)
     if not plan_path.is_file():
         raise UserError(f"{plan_path}: no such plan file")
-    checked = check_plan(read_plan(plan_path))  # the one place a plan is refused
+    try:
+        checked = check_plan(read_plan(plan_path))  # the one place a plan is refused
+    except UserError as exc:
+        if exc.names_file or str(exc).startswith(str(plan_path)):
+            raise
+        raise UserError(f"{plan_path}: {exc}") from None
     plan = checked.plan
     run_dir = Path(out) if out else default_run_dir(plan_path, plan)
     if dry_run:  # writes the files and prints the command anywhere: disk, devices and data are run-time checks

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from advisor.errors import UserError
 
@@ -24,14 +25,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from advisor import calibration
     from advisor.yamlio import atomic_write_text
 
-    samples = []
+    samples, skipped, seen = [], [], {}
     for run_dir in args.run_dirs:
+        same = seen.setdefault(Path(run_dir).resolve(), run_dir)  # one run folder counts once, however it is named
+        if same is not run_dir:
+            twice = "given more than once" if run_dir == same else f"the same run folder as {same}"
+            sys.stderr.write(f"sftplan: {run_dir}: {twice}, counted once\n")
+            continue
         try:
             samples.append(calibration.read_run(run_dir))
         except UserError as exc:
-            sys.stderr.write(f"sftplan: skipped {run_dir}: {exc}\n")
-    if not samples:
-        raise UserError("no usable run folder given (each needs report.json and plan.yaml of a finished or stopped run)")
+            skipped.append(f"{run_dir}: {exc}" if not str(exc).startswith(str(run_dir)) else str(exc))
+    if not samples:  # one line: why each folder given is not a usable run
+        raise UserError("no usable run folder: " + "; ".join(skipped))
+    for why in skipped:
+        sys.stderr.write(f"sftplan: skipped {why}\n")
     classes = calibration.fit(samples)
     atomic_write_text(args.output, calibration.to_yaml(classes, samples))
     for key, c in classes.items():

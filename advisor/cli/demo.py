@@ -37,6 +37,10 @@ def demo(out: str | Path = "sftplan-demo", method: str = "full-sft") -> int:
 
     out = Path(out).resolve()
     plan_path, run_dir, promoted = out / "plan.yaml", out / "run", out / "promoted"
+    existing = next(p for p in (out, *out.parents) if p.exists())  # the folder would be made under it
+    if not existing.is_dir():
+        where = "exists" if existing == out else f"is under {existing}, which exists"
+        raise UserError(f"--out {out}: {where} and is not a folder; choose another --out")
     if run_dir.exists() or plan_path.exists():
         raise UserError(f"{out}: holds an earlier demo; choose another --out or remove it")
     from executor.preflight import require_train_packages

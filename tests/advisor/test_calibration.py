@@ -154,3 +154,31 @@ def test_factors_are_bounded(tmp_path):
     assert _calibrate(garbage, out=out).returncode == 0
     c = calibration.load(out).match("a100-80gb/fsdp/bf16-mixed/full/1-10B")
     assert c.throughput.value == calibration.FACTOR_MIN and c.memory.value == calibration.FACTOR_MAX and c.throughput.weak
+
+
+def test_the_same_run_given_twice_counts_once(tmp_path):
+    run = _run(tmp_path, "run1", tokens=(1000.0, 800.0))
+    out = tmp_path / "cal.yaml"
+    proc = _calibrate(run, run, f"{tmp_path}/./run1/", out=out)
+    assert proc.returncode == 0, proc.stderr
+    notes = proc.stderr.splitlines()
+    assert len(notes) == 2 and all("counted once" in ln for ln in notes)
+    assert "given more than once" in notes[0] and f"the same run folder as {run}" in notes[1]
+    assert calibration.load(out).match("a100-80gb/fsdp/bf16-mixed/full/1-10B").throughput.runs == 1
+    assert "(1 run(s)" in proc.stdout
+
+
+def test_no_usable_run_is_one_line_blaming_the_right_file(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = _calibrate(empty, out=tmp_path / "cal.yaml")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("sftplan: no usable run folder: ") and str(empty / "report.json") in proc.stderr
+    broken = _run(tmp_path, "broken")
+    (broken / "plan.yaml").write_text("foo: [")
+    proc = _calibrate(broken, out=tmp_path / "cal.yaml")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"{broken / 'plan.yaml'}: not a plan of an sftplan run" in proc.stderr and "report.json" not in proc.stderr
+    (broken / "plan.yaml").write_text(yaml.safe_dump({"plan_sha256": "x", "recommended": [1], "model": {}}))
+    assert "plan.yaml: not a plan" in _calibrate(broken, out=tmp_path / "cal.yaml").stderr
+    assert not (tmp_path / "cal.yaml").exists()

@@ -127,6 +127,24 @@ def test_gate_recording_is_idempotent_and_picks_the_best(tmp_path):
     assert not list(tmp_path.glob(".gate.json.*"))  # no temp files left behind
 
 
+_EPOCH = {"epoch": 1, "step": 5, "checkpoint": "checkpoint-5", "score": BASE, "passed": True, "reasons": []}
+
+
+@pytest.mark.parametrize("text", ["[]", "null", '"s"', '{"epochs": "x"}', '{"epochs": [1]}', '{"epochs": [{}]}',
+                                  json.dumps({"baseline": BASE, "epochs": [{**_EPOCH, "score": {"loss": "x"}}]}),
+                                  json.dumps({"baseline": BASE, "epochs": [{**_EPOCH, "checkpoint": "../x"}]}),
+                                  json.dumps({"baseline": None, "epochs": [_EPOCH]}),
+                                  json.dumps({"baseline": [1], "epochs": []})])
+def test_a_gate_of_the_wrong_shape_is_one_line_naming_the_file(tmp_path, text):
+    (tmp_path / "gate.json").write_text(text)
+    for read in (read_gate, best_passing_epoch):
+        with pytest.raises(UserError, match=r"gate\.json: not a gate report \(") as exc:
+            read(tmp_path)
+        assert str(tmp_path / "gate.json") in str(exc.value) and "\n" not in str(exc.value)
+    (tmp_path / "gate.json").write_text(json.dumps({"baseline": BASE, "epochs": [_EPOCH], "thresholds": {}}))
+    assert best_passing_epoch(tmp_path)["epoch"] == 1
+
+
 def test_no_passing_epoch(tmp_path):
     record_baseline(tmp_path, BASE, EV)
     record_epoch(tmp_path, epoch=1, step=1, checkpoint="checkpoint-1",

@@ -178,3 +178,17 @@ def test_promote_removes_what_a_killed_promote_left(run_dir):
     assert promote(run_dir) == first and (first / "PROMOTED.md").is_file()
     assert not tmp.exists() and not old.exists()
     assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".promoted")) == []
+
+
+@pytest.mark.parametrize("command", ["promote", "evaluate"])
+def test_promote_and_evaluate_refuse_a_gate_of_the_wrong_shape_in_one_line(tmp_path, capsys, command):
+    from advisor.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_plan(_plan(), run / "plan.yaml")
+    for text in ("[]", '{"epochs": [{}]}'):
+        (run / "gate.json").write_text(text)
+        assert main([command, str(run)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"sftplan: {run / 'gate.json'}: not a gate report (") and err.count("\n") == 1
