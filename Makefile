@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml Makefile
 venv: $(STAMP)
 
 demo: $(STAMP)
+	rm -rf demo-out  # each `make demo` starts afresh (sftplan demo refuses a folder holding an earlier demo)
 	$(BIN)/sftplan demo --out demo-out
 	$(BIN)/sftplan demo --method lora --out demo-out/lora
 
