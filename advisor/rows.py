@@ -19,8 +19,8 @@ U+2028, U+0085 or a form feed inside a string stays one line; ``str.splitlines``
 line longer than ``max_row_bytes`` is refused by file:line without being held in memory, a UTF-8
 byte-order mark is skipped at the start of the file and refused anywhere else, blank lines are
 counted (line numbers are the file's) and skipped. A key or string holding a lone surrogate escape
-(``"\\ud800"``: valid JSON, but no UTF-8 writer or tokenizer accepts it) makes the row bad. Every bad
-row is reported; none is dropped.
+(``"\\ud800"``: valid JSON, but no UTF-8 writer or tokenizer accepts it) makes the row bad, and so does a
+key given twice in one object (JSON would keep the last silently). Every bad row is reported; none is dropped.
 """
 
 from __future__ import annotations
@@ -221,6 +221,22 @@ def _unencodable(value: Any) -> str | None:
     return None
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads' object hook: a key given twice in one object is a bad row, not a silent last-one-wins (which
+    of two answers trains would depend on the order of the keys)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return out
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -282,12 +298,15 @@ def iter_jsonl(path: str | Path, convert: Callable[[Any], T | str], *, what: str
             yield lineno, why
             continue
         try:
-            row = json.loads(text)
+            row = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         except json.JSONDecodeError as exc:
             yield lineno, f"not valid JSON ({exc.msg} at column {exc.colno})"
             continue
         except RecursionError:
             yield lineno, "JSON nested too deeply"
+            continue
+        except _DuplicateKey as exc:
+            yield lineno, f"key {exc.key!r} is given twice in one object (JSON keeps only the last): give it once"
             continue
         if _SURROGATE_ESCAPE.search(text) and (why := _unencodable(row)):
             yield lineno, why

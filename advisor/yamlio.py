@@ -132,4 +132,28 @@ def load_yaml_mapping(path: str | Path) -> tuple[dict, yaml.Node | None]:
         raise UserError(f"{path}{line}: {problem}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
+    duplicate = _first_duplicate_key(root)
+    if duplicate is not None:
+        key, line, first = duplicate
+        raise UserError(f"{path}:{line}: {key!r} is given twice (first on line {first}); YAML would keep only the "
+                        "last: say it once")
     return data, root
+
+
+def _first_duplicate_key(root: yaml.Node | None) -> tuple[str, int, int] | None:
+    """(key, its line, the line it was first given on) of the first mapping key given twice anywhere in the
+    composed tree: safe_load keeps the last silently (a request naming `model:` twice plans the second)."""
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode):
+                    if k.value in seen:
+                        return k.value, k.start_mark.line + 1, seen[k.value]
+                    seen[k.value] = k.start_mark.line + 1
+                stack.append(v)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return None
