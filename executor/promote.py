@@ -181,6 +181,9 @@ def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
     A LoRA run exports the adapter (executor/lora.py export_adapter); ``merge`` adds merged weights."""
     run_dir = Path(run_dir)
     plan = run_plan(run_dir)
+    if not (run_dir / GATE_FILE).is_file():
+        raise UserError(f"{run_dir / GATE_FILE}: missing: no epoch has been scored (the run has not finished an "
+                        "epoch, or the file was removed); nothing to promote")
     gate = read_gate(run_dir)
     best = best_passing_epoch(run_dir)
     if best is None:

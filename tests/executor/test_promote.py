@@ -192,3 +192,14 @@ def test_promote_and_evaluate_refuse_a_gate_of_the_wrong_shape_in_one_line(tmp_p
         assert main([command, str(run)]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"sftplan: {run / 'gate.json'}: not a gate report (") and err.count("\n") == 1
+
+
+def test_promote_without_a_gate_report_says_it_is_missing(tmp_path, capsys):
+    from advisor.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_plan(_plan(), run / "plan.yaml")
+    assert main(["promote", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sftplan: {run / 'gate.json'}: missing: no epoch has been scored") and err.count("\n") == 1
