@@ -51,17 +51,26 @@ def _check_checkpoint(ckpt: Path, epoch: dict) -> None:
         raise UserError(f"{what} has no tokenizer files")
 
 
-def _regression(name: str, result: object) -> float:
+def _regression(check: DeployCheck, result: object) -> float:
+    """The drop in points of one check's result: a number (the drop itself), ``{regression: points}``, or
+    ``{base: score, tuned: score}`` on lm-eval's 0-1 scale, turned into points as `sftplan evaluate` does
+    (executor.deploy.drop_points: 100 x the difference, the check's direction)."""
+    from executor.deploy import drop_points
+
+    name = check.name
     if isinstance(result, bool):
         raise UserError(f"deploy results: {name}: expected a number or a mapping, got {result!r}")
     if isinstance(result, (int, float)):
         return float(result)
     if isinstance(result, dict):
-        if isinstance(result.get("regression"), (int, float)):
+        if isinstance(result.get("regression"), (int, float)) and not isinstance(result["regression"], bool):
             return float(result["regression"])
-        tuned = result.get("tuned", result.get("score"))
-        if isinstance(result.get("base"), (int, float)) and isinstance(tuned, (int, float)):
-            return float(result["base"]) - float(tuned)
+        base, tuned = result.get("base"), result.get("tuned", result.get("score"))
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (base, tuned)):
+            if not (0.0 <= base <= 1.0 and 0.0 <= tuned <= 1.0):
+                raise UserError(f"deploy results: {name}: base and tuned are scores on lm-eval's 0-1 scale, got "
+                                f"{base!r} and {tuned!r} (give the drop in points as a number instead)")
+            return drop_points(float(base), float(tuned), check.higher_is_better)
     raise UserError(f"deploy results: {name}: expected the drop in points, or base + tuned scores, got {result!r}")
 
 
@@ -78,13 +87,17 @@ def load_deploy_results(path: str | Path, plan: Plan) -> dict[str, float]:
         raise UserError(f"{path}: unreadable deploy results ({exc.__class__.__name__})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of deploy check name -> result")
-    names = {d.name.lower(): d.name for d in plan.evaluation.deploy_suite or _standard_suite()}
+    if "checks" in data and "plan_sha256" in data:
+        raise UserError(f"{path}: is a `sftplan evaluate` report: promote reads RUN_DIR/deploy.json itself; "
+                        "--deploy-results takes check name -> drop in points (or base + tuned scores)")
+    checks = {d.name.lower(): d for d in plan.evaluation.deploy_suite or _standard_suite()}
     out = {}
     for key, result in data.items():
-        name = names.get(str(key).lower())
-        if name is None:
-            raise UserError(f"{path}: '{key}' is not in the plan's deploy suite ({', '.join(names.values())})")
-        out[name] = _regression(name, result)
+        check = checks.get(str(key).lower())
+        if check is None:
+            raise UserError(f"{path}: '{key}' is not in the plan's deploy suite "
+                            f"({', '.join(c.name for c in checks.values())})")
+        out[check.name] = _regression(check, result)
     return out
 
 

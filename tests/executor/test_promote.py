@@ -89,7 +89,7 @@ def test_promote_exports_best_passing_epoch_loadable(run_dir, tmp_path):
 
 def test_promote_with_deploy_results(run_dir, tmp_path):
     results = tmp_path / "deploy.yaml"
-    results.write_text("MMLU-Pro: 1.5\nifeval: {base: 70, tuned: 66}\nHarmBench: {regression: 0}\nbias audit: 0.5\n")
+    results.write_text("MMLU-Pro: 1.5\nifeval: {base: 0.70, tuned: 0.66}\nHarmBench: {regression: 0}\nbias audit: 0.5\n")
     md = (promote(run_dir, deploy_results=results) / "PROMOTED.md").read_text()
     assert "| MMLU-Pro | 2 | passed: dropped 1.5 pts |" in md
     assert "| IFEval | 3 | FAILED: dropped 4 pts |" in md
@@ -98,6 +98,15 @@ def test_promote_with_deploy_results(run_dir, tmp_path):
     assert "All required deploy checks passed." in (promote(run_dir, deploy_results=results) / "PROMOTED.md").read_text()
     results.write_text("GSM8K: 1\n")
     with pytest.raises(UserError, match="'GSM8K' is not in the plan's deploy suite"):
+        promote(run_dir, deploy_results=results)
+    # lm-eval's 0-1 scores, as `sftplan evaluate` records them: a 15-point drop is 15 points, not 0.15
+    results.write_text("MMLU-Pro: {base: 0.60, tuned: 0.45}\n")
+    assert "| MMLU-Pro | 2 | FAILED: dropped 15 pts |" in (promote(run_dir, deploy_results=results) / "PROMOTED.md").read_text()
+    results.write_text("MMLU-Pro: {base: 60, tuned: 45}\n")  # another scale is refused, not misread
+    with pytest.raises(UserError, match="0-1 scale"):
+        promote(run_dir, deploy_results=results)
+    results.write_text(json.dumps({"plan_sha256": "x", "checks": []}))
+    with pytest.raises(UserError, match="is a `sftplan evaluate` report"):
         promote(run_dir, deploy_results=results)
 
 
