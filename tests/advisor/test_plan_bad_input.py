@@ -90,6 +90,9 @@ def test_approve_and_run_name_the_plan_file(tmp_path, capsys):
     (["--deploy-task", "a=b:c:notnum"], "sftplan: --deploy-task: metric 'c:notnum' holds a ':'"),
     (["--deploy-include-path", "/nonexistent"], "sftplan: --deploy-include-path: /nonexistent: no such folder"),
     (["--network-gbps", "0"], "sftplan: --network-gbps: must be > 0"),
+    # what `sftplan run` (executor/preflight.py check_plan) would refuse, refused when the plan is made
+    (["--method", "lora", "--strategy", "hsdp"], "sftplan: --strategy: 'hsdp' runs full-SFT plans only"),
+    (["--strategy", "zero3-sp", "--packing"], "sftplan: --strategy: zero3-sp runs unpacked rows only"),
 ])
 def test_plan_refuses_what_estimate_and_evaluate_would(tmp_path, capsys, argv, want):
     out = tmp_path / "plan.yaml"
@@ -127,3 +130,14 @@ def test_a_megatron_plan_warns_it_cannot_run_and_run_lists_each_strategy_once(tm
     assert f"{path}: strategy 'megatron' is not supported" in err
     listed = err.split("supported: ")[1].rstrip(")\n").split(", ")
     assert len(listed) == len(set(listed)) == len(set(SUPPORTED))
+
+
+def test_a_forced_full_sft_only_layout_gives_lora_no_configuration(tmp_path):
+    """The rules pick LoRA and the request forces hsdp (full SFT only in the executor): no LoRA configuration
+    fits (the tiers say why) instead of a LoRA + hsdp plan that `run` refuses; full SFT is priced beside it."""
+    out = tmp_path / "plan.yaml"
+    assert main(["plan", "--model", "llama-3.1-8b", "--examples", "50000", "--avg-tokens", "1024", "--strategy", "hsdp",
+                 "-o", str(out), "--json"]) == 0
+    plan = read_plan(out)
+    assert plan.method == "lora" and plan.recommended is None
+    assert all("full-SFT plans only" in (t.why_not or "") for t in plan.tiers)
