@@ -119,7 +119,7 @@ def write_plan_files(plan: Plan, path: str | Path) -> Plan:
     if path.is_dir():
         raise UserError(f"{path}: is a directory, give a file name such as plan.yaml")
     plan = write_plan(plan, path)
-    atomic_write_text(review_path(path), to_markdown(plan))
+    atomic_write_text(review_path(path), to_markdown(plan, Path(path).name))  # the review copy sits beside it
     return plan
 
 

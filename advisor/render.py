@@ -33,9 +33,10 @@ def config_str(c: Recommended | None) -> str:
             f"micro-batch {c.micro_batch_size} x accum {c.grad_accum}, checkpointing {'on' if c.activation_checkpointing else 'off'}")
 
 
-def approval_line(plan: Plan) -> str:
+def approval_line(plan: Plan, plan_file: str = "plan.yaml") -> str:
+    """``plan_file``: how the approve hint names the plan (the file it was written to)."""
     if plan.approval is None:
-        return "NOT APPROVED - review, then `sftplan approve plan.yaml --by NAME`"
+        return f"NOT APPROVED - review, then `sftplan approve {plan_file} --by NAME`"
     if plan.approval.plan_sha256 != compute_sha256(plan):
         return f"APPROVAL VOID - edited after approval by {plan.approval.by}"
     return f"approved by {plan.approval.by} at {plan.approval.at}"
@@ -178,10 +179,10 @@ def tier_rows(plan: Plan) -> list[list[str]]:
 TIER_HEAD = ["tier", "fits", "best config (or why not)", "GiB/GPU", "time", "cost", "$/GPU-h", "meets"]
 
 
-def to_markdown(plan: Plan) -> str:
+def to_markdown(plan: Plan, plan_file: str = "plan.yaml") -> str:
     m, hp, ck, ev, la = plan.model, plan.hyperparameters, plan.checkpointing, plan.evaluation, plan.lora_alternative
     L = [f"# SFT plan: {m.name} ({_params(m.params)} parameters, {m.family})", ""]
-    L += [f"**Decision:** {decision_line(plan)}", "", f"**Approval:** {approval_line(plan)}", "",
+    L += [f"**Decision:** {decision_line(plan)}", "", f"**Approval:** {approval_line(plan, plan_file)}", "",
           f"plan_sha256 `{plan.plan_sha256}` - catalog `{plan.catalog_sha256[:12] or '-'}`", ""]
     L += ["## Why", ""]
     for f in _key_findings(plan):
@@ -269,7 +270,7 @@ def to_explain_text(plan: Plan) -> str:
 
 
 # --------------------------------------------------------------------------- terminal (rich)
-def renderables(plan: Plan) -> Group:
+def renderables(plan: Plan, plan_file: str = "plan.yaml") -> Group:
     head = Text(f"{plan.model.name} ({_params(plan.model.params)}): ", style="bold") + Text(decision_line(plan))
     why = Table(title="Why", show_header=False, expand=False)
     for f in _key_findings(plan):
@@ -295,11 +296,11 @@ def renderables(plan: Plan) -> Group:
                        f"{', '.join(lo.target_modules) or 'all linear'}; full SFT alternative: "
                        + (f"{fa.num_gpus} x {fa.gpu}, {_hours(fa.hours)}, {_usd(fa.cost_usd)}" if fa and fa.gpu else "-"))
     tail += [Text(f"warning: {w}", style="yellow") for w in plan.warnings]
-    tail.append(Text(f"Approval: {approval_line(plan)}", style="bold"))
+    tail.append(Text(f"Approval: {approval_line(plan, plan_file)}", style="bold"))
     return Group(head, why, tiers, hps, *tail)
 
 
-def to_text(plan: Plan, width: int = 120) -> str:
+def to_text(plan: Plan, width: int = 120, plan_file: str = "plan.yaml") -> str:
     buf = io.StringIO()
-    Console(file=buf, width=width, color_system=None, force_terminal=False).print(renderables(plan))
+    Console(file=buf, width=width, color_system=None, force_terminal=False).print(renderables(plan, plan_file))
     return buf.getvalue()

@@ -138,7 +138,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from advisor.render import renderables
 
     console = Console()
-    console.print(renderables(result))
+    console.print(renderables(result, args.output or "plan.yaml"))
     for hint in finding_hints(result.findings, args.command):
         console.print(hint)
     if assumed:
@@ -152,7 +152,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from advisor.render import to_markdown, to_text  # only to draw: see _DRAW_ONLY
 
     p = read_plan(args.plan)
-    _print(to_markdown(p) if args.format == "md" else to_text(p))
+    _print(to_markdown(p, args.plan) if args.format == "md" else to_text(p, plan_file=args.plan))
     return 0
 
 

@@ -141,3 +141,10 @@ def test_a_forced_full_sft_only_layout_gives_lora_no_configuration(tmp_path):
     plan = read_plan(out)
     assert plan.method == "lora" and plan.recommended is None
     assert all("full-SFT plans only" in (t.why_not or "") for t in plan.tiers)
+
+
+def test_the_approve_hint_names_the_file_the_plan_was_written_to(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", *REQ, "-o", "sub/plan-b.yaml"]) == 0
+    assert "sftplan approve sub/plan-b.yaml --by" in capsys.readouterr().out
+    assert "`sftplan approve plan-b.yaml --by NAME`" in (tmp_path / "sub" / "plan-b.md").read_text()
