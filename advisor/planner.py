@@ -77,7 +77,7 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
                   epochs=epochs, shared=cache)
     lora.calibration = calibration
     lora_by_tier = {g.id: lora.tier(g, quick=True) for g in tiers}
-    lora_rec, lora_closest, lora_constraints = _choose(lora_by_tier, req, owned, False)
+    lora_rec, lora_closest, lora_constraints = _choose(lora_by_tier, req, owned, False, method="LoRA")
     lora_pick = lora_rec or _cheapest([c for cs in lora_by_tier.values() for c in cs])
 
     fits_any = [c for cs in by_tier.values() for c in cs]
@@ -289,8 +289,10 @@ def _tier_best(cands: list[Cand], req: PlanRequest) -> Cand | None:
     return _cheapest(ok) if ok else _fastest(cands)
 
 
-def _choose(by_tier: dict[str, list[Cand]], req: PlanRequest, owned: dict[str, int], megatron: bool):
-    """(recommended or None, closest or None, findings) under budget, deadline and owned hardware."""
+def _choose(by_tier: dict[str, list[Cand]], req: PlanRequest, owned: dict[str, int], megatron: bool,
+            method: str = "full SFT"):
+    """(recommended or None, closest or None, findings) under budget, deadline and owned hardware; ``method``
+    names the method these candidates train in the findings."""
     pool = [c for cs in by_tier.values() for c in cs]
     findings: list[Finding] = []
     if megatron and any(c.strategy == "megatron" for c in pool):
@@ -303,7 +305,7 @@ def _choose(by_tier: dict[str, list[Cand]], req: PlanRequest, owned: dict[str, i
             if within:  # owned GPUs are already paid for: use them for speed
                 return _fastest(within), None, [_owned_finding(_fastest(within), owned)]
         elif pool:
-            findings.append(rules.rule_renting(_owned_str(owned)))
+            findings.append(rules.rule_renting(_owned_str(owned), method))
     ok = [c for c in pool if _meets(c, req)]
     if ok:
         best = _cheapest(ok)

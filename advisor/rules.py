@@ -211,9 +211,9 @@ def rule_nothing_fits(model_name: str, max_gpus: int) -> Finding:
               S_MEMORY)
 
 
-def rule_renting(owned: str) -> Finding:
-    """Owned GPUs were given, but full SFT fits none of them: the plan rents."""
-    return _f("constraints.have", "renting", f"full SFT fits none of the owned GPUs ({owned})", S_MEMORY)
+def rule_renting(owned: str, method: str = "full SFT") -> Finding:
+    """Owned GPUs were given, but ``method`` (full SFT, or the LoRA plan's "LoRA") fits none of them: the plan rents."""
+    return _f("constraints.have", "renting", f"{method} fits none of the owned GPUs ({owned})", S_MEMORY)
 
 
 def rule_owned(gpu_id: str, num_gpus: int, have: int) -> Finding:

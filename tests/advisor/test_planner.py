@@ -260,3 +260,12 @@ def test_tier_rows_carry_breakdown_capacity_and_binding_constraint():
     if p.recommended:
         rec_row = next(r for r in p.tiers if r.gpu == p.recommended.gpu)
         assert rec_row.memory_breakdown_gib == p.estimate.memory_breakdown_gib
+
+
+def test_the_renting_finding_names_the_method_that_does_not_fit_the_owned_gpus():
+    """At 65k tokens full SFT fits the owned 8 x H100 (zero3-sp) and LoRA fits none of them (its layouts have no
+    sequence parallel): the LoRA plan's constraints.have finding says LoRA, not full SFT."""
+    p = plan(req(examples=2000, avg_tokens=65536, max_seq_len=65536, have=have()), load_catalog())
+    assert p.method == "lora" and p.full_sft_alternative.gpu == "h100-sxm"
+    renting = [f.why for f in p.findings if f.rule_id == "constraints.have"]
+    assert renting == ["LoRA fits none of the owned GPUs (h100-sxm:8)"]
