@@ -200,11 +200,14 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     t = Table(title=f"GPU tiers (catalog {cat.sha256[:12]})")
     for h in ("id", "GiB", "BF16 TFLOPS", "GPUs/node", "max nodes", "$/GPU-h", "price as of"):
         t.add_column(h, no_wrap=True)
-    t.add_column("name / price source", overflow="fold")
     for g in gpus:
         t.add_row(g.id, f"{g.hbm_gib:g}", f"{g.peak_bf16_dense_tflops:g}", str(g.gpus_per_node), str(g.max_nodes),
-                  f"{g.usd_per_gpu_hour:.2f}", g.price_as_of, f"{g.name}; {g.price_source}")
-    Console().print(t)
+                  f"{g.usd_per_gpu_hour:.2f}", g.price_as_of)
+    console = Console()
+    console.print(t)
+    # name and price source under the table, one wrapped line per tier: a column of them shrank to nothing at 80
+    for g in gpus:
+        console.print(f"{g.id}: {g.name}; price: {g.price_source}", markup=False, highlight=False)
     return 0
 
 

@@ -103,3 +103,18 @@ def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys):
 def test_argparse_errors_are_one_line_exit_2():
     r = sftplan("plan", "--model", "8B", "--examples", "lots")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_catalog_shows_every_price_source_at_80_columns():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from advisor.catalog import load_catalog
+
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-m", "advisor", "catalog"], cwd=repo, capture_output=True, text=True,
+                         env={**__import__("os").environ, "COLUMNS": "80"}).stdout
+    flat = " ".join(out.split())
+    for g in load_catalog().gpus.values():  # the price source is what the person who signs the bill checks
+        assert " ".join(g.price_source.split()) in flat, g.id
