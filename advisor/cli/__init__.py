@@ -43,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole parser, or (given a known command) only that command's module, which starts faster."""
-    parser = _Parser(prog="sftplan", description="Plan, price, approve and run full supervised fine-tuning.")
+    parser = _Parser(prog="sftplan", description="Plan, price, approve and run LLM fine-tuning (full SFT or LoRA). Without a command: the interactive planning session (TUI).")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     owner = COMMAND_OWNERS.get(command or "")
     for name in (owner,) if owner else COMMAND_MODULES:

@@ -30,7 +30,7 @@ from advisor.planner import ESTIMATED_ONLY, estimated_only_warning, plan
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("plan", help="plan full SFT: method, hardware, cost, hyperparameters, eval gate")
+    p = subparsers.add_parser("plan", help="plan a fine-tune: full SFT or LoRA, hardware, cost, hyperparameters, eval gate")
     add_request_arguments(p)
     p.add_argument("--network-gbps", type=float, metavar="GBPS",
                    help="the cluster's network per node in Gbit/s, all NICs (default: the catalog tier's)")
