@@ -1,8 +1,10 @@
 """Plan -> launcher command lines, the way a user would start them. Pure text: nothing runs here.
 
-One process: ``python -m executor.train --run-dir RUN_DIR``. One node: ``torchrun --standalone --nproc_per_node N -m executor.train --run-dir RUN_DIR`` (single,
-ddp, fsdp) or ``deepspeed --num_gpus N --master_port P --module executor.train --run-dir RUN_DIR``
-(zero2/zero3 variants). Several nodes: one ``node-<i>.sh`` per node and an ``sbatch.sh`` (``srun``, one task per node) that
+One process: ``python -m executor.train --run-dir RUN_DIR``. One node: ``torchrun --standalone --nproc_per_node N
+-m executor.train --run-dir RUN_DIR`` (single, ddp, fsdp) or ``deepspeed --num_gpus N --master_port P --module
+executor.train --run-dir RUN_DIR`` (zero2/zero3 variants; config/launch.sh passes ``"$MASTER_PORT"``, 29500 unless
+set, and ``sftplan run`` itself $MASTER_PORT or a free port, so that two runs on one machine do not collide).
+Several nodes: one ``node-<i>.sh`` per node and an ``sbatch.sh`` (``srun``, one task per node) that
 start ``python -m executor.node`` on each node: it checks shared storage and the node's devices, then
 runs torchrun with the static rendezvous (``--node_rank`` from the script / ``$SLURM_NODEID``,
 ``--master_addr`` the first node), so node 0 is rank 0 (torchrun starts DeepSpeed runs too: accelerate
@@ -39,8 +41,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def single_node_argv(plan, run_dir: str | Path, *, master_port: int | None = None) -> list[str]:
-    """argv for a one-node run of the plan."""
+def run_port() -> int:
+    """DeepSpeed's port for a one-node run that `sftplan run` starts itself: $MASTER_PORT if set, else a free
+    port (the launcher's default 29500 would collide with another run, or a test, on the same machine)."""
+    import os
+
+    port = os.environ.get("MASTER_PORT", "").strip()
+    return int(port) if port.isdigit() and 0 < int(port) < 65536 else free_port()
+
+
+def single_node_argv(plan, run_dir: str | Path, *, master_port: int | str | None = None) -> list[str]:
+    """argv for a one-node run of the plan (DeepSpeed: master_port, else a free port; "$MASTER_PORT" for a script)."""
     strategy = plan.recommended.strategy
     n = plan.recommended.num_gpus
     run_dir = str(run_dir)
@@ -52,6 +63,17 @@ def single_node_argv(plan, run_dir: str | Path, *, master_port: int | None = Non
         return [_tool("deepspeed"), "--num_gpus", str(n), "--master_port", str(master_port or free_port()),
                 "--module", "executor.train", "--run-dir", run_dir]
     return [_tool("torchrun"), "--standalone", "--nnodes", "1", "--nproc_per_node", str(n), *ENTRY, "--run-dir", run_dir]
+
+
+def launch_command(plan, run_dir: str | Path) -> str:
+    """The command config/launch.sh of a one-node plan runs (less the "$@" it passes on), as the script spells it:
+    DeepSpeed's port is "$MASTER_PORT", which the script sets to RDZV_PORT unless it is set."""
+    return shell_join(single_node_argv(plan, run_dir, master_port="$MASTER_PORT"))
+
+
+def uses_master_port(plan) -> bool:
+    """Whether a one-node plan's launcher takes --master_port (DeepSpeed; torchrun --standalone picks its own)."""
+    return "--master_port" in single_node_argv(plan, "RUN_DIR", master_port=RDZV_PORT)
 
 
 def node_argv(plan, run_dir: str | Path, node_rank: int | str, master_addr: str, *,
@@ -159,13 +181,19 @@ def sbatch_script(plan, run_dir: str | Path) -> str:
     ]) + "\n"
 
 
+def submit_command(run_dir: str | Path) -> str:
+    """What config/launch.sh of a multi-node plan runs: sbatch of the run's sbatch.sh."""
+    return f"sbatch {shlex.quote(str(Path(run_dir) / 'config' / 'sbatch.sh'))}"
+
+
 def launch_files(plan, run_dir: str | Path) -> dict[str, str]:
     """File name -> content of the launch scripts for RUN_DIR/config/ (launch.sh always)."""
     rec = plan.recommended
     files: dict[str, str] = {}
     if rec.num_nodes == 1:
-        argv = single_node_argv(plan, run_dir, master_port=RDZV_PORT)
-        files["launch.sh"] = _script([shlex.join(argv) + ' "$@"'], run_dir)
+        port = [f'MASTER_PORT="${{MASTER_PORT:-{RDZV_PORT}}}"  # the DeepSpeed launcher\'s port (set it to use another)']
+        lines = (port if uses_master_port(plan) else []) + [launch_command(plan, run_dir) + ' "$@"']
+        files["launch.sh"] = _script(lines, run_dir)
         return files
     from executor.node import MARKER, marker_text
 
@@ -179,5 +207,5 @@ def launch_files(plan, run_dir: str | Path) -> dict[str, str]:
     files["sbatch.sh"] = sbatch_script(plan, run_dir)
     files[MARKER] = marker_text(plan.plan_sha256, run_dir)
     files["launch.sh"] = _script([f"# {rec.num_nodes} nodes: submit with SLURM, or run node-<i>.sh on node i",
-                                  f"sbatch {shlex.quote(str(Path(run_dir) / 'config' / 'sbatch.sh'))}"], run_dir)
+                                  submit_command(run_dir)], run_dir)
     return files

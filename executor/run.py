@@ -294,29 +294,28 @@ def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool =
 
 def _run_locked(checked, plan_path: Path, run_dir: Path, notes: list[str], lock, *, dry_run: bool, allow_mismatch: bool,
                 echo: bool) -> int:
-    from executor.launch import single_node_argv
+    from executor.launch import run_port, single_node_argv
 
     plan = checked.plan
     written = write_config(checked, plan_path, run_dir, stage=not dry_run)
     multi = plan.recommended.num_nodes > 1
-    argv = None if multi else single_node_argv(plan, run_dir.resolve())
     say = print if echo else (lambda *a, **k: None)
     for note in notes:
         say(f"preflight: {note}")
     for name, path in written.items():
         say(f"wrote {path}")
+    launch_line = show_dry_run(plan, run_dir, written, say) if dry_run else None
     if multi:
         say(f"{plan.recommended.num_nodes} nodes: submit `sbatch {run_dir / 'config' / 'sbatch.sh'}`, or run "
             f"config/node-<i>.sh on node i with MASTER_ADDR set to node 0's address; this command does not start "
             f"other machines. {run_dir} must be on storage shared by every node (each node checks it, and its own "
             f"devices, before training); node 0 writes run.json, log.txt and report.md here, node i in node-<i>/")
-        return 0
     if dry_run:
-        for name in ("training_args.json", "deepspeed.json", "fsdp.json", "launch.sh"):
-            if name in written:
-                say(f"--- {written[name]}\n{written[name].read_text().rstrip()}")
-        say("dry run: nothing trained. Launch: " + " ".join(argv))
+        say(launch_line)
+    if multi or dry_run:
         return 0
+    # the launcher this command starts: config/launch.sh's command, with $MASTER_PORT or a free port (DeepSpeed)
+    argv = single_node_argv(plan, run_dir.resolve(), master_port=run_port())
     (run_dir / "STOP").unlink(missing_ok=True)  # a STOP left from an earlier stop would end this run at once
     previous = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     _write_run(run_dir, plan_sha256=plan.plan_sha256, status="running", started_at=previous.get("started_at") or _now(),
@@ -327,6 +326,48 @@ def _run_locked(checked, plan_path: Path, run_dir: Path, notes: list[str], lock,
     (run_dir / oom_guard.OOM_FILE).unlink(missing_ok=True)
     done = launch(argv, run_dir, echo=echo, lock=lock)
     return finish(plan, run_dir, done, notes, say=say)
+
+
+DRY_RUN_SHOWN = ("training_args.json", "deepspeed.json", "fsdp.json")
+
+
+def show_dry_run(plan, run_dir: Path, written: dict[str, Path], say) -> str:
+    """Print what --dry-run wrote (the configs, then the launch scripts); returns the line naming the launch.
+
+    One node: launch.sh, and its command exactly as the script has it. Several nodes: node-0.sh in full, each other
+    node's script as its difference from node 0's when that is only the node's rank, sbatch.sh and launch.sh."""
+    from executor.launch import RDZV_PORT, launch_command, submit_command, uses_master_port
+
+    def show(name: str, text: str | None = None) -> None:
+        if name in written:
+            say(f"--- {written[name]}\n{(written[name].read_text() if text is None else text).rstrip()}")
+
+    for name in DRY_RUN_SHOWN:
+        show(name)
+    nodes = plan.recommended.num_nodes
+    if nodes == 1:
+        show("launch.sh")
+        port = f"; MASTER_PORT: {RDZV_PORT} unless set" if uses_master_port(plan) else ""
+        return f"dry run: nothing trained. Launch: {launch_command(plan, run_dir.resolve())} (config/launch.sh{port})"
+    first = written["node-0.sh"].read_text()
+    show("node-0.sh", first)
+    for i in range(1, nodes):
+        name = f"node-{i}.sh"
+        text = written[name].read_text()
+        if text == _as_node(first, 0, i, nodes):
+            say(f"--- {written[name]}: node-0.sh with --node-rank {i} (and the comment: node {i} of {nodes})")
+        else:
+            show(name, text)
+    show("sbatch.sh")
+    show("launch.sh")
+    return (f"dry run: nothing trained. Launch: {submit_command(run_dir.resolve())} (config/launch.sh), or on each "
+            f"node i: MASTER_ADDR=<node 0's address> bash {run_dir.resolve() / 'config'}/node-<i>.sh")
+
+
+def _as_node(script: str, rank: int, other: int, nodes: int) -> str:
+    """Node ``rank``'s script rewritten for node ``other``: the comment and --node-rank."""
+    return script.replace(f"# node {rank} of {nodes}:", f"# node {other} of {nodes}:").replace(
+        f" --node-rank {rank} ", f" --node-rank {other} ")
 
 
 def _read_result(run_dir: Path) -> dict:
