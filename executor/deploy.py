@@ -14,10 +14,14 @@ regressed beyond its allowed drop.
 
 - A drop is in points: ``100 x (base - tuned)`` for a metric where higher is better, ``100 x (tuned - base)``
   where a rise is the regression (CrowS-Pairs' pct_stereotype).
-- A task that cannot run here (its data is on the hub and this machine is offline, a package it needs is
-  missing, an unknown name) is reported in one line with how to point it at a local copy
-  (``--task-data TASK=PATH``: a local copy of the task's dataset, e.g. a clone of its hub repository; or
-  ``--include-path DIR``: a folder of lm-eval task YAMLs); the other tasks still run.
+- A task that cannot run here is reported in one line, the other tasks still run: data on the hub while
+  offline -> how to point it at a local copy (``--task-data TASK=PATH``: a file or a clone of its hub dataset;
+  or ``--include-path DIR``: a folder of lm-eval task YAMLs); for a group, its subtasks
+  (``--task-data SUBTASK=PATH``, one or more: the group's check is then scored on those and recorded as
+  ``not cleared (partial)``; or ``--task-data GROUP=DIR`` when all its subtasks read one dataset); a missing
+  Python module -> the lm-eval extra that installs it (from lm-eval's metadata); an unknown task name; a
+  ``--task-data`` file without a column or split the task's YAML reads. A ``--task-data`` name the suite does
+  not run (itself or as a group's subtask) is bad input.
 - ``--limit N`` (or the plan's ``evaluation.deploy.limit``) scores the first N examples of each task; it is
   recorded, and a limited run cannot clear a required check unless the plan says so (``limited_can_clear``).
 - Several GPUs: lm-eval's own paths do it, not this module: ``accelerate launch -m lm_eval ...`` for
@@ -33,6 +37,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -77,22 +84,109 @@ def _verdict(check: DeployCheck, drop: float, limited: bool, settings: DeploySet
     return "passed"
 
 
-def _unavailable_line(task: str, exc: BaseException) -> str:
+_NOT_EXTRAS = {"dev", "tasks", "all", "testing"}  # lm-eval extras that bundle others
+
+
+def _lm_eval_extra(module: str) -> str | None:
+    """The lm-eval extra whose requirements install ``module`` (from lm-eval's own metadata), or None."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        reqs = requires("lm_eval") or []
+    except PackageNotFoundError:
+        return None
+    norm = lambda name: re.sub(r"[-_.]+", "_", name).lower()  # noqa: E731
+    for req in reqs:
+        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*).*;\s*extra\s*==\s*[\"']([^\"']+)[\"']", req)
+        if m and norm(m.group(1)) == norm(module.split(".")[0]) and m.group(2) not in _NOT_EXTRAS:
+            return m.group(2)
+    return None
+
+
+def _split_names(task: str, tm) -> set[str]:
+    """The dataset splits a task (or a group's subtasks) reads, from their YAMLs."""
+    if tm is None:
+        return set()
+    names = set()
+    for t in (_leaves(task, tm.task_index) or [task]):
+        cfg = (tm.task_index[t].cfg or {}) if t in tm.task_index else {}
+        names |= {str(cfg[k]) for k in ("test_split", "validation_split", "training_split", "fewshot_split") if cfg.get(k)}
+    return names
+
+
+def _unavailable_line(task: str, exc: BaseException, *, pointed: bool = False, tm=None) -> str:
+    """One line: why ``task`` cannot run here and, only where it would help, how to point it at local data."""
+    if isinstance(exc, TaskUnavailable):
+        return f"{task}: cannot run here: {exc}"
     text = f"{exc.__class__.__name__}: {exc}".replace("\n", " ")
+    hint = (f"; point it at a local copy with --task-data {task}=PATH "
+            "or --include-path DIR (a folder of lm-eval task YAMLs)")
+    if isinstance(exc, ModuleNotFoundError):
+        extra = _lm_eval_extra(exc.name or "")
+        fix = (f'pip install "lm-eval[{extra}]"' if extra
+               else "install the package that provides it")
+        return f"{task}: cannot run here: it needs the Python module '{exc.name}', which is not installed: {fix}"
     if "Offline" in text or "Couldn't reach" in text or isinstance(exc, ConnectionError):
         why = "its data is on the Hugging Face hub and this machine is offline"
-    elif isinstance(exc, ModuleNotFoundError):
-        why = f"it needs the package '{exc.name}' (pip install it)"
-    elif isinstance(exc, KeyError):
-        why = "lm-eval knows no task of that name"
-    elif isinstance(exc, ValueError) and "--task-data" in str(exc):
-        return f"{task}: {exc}"
+        if pointed:  # its data was pointed at, yet something still reached for the hub (e.g. a few-shot dataset)
+            return f"{task}: cannot run here: {why}, and --task-data did not cover it ({text[:160]})"
+    elif isinstance(exc, KeyError) and pointed:
+        key = exc.args[0] if exc.args else "?"
+        if str(key) in _split_names(task, tm):
+            return (f"{task}: cannot run here: its --task-data has no '{key}' split, which the task's YAML reads; "
+                    f"give a folder holding that split too (e.g. a clone of the task's hub dataset)")
+        return (f"{task}: cannot run here: its --task-data has no column '{key}', which the task's YAML reads; "
+                "give a file with the task's own columns (e.g. from a clone of its hub dataset)")
     elif isinstance(exc, FileNotFoundError):
         why = f"a file it reads is missing ({exc.filename})"
     else:
-        why = text[:200]
-    return (f"{task}: cannot run here: {why}; point it at a local copy with --task-data {task}=PATH "
-            "or --include-path DIR (a folder of lm-eval task YAMLs)")
+        return f"{task}: cannot run here: lm-eval failed building it: {text[:200]}"
+    return f"{task}: cannot run here: {why}" + (_group_hint(task, tm) if _is_group(task, tm) else hint)
+
+
+def _kind(entry) -> str:
+    return str(getattr(entry.kind, "name", entry.kind)).upper()
+
+
+def _is_group(task: str, tm) -> bool:
+    entry = tm.task_index.get(task) if tm is not None else None
+    return entry is not None and _kind(entry) in ("GROUP", "TAG")
+
+
+def _leaves(name: str, index: dict, depth: int = 0) -> list[str] | None:
+    """The tasks a group (or tag) runs, through its subgroups; None when one is defined inline (not pointable)."""
+    entry = index.get(name)
+    if entry is None or depth > 8:
+        return None
+    kind = _kind(entry)
+    if kind in ("TASK", "PY_TASK"):
+        return [name]
+    members = sorted(entry.tags) if kind == "TAG" else (entry.cfg or {}).get("task") or []
+    out: list[str] = []
+    for item in members if isinstance(members, list) else [members]:
+        child = item if isinstance(item, str) else (item.get("group") or item.get("task")) if isinstance(item, dict) else None
+        sub = _leaves(child, index, depth + 1) if isinstance(child, str) else None
+        if sub is None:
+            return None
+        out += [t for t in sub if t not in out]
+    return out
+
+
+def _group_hint(task: str, tm) -> str:
+    leaves = _leaves(task, tm.task_index) or []
+    if not leaves:
+        return "; it is a group of tasks: give --include-path DIR, a folder with task YAMLs of your own that read local data"
+    shown = " ".join(f"--task-data {t}=PATH" for t in leaves[:2]) + (" ..." if len(leaves) > 2 else "")
+    one = " or --task-data {task}=DIR (a local copy of the one dataset they all read)" if _one_dataset(leaves, tm) else ""
+    return (f"; it is a group of {len(leaves)} tasks: point its subtasks at local copies ({shown}; "
+            f"subtasks: {', '.join(leaves)}){one.format(task=task)}")
+
+
+def _one_dataset(leaves: list[str], tm) -> bool:
+    """Whether all these tasks read one dataset (same path and name), so one local copy serves them all."""
+    sources = {((tm.task_index[t].cfg or {}).get("dataset_path"), (tm.task_index[t].cfg or {}).get("dataset_name"))
+               for t in leaves}
+    return len(sources) == 1 and next(iter(sources))[0] is not None
 
 
 def _task_manager(include_paths: list[str]):
@@ -104,29 +198,61 @@ def _task_manager(include_paths: list[str]):
 _BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
+def _data_overrides(entry, path: Path) -> dict:
+    """Config overrides that make one task read PATH: a file becomes its test split, a folder its dataset path."""
+    if path.is_dir():
+        return {"dataset_path": str(path)}
+    builder = _BUILDERS.get(path.suffix.lower())
+    if builder is None:
+        raise TaskUnavailable(f"--task-data {path.name}: give a .jsonl, .json, .parquet or .csv file, or a dataset folder")
+    split = (entry.cfg or {}).get("test_split") or "test"
+    return {"dataset_path": builder, "dataset_name": None, "dataset_kwargs": {"data_files": {split: str(path)}}}
+
+
+def _group_scope(task: str, task_data: dict[str, str], tm) -> tuple[list[str], list[str]] | None:
+    """(the group's subtasks that will run, all its subtasks) when ``task`` is a group pointed at data, else None."""
+    if not _is_group(task, tm):
+        return None
+    leaves = _leaves(task, tm.task_index) or []
+    if task in task_data:
+        return leaves, leaves
+    pointed = [t for t in leaves if t in task_data]
+    return (pointed, leaves) if pointed else None
+
+
 def _task_spec(task: str, task_data: dict[str, str], tm=None):
     """A task name, or (``--task-data TASK=PATH``) the registered task built with its data pointed at PATH:
     a file (JSONL, JSON, parquet, CSV) becomes the task's test split, a folder (e.g. a clone of the task's
     hub dataset) its dataset path. Built through the TaskManager's factory so the rest of the task's own
-    config (prompts, metrics, generation settings) is kept; lm-eval's dict specs would start from nothing."""
+    config (prompts, metrics, generation settings) is kept; lm-eval's dict specs would start from nothing.
+    A group runs the subtasks pointed at data (``--task-data SUBTASK=PATH``, one or more), or all of them
+    with ``--task-data GROUP=PATH`` when they all read one dataset; its own aggregate metric is kept."""
+    entry = tm.task_index.get(task) if tm is not None else None
+    if tm is not None and entry is None:
+        raise TaskUnavailable(f"lm-eval knows no task '{task}' (`lm-eval ls tasks` lists them; "
+                              "--include-path DIR adds a folder of task YAMLs)")
+    scope = _group_scope(task, task_data, tm) if tm is not None else None
+    if scope is not None:
+        run, leaves = scope
+        if task in task_data and not (leaves and _one_dataset(leaves, tm)):
+            raise TaskUnavailable(f"'{task}' is a group whose subtasks do not read one dataset, so --task-data {task}=PATH "
+                                  f"cannot point them all{_group_hint(task, tm)}")
+        from lm_eval.tasks._index import Entry
+
+        members = [{"task": t, **_data_overrides(tm.task_index[t], Path(task_data.get(t, task_data.get(task))).expanduser().resolve())}
+                   for t in run]
+        cfg = tm._factory._load_full_config(entry)  # noqa: SLF001 - the group's own config, functions resolved
+        cfg["task"] = members
+        group = Entry(name=task, kind=entry.kind, yaml_path=None, cfg=cfg)
+        return tm._factory.build(group, overrides=None, registry=tm.task_index)  # noqa: SLF001
     if task not in task_data:
         return task
     path = Path(task_data[task]).expanduser().resolve()
-    entry = tm.task_index.get(task) if tm is not None else None
-    if entry is None:
-        raise KeyError(task)
-    if str(getattr(entry.kind, "name", entry.kind)).upper() != "TASK":
-        raise ValueError(f"'{task}' is a group of tasks; --task-data points one task at its data: give each subtask "
-                         "(or a folder of task YAMLs with --include-path)")
-    if path.is_dir():
-        overrides = {"dataset_path": str(path)}
-    else:
-        builder = _BUILDERS.get(path.suffix.lower())
-        if builder is None:
-            raise ValueError(f"{path.name}: give a .jsonl, .json, .parquet or .csv file, or a dataset folder")
-        split = (entry.cfg or {}).get("test_split") or "test"
-        overrides = {"dataset_path": builder, "dataset_name": None, "dataset_kwargs": {"data_files": {split: str(path)}}}
-    return tm._factory.build(entry, overrides=overrides, registry=tm.task_index)  # noqa: SLF001 - see docstring
+    return tm._factory.build(entry, overrides=_data_overrides(entry, path), registry=tm.task_index)  # noqa: SLF001 - see docstring
+
+
+def _pointed(task: str, task_data: dict[str, str], tm) -> bool:
+    return task in task_data or _group_scope(task, task_data, tm) is not None
 
 
 def _load_tasks(checks: list[DeployCheck], tm, task_data: dict[str, str]) -> tuple[dict, dict[str, str]]:
@@ -139,13 +265,28 @@ def _load_tasks(checks: list[DeployCheck], tm, task_data: dict[str, str]) -> tup
         try:
             spec = _task_spec(check.task, task_data, tm)
             if isinstance(spec, str):
-                tm.load_task_or_group([spec])
+                tm.load([spec])
                 loaded[check.task] = spec
             else:  # a built Task holds its requests: build a fresh one for each model scored
                 loaded[check.task] = lambda task=check.task: _task_spec(task, task_data, tm)
         except Exception as exc:  # noqa: BLE001 - each failure is one line, the other tasks still run
-            missing[check.task] = _unavailable_line(check.task, exc)
+            missing[check.task] = _unavailable_line(check.task, exc, pointed=_pointed(check.task, task_data, tm), tm=tm)
     return loaded, missing
+
+
+def _check_task_data(checks: list[DeployCheck], task_data: dict[str, str], tm) -> None:
+    """Bad input (exit 2): a --task-data name that no check of the suite runs, itself or as a group's subtask."""
+    runs = {}
+    for check in checks:
+        runs[check.task] = check.task
+        if _is_group(check.task, tm):
+            for leaf in _leaves(check.task, tm.task_index) or []:
+                runs.setdefault(leaf, check.task)
+    for task in task_data:
+        if task not in runs:
+            known = "lm-eval knows no task of that name" if tm.task_index.get(task) is None else "no check of the plan's deploy suite runs it"
+            raise UserError(f"--task-data {task}={task_data[task]}: {known} (the suite runs: {', '.join(c.task for c in checks)}, "
+                            "and a group's subtasks)")
 
 
 def _device() -> tuple[str, str]:
@@ -167,15 +308,49 @@ def _lm(model_path: Path, base_path: str, settings: DeploySettings):
     return HFLM(**kwargs)
 
 
-def _score(lm, spec, tm, metric: str, settings: DeploySettings, limit: int | None) -> float:
+@contextmanager
+def _quiet_git():
+    """lm-eval records its git hash with ``git describe`` and lets git's stderr through: outside a git checkout
+    that prints "fatal: not a git repository" on every call. The same lookup, git's stderr captured; lm-eval's
+    own errors and logs are untouched."""
+    try:
+        import lm_eval.evaluator as ev
+        from lm_eval.loggers.utils import get_commit_from_path
+    except ImportError:
+        yield
+        return
+    original = getattr(ev, "get_git_commit_hash", None)
+    if original is None:
+        yield
+        return
+
+    def quiet() -> str | None:
+        try:
+            proc = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True, check=False)  # noqa: S607
+        except OSError:
+            proc = None
+        if proc is not None and proc.returncode == 0:
+            return proc.stdout.strip()
+        return get_commit_from_path(os.getcwd())
+
+    ev.get_git_commit_hash = quiet
+    try:
+        yield
+    finally:
+        ev.get_git_commit_hash = original
+
+
+def _score(lm, spec, tm, metric: str, settings: DeploySettings, limit: int | None, task: str | None = None) -> float:
     import lm_eval
 
     seed = settings.seed
-    out = lm_eval.simple_evaluate(model=lm, tasks=[spec() if callable(spec) else spec], task_manager=tm, limit=limit, log_samples=False,
-                                  random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
-                                  fewshot_random_seed=seed, bootstrap_iters=0, verbosity="ERROR")
+    with _quiet_git():
+        out = lm_eval.simple_evaluate(model=lm, tasks=[spec() if callable(spec) else spec], task_manager=tm, limit=limit,
+                                      log_samples=False, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                                      fewshot_random_seed=seed, bootstrap_iters=0, verbosity="ERROR")
     results = out["results"]
-    values = [r[metric] for r in results.values() if metric in r]
+    own = results.get(task) if task else None  # a group's own aggregate before its subtasks' rows
+    values = [r[metric] for r in ([own] if own else []) + list(results.values()) if metric in r]
     if not values:
         keys = sorted({k for r in results.values() for k in r if "," in k and "stderr" not in k})
         raise UserError(f"metric '{metric}' is not in the task's results (it reports: {', '.join(keys) or 'nothing'})")
@@ -237,7 +412,8 @@ def evaluate(run_dir: str | Path, *, epoch: float | None = None, limit: int | No
     os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's per-request progress bars; one line per check instead
     results: list[CheckResult] = []
     runnable = [c for c in plan.evaluation.deploy_suite if c.task]
-    tm = _task_manager([str(Path(p).expanduser().resolve()) for p in includes]) if runnable else None
+    tm = _task_manager([str(Path(p).expanduser().resolve()) for p in includes]) if runnable or task_data else None
+    _check_task_data(runnable, task_data, tm)
     loaded, missing = _load_tasks(runnable, tm, task_data) if runnable else ({}, {})
     for line in missing.values():
         echo(f"deploy: {line}")
@@ -257,12 +433,20 @@ def evaluate(run_dir: str | Path, *, epoch: float | None = None, limit: int | No
         elif check.task in missing:
             r.verdict, r.note = "unavailable", missing[check.task]
         else:
-            r.base = _score(lms["base"], loaded[check.task], tm, check.metric, settings, limit)
-            r.tuned = _score(lms["tuned"], loaded[check.task], tm, check.metric, settings, limit)
-            r.drop_points = drop_points(r.base, r.tuned, check.higher_is_better)
-            r.verdict = _verdict(check, r.drop_points, bool(limit), settings)
-            echo(f"deploy: {check.name} ({check.task}, {check.metric}): base {r.base:.4f}, tuned {r.tuned:.4f}, "
-                 f"drop {r.drop_points:g} pts (allowed {check.max_regression:g}): {r.verdict}")
+            r.base = _score(lms["base"], loaded[check.task], tm, check.metric, settings, limit, check.task)
+            r.tuned = _score(lms["tuned"], loaded[check.task], tm, check.metric, settings, limit, check.task)
+            drop = drop_points(r.base, r.tuned, check.higher_is_better)
+            scope = _group_scope(check.task, task_data, tm)
+            part = f" on {len(scope[0])} of {len(scope[1])} subtasks ({', '.join(scope[0])})" if scope and scope[0] != scope[1] else ""
+            if part:  # a subset of the group measures something else: recorded, it cannot clear (or fail) the check
+                r.verdict = "not cleared (partial)"
+                r.note = (f"scored{part}: drop {drop:g} pts; point all {len(scope[1])} subtasks at data "
+                          "to clear it")
+            else:
+                r.drop_points = drop
+                r.verdict = _verdict(check, drop, bool(limit), settings)
+            echo(f"deploy: {check.name} ({check.task}{part}, {check.metric}): base {r.base:.4f}, tuned {r.tuned:.4f}, "
+                 f"drop {drop:g} pts (allowed {check.max_regression:g}): {r.verdict}")
         results.append(r)
     report = {"plan_sha256": plan.plan_sha256, "epoch": best["epoch"], "checkpoint": best["checkpoint"],
               "base_model": base_model, "adapter": adapter, "limit": limit, "limited_can_clear": settings.limited_can_clear,

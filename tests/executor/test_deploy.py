@@ -103,7 +103,8 @@ def test_identical_checkpoint_passes_and_promotes(suite, tmp_path):
     assert checks["local gen"]["verdict"] == "passed" and checks["local mc"]["verdict"] == "passed"
     assert checks["MMLU-Pro"]["verdict"] == "unavailable"
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("deploy: mmlu_pro")]
-    assert len(line) == 1 and "--task-data mmlu_pro=PATH" in line[0] and "Traceback" not in proc.stderr
+    assert len(line) == 1 and "Traceback" not in proc.stderr
+    assert "--task-data mmlu_pro_biology=PATH" in line[0] and "--task-data mmlu_pro=PATH" not in line[0]  # a group
     assert checks["HarmBench"]["verdict"] == "manual" and checks["golden set"]["verdict"] == "eval gate"
     proc = sftplan("promote", str(run))
     assert proc.returncode == 0, proc.stderr
@@ -163,4 +164,5 @@ def test_task_data_points_a_task_at_a_local_copy(suite, tmp_path):
     assert report["task_data"] == {"sftplan_local_gen": str(local)} and gen["base"] == 1.0 and gen["verdict"] == "passed"
     proc = sftplan("evaluate", str(run), "--task-data", f"mmlu_pro={local}")
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("deploy: mmlu_pro")]
-    assert len(line) == 1 and "group of tasks" in line[0] and "Traceback" not in proc.stderr
+    # a group pointed at one file: MMLU-Pro's subtasks also read a 'validation' split (few-shot examples)
+    assert len(line) == 1 and "no 'validation' split" in line[0] and "Traceback" not in proc.stderr, line
