@@ -367,6 +367,68 @@ def _base_model(run_dir: Path, plan: Plan) -> str:
     return plan.request.model_path or plan.request.model
 
 
+def _live_run(run_dir: Path) -> str | None:
+    """'pid N, lock PATH' (or 'pid N, PATH says running') when a run of this folder is in progress, else None.
+
+    As `sftplan run` sees it: a ``run.lock`` whose flock is held (executor/lifecycle.py RunLock: held by the
+    runner and its launcher for the life of the run), or a run.json that says "running" with a live pid
+    (executor/preflight.py check_run_dir); node 0's folder and every other node's ``node-<i>/``."""
+    import fcntl
+
+    from executor import names
+    from executor.preflight import _pid_alive
+
+    folders = [run_dir] + sorted(p for p in run_dir.glob(f"{names.NODE_PREFIX}*") if p.is_dir())
+    for folder in folders:
+        lock = folder / names.RUN_LOCK
+        if lock.is_file():
+            try:
+                fd = os.open(lock, os.O_RDONLY)
+            except OSError:
+                fd = None
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+                    return f"pid {holder}, lock {lock}"
+                except OSError:
+                    pass  # a file system without flock: run.json below still tells
+                finally:
+                    os.close(fd)
+        info_path = folder / names.RUN_JSON
+        if info_path.is_file():
+            try:
+                info = json.loads(info_path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue
+            if isinstance(info, dict) and info.get("status") == "running" and _pid_alive(info.get("pid")):
+                return f"pid {info['pid']}, {info_path} says running"
+    return None
+
+
+def _check_not_running(run_dir: Path) -> None:
+    """Refuse, in one line, to score a run folder a live run is still writing (checkpoints, gate.json)."""
+    live = _live_run(run_dir)
+    if live:
+        raise UserError(f"{run_dir}: a run is still running in this folder ({live}); wait for it to end or stop it "
+                        "(create STOP) before evaluating it")
+
+
+def _verify_base_model(plan: Plan, base_model: str) -> list[str]:
+    """The base model evaluate is about to score is the approved one: the same check `sftplan run` makes
+    (executor/integrity.py verify_model: every recorded file by sha256); its one-line refusal otherwise."""
+    from executor.integrity import verify_model
+
+    record = plan.request.model_files
+    folder = Path(base_model).expanduser()
+    if record is not None and record.source == "local" and not folder.is_dir():  # else it would pass as a hub id
+        raise UserError(f"base model {folder}: missing (the approved base model is a local folder of "
+                        f"{len(record.sha256)} files); refusing to score a model that is not the approved one")
+    return verify_model(plan, {"model": base_model})[2]
+
+
 def _epoch_to_promote(run_dir: Path, epoch: float | None) -> dict:
     from executor.evalgate import best_passing_epoch, read_gate
 
@@ -388,6 +450,7 @@ def evaluate(run_dir: str | Path, *, epoch: float | None = None, limit: int | No
 
     run_dir = Path(run_dir)
     plan = run_plan(run_dir)
+    _check_not_running(run_dir)  # a run in progress: its checkpoints and gate.json are still being written
     settings = plan.evaluation.deploy or DeploySettings()
     limit = limit if limit is not None else settings.limit
     best = _epoch_to_promote(run_dir, epoch)
@@ -398,6 +461,7 @@ def evaluate(run_dir: str | Path, *, epoch: float | None = None, limit: int | No
     if damaged:
         raise UserError(f"epoch {best['epoch']}'s checkpoint: {damaged}; nothing to evaluate")
     base_model = _base_model(run_dir, plan)
+    model_notes = _verify_base_model(plan, base_model)  # before anything is scored: refuses a changed base model
     task_data = dict(task_data or {})
     includes = [p for p in (settings.include_path, include_path) if p]
     for p in includes:
@@ -415,7 +479,7 @@ def evaluate(run_dir: str | Path, *, epoch: float | None = None, limit: int | No
     tm = _task_manager([str(Path(p).expanduser().resolve()) for p in includes]) if runnable or task_data else None
     _check_task_data(runnable, task_data, tm)
     loaded, missing = _load_tasks(runnable, tm, task_data) if runnable else ({}, {})
-    for line in missing.values():
+    for line in model_notes + list(missing.values()):
         echo(f"deploy: {line}")
     lms = {}
     adapter = is_adapter_checkpoint(ckpt)
