@@ -111,29 +111,37 @@ def verify_data(plan, inputs: dict) -> dict[str, Path]:
 
 def set_aside_damaged(run_dir: Path) -> tuple[list[str], list[dict]]:
     """Rank 0, before a resume: verify every complete checkpoint (newest first) against its COMPLETE hashes; each
-    one that fails is renamed ``damaged-checkpoint-<step>`` (kept for inspection, never resumed from, out of
-    Trainer's rotation) and named in a note. Returns (notes, [{"checkpoint", "reason"}])."""
+    one that fails is renamed ``damaged-checkpoint-<step>`` (``.2``, ``.3``... when an earlier one of that step is
+    there: kept for inspection, never resumed from, out of Trainer's rotation) and named in a note. Returns (notes,
+    [{"checkpoint", "reason", "set_aside_as"}])."""
     notes, damaged = [], []
     done = [p for p in names.checkpoints(run_dir) if names.has_marker(p)]
     for ckpt in reversed(done):
         why = names.check_complete(ckpt)
         if not why:
             break  # the newest that verifies is where the run resumes; older ones are checked when promoted
-        aside = ckpt.with_name(names.DAMAGED_PREFIX + ckpt.name)
-        if aside.exists():
-            import shutil
-
-            shutil.rmtree(aside, ignore_errors=True)
+        aside = damaged_name(ckpt)
         ckpt.rename(aside)
-        damaged.append({"checkpoint": ckpt.name, "reason": why})
+        damaged.append({"checkpoint": ckpt.name, "reason": why, "set_aside_as": aside.name})
     if damaged:
         left = [p for p in names.checkpoints(run_dir) if names.has_marker(p)]
         target = f"resuming from {left[-1].name}, the newest that verifies" if left else \
             "no complete checkpoint verifies: training from the base model"
         for d in damaged:
             notes.append(f"checkpoint {d['checkpoint']} is damaged: {d['reason']}; set aside as "
-                         f"{names.DAMAGED_PREFIX}{d['checkpoint']}; {target}")
+                         f"{d['set_aside_as']}; {target}")
     return notes, damaged
+
+
+def damaged_name(ckpt: Path) -> Path:
+    """Where a damaged checkpoint is set aside: ``damaged-checkpoint-<step>``, or, when an earlier set-aside of the
+    same step is still there (kept for inspection, never overwritten), ``damaged-checkpoint-<step>.2``, ``.3``..."""
+    first = ckpt.with_name(names.DAMAGED_PREFIX + ckpt.name)
+    aside, n = first, 1
+    while aside.exists() or aside.is_symlink():
+        n += 1
+        aside = first.with_name(f"{first.name}.{n}")
+    return aside
 
 
 # --------------------------------------------------------------------------- base model

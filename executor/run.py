@@ -109,25 +109,79 @@ def _write_run(run_dir: Path, **fields) -> dict:
     return info
 
 
+NO_RECORD = "ended without a record (killed?)"
+
+
+def _ended(status: str | None, *, signal_name: str | None = None, exit_code: int | None = None,
+           launcher_exit_code: int | None = None, step: int | None = None, error: str | None = None) -> str:
+    """One line saying how an attempt ended, for its entry in run.json's attempts."""
+    at = f" at step {step}" if isinstance(step, int) else ""
+    code = f"exit code {exit_code}" if exit_code is not None else "exit code unknown"
+    if status == "finished":
+        return f"finished ({code})"
+    if status == "stopped":
+        by = signal_name or "RUN_DIR/STOP at the epoch boundary"
+        return f"stopped by {by}{at} ({code})"
+    if status == "oom":
+        return f"out of memory{at} ({code})" + (f": {error}" if error else "")
+    if status == "failed":
+        launcher = (f", launcher exit code {launcher_exit_code}" if launcher_exit_code is not None
+                    and launcher_exit_code != exit_code else "")
+        why = f" after {signal_name}" if signal_name else ""
+        return f"failed{why}{at} ({code}{launcher}" + (f"): {error}" if error else ")")
+    return str(status or "unknown")
+
+
+def _last_sign_of_life(run_dir: Path) -> str | None:
+    seen = [f.stat().st_mtime for f in (run_dir / "metrics.jsonl", run_dir / "log.txt") if f.is_file()]
+    return _stamp(datetime.fromtimestamp(max(seen), timezone.utc)) if seen else None
+
+
 def _attempts(run_dir: Path, previous: dict) -> list[dict]:
-    """Launch attempts so far plus a new one. An attempt killed without a finish time (SIGKILL, power loss)
-    is closed at its last sign of life (latest write to metrics.jsonl or log.txt), so the report's
-    elapsed hours leave the downtime before a resume out."""
+    """Launch attempts so far plus a new one; each ended one says how it ended (``status``, ``signal``,
+    ``exit_code``, ``launcher_exit_code``, ``ended``: one line). An attempt killed without a finish time (SIGKILL,
+    power loss) is closed at its last sign of life (latest write to metrics.jsonl or log.txt), so the report's
+    elapsed hours leave the downtime before a resume out; one that run.json still shows ``running`` (its
+    process is gone: the caller holds the run lock, and preflight refused a live pid) is marked
+    ``status: "unrecorded"``, ``ended: "ended without a record (killed?) ..."`` (see ``unrecorded_attempt``)."""
     attempts = [dict(a) for a in previous.get("attempts", []) if isinstance(a, dict)]
     if not attempts and previous.get("started_at"):  # a run.json from before attempts were recorded
         attempts = [{"started_at": previous["started_at"], "finished_at": previous.get("finished_at")}]
-    if attempts and not attempts[-1].get("finished_at"):
-        seen = [f.stat().st_mtime for f in (run_dir / "metrics.jsonl", run_dir / "log.txt") if f.is_file()]
-        last = datetime.fromtimestamp(max(seen), timezone.utc) if seen else None
-        attempts[-1]["finished_at"] = _stamp(last) if last else attempts[-1]["started_at"]
-    return attempts + [{"started_at": _now(), "finished_at": None}]
+    if attempts:
+        last = attempts[-1]
+        if not last.get("finished_at"):
+            last["finished_at"] = _last_sign_of_life(run_dir) or last["started_at"]
+        if previous.get("status") == "running" and not last.get("ended"):
+            # the top-level signal/exit_code of a run.json left at "running" are an earlier attempt's: not copied
+            last.update(status="unrecorded", signal=None, exit_code=None,
+                        ended=f"{NO_RECORD}: run.json still said running; last sign of life {last['finished_at']}")
+        elif previous.get("status") and previous["status"] != "running" and not last.get("ended"):
+            # a run.json from before attempts recorded their ends: the top-level fields are the last attempt's
+            was = Launched()
+            was.signal = previous.get("signal") if previous.get("signal") in ("SIGINT", "SIGTERM", "SIGHUP") else None
+            code = exit_code_of(previous["status"], was)
+            launcher = previous.get("launcher_exit_code", previous.get("exit_code"))  # exit_code was the launcher's
+            last.update(status=previous["status"], signal=was.signal, exit_code=code, launcher_exit_code=launcher,
+                        ended=_ended(previous["status"], signal_name=was.signal, exit_code=code,
+                                     launcher_exit_code=launcher, error=previous.get("error")))
+    return attempts + [{"started_at": _now(), "finished_at": None, "status": "running"}]
 
 
-def _close_attempt(run_dir: Path) -> list[dict]:
+def unrecorded_attempt(attempts: list[dict]) -> dict | None:
+    """The attempt before the new one (the last of ``attempts``) when it ended without a record, else None."""
+    if len(attempts) > 1 and attempts[-2].get("status") == "unrecorded":
+        return attempts[-2]
+    return None
+
+
+def _close_attempt(run_dir: Path, **outcome) -> list[dict]:
+    """The attempts with the running one (the last) closed now and ``outcome`` (status, signal, exit_code,
+    launcher_exit_code, ended) recorded on it."""
     info = json.loads((run_dir / "run.json").read_text())
-    attempts = info.get("attempts", [])
+    attempts = [a for a in info.get("attempts", []) if isinstance(a, dict)]
     if attempts and not attempts[-1].get("finished_at"):
         attempts[-1]["finished_at"] = _now()
+        attempts[-1].update(outcome)
     return attempts
 
 
@@ -318,10 +372,24 @@ def _run_locked(checked, plan_path: Path, run_dir: Path, notes: list[str], lock,
     argv = single_node_argv(plan, run_dir.resolve(), master_port=run_port())
     (run_dir / "STOP").unlink(missing_ok=True)  # a STOP left from an earlier stop would end this run at once
     previous = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    attempts = _attempts(run_dir, previous)
+    lost = unrecorded_attempt(attempts)
+    if lost:  # e.g. SIGKILL of `sftplan run`, power loss: say it once, and keep it in run.json (notes, attempts)
+        line = (f"the previous attempt (started {lost['started_at']}) {NO_RECORD}: last sign of life "
+                f"{lost['finished_at']}; recorded in {run_dir / 'run.json'} attempts")
+        say(f"sftplan: {line}")
+        notes = notes + [line]
+    # a new attempt: the top-level signal/exit_code/error of the last one would be read as this one's
     _write_run(run_dir, plan_sha256=plan.plan_sha256, status="running", started_at=previous.get("started_at") or _now(),
                restarted_at=_now() if previous else None, finished_at=None, allow_mismatch=allow_mismatch, notes=notes,
-               launch=argv, device=_device(), strategy=plan.recommended.strategy,
-               attempts=_attempts(run_dir, previous), versions=_versions())
+               launch=argv, device=_device(), strategy=plan.recommended.strategy, signal=None, exit_code=None,
+               launcher_exit_code=None, error=None, attempts=attempts, versions=_versions())
+    if lost:
+        try:
+            with open(run_dir / "log.txt", "a", encoding="utf-8") as fh:
+                fh.write(f"{_now()} sftplan: {line}\n")
+        except OSError:
+            pass
     (run_dir / "train_result.json").unlink(missing_ok=True)
     (run_dir / oom_guard.OOM_FILE).unlink(missing_ok=True)
     done = launch(argv, run_dir, echo=echo, lock=lock)
@@ -398,7 +466,7 @@ def finish(plan, run_dir: Path, done: "Launched", notes: list[str], *, say, reco
     oom = oom_guard.read_oom(result_dir or run_dir)  # a rank ran out of memory (executor/oom_guard.py): exit 3
     if oom:
         status = "oom"
-    extra = list(result.get("notes", []))
+    extra = _signal_notes(list(result.get("notes", [])), done.signal)
     if done.signal:
         extra.append(f"{done.signal} received: " + ("the workers stopped at a safe point" if status == "stopped"
                                                     else "the workers did not reach a safe point"))
@@ -412,10 +480,18 @@ def finish(plan, run_dir: Path, done: "Launched", notes: list[str], *, say, reco
         oom.get("message", "out of memory") if oom else None)
     if status == "failed" and not error:
         error = (f"the launcher ended with exit code {done.rc}" if done.rc else "training ended without a result")
+    code = exit_code_of(status, done)
+    # run.json's exit_code: 128 + the signal when a stop signal stopped it (what `sftplan run` exits with), else the
+    # launcher's (also in launcher_exit_code); an attempt's exit_code is always what `sftplan run` exited with
+    recorded = code if code > 128 else done.rc
+    step = result.get("global_step") if isinstance(result.get("global_step"), int) else None
+    outcome = dict(status=status, signal=done.signal, exit_code=code, launcher_exit_code=done.rc,
+                   ended=_ended(status, signal_name=done.signal, exit_code=code, launcher_exit_code=done.rc,
+                                step=step, error=error))
     problems = []
     try:
-        record(status=status, finished_at=_now(), exit_code=done.rc, pid=None, signal=done.signal, error=error,
-               notes=notes + extra, attempts=_close_attempt(run_dir))
+        record(status=status, finished_at=_now(), exit_code=recorded, launcher_exit_code=done.rc, pid=None,
+               signal=done.signal, error=error, notes=notes + extra, attempts=_close_attempt(run_dir, **outcome))
     except OSError as exc:
         problems.append(f"run.json not updated ({exc.strerror or exc})")
     from executor.report import write_report
@@ -431,9 +507,29 @@ def finish(plan, run_dir: Path, done: "Launched", notes: list[str], *, say, reco
         say(f"sftplan: {p}")
     if oom:
         print(f"sftplan: {error}", file=sys.stderr, flush=True)
+    return code
+
+
+def exit_code_of(status: str, done: "Launched") -> int:
+    """What `sftplan run` exits with: 3 out of memory, 1 failed, 128 + the signal when a stop signal stopped it,
+    else 0."""
+    if status == "oom":
         return oom_guard.OOM_EXIT_CODE
     if status == "failed":
         return 1
     if done.signal:
         return 128 + int(getattr(signal, done.signal))
     return 0
+
+
+def _signal_notes(notes: list[str], received: str | None) -> list[str]:
+    """The workers' "stopped by SIGTERM at step N" when `sftplan run` received another stop signal: Stopper
+    forwards every stop signal to the workers as SIGTERM, so the note says which one `sftplan run` received."""
+    if not received or received == "SIGTERM":
+        return notes
+    out = []
+    for n in notes:
+        if isinstance(n, str) and n.startswith("stopped by SIGTERM at step ") and n[27:].isdigit():
+            n = f"{n}: sftplan run received {received} and forwarded it to each worker as SIGTERM"
+        out.append(n)
+    return out
