@@ -23,6 +23,8 @@ from advisor.models import DataFile, Plan
 from advisor.planfile import verify
 
 from advisor.units import GIB
+from executor import names
+
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                 "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 
@@ -109,8 +111,108 @@ def process_state(pid: int) -> str | None:
         return None
 
 
+# What a base model / exported model folder holds beside config.json (weights or tokenizer files), and what a LoRA
+# adapter folder holds: a run written into (or under) one would add files to the model that was approved.
+_MODEL_FILES = ("*.safetensors", "pytorch_model*.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json",
+                "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
+_ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def _is_run_folder(folder: Path) -> bool:
+    """Holds a run: run.json or run.lock, or a plan.yaml beside what a run writes (config/, checkpoints, gate.json,
+    metrics.jsonl). A plan's own folder (plan.yaml alone, the default run folder beside it) is not one."""
+    if (folder / names.RUN_JSON).is_file() or (folder / names.RUN_LOCK).is_file():
+        return True
+    traces = ((folder / names.CONFIG / names.INPUTS).is_file() or (folder / names.CONFIG / names.TRAINING_ARGS).is_file()
+              or (folder / names.GATE).is_file() or (folder / names.METRICS).is_file() or bool(names.checkpoints(folder)))
+    return traces and ((folder / names.PLAN).is_file() or bool(names.checkpoints(folder)))
+
+
+def _is_checkpoint(folder: Path) -> bool:
+    name = folder.name[len(names.DAMAGED_PREFIX):] if folder.name.startswith(names.DAMAGED_PREFIX) else folder.name
+    return names.has_marker(folder) or names.checkpoint_step(Path(name)) >= 0
+
+
+def _is_model_folder(folder: Path) -> bool:
+    if (folder / "adapter_config.json").is_file() and any((folder / n).is_file() for n in _ADAPTER_FILES):
+        return True
+    return (folder / "config.json").is_file() and any(p.is_file() for g in _MODEL_FILES for p in folder.glob(g))
+
+
+def _kind(folder: Path, *, itself: bool) -> str | None:
+    """What ``folder`` holds that a run folder must never be written into, or None."""
+    if (folder / "PROMOTED.md").is_file():
+        return "a promotion (holds PROMOTED.md)"
+    if _is_checkpoint(folder):
+        return f"a run's checkpoint folder ({names.COMPLETE} marker / checkpoint-<step> name)"
+    if _is_model_folder(folder):
+        return "a model folder (config.json + weights / tokenizer files)"
+    if not itself and _is_run_folder(folder):
+        return "another run's folder"
+    return None
+
+
+def check_out_folder(run_dir: Path) -> None:
+    """Refuse a run folder that is, or is inside, a checkpoint, a model folder or a promotion, or that is inside
+    another run folder: the run would write plan.yaml, config/, data/ and run.lock into what was approved or saved.
+    Checked before anything is written (symlinks resolved)."""
+    run_dir = Path(run_dir)
+    try:
+        target = run_dir.expanduser().resolve()
+    except (OSError, RuntimeError):
+        target = Path(os.path.abspath(run_dir.expanduser()))
+    for folder in (target, *target.parents):
+        if not folder.is_dir():
+            continue
+        kind = _kind(folder, itself=folder == target)
+        if kind is None:
+            continue
+        where = "is" if folder == target else f"is inside {folder},"
+        raise UserError(f"{run_dir}: {where} {kind}; a run written there would damage it: choose another output "
+                        "folder")
+
+
+def live_run(run_dir: Path) -> str | None:
+    """The pid (as text, 'unknown' if unrecorded) of a live `sftplan run` on ``run_dir``, else None: its run.lock is
+    flock'ed (executor/lifecycle.py RunLock), or, where the lock cannot be tested, run.json says running under a live
+    pid (as ``check_run_dir`` reads it)."""
+    import fcntl
+
+    lock = Path(run_dir) / names.RUN_LOCK
+    tested = False
+    if lock.is_file():
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            fd = None
+        if fd is not None:
+            try:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    tested = True
+                except BlockingIOError:
+                    return holder or "unknown"
+                except OSError:  # no flock here (some network file systems): the recorded pid decides
+                    if holder.isdigit() and _pid_alive(int(holder)):
+                        return holder
+            finally:
+                os.close(fd)  # also drops the shared lock taken to test it
+    info_path = Path(run_dir) / names.RUN_JSON
+    if not tested and info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if isinstance(info, dict) and info.get("status") == "running" and _pid_alive(info.get("pid")):
+            return str(info["pid"])
+    return None
+
+
 def check_run_dir(run_dir: Path, plan: Plan) -> list[str]:
-    """Refuse a folder that holds another plan's run (or an unidentified one, or a live one)."""
+    """Refuse a folder that holds another plan's run (or an unidentified one, or a live one), and one that is or is
+    inside a checkpoint, model folder or promotion, or inside another run folder (``check_out_folder``)."""
+    check_out_folder(run_dir)
     if not run_dir.exists():
         return []
     if not run_dir.is_dir():

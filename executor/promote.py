@@ -15,6 +15,7 @@ entry is answered by the eval gate itself.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -187,6 +188,66 @@ def run_plan(run_dir: Path) -> Plan:
     return plan
 
 
+def _run_started_at(run_dir: Path) -> str | None:
+    """run.json's started_at: set by the first launch, kept by every resume; with the folder's path, which run it is."""
+    try:
+        info = json.loads((run_dir / names.RUN_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info.get("started_at") if isinstance(info, dict) else None
+
+
+_MD_SHA = re.compile(r"^- plan_sha256: `([0-9a-f]{64})`", re.M)
+_MD_RUN = re.compile(r"^# Promoted: epoch \S+ of (.+)$", re.M)
+
+
+def promotion_identity(out: Path) -> dict:
+    """Whose promotion ``out`` holds: promoted.json's plan_sha256, run_dir and run_started_at (older promotions
+    record no run), else PROMOTED.md's plan_sha256 line; {} when neither names a plan."""
+    try:
+        data = json.loads((out / "promoted.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("plan_sha256"), str):
+        return data
+    try:
+        md = (out / "PROMOTED.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    sha, run = _MD_SHA.search(md), _MD_RUN.search(md)
+    return {"plan_sha256": sha.group(1), "run_name": run.group(1).strip() if run else None} if sha else {}
+
+
+def check_promotion_folder(out: Path, run_dir: Path, plan: Plan) -> None:
+    """Refuse an ``out`` that is not this run's earlier promotion: a folder without PROMOTED.md, a promotion of
+    another plan or of another run of this plan, or one that cannot be identified. A promotion is never replaced
+    silently by someone else's; re-promoting this run into its own promotion folder replaces it."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder; choose another --out")
+    if not (out / "PROMOTED.md").is_file():
+        raise UserError(f"{out}: exists and is not an earlier promotion (no PROMOTED.md); choose another --out")
+    ident = promotion_identity(out)
+    sha = ident.get("plan_sha256")
+    if not sha:
+        raise UserError(f"{out}: holds a promotion that cannot be identified (promoted.json unreadable or without "
+                        "plan_sha256); refusing to replace it: choose another --out")
+    recorded = ident.get("run_dir") or ident.get("run_name")
+    whose = f"plan {sha[:12]}" + (f", run {recorded}" if recorded else "")
+    if sha != plan.plan_sha256:
+        raise UserError(f"{out}: holds the promotion of another plan ({whose}; this run's plan is "
+                        f"{plan.plan_sha256[:12]}); refusing to replace it: choose another --out")
+    here = run_dir.resolve()
+    own_folder = out.resolve().parent == here
+    if ident.get("run_dir") and not own_folder:
+        same = Path(ident["run_dir"]) == here or (
+            ident.get("run_started_at") is not None and ident.get("run_started_at") == _run_started_at(run_dir))
+        if not same:
+            raise UserError(f"{out}: holds the promotion of another run of this plan ({whose}; this run is {here}); "
+                            "refusing to replace it: choose another --out")
+
+
 def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
             deploy_results: str | Path | None = None, merge: bool = False) -> Path:
     """Export the best passing epoch to ``out_dir`` (default ``RUN_DIR/promoted``); returns its path.
@@ -194,6 +255,12 @@ def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
     A LoRA run exports the adapter (executor/lora.py export_adapter); ``merge`` adds merged weights."""
     run_dir = Path(run_dir)
     plan = run_plan(run_dir)
+    from executor.preflight import live_run
+
+    pid = live_run(run_dir)
+    if pid is not None:
+        raise UserError(f"{run_dir}: still running (pid {pid}, lock {run_dir / names.RUN_LOCK}); promote when it "
+                        "finishes")
     if not (run_dir / GATE_FILE).is_file():
         raise UserError(f"{run_dir / GATE_FILE}: missing: no epoch has been scored (the run has not finished an "
                         "epoch, or the file was removed); nothing to promote")
@@ -212,11 +279,14 @@ def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
         results = measured_drops(measured) if measured else None
 
     out = Path(out_dir) if out_dir is not None else run_dir / names.PROMOTED
-    if out.exists() and not (out / "PROMOTED.md").is_file():
-        raise UserError(f"{out}: exists and is not an earlier promotion (no PROMOTED.md); choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    check_promotion_folder(out, run_dir, plan)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as exc:
+        raise UserError(f"{out.parent}: cannot write the promotion there ({exc.strerror or exc.__class__.__name__})"
+                        ) from None
     if merge and plan.method != "lora":
         raise UserError(f"--merge: {run_dir} is a {plan.method} run; only a LoRA adapter has something to merge")
     try:
@@ -236,7 +306,8 @@ def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
         (tmp / "PROMOTED.md").write_text(_promoted_md(run_dir, plan, gate, best, results, measured), encoding="utf-8")
         (tmp / "promoted.json").write_text(json.dumps(
             {"epoch": best["epoch"], "step": best["step"], "checkpoint": best["checkpoint"], "score": best["score"],
-             "baseline": gate["baseline"], "plan_sha256": plan.plan_sha256, "deploy_results": results,
+             "baseline": gate["baseline"], "plan_sha256": plan.plan_sha256, "run_dir": str(run_dir.resolve()),
+             "run_started_at": _run_started_at(run_dir), "deploy_results": results,
              "deploy_limit": measured.get("limit") if measured else None}, indent=2) + "\n")
         old = None
         if out.exists():

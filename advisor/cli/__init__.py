@@ -8,7 +8,9 @@ stderr, exit 2, no traceback. The executor's module registers without importing 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 from advisor.errors import UserError
@@ -79,6 +81,34 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        line = os_error_line(exc)
+        if line is None:  # not about a path or the machine: a programming error, shown in full
+            raise
+        sys.stderr.write(f"sftplan: {line}\n")
+        return 2
+
+
+# Errors of the machine rather than the code, shown in one line even when the OSError names no file (a write that
+# fills the disk names none).
+_ENVIRONMENT_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EROFS", "EIO") if hasattr(errno, n))
+
+
+def os_error_line(exc: OSError) -> str | None:
+    """``<path>: <strerror>`` for an OSError about a path (read-only file system, permission denied, disk full...),
+    ``<strerror>`` for a full disk / read-only file system / I/O error that names none; None for any other OSError
+    (no errno, or no path: left to show as the programming error it is)."""
+    if not isinstance(exc.errno, int):
+        return None
+    reason = exc.strerror or os.strerror(exc.errno)
+    if exc.filename is not None:
+        path = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else str(exc.filename)
+        if exc.filename2 is not None:
+            path += f" -> {os.fsdecode(exc.filename2)}"
+        return f"{path}: {reason}"
+    if exc.errno in _ENVIRONMENT_ERRNOS:
+        return f"{reason} (errno {errno.errorcode.get(exc.errno, exc.errno)})"
+    return None
 
 
 if __name__ == "__main__":
