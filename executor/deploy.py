@@ -368,43 +368,17 @@ def _base_model(run_dir: Path, plan: Plan) -> str:
 
 
 def _live_run(run_dir: Path) -> str | None:
-    """'pid N, lock PATH' (or 'pid N, PATH says running') when a run of this folder is in progress, else None.
-
-    As `sftplan run` sees it: a ``run.lock`` whose flock is held (executor/lifecycle.py RunLock: held by the
-    runner and its launcher for the life of the run), or a run.json that says "running" with a live pid
-    (executor/preflight.py check_run_dir); node 0's folder and every other node's ``node-<i>/``."""
-    import fcntl
-
+    """'pid N, lock PATH' when a run of this folder is in progress, else None: `sftplan run`'s own test
+    (executor/preflight.py live_run: its run.lock flock'ed, or where that cannot be tested, run.json running under a
+    live pid), on node 0's folder and every other node's ``node-<i>/``."""
     from executor import names
-    from executor.preflight import _pid_alive
+    from executor.preflight import live_run
 
     folders = [run_dir] + sorted(p for p in run_dir.glob(f"{names.NODE_PREFIX}*") if p.is_dir())
     for folder in folders:
-        lock = folder / names.RUN_LOCK
-        if lock.is_file():
-            try:
-                fd = os.open(lock, os.O_RDONLY)
-            except OSError:
-                fd = None
-            if fd is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                except BlockingIOError:
-                    holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-                    return f"pid {holder}, lock {lock}"
-                except OSError:
-                    pass  # a file system without flock: run.json below still tells
-                finally:
-                    os.close(fd)
-        info_path = folder / names.RUN_JSON
-        if info_path.is_file():
-            try:
-                info = json.loads(info_path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError):
-                continue
-            if isinstance(info, dict) and info.get("status") == "running" and _pid_alive(info.get("pid")):
-                return f"pid {info['pid']}, {info_path} says running"
+        pid = live_run(folder)
+        if pid:
+            return f"pid {pid}, lock {folder / names.RUN_LOCK}"
     return None
 
 

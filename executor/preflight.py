@@ -174,12 +174,11 @@ def check_out_folder(run_dir: Path) -> None:
 
 def live_run(run_dir: Path) -> str | None:
     """The pid (as text, 'unknown' if unrecorded) of a live `sftplan run` on ``run_dir``, else None: its run.lock is
-    flock'ed (executor/lifecycle.py RunLock), or, where the lock cannot be tested, run.json says running under a live
-    pid (as ``check_run_dir`` reads it)."""
+    flock'ed (executor/lifecycle.py RunLock), or run.json says running under a live pid (as ``check_run_dir`` reads
+    it; where flock cannot be tested, the pid recorded in run.lock decides too)."""
     import fcntl
 
     lock = Path(run_dir) / names.RUN_LOCK
-    tested = False
     if lock.is_file():
         try:
             fd = os.open(lock, os.O_RDONLY)
@@ -190,7 +189,6 @@ def live_run(run_dir: Path) -> str | None:
                 holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
                 try:
                     fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                    tested = True
                 except BlockingIOError:
                     return holder or "unknown"
                 except OSError:  # no flock here (some network file systems): the recorded pid decides
@@ -199,7 +197,7 @@ def live_run(run_dir: Path) -> str | None:
             finally:
                 os.close(fd)  # also drops the shared lock taken to test it
     info_path = Path(run_dir) / names.RUN_JSON
-    if not tested and info_path.is_file():
+    if info_path.is_file():  # as check_run_dir reads it: a live pid under 'running' is a run in progress
         try:
             info = json.loads(info_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
