@@ -15,7 +15,7 @@ from advisor.models import DeployCheck, DeploySettings
 from advisor.modelfiles import model_files
 from advisor.planfile import approve, write_plan
 from executor.evalgate import record_baseline, record_epoch
-from tinyplan import ROOT, sftplan, tiny_assets, tiny_plan
+from tinyplan import ROOT, one_line, sftplan, tiny_assets, tiny_plan
 
 SCORE = {"loss": 2.0, "exact_match": 0.0, "contains": 0.0}
 
@@ -23,12 +23,6 @@ SCORE = {"loss": 2.0, "exact_match": 0.0, "contains": 0.0}
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     return tiny_assets(tmp_path_factory.mktemp("tiny"), n_train=16, n_golden=2)
-
-
-def _one_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in text, text[-2000:]
-    return lines[0]
 
 
 def _run_dir(tmp_path, assets):
@@ -63,9 +57,9 @@ def _refused(run, needle):
     for args in (("evaluate", str(run)), ("promote", str(run), "--evaluate")):
         proc = sftplan(*args)
         assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-        assert needle in _one_line(proc.stderr), proc.stderr
+        assert needle in one_line(proc.stderr), proc.stderr
         assert not (run / "deploy.json").exists() and not (run / "promoted").exists()
-    return _one_line(proc.stderr)
+    return one_line(proc.stderr)
 
 
 def test_an_intact_base_model_is_verified_and_evaluated(assets, tmp_path):

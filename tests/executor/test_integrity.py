@@ -8,18 +8,12 @@ import subprocess
 
 import pytest
 
-from tinyplan import ROOT, approved_plan_file, sftplan, tiny_assets, tiny_plan
+from tinyplan import ROOT, approved_plan_file, one_line, sftplan, tiny_assets, tiny_plan
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     return tiny_assets(tmp_path_factory.mktemp("tiny"), n_train=16, n_golden=2)
-
-
-def _one_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in text, text[-2000:]
-    return lines[0]
 
 
 def _edit_plan(src, dst):
@@ -37,7 +31,7 @@ def test_preseeded_edited_plan_copy_is_refused(assets, tmp_path):
     _edit_plan(plan_path, run_dir / "plan.yaml")
     proc = sftplan("run", str(plan_path), "--out", str(run_dir), "--allow-mismatch")
     assert proc.returncode == 2
-    line = _one_line(proc.stderr)
+    line = one_line(proc.stderr)
     assert "plan.yaml is not the approved plan" in line and "edited after approval" in line
     assert not (run_dir / "run.json").exists() and not list(run_dir.glob("checkpoint-*"))
 
@@ -52,15 +46,15 @@ def test_node_script_verifies_the_plan_it_trains_on(assets, tmp_path):
     proc = subprocess.run(["bash", str(run_dir / "config" / "launch.sh")], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "edited after approval" in _one_line(proc.stderr) and not list(run_dir.glob("checkpoint-*"))
+    assert "edited after approval" in one_line(proc.stderr) and not list(run_dir.glob("checkpoint-*"))
     proc = sftplan("run", str(plan_path), "--out", str(run_dir))  # and `sftplan run` refuses before launching
-    assert proc.returncode == 2 and "is not the approved plan" in _one_line(proc.stderr)
+    assert proc.returncode == 2 and "is not the approved plan" in one_line(proc.stderr)
 
     other = approved_plan_file(tmp_path, tiny_plan(assets, epochs=1), "other.yaml")  # approved, but not this run's
     (run_dir / "plan.yaml").write_text(other.read_text())
     proc = subprocess.run(["bash", str(run_dir / "config" / "launch.sh")], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
-    assert proc.returncode == 2 and "configured for plan" in _one_line(proc.stderr)
+    assert proc.returncode == 2 and "configured for plan" in one_line(proc.stderr)
 
 
 def test_trainer_refuses_data_that_is_not_the_approved_bytes(assets, tmp_path):
@@ -75,7 +69,7 @@ def test_trainer_refuses_data_that_is_not_the_approved_bytes(assets, tmp_path):
                       else staged.read_text() + '{"prompt": "add 1 1", "response": "2"}\n')
     proc = subprocess.run(["bash", str(run_dir / "config" / "launch.sh")], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
-    assert proc.returncode == 2 and "is not the approved bytes" in _one_line(proc.stderr)
+    assert proc.returncode == 2 and "is not the approved bytes" in one_line(proc.stderr)
 
 
 def _poke(path, at=None, data=b"\xff" * 4096):
@@ -117,10 +111,10 @@ def test_a_swapped_base_model_file_is_refused(assets, tmp_path, name):
         cfg["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
         (model / name).write_text(json.dumps(cfg))
     proc = sftplan("run", str(plan_path), "--out", str(run_dir))
-    assert proc.returncode == 2 and f"{name}: changed since approval" in _one_line(proc.stderr)
+    assert proc.returncode == 2 and f"{name}: changed since approval" in one_line(proc.stderr)
     proc = subprocess.run(["bash", str(run_dir / "config" / "launch.sh")], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
-    assert proc.returncode == 2 and f"{name}: changed since approval" in _one_line(proc.stderr)
+    assert proc.returncode == 2 and f"{name}: changed since approval" in one_line(proc.stderr)
 
 
 def test_model_files_record_local_hashes_and_hub_revisions(assets):
@@ -193,10 +187,10 @@ def test_a_malformed_run_file_is_named_in_one_line(assets, tmp_path, name):
     plan_path, run_dir = _dry_run_folder(assets, tmp_path)
     (run_dir / name).write_text('{"baseline": {"loss": 1.2, "exa')  # truncated mid-write
     proc = sftplan("run", str(plan_path), "--out", str(run_dir))
-    assert proc.returncode == 2 and name in _one_line(proc.stderr)
+    assert proc.returncode == 2 and name in one_line(proc.stderr)
     if name == "gate.json":
         proc = sftplan("promote", str(run_dir))
-        assert proc.returncode == 2 and name in _one_line(proc.stderr)
+        assert proc.returncode == 2 and name in one_line(proc.stderr)
 
 
 def test_a_resume_without_the_base_models_baseline_is_refused(assets, tmp_path):
@@ -210,7 +204,7 @@ def test_a_resume_without_the_base_models_baseline_is_refused(assets, tmp_path):
     (run_dir / "gate.json").write_text(json.dumps({"baseline": None, "epochs": [], "thresholds": {}}))
     proc = sftplan("run", str(plan_path), "--out", str(run_dir))
     assert proc.returncode == 2
-    line = _one_line(proc.stderr)
+    line = one_line(proc.stderr)
     assert "baseline.json: missing" in line and "cannot be re-scored on a resumed checkpoint" in line
 
 

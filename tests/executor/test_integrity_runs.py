@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tinyplan import ROOT, approved_plan_file, sftplan, tiny_assets, tiny_plan
+from tinyplan import ROOT, approved_plan_file, one_line, sftplan, tiny_assets, tiny_plan
 
 pytestmark = pytest.mark.slow
 
@@ -58,12 +58,6 @@ def _overwrite_4k(path):
         fh.write(b"\xff" * 4096)
 
 
-def _one_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in text, text[-2000:]
-    return lines[0]
-
-
 def test_damaged_newest_checkpoint_resume_falls_back_and_promote_refuses(assets, tmp_path):
     """4 KiB overwritten inside the newest checkpoint's model.safetensors, gate.json deleted: the rerun names the
     file, resumes from the previous checkpoint that verifies (log + run.json), keeps the base model's baseline
@@ -86,7 +80,7 @@ def test_damaged_newest_checkpoint_resume_falls_back_and_promote_refuses(assets,
     _overwrite_4k(copy / best["checkpoint"] / "model.safetensors")
     proc = sftplan("promote", str(copy))
     assert proc.returncode == 2 and not (copy / "promoted").exists()
-    assert f"{best['checkpoint']}/model.safetensors: damaged" in _one_line(proc.stderr)
+    assert f"{best['checkpoint']}/model.safetensors: damaged" in one_line(proc.stderr)
 
     _overwrite_4k(newest / "model.safetensors")
     (run_dir / "gate.json").unlink()

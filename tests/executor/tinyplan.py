@@ -108,3 +108,10 @@ def resume_after_losing_last_epoch(plan_path: Path, run_dir: Path, gate: dict, e
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert json.loads((run_dir / "train_result.json").read_text())["resumed_from"] == kept[-1]["checkpoint"]
     return json.loads((run_dir / "gate.json").read_text())["epochs"]
+
+
+def one_line(text: str) -> str:
+    """The one non-blank line of a refusal (asserting there is exactly one and no traceback)."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in text, text[-2000:]
+    return lines[0]
