@@ -21,7 +21,7 @@ from advisor.errors import UserError
 from advisor.estimate import estimate
 from advisor.memory import ulysses_degree
 from advisor.models import PlanRequest, Recommended
-from advisor.specs import Estimate, GpuSpec, TrainConfig
+from advisor.specs import Estimate, GpuSpec, TrainConfig, tp_splits_heads
 from advisor.units import GIB, SECONDS_PER_HOUR
 
 MICRO_BATCHES = (1, 2, 4, 8, 16)
@@ -359,8 +359,7 @@ class Search:
         choice: tuple[int, bool] | None = None
         for n in counts:
             cap = min(8, gpu.gpus_per_node, 1 << (n.bit_length() - 1))  # tensor parallel inside a node ...
-            tp = max(t for t in (1, 2, 4, 8) if t <= cap and not self.model.num_heads % t
-                     and not self.model.num_kv_heads % t)  # ... splitting the heads evenly (specs.check_tensor_parallel)
+            tp = max(t for t in (1, 2, 4, 8) if t <= cap and tp_splits_heads(self.model, t))  # ... splitting the heads
             for pp in (1, 2, 4, 8, 16):
                 if n % (tp * pp) or n < tp * pp or not _ok(self.est(gpu, n, "megatron", 1, True, tp, pp)):
                     continue
@@ -373,8 +372,7 @@ class Search:
 
     def tp_sizes(self, gpu: GpuSpec) -> list[int]:
         """Tensor-parallel sizes transformers' tp_plan can take here: inside a node, dividing the heads."""
-        m = self.model
-        return [tp for tp in (2, 4, 8) if tp <= gpu.gpus_per_node and not m.num_heads % tp and not m.num_kv_heads % tp]
+        return [tp for tp in (2, 4, 8) if tp <= gpu.gpus_per_node and tp_splits_heads(self.model, tp)]
 
     def _fsdp_tp(self, gpu: GpuSpec, counts: list[int], quick: bool,
                  same: tuple[int, bool] | None = None) -> list[Cand]:

@@ -439,12 +439,17 @@ class TrainConfig(_Spec):
             raise SpecError("strategy", f"'single' needs num_gpus 1, got {self.num_gpus}")
 
 
+def tp_splits_heads(model: ModelSpec, tp: int) -> bool:
+    """Whether tensor parallel ``tp`` divides the attention and key-value heads (check_tensor_parallel's rule)."""
+    return tp <= 1 or not (model.num_heads % tp or model.num_kv_heads % tp)
+
+
 def check_tensor_parallel(model: ModelSpec, cfg: TrainConfig) -> None:
     """A tp that splits the model's heads unevenly cannot run: Megatron-LM (TransformerConfig: num_attention_heads
     and num_query_groups each a multiple of tensor_model_parallel_size) and transformers' tp_plan (colwise q/k/v:
     get_kv_heads_per_rank refuses kv heads tp does not divide) both need tp to divide the attention and key-value
     heads. A SpecError on ``tp``."""
-    if cfg.tp > 1 and (model.num_heads % cfg.tp or model.num_kv_heads % cfg.tp):
+    if not tp_splits_heads(model, cfg.tp):
         raise SpecError("tp", f"must divide {model.name}'s {model.num_heads} attention heads and {model.num_kv_heads} "
                               f"key-value heads (Megatron-LM and transformers' tp_plan split them), got {cfg.tp}")
 

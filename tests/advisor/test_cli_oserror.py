@@ -133,12 +133,9 @@ def test_evaluate_writing_deploy_json_on_a_read_only_run_is_one_line(tmp_path, m
     assert capsys.readouterr().err == f"sftplan: {run / '.deploy.json.x.tmp'}: Read-only file system\n"
 
 
-@pytest.mark.parametrize("argv", [["run", "x"], ["promote", "x"], ["evaluate", "x"], ["verify", "x"]])
-def test_every_command_maps_a_path_oserror(argv, tmp_path, monkeypatch, capsys):
+def _dispatch_to(monkeypatch, handler) -> None:
+    """Every command's parsed arguments run ``handler`` instead of the command (the CLI's dispatcher is what is tested)."""
     import argparse
-
-    def handler(args):
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(tmp_path / "x"))
 
     real = argparse.ArgumentParser.parse_args
 
@@ -148,6 +145,14 @@ def test_every_command_maps_a_path_oserror(argv, tmp_path, monkeypatch, capsys):
         return ns
 
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_args)
+
+
+@pytest.mark.parametrize("argv", [["run", "x"], ["promote", "x"], ["evaluate", "x"], ["verify", "x"]])
+def test_every_command_maps_a_path_oserror(argv, tmp_path, monkeypatch, capsys):
+    def handler(args):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(tmp_path / "x"))
+
+    _dispatch_to(monkeypatch, handler)
     assert main(argv) == 2
     assert capsys.readouterr().err == f"sftplan: {tmp_path / 'x'}: Permission denied\n"
 
@@ -165,18 +170,9 @@ def test_os_error_line():
 
 
 def test_an_oserror_about_no_path_stays_a_traceback(monkeypatch):
-    import argparse
-
     def handler(args):
         raise OSError(errno.EBADF, "Bad file descriptor")
 
-    real = argparse.ArgumentParser.parse_args
-
-    def parse_args(self, *a, **k):
-        ns = real(self, *a, **k)
-        ns.func = handler
-        return ns
-
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_args)
+    _dispatch_to(monkeypatch, handler)
     with pytest.raises(OSError, match="Bad file descriptor"):
         main(["promote", "x"])
