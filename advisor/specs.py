@@ -305,6 +305,12 @@ class ModelSpec(_Spec):
     # `sliding_window` tokens only (gpt-oss: every second layer, 128 tokens; config.json layer_types)
     sliding_window: int | None = None
     sliding_window_layers: int = 0
+    # the routed experts' two linears carry biases (gpt-oss: mlp.experts.gate_up_proj_bias / down_proj_bias; their
+    # 0.03% of the parameters are not counted) and the GLU clamps its inputs (gpt-oss config.json `swiglu_limit` 7.0:
+    # the gate half at most the limit, the linear half within +-limit); both priced only where an engine runs them
+    # as eager ops (EngineKernels.eager_expert_epilogue)
+    expert_bias: bool = False
+    glu_clamp: float | None = None
 
     def validate(self) -> None:
         _check(
@@ -321,6 +327,8 @@ class ModelSpec(_Spec):
             _int(self, "published_params", optional=True),
             _int(self, "sliding_window", gt=0, optional=True),
             _int(self, "sliding_window_layers", ge=0),
+            _bool(self, "expert_bias"),
+            _float(self, "glu_clamp", gt=0, optional=True),
         )
         if self.sliding_window_layers > self.num_layers:
             raise SpecError("sliding_window_layers",
@@ -328,6 +336,10 @@ class ModelSpec(_Spec):
         if self.num_heads % self.num_kv_heads:
             raise SpecError("num_heads",
                             f"must be a multiple of num_kv_heads ({self.num_kv_heads}), got {self.num_heads}")
+        if self.glu_clamp is not None and self.ffn_kind != "gated":
+            raise SpecError("glu_clamp", f"clamps a gated MLP's inputs: needs ffn_kind gated, got {self.ffn_kind!r}")
+        if self.expert_bias and self.num_experts <= 1:
+            raise SpecError("expert_bias", f"the routed experts' biases: needs num_experts > 1, got {self.num_experts}")
         if self.experts_per_token > self.num_experts:
             raise SpecError("experts_per_token",
                             f"cannot exceed num_experts ({self.num_experts}), got {self.experts_per_token}")

@@ -67,6 +67,12 @@ class EngineKernels:
     """The MoE layers run Megatron-Core's unfused dropless path, whose dispatcher syncs the host once per layer
     forward (throughput.moe_host_sync_s). Default off: the executor's transformers grouped_mm experts keep the
     offsets on the device, and fused grouped-MLP kernels remove the sync."""
+    eager_expert_epilogue: bool = False
+    """The routed experts' second bias and GLU clamp (ModelSpec.expert_bias / glu_clamp) run as eager PyTorch ops
+    around the grouped GEMMs (throughput.eager_expert_epilogue_bytes_per_token): Megatron-Core's BF16 TEGroupedMLP
+    (core_v0.17.0), the unfused path Megatron-Bridge's BF16 GPT-OSS recipes run. Default off: only the published
+    rows' architectures carry these fields (sftplan's config.json reader does not take gpt_oss, whose transformers
+    experts clamp and add biases eagerly too)."""
     recompute_modules: tuple[str, ...] = ()
     """Megatron-Core's selective recompute (--recompute-modules): "layernorm" (the two norms, read + write h) and
     "moe_act" (the experts' activation, read 2 k f, write k f) run their forward again in backward

@@ -51,7 +51,10 @@ Sources:
   != 1, e.g. gpt-oss): 12 elements forward + 10 backward per rotated q / k element instead of 2 + 4
   (unfused_rope); the native fused cross entropy (fusions/fused_cross_entropy.py, four torch.compile'd
   functions each materializing fp32 logits): 32 bytes per logit instead of 16; Transformer Engine's Triton
-  cross entropy (bf16 logits, gradient written in place): 10 (cross_entropy_impl "native" / "te").
+  cross entropy (bf16 logits, gradient written in place): 10 (cross_entropy_impl "native" / "te"); the BF16
+  TEGroupedMLP's eager epilogue (transformer/moe/experts.py: fc2's bias added per local expert outside the
+  GEMM, the GLU clamp as eager ops before the compiled activation), per routed copy 46 bytes per element of f
+  and 28 per element of h, plus what recompute re-runs (eager_expert_epilogue, on gpt-oss's expert_bias / glu_clamp).
   Megatron-Core's DDP with --overlap-grad-reduce / --overlap-param-gather hides the distributed optimizer's
   sync only behind the last micro-batch's backward and the first one's forward (schedules.py: no_sync for
   all but the last micro-batch): dp_overlap_window, per source; the default overlaps it with the whole step.
@@ -387,6 +390,48 @@ def moe_act_norm_recompute_bytes_per_token(m: ModelSpec, tp: int, modules: tuple
     return 2 * elems / tp
 
 
+# bytes per routed token copy of the experts' eager epilogue (bf16 2 bytes, bool masks 1), per element of the width
+# named: the GLU clamp per element of the expert's ffn width f, the second bias per element of the hidden size h
+CLAMP_FWD_BYTES_PER_F = 16  # two clamps (read + write f each, 4 + 4) and the cat of the halves (read + write 2 f: 8)
+CLAMP_BWD_BYTES_PER_F = 30  # gate's where(x <= max) 8, linear's where((x >= min).logical_and_(x <= max)) 14, chunk's cat 8
+BIAS_FWD_BYTES_PER_H = 12  # b * p written (2), t + b p (read 4, write 2), the cat of the experts' chunks (4)
+BIAS_BWD_BYTES_PER_H = 16  # grad x p and its sum to b (4 + 2), grad x b and its sum to p (4 + 2), the split's cat (4)
+
+
+def eager_expert_epilogue_bytes_per_token(m: ModelSpec, cfg: TrainConfig, layout: ParallelLayout,
+                                          kernels: EngineKernels) -> float:
+    """HBM bytes per token and layer (this GPU's share) of the experts' eager clamp and bias (forward, backward and
+    what recompute re-runs), beyond the fused kernels the estimate already charges; 0 unless
+    kernels.eager_expert_epilogue and the model has them (ModelSpec.glu_clamp / expert_bias).
+
+    Megatron-Core core_v0.17.0 (the Megatron-Bridge 26.04 container), megatron/core/transformer/moe/experts.py:
+    - TEGroupedMLP builds linear_fc2 with skip_bias_add=True and adds its bias in _apply_bias, eager: per local
+      expert `t + b * p` (p the token's routing probability, bf16 as the router's logits) and torch.cat of the
+      chunks; autograd then runs MulBackward0 (grad x p summed to b, grad x b summed to p) and the split's cat.
+    - bias_act_func's fused path, fusions/fused_bias_geglu.py weighted_bias_quick_geglu_impl, clamps before the
+      torch.compile'd activation: input.chunk(2), x_glu.clamp(max=limit), x_linear.clamp(-limit, limit),
+      torch.cat; PyTorch's clamp_backward (autograd FunctionsManual.cpp) is where(mask, grad, 0) with the masks
+      from ge / le (and logical_and_ for two bounds), the chunk's backward a cat.
+    --recompute-modules moe_act checkpoints bias_act_func, so the clamp's forward runs again in backward ("moe":
+    the whole layer, bias too; full activation checkpointing: both). Each GPU's experts see k x the busiest
+    rank's load x etp / tp copies of its tokens (_micro_batch_work_uncached), f split etp ways, h whole."""
+    if not kernels.eager_expert_epilogue or m.num_experts <= 1 or not (m.expert_bias or m.glu_clamp):
+        return 0.0
+    e_tp = cfg.tp if layout.etp is None else layout.etp
+    copies = m.experts_per_token * kernels.moe_routing_imbalance * e_tp / cfg.tp
+    f, h = m.ffn_size / e_tp, m.hidden_size
+    modules = () if cfg.activation_checkpointing else kernels.recompute_modules
+    whole_forward_again = cfg.activation_checkpointing or "moe" in modules
+    per_copy = 0.0
+    if m.glu_clamp is not None:
+        again = 1 if whole_forward_again or "moe_act" in modules else 0
+        per_copy += ((1 + again) * CLAMP_FWD_BYTES_PER_F + CLAMP_BWD_BYTES_PER_F) * f
+    if m.expert_bias:
+        again = 1 if whole_forward_again else 0
+        per_copy += ((1 + again) * BIAS_FWD_BYTES_PER_H + BIAS_BWD_BYTES_PER_H) * h
+    return copies * per_copy
+
+
 def moe_layer_recompute_s(work: _Work, efficiency: float, a2a_fwd_s: float, host_sync_s: float) -> float:
     """Seconds one MoE layer's forward takes again in backward under Megatron-Core's --recompute-modules moe
     (TransformerConfig.recompute_modules, core_v0.17.0: '"moe": recompute the MoE layer', normal checkpointing:
@@ -458,15 +503,17 @@ def compute_time_per_micro_batch_s(m: ModelSpec, gpu: GpuSpec, cfg: TrainConfig,
                                    _efficiency: float | None = None) -> float:
     """One micro-batch's forward + backward on one GPU (its tp / layout.cp / layout.ep share; with pp, the busiest
     stage's layers, the last stage's with the LM head, layout.pp_layers_off_ends), without communication.
-    kernels.unfused_rope: each layer also moves unfused_rope_extra_bytes_per_token; kernels.cross_entropy_impl
+    kernels.unfused_rope: each layer also moves unfused_rope_extra_bytes_per_token, kernels.eager_expert_epilogue
+    eager_expert_epilogue_bytes_per_token; kernels.cross_entropy_impl
     ("native" / "te", Megatron-Core's --cross-entropy-fusion-impl): the logits move CE_BYTES_PER_LOGIT[impl] instead
     of HEAD_BYTES_PER_LOGIT; the rest of the layout and kernels as _micro_batch_work_uncached reads them."""
     work = _micro_batch_work(m, gpu, cfg, layout, kernels)
     unfused_rope, cross_entropy_impl = kernels.unfused_rope, kernels.cross_entropy_impl
-    if unfused_rope or cross_entropy_impl:
+    epilogue = eager_expert_epilogue_bytes_per_token(m, cfg, layout, kernels)
+    if unfused_rope or cross_entropy_impl or epilogue:
         hbm = sustained_hbm_bytes_per_s(gpu)
         tokens = cfg.micro_batch_size * cfg.seq_len / layout.cp
-        layer_mem = work.layer_memory_s
+        layer_mem = work.layer_memory_s + tokens * epilogue / hbm
         if unfused_rope:
             layer_mem += tokens * unfused_rope_extra_bytes_per_token(m, cfg.tp, cfg.activation_checkpointing) / hbm
         head_mem = work.head_memory_s * (CE_BYTES_PER_LOGIT[cross_entropy_impl] / HEAD_BYTES_PER_LOGIT

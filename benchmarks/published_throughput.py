@@ -22,7 +22,8 @@ How a row becomes an estimator input (stated here, not tuned per row):
 - interleaved pipeline (the row's vp): ParallelLayout's pp_interleave (bubble / v); the row's
   pp_layers_off_ends (layers taken off the first and last stages, as Llama 3 balances its pipeline) too.
 - MoE rows whose recipe runs the unfused dropless path (moe_fused: false): EngineKernels' moe_host_sync (the
-  dispatcher's device-to-host sync per MoE layer forward); a row's recompute_modules (Megatron-Core's
+  dispatcher's device-to-host sync per MoE layer forward) and eager_expert_epilogue (its TEGroupedMLP's eager
+  second bias and GLU clamp, where the architecture has them: expert_bias / glu_clamp); a row's recompute_modules (Megatron-Core's
   --recompute-modules, e.g. layernorm / moe_act): EngineKernels' recompute_modules; rope_fusion: false (the
   source's rotary embedding runs eager: EngineKernels' unfused_rope); cross_entropy_fusion_impl: native / te
   (Megatron-Core's fused cross entropy kernel: EngineKernels' cross_entropy_impl); dp_overlap: last-micro-batch
@@ -162,6 +163,7 @@ def row_inputs(row: dict, archs: dict, sources: dict | None = None, routing_imba
         pp_layers_off_ends=row.get("pp_layers_off_ends") or 0)  # layers off the first and last stages
     kernels = EngineKernels(
         moe_host_sync=row.get("moe_fused") is False,  # the source runs Megatron-Core's unfused dropless MoE path
+        eager_expert_epilogue=row.get("moe_fused") is False,  # ... whose TEGroupedMLP adds fc2's bias, clamps eagerly
         recompute_modules=tuple(row.get("recompute_modules") or ()),  # Megatron-Core's selective recompute
         # FSDP CPU offload steps the optimizer with torch on the host
         host_optimizer="torch-fused" if row["strategy"] == "fsdp-offload" else "deepspeed",

@@ -15,7 +15,7 @@ def test_defaults_are_what_step_time_priced_before_the_options_were_grouped():
         "tp_overlap": None, "pp_interleave": 1, "shard_group": None, "dp_sharded": False, "cp": 1, "ep": 1, "etp": None,
         "ep_overlap": 0.0, "pp_layers_off_ends": 0}
     assert dataclasses.asdict(EngineKernels()) == {
-        "moe_host_sync": False, "recompute_modules": (), "host_optimizer": "deepspeed", "unfused_rope": False,
+        "moe_host_sync": False, "eager_expert_epilogue": False, "recompute_modules": (), "host_optimizer": "deepspeed", "unfused_rope": False,
         "cross_entropy_impl": None, "attention_kernel": "flash", "moe_dispatcher": "alltoall",
         "moe_routing_imbalance": 1.0,
         "dp_overlap_window": False, "grad_reduce_bytes": 2}
