@@ -21,13 +21,13 @@ from advisor.errors import UserError
 from advisor.estimate import estimate
 from advisor.memory import ulysses_degree
 from advisor.models import PlanRequest, Recommended
+from advisor.run_limits import FULL_SFT_ONLY, full_sft_only_reason
 from advisor.specs import Estimate, GpuSpec, TrainConfig, tp_splits_heads
 from advisor.units import GIB, SECONDS_PER_HOUR
 
 MICRO_BATCHES = (1, 2, 4, 8, 16)
 # layouts calibrated by their base strategy's runs while they have none of their own (a tuple: no module-level dict)
 LAYOUT_BASE = (("hsdp", "fsdp"), ("fsdp-tp", "fsdp"), ("zero3-sp", "zero3"))
-FULL_SFT_ONLY = ("hsdp", "fsdp-tp", "zero3-sp")  # the layouts the executor runs for full SFT only (executor/preflight.py)
 SHARDED_MULTI = ("ddp", "fsdp", "hsdp", "zero2", "zero3", "zero3-sp")  # need at least 2 GPUs unless the count is pinned
 
 
@@ -238,8 +238,7 @@ class Search:
             return []
         if self.req.strategy in FULL_SFT_ONLY and self.trainable != "full":  # what the executor's preflight refuses
             s = self.req.strategy
-            self.misses[gpu.id] = Miss(f"strategy {s} runs full-SFT plans only (LoRA runs on single, ddp, fsdp or zero3)",
-                                       f"strategy {s}: full SFT only")
+            self.misses[gpu.id] = Miss(f"strategy {full_sft_only_reason(s)}", f"strategy {s}: full SFT only")
             return []
         if self.req.strategy:
             return self._strategy(gpu, self.req.strategy, counts, quick) or self._record(gpu, self.req.strategy, counts)

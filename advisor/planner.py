@@ -27,7 +27,8 @@ from advisor.models import (
     OVER_MAX_SEQ_LEN_RULE, Closest, Finding, Hyperparameters, LoraAlternative, ModelSummary, Plan, PlanEstimate, PlanRequest, Recommended, TierRow,
 )
 from advisor.planfile import with_hash
-from advisor.plan_search import FULL_SFT_ONLY, Cand, EstimateCache, Miss, Search, rec_of  # noqa: F401 - EstimateCache: public here
+from advisor.plan_search import Cand, EstimateCache, Miss, Search, rec_of  # noqa: F401 - EstimateCache: public here
+from advisor.run_limits import ESTIMATED_ONLY, run_refusal
 from advisor.units import GIB
 
 
@@ -144,10 +145,6 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
     return with_hash(out)
 
 
-# Strategies the estimator models but `sftplan run` does not (executor/translate.py SUPPORTED; a test keeps the two apart)
-ESTIMATED_ONLY = ("megatron",)
-
-
 def estimated_only_warning(strategy: str) -> str:
     return (f"strategy '{strategy}' is estimated only: `sftplan run` cannot run it (this plan is a what-if; "
             "approve a plan with another strategy to run it)")
@@ -158,12 +155,9 @@ def _check_request(req: PlanRequest) -> None:
     The same rules `sftplan estimate` applies to a configuration (advisor/specs.py TrainConfig)."""
     if req.num_gpus is not None and req.num_gpus > req.max_gpus:
         raise UserError(f"pinned to {req.num_gpus} GPUs, above max_gpus {req.max_gpus}", field="num_gpus")
-    if req.strategy == "zero3-sp" and req.packing:  # executor/preflight.py refuses it: Ulysses on sdpa drops the mask
-        raise UserError("zero3-sp runs unpacked rows only (DeepSpeed's Ulysses on sdpa drops the packed-sequence "
-                        "mask): plan without packing, or another strategy", field="strategy")
-    if req.strategy in FULL_SFT_ONLY and req.method == "lora":
-        raise UserError(f"'{req.strategy}' runs full-SFT plans only; a LoRA plan runs on single, ddp, fsdp or zero3",
-                        field="strategy")
+    why = run_refusal(req.strategy, req.method, bool(req.packing))  # what executor/preflight.py would refuse
+    if why:
+        raise UserError(why, field="strategy")
     if req.strategy == "single" and req.num_gpus not in (None, 1):
         raise UserError(f"'single' needs num_gpus 1, got {req.num_gpus}", field="strategy")
     for i, t in enumerate(req.deploy_tasks):

@@ -47,6 +47,7 @@ class CheckedPlan:
 
 def check_plan(plan: Plan) -> CheckedPlan:
     """The one place that refuses a plan the executor cannot run (one line each)."""
+    from advisor.run_limits import run_refusal
     from executor.translate import SUPPORTED
 
     if plan.method not in ("full-sft", "lora"):  # lora: trained through peft (executor/lora.py)
@@ -56,13 +57,9 @@ def check_plan(plan: Plan) -> CheckedPlan:
     strategy = plan.recommended.strategy
     if strategy not in SUPPORTED:
         raise UserError(f"strategy '{strategy}' is not supported by the executor (supported: {', '.join(dict.fromkeys(SUPPORTED))})")
-    if strategy == "zero3-sp" and plan.request.packing:
-        # DeepSpeed's Ulysses wrapper drops the attention mask on sdpa (causal over the whole gathered row), so
-        # packed examples would attend to each other (tests/executor/test_sequence_parallel.py)
-        raise UserError("strategy 'zero3-sp' runs unpacked rows only (request packing: false): Ulysses on sdpa "
-                        "drops the packed-sequence mask")
-    if plan.method == "lora" and strategy in ("hsdp", "fsdp-tp", "zero3-sp"):
-        raise UserError(f"strategy '{strategy}' runs full-sft plans only; a LoRA plan runs on single, ddp, fsdp or zero3")
+    refusal = run_refusal(strategy, plan.method, bool(plan.request.packing))  # the planner's own rule (advisor/run_limits.py)
+    if refusal:
+        raise UserError(f"strategy {refusal}")
     why = verify(plan)
     if why:
         raise UserError(why)

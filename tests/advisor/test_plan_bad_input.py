@@ -91,8 +91,8 @@ def test_approve_and_run_name_the_plan_file(tmp_path, capsys):
     (["--deploy-include-path", "/nonexistent"], "sftplan: --deploy-include-path: /nonexistent: no such folder"),
     (["--network-gbps", "0"], "sftplan: --network-gbps: must be > 0"),
     # what `sftplan run` (executor/preflight.py check_plan) would refuse, refused when the plan is made
-    (["--method", "lora", "--strategy", "hsdp"], "sftplan: --strategy: 'hsdp' runs full-SFT plans only"),
-    (["--strategy", "zero3-sp", "--packing"], "sftplan: --strategy: zero3-sp runs unpacked rows only"),
+    (["--method", "lora", "--strategy", "hsdp"], "sftplan: --strategy: 'hsdp' runs full-sft plans only"),
+    (["--strategy", "zero3-sp", "--packing"], "sftplan: --strategy: 'zero3-sp' runs unpacked rows only"),
 ])
 def test_plan_refuses_what_estimate_and_evaluate_would(tmp_path, capsys, argv, want):
     out = tmp_path / "plan.yaml"
@@ -114,7 +114,7 @@ def test_plan_takes_the_network_and_says_the_assumed_avg_tokens(capsys):
 
 
 def test_a_megatron_plan_warns_it_cannot_run_and_run_lists_each_strategy_once(tmp_path, capsys):
-    from advisor.planner import ESTIMATED_ONLY
+    from advisor.run_limits import ESTIMATED_ONLY
     from advisor.specs import STRATEGIES
     from executor.translate import SUPPORTED
 
@@ -140,7 +140,7 @@ def test_a_forced_full_sft_only_layout_gives_lora_no_configuration(tmp_path):
                  "-o", str(out), "--json"]) == 0
     plan = read_plan(out)
     assert plan.method == "lora" and plan.recommended is None
-    assert all("full-SFT plans only" in (t.why_not or "") for t in plan.tiers)
+    assert all("full-sft plans only" in (t.why_not or "") for t in plan.tiers)
 
 
 def test_the_approve_hint_names_the_file_the_plan_was_written_to(tmp_path, capsys, monkeypatch):
