@@ -32,8 +32,6 @@ from advisor.planner import ESTIMATED_ONLY, estimated_only_warning, plan
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("plan", help="plan a fine-tune: full SFT or LoRA, hardware, cost, hyperparameters, eval gate")
     add_request_arguments(p)
-    p.add_argument("--network-gbps", type=float, metavar="GBPS",
-                   help="the cluster's network per node in Gbit/s, all NICs (default: the catalog tier's)")
     p.add_argument("-o", "--output", metavar="PLAN_YAML", help="write the plan (and PLAN.md beside it)")
     p.add_argument("--overwrite-approved", action="store_true",
                    help="let -o write over an approved plan (its approval is lost); refused otherwise")
@@ -117,9 +115,6 @@ def _assumed(request) -> str:
 def cmd_plan(args: argparse.Namespace) -> int:
     _check_output(args.output, args.overwrite_approved)
     request = build_request(args)
-    if args.network_gbps is not None:  # PlanRequest.network_gbit_per_s_per_node, validated by the schema
-        args.flag_fields.add("network_gbit_per_s_per_node")
-        request = request.replace(network_gbit_per_s_per_node=args.network_gbps)
     assumed = _assumed(request)
     result = plan(request, load_catalog(), calibration=_calibration(args))
     if args.output is not None:

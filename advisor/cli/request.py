@@ -33,6 +33,8 @@ def add_request_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--have", action="append", metavar="GPU:N", help="owned hardware, e.g. h100-sxm:8 (repeatable)")
     p.add_argument("--nvidia-stack", action="store_true", default=None, help="the team already runs Megatron")
     p.add_argument("--max-gpus", type=int)
+    p.add_argument("--network-gbps", type=float, metavar="GBPS", dest="network_gbit_per_s_per_node",
+                   help="the cluster's network per node in Gbit/s, all NICs (default: the catalog tier's)")
     p.add_argument("--method", choices=["auto", "full-sft", "lora"])
     p.add_argument("--precision", choices=["bf16-mixed", "bf16-pure"])
     p.add_argument("--gpu", help="pin the search to one GPU tier")
@@ -52,7 +54,8 @@ def add_request_arguments(p: argparse.ArgumentParser) -> None:
 
 _SIMPLE = ("model", "model_path", "max_seq_len", "epochs", "base", "goals", "budget_usd", "deadline_hours",
            "nvidia_stack", "max_gpus", "method", "precision", "gpu", "num_gpus", "strategy", "learning_rate",
-           "packing", "gate_tolerance", "min_golden_score", "memory_headroom", "deploy_include_path", "deploy_limit")
+           "packing", "gate_tolerance", "min_golden_score", "memory_headroom", "deploy_include_path", "deploy_limit",
+           "network_gbit_per_s_per_node")
 
 
 def parse_have(items: list[str]) -> list[dict[str, Any]]:

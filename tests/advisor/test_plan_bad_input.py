@@ -113,6 +113,22 @@ def test_plan_takes_the_network_and_says_the_assumed_avg_tokens(capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_network_flag_is_a_request_field_over_the_file(tmp_path, capsys):
+    """--network-gbps is PlanRequest.network_gbit_per_s_per_node like every other request flag: it overrides the
+    --request file, and a bad value is named by the flag or by the file's line."""
+    import json
+
+    req = tmp_path / "r.yaml"
+    req.write_text("model: llama-3.1-8b\ndataset: {examples: 50000, avg_tokens: 512}\nnetwork_gbit_per_s_per_node: 50\n")
+    assert main(["plan", "--request", str(req), "--network-gbps", "100", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["request"]["network_gbit_per_s_per_node"] == 100
+    assert main(["plan", "--request", str(req), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["request"]["network_gbit_per_s_per_node"] == 50
+    req.write_text(req.read_text().replace("node: 50", "node: 0"))
+    assert main(["plan", "--request", str(req)]) == 2
+    assert _err(capsys) == f"sftplan: {req}:3: network_gbit_per_s_per_node: must be > 0, got 0\n"
+
+
 def test_a_megatron_plan_warns_it_cannot_run_and_run_lists_each_strategy_once(tmp_path, capsys):
     from advisor.run_limits import ESTIMATED_ONLY
     from advisor.specs import STRATEGIES
