@@ -123,7 +123,7 @@ def _unavailable_line(task: str, exc: BaseException, *, pointed: bool = False, t
             "or --include-path DIR (a folder of lm-eval task YAMLs)")
     if isinstance(exc, ModuleNotFoundError):
         extra = _lm_eval_extra(exc.name or "")
-        fix = (f'pip install "lm-eval[{extra}]"' if extra
+        fix = (f'pip install "lm-eval[{extra}]=={_lm_eval_version()}"' if extra  # the extra, not another release
                else "install the package that provides it")
         return f"{task}: cannot run here: it needs the Python module '{exc.name}', which is not installed: {fix}"
     if "Offline" in text or "Couldn't reach" in text or isinstance(exc, ConnectionError):
@@ -189,10 +189,25 @@ def _one_dataset(leaves: list[str], tm) -> bool:
     return len(sources) == 1 and next(iter(sources))[0] is not None
 
 
+def _lm_eval_version() -> str:
+    from importlib.metadata import version
+
+    return version("lm_eval")
+
+
+LM_EVAL_RANGE = ">=0.4.12,<0.5"  # pyproject's eval extra: the releases whose TaskManager has the index and factory used here
+
+
 def _task_manager(include_paths: list[str]):
+    """lm-eval's TaskManager. Its task index and task factory (lm_eval/tasks/_index.py, _factory.py) came with
+    0.4.12 and are not public API, so another release is refused in one line rather than failing mid-suite."""
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=include_paths or None)
+    tm = TaskManager(include_path=include_paths or None)
+    if not (hasattr(tm, "task_index") and hasattr(getattr(tm, "_factory", None), "build")):
+        raise UserError(f"lm-eval {_lm_eval_version()} has no task index / task factory (added in 0.4.12): "
+                        f'pip install "lm-eval{LM_EVAL_RANGE}"')
+    return tm
 
 
 _BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}

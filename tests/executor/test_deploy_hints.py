@@ -107,14 +107,18 @@ def test_mmlu_pro_group_hint_names_its_subtasks(tm):
 
 
 def test_missing_module_names_lm_evals_extra_not_task_data(tm):
+    """The extra at the installed release: a bare "lm-eval[ifeval]" would let pip move lm-eval to another release."""
+    from importlib.metadata import version
+
+    pinned = f'pip install "lm-eval[ifeval]=={version("lm_eval")}"'
     line = deploy._unavailable_line("ifeval", ModuleNotFoundError("No module named 'langdetect'", name="langdetect"), tm=tm)
-    assert 'pip install "lm-eval[ifeval]"' in line and "--task-data" not in line and "include-path" not in line
+    assert pinned in line and "--task-data" not in line and "include-path" not in line
     line = deploy._unavailable_line("x", ModuleNotFoundError("No module named 'zzq'", name="zzq"), tm=tm)
     assert deploy._lm_eval_extra("sftplan_no_such_module") is None
     assert "'zzq'" in line and "pip install" not in line and "--task-data" not in line
     if importlib.util.find_spec("langdetect") is None:  # the real task, as lm-eval loads it here
         _, missing = deploy._load_tasks([DeployCheck(name="IFEval", max_regression=1, task="ifeval", metric="m")], tm, {})
-        assert 'pip install "lm-eval[ifeval]"' in missing["ifeval"] and "--task-data" not in missing["ifeval"]
+        assert pinned in missing["ifeval"] and "--task-data" not in missing["ifeval"]
 
 
 def test_unknown_name_vs_data_without_the_tasks_columns_or_splits(tm, tmp_path):
@@ -127,3 +131,19 @@ def test_unknown_name_vs_data_without_the_tasks_columns_or_splits(tm, tmp_path):
     assert "no column 'sent_more'" in crows and "knows no task" not in crows and "--task-data crows" not in crows
     assert "no 'validation' split" in math and "knows no task" not in math
     assert "lm-eval knows no task 'sftplan_no_such_task'" in unknown and "--task-data" not in unknown
+
+
+def test_an_lm_eval_without_the_task_index_is_refused_in_one_line(monkeypatch):
+    """A release before 0.4.12 (or one that renamed the private factory) stops evaluate at once, naming the range."""
+    import lm_eval.tasks
+    from advisor.errors import UserError
+
+    class OldTaskManager:  # lm-eval 0.4.5-0.4.11: no task_index, no _factory
+        def __init__(self, include_path=None):
+            self.include_path = include_path
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", OldTaskManager)
+    with pytest.raises(UserError) as err:
+        deploy._task_manager([])
+    assert "has no task index / task factory (added in 0.4.12)" in str(err.value)
+    assert str(err.value).endswith(f'pip install "lm-eval{deploy.LM_EVAL_RANGE}"') and "\n" not in str(err.value)
