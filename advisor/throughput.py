@@ -43,7 +43,8 @@ Sources:
   (moe_host_sync): the drained queue's latency, and host-bound launches where the layer's kernels are
   shorter than their launch (NVIDIA "Getting Started with CUDA Graphs": 3.8 us per launch back to back,
   9.6 us with a sync per kernel). At gpt-oss's recipe shapes it is ~6 us per layer: what else fused
-  grouped-MLP kernels remove (NVIDIA: +93% for GPT-OSS) is not priced (docs/SOURCES_BEYOND_GUIDE.md).
+  grouped-MLP kernels remove (NVIDIA: +93% for GPT-OSS), beyond the eager epilogue priced below, is not priced
+  (docs/SOURCES_BEYOND_GUIDE.md).
   Selective recompute of memory-bound modules (Megatron-Core --recompute-modules layernorm / moe_act):
   their forward traffic once more in backward.
 - Megatron-Core kernel paths that move more bytes than the fused kernels above (core_v0.17.0): the eager
