@@ -6,28 +6,16 @@ import dataclasses
 
 import pytest
 
-from advisor.catalog import load_catalog
-from advisor.models import TrainConfig
-from advisor.specs import ModelSpec, SpecError
-from advisor.step_options import EngineKernels, ParallelLayout
+from advisor.specs import SpecError
+from advisor.step_options import EngineKernels
 from advisor.throughput import (BIAS_BWD_BYTES_PER_H, BIAS_FWD_BYTES_PER_H, CLAMP_BWD_BYTES_PER_F,
                                 CLAMP_FWD_BYTES_PER_F, HBM_EFFICIENCY, eager_expert_epilogue_bytes_per_token,
                                 step_time)
 
-B200 = load_catalog().gpus["b200"]
-EP8 = ParallelLayout(ep=8)
+from test_throughput_megatron_kernels import B200, EP8, GPT_OSS as GPT_OSS_PLAIN, cfg  # the B200 recipe's shape
+
 EAGER = EngineKernels(eager_expert_epilogue=True)
-GPT_OSS = ModelSpec(name="gpt-oss-120b", family="generic", source="config.json", hidden_size=2880, num_layers=36,
-                    num_heads=64, num_kv_heads=8, head_dim=64, ffn_size=2880, ffn_kind="gated", vocab_size=201088,
-                    max_context=131072, num_experts=128, experts_per_token=4, sliding_window=128,
-                    sliding_window_layers=18, expert_bias=True, glu_clamp=7.0)
-
-
-def cfg(**kw):
-    base = dict(num_gpus=64, strategy="megatron", seq_len=4096, micro_batch_size=4, grad_accum=5,
-                activation_checkpointing=False)
-    base.update(kw)
-    return TrainConfig(**base)
+GPT_OSS = GPT_OSS_PLAIN.replace(expert_bias=True, glu_clamp=7.0)  # config.json swiglu_limit 7.0, the experts' biases
 
 
 def test_byte_counts_follow_the_eager_ops():
