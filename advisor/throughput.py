@@ -397,6 +397,7 @@ CLAMP_FWD_BYTES_PER_F = 16  # two clamps (read + write f each, 4 + 4) and the ca
 CLAMP_BWD_BYTES_PER_F = 30  # gate's where(x <= max) 8, linear's where((x >= min).logical_and_(x <= max)) 14, chunk's cat 8
 BIAS_FWD_BYTES_PER_H = 12  # b * p written (2), t + b p (read 4, write 2), the cat of the experts' chunks (4)
 BIAS_BWD_BYTES_PER_H = 16  # grad x p and its sum to b (4 + 2), grad x b and its sum to p (4 + 2), the split's cat (4)
+BIAS_BWD_FROZEN_BYTES_PER_H = 10  # LoRA (the bias frozen): no gradient for b, so grad x b summed to p (6) + the cat (4)
 
 
 def eager_expert_epilogue_bytes_per_token(m: ModelSpec, cfg: TrainConfig, layout: ParallelLayout,
@@ -414,7 +415,8 @@ def eager_expert_epilogue_bytes_per_token(m: ModelSpec, cfg: TrainConfig, layout
       torch.cat; PyTorch's clamp_backward (autograd FunctionsManual.cpp) is where(mask, grad, 0) with the masks
       from ge / le (and logical_and_ for two bounds), the chunk's backward a cat.
     --recompute-modules moe_act checkpoints bias_act_func, so the clamp's forward runs again in backward ("moe":
-    the whole layer, bias too; full activation checkpointing: both). Each GPU's experts see k x the busiest
+    the whole layer, bias too; full activation checkpointing: both). LoRA freezes the bias: no gradient for b.
+    Each GPU's experts see k x the busiest
     rank's load x etp / tp copies of its tokens (_micro_batch_work_uncached), f split etp ways, h whole."""
     if not kernels.eager_expert_epilogue or m.num_experts <= 1 or not (m.expert_bias or m.glu_clamp):
         return 0.0
@@ -429,7 +431,8 @@ def eager_expert_epilogue_bytes_per_token(m: ModelSpec, cfg: TrainConfig, layout
         per_copy += ((1 + again) * CLAMP_FWD_BYTES_PER_F + CLAMP_BWD_BYTES_PER_F) * f
     if m.expert_bias:
         again = 1 if whole_forward_again else 0
-        per_copy += ((1 + again) * BIAS_FWD_BYTES_PER_H + BIAS_BWD_BYTES_PER_H) * h
+        bwd = BIAS_BWD_BYTES_PER_H if cfg.trainable == "full" else BIAS_BWD_FROZEN_BYTES_PER_H
+        per_copy += ((1 + again) * BIAS_FWD_BYTES_PER_H + bwd) * h
     return copies * per_copy
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from advisor.specs import SpecError
 from advisor.step_options import EngineKernels
-from advisor.throughput import (BIAS_BWD_BYTES_PER_H, BIAS_FWD_BYTES_PER_H, CLAMP_BWD_BYTES_PER_F,
+from advisor.throughput import (BIAS_BWD_BYTES_PER_H, BIAS_BWD_FROZEN_BYTES_PER_H, BIAS_FWD_BYTES_PER_H,
+                                CLAMP_BWD_BYTES_PER_F,
                                 CLAMP_FWD_BYTES_PER_F, HBM_EFFICIENCY, eager_expert_epilogue_bytes_per_token,
                                 step_time)
 
@@ -23,7 +24,7 @@ def test_byte_counts_follow_the_eager_ops():
     backward; bias: b p, t + b p and the cat forward (2 + 6 + 4 per h), two products and their sums + the split's cat
     backward (6 + 6 + 4)."""
     assert (CLAMP_FWD_BYTES_PER_F, CLAMP_BWD_BYTES_PER_F) == (4 + 4 + 8, 8 + 14 + 8)
-    assert (BIAS_FWD_BYTES_PER_H, BIAS_BWD_BYTES_PER_H) == (2 + 6 + 4, 6 + 6 + 4)
+    assert (BIAS_FWD_BYTES_PER_H, BIAS_BWD_BYTES_PER_H, BIAS_BWD_FROZEN_BYTES_PER_H) == (2 + 6 + 4, 6 + 6 + 4, 6 + 4)
 
 
 def test_per_token_bytes_count_k_copies_and_the_recompute():
@@ -41,6 +42,9 @@ def test_per_token_bytes_count_k_copies_and_the_recompute():
     ac = eager_expert_epilogue_bytes_per_token(GPT_OSS, cfg(activation_checkpointing=True), EP8,
                                                dataclasses.replace(EAGER, recompute_modules=("moe_act",)))
     assert ac - plain == whole
+    # LoRA: the bias is frozen, so autograd computes only p's gradient through it (10 bytes per h, not 16)
+    lora = eager_expert_epilogue_bytes_per_token(GPT_OSS, cfg(trainable="lora"), EP8, EAGER)
+    assert plain - lora == k * (16 - 10) * h
     # the busiest rank's load scales the copies
     loaded = eager_expert_epilogue_bytes_per_token(GPT_OSS, c, EP8, dataclasses.replace(EAGER, moe_routing_imbalance=1.5))
     assert loaded == pytest.approx(1.5 * plain)
