@@ -375,12 +375,10 @@ def check(path: str | Path, *, golden: str | Path | None = None, max_seq_len: in
 # --------------------------------------------------------------------------- copies: dedup, redact
 def write_lines_atomic(path: str | Path, lines: Iterator[bytes]) -> None:
     """Stream ``lines`` to a temp file beside ``path``, fsync, rename: the file is whole or untouched."""
-    import tempfile
-
-    from advisor.yamlio import writable_file_path
+    from advisor.yamlio import temp_file_beside, writable_file_path
 
     path = writable_file_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             for line in lines:

@@ -29,10 +29,37 @@ def writable_file_path(path: str | Path) -> Path:
     return path
 
 
+def temp_file_beside(path: Path) -> tuple[int, str]:
+    """(fd, name) of a new temp file in ``path``'s folder with the permissions the renamed file should have: the
+    replaced file's own, or what a plain open() gives a new file under the umask (mkstemp's 0600 would leave a
+    plan unreadable to the reviewer on a shared host)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:  # no file yet
+        mode = 0o666 & ~_umask()
+    os.fchmod(fd, mode)
+    return fd, tmp
+
+
+def _umask() -> int:
+    """The process umask, read without setting it where Linux shows it (os.umask's set-and-restore is not safe while
+    another thread, e.g. a TUI worker, creates files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write to a temp file in the same folder, fsync, then rename: the file is whole or untouched."""
     path = writable_file_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
