@@ -22,7 +22,7 @@ from pathlib import Path
 from advisor.errors import UserError
 from advisor.models import SCHEMA_VERSION, Approval, Plan
 from advisor.rules import FIELD_OF_FINDING
-from advisor.yamlio import atomic_write_text, dump_yaml, load_model_yaml
+from advisor.yamlio import atomic_write_text, dump_yaml, load_model_yaml, writable_file_path
 
 _UNHASHED = {"plan_sha256", "approval"}
 _TIER_FIELDS_ADDED_IN_2 = ("memory_breakdown_gib", "hbm_gib", "binding_constraint")
@@ -118,6 +118,11 @@ def write_plan_files(plan: Plan, path: str | Path) -> Plan:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a directory, give a file name such as plan.yaml")
+    review = review_path(path)
+    if review.resolve() == path.resolve():
+        raise UserError(f"{path}: the review copy goes beside the plan as {review.name}, which would replace the "
+                        "plan: give the plan a .yaml name")
+    writable_file_path(review)  # a folder where the review goes is refused before the plan is written, not after
     plan = write_plan(plan, path)
     atomic_write_text(review_path(path), to_markdown(plan, Path(path).name))  # the review copy sits beside it
     return plan

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import sys
+from pathlib import Path
 
 from advisor.calibration import load as load_calibration
 from advisor.catalog import load_catalog
@@ -103,6 +104,57 @@ def _check_output(path: str | None, overwrite_approved: bool) -> None:
                         "approval: choose another -o, or give --overwrite-approved")
 
 
+def _inputs(args: argparse.Namespace, request=None) -> list[tuple[str, Path]]:
+    """(flag or field, path) of every file and folder the plan reads: a write must land on none of them."""
+    named = [("--dataset", getattr(args, "dataset", None)), ("--golden", getattr(args, "golden", None)),
+             ("--request", getattr(args, "request", None)),
+             ("--calibration", getattr(args, "calibration", None) or os.environ.get("SFTPLAN_CALIBRATION")),
+             ("--model", getattr(args, "model", None)), ("--model-path", getattr(args, "model_path", None))]
+    if request is not None:
+        named += [("dataset.file", request.dataset.file.path if request.dataset.file else None),
+                  ("golden", request.golden.path if request.golden else None),
+                  ("model", request.model), ("model_path", request.model_path)]
+    out = []
+    for label, value in named:
+        if value and os.path.exists(str(value)):
+            out.append((label, Path(str(value)).resolve()))
+    return out
+
+
+def _lands_on(target: Path, inputs: list[tuple[str, Path]]) -> str | None:
+    """Why a write to ``target`` would damage an input: it is the input file, or inside an input folder."""
+    target = target.resolve()
+    for label, path in inputs:
+        if target == path:
+            return f"would write over {label} {path}, which the plan reads"
+        if path.is_dir() and target.is_relative_to(path):
+            return f"is inside {label} {path}, a folder the plan reads (and hashes for the approval)"
+    return None
+
+
+def _check_writes_spare_inputs(args: argparse.Namespace, request=None) -> None:
+    """-o (and the review copy beside it) and --pii-out must not replace a file the plan reads, nor write into the
+    model's folder: the training data, golden set, request, calibration or the model's config would be lost."""
+    inputs = _inputs(args, request)
+    writes = []
+    if args.output is not None:
+        plan_file, review = Path(args.output), review_path(args.output)
+        if plan_file.resolve() == review.resolve():
+            raise UserError(f"-o {args.output}: the plan's review copy is written beside it as {review.name}, so the "
+                            "plan itself would be lost: give the plan a .yaml name")
+        writes += [("-o", plan_file), ("-o (its review copy)", review)]
+    pii_out = getattr(args, "pii_out", None)
+    if pii_out and getattr(args, "pii", None) == "redact":
+        writes.append(("--pii-out", Path(pii_out)))
+        if args.output is not None and Path(pii_out).resolve() in (Path(args.output).resolve(),
+                                                                   review_path(args.output).resolve()):
+            raise UserError(f"--pii-out {pii_out}: is where -o writes the plan; give the redacted copy another name")
+    for flag, target in writes:
+        hit = _lands_on(target, inputs)
+        if hit:
+            raise UserError(f"{flag} {target}: {hit}; write elsewhere")
+
+
 def _assumed(request) -> str:
     """The line saying a default the plan rests on that the user did not give: avg_tokens without a data file."""
     ds = request.dataset
@@ -114,7 +166,9 @@ def _assumed(request) -> str:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     _check_output(args.output, args.overwrite_approved)
+    _check_writes_spare_inputs(args)  # before the request is built: --pii redact writes its copy while building it
     request = build_request(args)
+    _check_writes_spare_inputs(args, request)  # the files a --request YAML names
     assumed = _assumed(request)
     result = plan(request, load_catalog(), calibration=_calibration(args))
     if args.output is not None:

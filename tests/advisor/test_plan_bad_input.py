@@ -164,3 +164,56 @@ def test_the_approve_hint_names_the_file_the_plan_was_written_to(tmp_path, capsy
     assert main(["plan", *REQ, "-o", "sub/plan-b.yaml"]) == 0
     assert "sftplan approve sub/plan-b.yaml --by" in capsys.readouterr().out
     assert "`sftplan approve plan-b.yaml --by NAME`" in (tmp_path / "sub" / "plan-b.md").read_text()
+
+
+def _inputs(tmp_path):
+    """A training file with one e-mail address, a golden set, a request file and a model folder (config.json)."""
+    import json
+
+    rows = [{"prompt": f"question {i} about things", "response": f"answer {i} is fine"} for i in range(19)]
+    rows.append({"prompt": "mail me", "response": "john.doe@example.com"})
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "golden.jsonl").write_text("".join(json.dumps({"prompt": f"g{i}", "expected": f"e{i}"}) + "\n"
+                                                   for i in range(5)))
+    (tmp_path / "req.yaml").write_text("model: llama-3.1-8b\ndataset: {examples: 1000, avg_tokens: 256}\n")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({
+        "model_type": "llama", "hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 4, "intermediate_size": 512, "vocab_size": 1000, "max_position_embeddings": 2048}))
+    return {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("argv, out, named", [
+    (["--model", "llama-3.1-8b", "--dataset", "train.jsonl", "--no-data-check"], "train.jsonl", "--dataset"),
+    (["--model", "llama-3.1-8b", "--dataset", "train.jsonl", "--golden", "golden.jsonl", "--pii", "accept"],
+     "golden.jsonl", "--golden"),
+    (["--request", "req.yaml"], "req.yaml", "--request"),
+    (["--model", "model", "--examples", "1000"], "model/config.json", "inside --model"),
+    (["--model", "model", "--examples", "1000"], "model/plan.yaml", "inside --model"),
+    (["--model", "llama-3.1-8b", "--examples", "1000"], "notes.md", "review copy"),
+])
+def test_plan_output_never_replaces_what_the_plan_reads(tmp_path, capsys, monkeypatch, argv, out, named):
+    monkeypatch.chdir(tmp_path)
+    before = _inputs(tmp_path)
+    assert main(["plan", *argv, "-o", out]) == 2
+    assert named in _err(capsys)
+    assert {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_pii_out_never_replaces_an_input_or_the_plan(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = _inputs(tmp_path)
+    redact = ["plan", "--model", "llama-3.1-8b", "--dataset", "train.jsonl", "--golden", "golden.jsonl", "--pii", "redact"]
+    assert main([*redact, "--pii-out", "golden.jsonl", "-o", "p.yaml"]) == 2
+    assert "--pii-out golden.jsonl: would write over --golden" in _err(capsys)
+    assert main([*redact, "--pii-out", "p.yaml", "-o", "p.yaml"]) == 2
+    assert "is where -o writes the plan" in _err(capsys)
+    assert {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_folder_where_the_review_goes_is_refused_before_the_plan_is_written(tmp_path, capsys):
+    (tmp_path / "p.md").mkdir()
+    assert main(["plan", *REQ, "-o", str(tmp_path / "p.yaml")]) == 2
+    assert "p.md: is a folder" in _err(capsys)
+    assert not (tmp_path / "p.yaml").exists()
