@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +157,10 @@ def read_run(run_dir: str | Path) -> RunSample:
     if report.get("status") not in ("finished", "stopped"):
         raise UserError(f"{report_path}: run status is {report.get('status')!r}, not finished or stopped",
                         names_file=True)
+    bad = _corrupt_figure(figures)
+    if bad:
+        raise UserError(f"{report_path}: {bad}: not a positive finite number (a damaged report is not learned from)",
+                        names_file=True)
     run_info = {}
     if (run_dir / "run.json").is_file():
         try:
@@ -201,7 +206,25 @@ def _extra_tokens_per_sequence(plan: dict, rec: dict, measured_tokens: float | N
 
 
 def _positive(v: object) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and math.isfinite(v) else None
+
+
+_FIGURES_READ = ("tokens_per_s_per_gpu", "step_time_s", "peak_memory_per_gpu_gib")  # what a sample is made of
+_FIGURE_VALUES = ("planned", "measured", "measured_uncontended")
+
+
+def _corrupt_figure(figures: dict) -> str | None:
+    """'figures.NAME.KEY is VALUE' for the first value of a figure calibrate reads that a run cannot have written
+    (infinite, NaN, zero, negative, text): a report that holds one is damaged, so it is refused rather than read
+    around. null (not measured) is fine; cost and hours, which calibrate does not read, may be 0 (owned hardware)."""
+    for name in _FIGURES_READ:
+        fig = figures.get(name)
+        if not isinstance(fig, dict):
+            continue
+        for key in _FIGURE_VALUES:
+            if key in fig and fig[key] is not None and _positive(fig[key]) is None:
+                return f"figures.{name}.{key} is {fig[key]!r}"
+    return None
 
 
 # --------------------------------------------------------------------------- fitting

@@ -25,6 +25,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from advisor import calibration
     from advisor.yamlio import atomic_write_text
 
+    out = Path(args.output).resolve()
+    for run_dir in args.run_dirs:  # a run folder's report is what the next calibration reads: never written over
+        if out.is_relative_to(Path(run_dir).resolve()):
+            raise UserError(f"-o {args.output}: is inside the run folder {run_dir}, which calibrate reads; write "
+                            "the calibration elsewhere")
     samples, skipped, seen = [], [], {}
     for run_dir in args.run_dirs:
         same = seen.setdefault(Path(run_dir).resolve(), run_dir)  # one run folder counts once, however it is named

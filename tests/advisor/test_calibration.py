@@ -182,3 +182,42 @@ def test_no_usable_run_is_one_line_blaming_the_right_file(tmp_path):
     (broken / "plan.yaml").write_text(yaml.safe_dump({"plan_sha256": "x", "recommended": [1], "model": {}}))
     assert "plan.yaml: not a plan" in _calibrate(broken, out=tmp_path / "cal.yaml").stderr
     assert not (tmp_path / "cal.yaml").exists()
+
+
+@pytest.mark.parametrize("figure, key, value", [
+    ("peak_memory_per_gpu_gib", "measured", float("inf")),
+    ("tokens_per_s_per_gpu", "measured", float("nan")),
+    ("step_time_s", "measured_uncontended", 0),
+    ("tokens_per_s_per_gpu", "measured_uncontended", -5),
+    ("tokens_per_s_per_gpu", "planned", "x"),
+])
+def test_a_damaged_figure_skips_the_run_with_one_line(tmp_path, figure, key, value):
+    """Not read around (a 0 uncontended rate falling back to `measured`, an infinite peak capping the memory factor):
+    the run is skipped, named, and the healthy runs still count."""
+    good = _run(tmp_path, "good")
+    bad = _run(tmp_path, "bad")
+    report = json.loads((bad / "report.json").read_text())
+    report["figures"].setdefault(figure, {"unit": "s"})[key] = value
+    (bad / "report.json").write_text(json.dumps(report))
+    out = tmp_path / "cal.yaml"
+    proc = _calibrate(good, bad, out=out)
+    assert proc.returncode == 0, proc.stderr
+    line = [ln for ln in proc.stderr.splitlines() if "skipped" in ln]
+    assert len(line) == 1 and f"figures.{figure}.{key} is" in line[0] and "damaged report" in line[0]
+    assert calibration.load(out).match("a100-80gb/fsdp/bf16-mixed/full/1-10B").throughput.runs == 1
+
+
+def test_zero_cost_of_owned_hardware_is_not_damage(tmp_path):
+    run = _run(tmp_path, "owned")
+    report = json.loads((run / "report.json").read_text())
+    report["figures"]["cost_usd"] = {"planned": 0.0, "measured": 0.0, "unit": "USD"}
+    (run / "report.json").write_text(json.dumps(report))
+    assert _calibrate(run, out=tmp_path / "cal.yaml").returncode == 0
+
+
+def test_the_calibration_is_never_written_into_a_run_folder(tmp_path):
+    run = _run(tmp_path, "r")
+    before = (run / "report.json").read_bytes()
+    proc = _calibrate(run, out=run / "report.json")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "is inside the run folder" in proc.stderr and (run / "report.json").read_bytes() == before
