@@ -15,6 +15,7 @@ entry is answered by the eval gate itself.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import tempfile
@@ -62,8 +63,17 @@ def _regression(check: DeployCheck, result: object) -> float:
     if isinstance(result, bool):
         raise UserError(f"deploy results: {name}: expected a number or a mapping, got {result!r}")
     if isinstance(result, (int, float)):
+        if not math.isfinite(result):
+            raise UserError(f"deploy results: {name}: the drop must be a finite number of points, got {result!r}")
         return float(result)
     if isinstance(result, dict):
+        unknown = sorted(str(k) for k in result if k not in _RESULT_KEYS)
+        if unknown:
+            raise UserError(f"deploy results: {name}: unknown key {unknown[0]!r} (a result takes "
+                            f"{', '.join(_RESULT_KEYS)})")
+        numbers = [v for v in result.values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if any(not math.isfinite(v) for v in numbers):
+            raise UserError(f"deploy results: {name}: scores must be finite numbers, got {result!r}")
         if isinstance(result.get("regression"), (int, float)) and not isinstance(result["regression"], bool):
             return float(result["regression"])
         base, tuned = result.get("base"), result.get("tuned", result.get("score"))
@@ -75,29 +85,37 @@ def _regression(check: DeployCheck, result: object) -> float:
     raise UserError(f"deploy results: {name}: expected the drop in points, or base + tuned scores, got {result!r}")
 
 
+_RESULT_KEYS = ("base", "tuned", "score", "regression")
+
+
 def load_deploy_results(path: str | Path, plan: Plan) -> dict[str, float]:
-    """Suite name (as the plan spells it) -> drop vs the base model in points."""
-    import yaml
+    """Suite name (as the plan spells it) -> drop vs the base model in points. YAML or JSON; a name given twice
+    (also in another case: names match case-insensitively) is refused, as YAML would keep the last."""
+    from advisor.yamlio import load_yaml_mapping
 
     path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file (deploy results)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file (deploy results)") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: unreadable deploy results ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of deploy check name -> result")
+        data, _root = load_yaml_mapping(path)
+    except UserError as exc:
+        if "expected a mapping" in str(exc):
+            raise UserError(f"{path}: expected a mapping of deploy check name -> result") from None
+        raise
     if "checks" in data and "plan_sha256" in data:
         raise UserError(f"{path}: is a `sftplan evaluate` report: promote reads RUN_DIR/deploy.json itself; "
                         "--deploy-results takes check name -> drop in points (or base + tuned scores)")
     checks = {d.name.lower(): d for d in plan.evaluation.deploy_suite or _standard_suite()}
-    out = {}
+    out, given = {}, {}
     for key, result in data.items():
         check = checks.get(str(key).lower())
         if check is None:
             raise UserError(f"{path}: '{key}' is not in the plan's deploy suite "
                             f"({', '.join(c.name for c in checks.values())})")
+        if check.name in given:
+            raise UserError(f"{path}: '{key}' and '{given[check.name]}' name the same check ({check.name}): "
+                            "give it once")
+        given[check.name] = key
         out[check.name] = _regression(check, result)
     return out
 

@@ -110,6 +110,23 @@ def test_promote_with_deploy_results(run_dir, tmp_path):
         promote(run_dir, deploy_results=results)
 
 
+@pytest.mark.parametrize("text, match", [
+    ("MMLU-Pro: 5\nMMLU-Pro: 0\n", "'MMLU-Pro' is given twice"),  # YAML would keep the passing 0
+    ('{"MMLU-Pro": 5, "MMLU-Pro": 0}', "'MMLU-Pro' is given twice"),  # JSON likewise
+    ("MMLU-Pro: 5\nmmlu-pro: 0\n", "name the same check \\(MMLU-Pro\\)"),  # names match case-insensitively
+    ("MMLU-Pro: .nan\n", "finite number of points"),
+    ("MMLU-Pro: {base: 0.7, tuned: .nan}\n", "finite numbers"),
+    ("MMLU-Pro: {base: 0.7, tuned: 0.6, tunde: 0.9}\n", "unknown key 'tunde'"),
+])
+def test_deploy_results_that_could_pass_a_failed_check_are_refused(run_dir, tmp_path, text, match):
+    results = tmp_path / "deploy.yaml"
+    results.write_text(text)
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=match) as err:
+        promote(run_dir, out, deploy_results=results)
+    assert "\n" not in str(err.value) and not out.exists()
+
+
 def test_promote_refuses_when_no_epoch_passed(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
