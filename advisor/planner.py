@@ -17,6 +17,7 @@ When nothing meets the constraints, `closest` names the option with the smallest
 from __future__ import annotations
 
 import math
+import unicodedata
 from pathlib import Path
 
 from advisor import rules
@@ -49,6 +50,11 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
     configuration class, and the plan records which."""
     req = request
     _check_request(req)
+    if req.gpu and req.num_gpus:  # the pins contradict the catalog: refused as `sftplan estimate` refuses them
+        gpu = catalog.gpu(req.gpu, field="gpu")
+        limit = gpu.gpus_per_node * gpu.max_nodes
+        if req.num_gpus > limit:
+            raise UserError(f"{gpu.id} scales to {limit} GPUs in this catalog, got {req.num_gpus}", field="num_gpus")
     model = resolve_model(req.model)
     params, active = param_count(model), active_param_count(model)
     warnings: list[str] = []
@@ -158,9 +164,26 @@ def _check_request(req: PlanRequest) -> None:
     why = run_refusal(req.strategy, req.method, bool(req.packing))  # what executor/preflight.py would refuse
     if why:
         raise UserError(why, field="strategy")
+    owned: dict[str, int] = {}
+    for i, h in enumerate(req.have):
+        first = owned.setdefault(h.gpu.lower(), i)
+        if first != i:
+            raise UserError(f"{h.gpu} is given twice (have[{first}] too): give the GPUs you own of a tier once, "
+                            "with their count", field=f"have[{i}].gpu")
+    if req.gpu is not None and not req.gpu.strip():
+        raise UserError("empty GPU tier: give a catalog id (`sftplan catalog` lists them), or leave it out",
+                        field="gpu")
     if req.strategy == "single" and req.num_gpus not in (None, 1):
         raise UserError(f"'single' needs num_gpus 1, got {req.num_gpus}", field="strategy")
+    seen: dict[str, int] = {}
     for i, t in enumerate(req.deploy_tasks):
+        if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in t.name):
+            raise UserError(f"the check name {t.name!r} holds a control character or line break: give it on one line",
+                            field=f"deploy_tasks[{i}].name")
+        first = seen.setdefault(t.name.lower(), i)
+        if first != i:
+            raise UserError(f"'{t.name}' is given twice (deploy_tasks[{first}] too): results are read by check name, "
+                            "so give each check once", field=f"deploy_tasks[{i}].name")
         if ":" in t.metric:  # lm-eval metric names ('acc,none') hold no ':'; NAME=TASK:METRIC:MAX_DROP misread
             raise UserError(f"metric {t.metric!r} holds a ':' (lm-eval metric names have none): a max drop after "
                             "the metric must be a number", field=f"deploy_tasks[{i}].metric")
@@ -230,6 +253,9 @@ def _seq_len(req: PlanRequest, model, warnings: list[str]) -> tuple[int, int]:
     fit = seq
     ds = req.dataset
     warnings.extend(long_rows_warnings(ds, seq))
+    if ds.long_rows is None and ds.avg_tokens > seq:  # no measured file says so: the mean itself is over the cut
+        warnings.append(f"dataset.avg_tokens {ds.avg_tokens} is above max_seq_len {seq}: examples are cut to {seq} "
+                        "tokens and priced so; raise max_seq_len, or check the mean")
     if not req.packing and ds.token_max and ds.token_count_method.startswith("tokenizer"):
         fit = max(1, min(seq, ds.token_max))
     return seq, fit

@@ -300,7 +300,7 @@ def iter_jsonl(path: str | Path, convert: Callable[[Any], T | str], *, what: str
         try:
             row = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         except json.JSONDecodeError as exc:
-            yield lineno, f"not valid JSON ({exc.msg} at column {exc.colno})"
+            yield lineno, f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"
             continue
         except RecursionError:
             yield lineno, "JSON nested too deeply"

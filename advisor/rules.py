@@ -331,13 +331,21 @@ DEPLOY_TASKS: dict[str, tuple[str, str, bool]] = {
 
 
 def deploy_suite(req: PlanRequest) -> list[DeployCheck]:
-    """The guide's suite with the lm-eval task of each check, plus the request's own deploy tasks."""
+    """The guide's suite with the lm-eval task of each check, plus the request's own deploy tasks. A request task
+    named as a check of the suite (names match case-insensitively, as results are read) takes that check's place:
+    how a plan gives HarmBench, which has no lm-eval task, a task of its own, or another allowed drop to a check."""
     suite = []
     for name, max_drop in DEPLOY_SUITE:
         task, metric, higher = DEPLOY_TASKS.get(name, (None, None, True))
         suite.append(DeployCheck(name=name, max_regression=max_drop, task=task, metric=metric, higher_is_better=higher))
-    suite += [DeployCheck(name=t.name, max_regression=t.max_regression, required=t.required, task=t.task,
-                          metric=t.metric, higher_is_better=t.higher_is_better) for t in req.deploy_tasks]
+    for t in req.deploy_tasks:
+        check = DeployCheck(name=t.name, max_regression=t.max_regression, required=t.required, task=t.task,
+                            metric=t.metric, higher_is_better=t.higher_is_better)
+        same = next((i for i, c in enumerate(suite) if c.name.lower() == t.name.lower()), None)
+        if same is None:
+            suite.append(check)
+        else:
+            suite[same] = check
     return suite
 
 

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from advisor.errors import UserError
+
 PROGRESS_MIN_BYTES = 8 * 2**20  # files smaller than this finish before a bar is worth drawing
 
 
@@ -148,6 +150,9 @@ def to_text(r) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    if args.model is not None and Path(args.model).is_file():  # e.g. its config.json: would fall back to 4 chars/token
+        raise UserError(f"{args.model}: a file: --model takes the model directory whose tokenizer.json counts the "
+                        "tokens", field="model")
     r = run_check(args, args.train)
     text = json.dumps(r.to_dict(), indent=2) if args.json else to_text(r)
     sys.stdout.write(text + "\n")
@@ -204,7 +209,13 @@ def plan_data_check(args: argparse.Namespace, dataset: str, max_seq_len: int, go
     from advisor.models import DataCheck
 
     if getattr(args, "no_data_check", None):
+        if getattr(args, "pii", None) or getattr(args, "pii_out", None):
+            flag = "--pii" if getattr(args, "pii", None) else "--pii-out"
+            raise UserError(f"{flag} acts on the data check's PII findings, which --no-data-check skips: give one "
+                            "or the other")
         return dataset, DataCheck(skipped=True).to_dict()
+    if getattr(args, "pii_out", None) and getattr(args, "pii", None) != "redact":
+        raise UserError("--pii-out names where --pii redact writes its copy: give --pii redact with it")
     decision = getattr(args, "pii", None)
     ns = argparse.Namespace(golden=golden, max_seq_len=max_seq_len, model=str(getattr(args, "model", "") or ""),
                             spacy_model=getattr(args, "spacy_model", None))

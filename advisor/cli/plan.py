@@ -144,7 +144,7 @@ def _check_writes_spare_inputs(args: argparse.Namespace, request=None) -> None:
                             "plan itself would be lost: give the plan a .yaml name")
         writes += [("-o", plan_file), ("-o (its review copy)", review)]
     pii_out = getattr(args, "pii_out", None)
-    if pii_out and getattr(args, "pii", None) == "redact":
+    if pii_out and getattr(args, "pii", None) == "redact" and request is None:  # once built, the copy is dataset.file
         writes.append(("--pii-out", Path(pii_out)))
         if args.output is not None and Path(pii_out).resolve() in (Path(args.output).resolve(),
                                                                    review_path(args.output).resolve()):
@@ -166,6 +166,9 @@ def _assumed(request) -> str:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     _check_output(args.output, args.overwrite_approved)
+    for flag in ("pii", "pii_out", "no_data_check", "spacy_model"):  # the data check's flags act on --dataset only
+        if getattr(args, flag, None) and not getattr(args, "dataset", None):
+            raise UserError(f"--{flag.replace('_', '-')} acts on the data check of --dataset, and no --dataset is given")
     _check_writes_spare_inputs(args)  # before the request is built: --pii redact writes its copy while building it
     request = build_request(args)
     _check_writes_spare_inputs(args, request)  # the files a --request YAML names

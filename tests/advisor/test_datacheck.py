@@ -160,13 +160,19 @@ def test_cli_clean_file_exit_0_and_text(tmp_path):
     (["check", "GOOD", "--no-pii", "--near-threshold", "1.5"], "--near-threshold: must be in (0, 1], got 1.5"),
     (["check", "GOOD", "--no-pii", "--golden", "BAD"], "BAD:1: unknown key"),
     (["check", "GOOD", "--spacy-model", "no_such_model_xx"], "--spacy-model: 'no_such_model_xx' is neither"),
+    (["check", "GOOD", "--no-pii", "--model", "GOOD"], "--model: GOOD: a file: --model takes the model directory"),
+    (["check", "CUT", "--no-pii"], "CUT:1: not valid JSON (Unterminated string starting at column 12)"),
 ])
 def test_cli_bad_input_exit_2_one_line(tmp_path, args, needle):
     good = _write(tmp_path / "good.jsonl", [{"prompt": "a b c", "response": "d e f"}])
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "response": "b"}\n{nope\n', encoding="utf-8")
-    args = [str(good) if a == "GOOD" else str(bad) if a == "BAD" else a for a in args]
-    needle = needle.replace("BAD", str(bad))
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text('{"prompt": "abc', encoding="utf-8")  # the last row cut off inside a string
+    files = {"GOOD": str(good), "BAD": str(bad), "CUT": str(cut)}
+    args = [files.get(a, a) for a in args]
+    for name, path in files.items():
+        needle = needle.replace(name, path)
     out = _cli(*args)
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert out.stderr.count("\n") == 1 and needle in out.stderr and "Traceback" not in out.stderr

@@ -93,6 +93,13 @@ def test_approve_and_run_name_the_plan_file(tmp_path, capsys):
     # what `sftplan run` (executor/preflight.py check_plan) would refuse, refused when the plan is made
     (["--method", "lora", "--strategy", "hsdp"], "sftplan: --strategy: 'hsdp' runs full-sft plans only"),
     (["--strategy", "zero3-sp", "--packing"], "sftplan: --strategy: 'zero3-sp' runs unpacked rows only"),
+    # the last of two --have for one tier won; two checks of one name were both kept (results are read by name)
+    (["--have", "H100-SXM:4"], "sftplan: --have: h100-sxm is given twice (have[0] too)"),
+    (["--deploy-task", "x=t:acc", "--deploy-task", "X=u:acc"], "sftplan: --deploy-task: 'X' is given twice"),
+    (["--deploy-task", "x\ny=t:acc"], "sftplan: --deploy-task: the check name 'x\\ny' holds a control character"),
+    (["--gpu", ""], "sftplan: --gpu: empty GPU tier"),
+    (["--gpu", "cpu", "--num-gpus", "2"], "sftplan: --num-gpus: cpu scales to 1 GPUs in this catalog, got 2"),
+    (["--pii", "accept"], "sftplan: --pii acts on the data check of --dataset, and no --dataset is given"),
 ])
 def test_plan_refuses_what_estimate_and_evaluate_would(tmp_path, capsys, argv, want):
     out = tmp_path / "plan.yaml"
@@ -217,3 +224,36 @@ def test_a_folder_where_the_review_goes_is_refused_before_the_plan_is_written(tm
     assert main(["plan", *REQ, "-o", str(tmp_path / "p.yaml")]) == 2
     assert "p.md: is a folder" in _err(capsys)
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_a_request_task_named_as_a_suite_check_takes_its_place(capsys):
+    """How HarmBench (no lm-eval task) gets a task of the user's, or a check another allowed drop: one check, not
+    two of one name."""
+    import json
+
+    assert main(["plan", *REQ, "--deploy-task", "harmbench=my_harm:score,none:0.5", "--json"]) == 0
+    suite = json.loads(capsys.readouterr().out)["evaluation"]["deploy_suite"]
+    names = [c["name"] for c in suite]
+    assert names == ["MMLU-Pro", "IFEval", "golden set", "harmbench", "bias audit"]
+    assert suite[3]["task"] == "my_harm" and suite[3]["max_regression"] == 0.5
+
+
+def test_a_mean_above_max_seq_len_is_said(capsys):
+    import json
+
+    assert main(["plan", "--model", "llama-3.1-8b", "--examples", "1000", "--avg-tokens", "4096", "--json"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert any(w.startswith("dataset.avg_tokens 4096 is above max_seq_len 2048: examples are cut to 2048 tokens")
+               for w in warnings)
+
+
+def test_pii_flags_that_could_not_act_are_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _inputs(tmp_path)
+    base = ["plan", "--model", "llama-3.1-8b", "--dataset", "train.jsonl"]
+    assert main([*base, "--no-data-check", "--pii", "redact"]) == 2
+    assert "--pii acts on the data check's PII findings, which --no-data-check skips" in _err(capsys)
+    assert main([*base, "--pii-out", "x.jsonl"]) == 2
+    assert "--pii-out names where --pii redact writes its copy" in _err(capsys)
+    assert not (tmp_path / "x.jsonl").exists()
+
