@@ -166,9 +166,6 @@ def _assumed(request) -> str:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     _check_output(args.output, args.overwrite_approved)
-    for flag in ("pii", "pii_out", "no_data_check", "spacy_model"):  # the data check's flags act on --dataset only
-        if getattr(args, flag, None) and not getattr(args, "dataset", None):
-            raise UserError(f"--{flag.replace('_', '-')} acts on the data check of --dataset, and no --dataset is given")
     _check_writes_spare_inputs(args)  # before the request is built: --pii redact writes its copy while building it
     request = build_request(args)
     _check_writes_spare_inputs(args, request)  # the files a --request YAML names

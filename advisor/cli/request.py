@@ -121,18 +121,30 @@ def build_request(args: argparse.Namespace) -> PlanRequest:
         base["model_path"] = str(base["model"])
     record = model_files(str(base["model"]), base.get("model_path"))  # the base model the approval covers
     base["model_files"] = record.to_dict() if record else None
-    if getattr(args, "dataset", None):
+    # a file the request YAML names is measured, hashed and checked as --dataset's is: its counts, hash and data
+    # check are never taken from the YAML (they would price and approve data nobody looked at)
+    named_file = ((base.get("dataset") or {}).get("file") or {}).get("path") if not getattr(args, "dataset", None) \
+        and args.examples is None and args.avg_tokens is None else None
+    dataset = getattr(args, "dataset", None) or named_file
+    for flag in ("pii", "pii_out", "no_data_check", "spacy_model"):  # the data check's flags act on a data file
+        if getattr(args, flag, None) and not dataset:
+            raise UserError(f"--{flag.replace('_', '-')} acts on the data check of a data file, and none is given "
+                            "(--dataset, or dataset.file.path in --request)")
+    if dataset:
         if args.examples is not None or args.avg_tokens is not None:
             raise UserError("--dataset measures the data: give it without --examples/--avg-tokens")
         flag_fields.add("dataset")
         rule = (base.get("dataset") or {}).get("over_max_seq_len", _default(DatasetSpec, "over_max_seq_len"))
         max_seq_len = base.get("max_seq_len") or _default(PlanRequest, "max_seq_len")
-        base["dataset"] = measure_dataset(args.dataset, str(base["model"]), int(max_seq_len), rule).to_dict()
+        base["dataset"] = measure_dataset(dataset, str(base["model"]), int(max_seq_len), rule).to_dict()
         golden = getattr(args, "golden", None) or (base.get("golden") or {}).get("path")
-        path, base["data_check"] = plan_data_check(args, args.dataset, int(max_seq_len), golden, base["dataset"]["file"])
+        path, base["data_check"] = plan_data_check(args, dataset, int(max_seq_len), golden, base["dataset"]["file"])
         flag_fields.add("data_check")
-        if path != args.dataset:  # --pii redact: plan on the redacted copy
+        if path != dataset:  # --pii redact: plan on the redacted copy
             base["dataset"] = measure_dataset(path, str(base["model"]), int(max_seq_len), rule).to_dict()
+    elif base.get("data_check") is not None:
+        raise UserError("written by `sftplan plan` when it checks a data file, not given by a request: name the "
+                        "file under dataset.file.path, or give --dataset", field="data_check")
     elif args.examples is not None or args.avg_tokens is not None:
         flag_fields.add("dataset")
         ds = dict(base.get("dataset") or {})
@@ -147,4 +159,6 @@ def build_request(args: argparse.Namespace) -> PlanRequest:
     if getattr(args, "golden", None):
         flag_fields.add("golden")
         base["golden"] = data_file(args.golden).to_dict()
+    elif (base.get("golden") or {}).get("path"):  # the request's golden file, hashed now (not its YAML sha256)
+        base["golden"] = data_file(base["golden"]["path"]).to_dict()
     return validate_request(base)

@@ -200,8 +200,16 @@ def test_findings_name_fields_not_flags_and_the_cli_maps_them():
 
 
 def test_cli_prints_the_flag_of_a_finding_that_asks_for_a_field(tmp_path):
+    """The request names a data file holding an e-mail address: the CLI measures and checks it (a request's own
+    data_check is never taken), the PII finding asks for data_check.pii_decision, and the CLI names --pii."""
+    import json
+
+    data = tmp_path / "t.jsonl"
+    rows = [{"prompt": f"question {i} about things", "response": f"answer {i}"} for i in range(9)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in [*rows, {"prompt": "mail", "response": "ann@example.com"}]))
     req = tmp_path / "req.yaml"
-    req.write_text(yaml.safe_dump({**OK, **FINDING_REQUESTS[1]}))
+    req.write_text(yaml.safe_dump({"model": "llama-3.1-8b", "dataset": {
+        "examples": 50_000, "avg_tokens": 1000, "file": {"path": str(data), "sha256": "not-checked", "rows": 1}}}))
     out = subprocess.run([sys.executable, "-m", "advisor", "plan", "--request", str(req)], cwd=REPO,
                          capture_output=True, text=True, env={**__import__("os").environ, "COLUMNS": "200"})
     assert out.returncode == 0, out.stderr

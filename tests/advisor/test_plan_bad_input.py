@@ -99,7 +99,7 @@ def test_approve_and_run_name_the_plan_file(tmp_path, capsys):
     (["--deploy-task", "x\ny=t:acc"], "sftplan: --deploy-task: the check name 'x\\ny' holds a control character"),
     (["--gpu", ""], "sftplan: --gpu: empty GPU tier"),
     (["--gpu", "cpu", "--num-gpus", "2"], "sftplan: --num-gpus: cpu scales to 1 GPUs in this catalog, got 2"),
-    (["--pii", "accept"], "sftplan: --pii acts on the data check of --dataset, and no --dataset is given"),
+    (["--pii", "accept"], "sftplan: --pii acts on the data check of a data file, and none is given"),
 ])
 def test_plan_refuses_what_estimate_and_evaluate_would(tmp_path, capsys, argv, want):
     out = tmp_path / "plan.yaml"
@@ -257,3 +257,30 @@ def test_pii_flags_that_could_not_act_are_refused(tmp_path, capsys, monkeypatch)
     assert "--pii-out names where --pii redact writes its copy" in _err(capsys)
     assert not (tmp_path / "x.jsonl").exists()
 
+
+
+def test_files_a_request_names_are_measured_not_taken_from_the_yaml(tmp_path, capsys, monkeypatch):
+    """A request's dataset.file counts / sha256 and golden sha256 are what `plan` measured once: written by hand
+    they would price and approve data nobody read. They are measured again; a missing file and a hand-written
+    data_check are refused on their field."""
+    import hashlib
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    _inputs(tmp_path)
+    req = tmp_path / "r.yaml"
+    req.write_text("model: llama-3.1-8b\ndataset: {examples: 5, avg_tokens: 3, file: {path: train.jsonl, sha256: abc, "
+                   "rows: 5}}\ngolden: {path: golden.jsonl, sha256: abc, rows: 1}\n")
+    assert main(["plan", "--request", str(req), "--pii", "accept", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["request"]
+    assert got["dataset"]["examples"] == 20 and got["dataset"]["file"]["rows"] == 20
+    assert got["dataset"]["file"]["sha256"] == hashlib.sha256((tmp_path / "train.jsonl").read_bytes()).hexdigest()
+    assert got["golden"]["sha256"] == hashlib.sha256((tmp_path / "golden.jsonl").read_bytes()).hexdigest()
+    assert got["data_check"]["rows"] == 20 and got["data_check"]["pii_hits"] >= 1
+    req.write_text("model: llama-3.1-8b\ndataset: {examples: 5, avg_tokens: 3}\ngolden: {path: nope.jsonl, "
+                   "sha256: abc, rows: 3}\n")
+    assert main(["plan", "--request", str(req)]) == 2
+    assert "nope.jsonl: no such file" in _err(capsys)
+    req.write_text("model: llama-3.1-8b\ndataset: {examples: 5, avg_tokens: 3}\ndata_check: {rows: 5}\n")
+    assert main(["plan", "--request", str(req)]) == 2
+    assert "data_check: written by `sftplan plan` when it checks a data file" in _err(capsys)
