@@ -23,7 +23,7 @@ _MAX_TOKENIZED_ROWS = 20_000  # percentiles from a prefix sample; rows are still
 
 
 def load_request_yaml(path: str | Path) -> PlanRequest:
-    return load_model_yaml(path, PlanRequest)
+    return load_model_yaml(path, PlanRequest, hand_written=True)
 
 
 def validate_request(data: dict[str, Any]) -> PlanRequest:

@@ -124,10 +124,10 @@ def format_spec_error(err: SpecError, source: str, root: yaml.Node | None = None
     return format_error(source, root, (*loc, *field_loc(err.field)), err.reason)
 
 
-def load_model_yaml(path: str | Path, model: type[M]) -> M:
+def load_model_yaml(path: str | Path, model: type[M], hand_written: bool = False) -> M:
     """Read ``path`` with safe YAML and validate it as ``model`` (``from_dict``); any problem is a one-line
-    UserError naming the file, the line and the field."""
-    data, root = load_yaml_mapping(path)
+    UserError naming the file, the line and the field. ``hand_written``: as load_yaml_mapping."""
+    data, root = load_yaml_mapping(path, hand_written)
     return from_mapping(model, data, str(path), root)
 
 
@@ -140,8 +140,20 @@ def from_mapping(model: type[M], data: dict, source: str, root: yaml.Node | None
         raise UserError(format_spec_error(exc, source, root)) from None
 
 
-def load_yaml_mapping(path: str | Path) -> tuple[dict, yaml.Node | None]:
-    """(the mapping in ``path``, its composed YAML tree for line numbers); a problem is a one-line UserError."""
+class _HandWrittenLoader(yaml.SafeLoader):
+    """SafeLoader that also reads a number written with an exponent and no dot (1e-5, 2E3) as a number, as YAML
+    1.2 and the CLI's flags do; PyYAML's YAML 1.1 resolver reads it as a string, so `learning_rate: 1e-5` was
+    refused as 'not a number'. Only for files people write (requests, deploy results): what sftplan writes
+    itself is read back with the resolver it was written for."""
+
+
+_HandWrittenLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def load_yaml_mapping(path: str | Path, hand_written: bool = False) -> tuple[dict, yaml.Node | None]:
+    """(the mapping in ``path``, its composed YAML tree for line numbers); a problem is a one-line UserError.
+    ``hand_written``: read 1e-5 as a number (_HandWrittenLoader)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -150,8 +162,9 @@ def load_yaml_mapping(path: str | Path) -> tuple[dict, yaml.Node | None]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read ({exc.__class__.__name__})") from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = _HandWrittenLoader if hand_written else yaml.SafeLoader
+        root = yaml.compose(text, Loader=loader)
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

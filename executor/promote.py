@@ -97,7 +97,7 @@ def load_deploy_results(path: str | Path, plan: Plan) -> dict[str, float]:
     if not path.is_file():
         raise UserError(f"{path}: no such file (deploy results)")
     try:
-        data, _root = load_yaml_mapping(path)
+        data, _root = load_yaml_mapping(path, hand_written=True)
     except UserError as exc:
         if "expected a mapping" in str(exc):
             raise UserError(f"{path}: expected a mapping of deploy check name -> result") from None

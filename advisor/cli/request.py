@@ -102,7 +102,7 @@ def build_request(args: argparse.Namespace) -> PlanRequest:
     flag_fields: set[str] = set()
     args.flag_fields = flag_fields
     if getattr(args, "request", None):
-        base, root = load_yaml_mapping(args.request)
+        base, root = load_yaml_mapping(args.request, hand_written=True)
         from_mapping(PlanRequest, base, args.request, root)  # a bad value is refused naming the file and line
     for name in _SIMPLE:
         value = getattr(args, name, None)

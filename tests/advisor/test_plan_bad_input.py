@@ -284,3 +284,18 @@ def test_files_a_request_names_are_measured_not_taken_from_the_yaml(tmp_path, ca
     req.write_text("model: llama-3.1-8b\ndataset: {examples: 5, avg_tokens: 3}\ndata_check: {rows: 5}\n")
     assert main(["plan", "--request", str(req)]) == 2
     assert "data_check: written by `sftplan plan` when it checks a data file" in _err(capsys)
+
+
+def test_a_hand_written_exponent_is_a_number(tmp_path, capsys):
+    """`learning_rate: 1e-5` (YAML 1.1 reads it as a string) is the number `--learning-rate 1e-5` gives; an
+    exponent where an integer belongs is still refused on its line."""
+    import json
+
+    req = tmp_path / "r.yaml"
+    req.write_text("model: llama-3.1-8b\ndataset: {examples: 1000, avg_tokens: 500}\nmethod: full-sft\n"
+                   "learning_rate: 1e-5\n")
+    assert main(["plan", "--request", str(req), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["request"]["learning_rate"] == 1e-5
+    req.write_text("model: llama-3.1-8b\ndataset: {examples: 1000, avg_tokens: 500}\nepochs: 1e1\n")
+    assert main(["plan", "--request", str(req)]) == 2
+    assert _err(capsys) == f"sftplan: {req}:3: epochs: must be an integer, got 10.0\n"
