@@ -164,6 +164,12 @@ def _check_request(req: PlanRequest) -> None:
     why = run_refusal(req.strategy, req.method, bool(req.packing))  # what executor/preflight.py would refuse
     if why:
         raise UserError(why, field="strategy")
+    for i, goal in enumerate(req.goals):
+        if goal in req.goals[:i]:
+            raise UserError(f"'{goal}' is given twice: give each goal once", field=f"goals[{i}]")
+    if {"lora-below-bar", "lora-cleared-bar"} <= set(req.goals):
+        raise UserError("'lora-below-bar' and 'lora-cleared-bar' say opposite things of the LoRA run tried: give the "
+                        "one that happened", field="goals")
     owned: dict[str, int] = {}
     for i, h in enumerate(req.have):
         first = owned.setdefault(h.gpu.lower(), i)

@@ -274,7 +274,7 @@ def iter_lines(path: str | Path, *, what: str = "data", max_row_bytes: int = MAX
                     if on_bytes and chunk:
                         on_bytes(chunk)
                 yield lineno, None, (f"row of {size:,} bytes is over the {max_row_bytes:,}-byte limit for one row "
-                                     "(split it, or raise max_row_bytes)")
+                                     "(an example that long is no training row: split it, or leave it out)")
                 continue
             line = chunk[3:] if lineno == 1 and chunk.startswith(BOM) else chunk
             if not line.strip():

@@ -183,6 +183,9 @@ def cmd_table(args: argparse.Namespace) -> int:
 def cmd_dedup(args: argparse.Namespace) -> int:
     from advisor.datacheck import DEFAULT_NEAR_THRESHOLD, dedup
 
+    if args.exact_only and args.near_threshold is not None:
+        raise UserError("sets the near-duplicate cut, which --exact-only turns off: give one or the other",
+                        field="near_threshold")
     near = None if args.exact_only else (DEFAULT_NEAR_THRESHOLD if args.near_threshold is None else args.near_threshold)
     kept, removed = dedup(args.input, args.output, near_threshold=near)
     sys.stdout.write(f"wrote {args.output}: kept {kept:,} rows, removed {removed:,} "

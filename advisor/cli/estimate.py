@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 
 from advisor.errors import UserError
@@ -129,12 +130,24 @@ def memory_levels_gib(est) -> dict[str, float]:
             "reserved": round((total - outside) / GIB, 3), "device": round(total / GIB, 3)}
 
 
+def run_note(cfg) -> str | None:
+    """Why `sftplan run` would not run this configuration (advisor/run_limits.py, as `plan` refuses it); None: it
+    would. An estimate is still given: what-ifs are what `estimate` is for."""
+    from advisor.run_limits import ESTIMATED_ONLY, run_refusal
+
+    if cfg.strategy in ESTIMATED_ONLY:
+        return f"'{cfg.strategy}' is estimated only: `sftplan run` cannot run it"
+    why = run_refusal(cfg.strategy, "lora" if cfg.trainable == "lora" else "full-sft", False)
+    return f"`sftplan run` would refuse it: {why}" if why else None
+
+
 def run(args: argparse.Namespace) -> int:
     from advisor.estimate import estimate
 
     model, gpu, cfg = build(args)
     est = estimate(model, gpu, cfg, calibration=_calibration(args, model, gpu, cfg))
     data = to_json(est, model, gpu)
+    data["runs"] = run_note(cfg)
     if getattr(args, "trace", False):
         data["trace"] = _trace(model, est)
     if args.json:
@@ -143,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
     _print_table(data, model)
     if "trace" in data:
         _print_trace(data["trace"])
+    if data["runs"]:
+        sys.stderr.write(f"sftplan: note: {data['runs']}\n")
     return 0
 
 

@@ -162,6 +162,8 @@ def test_cli_clean_file_exit_0_and_text(tmp_path):
     (["check", "GOOD", "--spacy-model", "no_such_model_xx"], "--spacy-model: 'no_such_model_xx' is neither"),
     (["check", "GOOD", "--no-pii", "--model", "GOOD"], "--model: GOOD: a file: --model takes the model directory"),
     (["check", "CUT", "--no-pii"], "CUT:1: not valid JSON (Unterminated string starting at column 12)"),
+    (["dedup", "GOOD", "-o", "OUT", "--exact-only", "--near-threshold", "0.5"],
+     "--near-threshold: sets the near-duplicate cut, which --exact-only turns off"),
 ])
 def test_cli_bad_input_exit_2_one_line(tmp_path, args, needle):
     good = _write(tmp_path / "good.jsonl", [{"prompt": "a b c", "response": "d e f"}])
@@ -169,13 +171,14 @@ def test_cli_bad_input_exit_2_one_line(tmp_path, args, needle):
     bad.write_text('{"prompt": "a", "response": "b"}\n{nope\n', encoding="utf-8")
     cut = tmp_path / "cut.jsonl"
     cut.write_text('{"prompt": "abc', encoding="utf-8")  # the last row cut off inside a string
-    files = {"GOOD": str(good), "BAD": str(bad), "CUT": str(cut)}
+    files = {"GOOD": str(good), "BAD": str(bad), "CUT": str(cut), "OUT": str(tmp_path / "out.jsonl")}
     args = [files.get(a, a) for a in args]
     for name, path in files.items():
         needle = needle.replace(name, path)
     out = _cli(*args)
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert out.stderr.count("\n") == 1 and needle in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_spacy_model_named_is_used(tmp_path):

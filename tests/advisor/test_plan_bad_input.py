@@ -299,3 +299,26 @@ def test_a_hand_written_exponent_is_a_number(tmp_path, capsys):
     req.write_text("model: llama-3.1-8b\ndataset: {examples: 1000, avg_tokens: 500}\nepochs: 1e1\n")
     assert main(["plan", "--request", str(req)]) == 2
     assert _err(capsys) == f"sftplan: {req}:3: epochs: must be an integer, got 10.0\n"
+
+
+@pytest.mark.parametrize("argv, want", [
+    (["--goal", "fast-iteration", "--goal", "fast-iteration"], "sftplan: --goal: 'fast-iteration' is given twice"),
+    (["--goal", "lora-below-bar", "--goal", "lora-cleared-bar"], "sftplan: --goal: 'lora-below-bar' and 'lora-cleared-bar'"),
+])
+def test_goals_given_twice_or_contradicting_are_refused(capsys, argv, want):
+    assert main(["plan", *REQ, *argv]) == 2
+    assert _err(capsys).startswith(want)
+
+
+def test_estimate_says_when_run_would_not_run_it(capsys):
+    """A what-if is still estimated; the note (stderr, and `runs` in --json) says what `plan` would refuse."""
+    import json
+
+    base = ["estimate", "--model", "8B", "--gpu", "h100-sxm", "--num-gpus", "8", "--seq-len", "4096"]
+    assert main([*base, "--strategy", "zero3-sp", "--lora"]) == 0
+    assert capsys.readouterr().err == ("sftplan: note: `sftplan run` would refuse it: 'zero3-sp' runs full-sft plans "
+                                       "only; a LoRA plan runs on single, ddp, fsdp or zero3\n")
+    assert main([*base, "--strategy", "megatron", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"] == "'megatron' is estimated only: `sftplan run` cannot run it"
+    assert main([*base, "--strategy", "fsdp", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"] is None
