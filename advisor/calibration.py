@@ -131,6 +131,9 @@ def _ratio(fig: object) -> float | None:
 def read_run(run_dir: str | Path) -> RunSample:
     """One run folder's sample; UserError naming the file when it cannot be one."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such folder" if not run_dir.exists() else f"{run_dir}: a file, not a run folder",
+                        names_file=True)
     report_path, plan_path = run_dir / "report.json", run_dir / "plan.yaml"
     for p in (report_path, plan_path):
         if not p.is_file():

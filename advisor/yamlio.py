@@ -159,6 +159,8 @@ def load_yaml_mapping(path: str | Path, hand_written: bool = False) -> tuple[dic
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder; give the YAML file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read ({exc.__class__.__name__})") from None
     try:

@@ -221,3 +221,10 @@ def test_the_calibration_is_never_written_into_a_run_folder(tmp_path):
     proc = _calibrate(run, out=run / "report.json")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "is inside the run folder" in proc.stderr and (run / "report.json").read_bytes() == before
+
+
+def test_a_missing_folder_or_a_file_is_named_as_such(tmp_path):
+    (tmp_path / "f.txt").write_text("x")
+    proc = _calibrate(tmp_path / "nope", tmp_path / "f.txt", out=tmp_path / "cal.yaml")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert f"{tmp_path / 'nope'}: no such folder" in proc.stderr and f"{tmp_path / 'f.txt'}: a file, not a run folder" in proc.stderr

@@ -42,3 +42,10 @@ def test_a_new_file_gets_the_umask_mode_and_a_replaced_file_keeps_its_own(tmp_pa
         assert private.stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
+
+
+def test_reading_a_folder_as_a_yaml_file_says_so(tmp_path):
+    from advisor.yamlio import load_yaml_mapping
+
+    with pytest.raises(UserError, match="is a folder; give the YAML file"):
+        load_yaml_mapping(tmp_path)
