@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -374,21 +373,10 @@ def check(path: str | Path, *, golden: str | Path | None = None, max_seq_len: in
 
 # --------------------------------------------------------------------------- copies: dedup, redact
 def write_lines_atomic(path: str | Path, lines: Iterator[bytes]) -> None:
-    """Stream ``lines`` to a temp file beside ``path``, fsync, rename: the file is whole or untouched."""
-    from advisor.yamlio import temp_file_beside, writable_file_path
+    """The copy streamed whole or not at all (advisor.yamlio.atomic_write_lines)."""
+    from advisor.yamlio import atomic_write_lines
 
-    path = writable_file_path(path)
-    fd, tmp = temp_file_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for line in lines:
-                fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_lines(path, lines)
 
 
 def _same_file(a: str | Path, b: str | Path) -> bool:

@@ -30,8 +30,8 @@ def estimate(model: ModelSpec, gpu: GpuSpec, cfg: TrainConfig, calibration=None)
         notes.append(
             f"offload needs {cpu_need / GIB:.0f} GiB host RAM per node, the node has {gpu.host_ram_gib_per_node:.0f} GiB"
         )
-    if cfg.num_gpus > gpu.gpus_per_node * gpu.max_nodes:
-        notes.append(f"{gpu.id} scales to {gpu.gpus_per_node * gpu.max_nodes} GPUs in this catalog")
+    if cfg.num_gpus > gpu.max_gpus:
+        notes.append(f"{gpu.id} scales to {gpu.max_gpus} GPUs in this catalog")
     if cfg.num_gpus > gpu.gpus_per_node and gpu.inter_node_bandwidth_gbit_per_s == 0:
         notes.append(f"{gpu.id} has no multi-node fabric in this catalog")
     if cfg.strategy == "megatron" and not gpu.megatron_supported:

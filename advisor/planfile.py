@@ -22,7 +22,7 @@ from pathlib import Path
 from advisor.errors import UserError
 from advisor.models import SCHEMA_VERSION, Approval, Plan
 from advisor.rules import FIELD_OF_FINDING
-from advisor.yamlio import atomic_write_text, dump_yaml, load_model_yaml, writable_file_path
+from advisor.yamlio import atomic_write_text, dump_yaml, load_model_yaml
 
 _UNHASHED = {"plan_sha256", "approval"}
 _TIER_FIELDS_ADDED_IN_2 = ("memory_breakdown_gib", "hbm_gib", "binding_constraint")
@@ -115,6 +115,15 @@ def write_plan_files(plan: Plan, path: str | Path) -> Plan:
     `sftplan plan -o`, `sftplan approve` and the TUI's save and approve all write through here."""
     from advisor.render import to_markdown  # render imports this module
 
+    path, _review = plan_file_paths(path)
+    plan = write_plan(plan, path)
+    atomic_write_text(review_path(path), to_markdown(plan, Path(path).name))  # the review copy sits beside it
+    return plan
+
+
+def plan_file_paths(path: str | Path) -> tuple[Path, Path]:
+    """(the plan file, its review beside it), refused before anything is written: a folder for either, or a name
+    whose review would be the plan itself (NAME.md)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a directory, give a file name such as plan.yaml")
@@ -122,10 +131,9 @@ def write_plan_files(plan: Plan, path: str | Path) -> Plan:
     if review.resolve() == path.resolve():
         raise UserError(f"{path}: the review copy goes beside the plan as {review.name}, which would replace the "
                         "plan: give the plan a .yaml name")
-    writable_file_path(review)  # a folder where the review goes is refused before the plan is written, not after
-    plan = write_plan(plan, path)
-    atomic_write_text(review_path(path), to_markdown(plan, Path(path).name))  # the review copy sits beside it
-    return plan
+    if review.is_dir():
+        raise UserError(f"{review}: is a folder; give a file name to write")
+    return path, review
 
 
 def review_path(path: str | Path) -> Path:

@@ -29,7 +29,7 @@ from advisor.models import (
 )
 from advisor.planfile import with_hash
 from advisor.plan_search import Cand, EstimateCache, Miss, Search, rec_of  # noqa: F401 - EstimateCache: public here
-from advisor.run_limits import ESTIMATED_ONLY, run_refusal
+from advisor.run_limits import ESTIMATED_ONLY, estimated_only_reason, run_refusal
 from advisor.units import GIB
 
 
@@ -51,10 +51,7 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
     req = request
     _check_request(req)
     if req.gpu and req.num_gpus:  # the pins contradict the catalog: refused as `sftplan estimate` refuses them
-        gpu = catalog.gpu(req.gpu, field="gpu")
-        limit = gpu.gpus_per_node * gpu.max_nodes
-        if req.num_gpus > limit:
-            raise UserError(f"{gpu.id} scales to {limit} GPUs in this catalog, got {req.num_gpus}", field="num_gpus")
+        catalog.gpu(req.gpu, field="gpu").check_scales_to(req.num_gpus)
     model = resolve_model(req.model)
     params, active = param_count(model), active_param_count(model)
     warnings: list[str] = []
@@ -152,8 +149,16 @@ def plan(request: PlanRequest, catalog, cache: EstimateCache | None = None, cali
 
 
 def estimated_only_warning(strategy: str) -> str:
-    return (f"strategy '{strategy}' is estimated only: `sftplan run` cannot run it (this plan is a what-if; "
-            "approve a plan with another strategy to run it)")
+    return f"strategy {estimated_only_reason(strategy)} (this plan is a what-if; approve a plan with another strategy to run it)"
+
+
+def _first_repeat(keys: list[str]) -> tuple[int, int] | None:
+    """(index of the first key given again, index where it was first given), or None."""
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if first.setdefault(key, i) != i:
+            return i, first[key]
+    return None
 
 
 def _check_request(req: PlanRequest) -> None:
@@ -164,32 +169,30 @@ def _check_request(req: PlanRequest) -> None:
     why = run_refusal(req.strategy, req.method, bool(req.packing))  # what executor/preflight.py would refuse
     if why:
         raise UserError(why, field="strategy")
-    for i, goal in enumerate(req.goals):
-        if goal in req.goals[:i]:
-            raise UserError(f"'{goal}' is given twice: give each goal once", field=f"goals[{i}]")
+    repeat = _first_repeat(req.goals)
+    if repeat:
+        raise UserError(f"'{req.goals[repeat[0]]}' is given twice: give each goal once", field=f"goals[{repeat[0]}]")
     if {"lora-below-bar", "lora-cleared-bar"} <= set(req.goals):
         raise UserError("'lora-below-bar' and 'lora-cleared-bar' say opposite things of the LoRA run tried: give the "
                         "one that happened", field="goals")
-    owned: dict[str, int] = {}
-    for i, h in enumerate(req.have):
-        first = owned.setdefault(h.gpu.lower(), i)
-        if first != i:
-            raise UserError(f"{h.gpu} is given twice (have[{first}] too): give the GPUs you own of a tier once, "
-                            "with their count", field=f"have[{i}].gpu")
+    repeat = _first_repeat([h.gpu.lower() for h in req.have])
+    if repeat:
+        i, first = repeat
+        raise UserError(f"{req.have[i].gpu} is given twice (have[{first}] too): give the GPUs you own of a tier once, "
+                        "with their count", field=f"have[{i}].gpu")
     if req.gpu is not None and not req.gpu.strip():
         raise UserError("empty GPU tier: give a catalog id (`sftplan catalog` lists them), or leave it out",
                         field="gpu")
     if req.strategy == "single" and req.num_gpus not in (None, 1):
         raise UserError(f"'single' needs num_gpus 1, got {req.num_gpus}", field="strategy")
-    seen: dict[str, int] = {}
+    repeat = _first_repeat([t.name.lower() for t in req.deploy_tasks])
     for i, t in enumerate(req.deploy_tasks):
         if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in t.name):
             raise UserError(f"the check name {t.name!r} holds a control character or line break: give it on one line",
                             field=f"deploy_tasks[{i}].name")
-        first = seen.setdefault(t.name.lower(), i)
-        if first != i:
-            raise UserError(f"'{t.name}' is given twice (deploy_tasks[{first}] too): results are read by check name, "
-                            "so give each check once", field=f"deploy_tasks[{i}].name")
+        if repeat and repeat[0] == i:
+            raise UserError(f"'{t.name}' is given twice (deploy_tasks[{repeat[1]}] too): results are read by check "
+                            "name, so give each check once", field=f"deploy_tasks[{i}].name")
         if ":" in t.metric:  # lm-eval metric names ('acc,none') hold no ':'; NAME=TASK:METRIC:MAX_DROP misread
             raise UserError(f"metric {t.metric!r} holds a ':' (lm-eval metric names have none): a max drop after "
                             "the metric must be a number", field=f"deploy_tasks[{i}].metric")

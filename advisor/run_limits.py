@@ -18,6 +18,10 @@ FULL_SFT_ONLY = ("hsdp", "fsdp-tp", "zero3-sp")
 UNPACKED_ONLY = ("zero3-sp",)
 
 
+def estimated_only_reason(strategy: str) -> str:
+    return f"'{strategy}' is estimated only: `sftplan run` cannot run it"
+
+
 def full_sft_only_reason(strategy: str) -> str:
     return f"'{strategy}' runs full-sft plans only; a LoRA plan runs on single, ddp, fsdp or zero3"
 

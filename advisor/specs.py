@@ -385,6 +385,17 @@ class GpuSpec(_Spec):
     # figure (cpu: `sftplan catalog --measure cpu`); None: advisor/cost.py's STARTUP_S assumption
     startup_s: float | None = None
 
+    @property
+    def max_gpus(self) -> int:
+        """The most GPUs this tier scales to in the catalog: a node's GPUs x its node limit."""
+        return self.gpus_per_node * self.max_nodes
+
+    def check_scales_to(self, num_gpus: int) -> None:
+        """A GPU count beyond the tier is bad input on num_gpus (`plan` and `estimate` refuse it alike)."""
+        if num_gpus > self.max_gpus:
+            raise UserError(f"{self.id} scales to {self.max_gpus} GPUs in this catalog, got {num_gpus}",
+                            field="num_gpus")
+
     def validate(self) -> None:
         _check(
             *(_str(self, name) for name in ("id", "name", "intra_node_link", "price_source", "price_as_of", "mfu_source",

@@ -6,7 +6,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterable, TypeVar
 
 import yaml
 
@@ -56,20 +56,26 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: the file is whole or untouched."""
+def atomic_write_lines(path: str | Path, lines: Iterable[bytes]) -> None:
+    """Stream ``lines`` to a temp file beside ``path``, fsync, rename: the file is whole or untouched. Every atomic
+    write (plans, calibrations, run records, the dedup / redact copies) goes through here."""
     path = writable_file_path(path)
     fd, tmp = temp_file_beside(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            for line in lines:
+                fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """``text`` as UTF-8, atomically (atomic_write_lines)."""
+    atomic_write_lines(path, (text.encode("utf-8"),))
 
 
 def dump_yaml(data: Any) -> str:

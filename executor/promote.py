@@ -96,12 +96,7 @@ def load_deploy_results(path: str | Path, plan: Plan) -> dict[str, float]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file (deploy results)")
-    try:
-        data, _root = load_yaml_mapping(path, hand_written=True)
-    except UserError as exc:
-        if "expected a mapping" in str(exc):
-            raise UserError(f"{path}: expected a mapping of deploy check name -> result") from None
-        raise
+    data, _root = load_yaml_mapping(path, hand_written=True)  # a mapping, no key twice, each problem one line
     if "checks" in data and "plan_sha256" in data:
         raise UserError(f"{path}: is a `sftplan evaluate` report: promote reads RUN_DIR/deploy.json itself; "
                         "--deploy-results takes check name -> drop in points (or base + tuned scores)")

@@ -204,6 +204,21 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spacy-model", metavar="NAME", help="an installed spaCy model: the data check also finds names and locations")
 
 
+def check_data_check_flags(args: argparse.Namespace, data_file: str | None) -> None:
+    """The data-check flags of `sftplan plan` that could not act, refused before anything is read or written:
+    any of them without a data file, --pii / --pii-out beside --no-data-check, --pii-out without --pii redact."""
+    for flag in ("pii", "pii_out", "no_data_check", "spacy_model"):
+        if getattr(args, flag, None) and not data_file:
+            raise UserError(f"--{flag.replace('_', '-')} acts on the data check of a data file, and none is given "
+                            "(--dataset, or dataset.file.path in --request)")
+    pii, pii_out = getattr(args, "pii", None), getattr(args, "pii_out", None)
+    if getattr(args, "no_data_check", None) and (pii or pii_out):
+        raise UserError(f"{'--pii' if pii else '--pii-out'} acts on the data check's PII findings, which "
+                        "--no-data-check skips: give one or the other")
+    if pii_out and pii != "redact":
+        raise UserError("--pii-out names where --pii redact writes its copy: give --pii redact with it")
+
+
 def plan_data_check(args: argparse.Namespace, dataset: str, max_seq_len: int, golden: str | None,
                     original: dict) -> tuple[str, dict]:
     """Run the check on --dataset for `sftplan plan`: (the file to plan on, the plan's DataCheck fields).
@@ -212,13 +227,7 @@ def plan_data_check(args: argparse.Namespace, dataset: str, max_seq_len: int, go
     from advisor.models import DataCheck
 
     if getattr(args, "no_data_check", None):
-        if getattr(args, "pii", None) or getattr(args, "pii_out", None):
-            flag = "--pii" if getattr(args, "pii", None) else "--pii-out"
-            raise UserError(f"{flag} acts on the data check's PII findings, which --no-data-check skips: give one "
-                            "or the other")
         return dataset, DataCheck(skipped=True).to_dict()
-    if getattr(args, "pii_out", None) and getattr(args, "pii", None) != "redact":
-        raise UserError("--pii-out names where --pii redact writes its copy: give --pii redact with it")
     decision = getattr(args, "pii", None)
     ns = argparse.Namespace(golden=golden, max_seq_len=max_seq_len, model=str(getattr(args, "model", "") or ""),
                             spacy_model=getattr(args, "spacy_model", None))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import json
+import sys
 
 from advisor.errors import UserError
 from advisor.specs import STRATEGIES, TrainConfig, check_tensor_parallel
@@ -72,9 +72,7 @@ def build(args: argparse.Namespace):
     check_tensor_parallel(model, cfg)
     if cfg.seq_len > model.max_context:
         raise UserError(f"{cfg.seq_len} exceeds {model.name}'s context of {model.max_context} tokens", field="seq_len")
-    limit = gpu.gpus_per_node * gpu.max_nodes
-    if cfg.num_gpus > limit:
-        raise UserError(f"{gpu.id} scales to {limit} GPUs in this catalog, got {cfg.num_gpus}", field="num_gpus")
+    gpu.check_scales_to(cfg.num_gpus)
     return model, gpu, cfg
 
 
@@ -133,10 +131,10 @@ def memory_levels_gib(est) -> dict[str, float]:
 def run_note(cfg) -> str | None:
     """Why `sftplan run` would not run this configuration (advisor/run_limits.py, as `plan` refuses it); None: it
     would. An estimate is still given: what-ifs are what `estimate` is for."""
-    from advisor.run_limits import ESTIMATED_ONLY, run_refusal
+    from advisor.run_limits import ESTIMATED_ONLY, estimated_only_reason, run_refusal
 
     if cfg.strategy in ESTIMATED_ONLY:
-        return f"'{cfg.strategy}' is estimated only: `sftplan run` cannot run it"
+        return estimated_only_reason(cfg.strategy)
     why = run_refusal(cfg.strategy, "lora" if cfg.trainable == "lora" else "full-sft", False)
     return f"`sftplan run` would refuse it: {why}" if why else None
 

@@ -23,6 +23,7 @@ from advisor.planfile import (
     approve,
     diff,
     read_plan,
+    plan_file_paths,
     review_path,
     verify,
     write_plan_files,
@@ -138,10 +139,7 @@ def _check_writes_spare_inputs(args: argparse.Namespace, request=None) -> None:
     inputs = _inputs(args, request)
     writes = []
     if args.output is not None:
-        plan_file, review = Path(args.output), review_path(args.output)
-        if plan_file.resolve() == review.resolve():
-            raise UserError(f"-o {args.output}: the plan's review copy is written beside it as {review.name}, so the "
-                            "plan itself would be lost: give the plan a .yaml name")
+        plan_file, review = plan_file_paths(args.output)  # what write_plan_files refuses, refused before planning
         writes += [("-o", plan_file), ("-o (its review copy)", review)]
     pii_out = getattr(args, "pii_out", None)
     if pii_out and getattr(args, "pii", None) == "redact" and request is None:  # once built, the copy is dataset.file

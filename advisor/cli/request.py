@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from advisor.cli.data import add_plan_arguments, plan_data_check
+from advisor.cli.data import add_plan_arguments, check_data_check_flags, plan_data_check
 from advisor.errors import UserError
 from advisor.modelfiles import model_files
 from advisor.models import GOALS, STRATEGIES, DatasetSpec, PlanRequest
@@ -126,10 +126,7 @@ def build_request(args: argparse.Namespace) -> PlanRequest:
     named_file = ((base.get("dataset") or {}).get("file") or {}).get("path") if not getattr(args, "dataset", None) \
         and args.examples is None and args.avg_tokens is None else None
     dataset = getattr(args, "dataset", None) or named_file
-    for flag in ("pii", "pii_out", "no_data_check", "spacy_model"):  # the data check's flags act on a data file
-        if getattr(args, flag, None) and not dataset:
-            raise UserError(f"--{flag.replace('_', '-')} acts on the data check of a data file, and none is given "
-                            "(--dataset, or dataset.file.path in --request)")
+    check_data_check_flags(args, dataset)
     if dataset:
         if args.examples is not None or args.avg_tokens is not None:
             raise UserError("--dataset measures the data: give it without --examples/--avg-tokens")
