@@ -349,6 +349,22 @@ def to_yaml(classes: dict[str, ClassFactors], samples: list[RunSample]) -> str:
     return yaml.safe_dump(data, sort_keys=False, width=120)
 
 
+def _read_number(path: Path, name: str, d: dict, key: str, *, integer: bool = False,
+                 default: float | None = None) -> float:
+    """d[key] as a finite number as the calibration file must hold it (a YAML number: not a quoted string, not a
+    boolean; a whole number where integer); default where the key is absent and one is given. UserError naming
+    the file and the field otherwise."""
+    if key not in d and default is not None:
+        return default
+    v = d.get(key)
+    kind = "a whole number" if integer else "a number"
+    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+    if isinstance(v, bool) or not ok or not math.isfinite(v):
+        got = "missing" if key not in d else f"got {v!r}"
+        raise UserError(f"{path}: classes.{name}.{key}: must be {kind} ({got})", names_file=True)
+    return float(v)
+
+
 def load(path: str | Path) -> Calibration:
     """A calibration file written by `sftplan calibrate`; UserError naming the file and the field otherwise."""
     path = Path(path)
@@ -365,38 +381,43 @@ def load(path: str | Path) -> Calibration:
     def factor(name: str, d: object) -> Factor | None:
         if d is None:
             return None
-        try:
-            value, runs = float(d["factor"]), int(d["runs"])
-            if not FACTOR_MIN <= value <= FACTOR_MAX or runs < 1:
-                raise ValueError
-            f = Factor(value=value, runs=runs, spread=float(d.get("spread", 0.0)), weak=bool(d.get("weak", runs < 2)),
-                       fit=str(d.get("fit", FIT_FACTOR)))
-        except (TypeError, KeyError, ValueError, AttributeError):
+        if not isinstance(d, dict):
+            raise UserError(f"{path}: classes.{name}: expected a mapping", names_file=True)
+        value, runs = _read_number(path, name, d, "factor"), _read_number(path, name, d, "runs", integer=True)
+        if not FACTOR_MIN <= value <= FACTOR_MAX or runs < 1:
             raise UserError(f"{path}: classes.{name}: factor must be within [{FACTOR_MIN}, {FACTOR_MAX}] with runs >= 1",
-                            names_file=True) from None
+                            names_file=True)
+        weak = d.get("weak", runs < 2)
+        fit_kind = d.get("fit", FIT_FACTOR)
+        if not isinstance(weak, bool):
+            raise UserError(f"{path}: classes.{name}.weak: must be true or false, got {weak!r}", names_file=True)
+        if fit_kind not in (FIT_FACTOR, FIT_FIXED_RATE):
+            raise UserError(f"{path}: classes.{name}.fit: must be '{FIT_FACTOR}' or '{FIT_FIXED_RATE}', "
+                            f"got {fit_kind!r}", names_file=True)
+        f = Factor(value=value, runs=int(runs), spread=_read_number(path, name, d, "spread", default=0.0),
+                   weak=weak, fit=fit_kind)
         if f.fit == FIT_FACTOR:
             return f
-        try:
-            a, b, t = float(d["overhead_factor"]), float(d["compute_factor"]), float(d["tokens_factor"])
-            if f.fit != FIT_FIXED_RATE or not (0 <= a <= OVERHEAD_FACTOR_MAX and FACTOR_MIN <= b <= FACTOR_MAX
-                                               and FACTOR_MIN <= t <= FACTOR_MAX):
-                raise ValueError
-        except (TypeError, KeyError, ValueError):
-            raise UserError(f"{path}: classes.{name}: fit must be '{FIT_FACTOR}', or '{FIT_FIXED_RATE}' with "
-                            f"overhead_factor in [0, {OVERHEAD_FACTOR_MAX:g}], compute_factor and tokens_factor in "
-                            f"[{FACTOR_MIN}, {FACTOR_MAX}]", names_file=True) from None
+        a, b, t = (_read_number(path, name, d, k) for k in ("overhead_factor", "compute_factor", "tokens_factor"))
+        if not (0 <= a <= OVERHEAD_FACTOR_MAX and FACTOR_MIN <= b <= FACTOR_MAX and FACTOR_MIN <= t <= FACTOR_MAX):
+            raise UserError(f"{path}: classes.{name}: fit '{FIT_FIXED_RATE}' needs overhead_factor in "
+                            f"[0, {OVERHEAD_FACTOR_MAX:g}], compute_factor and tokens_factor in "
+                            f"[{FACTOR_MIN}, {FACTOR_MAX}]", names_file=True)
         extra = d.get("extra_tokens_per_sequence")
-        if extra is not None and not (isinstance(extra, (int, float)) and not isinstance(extra, bool) and extra == extra):
-            raise UserError(f"{path}: classes.{name}.extra_tokens_per_sequence: must be a number or null", names_file=True)
         return Factor(value=f.value, runs=f.runs, spread=f.spread, weak=f.weak, fit=FIT_FIXED_RATE, overhead_factor=a,
-                      compute_factor=b, tokens_factor=t, shapes=int(d.get("shapes", 2)),
-                      residual=float(d.get("residual", 0.0)),
-                      extra_tokens_per_sequence=None if extra is None else float(extra))
+                      compute_factor=b, tokens_factor=t,
+                      shapes=int(_read_number(path, name, d, "shapes", integer=True, default=2)),
+                      residual=_read_number(path, name, d, "residual", default=0.0),
+                      extra_tokens_per_sequence=None if extra is None else _read_number(path, name, d,
+                                                                                         "extra_tokens_per_sequence"))
 
     classes = {}
     for key, c in data["classes"].items():
         if not isinstance(c, dict):
             raise UserError(f"{path}: classes.{key}: expected a mapping", names_file=True)
+        for listed in ("versions", "plan_sha256s"):
+            if not isinstance(c.get(listed) or [], list):
+                raise UserError(f"{path}: classes.{key}.{listed}: must be a list", names_file=True)
         classes[str(key)] = ClassFactors(key=str(key), throughput=factor(f"{key}.throughput", c.get("throughput")),
                                          memory=factor(f"{key}.memory", c.get("memory")),
                                          memory_kind=str(c.get("memory_kind", "unknown")),

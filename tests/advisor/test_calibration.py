@@ -228,3 +228,37 @@ def test_a_missing_folder_or_a_file_is_named_as_such(tmp_path):
     proc = _calibrate(tmp_path / "nope", tmp_path / "f.txt", out=tmp_path / "cal.yaml")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert f"{tmp_path / 'nope'}: no such folder" in proc.stderr and f"{tmp_path / 'f.txt'}: a file, not a run folder" in proc.stderr
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("factor", "0.8", "throughput.factor: must be a number (got '0.8')"),
+    ("runs", "4", "throughput.runs: must be a whole number (got '4')"),
+    ("runs", 2.7, "throughput.runs: must be a whole number (got 2.7)"),
+    ("factor", True, "throughput.factor: must be a number (got True)"),
+    ("spread", ".nan", "throughput.spread: must be a number"),
+    ("weak", "false", "throughput.weak: must be true or false"),
+    ("fit", "median", "throughput.fit: must be 'factor' or 'fixed+rate'"),
+    ("factor", None, "throughput.factor: must be a number (missing)"),
+])
+def test_a_hand_edited_calibration_value_is_refused_naming_its_field(tmp_path, field, value, says):
+    runs = [_run(tmp_path, f"r{i}") for i in range(2)]
+    out = tmp_path / "cal.yaml"
+    assert _calibrate(*runs, out=out).returncode == 0
+    key = "a100-80gb/fsdp/bf16-mixed/full/1-10B"
+    text = out.read_text()
+    data = yaml.safe_load(text)
+    if value is None:
+        del data["classes"][key]["throughput"][field]
+    elif value == ".nan":
+        data["classes"][key]["throughput"][field] = float("nan")
+    else:
+        data["classes"][key]["throughput"][field] = value
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(calibration.UserError) as exc:
+        calibration.load(out)
+    assert f"classes.{key}.{says}" in str(exc.value)
+    # the user sees it as one line and exit 2 where the calibration is applied
+    proc = subprocess.run([sys.executable, "-m", "advisor", "estimate", "--model", "llama-3.1-8b", "--gpu", "a100-80gb",
+                           "--num-gpus", "8", "--calibration", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
