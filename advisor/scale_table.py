@@ -51,13 +51,13 @@ class ScaleTable:
     assumptions: dict[str, Any]
     elapsed_s: float = 0.0
     catalog_sha256: str = ""
-    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # warnings every cell's plan gives and the defaults do not
 
     def to_dict(self) -> dict[str, Any]:
         return {"assumptions": self.assumptions, "models": self.models, "model_names": self.model_names,
                 "rows": [{"label": label, "examples": n, "cells": [asdict(c) for c in cells]}
                          for (label, n), cells in zip(self.rows, self.cells)],
-                "catalog_sha256": self.catalog_sha256}
+                "catalog_sha256": self.catalog_sha256, "warnings": self.warnings}
 
 
 def build(catalog, *, models: list[str] | None = None, avg_tokens: int = DEFAULT_AVG_TOKENS,
@@ -70,6 +70,7 @@ def build(catalog, *, models: list[str] | None = None, avg_tokens: int = DEFAULT
     t0 = time.perf_counter()
     cells: list[list[Cell]] = []
     names: list[str] = []
+    shared: list[str] | None = None  # warnings every plan so far gave, in the first plan's order
     for label, n in ROWS:
         row = []
         for m in models:
@@ -78,6 +79,7 @@ def build(catalog, *, models: list[str] | None = None, avg_tokens: int = DEFAULT
                               goals=list(goals or []), max_seq_len=max_seq_len, budget_usd=budget_usd,
                               deadline_hours=deadline_hours)
             p = plan(req, catalog)
+            shared = list(p.warnings) if shared is None else [w for w in shared if w in p.warnings]
             if len(names) < len(models):
                 names.append(p.model.name)
             rec, est = p.recommended, p.estimate
@@ -103,8 +105,11 @@ def build(catalog, *, models: list[str] | None = None, avg_tokens: int = DEFAULT
         "budget_usd": budget_usd, "deadline_hours": deadline_hours,
         "prices": "the hardware catalog's on-demand USD per GPU-hour",
     }
+    # what the inputs add: the shared warnings less those of the table's defaults (no golden set, no deploy task)
+    baseline = plan(PlanRequest(model=models[0], dataset={"examples": ROWS[0][1], "avg_tokens": DEFAULT_AVG_TOKENS}), catalog)
+    warnings = [w for w in shared or [] if w not in baseline.warnings]
     return ScaleTable(models, names, list(ROWS), cells, assumptions, time.perf_counter() - t0,
-                      getattr(catalog, "sha256", ""))
+                      getattr(catalog, "sha256", ""), warnings=warnings)
 
 
 def _money(x: float) -> str:
@@ -159,7 +164,7 @@ def assumption_lines(t: ScaleTable) -> list[str]:
     if a["budget_usd"] is not None or a["deadline_hours"] is not None:
         lines.append(f"budget: {a['budget_usd']} USD, deadline: {a['deadline_hours']} h")
     lines.append(f"cost: {a['prices']} (catalog {t.catalog_sha256[:12]}); each cell: method, GPU tier x count, hours, cost")
-    return lines
+    return lines + [f"warning (every cell): {w}" for w in t.warnings]
 
 
 def to_markdown(t: ScaleTable) -> str:

@@ -30,6 +30,14 @@ def test_shape_and_assumptions(table):
     md = to_markdown(table)
     assert "| examples |" in md and "tokens per example: 512" in md and md.count("\n| ") == 6
     assert "epochs:" in to_text(table)
+    assert table.warnings == [] and "warning" not in md  # the defaults warn of nothing the table could act on
+
+
+def test_an_input_every_cell_warns_of_is_printed_above_the_table():
+    t = build(load_catalog(), models=["1B"], avg_tokens=9000, max_seq_len=4096)
+    want = "dataset.avg_tokens 9000 is above max_seq_len 4096"
+    assert len(t.warnings) == 1 and want in t.warnings[0]
+    assert f"warning (every cell): {want}" in to_markdown(t) and want in to_text(t)
 
 
 @pytest.mark.parametrize("row, col", [(0, 0), (2, 1), (4, 3)])
