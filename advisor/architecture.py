@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from advisor.errors import UserError
@@ -142,12 +143,13 @@ def generic_model(size_params: float, label: str) -> ModelSpec:
     """A Llama-3-shaped architecture of about ``size_params`` parameters (stated as generic).
 
     Width follows Llama 3's aspect ratio (hidden ~ 128 * layers), GQA with 8 KV heads, SwiGLU with
-    ffn = 3.5 * hidden, vocab 128256: the shape of current open models rather than any one of them.
+    ffn = 3.5 * hidden, vocab 128256: the shape of current open models rather than any one of them. The layer
+    count nearest the size, then the FFN width (3-4 x hidden) that brings the count closest to it.
     """
     if not GENERIC_MIN_PARAMS <= size_params <= GENERIC_MAX_PARAMS:
         raise UserError(f"{label}: a bare size must be 0.05B-1800B (generic Llama shapes); else give a config.json",
                         field="model")
-    # Solve 12.5 h^2 * L + 2 V h = N with L = h / 128 (Llama 3.1 8B: h=4096, L=32).
+    # Solve 12.5 h^2 * L + 2 V h = N with L = h / 128 (Llama 3.1 8B: h=4096, L=32), then the FFN width.
     vocab = 128256
     best: ModelSpec | None = None
     for layers in range(2, 200):
@@ -163,7 +165,10 @@ def generic_model(size_params: float, label: str) -> ModelSpec:
         if param_count(spec) > size_params:
             break
     assert best is not None
-    return best
+    # The layer grid steps ~10% in size: the FFN width (multiples of 256, within 3-4 x hidden: Llama 2 / 3 use 2.7
+    # and 3.5, Qwen2.5 and Mistral 3.5-5.4) takes the rest, so a size asked is a size planned (within ~1%).
+    widths = range(3 * best.hidden_size // 256 * 256, 4 * best.hidden_size + 1, 256)
+    return min((replace(best, ffn_size=f) for f in widths), key=lambda sp: abs(param_count(sp) - size_params))
 
 
 def _size(cfg: dict, key: str, default: int | None = None) -> int:

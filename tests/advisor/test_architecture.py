@@ -44,11 +44,15 @@ def test_mixtral_active_less_than_total():
     assert abs(active - 12.9e9) / 12.9e9 < 0.03
 
 
-@pytest.mark.parametrize("size,expected", [("8B", 8e9), ("0.5B", 0.5e9)])
-def test_bare_size_is_generic(size, expected):
+@pytest.mark.parametrize("size,expected", [("8B", 8e9), ("0.5B", 0.5e9), ("8.5B", 8.5e9), ("34B", 34e9), ("2.2B", 2.2e9),
+                                           ("600B", 600e9)])
+def test_bare_size_is_generic_and_that_size(size, expected):
     m = resolve_model(size)
     assert m.source == "generic-size"
-    assert abs(param_count(m) - expected) / expected < 0.15
+    # between two layer counts (8B and 8.5B share 31 layers) the FFN width takes up the rest, as Llama-like models'
+    # widths do (3-4 x hidden)
+    assert abs(param_count(m) - expected) / expected < 0.015
+    assert 3 <= m.ffn_size / m.hidden_size <= 4
 
 
 BASE = {"hidden_size": 512, "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 8,
