@@ -330,14 +330,20 @@ DEPLOY_TASKS: dict[str, tuple[str, str, bool]] = {
 }
 
 
-def deploy_suite(req: PlanRequest) -> list[DeployCheck]:
-    """The guide's suite with the lm-eval task of each check, plus the request's own deploy tasks. A request task
-    named as a check of the suite (names match case-insensitively, as results are read) takes that check's place:
-    how a plan gives HarmBench, which has no lm-eval task, a task of its own, or another allowed drop to a check."""
+def standard_deploy_suite() -> list[DeployCheck]:
+    """The guide's suite (DEPLOY_SUITE) with the lm-eval task of each check that has one."""
     suite = []
     for name, max_drop in DEPLOY_SUITE:
         task, metric, higher = DEPLOY_TASKS.get(name, (None, None, True))
         suite.append(DeployCheck(name=name, max_regression=max_drop, task=task, metric=metric, higher_is_better=higher))
+    return suite
+
+
+def deploy_suite(req: PlanRequest) -> list[DeployCheck]:
+    """The guide's suite with the lm-eval task of each check, plus the request's own deploy tasks. A request task
+    named as a check of the suite (names match case-insensitively, as results are read) takes that check's place:
+    how a plan gives HarmBench, which has no lm-eval task, a task of its own, or another allowed drop to a check."""
+    suite = standard_deploy_suite()
     for t in req.deploy_tasks:
         check = DeployCheck(name=t.name, max_regression=t.max_regression, required=t.required, task=t.task,
                             metric=t.metric, higher_is_better=t.higher_is_better)

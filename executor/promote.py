@@ -24,6 +24,7 @@ from pathlib import Path
 from advisor.errors import UserError
 from advisor.models import DeployCheck, Plan
 from advisor.planfile import read_plan, verify
+from advisor.rules import standard_deploy_suite
 from executor import names
 from executor.evalgate import GATE_FILE, best_passing_epoch, read_gate
 
@@ -100,7 +101,7 @@ def load_deploy_results(path: str | Path, plan: Plan) -> dict[str, float]:
     if "checks" in data and "plan_sha256" in data:
         raise UserError(f"{path}: is a `sftplan evaluate` report: promote reads RUN_DIR/deploy.json itself; "
                         "--deploy-results takes check name -> drop in points (or base + tuned scores)")
-    checks = {d.name.lower(): d for d in plan.evaluation.deploy_suite or _standard_suite()}
+    checks = {d.name.lower(): d for d in plan.evaluation.deploy_suite or standard_deploy_suite()}
     out, given = {}, {}
     for key, result in data.items():
         check = checks.get(str(key).lower())
@@ -115,12 +116,6 @@ def load_deploy_results(path: str | Path, plan: Plan) -> dict[str, float]:
     return out
 
 
-def _standard_suite() -> list[DeployCheck]:
-    from advisor.rules import DEPLOY_SUITE
-
-    return [DeployCheck(name=n, max_regression=r) for n, r in DEPLOY_SUITE]
-
-
 def _promoted_md(run_dir: Path, plan: Plan, gate: dict, best: dict, results: dict[str, float] | None,
                  measured: dict | None = None) -> str:
     base, score = gate["baseline"], best["score"]
@@ -133,7 +128,7 @@ def _promoted_md(run_dir: Path, plan: Plan, gate: dict, best: dict, results: dic
         lines.append(f"| {key} | {base[key]:.4f} | {score[key]:.4f} |")
     lines += ["", "## Deploy suite", "", "| check | max drop (pts) | status |", "|---|---|---|"]
     pending, failed = [], []
-    suite = plan.evaluation.deploy_suite or _standard_suite()
+    suite = plan.evaluation.deploy_suite or standard_deploy_suite()
     if not plan.evaluation.deploy_suite:
         lines[-2:-2] = ["The plan names no deploy suite; the standard one is listed instead.", ""]
     for check in suite:
