@@ -115,15 +115,15 @@ def write_plan_files(plan: Plan, path: str | Path) -> Plan:
     `sftplan plan -o`, `sftplan approve` and the TUI's save and approve all write through here."""
     from advisor.render import to_markdown  # render imports this module
 
-    path, _review = plan_file_paths(path)
+    path, _review = plan_file_paths(path, plan)
     plan = write_plan(plan, path)
     atomic_write_text(review_path(path), to_markdown(plan, Path(path).name))  # the review copy sits beside it
     return plan
 
 
-def plan_file_paths(path: str | Path) -> tuple[Path, Path]:
-    """(the plan file, its review beside it), refused before anything is written: a folder for either, or a name
-    whose review would be the plan itself (NAME.md)."""
+def plan_file_paths(path: str | Path, plan: Plan | None = None) -> tuple[Path, Path]:
+    """(the plan file, its review beside it), refused before anything is written: a folder for either, a name
+    whose review would be the plan itself (NAME.md), or (given the plan) a file the plan reads (plan_inputs)."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a directory, give a file name such as plan.yaml")
@@ -133,7 +133,34 @@ def plan_file_paths(path: str | Path) -> tuple[Path, Path]:
                         "plan: give the plan a .yaml name")
     if review.is_dir():
         raise UserError(f"{review}: is a folder; give a file name to write")
+    if plan is not None:
+        inputs = plan_inputs(plan)
+        for target in (path, review):
+            hit = lands_on(target, inputs)
+            if hit:
+                raise UserError(f"{target}: {hit}; write the plan elsewhere")
     return path, review
+
+
+def plan_inputs(plan: Plan) -> list[tuple[str, Path]]:
+    """(field, resolved path) of each file or folder the plan reads and hashes that exists here: the training
+    data, golden set, model (a path) and calibration file. A plan file written over one would lose it."""
+    req = plan.request
+    named = [("dataset.file", req.dataset.file.path if req.dataset.file else None),
+             ("golden", req.golden.path if req.golden else None), ("model", req.model), ("model_path", req.model_path),
+             ("calibration", plan.calibration.path if plan.calibration else None)]
+    return [(label, Path(str(v)).resolve()) for label, v in named if v and Path(str(v)).exists()]
+
+
+def lands_on(target: Path, inputs: list[tuple[str, Path]]) -> str | None:
+    """Why a write to ``target`` would damage an input: it is the input file, or inside an input folder."""
+    target = Path(target).resolve()
+    for label, path in inputs:
+        if target == path:
+            return f"would write over {label} {path}, which the plan reads"
+        if path.is_dir() and target.is_relative_to(path):
+            return f"is inside {label} {path}, a folder the plan reads (and hashes for the approval)"
+    return None
 
 
 def review_path(path: str | Path) -> Path:

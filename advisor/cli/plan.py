@@ -22,8 +22,9 @@ from advisor.planfile import (
     approval_note,
     approve,
     diff,
-    read_plan,
+    lands_on,
     plan_file_paths,
+    read_plan,
     review_path,
     verify,
     write_plan_files,
@@ -122,17 +123,6 @@ def _inputs(args: argparse.Namespace, request=None) -> list[tuple[str, Path]]:
     return out
 
 
-def _lands_on(target: Path, inputs: list[tuple[str, Path]]) -> str | None:
-    """Why a write to ``target`` would damage an input: it is the input file, or inside an input folder."""
-    target = target.resolve()
-    for label, path in inputs:
-        if target == path:
-            return f"would write over {label} {path}, which the plan reads"
-        if path.is_dir() and target.is_relative_to(path):
-            return f"is inside {label} {path}, a folder the plan reads (and hashes for the approval)"
-    return None
-
-
 def _check_writes_spare_inputs(args: argparse.Namespace, request=None) -> None:
     """-o (and the review copy beside it) and --pii-out must not replace a file the plan reads, nor write into the
     model's folder: the training data, golden set, request, calibration or the model's config would be lost."""
@@ -148,7 +138,7 @@ def _check_writes_spare_inputs(args: argparse.Namespace, request=None) -> None:
                                                                    review_path(args.output).resolve()):
             raise UserError(f"--pii-out {pii_out}: is where -o writes the plan; give the redacted copy another name")
     for flag, target in writes:
-        hit = _lands_on(target, inputs)
+        hit = lands_on(target, inputs)
         if hit:
             raise UserError(f"{flag} {target}: {hit}; write elsewhere")
 

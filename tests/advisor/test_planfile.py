@@ -228,3 +228,28 @@ def test_committed_plan_fixtures_hash_to_their_own_sha():
     for path in plans:
         plan = read_plan(path)
         assert plan.plan_sha256 == compute_sha256(plan), f"{path}: plan_sha256 no longer matches its content"
+
+
+def test_write_plan_files_refuses_a_file_or_folder_the_plan_reads(tmp_path):
+    """The one writer (plan -o, approve, the TUI's save) never replaces the plan's data, golden set or model."""
+    from advisor.catalog import load_catalog
+    from advisor.models import DatasetSpec, PlanRequest
+    from advisor.planfile import write_plan_files
+    from advisor.planner import plan as make_plan
+    from advisor.request import data_file
+
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text('{"prompt": "2+2=", "expected": "4"}\n')
+    model = tmp_path / "model"
+    model.mkdir()
+    p = make_plan(PlanRequest(model="llama-3.2-1b", dataset=DatasetSpec(examples=2000, avg_tokens=256),
+                              golden=data_file(str(golden))), load_catalog())
+    p = p.replace(request=p.request.replace(model_path=str(model)))
+    for target, says in ((golden, "would write over golden"), (golden.with_suffix(".yaml"), None),
+                         (model / "plan.yaml", "is inside model_path"), (tmp_path / "golden.md.yaml", None)):
+        if says is None:
+            write_plan_files(p, target)
+            continue
+        with pytest.raises(UserError, match=says):
+            write_plan_files(p, target)
+    assert golden.read_text() == '{"prompt": "2+2=", "expected": "4"}\n' and not list(model.iterdir())

@@ -311,3 +311,31 @@ async def test_unticked_checkboxes_show_no_x():
         await pilot.pause()
         assert "X" in str(box.render())
         assert "X" not in str(app.query_one("#nvidia_stack", Checkbox).render())
+
+
+# ---------------------------------------------------------------- 7. saving over a file the plan reads
+async def test_saving_over_the_plans_golden_set_is_refused_and_the_file_kept(tmp_path):
+    from advisor.catalog import load_catalog
+    from advisor.models import DatasetSpec, PlanRequest
+    from advisor.planner import plan as make_plan
+    from advisor.request import data_file
+
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text('{"prompt": "2+2=", "expected": "4"}\n')
+    before = golden.read_bytes()
+    p = make_plan(PlanRequest(model="llama-3.2-1b", dataset=DatasetSpec(examples=2000, avg_tokens=256),
+                              golden=data_file(str(golden))), load_catalog())
+    app = SftplanApp(plan=p)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_plan(pilot)
+        seen = []
+        app.notify = lambda message, **kw: seen.append(str(message))
+        await pilot.press("f2")
+        await answer_prompt(pilot, str(golden.with_suffix(".yaml")))  # its review copy would be golden.md: fine
+        await wait_for(pilot, lambda: any("saved" in m for m in seen))
+        seen.clear()
+        await pilot.press("f2")
+        await answer_prompt(pilot, str(golden))
+        await wait_for(pilot, lambda: any("not saved" in m for m in seen))
+        assert any("would write over golden" in m for m in seen), seen
+        assert golden.read_bytes() == before
