@@ -25,7 +25,7 @@ from advisor.architecture import active_param_count, param_count, resolve_model
 from advisor.cost import checkpoint_bytes
 from advisor.errors import UserError
 from advisor.models import (
-    OVER_MAX_SEQ_LEN_RULE, Closest, Finding, Hyperparameters, LoraAlternative, ModelSummary, Plan, PlanEstimate, PlanRequest, Recommended, TierRow,
+    OVER_MAX_SEQ_LEN_RULE, Closest, Finding, Hyperparameters, LoraAlternative, ModelSummary, Plan, PlanEstimate, PlanRequest, TierRow,
 )
 from advisor.planfile import with_hash
 from advisor.plan_search import Cand, EstimateCache, Miss, Search, rec_of  # noqa: F401 - EstimateCache: public here
