@@ -134,3 +134,18 @@ def test_a_rows_ep_overlap_hides_its_expert_all_to_alls():
     assert est[1.0] > est[0.0] * 1.05
     b200 = published_throughput.row_inputs(rows["mb-gptoss120b-64xb200"], archs, SOURCES)
     assert b200[4]["layout"].ep_overlap == 0.0
+
+
+def test_the_prepared_expert_gemm_check_runs_its_code_path_on_the_cpu():
+    """benchmarks/gpu_check_expert_gemms.py is run on a GPU only when one is lent: its CPU path (small stand-ins)
+    keeps it from rotting, and its shapes are the published rows' (the Qwen3 TP 4 / EP 8 row's busiest expert)."""
+    import subprocess
+
+    from gpu_check_expert_gemms import SHAPES, expert_gemms  # benchmarks/ is on the path (above)
+
+    root = Path(__file__).resolve().parents[2]
+    assert SHAPES[0][3:] == (16, 781) and len(expert_gemms(4096, 1536, 781)) == 6
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_check_expert_gemms.py"), "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\n") == len(SHAPES) + 3 and "qwen3-235b tp4 ep8 4k" in proc.stdout
