@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 from advisor.errors import UserError
 from advisor.neardup import MINHASH_SEED, MinHasher, NearGroup, lsh_bands, near_groups, shingles  # noqa: F401 (re-exported)
 from advisor.pii import NLP_ENTITIES, PII_MIN_SCORE, PII_RECOGNIZERS, pii_scanner  # noqa: F401 (re-exported)
-from advisor.rows import iter_jsonl, normalize_golden_row, normalize_row
+from advisor.rows import BadRows, iter_jsonl, normalize_golden_row, normalize_row
 
 DEFAULT_NEAR_THRESHOLD = 0.8
 DEFAULT_SHINGLE_WORDS = 3
@@ -161,10 +161,10 @@ def _training_row(obj: Any) -> Row | str:
     return got
 
 
-def iter_rows(path: str | Path, bad: list[str], progress: Callable[[int, int], None] | None = None) -> Iterator[Row]:
+def iter_rows(path: str | Path, bad: BadRows, progress: Callable[[int, int], None] | None = None) -> Iterator[Row]:
     """Stream the file's rows through the one row reader (advisor/rows.py: the formats ``plan`` and
-    ``run`` accept). Bad rows are appended to ``bad`` as ``file:line: reason`` (the caller raises once at
-    the end: nothing is dropped silently); a row whose only fault is an empty answer is yielded with
+    ``run`` accept). Bad rows are added to ``bad`` (the caller raises once at the end: nothing is dropped
+    silently); a row whose only fault is an empty answer is yielded with
     ``empty_answer`` set. ``progress(bytes_read, total_bytes)`` is called every 1,000 lines."""
     path = Path(path)
     try:
@@ -182,26 +182,12 @@ def iter_rows(path: str | Path, bad: list[str], progress: Callable[[int, int], N
         if progress and n % 1000 == 0:
             progress(done, total)
         if isinstance(got, str):
-            bad.append(f"{path}:{lineno}: {got}")
+            bad.add(lineno, got)
             continue
         got.line = lineno
         yield got
     if progress:
         progress(total, total)
-
-
-def raise_bad(bad: list[str], noun: str, path: str | Path) -> None:
-    """One line: the first bad row and how many more there are (with their line numbers). Every entry
-    of ``bad`` is ``f"{path}:{line}: reason"``; the line is read after the known path (a path or a
-    reason may hold colons of its own)."""
-    if not bad:
-        return
-    more = ""
-    if len(bad) > 1:
-        start = len(f"{Path(path)}:")
-        rest = [b[start:].split(":", 1)[0] for b in bad[1:11]]
-        more = f" (and {len(bad) - 1} more bad {noun} rows: lines {', '.join(rest)}{', ...' if len(bad) > 11 else ''})"
-    raise UserError(bad[0] + more)
 
 
 def normalized_text(messages: list[dict[str, str]]) -> str:
@@ -224,14 +210,14 @@ class _Golden:
 def _read_golden(path: str | Path) -> list[_Golden]:
     """The golden set through the gate's own row rules (advisor/rows.py), so the same rows count."""
     path = Path(path)  # named as iter_rows and rows.read_jsonl name theirs
-    out, bad = [], []
+    out, bad = [], BadRows(path, "golden")
     for line, got in iter_jsonl(path, normalize_golden_row, what="golden set"):
         if isinstance(got, str):
-            bad.append(f"{path}:{line}: {got}")
+            bad.add(line, got)
             continue
         msgs, expected = got
         out.append(_Golden(line, normalized_text(msgs), normalized_text(msgs + [{"role": "assistant", "content": expected}])))
-    raise_bad(bad, "golden", path)
+    bad.raise_if_any()
     if not out:
         raise UserError(f"{path}: no golden rows")
     return out
@@ -298,7 +284,7 @@ def check(path: str | Path, *, golden: str | Path | None = None, max_seq_len: in
     leaks: dict[tuple[int, int], Leak] = {}
     too_long = TooLong(max_seq_len=max_seq_len)
     empty: list[int] = []
-    bad: list[str] = []
+    bad = BadRows(path, "training")
     rows = tokens_total = 0
     batch: list[tuple[int, str, str]] = []
 
@@ -351,7 +337,7 @@ def check(path: str | Path, *, golden: str | Path | None = None, max_seq_len: in
                 leaks.setdefault((gl, line), Leak(gl, line, "near prompt", round(sim, 3)))
     if batch:
         flush()
-    raise_bad(bad, "training", path)
+    bad.raise_if_any()
     if not rows:
         raise UserError(f"{path}: no training rows")
     settings = {
@@ -426,7 +412,7 @@ def redact(src: str | Path, dst: str | Path, *, spacy_model: str | None = None) 
                         field="data_check.pii_decision") from None
     engine = AnonymizerEngine()
     scan = pii_scanner(spacy_model)
-    bad: list[str] = []
+    bad = BadRows(src, "training")
     replaced = 0
 
     def rows() -> Iterator[bytes]:
@@ -450,7 +436,7 @@ def redact(src: str | Path, dst: str | Path, *, spacy_model: str | None = None) 
                     yield (json.dumps(row.raw, ensure_ascii=False) + "\n").encode("utf-8")
                 else:
                     yield raw if raw.endswith(b"\n") else raw + b"\n"
-        raise_bad(bad, "training", src)  # inside the write: a file with bad rows leaves no copy behind
+        bad.raise_if_any()  # inside the write: a file with bad rows leaves no copy behind
 
     write_lines_atomic(dst, rows())
     return replaced

@@ -43,7 +43,7 @@ FORMAT_KEYS = {"messages": frozenset({"messages"}),
                "alpaca": frozenset({"instruction", "input", "output", "system"})}
 GOLDEN_KEYS = {"messages": frozenset({"messages"}), "prompt": frozenset({"prompt", "expected"})}
 MESSAGE_KEYS = frozenset({"role", "content"})
-_SHOWN_BAD = 20  # bad rows listed in an error; the count says how many more
+_SHOWN_BAD = 10  # line numbers of further bad rows named in the error; the count says how many more
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # the only way a decoded line can hold a lone surrogate
 
 Messages = list[dict[str, str]]
@@ -315,32 +315,36 @@ def iter_jsonl(path: str | Path, convert: Callable[[Any], T | str], *, what: str
 
 
 class BadRows:
-    """Collects bad rows as ``file:line: reason`` and raises them as one UserError."""
+    """Collects bad rows and raises them as one UserError of one line: the first bad row as ``file:line: reason``
+    and how many more there are, with their line numbers (the first _SHOWN_BAD): nothing is dropped silently,
+    and the line stays one line however many rows are bad."""
 
-    def __init__(self, path: Path, noun: str):
-        self.path, self.noun, self.lines, self.count = path, noun, [], 0
+    def __init__(self, path: str | Path, noun: str):
+        self.path, self.noun, self.first, self.more_lines, self.count = Path(path), noun, "", [], 0
 
     def add(self, lineno: int, reason: str) -> None:
         self.count += 1
-        if len(self.lines) < _SHOWN_BAD:
-            self.lines.append(f"{self.path}:{lineno}: {reason}")
+        if self.count == 1:
+            self.first = f"{self.path}:{lineno}: {reason}"
+        elif len(self.more_lines) < _SHOWN_BAD:
+            self.more_lines.append(lineno)
 
     def raise_if_any(self) -> None:
         if not self.count:
             return
-        if self.count == 1:
-            raise UserError(self.lines[0])
-        more = self.count - len(self.lines)
-        raise UserError(f"{self.count} bad {self.noun} row{'s' if self.count != 1 else ''} in {self.path}:\n"
-                        + "\n".join(self.lines) + (f"\n... and {more} more" if more else ""))
+        more = ""
+        if self.count > 1:
+            lines = ", ".join(map(str, self.more_lines)) + (", ..." if self.count - 1 > len(self.more_lines) else "")
+            more = f" (and {self.count - 1} more bad {self.noun} row{'s' if self.count > 2 else ''}: lines {lines})"
+        raise UserError(self.first + more)
 
 
 def read_jsonl(path: str | Path, convert: Callable[[Any], T | str], noun: str, what: str, *,
                max_row_bytes: int = MAX_ROW_BYTES, on_bytes: Callable[[bytes], None] | None = None
                ) -> list[tuple[int, T]]:
-    """Every non-blank line of a JSONL file through ``convert``, as ``(line number, item)``. One UserError
-    lists every bad row as ``file:line: reason`` (one bad row: that one line; several: a first line
-    counting them, then one line each, the first 20 shown): nothing is silently dropped. ``noun`` names a row ("training"), ``what`` the file ("training data")."""
+    """Every non-blank line of a JSONL file through ``convert``, as ``(line number, item)``. Bad rows are one
+    UserError of one line (BadRows: the first as ``file:line: reason``, the count and lines of the rest): nothing
+    is silently dropped. ``noun`` names a row ("training"), ``what`` the file ("training data")."""
     path = Path(path)
     items: list[tuple[int, T]] = []
     bad = BadRows(path, noun)
@@ -361,5 +365,5 @@ def read_rows_at(path: str | Path, **kw) -> list[tuple[int, Messages]]:
 
 
 def read_rows(path: str | Path, **kw) -> list[Messages]:
-    """Every training row of a JSONL file as a message list. One UserError lists every bad row, one per line."""
+    """Every training row of a JSONL file as a message list. Bad rows: one UserError naming them (BadRows)."""
     return [row for _, row in read_rows_at(path, **kw)]

@@ -120,9 +120,8 @@ def test_fuzzed_dataset_files_are_measured_or_rejected(tmp_path, lines):
     path.write_text("\n".join(lines), encoding="utf-8")
     try:
         spec = measure_dataset(str(path), "8B")
-    except UserError as exc:  # one line, or a count line then one `file:line: reason` line per bad row
-        first, *rest = str(exc).split("\n")
-        assert str(path) in first and all(line.startswith(f"{path}:") or line.startswith("... and ") for line in rest)
+    except UserError as exc:  # one line naming the file
+        assert "\n" not in str(exc) and str(path) in str(exc)
         return
     assert spec.examples == spec.file.rows >= 1 and spec.token_p50 <= spec.token_p95 <= spec.token_max
 

@@ -59,15 +59,23 @@ def test_reasons(row, reason):
     assert isinstance(got, str) and reason in got
 
 
-def test_every_bad_row_listed_one_per_line(tmp_path):
+def test_every_bad_row_is_named_in_one_line(tmp_path):
     path = write(tmp_path, [{"prompt": "a", "response": "b"}, {"prompt": "no answer"}, "{not json",
                             {"prompt": "c", "response": "d"}, {"messages": "x"}])
     with pytest.raises(UserError) as exc:
         read_rows(path)
-    lines = str(exc.value).splitlines()
-    assert lines[0] == f"3 bad training rows in {path}:"
-    assert [l.split(": ")[0] for l in lines[1:]] == [f"{path}:2", f"{path}:3", f"{path}:5"]
-    assert "not valid JSON" in lines[2]
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith(f"{path}:2: 'prompt' needs exactly one of")
+    assert msg.endswith("(and 2 more bad training rows: lines 3, 5)")
+
+
+def test_many_bad_rows_name_the_first_lines_and_count_the_rest(tmp_path):
+    path = write(tmp_path, [{"prompt": "a", "response": "b"}] + ["{not json"] * 30)
+    with pytest.raises(UserError) as exc:
+        read_rows(path)
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith(f"{path}:2: not valid JSON")
+    assert msg.endswith("(and 29 more bad training rows: lines 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, ...)")
 
 
 def test_missing_and_empty_files(tmp_path):
@@ -106,8 +114,8 @@ def test_line_numbers_count_blank_lines_and_crlf(tmp_path):
     path.write_bytes(good + b"\r\n\r\n   \n" + good + b"\n\n{bad\n" + b'{"prompt": "p"}\r\n')
     with pytest.raises(UserError) as exc:
         read_rows(path)
-    lines = str(exc.value).splitlines()
-    assert [l.split(": ")[0] for l in lines[1:]] == [f"{path}:6", f"{path}:7"]
+    msg = str(exc.value)
+    assert msg.startswith(f"{path}:6: ") and msg.endswith("(and 1 more bad training row: lines 7)")
 
 
 def test_oversized_row_is_refused_by_line_without_reading_it_whole(tmp_path):
@@ -176,9 +184,9 @@ def test_plan_and_run_refuse_the_same_rows_by_the_same_lines(tmp_path):
                                "[1]", "", good]) + "\n", encoding="utf-8")
     with pytest.raises(UserError) as exc:
         read_rows(path)
-    run_lines = str(exc.value).splitlines()
+    run_msg = str(exc.value)
     cli = subprocess.run([sys.executable, "-m", "advisor", "plan", "--model", "8B", "--dataset", str(path),
                           "--out", str(tmp_path / "plan")], capture_output=True, text=True)
     assert cli.returncode == 2 and "Traceback" not in cli.stderr
-    assert cli.stderr.splitlines() == ["sftplan: " + run_lines[0]] + run_lines[1:]
-    assert [l.split(": ")[0] for l in run_lines[1:]] == [f"{path}:3", f"{path}:5"]
+    assert cli.stderr.splitlines() == ["sftplan: " + run_msg]
+    assert run_msg.startswith(f"{path}:3: ") and run_msg.endswith("(and 1 more bad training row: lines 5)")
