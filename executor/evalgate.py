@@ -337,6 +337,30 @@ def record_epoch(run_dir: str | Path, *, epoch: float, step: int, checkpoint: st
     return verdict
 
 
+def gate_summary(gate: dict) -> str:
+    """Each scored epoch's reasons on one line (what a run that no epoch passed says)."""
+    if not gate.get("epochs"):
+        return "gate.json records no scored epoch"
+    return "; ".join(f"epoch {e['epoch']}: " + ("; ".join(e["reasons"]) or "failed") for e in gate["epochs"])
+
+
+def gate_disagrees(gate: dict, evaluation: Evaluation) -> str:
+    """'' when every recorded epoch's verdict is the one ``judge`` gives its scores under the plan's gate, and its
+    checkpoint is its step's (``checkpoint-<step>``); else which epoch and how (an edited gate.json: promote never
+    exports on a verdict the approved gate would not give)."""
+    if gate.get("epochs") and gate.get("thresholds") != _thresholds(evaluation):
+        return "its thresholds are not the plan's gate"
+    for e in gate.get("epochs", []):
+        verdict = judge(gate["baseline"], e["score"], evaluation)
+        if verdict["passed"] != e["passed"] or verdict["reasons"] != e["reasons"]:
+            said = "passed" if e["passed"] else "failed"
+            return (f"epoch {e['epoch']} is recorded as {said}, but its scores under the plan's gate "
+                    f"{'pass' if verdict['passed'] else 'fail: ' + '; '.join(verdict['reasons'])}")
+        if e["checkpoint"] != names.checkpoint_name(e["step"]):
+            return f"epoch {e['epoch']} (step {e['step']}) points at {e['checkpoint']}, not its step's checkpoint"
+    return ""
+
+
 def best_passing_epoch(run_dir: str | Path) -> dict | None:
     """The best passing epoch's gate entry, or None when no epoch passed.
 

@@ -109,15 +109,16 @@ def verify_data(plan, inputs: dict) -> dict[str, Path]:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def set_aside_damaged(run_dir: Path) -> tuple[list[str], list[dict]]:
-    """Rank 0, before a resume: verify every complete checkpoint (newest first) against its COMPLETE hashes; each
-    one that fails is renamed ``damaged-checkpoint-<step>`` (``.2``, ``.3``... when an earlier one of that step is
+def set_aside_damaged(run_dir: Path, plan_sha256: str | None = None) -> tuple[list[str], list[dict]]:
+    """Rank 0, before a resume: verify every complete checkpoint (newest first) against its COMPLETE hashes, step
+    and plan (names.check_complete: a checkpoint another plan's run wrote is never resumed); each one that fails
+    is renamed ``damaged-checkpoint-<step>`` (``.2``, ``.3``... when an earlier one of that step is
     there: kept for inspection, never resumed from, out of Trainer's rotation) and named in a note. Returns (notes,
     [{"checkpoint", "reason", "set_aside_as"}])."""
     notes, damaged = [], []
     done = [p for p in names.checkpoints(run_dir) if names.has_marker(p)]
     for ckpt in reversed(done):
-        why = names.check_complete(ckpt)
+        why = names.check_complete(ckpt, plan_sha256)
         if not why:
             break  # the newest that verifies is where the run resumes; older ones are checked when promoted
         aside = damaged_name(ckpt)

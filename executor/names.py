@@ -87,11 +87,12 @@ def _files(ckpt: Path, *, dotfiles: bool = True) -> list[Path]:
                   key=lambda p: p.relative_to(ckpt).as_posix())
 
 
-def write_complete(ckpt: Path, *, step: int, epoch: float | None) -> dict:
-    """Hash every file of the checkpoint and write ``COMPLETE`` (last, atomically). Returns its content."""
+def write_complete(ckpt: Path, *, step: int, epoch: float | None, plan_sha256: str | None = None) -> dict:
+    """Hash every file of the checkpoint and write ``COMPLETE`` (last, atomically), with the step and the plan
+    whose run wrote it (check_complete holds a resume or a promotion to both). Returns its content."""
     ckpt = Path(ckpt)
     files = {p.relative_to(ckpt).as_posix(): sha256_file(p) for p in _files(ckpt)}
-    marker = {"step": step, "epoch": epoch, "files": files, "hashes_dotfiles": True}
+    marker = {"step": step, "epoch": epoch, "plan_sha256": plan_sha256, "files": files, "hashes_dotfiles": True}
     tmp = ckpt / f".{COMPLETE}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(marker, indent=1) + "\n")
@@ -101,8 +102,11 @@ def write_complete(ckpt: Path, *, step: int, epoch: float | None) -> dict:
     return marker
 
 
-def check_complete(ckpt: Path) -> str:
-    """'' when the checkpoint is complete and every file verifies, else the one-line reason naming the file."""
+def check_complete(ckpt: Path, plan_sha256: str | None = None) -> str:
+    """'' when the checkpoint is complete and every file verifies, else the one-line reason naming the file. Also
+    its step: a ``checkpoint-<step>`` folder's COMPLETE records that step, and the hashed trainer_state.json
+    (where listed) the same global step, so a renamed folder or an edited step is caught. With ``plan_sha256``
+    (resume, promote, evaluate): COMPLETE must record that plan, the one whose run wrote the checkpoint."""
     ckpt = Path(ckpt)
     marker_path = ckpt / COMPLETE
     if not marker_path.is_file():
@@ -128,6 +132,27 @@ def check_complete(ckpt: Path) -> str:
              if p.relative_to(ckpt).as_posix() not in files]
     if extra:
         return f"{ckpt / extra[0]}: not listed in {COMPLETE} (added after the checkpoint was completed)"
+    return _step_and_plan_reason(ckpt, marker, plan_sha256)
+
+
+def _step_and_plan_reason(ckpt: Path, marker: dict, plan_sha256: str | None) -> str:
+    """Why the verified files are not this checkpoint of this plan's run: '' when they are."""
+    step = marker.get("step")
+    named = checkpoint_step(ckpt)
+    if named >= 0 and (type(step) is not int or step != named):
+        return f"{ckpt / COMPLETE}: records step {step!r}, but the folder is {ckpt.name} (renamed or edited)"
+    if "trainer_state.json" in marker["files"]:  # hashed above: Trainer's own record of the step
+        try:
+            state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = None
+        if isinstance(state, dict) and "global_step" in state and state.get("global_step") != step:
+            return (f"{ckpt / COMPLETE}: records step {step!r}, but its trainer_state.json is at step "
+                    f"{state.get('global_step')!r} (edited)")
+    if plan_sha256 is not None and marker.get("plan_sha256") != plan_sha256:
+        got = marker.get("plan_sha256")
+        who = f"plan {str(got)[:12]}'s run" if got else "a run that did not record its plan"
+        return f"{ckpt.name} was written by {who}, not by this plan's ({plan_sha256[:12]}): not this run's checkpoint"
     return ""
 
 

@@ -26,7 +26,7 @@ from advisor.models import DeployCheck, Plan
 from advisor.planfile import read_plan, verify
 from advisor.rules import standard_deploy_suite
 from executor import names
-from executor.evalgate import GATE_FILE, best_passing_epoch, read_gate
+from executor.evalgate import GATE_FILE, best_passing_epoch, gate_disagrees, gate_summary, read_gate
 
 _MODEL_GLOBS = ("*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json")
 _TOKENIZER_GLOBS = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -35,17 +35,11 @@ _TOKENIZER_GLOBS = ("tokenizer.json", "tokenizer_config.json", "special_tokens_m
 _TOKENIZER_ANY = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
 
 
-def _gate_summary(gate: dict) -> str:
-    if not gate.get("epochs"):
-        return "gate.json records no scored epoch"
-    return "; ".join(f"epoch {e['epoch']}: " + ("; ".join(e["reasons"]) or "failed") for e in gate["epochs"])
-
-
-def _check_checkpoint(ckpt: Path, epoch: dict) -> None:
+def _check_checkpoint(ckpt: Path, epoch: dict, plan_sha256: str) -> None:
     what = f"best passing epoch {epoch['epoch']}'s checkpoint {ckpt}"
     if not ckpt.is_dir():
         raise UserError(f"{what} is missing (deleted by keep_last rotation?); nothing to promote")
-    why = names.check_complete(ckpt)
+    why = names.check_complete(ckpt, plan_sha256)
     if why:
         raise UserError(f"{what} does not verify: {why}; refusing to promote it")
     if not list(ckpt.glob("*.safetensors")) or not (ckpt / "config.json").is_file():
@@ -193,6 +187,14 @@ def run_plan(run_dir: Path) -> Plan:
     why = verify(plan)
     if why:
         raise UserError(f"{run_dir / 'plan.yaml'}: {why}")
+    for record in (names.RUN_JSON, f"{names.CONFIG}/{names.INPUTS}"):  # the plan the folder trained under
+        try:
+            trained = json.loads((run_dir / record).read_text(encoding="utf-8")).get("plan_sha256")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if trained != plan.plan_sha256:
+            raise UserError(f"{run_dir / 'plan.yaml'} is plan {plan.plan_sha256[:12]}, but {record} records that "
+                            f"this folder trained under plan {str(trained)[:12]}; refusing to credit the run to it")
     return plan
 
 
@@ -230,6 +232,7 @@ def check_promotion_folder(out: Path, run_dir: Path, plan: Plan) -> None:
     """Refuse an ``out`` that is not this run's earlier promotion: a folder without PROMOTED.md, a promotion of
     another plan or of another run of this plan, or one that cannot be identified. A promotion is never replaced
     silently by someone else's; re-promoting this run into its own promotion folder replaces it."""
+    _check_promotion_place(out, run_dir, plan)
     if not out.exists():
         return
     if not out.is_dir():
@@ -254,6 +257,51 @@ def check_promotion_folder(out: Path, run_dir: Path, plan: Plan) -> None:
         if not same:
             raise UserError(f"{out}: holds the promotion of another run of this plan ({whose}; this run is {here}); "
                             "refusing to replace it: choose another --out")
+    written = ident.get("files")
+    others = sorted(p.name for p in out.iterdir() if not isinstance(written, list) or p.name not in written)
+    if others:
+        raise UserError(f"{out}: holds {others[0]}{f' and {len(others) - 1} more' if len(others) > 1 else ''}, "
+                        "which no promotion wrote there; replacing the folder would delete it: move it, or choose "
+                        "another --out")
+
+
+def _check_promotion_place(out: Path, run_dir: Path, plan: Plan) -> None:
+    """Where a promotion may go: not around the run folder (replacing it would delete the run), inside the run
+    folder only as a folder of its own beside the checkpoints (not in a checkpoint, the staged data or config,
+    nor named as a checkpoint), and not onto or into what the plan reads (its data, golden set, base model)."""
+    from advisor.planfile import lands_on, plan_inputs
+
+    target, here = out.resolve(), run_dir.resolve()
+    if here == target or here.is_relative_to(target):
+        raise UserError(f"--out {out}: holds the run folder {run_dir}; replacing it would delete the run: choose "
+                        "another --out")
+    if target.is_relative_to(here):
+        if target.parent != here:
+            inside = target.relative_to(here).parts[0]
+            raise UserError(f"--out {out}: is inside the run folder's {inside}; promote to a folder of its own "
+                            f"(default {run_dir / names.PROMOTED})")
+        if target.name.startswith((names.CHECKPOINT_PREFIX, names.DAMAGED_PREFIX)) or target.name in (
+                names.DATA, names.CONFIG):
+            raise UserError(f"--out {out}: is a name the run folder uses for its own files; choose another --out")
+    hit = lands_on(out, plan_inputs(plan))
+    if hit:
+        raise UserError(f"--out {out}: {hit}; choose another --out")
+
+
+def _check_base_model(run_dir: Path, plan: Plan) -> None:
+    """--merge folds the adapter into the base model: it must be the approved one (the sha256 of each file the
+    approval recorded), as `run` and `evaluate` require; a hub id cannot be checked and is refused."""
+    from advisor.modelfiles import check_model_dir
+    from executor.lora import base_model_dir
+
+    folder = Path(base_model_dir(run_dir, plan)).expanduser()
+    record = plan.request.model_files
+    if not folder.is_dir() or record is None or record.source != "local":
+        raise UserError(f"--merge: the base model {folder} is not a local folder whose files the approval recorded; "
+                        "cannot check it is the approved one: promote without --merge")
+    why = check_model_dir(record, folder)
+    if why:
+        raise UserError(f"--merge: base model {why}; refusing to merge into a model that is not the approved one")
 
 
 def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
@@ -273,11 +321,14 @@ def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
         raise UserError(f"{run_dir / GATE_FILE}: missing: no epoch has been scored (the run has not finished an "
                         "epoch, or the file was removed); nothing to promote")
     gate = read_gate(run_dir)
+    edited = gate_disagrees(gate, plan.evaluation)
+    if edited:
+        raise UserError(f"{run_dir / GATE_FILE}: {edited} (edited?); refusing to promote on it")
     best = best_passing_epoch(run_dir)
     if best is None:
-        raise UserError(f"no epoch passed the eval gate, nothing to promote ({_gate_summary(gate)})")
+        raise UserError(f"no epoch passed the eval gate, nothing to promote ({gate_summary(gate)})")
     ckpt = run_dir / best["checkpoint"]
-    _check_checkpoint(ckpt, best)
+    _check_checkpoint(ckpt, best, plan.plan_sha256)
     results = load_deploy_results(deploy_results, plan) if deploy_results else None
     measured = None
     if results is None:  # the suite as `sftplan evaluate` ran it on this epoch (RUN_DIR/deploy.json), if it did
@@ -288,6 +339,10 @@ def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
 
     out = Path(out_dir) if out_dir is not None else run_dir / names.PROMOTED
     check_promotion_folder(out, run_dir, plan)
+    if merge and plan.method != "lora":
+        raise UserError(f"--merge: {run_dir} is a {plan.method} run; only a LoRA adapter has something to merge")
+    if merge:
+        _check_base_model(run_dir, plan)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         remove_leftovers(out)
@@ -295,8 +350,6 @@ def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
     except OSError as exc:
         raise UserError(f"{out.parent}: cannot write the promotion there ({exc.strerror or exc.__class__.__name__})"
                         ) from None
-    if merge and plan.method != "lora":
-        raise UserError(f"--merge: {run_dir} is a {plan.method} run; only a LoRA adapter has something to merge")
     try:
         if plan.method == "lora":
             from executor.lora import base_model_dir, export_adapter
@@ -316,7 +369,8 @@ def promote(run_dir: str | Path, out_dir: str | Path | None = None, *,
             {"epoch": best["epoch"], "step": best["step"], "checkpoint": best["checkpoint"], "score": best["score"],
              "baseline": gate["baseline"], "plan_sha256": plan.plan_sha256, "run_dir": str(run_dir.resolve()),
              "run_started_at": _run_started_at(run_dir), "deploy_results": results,
-             "deploy_limit": measured.get("limit") if measured else None}, indent=2) + "\n")
+             "deploy_limit": measured.get("limit") if measured else None,
+             "files": sorted({p.name for p in tmp.iterdir()} | {"promoted.json"})}, indent=2) + "\n")
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{tmp.name}"

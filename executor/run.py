@@ -118,7 +118,8 @@ def _ended(status: str | None, *, signal_name: str | None = None, exit_code: int
     at = f" at step {step}" if isinstance(step, int) else ""
     code = f"exit code {exit_code}" if exit_code is not None else "exit code unknown"
     if status == "finished":
-        return f"finished ({code})"
+        gate = ", no epoch passed the eval gate" if exit_code == GATE_FAILED_EXIT_CODE else ""
+        return f"finished ({code}{gate})"
     if status == "stopped":
         by = signal_name or "RUN_DIR/STOP at the epoch boundary"
         return f"stopped by {by}{at} ({code})"
@@ -311,8 +312,9 @@ def launch(argv: list[str], run_dir: Path, *, echo=True, lock=None, log_path: Pa
 
 def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool = False, allow_mismatch: bool = False,
         echo: bool = True) -> int:
-    """The whole `sftplan run`. Returns the exit code (0 finished or stopped cleanly, 1 training failed,
-    128 + the signal number when SIGTERM/SIGHUP/SIGINT stopped it at a safe point)."""
+    """The whole `sftplan run`. Returns the exit code (0 finished or stopped cleanly, 1 training failed, 3 out of
+    memory, 4 finished with no epoch through the eval gate, 128 + the signal number when SIGTERM/SIGHUP/SIGINT
+    stopped it at a safe point)."""
     from executor.preflight import (
         check_plan, check_run_dir, check_run_plan_copy, require_train_packages, run_preflight,
     )
@@ -481,6 +483,10 @@ def finish(plan, run_dir: Path, done: "Launched", notes: list[str], *, say, reco
     if status == "failed" and not error:
         error = (f"the launcher ended with exit code {done.rc}" if done.rc else "training ended without a result")
     code = exit_code_of(status, done)
+    gate_failed = _no_epoch_passed(run_dir) if status == "finished" else ""
+    if gate_failed:  # trained to the end, and nothing may be promoted: a script chaining run and promote stops here
+        extra.append(gate_failed)
+        code = GATE_FAILED_EXIT_CODE
     # run.json's exit_code: 128 + the signal when a stop signal stopped it (what `sftplan run` exits with), else the
     # launcher's (also in launcher_exit_code); an attempt's exit_code is always what `sftplan run` exited with
     recorded = code if code > 128 else done.rc
@@ -502,12 +508,28 @@ def finish(plan, run_dir: Path, done: "Launched", notes: list[str], *, say, reco
         problems.append(f"report not written ({exc.strerror or exc})")
     where = report_dir or run_dir
     say(f"run {status}: {where} (gate {run_dir / 'gate.json'}, report {where / 'report.md'}, log {where / 'log.txt'})"
-        + (f": {error}" if error else ""))
+        + (f": {error}" if error else "") + (f": {gate_failed}" if gate_failed else ""))
     for p in problems:
         say(f"sftplan: {p}")
     if oom:
         print(f"sftplan: {error}", file=sys.stderr, flush=True)
     return code
+
+
+GATE_FAILED_EXIT_CODE = 4  # the run finished, and no epoch passed the eval gate
+
+
+def _no_epoch_passed(run_dir: Path) -> str:
+    """'' when an epoch passed the eval gate (or none was scored), else the one line saying none passed and why."""
+    from executor.evalgate import best_passing_epoch, gate_summary, read_gate
+
+    try:
+        gate = read_gate(run_dir)
+        if not gate.get("epochs") or best_passing_epoch(run_dir) is not None:
+            return ""
+    except UserError as exc:
+        return f"the eval gate's record cannot be read: {exc}"
+    return f"no epoch passed the eval gate, nothing to promote ({gate_summary(gate)})"
 
 
 def exit_code_of(status: str, done: "Launched") -> int:

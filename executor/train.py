@@ -67,11 +67,12 @@ def remove_incomplete_checkpoints(run_dir: Path) -> list[str]:
     return notes
 
 
-def resume_notes(run_dir: Path, damaged: list[dict]) -> list[str]:
-    """Rank 0: complete checkpoints that fail their COMPLETE hashes are set aside and said (log + run.json notes)."""
+def resume_notes(run_dir: Path, damaged: list[dict], plan_sha256: str) -> list[str]:
+    """Rank 0: complete checkpoints that fail their COMPLETE hashes, step or plan are set aside and said (log +
+    run.json notes)."""
     from executor.integrity import set_aside_damaged
 
-    notes, found = set_aside_damaged(run_dir)
+    notes, found = set_aside_damaged(run_dir, plan_sha256)
     damaged += found
     for note in notes:
         log(note)
@@ -246,7 +247,7 @@ def train(run_dir: Path) -> int:
     damaged: list[dict] = []
     if training_args.process_index == 0:
         notes += remove_incomplete_checkpoints(run_dir)
-        notes += resume_notes(run_dir, damaged)
+        notes += resume_notes(run_dir, damaged, plan.plan_sha256)
     from executor.train_callbacks import barrier
 
     barrier()

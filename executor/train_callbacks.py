@@ -269,7 +269,8 @@ class GateCallback(TrainerCallback):
         if is_rank0():
             if not list(ckpt.glob("*.safetensors")):
                 raise RuntimeError(f"{ckpt}: no model.safetensors after saving; refusing to mark it complete")
-            names.write_complete(ckpt, step=state.global_step, epoch=state.epoch)  # every file's sha256, last
+            names.write_complete(ckpt, step=state.global_step, epoch=state.epoch,  # every file's sha256, last
+                                 plan_sha256=self.plan.plan_sha256)
         barrier()
 
 

@@ -228,3 +228,24 @@ def test_sigint_then_sigkill_then_rerun_records_every_attempt(tmp_path_factory, 
     attempts = json.loads((run_dir / "run.json").read_text())["attempts"]
     assert [a["status"] for a in attempts] == ["stopped", "unrecorded", "finished"], attempts
     assert attempts[0]["exit_code"] == 130 and attempts[1]["ended"].startswith(NO_RECORD)
+
+
+def test_a_run_that_finishes_with_no_epoch_through_the_gate_exits_4_and_says_why(tmp_path):
+    from executor.evalgate import record_baseline, record_epoch
+
+    plan = _plan()
+    record_baseline(tmp_path, {"loss": 2.0, "exact_match": 0.5, "contains": 0.5}, plan.evaluation)
+    record_epoch(tmp_path, epoch=1, step=64, checkpoint="checkpoint-64",
+                 score={"loss": 9.0, "exact_match": 0.0, "contains": 0.0}, evaluation=plan.evaluation)
+    _start_attempt(tmp_path)
+    code, said = _finish(tmp_path, _launched(rc=0), FINISHED)
+    assert code == runmod.GATE_FAILED_EXIT_CODE == 4
+    assert said[-1].startswith("run finished: ") and "no epoch passed the eval gate" in said[-1]
+    info = _read(tmp_path)
+    assert info["status"] == "finished" and any("no epoch passed the eval gate" in n for n in info["notes"])
+    assert info["attempts"][-1]["ended"] == "finished (exit code 4, no epoch passed the eval gate)"
+    # an epoch that passes: exit 0 as before
+    record_epoch(tmp_path, epoch=2, step=128, checkpoint="checkpoint-128",
+                 score={"loss": 1.9, "exact_match": 0.5, "contains": 0.5}, evaluation=plan.evaluation)
+    _start_attempt(tmp_path)
+    assert _finish(tmp_path, _launched(rc=0), FINISHED)[0] == 0

@@ -220,3 +220,40 @@ def test_non_finite_loss_or_gradient_norm_raises_at_once():
         cb.on_log(None, state, TrainerControl(), logs={"loss": float("nan"), "grad_norm": 1.0})
     with pytest.raises(NonFiniteTraining, match="non-finite gradient norm at step 7: inf"):
         cb.on_log(None, state, TrainerControl(), logs={"loss": 2.5, "grad_norm": float("inf")})
+
+
+def test_a_checkpoint_is_resumed_only_by_the_plan_whose_run_wrote_it_at_its_own_step(tmp_path):
+    """COMPLETE records the plan and the step: a checkpoint copied from another plan's run, a renamed folder or
+    an edited step are set aside (damaged-...) and never resumed, however well their files verify."""
+    import json
+
+    from executor.integrity import set_aside_damaged
+    from executor.names import check_complete, write_complete
+
+    mine, theirs = "a" * 64, "b" * 64
+    run = tmp_path / "run"
+    for step, sha in ((4, mine), (8, theirs)):
+        ckpt = run / f"checkpoint-{step}"
+        ckpt.mkdir(parents=True)
+        (ckpt / "model.safetensors").write_bytes(b"w" * 64)
+        (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        write_complete(ckpt, step=step, epoch=None, plan_sha256=sha)
+    assert check_complete(run / "checkpoint-8") == ""  # the files alone verify
+    assert "written by plan bbbbbbbbbbbb's run" in check_complete(run / "checkpoint-8", mine)
+    notes, damaged = set_aside_damaged(run, mine)
+    assert [d["checkpoint"] for d in damaged] == ["checkpoint-8"] and (run / "damaged-checkpoint-8").is_dir()
+    assert "resuming from checkpoint-4" in notes[0] and check_complete(run / "checkpoint-4", mine) == ""
+    # renamed: the folder's step is not the one COMPLETE records
+    (run / "checkpoint-4").rename(run / "checkpoint-50")
+    assert "records step 4, but the folder is checkpoint-50" in check_complete(run / "checkpoint-50", mine)
+    (run / "checkpoint-50").rename(run / "checkpoint-4")
+    # COMPLETE's step edited to match another name: Trainer's hashed trainer_state.json disagrees
+    marker = json.loads((run / "checkpoint-4" / "COMPLETE").read_text())
+    (run / "checkpoint-4").rename(run / "checkpoint-5")
+    (run / "checkpoint-5" / "COMPLETE").write_text(json.dumps({**marker, "step": 5}))
+    assert "its trainer_state.json is at step 4" in check_complete(run / "checkpoint-5", mine)
+    # a marker written before checkpoints recorded their plan is not resumed by a plan either
+    legacy = {k: v for k, v in marker.items() if k != "plan_sha256"}
+    (run / "checkpoint-5").rename(run / "checkpoint-4")
+    (run / "checkpoint-4" / "COMPLETE").write_text(json.dumps(legacy))
+    assert "a run that did not record its plan" in check_complete(run / "checkpoint-4", mine)

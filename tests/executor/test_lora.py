@@ -92,6 +92,20 @@ def test_single_process_lora_learns_checkpoints_and_promotes(assets, tmp_path):
     proc = sftplan("promote", str(run_dir), "--out", str(tmp_path / "again"), "--merge")
     assert proc.returncode == 0
 
+    # --merge folds the adapter into the base model the run names: it must still be the approved one
+    import shutil
+
+    changed = tmp_path / "changed-base"
+    shutil.copytree(assets / "model", changed)
+    cfg = json.loads((changed / "config.json").read_text())
+    (changed / "config.json").write_text(json.dumps({**cfg, "rms_norm_eps": 0.5}))
+    inputs = run_dir / "config" / "inputs.json"
+    inputs.chmod(0o644)
+    inputs.write_text(json.dumps({**json.loads(inputs.read_text()), "model": str(changed)}))
+    proc = sftplan("promote", str(run_dir), "--out", str(tmp_path / "merged-wrong"), "--merge")
+    assert proc.returncode == 2 and "--merge: base model" in proc.stderr and "config.json" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "merged-wrong").exists()
+
 
 def test_lora_plan_edited_after_approval_is_refused(assets, tmp_path):
     plan_path = approved_plan_file(tmp_path, tiny_plan(assets, method="lora", learning_rate=LORA_LR))

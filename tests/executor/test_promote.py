@@ -9,7 +9,7 @@ from advisor.models import (
     Checkpointing, DatasetSpec, DeployCheck, Evaluation, Hyperparameters, LoraAlternative, ModelSummary, Plan,
     PlanRequest, Recommended,
 )
-from advisor.planfile import approve, write_plan
+from advisor.planfile import approve, read_plan, write_plan
 from advisor.rules import DEPLOY_SUITE
 from executor.evalgate import record_baseline, record_epoch
 from executor.promote import promote
@@ -40,24 +40,29 @@ def _save_checkpoint(path, seed: int, complete: bool = True) -> None:
     build_model(len(tok), tok, seed).save_pretrained(path)
     tok.save_pretrained(path)
     (path / "optimizer.pt").write_bytes(b"not exported")
-    if complete:
-        from executor.names import write_complete
+    if complete:  # as the run's callback writes it: the folder's step and the plan of the run folder around it
+        from executor.names import checkpoint_step, write_complete
 
-        write_complete(path, step=0, epoch=None)
+        write_complete(path, step=checkpoint_step(path), epoch=None,
+                       plan_sha256=read_plan(path.parent / "plan.yaml").plan_sha256)
 
 
 @pytest.fixture
 def run_dir(tmp_path):
-    run = tmp_path / "run"
+    return _make_run(tmp_path / "run", _plan(), EV)
+
+
+def _make_run(run, plan, ev):
+    """A run folder of three scored epochs, as a run of ``plan`` leaves it."""
     run.mkdir()
-    write_plan(_plan(), run / "plan.yaml")
-    record_baseline(run, BASE, EV)
+    write_plan(plan, run / "plan.yaml")
+    record_baseline(run, BASE, ev)
     scores = [{"loss": 2.5, "exact_match": 0.0, "contains": 0.1},   # passes
               {"loss": 2.0, "exact_match": 0.2, "contains": 0.3},   # passes, best
               {"loss": 9.0, "exact_match": 0.0, "contains": 0.0}]   # fails
     for epoch, score in enumerate(scores, 1):
         _save_checkpoint(run / f"checkpoint-{epoch * 4}", seed=epoch)
-        record_epoch(run, epoch=epoch, step=epoch * 4, checkpoint=f"checkpoint-{epoch * 4}", score=score, evaluation=EV)
+        record_epoch(run, epoch=epoch, step=epoch * 4, checkpoint=f"checkpoint-{epoch * 4}", score=score, evaluation=ev)
     return run
 
 
@@ -159,10 +164,10 @@ def test_promote_refuses_an_edited_plan_and_a_foreign_out_folder(run_dir, tmp_pa
         promote(run_dir)
 
 
-def test_a_plan_without_a_deploy_suite_still_lists_the_standard_one(run_dir, tmp_path):
-    plan = _plan().replace(**{"approval": None, "plan_sha256": "",
-                                      "evaluation": Evaluation(tolerance=0.02)})
-    write_plan(approve(plan, "Ada"), run_dir / "plan.yaml")
+def test_a_plan_without_a_deploy_suite_still_lists_the_standard_one(tmp_path):
+    ev = Evaluation(tolerance=0.02)
+    plan = approve(_plan().replace(**{"approval": None, "plan_sha256": "", "evaluation": ev}), "Ada")
+    run_dir = _make_run(tmp_path / "run", plan, ev)
     md = (promote(run_dir) / "PROMOTED.md").read_text()
     assert "names no deploy suite" in md and md.count("STILL REQUIRED before deploy") == 4
     assert "All required deploy checks passed" not in md
@@ -229,3 +234,61 @@ def test_promote_without_a_gate_report_says_it_is_missing(tmp_path, capsys):
     assert main(["promote", str(run)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"sftplan: {run / 'gate.json'}: missing: no epoch has been scored") and err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- what promote cross-checks
+def _edit_gate(run_dir, edit) -> None:
+    path = run_dir / "gate.json"
+    gate = json.loads(path.read_text())
+    edit(gate)
+    path.write_text(json.dumps(gate))
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda g: g["epochs"][2].update(passed=True, reasons=[]), "epoch 3 is recorded as passed, but its scores"),
+    (lambda g: g["epochs"][1].update(checkpoint="checkpoint-4"), "points at checkpoint-4, not its step's"),
+    (lambda g: g["thresholds"].update(tolerance=0.5), "thresholds are not the plan's gate"),
+])
+def test_an_edited_gate_verdict_or_pointer_is_never_promoted(run_dir, tmp_path, edit, says):
+    _edit_gate(run_dir, edit)
+    with pytest.raises(UserError, match=says) as err:
+        promote(run_dir, tmp_path / "out")
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_renamed_or_of_another_plan_is_never_promoted(run_dir, tmp_path):
+    from executor.names import write_complete
+
+    ckpt = run_dir / "checkpoint-8"
+    write_complete(ckpt, step=8, epoch=None, plan_sha256="f" * 64)  # verifies, but another plan's run wrote it
+    with pytest.raises(UserError, match="written by plan ffffffffffff's run, not by this plan's"):
+        promote(run_dir, tmp_path / "out")
+    write_complete(ckpt, step=9, epoch=None, plan_sha256=read_plan(run_dir / "plan.yaml").plan_sha256)
+    with pytest.raises(UserError, match="records step 9, but the folder is checkpoint-8"):
+        promote(run_dir, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_plan_swapped_into_the_run_folder_is_not_credited_with_the_run(run_dir, tmp_path):
+    (run_dir / "run.json").write_text(json.dumps({"plan_sha256": read_plan(run_dir / "plan.yaml").plan_sha256}))
+    promote(run_dir, tmp_path / "ok")  # the plan the folder trained under
+    other = approve(_plan().replace(**{"approval": None, "plan_sha256": "", "method": "lora"}), "Ada")
+    write_plan(other, run_dir / "plan.yaml")
+    with pytest.raises(UserError, match="run.json records that this folder trained under plan"):
+        promote(run_dir, tmp_path / "out")
+
+
+def test_promote_never_deletes_what_it_did_not_write(run_dir, tmp_path):
+    out = promote(run_dir)  # RUN_DIR/promoted
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds notes.txt, which no promotion wrote there"):
+        promote(run_dir)
+    assert (out / "notes.txt").read_text() == "mine"
+    # a folder holding the run, a checkpoint, the staged data: never a promotion's place
+    for where, says in ((run_dir.parent, "holds the run folder"), (run_dir, "holds the run folder"),
+                        (run_dir / "checkpoint-8" / "exported", "inside the run folder's checkpoint-8"),
+                        (run_dir / "data" / "exported", "inside the run folder's data"),
+                        (run_dir / "checkpoint-99", "a name the run folder uses")):
+        with pytest.raises(UserError, match=says):
+            promote(run_dir, where)
+    assert not (run_dir / "checkpoint-8" / "exported").exists() and (run_dir / "checkpoint-8" / "COMPLETE").is_file()
