@@ -111,10 +111,13 @@ def write_plan(plan: Plan, path: str | Path) -> Plan:
 
 def write_plan_files(plan: Plan, path: str | Path) -> Plan:
     """plan.yaml at ``path`` and its Markdown review beside it (``path`` with .md), each written atomically
-    (whole or untouched), the YAML first: the review is derived from it. Returns the plan as written.
+    (whole or untouched), the YAML first: the review is derived from it; a symlink is written through (its
+    target is the plan, and the review goes beside the target). Returns the plan as written.
     `sftplan plan -o`, `sftplan approve` and the TUI's save and approve all write through here."""
     from advisor.render import to_markdown  # render imports this module
 
+    if Path(path).is_symlink():  # a link to the plan (plan.yaml -> plans/v3.yaml): write the plan it names
+        path = Path(path).resolve()
     path, _review = plan_file_paths(path, plan)
     plan = write_plan(plan, path)
     atomic_write_text(review_path(path), to_markdown(plan, Path(path).name))  # the review copy sits beside it

@@ -253,3 +253,20 @@ def test_write_plan_files_refuses_a_file_or_folder_the_plan_reads(tmp_path):
         with pytest.raises(UserError, match=says):
             write_plan_files(p, target)
     assert golden.read_text() == '{"prompt": "2+2=", "expected": "4"}\n' and not list(model.iterdir())
+
+
+def test_approving_through_a_symlink_approves_the_plan_it_names(tmp_path):
+    from advisor.catalog import load_catalog
+    from advisor.models import DatasetSpec, PlanRequest
+    from advisor.planfile import write_plan_files
+    from advisor.planner import plan as make_plan
+
+    target = tmp_path / "plans" / "v3.yaml"
+    target.parent.mkdir()
+    write_plan_files(make_plan(PlanRequest(model="llama-3.2-1b", dataset=DatasetSpec(examples=2000, avg_tokens=256)),
+                               load_catalog()), target)
+    link = tmp_path / "plan.yaml"
+    link.symlink_to(target)
+    write_plan_files(approve(read_plan(link), "Bo"), link)
+    assert link.is_symlink() and verify(read_plan(target)) == "" and (target.parent / "v3.md").is_file()
+    assert not (tmp_path / "plan.md").exists()
