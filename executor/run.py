@@ -330,6 +330,9 @@ def run(plan_path: str | Path, out: str | Path | None = None, *, dry_run: bool =
         raise UserError(f"{plan_path}: {exc}") from None
     plan = checked.plan
     run_dir = Path(out) if out else default_run_dir(plan_path, plan)
+    if run_dir.resolve() == plan_path.resolve().parent:  # it would hold the plan's copy beside the plan itself
+        raise UserError(f"{run_dir}: is the plan's own folder; a run writes config/, data/ and its plan.yaml into "
+                        f"its folder: choose another output folder (the default is {default_run_dir(plan_path, plan)})")
     if dry_run:  # writes the files and prints the command anywhere: disk, devices and data are run-time checks
         notes = check_run_dir(run_dir, plan) + ["dry run: disk, device and dataset checks are left to the run"]
         check_run_plan_copy(run_dir, plan)

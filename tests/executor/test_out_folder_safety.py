@@ -210,3 +210,19 @@ def test_another_plans_approved_plan_is_refused_in_one_line_by_name(run_dir, tmp
     with pytest.raises(UserError) as err:
         promote(run_dir, out)
     assert f"plan {other.plan_sha256[:12]}" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_run_never_writes_among_files_that_are_not_a_run(tmp_path, plan_path, capsys, dry_run):
+    """A folder holding other files (the data's folder, a deploy-tasks folder) or the plan's own folder is not a run
+    folder: a run, or --dry-run, writing config/, data/, plan.yaml and run.lock there would mix them in."""
+    data = tmp_path / "tiny"
+    data.mkdir()
+    (data / "train.jsonl").write_text('{"prompt": "a", "response": "b"}\n')
+    before = _tree(tmp_path)
+    for out, words in ((data, "holds train.jsonl, which are not a run's"), (plan_path.parent, "is the plan's own folder")):
+        argv = ["run", str(plan_path), "--out", str(out)] + (["--dry-run"] if dry_run else [])
+        assert main(argv) == 2, out
+        err = capsys.readouterr().err
+        assert words in err and "choose another output folder" in err and err.count("\n") == 1, err
+    assert _tree(tmp_path) == before
