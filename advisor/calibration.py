@@ -1,7 +1,9 @@
 """Plan against reality, learnt: correction factors fitted from finished runs' report.json, applied to estimates.
 
 A run folder's ``report.json`` holds, for each figure, what the plan estimated and what the run measured;
-``plan.yaml`` holds the configuration. ``fit`` groups runs by configuration class, (tier, strategy,
+``plan.yaml`` holds the configuration. The measured figures are recomputed from the run's ``metrics.jsonl`` by
+the function the executor wrote them with (advisor/run_metrics.py); a report that disagrees (edited by hand
+after the run), or a run without metrics.jsonl, is skipped. ``fit`` groups runs by configuration class, (tier, strategy,
 precision, trainable, model-size band), and per class fits
 
 - throughput. With runs of one shape (micro-batch x accumulation x sequence length): a factor, the median
@@ -25,6 +27,8 @@ The median, not the mean, so one bad run cannot move a factor far; every factor 
 the factors of its class, and only its class (no match: the raw estimate, said so). A memory factor
 below 1 (the estimate was pessimistic) counts only with MIN_RUNS_TO_SHRINK_MEMORY runs or more: a
 calibration never turns a configuration that fails the safety margin into a fit on thin evidence.
+``load`` reads a calibration file as strictly as a hand-written request (a key given twice, a key calibrate does
+not write, a YAML 1.1 number such as 0x10, a negative spread: refused by file, line and field).
 Pure: reads YAML/JSON text given to it, no torch, no printing.
 """
 
@@ -33,13 +37,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from advisor.errors import UserError
+from advisor import run_metrics
+from advisor.errors import UserError, did_you_mean
+from advisor.yamlio import HandWrittenDumper, field_path, format_error, load_yaml_mapping
 
 SCHEMA = "sftplan-calibration/1"
 FACTOR_MIN, FACTOR_MAX = 0.02, 50.0  # robust to a garbage run, wide enough for a CPU host's real misses
@@ -120,14 +127,6 @@ class Calibration:
 # --------------------------------------------------------------------------- reading runs
 
 
-def _ratio(fig: object) -> float | None:
-    if not isinstance(fig, dict):
-        return None
-    planned, measured = fig.get("planned"), fig.get("measured")
-    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (planned, measured))
-    return float(measured) / float(planned) if ok else None
-
-
 def read_run(run_dir: str | Path) -> RunSample:
     """One run folder's sample; UserError naming the file when it cannot be one."""
     run_dir = Path(run_dir)
@@ -170,6 +169,12 @@ def read_run(run_dir: str | Path) -> RunSample:
             run_info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             run_info = {}
+    run_info = run_info if isinstance(run_info, dict) else {}
+    measured = _measured_from_metrics(run_dir, run_info)
+    bad = _disagreeing_figure(figures, measured)
+    if bad:
+        raise UserError(f"{report_path}: {bad}: the report disagrees with the run's metrics.jsonl (a report edited "
+                        "after the run is not learned from)", names_file=True)
     versions = run_info.get("versions") if isinstance(run_info.get("versions"), dict) else {}
     mem = figures.get("peak_memory_per_gpu_gib")
     est = plan.get("estimate") if isinstance(plan.get("estimate"), dict) else {}
@@ -177,10 +182,13 @@ def read_run(run_dir: str | Path) -> RunSample:
     # the raw estimator's figures (a plan made with a calibration keeps them apart)
     raw_tokens = _positive(est.get("raw_tokens_per_s_per_gpu")) or _positive((tokens or {}).get("planned"))
     raw_step = _positive(est.get("raw_step_time_s")) or _positive((step or {}).get("planned"))
-    # a shared host (the cpu tier) is measured uncontended, as the estimator models it (executor/report.py)
+    # what the run measured, recomputed from its logged steps as the executor computes report.json's figures;
+    # a shared host (the cpu tier) is measured uncontended, as the estimator models it (advisor/run_metrics.py)
     which = "measured_uncontended" if str(rec["gpu"]) in SHARED_HOST_TIERS else "measured"
-    measured_tokens = _positive((tokens or {}).get(which)) or _positive((tokens or {}).get("measured"))
-    measured_step = _positive((step or {}).get(which)) or _positive((step or {}).get("measured"))
+    m_tokens, m_step, m_mem = (measured[k] for k in _FIGURES_READ)
+    measured_tokens = _positive(m_tokens.get(which)) or _positive(m_tokens.get("measured"))
+    measured_step = _positive(m_step.get(which)) or _positive(m_step.get("measured"))
+    planned_mem, measured_mem = _positive((mem or {}).get("planned")), _positive(m_mem.get("measured"))
     tokens_ratio = measured_tokens / raw_tokens if measured_tokens and raw_tokens else None
     per_step = (measured_tokens * measured_step / (raw_tokens * raw_step)
                 if measured_tokens and measured_step and raw_tokens and raw_step else None)
@@ -188,8 +196,9 @@ def read_run(run_dir: str | Path) -> RunSample:
         (plan.get("request") or {}).get("max_seq_len", "?") if isinstance(plan.get("request"), dict) else "?")
     extra = _extra_tokens_per_sequence(plan, rec, measured_tokens, measured_step)
     return RunSample(run_dir=str(run_dir), plan_sha256=str(report.get("plan_sha256")), key=key,
-                     tokens_ratio=tokens_ratio, memory_ratio=_ratio(mem),
-                     memory_kind=str((mem or {}).get("how") or report.get("peak_memory_kind") or "unknown"),
+                     tokens_ratio=tokens_ratio,
+                     memory_ratio=measured_mem / planned_mem if planned_mem and measured_mem else None,
+                     memory_kind=str(m_mem.get("how") or "unknown"),
                      versions={k: str(v) for k, v in versions.items()}, shape=shape, planned_step_s=raw_step,
                      planned_overhead_s=_positive(est.get("step_overhead_s")) or 0.0, measured_step_s=measured_step,
                      tokens_per_step_ratio=per_step, extra_tokens_per_sequence=extra)
@@ -227,6 +236,47 @@ def _corrupt_figure(figures: dict) -> str | None:
         for key in _FIGURE_VALUES:
             if key in fig and fig[key] is not None and _positive(fig[key]) is None:
                 return f"figures.{name}.{key} is {fig[key]!r}"
+    return None
+
+
+def _measured_from_metrics(run_dir: Path, run_info: dict) -> dict[str, dict]:
+    """The run's measured figures recomputed from its metrics.jsonl by the function the executor writes report.json
+    with (run_metrics.measured_figures); UserError naming the file when there is none to recompute them from."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise UserError(f"{path}: missing (the report's measured figures cannot be checked against the logged steps)",
+                        names_file=True)
+    try:
+        rows = run_metrics.read_metrics(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: unreadable ({exc.__class__.__name__})", names_file=True) from None
+    return run_metrics.measured_figures(rows, run_info)
+
+
+_CHECKED_VALUES = ("measured", "measured_uncontended", "how")  # what a sample is made of, as the report holds it
+_REL_TOL = 1e-9  # float rounding: report.json holds the very floats the executor computed
+
+
+def _disagreeing_figure(figures: dict, measured: dict[str, dict]) -> str | None:
+    """'figures.NAME.KEY is X, metrics.jsonl gives Y' for the first measured value calibrate reads whose report
+    figure differs from the one recomputed from the logged steps; a value the report does not hold (a report of an
+    executor before it) is not compared, the recomputed one is used."""
+    for name, got in measured.items():
+        fig = figures.get(name)
+        if not isinstance(fig, dict):
+            continue
+        for key in _CHECKED_VALUES:
+            if key not in fig or (key == "how" and key not in got):  # tokens' and step time's how: words on the median
+                continue
+            said, want = fig[key], got.get(key)
+            if isinstance(said, str) or isinstance(want, str):
+                same = said == want
+            elif said is None or want is None:
+                same = said is want
+            else:
+                same = math.isclose(float(said), float(want), rel_tol=_REL_TOL)
+            if not same:
+                return f"figures.{name}.{key} is {said!r}, metrics.jsonl gives {want!r}"
     return None
 
 
@@ -346,83 +396,190 @@ def to_yaml(classes: dict[str, ClassFactors], samples: list[RunSample]) -> str:
                   "versions": s.versions}
                  for s in samples],
     }
-    return yaml.safe_dump(data, sort_keys=False, width=120)
+    return yaml.dump(data, Dumper=HandWrittenDumper, sort_keys=False, width=120)  # read back as load reads it
 
 
-def _read_number(path: Path, name: str, d: dict, key: str, *, integer: bool = False,
-                 default: float | None = None) -> float:
-    """d[key] as a finite number as the calibration file must hold it (a YAML number: not a quoted string, not a
-    boolean; a whole number where integer); default where the key is absent and one is given. UserError naming
-    the file and the field otherwise."""
-    if key not in d and default is not None:
-        return default
-    v = d.get(key)
-    kind = "a whole number" if integer else "a number"
-    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if isinstance(v, bool) or not ok or not math.isfinite(v):
-        got = "missing" if key not in d else f"got {v!r}"
-        raise UserError(f"{path}: classes.{name}.{key}: must be {kind} ({got})", names_file=True)
-    return float(v)
+# what load accepts: the keys to_yaml writes, at each level (anything else is a typo whose factor would be dropped)
+_TOP_KEYS = ("schema", "classes", "runs")
+_CLASS_KEYS = ("throughput", "memory", "memory_kind", "versions", "plan_sha256s")
+_FACTOR_KEYS = ("factor", "runs", "spread", "weak", "fit")
+_FIXED_RATE_KEYS = ("overhead_factor", "compute_factor", "tokens_factor", "extra_tokens_per_sequence", "shapes",
+                    "residual")
+_RUN_KEYS = ("run_dir", "plan_sha256", "class", "shape", "tokens_ratio", "memory_ratio", "memory_kind",
+             "planned_step_s", "planned_overhead_s", "measured_step_s", "tokens_per_step_ratio",
+             "extra_tokens_per_sequence", "versions")
+# a plain scalar read as a number or a boolean must be written as YAML 1.2 writes one: decimal, true / false
+_DECIMAL_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+_DECIMAL_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)")
+_BOOLEANS = ("true", "True", "TRUE", "false", "False", "FALSE")
+_TAG = "tag:yaml.org,2002:"
+
+
+def _node_at(root: yaml.Node | None, loc: tuple) -> tuple[yaml.Node | None, yaml.Node | None]:
+    """(the key node, the value node) at ``loc`` in a composed tree; (None, None) where it is not there."""
+    key, node = None, root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            key, node = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(part)), (None, None))
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            key, node = None, node.value[part]
+        else:
+            return None, None
+    return key, node
+
+
+class _Problems:
+    """The one way load words a bad calibration: '<file>:<line>: <field path>: <message>', the line of the key
+    itself for a key that should not be there, of the value otherwise (yamlio.format_error)."""
+
+    def __init__(self, path: Path, root: yaml.Node | None) -> None:
+        self.source, self.root = str(path), root
+
+    def value(self, loc: tuple, message: str) -> UserError:
+        return UserError(format_error(self.source, self.root, loc, message), names_file=True)
+
+    def key(self, loc: tuple, message: str) -> UserError:
+        key, _ = _node_at(self.root, loc)
+        if key is None:
+            return self.value(loc, message)
+        return UserError(f"{self.source}:{key.start_mark.line + 1}: {field_path(loc)}: {message}", names_file=True)
+
+    def unknown_keys(self, d: dict, loc: tuple, allowed: tuple[str, ...], elsewhere: tuple[str, ...] = (),
+                     why_elsewhere: str = "") -> None:
+        for k in d:
+            if k in allowed:
+                continue
+            if k in elsewhere:
+                raise self.key((*loc, str(k)), why_elsewhere)
+            raise self.key((*loc, str(k)), f"unknown key{did_you_mean(str(k), list(allowed))} (a calibration holds "
+                                           f"{', '.join(allowed)} here)")
+
+    def yaml11_scalars(self) -> None:
+        """Refuse a plain scalar YAML 1.1 reads as a number or a boolean where YAML 1.2 (and a person) would not:
+        0x10 (16), 010 (8), 1_0 (10), 1:30 (90), yes / on (true)."""
+        stack = [(self.root, ())] if self.root is not None else []
+        while stack:
+            node, loc = stack.pop()
+            if isinstance(node, yaml.MappingNode):
+                for k, v in node.value:
+                    here = (*loc, str(getattr(k, "value", "?")))
+                    stack += [(k, here), (v, here)]
+            elif isinstance(node, yaml.SequenceNode):
+                stack += [(v, (*loc, i)) for i, v in enumerate(node.value)]
+            elif isinstance(node, yaml.ScalarNode) and node.style is None:
+                text, tag = node.value, node.tag
+                if tag == _TAG + "int":
+                    ok = _DECIMAL_INT.fullmatch(text) is not None
+                elif tag == _TAG + "float":
+                    ok = _DECIMAL_FLOAT.fullmatch(text) is not None
+                else:
+                    ok = tag != _TAG + "bool" or text in _BOOLEANS
+                if not ok:
+                    read = yaml.safe_load(text)
+                    raise self.value(loc, f"{text!r} is read by YAML 1.1 as {read!r}: write plain decimal numbers "
+                                          "and true / false (quote it if it is text)")
+
+    def number(self, d: dict, loc: tuple, key: str, *, integer: bool = False, default: float | None = None) -> float:
+        """d[key] as a finite number as the calibration file must hold it (a YAML number: not a quoted string, not
+        a boolean; a whole number where integer); default where the key is absent and one is given."""
+        if key not in d and default is not None:
+            return default
+        v = d.get(key)
+        kind = "a whole number" if integer else "a number"
+        ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+        if isinstance(v, bool) or not ok or not math.isfinite(v):
+            got = "missing" if key not in d else f"got {v!r}"
+            raise self.value((*loc, key), f"must be {kind} ({got})")
+        return float(v)
+
+    def texts(self, d: dict, loc: tuple, key: str) -> list[str]:
+        v = d.get(key)
+        if v is None:
+            return []
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise self.value((*loc, key), f"must be a list of text, got {v!r}")
+        return list(v)
 
 
 def load(path: str | Path) -> Calibration:
-    """A calibration file written by `sftplan calibrate`; UserError naming the file and the field otherwise."""
+    """A calibration file written by `sftplan calibrate` (perhaps edited by hand); UserError naming the file, the
+    line and the field otherwise. Read as a hand-written YAML file is (yamlio.load_yaml_mapping: a key given twice
+    is refused by line, 1e-5 is a number); a key calibrate does not write, a YAML 1.1 number (0x10, 1_0) or
+    boolean (yes), and a negative spread or residual are refused too."""
     path = Path(path)
     try:
         raw = path.read_bytes()
-        data = yaml.safe_load(raw.decode("utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: no such file (calibration)", names_file=True) from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except OSError as exc:
         raise UserError(f"{path}: unreadable calibration ({exc.__class__.__name__})", names_file=True) from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("classes"), dict):
+    data, root = load_yaml_mapping(path, hand_written=True)
+    if data.get("schema") != SCHEMA or not isinstance(data.get("classes"), dict):
         raise UserError(f"{path}: not a calibration file (schema {SCHEMA!r} expected)", names_file=True)
+    p = _Problems(path, root)
+    p.yaml11_scalars()
+    p.unknown_keys(data, (), _TOP_KEYS)
+    runs = data.get("runs")
+    if runs is not None and not isinstance(runs, list):
+        raise p.value(("runs",), "must be a list of the runs fitted")
+    for i, run in enumerate(runs or []):
+        if not isinstance(run, dict):
+            raise p.value(("runs", i), "expected a mapping")
+        p.unknown_keys(run, ("runs", i), _RUN_KEYS)
 
-    def factor(name: str, d: object) -> Factor | None:
+    def factor(loc: tuple, d: object) -> Factor | None:
         if d is None:
             return None
         if not isinstance(d, dict):
-            raise UserError(f"{path}: classes.{name}: expected a mapping", names_file=True)
-        value, runs = _read_number(path, name, d, "factor"), _read_number(path, name, d, "runs", integer=True)
-        if not FACTOR_MIN <= value <= FACTOR_MAX or runs < 1:
-            raise UserError(f"{path}: classes.{name}: factor must be within [{FACTOR_MIN}, {FACTOR_MAX}] with runs >= 1",
-                            names_file=True)
-        weak = d.get("weak", runs < 2)
+            raise p.value(loc, "expected a mapping")
         fit_kind = d.get("fit", FIT_FACTOR)
-        if not isinstance(weak, bool):
-            raise UserError(f"{path}: classes.{name}.weak: must be true or false, got {weak!r}", names_file=True)
         if fit_kind not in (FIT_FACTOR, FIT_FIXED_RATE):
-            raise UserError(f"{path}: classes.{name}.fit: must be '{FIT_FACTOR}' or '{FIT_FIXED_RATE}', "
-                            f"got {fit_kind!r}", names_file=True)
-        f = Factor(value=value, runs=int(runs), spread=_read_number(path, name, d, "spread", default=0.0),
-                   weak=weak, fit=fit_kind)
+            raise p.value((*loc, "fit"), f"must be '{FIT_FACTOR}' or '{FIT_FIXED_RATE}', got {fit_kind!r}")
+        if fit_kind == FIT_FIXED_RATE:
+            p.unknown_keys(d, loc, _FACTOR_KEYS + _FIXED_RATE_KEYS)
+        else:
+            p.unknown_keys(d, loc, _FACTOR_KEYS, _FIXED_RATE_KEYS, f"only with fit '{FIT_FIXED_RATE}' (this one is "
+                                                                   f"fit '{FIT_FACTOR}', which does not use it)")
+        value, runs = p.number(d, loc, "factor"), p.number(d, loc, "runs", integer=True)
+        if not FACTOR_MIN <= value <= FACTOR_MAX or runs < 1:
+            raise p.value(loc, f"factor must be within [{FACTOR_MIN}, {FACTOR_MAX}] with runs >= 1")
+        weak = d.get("weak", runs < 2)
+        if not isinstance(weak, bool):
+            raise p.value((*loc, "weak"), f"must be true or false, got {weak!r}")
+        spread = p.number(d, loc, "spread", default=0.0)
+        if spread < 0:
+            raise p.value((*loc, "spread"), f"must be 0 or more (a spread of ratios), got {spread:g}")
+        f = Factor(value=value, runs=int(runs), spread=spread, weak=weak, fit=fit_kind)
         if f.fit == FIT_FACTOR:
             return f
-        a, b, t = (_read_number(path, name, d, k) for k in ("overhead_factor", "compute_factor", "tokens_factor"))
+        a, b, t = (p.number(d, loc, k) for k in ("overhead_factor", "compute_factor", "tokens_factor"))
         if not (0 <= a <= OVERHEAD_FACTOR_MAX and FACTOR_MIN <= b <= FACTOR_MAX and FACTOR_MIN <= t <= FACTOR_MAX):
-            raise UserError(f"{path}: classes.{name}: fit '{FIT_FIXED_RATE}' needs overhead_factor in "
-                            f"[0, {OVERHEAD_FACTOR_MAX:g}], compute_factor and tokens_factor in "
-                            f"[{FACTOR_MIN}, {FACTOR_MAX}]", names_file=True)
+            raise p.value(loc, f"fit '{FIT_FIXED_RATE}' needs overhead_factor in [0, {OVERHEAD_FACTOR_MAX:g}], "
+                               f"compute_factor and tokens_factor in [{FACTOR_MIN}, {FACTOR_MAX}]")
+        residual = p.number(d, loc, "residual", default=0.0)
+        if residual < 0:
+            raise p.value((*loc, "residual"), f"must be 0 or more (an rms error), got {residual:g}")
+        shapes = p.number(d, loc, "shapes", integer=True, default=2)
+        if shapes < 1:
+            raise p.value((*loc, "shapes"), f"must be 1 or more, got {shapes:g}")
         extra = d.get("extra_tokens_per_sequence")
         return Factor(value=f.value, runs=f.runs, spread=f.spread, weak=f.weak, fit=FIT_FIXED_RATE, overhead_factor=a,
-                      compute_factor=b, tokens_factor=t,
-                      shapes=int(_read_number(path, name, d, "shapes", integer=True, default=2)),
-                      residual=_read_number(path, name, d, "residual", default=0.0),
-                      extra_tokens_per_sequence=None if extra is None else _read_number(path, name, d,
-                                                                                         "extra_tokens_per_sequence"))
+                      compute_factor=b, tokens_factor=t, shapes=int(shapes), residual=residual,
+                      extra_tokens_per_sequence=None if extra is None else p.number(d, loc, "extra_tokens_per_sequence"))
 
     classes = {}
     for key, c in data["classes"].items():
+        loc = ("classes", str(key))
         if not isinstance(c, dict):
-            raise UserError(f"{path}: classes.{key}: expected a mapping", names_file=True)
-        for listed in ("versions", "plan_sha256s"):
-            if not isinstance(c.get(listed) or [], list):
-                raise UserError(f"{path}: classes.{key}.{listed}: must be a list", names_file=True)
-        classes[str(key)] = ClassFactors(key=str(key), throughput=factor(f"{key}.throughput", c.get("throughput")),
-                                         memory=factor(f"{key}.memory", c.get("memory")),
-                                         memory_kind=str(c.get("memory_kind", "unknown")),
-                                         versions=[str(v) for v in c.get("versions") or []],
-                                         plan_sha256s=[str(v) for v in c.get("plan_sha256s") or []])
+            raise p.value(loc, "expected a mapping")
+        p.unknown_keys(c, loc, _CLASS_KEYS)
+        kind = c.get("memory_kind", "unknown")
+        if not isinstance(kind, str):
+            raise p.value((*loc, "memory_kind"), f"must be text, got {kind!r}")
+        classes[str(key)] = ClassFactors(key=str(key), throughput=factor((*loc, "throughput"), c.get("throughput")),
+                                         memory=factor((*loc, "memory"), c.get("memory")), memory_kind=kind,
+                                         versions=p.texts(c, loc, "versions"),
+                                         plan_sha256s=p.texts(c, loc, "plan_sha256s"))
     return Calibration(sha256=hashlib.sha256(raw).hexdigest(), path=str(path), classes=classes)
 
 

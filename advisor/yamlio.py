@@ -157,6 +157,14 @@ _HandWrittenLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"), list("-+0123456789"))
 
 
+class HandWrittenDumper(yaml.SafeDumper):
+    """SafeDumper that quotes every string _HandWrittenLoader would read as something else (a name such as 1e5):
+    a file sftplan writes for people to edit, and reads back as hand-written, reads back as it was written."""
+
+
+HandWrittenDumper.yaml_implicit_resolvers = {k: list(v) for k, v in _HandWrittenLoader.yaml_implicit_resolvers.items()}
+
+
 def load_yaml_mapping(path: str | Path, hand_written: bool = False) -> tuple[dict, yaml.Node | None]:
     """(the mapping in ``path``, its composed YAML tree for line numbers); a problem is a one-line UserError.
     ``hand_written``: read 1e-5 as a number (_HandWrittenLoader)."""

@@ -1,6 +1,7 @@
 """Plan against reality: the plan's estimates beside what the run measured, in report.md and report.json.
 
-Reads RUN_DIR/metrics.jsonl (one object per logged step) and RUN_DIR/run.json. Measured figures:
+Reads RUN_DIR/metrics.jsonl (one object per logged step) and RUN_DIR/run.json. Measured figures (computed by
+advisor/run_metrics.py, which `sftplan calibrate` also uses to check a report before learning from it):
 
 - tokens/s per GPU and step time: medians over the logged steps, the first one left out (warm-up)
   when more than three were logged;
@@ -18,31 +19,17 @@ Reads RUN_DIR/metrics.jsonl (one object per logged step) and RUN_DIR/run.json. M
 from __future__ import annotations
 
 import json
-import statistics
 from datetime import datetime, timezone
 from pathlib import Path
 
 from advisor.errors import UserError
 from advisor.models import Plan
-from advisor.units import GIB
+from advisor.run_metrics import measured_figures, read_metrics
 from advisor.yamlio import atomic_write_text
 
 
 def _read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a kill mid-write; the rest still counts
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    return read_metrics(run_dir / "metrics.jsonl")
 
 
 def _read_run(run_dir: Path) -> dict:
@@ -54,43 +41,6 @@ def _read_run(run_dir: Path) -> dict:
     except (OSError, json.JSONDecodeError):
         raise UserError(f"{path}: unreadable run record") from None
     return data if isinstance(data, dict) else {}
-
-
-def _median(rows: list[dict], key: str) -> float | None:
-    vals = [float(r[key]) for r in rows if isinstance(r.get(key), (int, float)) and r[key] > 0]
-    if len(vals) > 3:
-        vals = vals[1:]
-    return statistics.median(vals) if vals else None
-
-
-FASTEST_FRACTION = 0.10  # without CPU times: the fastest tenth of the logged steps (at least 3)
-
-
-def _uncontended(rows: list[dict]) -> tuple[float | None, float | None, str]:
-    """(tokens/s, step time, how) of the run as if nothing else competed for its cores (the first step left
-    out as warm-up). On a shared host (the cpu tier: other jobs on the same cores) the median step is as
-    slow as the neighbours make it; the estimator models the host uncontended. A single-threaded process's
-    CPU time per step (``cpu_time_s``, ``torch_threads`` 1) leaves out the time others held the core, but
-    not the cold caches they leave behind (up to +50% at load 5 here); with more threads CPU time counts the
-    threads' spinning, so wall time stands in. The rate is the median tokens per second of the fastest
-    tenth of the steps by that clock (by rate, not by time: the shortest steps are also the ones with the
-    fewest tokens); the step time is the median step's tokens at that rate."""
-    timed = [r for r in rows if all(isinstance(r.get(k), (int, float)) and r[k] > 0
-                                    for k in ("step_time_s", "tokens_per_s_per_gpu"))]
-    if len(timed) > 3:
-        timed = timed[1:]
-    if len(timed) < 3:
-        return None, None, ""
-    by_cpu = all(r.get("torch_threads") == 1 and isinstance(r.get("cpu_time_s"), (int, float)) and r["cpu_time_s"] > 0
-                 for r in timed)
-    tokens = [float(r["tokens_per_s_per_gpu"]) * float(r["step_time_s"]) for r in timed]
-    clock = [float(r["cpu_time_s"] if by_cpu else r["step_time_s"]) for r in timed]
-    rates = sorted((n / t for n, t in zip(tokens, clock)), reverse=True)
-    rate = statistics.median(rates[:max(3, round(len(rates) * FASTEST_FRACTION))])
-    how = (f"the fastest {FASTEST_FRACTION:.0%} of logged steps by "
-           + ("process CPU time (one thread: the step without the neighbours' load)" if by_cpu else "wall time")
-           + ": their median tokens/s; step time = the median step's tokens at it")
-    return rate, statistics.median(tokens) / rate, how
 
 
 def _parse_time(text: object) -> datetime | None:
@@ -125,19 +75,6 @@ def _elapsed_hours(run: dict, rows: list[dict], now: datetime | None) -> tuple[f
     return None, "no start time recorded"
 
 
-def _memory_kind(run: dict, rows: list[dict]) -> str:
-    for source in [*reversed(rows), run]:
-        kind = source.get("peak_memory_kind")
-        if isinstance(kind, str) and kind:
-            return kind
-    device = str(run.get("device", "")).lower()
-    if device.startswith("cuda") or device.startswith("gpu"):
-        return "accelerator max allocated"
-    if device == "cpu":
-        return "process RSS"
-    return "unknown (accelerator max allocated or process RSS)"
-
-
 def gpu_price(plan: Plan) -> tuple[float | None, str]:
     """usd_per_gpu_hour of the plan's GPU: the catalog's, else the plan's tier table's."""
     gpu = plan.recommended.gpu if plan.recommended else None
@@ -169,26 +106,25 @@ def build_report(run_dir: str | Path, plan: Plan, *, now: datetime | None = None
     num_gpus = plan.recommended.num_gpus if plan.recommended else None
     price, price_source = gpu_price(plan)
     hours, hours_how = _elapsed_hours(run, rows, now)
-    peaks = [int(r["peak_memory_bytes"]) for r in rows if isinstance(r.get("peak_memory_bytes"), (int, float))]
-    kind = _memory_kind(run, rows)
+    measured = measured_figures(rows, run)  # what calibrate recomputes to check this report (advisor/run_metrics.py)
+    kind = measured["peak_memory_per_gpu_gib"]["how"]
     cost = hours * num_gpus * price if hours is not None and num_gpus and price is not None else None
     skip = " (first logged step left out as warm-up)" if len(rows) > 3 else ""
     figures = {
         "tokens_per_s_per_gpu": _row(est.tokens_per_s_per_gpu if est else None,
-                                     _median(rows, "tokens_per_s_per_gpu"), "tokens/s", "median of logged steps" + skip),
-        "step_time_s": _row(est.step_time_s if est else None, _median(rows, "step_time_s"), "s",
+                                     measured["tokens_per_s_per_gpu"]["measured"], "tokens/s",
+                                     "median of logged steps" + skip),
+        "step_time_s": _row(est.step_time_s if est else None, measured["step_time_s"]["measured"], "s",
                             "median of logged steps" + skip),
         "peak_memory_per_gpu_gib": _row(est.memory_per_gpu_gib if est else None,
-                                        max(peaks) / GIB if peaks else None, "GiB", kind),
+                                        measured["peak_memory_per_gpu_gib"]["measured"], "GiB", kind),
         "hours": _row(est.hours if est else None, hours, "h", f"elapsed so far ({hours_how}); plan: whole run"),
         "cost_usd": _row(est.cost_usd if est else None, cost, "USD",
                          f"elapsed x {num_gpus} GPU(s) x ${price if price is not None else '?'}/GPU-hour "
                          f"({price_source}); plan: whole run"),
     }
-    best_tokens, best_step, how = _uncontended(rows)
-    if best_step is not None:
-        figures["tokens_per_s_per_gpu"].update(measured_uncontended=best_tokens, how_uncontended=how)
-        figures["step_time_s"].update(measured_uncontended=best_step, how_uncontended=how)
+    for name in ("tokens_per_s_per_gpu", "step_time_s"):  # the uncontended figures, when there are enough steps
+        figures[name].update((k, v) for k, v in measured[name].items() if k != "measured")
     last_step = max((int(r["step"]) for r in rows if isinstance(r.get("step"), (int, float))), default=0)
     return {
         "plan_sha256": plan.plan_sha256,

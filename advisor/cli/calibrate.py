@@ -2,12 +2,15 @@
 
 Runs of one class at two or more shapes get the step time's fixed overhead and compute fitted apart
 ("fixed+rate"); one shape, a factor. A run folder that cannot be read (no report, another plan's report, a run still going or failed) is
-skipped with one line naming it; the others still count. Exit 2 when none is usable.
+skipped with one line naming it; the others still count. Exit 2 when none is usable. -o creates a new file or
+replaces a calibration file, nothing else (advisor.cli.calibrate._check_output).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -21,15 +24,77 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_calibrate)
 
 
+_MAX_CALIBRATION_BYTES = 64 << 20  # a bigger file is no calibration (a data set, a checkpoint): not even parsed
+
+
+def _check_output(output: str, run_dirs: list[str]) -> None:
+    """-o may name a new file, or a calibration file to replace; anything else (a plan, a data set, a model's
+    config, a link, a device, a folder), a file in a run folder given or in a model folder, is refused before
+    anything is written: the write is a rename, which would replace whatever -o names."""
+    from advisor.calibration import SCHEMA
+
+    if not output.strip():
+        raise UserError("-o: empty file name; give one such as calibration.yaml")
+    path = Path(output)
+    out, spelt = path.resolve(), Path(os.path.abspath(path))  # where it lands, and where it is named (a link)
+    for run_dir in run_dirs:  # a run folder's report is what the next calibration reads: never written over
+        if out.is_relative_to(Path(run_dir).resolve()) or spelt.is_relative_to(os.path.abspath(run_dir)):
+            raise UserError(f"-o {output}: is inside the run folder {run_dir}, which calibrate reads; write "
+                            "the calibration elsewhere")
+    for folder in dict.fromkeys((out.parent, spelt.parent)):
+        if (folder / "config.json").is_file():
+            raise UserError(f"-o {output}: is inside the model folder {folder} (it holds config.json); write the "
+                            "calibration elsewhere")
+    ancestor = spelt.parent
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"-o {output}: {ancestor} is not a folder; give a file name in a folder")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return  # a new file
+    except OSError as exc:
+        raise UserError(f"-o {output}: cannot be written ({exc.strerror or exc.__class__.__name__})") from None
+    if stat.S_ISLNK(st.st_mode):
+        why = "a symbolic link (writing would replace the link itself with a file)"
+    elif stat.S_ISDIR(st.st_mode):
+        why = "a folder"
+    elif not stat.S_ISREG(st.st_mode):
+        why = "not a regular file (a device, a pipe or a socket)"
+    elif not _is_calibration_file(path, st.st_size):
+        why = f"an existing file that is not a readable calibration (schema {SCHEMA!r})"
+    else:
+        return  # a calibration: replaced by the new one
+    raise UserError(f"-o {output}: is {why}; calibrate only creates a new file or replaces a calibration file: "
+                    "give a new file name")
+
+
+def _is_calibration_file(path: Path, size: int) -> bool:
+    """A YAML mapping whose schema is the calibration's (read leniently: a damaged calibration is still one to
+    replace); False for anything else or anything that cannot be read."""
+    import yaml
+
+    from advisor.calibration import SCHEMA
+
+    if size > _MAX_CALIBRATION_BYTES:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            if SCHEMA.encode() not in fh.read(64 << 10):
+                return False  # not even its head names the schema: not parsed
+            fh.seek(0)
+            data = yaml.safe_load(fh.read().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and data.get("schema") == SCHEMA
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from advisor import calibration
     from advisor.yamlio import atomic_write_text
 
-    out = Path(args.output).resolve()
-    for run_dir in args.run_dirs:  # a run folder's report is what the next calibration reads: never written over
-        if out.is_relative_to(Path(run_dir).resolve()):
-            raise UserError(f"-o {args.output}: is inside the run folder {run_dir}, which calibrate reads; write "
-                            "the calibration elsewhere")
+    _check_output(args.output, args.run_dirs)
     samples, skipped, seen = [], [], {}
     for run_dir in args.run_dirs:
         same = seen.setdefault(Path(run_dir).resolve(), run_dir)  # one run folder counts once, however it is named

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advisor import calibration
+from advisor import calibration, run_metrics
 from advisor.architecture import resolve_model
 from advisor.catalog import load_catalog
 from advisor.estimate import estimate
 from advisor.specs import TrainConfig
+from advisor.units import GIB
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,12 +32,22 @@ def _run(tmp: Path, name: str, *, gpu="a100-80gb", strategy="fsdp", params=8_000
     plan = {"plan_sha256": sha, "method": method, "model": {"params": params},
             "recommended": {"gpu": gpu, "strategy": strategy, "precision": "bf16-mixed"}}
     (d / "plan.yaml").write_text(yaml.safe_dump(plan))
-    report = {"plan_sha256": sha, "status": status, "gpu": gpu, "figures": {
-        "tokens_per_s_per_gpu": {"planned": tokens[0], "measured": tokens[1], "unit": "tokens/s"},
-        "peak_memory_per_gpu_gib": {"planned": memory[0], "measured": memory[1], "unit": "GiB", "how": how}}}
-    (d / "report.json").write_text(json.dumps(report))
-    (d / "run.json").write_text(json.dumps({"versions": versions or {"torch": "2.13.0", "transformers": "5.24.0"}}))
+    rows = [{"step": 1, "tokens_per_s_per_gpu": tokens[1], "peak_memory_bytes": round(memory[1] * GIB),
+             "peak_memory_kind": how}]
+    write_logged_run(d, rows, {"versions": versions or {"torch": "2.13.0", "transformers": "5.24.0"}},
+                     {"plan_sha256": sha, "status": status, "gpu": gpu},
+                     {"tokens_per_s_per_gpu": tokens[0], "step_time_s": None, "peak_memory_per_gpu_gib": memory[0]})
     return d
+
+
+def write_logged_run(d: Path, rows: list[dict], run: dict, report: dict, planned: dict[str, float | None]) -> None:
+    """metrics.jsonl (``rows``), run.json (``run``) and a report.json (``report`` plus figures) whose measured
+    figures are what the executor computes from those rows (advisor/run_metrics.py), beside ``planned``."""
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (d / "run.json").write_text(json.dumps(run))
+    measured = run_metrics.measured_figures(rows, run)
+    figures = {name: {"planned": planned[name], **measured[name]} for name in planned}
+    (d / "report.json").write_text(json.dumps({**report, "figures": figures}))
 
 
 def _calibrate(*dirs: Path, out: Path) -> subprocess.CompletedProcess:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_calibration import write_logged_run
 
 from advisor import calibration
 from advisor.architecture import resolve_model
@@ -47,11 +48,10 @@ def _run(tmp: Path, name: str, *, micro: int, accum: int, seq: int, overhead_s: 
                             "grad_accum": accum},
             "estimate": {"step_time_s": planned_step, "step_overhead_s": overhead_s, "tokens_per_s_per_gpu": planned_tps}}
     (d / "plan.yaml").write_text(yaml.safe_dump(plan))
-    report = {"plan_sha256": sha, "status": "finished", "gpu": "cpu", "figures": {
-        "tokens_per_s_per_gpu": {"planned": planned_tps, "measured": measured_tps, "unit": "tokens/s"},
-        "step_time_s": {"planned": planned_step, "measured": measured_step, "unit": "s"},
-        "peak_memory_per_gpu_gib": {"planned": 1.0, "measured": 1.1, "unit": "GiB", "how": "process RSS"}}}
-    (d / "report.json").write_text(json.dumps(report))
+    rows = [{"step": 1, "tokens_per_s_per_gpu": measured_tps, "step_time_s": measured_step,
+             "peak_memory_bytes": round(1.1 * 2**30), "peak_memory_kind": "process RSS"}]
+    write_logged_run(d, rows, {}, {"plan_sha256": sha, "status": "finished", "gpu": "cpu"},
+                     {"tokens_per_s_per_gpu": planned_tps, "step_time_s": planned_step, "peak_memory_per_gpu_gib": 1.0})
     return d
 
 

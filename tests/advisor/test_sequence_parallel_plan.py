@@ -137,6 +137,8 @@ def test_without_runs_of_its_own_zero3_sp_takes_zero3s_calibration(tmp_path):
             "peak_memory_per_gpu_gib": {"planned": 40.0, "measured": 40.0, "unit": "GiB",
                                         "how": "accelerator max allocated"}}}))
         (d / "run.json").write_text(json.dumps({"versions": {"torch": "2.13.0", "transformers": "5.24.0"}}))
+        (d / "metrics.jsonl").write_text(json.dumps({"step": 1, "tokens_per_s_per_gpu": 700.0, "peak_memory_bytes": 40 * 2**30,
+                                                     "peak_memory_kind": "accelerator max allocated"}) + "\n")
         runs.append(d)
     out = tmp_path / "cal.yaml"
     proc = subprocess.run([sys.executable, "-m", "advisor", "calibrate", *map(str, runs), "-o", str(out)], cwd=root,

@@ -31,6 +31,7 @@ def _calibration_file(tmp: Path, ratio: float) -> Path:
              "recommended": {"gpu": "h100-sxm", "strategy": "fsdp", "precision": "bf16-mixed"}}))
         (d / "report.json").write_text(json.dumps({"plan_sha256": sha, "status": "finished", "figures": {
             "tokens_per_s_per_gpu": {"planned": 1000.0, "measured": 1000.0 * ratio, "unit": "tokens/s"}}}))
+        (d / "metrics.jsonl").write_text(json.dumps({"step": 1, "tokens_per_s_per_gpu": 1000.0 * ratio}) + "\n")
     out = tmp / "cal.yaml"
     assert main(["calibrate", str(tmp / "run0"), str(tmp / "run1"), "-o", str(out)]) == 0
     return out
