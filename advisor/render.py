@@ -19,7 +19,7 @@ from advisor.fmt import secs as _secs
 from advisor.fmt import usd as _usd
 from advisor.memory import plan_ulysses_degree
 from advisor.models import Plan, Recommended
-from advisor.planfile import compute_sha256
+from advisor.planfile import verify
 
 _KEY_PREFIXES = ("method.", "parallel.", "constraints.", "fit.")
 
@@ -34,11 +34,16 @@ def config_str(c: Recommended | None) -> str:
 
 
 def approval_line(plan: Plan, plan_file: str = "plan.yaml") -> str:
-    """``plan_file``: how the approve hint names the plan (the file it was written to)."""
+    """``plan_file``: how the approve hint names the plan (the file it was written to).
+
+    The approval is shown only as verified: "approved by X" only where ``planfile.verify`` passes (the check
+    `sftplan verify` and `run` make); else the stamp does not verify and verify's reason is shown, never the
+    (possibly forged) approver as if approved. The "APPROVAL VOID" prefix is what the TUI's badge keys on."""
     if plan.approval is None:
         return f"NOT APPROVED - review, then `sftplan approve {plan_file} --by NAME`"
-    if plan.approval.plan_sha256 != compute_sha256(plan):
-        return f"APPROVAL VOID - edited after approval by {plan.approval.by}"
+    why = verify(plan)
+    if why:
+        return f"APPROVAL VOID - NOT VALID: {why}"
     return f"approved by {plan.approval.by} at {plan.approval.at}"
 
 

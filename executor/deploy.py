@@ -36,6 +36,7 @@ inside the functions.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -82,6 +83,53 @@ def _verdict(check: DeployCheck, drop: float, limited: bool, settings: DeploySet
     if limited and not settings.limited_can_clear:
         return "not cleared (limited)"
     return "passed"
+
+
+def _result(check: DeployCheck) -> CheckResult:
+    return CheckResult(name=check.name, task=check.task, metric=check.metric, required=check.required,
+                       max_regression=check.max_regression, higher_is_better=check.higher_is_better)
+
+
+def unscored_result(check: DeployCheck, missing: dict[str, str]) -> CheckResult:
+    """A check evaluate does not score: no lm-eval task (the eval gate, or a manual step), or a task that cannot
+    run here (``missing``: task -> its one line)."""
+    r = _result(check)
+    if check.task is None:
+        r.verdict = "eval gate" if check.name.lower() == "golden set" else "manual"
+        r.note = ("answered by gate.json" if r.verdict == "eval gate"
+                  else "no lm-eval task: run it yourself and pass --deploy-results to promote")
+    else:
+        r.verdict, r.note = "unavailable", missing[check.task]
+    return r
+
+
+def scored_result(check: DeployCheck, base: float, tuned: float, *, limited: bool, settings: DeploySettings,
+                  partial: tuple[list[str], int] | None = None) -> CheckResult:
+    """A check scored on the base and the tuned model. ``partial``: (the subtasks scored, how many the group has)
+    when only some of a group's subtasks were pointed at data: recorded, it cannot clear (or fail) the check."""
+    r = _result(check)
+    r.base, r.tuned = base, tuned
+    drop = drop_points(base, tuned, check.higher_is_better)
+    if partial:
+        r.verdict = "not cleared (partial)"
+        r.note = (f"scored on {len(partial[0])} of {partial[1]} subtasks ({', '.join(partial[0])}): drop {drop:g} "
+                  f"pts; point all {partial[1]} subtasks at data to clear it")
+    else:
+        r.drop_points = drop
+        r.verdict = _verdict(check, drop, limited, settings)
+    return r
+
+
+def deploy_report(plan: Plan, best: dict, *, base_model: str, adapter: bool, limit: int | None,
+                  settings: DeploySettings, task_data: dict[str, str], include_paths: list[str],
+                  results: list[CheckResult]) -> dict:
+    """deploy.json's content (``read_deploy`` checks a file against this schema)."""
+    return {"plan_sha256": plan.plan_sha256, "epoch": best["epoch"], "checkpoint": best["checkpoint"],
+            "base_model": base_model, "adapter": adapter, "limit": limit, "limited_can_clear": settings.limited_can_clear,
+            "seed": settings.seed, "batch_size": settings.batch_size, "lm_eval_version": _lm_eval_version(),
+            "task_data": task_data, "include_paths": include_paths,
+            "finished_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            "checks": [asdict(r) for r in results]}
 
 
 _NOT_EXTRAS = {"dev", "tasks", "all", "testing"}  # lm-eval extras that bundle others
@@ -446,7 +494,7 @@ def evaluate(run_dir: str | Path, *, epoch: float | None = None, limit: int | No
     ckpt = run_dir / best["checkpoint"]
     from executor.names import check_complete
 
-    damaged = check_complete(ckpt)
+    damaged = check_complete(ckpt, plan.plan_sha256)  # this plan's run wrote it, at its step
     if damaged:
         raise UserError(f"epoch {best['epoch']}'s checkpoint: {damaged}; nothing to evaluate")
     base_model = _base_model(run_dir, plan)
@@ -477,36 +525,21 @@ def evaluate(run_dir: str | Path, *, epoch: float | None = None, limit: int | No
              + (" (base + its LoRA adapter)" if adapter else "") + (f", {limit} examples per task" if limit else ""))
         lms = {"base": _lm(Path(base_model), base_model, settings), "tuned": _lm(ckpt, base_model, settings)}
     for check in plan.evaluation.deploy_suite:
-        r = CheckResult(name=check.name, task=check.task, metric=check.metric, required=check.required,
-                        max_regression=check.max_regression, higher_is_better=check.higher_is_better)
-        if check.task is None:
-            r.verdict = "eval gate" if check.name.lower() == "golden set" else "manual"
-            r.note = ("answered by gate.json" if r.verdict == "eval gate"
-                      else "no lm-eval task: run it yourself and pass --deploy-results to promote")
-        elif check.task in missing:
-            r.verdict, r.note = "unavailable", missing[check.task]
-        else:
-            r.base = _score(lms["base"], loaded[check.task], tm, check.metric, settings, limit, check.task)
-            r.tuned = _score(lms["tuned"], loaded[check.task], tm, check.metric, settings, limit, check.task)
-            drop = drop_points(r.base, r.tuned, check.higher_is_better)
-            scope = _group_scope(check.task, task_data, tm)
-            part = f" on {len(scope[0])} of {len(scope[1])} subtasks ({', '.join(scope[0])})" if scope and scope[0] != scope[1] else ""
-            if part:  # a subset of the group measures something else: recorded, it cannot clear (or fail) the check
-                r.verdict = "not cleared (partial)"
-                r.note = (f"scored{part}: drop {drop:g} pts; point all {len(scope[1])} subtasks at data "
-                          "to clear it")
-            else:
-                r.drop_points = drop
-                r.verdict = _verdict(check, drop, bool(limit), settings)
-            echo(f"deploy: {check.name} ({check.task}{part}, {check.metric}): base {r.base:.4f}, tuned {r.tuned:.4f}, "
-                 f"drop {drop:g} pts (allowed {check.max_regression:g}): {r.verdict}")
+        if check.task is None or check.task in missing:
+            results.append(unscored_result(check, missing))
+            continue
+        base = _score(lms["base"], loaded[check.task], tm, check.metric, settings, limit, check.task)
+        tuned = _score(lms["tuned"], loaded[check.task], tm, check.metric, settings, limit, check.task)
+        scope = _group_scope(check.task, task_data, tm)
+        partial = (scope[0], len(scope[1])) if scope and scope[0] != scope[1] else None
+        r = scored_result(check, base, tuned, limited=bool(limit), settings=settings, partial=partial)
+        part = f" on {len(partial[0])} of {partial[1]} subtasks ({', '.join(partial[0])})" if partial else ""
+        echo(f"deploy: {check.name} ({check.task}{part}, {check.metric}): base {r.base:.4f}, tuned {r.tuned:.4f}, "
+             f"drop {drop_points(base, tuned, check.higher_is_better):g} pts (allowed {check.max_regression:g}): "
+             f"{r.verdict}")
         results.append(r)
-    report = {"plan_sha256": plan.plan_sha256, "epoch": best["epoch"], "checkpoint": best["checkpoint"],
-              "base_model": base_model, "adapter": adapter, "limit": limit, "limited_can_clear": settings.limited_can_clear,
-              "seed": settings.seed, "batch_size": settings.batch_size, "lm_eval_version": _lm_eval_version(),
-              "task_data": task_data, "include_paths": includes,
-              "finished_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-              "checks": [asdict(r) for r in results]}
+    report = deploy_report(plan, best, base_model=base_model, adapter=adapter, limit=limit, settings=settings,
+                           task_data=task_data, include_paths=includes, results=results)
     atomic_write_text(run_dir / DEPLOY_FILE, json.dumps(report, indent=2) + "\n")
     return report
 
@@ -521,23 +554,159 @@ def _lm_eval_version() -> str:
 
 
 def read_deploy(run_dir: str | Path, plan: Plan, checkpoint: str) -> dict | None:
-    """RUN_DIR/deploy.json when it was written for this plan and this checkpoint, else None."""
+    """RUN_DIR/deploy.json when it was written for this plan and this checkpoint, else None.
+
+    The file is checked as it is read, against what ``deploy_report`` writes: every key present with the type the
+    writer gives it (numbers finite and real, never a bool or a string), each check one of the plan's deploy
+    suite as the plan records it, its verdict one the writer gives, and its ``drop_points`` the drop its own
+    ``base`` and ``tuned`` give (``drop_points()``). Anything else is one line naming the file and the field."""
     path = Path(run_dir) / DEPLOY_FILE
     if not path.is_file():
         return None
+    again = f"run `sftplan evaluate {run_dir}` again"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise UserError(f"{path}: unreadable (run `sftplan evaluate {run_dir}` again)") from None
+        raise UserError(f"{path}: unreadable ({again})") from None
     if not isinstance(data, dict) or not isinstance(data.get("checks"), list):
-        raise UserError(f"{path}: not a deploy report (run `sftplan evaluate {run_dir}` again)")
-    if data.get("plan_sha256") != plan.plan_sha256 or data.get("checkpoint") != checkpoint:
-        return None  # another plan or another epoch: not this promotion's evidence
+        raise UserError(f"{path}: not a deploy report ({again})")
+    try:
+        for key in ("plan_sha256", "checkpoint"):
+            _need(data, key, key, str)
+        if data["plan_sha256"] != plan.plan_sha256 or data["checkpoint"] != checkpoint:
+            return None  # another plan or another epoch: not this promotion's evidence
+        _check_report(data, plan)
+    except _Bad as bad:
+        raise UserError(f"{path}: {bad.field}: {bad.why} ({again})") from None
     return data
 
 
+class _Bad(Exception):
+    def __init__(self, field: str, why: str) -> None:
+        super().__init__(f"{field}: {why}")
+        self.field, self.why = field, why
+
+
+def _show(value) -> str:
+    text = json.dumps(value, ensure_ascii=True) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_number(value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+_KINDS = {str: "a string", bool: "true or false", int: "an integer", float: "a finite number", dict: "an object",
+          list: "a list"}
+
+
+def _need(obj: dict, key: str, field: str, kind: type, *, optional: bool = False):
+    """obj[key], which must be of ``kind`` (or null where ``optional``); else _Bad on ``field``."""
+    if key not in obj:
+        raise _Bad(field, "missing")
+    value = obj[key]
+    if value is None and optional:
+        return None
+    ok = (_is_number(value) if kind is float else
+          isinstance(value, int) and not isinstance(value, bool) if kind is int else isinstance(value, kind))
+    if not ok:
+        raise _Bad(field, f"expected {_KINDS[kind]}{' or null' if optional else ''}, got {_show(value)}")
+    return value
+
+
+_SCORED = ("passed", "FAILED", "not cleared (limited)")
+_TASK_VERDICTS = (*_SCORED, "not cleared (partial)", "unavailable")
+
+
+def _check_report(data: dict, plan: Plan) -> None:
+    settings = plan.evaluation.deploy or DeploySettings()
+    _need(data, "epoch", "epoch", float)
+    for key in ("base_model", "lm_eval_version", "finished_at"):
+        _need(data, key, key, str)
+    if "adapter" in data:  # written since LoRA deploy; an older report has none
+        _need(data, "adapter", "adapter", bool)
+    limit = _need(data, "limit", "limit", int, optional=True)
+    if limit is not None and limit <= 0:
+        raise _Bad("limit", f"expected a positive number of examples per task, got {_show(limit)}")
+    if _need(data, "limited_can_clear", "limited_can_clear", bool) != settings.limited_can_clear:
+        raise _Bad("limited_can_clear", f"{_show(data['limited_can_clear'])}, but the plan's "
+                                        f"evaluation.deploy.limited_can_clear is {_show(settings.limited_can_clear)}")
+    _need(data, "seed", "seed", int)
+    _need(data, "batch_size", "batch_size", int)
+    for task, where in _need(data, "task_data", "task_data", dict).items():
+        if not isinstance(where, str):
+            raise _Bad(f"task_data[{_show(task)}]", f"expected a path, got {_show(where)}")
+    for i, where in enumerate(_need(data, "include_paths", "include_paths", list)):
+        if not isinstance(where, str):
+            raise _Bad(f"include_paths[{i}]", f"expected a path, got {_show(where)}")
+    suite = {c.name: c for c in plan.evaluation.deploy_suite}
+    seen: set[str] = set()
+    for i, entry in enumerate(data["checks"]):
+        name = _check_entry(entry, f"checks[{i}]", suite, bool(limit), data["limited_can_clear"])
+        if name in seen:
+            raise _Bad(f"checks[{i}].name", f"{_show(name)} is recorded twice")
+        seen.add(name)
+    left = [n for n in suite if n not in seen]
+    if left:
+        raise _Bad("checks", f"no entry for {_show(left[0])} of the plan's deploy suite")
+
+
+def _check_entry(c, at: str, suite: dict[str, DeployCheck], limited: bool, limited_can_clear: bool) -> str:
+    """One check of deploy.json, against the plan's check of that name and the writer's rules; returns its name."""
+    if not isinstance(c, dict):
+        raise _Bad(at, f"expected an object, got {_show(c)}")
+    name = _need(c, "name", f"{at}.name", str)
+    if name not in suite:
+        raise _Bad(f"{at}.name", f"{_show(name)} is not in the plan's deploy suite")
+    check = suite[name]
+    planned = {"task": (str, check.task), "metric": (str, check.metric), "required": (bool, check.required),
+               "max_regression": (float, check.max_regression), "higher_is_better": (bool, check.higher_is_better)}
+    for key, (kind, want) in planned.items():
+        got = _need(c, key, f"{at}.{key}", kind, optional=key in ("task", "metric"))
+        if got != want:
+            raise _Bad(f"{at}.{key}", f"{_show(got)}, but the plan's check {_show(name)} has {_show(want)}")
+    verdict = _need(c, "verdict", f"{at}.verdict", str)
+    _need(c, "note", f"{at}.note", str)
+    base = _need(c, "base", f"{at}.base", float, optional=True)
+    tuned = _need(c, "tuned", f"{at}.tuned", float, optional=True)
+    drop = _need(c, "drop_points", f"{at}.drop_points", float, optional=True)
+    if check.task is None:
+        allowed = ("eval gate",) if name.lower() == "golden set" else ("manual",)
+    else:
+        allowed = _TASK_VERDICTS
+    if verdict not in allowed:
+        raise _Bad(f"{at}.verdict", f"{_show(verdict)} is not a verdict for this check (one of: {', '.join(allowed)})")
+    scored = verdict in _SCORED or verdict == "not cleared (partial)"
+    for key, value in (("base", base), ("tuned", tuned)):
+        if scored and value is None:
+            raise _Bad(f"{at}.{key}", f"missing a score, though the verdict is {_show(verdict)}")
+        if not scored and value is not None:
+            raise _Bad(f"{at}.{key}", f"a score, though the verdict is {_show(verdict)} (nothing was scored)")
+    if verdict not in _SCORED:
+        if drop is not None:
+            raise _Bad(f"{at}.drop_points", f"a drop, though the verdict is {_show(verdict)}")
+        return name
+    if drop is None:
+        raise _Bad(f"{at}.drop_points", f"missing, though the verdict is {_show(verdict)}")
+    want = drop_points(base, tuned, check.higher_is_better)
+    if abs(drop - want) > 1e-6:
+        raise _Bad(f"{at}.drop_points", f"{drop:g} is not the drop its base {base:g} and tuned {tuned:g} give "
+                                        f"({want:g} points)")
+    settings = DeploySettings(limited_can_clear=limited_can_clear)
+    expected = _verdict(check, drop, limited, settings)
+    if verdict != expected:
+        raise _Bad(f"{at}.verdict", f"{_show(verdict)}, but a drop of {drop:g} points (allowed "
+                                    f"{check.max_regression:g}){', limited,' if limited else ''} is {_show(expected)}")
+    return name
+
+
 def measured_drops(report: dict) -> dict[str, float]:
-    """Check name -> drop in points, for the checks of a deploy report that ran."""
+    """Check name -> drop in points, for the checks of a deploy report that ran (a report ``read_deploy`` read)."""
     return {c["name"]: float(c["drop_points"]) for c in report["checks"] if c.get("drop_points") is not None}
 
 

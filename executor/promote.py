@@ -192,7 +192,7 @@ def run_plan(run_dir: Path) -> Plan:
             trained = json.loads((run_dir / record).read_text(encoding="utf-8")).get("plan_sha256")
         except (OSError, ValueError, AttributeError):
             continue
-        if trained != plan.plan_sha256:
+        if trained is not None and trained != plan.plan_sha256:
             raise UserError(f"{run_dir / 'plan.yaml'} is plan {plan.plan_sha256[:12]}, but {record} records that "
                             f"this folder trained under plan {str(trained)[:12]}; refusing to credit the run to it")
     return plan

@@ -77,7 +77,7 @@ def _run_dir(tmp_path, assets, tasks, *, tuned_seed: int | None, limit: int | No
         tok.save_pretrained(ckpt)
     from executor.names import write_complete
 
-    write_complete(ckpt, step=4, epoch=1.0)
+    write_complete(ckpt, step=4, epoch=1.0, plan_sha256=plan.plan_sha256)  # as the run's callback writes it
     record_baseline(run, {"loss": 3.0, "exact_match": 0.0, "contains": 0.0}, plan.evaluation)
     record_epoch(run, epoch=1, step=4, checkpoint="checkpoint-4", score=SCORE, evaluation=plan.evaluation)
     return run

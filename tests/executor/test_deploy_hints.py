@@ -58,7 +58,10 @@ def _group_run(tmp_path, assets, tasks):
     plan = read_plan(run / "plan.yaml")
     check = DeployCheck(name="local group", max_regression=1.0, task="sftplan_local_group", metric="acc,none")
     ev = plan.evaluation.replace(deploy_suite=[check], deploy=DeploySettings(include_path=str(tasks), batch_size=4))
-    write_plan(approve(plan.replace(evaluation=ev, plan_sha256=""), "tester"), run / "plan.yaml")
+    plan = write_plan(approve(plan.replace(evaluation=ev, plan_sha256=""), "tester"), run / "plan.yaml")
+    from executor.names import write_complete
+
+    write_complete(run / "checkpoint-4", step=4, epoch=1.0, plan_sha256=plan.plan_sha256)  # this plan's run's
     return run
 
 

@@ -45,7 +45,7 @@ def _run_dir(tmp_path, assets):
     (ckpt / "model.safetensors").write_bytes((ckpt / "model.safetensors").read_bytes()[:-8] + b"\x01" * 8)  # "tuned"
     from executor.names import write_complete
 
-    write_complete(ckpt, step=4, epoch=1.0)
+    write_complete(ckpt, step=4, epoch=1.0, plan_sha256=plan.plan_sha256)
     record_baseline(run, {"loss": 3.0, "exact_match": 0.0, "contains": 0.0}, plan.evaluation)
     record_epoch(run, epoch=1, step=4, checkpoint="checkpoint-4", score=SCORE, evaluation=plan.evaluation)
     (run / "run.json").write_text(json.dumps({"plan_sha256": plan.plan_sha256, "status": "finished", "pid": 1}))

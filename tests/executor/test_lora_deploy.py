@@ -76,9 +76,10 @@ def test_evaluate_sees_a_changed_adapter(suite, tmp_path):  # noqa: F811
     ckpt = run / "checkpoint-4"
     shutil.rmtree(ckpt)  # the base model's copy: becomes a LoRA checkpoint (adapter + tokenizer, COMPLETE)
     _save_adapter(assets, ckpt, b_std=0.2)
+    from advisor.planfile import read_plan
     from executor.names import write_complete
 
-    write_complete(ckpt, step=4, epoch=1.0)
+    write_complete(ckpt, step=4, epoch=1.0, plan_sha256=read_plan(run / "plan.yaml").plan_sha256)
     proc = sftplan("evaluate", str(run))
     assert proc.returncode == 1, proc.stderr[-3000:] + proc.stdout[-3000:]
     gen = _checks(run)["local gen"]
