@@ -22,7 +22,9 @@ FASTEST_FRACTION = 0.10  # without CPU times: the fastest tenth of the logged st
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """The rows of a metrics.jsonl ([] when there is none); a line cut by a kill mid-write is left out."""
+    """The rows of a metrics.jsonl ([] when there is none); a line cut by a kill mid-write is left out. A step
+    logged twice (an attempt stopped past its last checkpoint, whose resume trained those steps again) counts
+    once, as the later attempt logged it: the steps a run kept, in step order."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -36,7 +38,8 @@ def read_metrics(path: str | Path) -> list[dict]:
             continue  # a line cut by a kill mid-write; the rest still counts
         if isinstance(row, dict):
             rows.append(row)
-    return rows
+    by_step = {r["step"]: r for r in rows if type(r.get("step")) is int}  # the later row of a step wins
+    return [by_step[k] for k in sorted(by_step)] + [r for r in rows if type(r.get("step")) is not int]
 
 
 def median_of(rows: list[dict], key: str) -> float | None:
