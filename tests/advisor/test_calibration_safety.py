@@ -138,30 +138,16 @@ def test_a_run_without_metrics_is_skipped_with_a_note(tmp_path):
 
 def _executor_run(tmp: Path, name: str) -> Path:
     """A run folder whose report.json the executor itself wrote (executor/report.py) from its metrics.jsonl."""
-    from advisor.models import (
-        Checkpointing, DatasetSpec, Evaluation, Hyperparameters, LoraAlternative, ModelSummary, Plan, PlanEstimate,
-        PlanRequest, Recommended, TierRow,
-    )
     from advisor.planfile import write_plan
     from executor.report import write_report
 
-    rec = Recommended(gpu="h100-sxm", num_gpus=8, num_nodes=1, strategy="fsdp", micro_batch_size=2, grad_accum=8,
-                      activation_checkpointing=True)
+    sys.path.insert(0, str(ROOT / "tests" / "executor"))  # the executor's report tests' plan
+    try:
+        from test_report import plan_for_report
+    finally:
+        sys.path.pop(0)
     (tmp / name).mkdir()
-    plan = write_plan(Plan(
-        request=PlanRequest(model="llama-3.1-8b", dataset=DatasetSpec(examples=50_000, avg_tokens=512)),
-        model=ModelSummary(name="llama-3.1-8b", family="llama", source="preset", params=8_000_000_000,
-                           active_params=8_000_000_000),
-        method="full-sft", findings=[], recommended=rec,
-        estimate=PlanEstimate(memory_per_gpu_gib=50.0, memory_breakdown_gib={}, cpu_memory_per_node_gib=0.0, hours=10.0,
-                              cost_usd=240.0, tokens_total=1, tokens_per_s_per_gpu=4000.0, step_time_s=2.0, mfu=0.4,
-                              steps_per_epoch=100, total_steps=300),
-        tiers=[TierRow(gpu="h100-sxm", fits=True, usd_per_gpu_hour=3.0)],
-        hyperparameters=Hyperparameters(learning_rate=1e-5, warmup_ratio=0.03, weight_decay=0.1, epochs=3,
-                                        max_seq_len=2048, global_batch_size=128, global_batch_tokens=262_144),
-        checkpointing=Checkpointing(disk_gib_per_checkpoint=100.0, disk_gib=300.0),
-        evaluation=Evaluation(tolerance=0.02), lora_alternative=LoraAlternative(),
-    ), tmp / name / "plan.yaml")
+    plan = write_plan(plan_for_report(), tmp / name / "plan.yaml")
     rows = [{"step": s, "tokens_per_s_per_gpu": tps, "step_time_s": 32768 / tps, "peak_memory_bytes": mem,
              "elapsed_s": 3.0 * s, "cpu_time_s": 1.1 * 32768 / tps, "torch_threads": 4}
             for s, tps, mem in [(1, 100.0, 10 * 2**30), (2, 3000.0, 40 * 2**30), (3, 3210.5, 45.3 * 2**30),

@@ -9,12 +9,10 @@ import copy
 import json
 
 import pytest
+from test_promote import _plan as promote_plan
 
 from advisor.errors import UserError
-from advisor.models import (
-    Checkpointing, DatasetSpec, DeployCheck, DeploySettings, Evaluation, Hyperparameters, LoraAlternative,
-    ModelSummary, Plan, PlanRequest, Recommended,
-)
+from advisor.models import DeployCheck, DeploySettings, Evaluation, Plan
 from advisor.planfile import approve, write_plan
 from executor.deploy import (
     DEPLOY_FILE, deploy_report, drop_points, measured_drops, read_deploy, scored_result, unscored_result,
@@ -32,17 +30,11 @@ CKPT = "checkpoint-4"
 
 
 def _plan() -> Plan:
-    rec = Recommended(gpu="h100-sxm", num_gpus=1, num_nodes=1, strategy="single", micro_batch_size=1, grad_accum=1,
-                      activation_checkpointing=False)
-    return approve(Plan(
-        request=PlanRequest(model="tiny", dataset=DatasetSpec(examples=10, avg_tokens=10)),
-        model=ModelSummary(name="tiny", family="llama", source="config.json", params=1, active_params=1),
-        method="full-sft", findings=[], recommended=rec, tiers=[],
-        hyperparameters=Hyperparameters(learning_rate=1e-3, warmup_ratio=0.0, weight_decay=0.0, epochs=1, max_seq_len=64,
-                                        global_batch_size=1, global_batch_tokens=64),
-        checkpointing=Checkpointing(disk_gib_per_checkpoint=0.001, disk_gib=0.001),
-        evaluation=EV, lora_alternative=LoraAlternative(),
-    ), "Ada")
+    """test_promote's plan of the tiny model, with this suite and one epoch."""
+    base = promote_plan()
+    return approve(base.replace(**{"approval": None, "plan_sha256": "", "evaluation": EV,
+                                   "hyperparameters": base.hyperparameters.replace(epochs=1),
+                                   "checkpointing": base.checkpointing.replace(disk_gib=0.001)}), "Ada")
 
 
 PLAN = _plan()
