@@ -319,7 +319,11 @@ class SftplanApp(App[None]):
             ms = f"  updated in {self.latencies_ms[-1]:.0f} ms" if self.latencies_ms and self.SHOW_LATENCY else ""
             text = f"{where} ({state}){ms}"
         hint = self._focus_hint()
-        self.status.update(f"{text}[dim]  |  {hint}[/]" if hint else text, layout=False)  # one line (app.tcss)
+        try:
+            status = self.status
+        except NoMatches:  # the planning screen is being torn down (a plan finished while the app quits): no line
+            return
+        status.update(f"{text}[dim]  |  {hint}[/]" if hint else text, layout=False)  # one line (app.tcss)
 
     FOCUS_HINTS = {Input: "Tab: next field", Checkbox: "Space: tick", Select: "Enter: choose",
                    DataTable: "Up/Down: a tier's detail, ^B/^T sort"}

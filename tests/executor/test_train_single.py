@@ -95,9 +95,11 @@ def test_absurd_learning_rate_fails_gate_and_promote_refuses(assets, tmp_path):
     plan_path = approved_plan_file(tmp_path, tiny_plan(assets, epochs=1, learning_rate=30.0))
     run_dir = tmp_path / "run"
     proc = sftplan("run", str(plan_path), "--out", str(run_dir))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 4, proc.stderr[-3000:]  # finished, and no epoch through the gate: says so
+    assert "no epoch passed the eval gate, nothing to promote" in proc.stdout, proc.stdout[-3000:]
     gate = json.loads((run_dir / "gate.json").read_text())
     assert not gate["epochs"][0]["passed"] and gate["epochs"][0]["reasons"]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
     proc = sftplan("promote", str(run_dir))
     assert proc.returncode == 2 and "no epoch passed the eval gate" in proc.stderr
     assert not (run_dir / "promoted").exists()
