@@ -45,6 +45,17 @@ DAMAGED_PREFIX = "damaged-"          # damaged-checkpoint-<step>: failed its COM
 COMPLETE = "COMPLETE"
 
 
+def is_run_entry(name: str) -> bool:
+    """A name a run writes into its folder (the names above, its memory/ reports, deploy.json), or a hidden temp /
+    lock file: what a folder without a run's identity may hold and still be taken as a run folder."""
+    from executor.deploy import DEPLOY_FILE
+    from executor.oom_guard import MEMORY_DIR
+
+    own = {PLAN, RUN_JSON, CONFIG, DATA, SHARDS, RESULT, METRICS, GATE, BASELINE, REPORT_MD, REPORT_JSON, STOP, LOG,
+           PROMOTED, RUN_LOCK, NODES, MEMORY_DIR, DEPLOY_FILE}
+    return name in own or name.startswith((".", CHECKPOINT_PREFIX, DAMAGED_PREFIX, NODE_PREFIX))
+
+
 def node_script(i: int) -> str:
     return f"node-{i}.sh"
 

@@ -222,7 +222,7 @@ def check_run_dir(run_dir: Path, plan: Plan) -> list[str]:
     if not ids and traces:
         raise UserError(f"{run_dir} holds run files ({', '.join(traces[:3])}) of an unidentified run (no run.json or "
                         "plan.yaml); choose another output folder")
-    foreign = [] if ids else sorted(p.name for p in run_dir.iterdir() if not _run_folder_name(p.name))
+    foreign = [] if ids else sorted(p.name for p in run_dir.iterdir() if not names.is_run_entry(p.name))
     if foreign:  # a run (or --dry-run) writes config/, data/, plan.yaml ... into its folder: never among others' files
         raise UserError(f"{run_dir} holds {foreign[0]}{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}, "
                         "which are not a run's: a run folder is new, empty or this plan's run; choose another "
@@ -235,17 +235,6 @@ def check_run_dir(run_dir: Path, plan: Plan) -> list[str]:
     complete = [p.name for p in run_dir.glob("checkpoint-*") if (p / "COMPLETE").is_file()]
     return [f"run folder {run_dir} already holds this plan's run ({len(complete)} complete checkpoint(s)): resuming"] \
         if ids else []
-
-
-def _run_folder_name(name: str) -> bool:
-    """A name a run writes into its folder (executor/names.py), or a hidden temp / lock file."""
-    from executor.deploy import DEPLOY_FILE
-    from executor.oom_guard import MEMORY_DIR
-
-    own = {names.PLAN, names.RUN_JSON, names.CONFIG, names.DATA, names.SHARDS, names.RESULT, names.METRICS,
-           names.GATE, names.BASELINE, names.REPORT_MD, names.REPORT_JSON, names.STOP, names.LOG, names.PROMOTED,
-           names.RUN_LOCK, names.NODES, MEMORY_DIR, DEPLOY_FILE}
-    return name in own or name.startswith((".", names.CHECKPOINT_PREFIX, names.DAMAGED_PREFIX, names.NODE_PREFIX))
 
 
 def check_run_plan_copy(run_dir: Path, plan: Plan) -> None:
